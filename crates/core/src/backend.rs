@@ -1,0 +1,327 @@
+//! The backend interfaces: where users, sessions, rooms and messages live, how a stored message
+//! reaches the nodes that want it, and which connections are live where.
+//!
+//! The core depends only on these traits. The embedded backend (one node, SQLite) and the Redis
+//! backend (a cluster) implement them, and `switchboard-conformance` checks that they agree.
+//! Every method is async and fallible: a networked backend can be slow or down, and callers
+//! map [`BackendError::Unavailable`] to the `unavailable` error code.
+
+use async_trait::async_trait;
+use std::sync::Arc;
+use switchboard_proto::{Conv, DisconnectReason, Message, MessageBody};
+use switchboard_proto::frame::PresenceEntry;
+
+/// What can go wrong in a backend.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum BackendError {
+    /// `create_user` with a username that exists.
+    #[error("username is taken")]
+    UsernameTaken,
+    /// The named room or user does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The backend cannot be reached or is shutting down; the request may be retried.
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else (corruption, a bug); logged with detail.
+    #[error("backend failure: {0}")]
+    Internal(String),
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct User {
+    /// Server-made id (or the application's id, for users made by the server API).
+    pub user_id: String,
+    /// Login name; `None` for users made by the server API (bring-your-own-auth).
+    pub username: Option<String>,
+}
+
+/// A user with the password hash, for logins.
+#[derive(Debug, Clone)]
+pub struct UserCredentials {
+    /// The user.
+    pub user: User,
+    /// PHC-format argon2 hash; `None` for users who cannot log in with a password.
+    pub password_hash: Option<String>,
+}
+
+/// An auth session: what a bearer token stands for. The token itself is never stored, only its
+/// SHA-256 ([`TokenHash`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSession {
+    /// Stable id of this session, used to find the connections opened with it (logout).
+    pub session_id: String,
+    /// Its user.
+    pub user_id: String,
+    /// Expiry, milliseconds since the Unix epoch.
+    pub expires_at_ms: u64,
+}
+
+/// SHA-256 of a bearer token.
+pub type TokenHash = [u8; 32];
+
+/// Who may see and join a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    /// Any signed-in user may subscribe, publish and read history.
+    Public,
+    /// Members only; the owner adds members.
+    Private,
+}
+
+impl Visibility {
+    /// `public` or `private`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Private => "private",
+        }
+    }
+}
+
+/// A room.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Room {
+    /// Server-made id.
+    pub room_id: String,
+    /// Display name (not unique).
+    pub name: String,
+    /// Public or private.
+    pub visibility: Visibility,
+    /// The user who made it; always a member.
+    pub owner: String,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at_ms: u64,
+}
+
+/// Users, auth sessions, rooms and members.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a user with a fresh id; [`BackendError::UsernameTaken`] if the name exists
+    /// (names compare exactly, case-sensitively).
+    async fn create_user(&self, username: &str, password_hash: &str) -> Result<User, BackendError>;
+    /// Finds a user by login name, with the password hash.
+    async fn user_by_username(&self, username: &str) -> Result<Option<UserCredentials>, BackendError>;
+    /// Finds a user by id.
+    async fn user(&self, user_id: &str) -> Result<Option<User>, BackendError>;
+    /// Returns the user with this id, creating it (without username or password) if unknown.
+    /// Used by the server API's bring-your-own-auth tokens.
+    async fn ensure_user(&self, user_id: &str) -> Result<User, BackendError>;
+
+    /// Stores a new auth session for `token_hash`.
+    async fn create_session(
+        &self,
+        token_hash: TokenHash,
+        session: &AuthSession,
+    ) -> Result<(), BackendError>;
+    /// Looks up a session by token hash. Expired sessions may be returned; callers check expiry.
+    async fn session(&self, token_hash: TokenHash) -> Result<Option<AuthSession>, BackendError>;
+    /// Deletes a session; returns it if it existed.
+    async fn delete_session(&self, token_hash: TokenHash) -> Result<Option<AuthSession>, BackendError>;
+
+    /// Creates a room with a fresh id; the owner becomes its first member.
+    async fn create_room(
+        &self,
+        name: &str,
+        visibility: Visibility,
+        owner: &str,
+    ) -> Result<Room, BackendError>;
+    /// Finds a room.
+    async fn room(&self, room_id: &str) -> Result<Option<Room>, BackendError>;
+    /// Public rooms and rooms `user_id` belongs to, oldest first.
+    async fn rooms_visible_to(&self, user_id: &str) -> Result<Vec<Room>, BackendError>;
+    /// Adds a member (no error if already one). [`BackendError::NotFound`] for an unknown room.
+    async fn add_member(&self, room_id: &str, user_id: &str) -> Result<(), BackendError>;
+    /// Removes a member (no error if not one).
+    async fn remove_member(&self, room_id: &str, user_id: &str) -> Result<(), BackendError>;
+    /// Whether `user_id` is a member of `room_id`.
+    async fn is_member(&self, room_id: &str, user_id: &str) -> Result<bool, BackendError>;
+    /// All members, in the order they joined.
+    async fn members(&self, room_id: &str) -> Result<Vec<String>, BackendError>;
+}
+
+/// A message to store and publish.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    /// Where it is stored first; its seq in this conversation is the answer.
+    pub conv: Conv,
+    /// Sender, or `None` for server publishes.
+    pub from: Option<String>,
+    /// Recipient of a direct message.
+    pub to: Option<String>,
+    /// Payload.
+    pub body: MessageBody,
+    /// Idempotency key: `(idempotency_owner, client_msg_id)` is stored once.
+    pub client_msg_id: Option<String>,
+    /// Whose key `client_msg_id` is: the sender's user id, or [`SERVER_IDEMPOTENCY_OWNER`].
+    pub idempotency_owner: String,
+    /// A second conversation that gets its own copy (with its own seq), atomically with the
+    /// first: the sender's `user:<from>` stream for direct messages.
+    pub copy_to: Option<Conv>,
+}
+
+/// The idempotency owner of server-API publishes.
+pub const SERVER_IDEMPOTENCY_OWNER: &str = "@server";
+
+/// The answer to an append.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// The conversation, seq, id and time of the (first) stored message.
+    pub receipt: Receipt,
+    /// The stored messages (the primary, then the copy), or empty when this was a repeat of an
+    /// earlier append with the same idempotency key (nothing new was stored or published).
+    pub stored: Vec<Arc<Message>>,
+}
+
+/// Where a message was stored: the `published` reply.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Receipt {
+    /// Conversation.
+    pub conv: Conv,
+    /// Seq in it.
+    pub seq: u64,
+    /// Message id.
+    pub message_id: String,
+    /// Storage time, ms since the Unix epoch.
+    pub ts: u64,
+}
+
+/// A conversation's position: what a subscriber needs to know to resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// Changes only when the stored history was lost and seq restarted.
+    pub epoch: String,
+    /// The latest seq (0 when nothing was ever stored).
+    pub head_seq: u64,
+    /// The oldest seq still in history; `head_seq + 1` when history is empty (all trimmed or
+    /// nothing stored).
+    pub oldest_seq: u64,
+}
+
+/// A page of history: `after` (ascending from it) or `before` (the `limit` just before it,
+/// ascending). With neither, the latest `limit` messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HistoryQuery {
+    /// Messages with seq > after.
+    pub after: Option<u64>,
+    /// Messages with seq < before.
+    pub before: Option<u64>,
+    /// At most this many (callers clamp to 1..=500).
+    pub limit: u32,
+}
+
+/// Node-to-node control events, broadcast to every node.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ControlEvent {
+    /// End the connections opened with this auth session (logout).
+    DisconnectSession {
+        /// The session.
+        session_id: String,
+        /// Told to the clients.
+        reason: DisconnectReason,
+    },
+    /// End every connection of this user (server API disconnect).
+    DisconnectUser {
+        /// The user.
+        user_id: String,
+        /// Told to the clients.
+        reason: DisconnectReason,
+    },
+}
+
+/// Where a node's broker delivers what it receives: the node's hub.
+pub trait BusSink: Send + Sync + 'static {
+    /// A stored message for a conversation this node declared interest in. Called in seq order
+    /// per conversation. Must not block.
+    fn deliver(&self, message: Arc<Message>);
+    /// A control event from any node (including this one).
+    fn control(&self, event: ControlEvent);
+}
+
+/// Message storage and publication.
+///
+/// Contract: for each conversation, `append` does the idempotency check, assigns the next seq,
+/// stores the message durably and publishes it, as one atomic step; publication order equals
+/// seq order. When `append` returns `Ok`, the message survives a crash of the process.
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// Stores and publishes one message (and its copy, see [`AppendRequest::copy_to`]).
+    async fn append(&self, request: AppendRequest) -> Result<Appended, BackendError>;
+    /// Stores many; each answer is independent. Implementations may group them into one write.
+    async fn append_many(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Vec<Result<Appended, BackendError>> {
+        let mut out = Vec::with_capacity(requests.len());
+        for r in requests {
+            out.push(self.append(r).await);
+        }
+        out
+    }
+    /// Reads history, ascending seq.
+    async fn history(&self, conv: &Conv, query: HistoryQuery) -> Result<Vec<Arc<Message>>, BackendError>;
+    /// The conversation's epoch, head and oldest available seq.
+    async fn position(&self, conv: &Conv) -> Result<Position, BackendError>;
+    /// Starts delivering this conversation's publications to this node's [`BusSink`]. Once it
+    /// returns, every message published later is delivered.
+    async fn subscribe(&self, conv: &Conv) -> Result<(), BackendError>;
+    /// Stops delivering them.
+    async fn unsubscribe(&self, conv: &Conv) -> Result<(), BackendError>;
+    /// Sends a control event to every node.
+    async fn broadcast(&self, event: ControlEvent) -> Result<(), BackendError>;
+}
+
+/// One live connection, as the registry knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnEntry {
+    /// Connection id.
+    pub conn_id: String,
+    /// Its user.
+    pub user_id: String,
+    /// The auth session it was opened with.
+    pub session_id: String,
+    /// The node holding it.
+    pub node_id: String,
+}
+
+/// Which users and rooms have live connections, where.
+#[async_trait]
+pub trait Registry: Send + Sync + 'static {
+    /// A connection authenticated.
+    async fn add_connection(&self, conn: &ConnEntry) -> Result<(), BackendError>;
+    /// A connection ended.
+    async fn remove_connection(&self, conn: &ConnEntry) -> Result<(), BackendError>;
+    /// A connection subscribed to a room.
+    async fn add_room_subscriber(&self, room_id: &str, conn: &ConnEntry) -> Result<(), BackendError>;
+    /// A connection left a room (unsubscribe or end).
+    async fn remove_room_subscriber(&self, room_id: &str, conn: &ConnEntry) -> Result<(), BackendError>;
+    /// Live connection counts of these users, in the same order.
+    async fn user_connections(&self, user_ids: &[String]) -> Result<Vec<u32>, BackendError>;
+    /// Online subscribers of a room with their connection counts, sorted by user id.
+    async fn room_presence(&self, room_id: &str) -> Result<Vec<PresenceEntry>, BackendError>;
+}
+
+/// Start and end of a backend.
+#[async_trait]
+pub trait Lifecycle: Send + Sync + 'static {
+    /// Whether the backend can take requests now (`/readyz`).
+    async fn ready(&self) -> bool;
+    /// Flushes pending writes and closes; later calls fail with `Unavailable`.
+    async fn close(&self);
+}
+
+/// One backend: the four interfaces, usually served by one object.
+#[derive(Clone)]
+pub struct Backend {
+    /// Users, sessions, rooms, members.
+    pub store: Arc<dyn Store>,
+    /// Messages: append, publish, history.
+    pub broker: Arc<dyn Broker>,
+    /// Live connections and presence.
+    pub registry: Arc<dyn Registry>,
+    /// Readiness and shutdown.
+    pub lifecycle: Arc<dyn Lifecycle>,
+}
