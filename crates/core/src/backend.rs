@@ -218,6 +218,8 @@ pub struct HistoryQuery {
 pub enum ControlEvent {
     /// End the connections opened with this auth session (logout).
     DisconnectSession {
+        /// The session's user (to find its connections without a scan).
+        user_id: String,
         /// The session.
         session_id: String,
         /// Told to the clients.

@@ -1,5 +1,17 @@
 //! Switchboard's core: the backend interfaces, the fan-out hub, transport-neutral sessions,
 //! and the rules of sequencing and resume. It knows nothing of where data lives (see
-//! [`backend`]) nor of how bytes reach a client (see `transport`).
+//! [`backend`]) nor of how bytes reach a client (see [`transport`]).
 
+pub mod auth;
 pub mod backend;
+pub mod config;
+pub mod error;
+pub mod hub;
+pub mod metrics;
+pub mod node;
+pub mod ratelimit;
+pub mod session;
+pub mod transport;
+
+pub use error::{Error, Result};
+pub use node::Node;

@@ -1,0 +1,86 @@
+//! Switchboard's HTTP API: the business endpoints (users, sessions, rooms, members, messages,
+//! presence), the server API for application back ends, and the operational endpoints
+//! (dispatch, node info, health, metrics). `router(state)` is used by the binary and by tests.
+
+pub mod extract;
+pub mod handlers;
+pub mod ops;
+pub mod server_api;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use std::sync::Arc;
+use switchboard_core::{Error, Node};
+use switchboard_gateway::http_error::ApiError;
+
+/// What the HTTP surface needs besides the node.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Base URL this node advertises (`http://host:port`), from `--public-url`.
+    pub public_url: String,
+    /// The TCP endpoint to advertise (`tcp://host:port`), if the TCP transport is on.
+    pub tcp_url: Option<String>,
+    /// Placement weight, from `--weight`.
+    pub weight: u32,
+    /// The server API key; `None` disables the server API.
+    pub api_key: Option<String>,
+    /// Whether this process holds client connections (the gateway role).
+    pub gateway: bool,
+}
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The node's services.
+    pub node: Arc<Node>,
+    /// HTTP settings.
+    pub config: Arc<ApiConfig>,
+}
+
+/// The business API and server API routes (the `api` role).
+pub fn api_routes(state: AppState) -> Router {
+    use handlers::*;
+    Router::new()
+        .route("/v1/users", post(register))
+        .route("/v1/sessions", post(login))
+        .route("/v1/sessions/current", axum::routing::delete(logout))
+        .route("/v1/me", get(me))
+        .route("/v1/users/me/messages", get(my_messages))
+        .route("/v1/users/{user_id}", get(user))
+        .route("/v1/users/{user_id}/messages", post(send_direct))
+        .route("/v1/rooms", post(create_room).get(list_rooms))
+        .route("/v1/rooms/{room_id}", get(get_room))
+        .route("/v1/rooms/{room_id}/members", get(members))
+        .route("/v1/rooms/{room_id}/members/{user_id}", put(add_member).delete(remove_member))
+        .route("/v1/rooms/{room_id}/messages", post(publish_room).get(room_messages))
+        .route("/v1/rooms/{room_id}/presence", get(room_presence))
+        .route("/v1/presence/users", get(user_presence))
+        .merge(server_api::routes())
+        .with_state(state)
+}
+
+/// Node info, health, readiness and metrics (every role).
+pub fn ops_routes(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/node", get(ops::node_info))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .with_state(state)
+}
+
+/// The dispatcher's route (the `dispatcher` role).
+pub fn dispatch_routes(state: AppState) -> Router {
+    Router::new().route("/v1/dispatch", get(ops::dispatch)).with_state(state)
+}
+
+/// Adds what every HTTP surface shares: JSON 404 and 405 answers and the body limit.
+pub fn finish(router: Router, max_body_bytes: usize) -> Router {
+    router
+        .fallback(|| async { ApiError(Error::not_found("no such endpoint")) })
+        .method_not_allowed_fallback(|| async {
+            ApiError(Error::new(switchboard_proto::ErrorCode::BadRequest, "method not allowed on this endpoint"))
+        })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+}

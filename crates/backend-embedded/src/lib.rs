@@ -1,0 +1,383 @@
+//! Switchboard's single-node default backend: needs nothing installed.
+//!
+//! - **Store and history**: one SQLite file, `<data_dir>/switchboard.db`, in WAL mode with
+//!   `synchronous=FULL`. Every write goes through one writer thread that commits whole batches at
+//!   once (group commit: one fsync for many messages), then publishes, then answers (see
+//!   the writer module). Reads use a small pool of read-only connections.
+//! - **Bus**: in-process. Every stored message goes to the one [`BusSink`], in seq order; the hub
+//!   filters by subscription, so `subscribe` and `unsubscribe` have nothing to do.
+//! - **Registry**: in memory; a crash forgets it together with the connections it describes.
+
+mod error;
+mod reads;
+mod registry;
+mod schema;
+mod writer;
+mod writes;
+
+use async_trait::async_trait;
+use error::closed;
+use parking_lot::Mutex;
+use reads::ReadPool;
+use rusqlite::Connection;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use switchboard_core::backend::{
+    AppendRequest, Appended, AuthSession, Backend, BackendError, Broker, BusSink, ConnEntry,
+    ControlEvent, HistoryQuery, Lifecycle, Position, Registry, Room, Store, TokenHash, User,
+    UserCredentials, Visibility,
+};
+use switchboard_proto::frame::PresenceEntry;
+use switchboard_proto::{Conv, Message};
+use tokio::sync::oneshot;
+use writer::{Job, TypedJob, Writer, WriterLimits};
+
+/// Settings of the embedded backend.
+#[derive(Debug, Clone)]
+pub struct EmbeddedConfig {
+    /// Directory of the database file (created if missing).
+    pub data_dir: PathBuf,
+    /// Messages kept per conversation; older ones are trimmed. 0 = unlimited.
+    pub history_max_messages: u64,
+    /// Messages older than this (ms) are deleted by a background pass every minute. 0 = unlimited.
+    pub history_max_age_ms: u64,
+    /// Most jobs (appends and other writes) committed in one transaction, e.g. 512.
+    pub max_batch: usize,
+}
+
+/// The embedded backend: implements [`Store`], [`Broker`], [`Registry`] and [`Lifecycle`].
+pub struct EmbeddedBackend {
+    epoch: String,
+    sink: Arc<dyn BusSink>,
+    jobs: mpsc::Sender<Job>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    writer_alive: Arc<AtomicBool>,
+    closed: AtomicBool,
+    reads: Arc<ReadPool>,
+    connections: registry::Connections,
+}
+
+impl EmbeddedBackend {
+    /// Opens (creating if needed) `<data_dir>/switchboard.db` and starts the writer thread.
+    /// `sink` receives every published message and control event (the in-process bus).
+    pub fn open(
+        config: EmbeddedConfig,
+        sink: Arc<dyn BusSink>,
+    ) -> Result<Arc<EmbeddedBackend>, BackendError> {
+        let (conn, epoch) = schema::open_writer(&config.data_dir)?;
+        let (jobs, rx) = mpsc::channel();
+        let limits = WriterLimits {
+            history_max_messages: config.history_max_messages,
+            history_max_age_ms: config.history_max_age_ms,
+            max_batch: config.max_batch,
+        };
+        let writer = Writer::new(conn, rx, sink.clone(), limits)?;
+        let writer_alive = Arc::new(AtomicBool::new(true));
+        let alive = writer_alive.clone();
+        let handle = std::thread::Builder::new()
+            .name("sb-sqlite-writer".into())
+            .spawn(move || writer.run(alive))
+            .map_err(|e| BackendError::Internal(format!("starting the writer thread: {e}")))?;
+        Ok(Arc::new(EmbeddedBackend {
+            epoch,
+            sink,
+            jobs,
+            writer: Mutex::new(Some(handle)),
+            writer_alive,
+            closed: AtomicBool::new(false),
+            reads: Arc::new(ReadPool::new(config.data_dir)),
+            connections: registry::Connections::default(),
+        }))
+    }
+
+    /// The four interfaces, all served by this object.
+    pub fn backend(self: &Arc<Self>) -> Backend {
+        Backend {
+            store: self.clone(),
+            broker: self.clone(),
+            registry: self.clone(),
+            lifecycle: self.clone(),
+        }
+    }
+
+    /// This database's epoch: made when the file was created, the same for every conversation.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    fn check_open(&self) -> Result<(), BackendError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(closed());
+        }
+        if !self.writer_alive.load(Ordering::SeqCst) {
+            return Err(BackendError::Unavailable(
+                "the embedded backend's writer stopped".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sends a job to the writer.
+    fn send(&self, job: Job) -> Result<(), BackendError> {
+        self.check_open()?;
+        self.jobs.send(job).map_err(|_| closed())
+    }
+
+    /// Runs `f` on the writer thread, in the next group commit; answers after the commit.
+    async fn write<T, F>(&self, f: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, BackendError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Write(TypedJob::boxed(f, tx)))?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    /// Runs `f` on a read connection.
+    async fn read<T, F>(&self, f: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, BackendError> + Send + 'static,
+    {
+        self.check_open()?;
+        self.reads.run(f).await
+    }
+
+    fn send_append(
+        &self,
+        request: AppendRequest,
+    ) -> Result<oneshot::Receiver<Result<Appended, BackendError>>, BackendError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Job::Append { request, reply })?;
+        Ok(rx)
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedBackend {
+    async fn create_user(&self, username: &str, password_hash: &str) -> Result<User, BackendError> {
+        let (username, hash) = (username.to_owned(), password_hash.to_owned());
+        self.write(move |c| writes::create_user(c, &username, &hash))
+            .await
+    }
+
+    async fn user_by_username(
+        &self,
+        username: &str,
+    ) -> Result<Option<UserCredentials>, BackendError> {
+        let username = username.to_owned();
+        self.read(move |c| reads::user_by_username(c, &username))
+            .await
+    }
+
+    async fn user(&self, user_id: &str) -> Result<Option<User>, BackendError> {
+        let user_id = user_id.to_owned();
+        self.read(move |c| reads::user(c, &user_id)).await
+    }
+
+    async fn ensure_user(&self, user_id: &str) -> Result<User, BackendError> {
+        // Usually the user exists: answer from a read without waiting for a commit.
+        if let Some(user) = self.user(user_id).await? {
+            return Ok(user);
+        }
+        let user_id = user_id.to_owned();
+        self.write(move |c| writes::ensure_user(c, &user_id)).await
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: TokenHash,
+        session: &AuthSession,
+    ) -> Result<(), BackendError> {
+        let session = session.clone();
+        self.write(move |c| writes::create_session(c, &token_hash, &session))
+            .await
+    }
+
+    async fn session(&self, token_hash: TokenHash) -> Result<Option<AuthSession>, BackendError> {
+        self.read(move |c| reads::session(c, &token_hash)).await
+    }
+
+    async fn delete_session(
+        &self,
+        token_hash: TokenHash,
+    ) -> Result<Option<AuthSession>, BackendError> {
+        self.write(move |c| writes::delete_session(c, &token_hash))
+            .await
+    }
+
+    async fn create_room(
+        &self,
+        name: &str,
+        visibility: Visibility,
+        owner: &str,
+    ) -> Result<Room, BackendError> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        self.write(move |c| writes::create_room(c, &name, visibility, &owner))
+            .await
+    }
+
+    async fn room(&self, room_id: &str) -> Result<Option<Room>, BackendError> {
+        let room_id = room_id.to_owned();
+        self.read(move |c| reads::room(c, &room_id)).await
+    }
+
+    async fn rooms_visible_to(&self, user_id: &str) -> Result<Vec<Room>, BackendError> {
+        let user_id = user_id.to_owned();
+        self.read(move |c| reads::rooms_visible_to(c, &user_id))
+            .await
+    }
+
+    async fn add_member(&self, room_id: &str, user_id: &str) -> Result<(), BackendError> {
+        let (room_id, user_id) = (room_id.to_owned(), user_id.to_owned());
+        self.write(move |c| writes::add_member(c, &room_id, &user_id))
+            .await
+    }
+
+    async fn remove_member(&self, room_id: &str, user_id: &str) -> Result<(), BackendError> {
+        let (room_id, user_id) = (room_id.to_owned(), user_id.to_owned());
+        self.write(move |c| writes::remove_member(c, &room_id, &user_id))
+            .await
+    }
+
+    async fn is_member(&self, room_id: &str, user_id: &str) -> Result<bool, BackendError> {
+        let (room_id, user_id) = (room_id.to_owned(), user_id.to_owned());
+        self.read(move |c| reads::is_member(c, &room_id, &user_id))
+            .await
+    }
+
+    async fn members(&self, room_id: &str) -> Result<Vec<String>, BackendError> {
+        let room_id = room_id.to_owned();
+        self.read(move |c| reads::members(c, &room_id)).await
+    }
+}
+
+#[async_trait]
+impl Broker for EmbeddedBackend {
+    async fn append(&self, request: AppendRequest) -> Result<Appended, BackendError> {
+        self.send_append(request)?.await.map_err(|_| closed())?
+    }
+
+    async fn append_many(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Vec<Result<Appended, BackendError>> {
+        // Queue them all before waiting, so that they share commits.
+        let pending: Vec<_> = requests.into_iter().map(|r| self.send_append(r)).collect();
+        let mut out = Vec::with_capacity(pending.len());
+        for p in pending {
+            out.push(match p {
+                Ok(rx) => rx.await.unwrap_or_else(|_| Err(closed())),
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+
+    async fn history(
+        &self,
+        conv: &Conv,
+        query: HistoryQuery,
+    ) -> Result<Vec<Arc<Message>>, BackendError> {
+        let conv = conv.clone();
+        self.read(move |c| reads::history(c, &conv, query)).await
+    }
+
+    async fn position(&self, conv: &Conv) -> Result<Position, BackendError> {
+        let conv_owned = conv.clone();
+        let (head_seq, oldest) = self.read(move |c| reads::position(c, &conv_owned)).await?;
+        Ok(Position {
+            epoch: self.epoch.clone(),
+            head_seq,
+            oldest_seq: oldest.unwrap_or(head_seq + 1),
+        })
+    }
+
+    async fn subscribe(&self, _conv: &Conv) -> Result<(), BackendError> {
+        self.check_open()
+    }
+
+    async fn unsubscribe(&self, _conv: &Conv) -> Result<(), BackendError> {
+        self.check_open()
+    }
+
+    async fn broadcast(&self, event: ControlEvent) -> Result<(), BackendError> {
+        self.check_open()?;
+        self.sink.control(event);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Registry for EmbeddedBackend {
+    async fn add_connection(&self, conn: &ConnEntry) -> Result<(), BackendError> {
+        self.check_open()?;
+        self.connections.add_connection(conn);
+        Ok(())
+    }
+
+    async fn remove_connection(&self, conn: &ConnEntry) -> Result<(), BackendError> {
+        self.check_open()?;
+        self.connections.remove_connection(conn);
+        Ok(())
+    }
+
+    async fn add_room_subscriber(
+        &self,
+        room_id: &str,
+        conn: &ConnEntry,
+    ) -> Result<(), BackendError> {
+        self.check_open()?;
+        self.connections.add_room_subscriber(room_id, conn);
+        Ok(())
+    }
+
+    async fn remove_room_subscriber(
+        &self,
+        room_id: &str,
+        conn: &ConnEntry,
+    ) -> Result<(), BackendError> {
+        self.check_open()?;
+        self.connections.remove_room_subscriber(room_id, conn);
+        Ok(())
+    }
+
+    async fn user_connections(&self, user_ids: &[String]) -> Result<Vec<u32>, BackendError> {
+        self.check_open()?;
+        Ok(self.connections.user_connections(user_ids))
+    }
+
+    async fn room_presence(&self, room_id: &str) -> Result<Vec<PresenceEntry>, BackendError> {
+        self.check_open()?;
+        Ok(self.connections.room_presence(room_id))
+    }
+}
+
+#[async_trait]
+impl Lifecycle for EmbeddedBackend {
+    async fn ready(&self) -> bool {
+        self.check_open().is_ok()
+    }
+
+    async fn close(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.reads.close();
+        let (reply, done) = oneshot::channel();
+        if self.jobs.send(Job::Close { reply }).is_ok() {
+            let _ = done.await;
+        }
+        let handle = self.writer.lock().take();
+        if let Some(handle) = handle {
+            // The writer has answered `Close`; joining waits for its connection to close.
+            let joined = tokio::task::spawn_blocking(move || handle.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("the embedded backend's writer thread panicked");
+            }
+        }
+    }
+}

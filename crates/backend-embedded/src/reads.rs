@@ -1,0 +1,341 @@
+//! Reads: a small pool of read-only connections, used from `spawn_blocking`, and the queries.
+//!
+//! WAL mode lets these read committed data while the writer writes. Because an append is answered
+//! only after its commit, a read that starts after an answer sees the message.
+
+use crate::error::{DbResultExt, closed};
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use switchboard_core::backend::{
+    AuthSession, BackendError, HistoryQuery, Room, TokenHash, User, UserCredentials, Visibility,
+};
+use switchboard_proto::{Conv, Message, MessageBody};
+
+/// Idle read connections kept open.
+const MAX_IDLE: usize = 8;
+
+/// The most messages one history read returns.
+pub(crate) const HISTORY_MAX_LIMIT: u32 = 500;
+
+/// Read-only connections, opened on demand and kept for reuse.
+pub(crate) struct ReadPool {
+    dir: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    closed: AtomicBool,
+}
+
+impl ReadPool {
+    /// A pool over the database in `dir` (which the writer has already created).
+    pub(crate) fn new(dir: PathBuf) -> ReadPool {
+        ReadPool {
+            dir,
+            idle: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Runs `f` on a read connection in a blocking task.
+    pub(crate) async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, BackendError> + Send + 'static,
+    {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(closed());
+        }
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match pool.idle.lock().pop() {
+                Some(c) => c,
+                None => crate::schema::open_reader(&pool.dir)?,
+            };
+            let r = f(&conn);
+            if r.is_ok() && !pool.closed.load(Ordering::SeqCst) {
+                let mut idle = pool.idle.lock();
+                if idle.len() < MAX_IDLE {
+                    idle.push(conn);
+                }
+            }
+            r
+        })
+        .await
+        .map_err(|e| BackendError::Internal(format!("read task failed: {e}")))?
+    }
+
+    /// Refuses further reads and closes the idle connections.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.idle.lock().clear();
+    }
+}
+
+/// Converts a stored integer (never negative in practice) to `u64`.
+pub(crate) fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// Parses a stored visibility.
+pub(crate) fn parse_visibility(s: &str) -> Result<Visibility, BackendError> {
+    match s {
+        "public" => Ok(Visibility::Public),
+        "private" => Ok(Visibility::Private),
+        other => Err(BackendError::Internal(format!(
+            "stored room has unknown visibility {other:?}"
+        ))),
+    }
+}
+
+/// Finds a user by login name.
+pub(crate) fn user_by_username(
+    conn: &Connection,
+    username: &str,
+) -> Result<Option<UserCredentials>, BackendError> {
+    conn.prepare_cached("SELECT user_id, username, password_hash FROM users WHERE username = ?1")
+        .and_then(|mut s| {
+            s.query_row([username], |r| {
+                Ok(UserCredentials {
+                    user: User {
+                        user_id: r.get(0)?,
+                        username: r.get(1)?,
+                    },
+                    password_hash: r.get(2)?,
+                })
+            })
+            .optional()
+        })
+        .ctx("reading a user by name")
+}
+
+/// Finds a user by id.
+pub(crate) fn user(conn: &Connection, user_id: &str) -> Result<Option<User>, BackendError> {
+    conn.prepare_cached("SELECT user_id, username FROM users WHERE user_id = ?1")
+        .and_then(|mut s| {
+            s.query_row([user_id], |r| {
+                Ok(User {
+                    user_id: r.get(0)?,
+                    username: r.get(1)?,
+                })
+            })
+            .optional()
+        })
+        .ctx("reading a user")
+}
+
+/// Finds a session by token hash.
+pub(crate) fn session(
+    conn: &Connection,
+    token_hash: &TokenHash,
+) -> Result<Option<AuthSession>, BackendError> {
+    conn.prepare_cached(
+        "SELECT session_id, user_id, expires_at FROM sessions WHERE token_hash = ?1",
+    )
+    .and_then(|mut s| {
+        s.query_row([&token_hash[..]], |r| {
+            Ok(AuthSession {
+                session_id: r.get(0)?,
+                user_id: r.get(1)?,
+                expires_at_ms: to_u64(r.get(2)?),
+            })
+        })
+        .optional()
+    })
+    .ctx("reading a session")
+}
+
+type RoomRow = (String, String, String, String, i64);
+
+fn room_row(r: &Row<'_>) -> rusqlite::Result<RoomRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn room_from_row(
+    (room_id, name, visibility, owner, created_at): RoomRow,
+) -> Result<Room, BackendError> {
+    Ok(Room {
+        room_id,
+        name,
+        visibility: parse_visibility(&visibility)?,
+        owner,
+        created_at_ms: to_u64(created_at),
+    })
+}
+
+/// Finds a room.
+pub(crate) fn room(conn: &Connection, room_id: &str) -> Result<Option<Room>, BackendError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT room_id, name, visibility, owner, created_at FROM rooms WHERE room_id = ?1",
+        )
+        .and_then(|mut s| s.query_row([room_id], room_row).optional())
+        .ctx("reading a room")?;
+    row.map(room_from_row).transpose()
+}
+
+/// Public rooms and the rooms `user_id` belongs to, oldest first.
+pub(crate) fn rooms_visible_to(
+    conn: &Connection,
+    user_id: &str,
+) -> Result<Vec<Room>, BackendError> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT room_id, name, visibility, owner, created_at FROM rooms
+             WHERE visibility = 'public'
+                OR room_id IN (SELECT room_id FROM members WHERE user_id = ?1)
+             ORDER BY rowid",
+        )
+        .and_then(|mut s| {
+            s.query_map([user_id], room_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .ctx("listing rooms")?;
+    rows.into_iter().map(room_from_row).collect()
+}
+
+/// Whether `user_id` is a member of `room_id`.
+pub(crate) fn is_member(
+    conn: &Connection,
+    room_id: &str,
+    user_id: &str,
+) -> Result<bool, BackendError> {
+    conn.prepare_cached("SELECT 1 FROM members WHERE room_id = ?1 AND user_id = ?2")
+        .and_then(|mut s| s.exists([room_id, user_id]))
+        .ctx("reading a membership")
+}
+
+/// The members of a room in the order they joined.
+pub(crate) fn members(conn: &Connection, room_id: &str) -> Result<Vec<String>, BackendError> {
+    conn.prepare_cached("SELECT user_id FROM members WHERE room_id = ?1 ORDER BY joined")
+        .and_then(|mut s| {
+            s.query_map([room_id], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .ctx("listing members")
+}
+
+/// The head seq (0 if never written) and the smallest stored seq (if any), read atomically.
+pub(crate) fn position(conn: &Connection, conv: &Conv) -> Result<(u64, Option<u64>), BackendError> {
+    let (head, oldest): (Option<i64>, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT (SELECT head FROM convs WHERE conv = ?1),
+                    (SELECT min(seq) FROM messages WHERE conv = ?1)",
+        )
+        .and_then(|mut s| s.query_row([conv.as_str()], |r| Ok((r.get(0)?, r.get(1)?))))
+        .ctx("reading a position")?;
+    Ok((head.map(to_u64).unwrap_or(0), oldest.map(to_u64)))
+}
+
+/// A page of history, ascending seq (see [`HistoryQuery`]).
+pub(crate) fn history(
+    conn: &Connection,
+    conv: &Conv,
+    q: HistoryQuery,
+) -> Result<Vec<Arc<Message>>, BackendError> {
+    let limit = i64::from(q.limit.clamp(1, HISTORY_MAX_LIMIT));
+    let seq = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let c = conv.as_str();
+    let (rows, descending) = match (q.after, q.before) {
+        (Some(after), None) => (
+            query_messages(
+                conn,
+                "SELECT seq, message_id, from_user, to_user, ts, client_msg_id, body
+                 FROM messages WHERE conv = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3",
+                params![c, seq(after), limit],
+            ),
+            false,
+        ),
+        (None, Some(before)) => (
+            query_messages(
+                conn,
+                "SELECT seq, message_id, from_user, to_user, ts, client_msg_id, body
+                 FROM messages WHERE conv = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+                params![c, seq(before), limit],
+            ),
+            true,
+        ),
+        (Some(after), Some(before)) => (
+            query_messages(
+                conn,
+                "SELECT seq, message_id, from_user, to_user, ts, client_msg_id, body
+                 FROM messages WHERE conv = ?1 AND seq > ?2 AND seq < ?3
+                 ORDER BY seq ASC LIMIT ?4",
+                params![c, seq(after), seq(before), limit],
+            ),
+            false,
+        ),
+        (None, None) => (
+            query_messages(
+                conn,
+                "SELECT seq, message_id, from_user, to_user, ts, client_msg_id, body
+                 FROM messages WHERE conv = ?1 ORDER BY seq DESC LIMIT ?2",
+                params![c, limit],
+            ),
+            true,
+        ),
+    };
+    let rows = rows.ctx("reading history")?;
+    let mut out = rows
+        .into_iter()
+        .map(|raw| raw.into_message(conv))
+        .collect::<Result<Vec<_>, _>>()?;
+    if descending {
+        out.reverse();
+    }
+    Ok(out)
+}
+
+fn query_messages(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<RawMessage>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, raw_message)?;
+    rows.collect()
+}
+
+/// A message row before its body is checked.
+struct RawMessage {
+    seq: i64,
+    message_id: String,
+    from: Option<String>,
+    to: Option<String>,
+    ts: i64,
+    client_msg_id: Option<String>,
+    body: String,
+}
+
+fn raw_message(r: &Row<'_>) -> rusqlite::Result<RawMessage> {
+    Ok(RawMessage {
+        seq: r.get(0)?,
+        message_id: r.get(1)?,
+        from: r.get(2)?,
+        to: r.get(3)?,
+        ts: r.get(4)?,
+        client_msg_id: r.get(5)?,
+        body: r.get(6)?,
+    })
+}
+
+impl RawMessage {
+    fn into_message(self, conv: &Conv) -> Result<Arc<Message>, BackendError> {
+        let body = MessageBody::from_json(self.body).map_err(|e| {
+            BackendError::Internal(format!(
+                "stored message {conv} #{} has a bad body: {e}",
+                self.seq
+            ))
+        })?;
+        Ok(Arc::new(Message {
+            conv: conv.clone(),
+            seq: to_u64(self.seq),
+            message_id: self.message_id,
+            from: self.from,
+            to: self.to,
+            ts: to_u64(self.ts),
+            client_msg_id: self.client_msg_id,
+            body,
+        }))
+    }
+}

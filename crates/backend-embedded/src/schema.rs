@@ -1,0 +1,160 @@
+//! The database file: connection settings, the schema and its version, and the epoch.
+//!
+//! One file, `<data_dir>/switchboard.db`, in WAL mode with `synchronous=FULL`: a commit is on
+//! disk when it returns, readers never block the writer, and the writer never blocks readers.
+
+use crate::error::DbResultExt;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use std::path::Path;
+use std::time::Duration;
+use switchboard_core::backend::BackendError;
+
+/// The schema version this build writes and understands.
+pub(crate) const SCHEMA_VERSION: u32 = 1;
+
+/// The file name inside the data directory.
+pub(crate) const DB_FILE: &str = "switchboard.db";
+
+/// How long a connection waits for a lock before giving up (only checkpoints and recovery take
+/// locks that readers can meet in WAL mode).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS users (
+    user_id TEXT PRIMARY KEY,
+    username TEXT UNIQUE,
+    password_hash TEXT,
+    created_at INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash BLOB PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sessions_expires ON sessions (expires_at);
+
+CREATE TABLE IF NOT EXISTS rooms (
+    room_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    visibility TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS members (
+    room_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    joined INTEGER NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS members_by_user ON members (user_id, room_id);
+CREATE INDEX IF NOT EXISTS members_by_order ON members (room_id, joined);
+
+CREATE TABLE IF NOT EXISTS messages (
+    conv TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    message_id TEXT NOT NULL,
+    from_user TEXT,
+    to_user TEXT,
+    ts INTEGER NOT NULL,
+    client_msg_id TEXT,
+    body TEXT NOT NULL,
+    PRIMARY KEY (conv, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_by_ts ON messages (ts);
+
+CREATE TABLE IF NOT EXISTS convs (
+    conv TEXT PRIMARY KEY,
+    head INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS idempotency (
+    owner TEXT NOT NULL,
+    client_msg_id TEXT NOT NULL,
+    conv TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    message_id TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    PRIMARY KEY (owner, client_msg_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_by_ts ON idempotency (ts);
+";
+
+/// Opens the writer's connection, creating the file and the schema if needed, and returns it
+/// with the database's epoch.
+pub(crate) fn open_writer(dir: &Path) -> Result<(Connection, String), BackendError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| BackendError::Internal(format!("creating data dir {}: {e}", dir.display())))?;
+    let path = dir.join(DB_FILE);
+    let mut conn = Connection::open(&path).ctx("opening the database")?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .ctx("setting busy_timeout")?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .ctx("enabling WAL")?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(BackendError::Internal(format!(
+            "the database refused WAL mode (journal_mode={mode})"
+        )));
+    }
+    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")
+        .ctx("setting pragmas")?;
+
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .ctx("starting the schema transaction")?;
+    tx.execute_batch(SCHEMA).ctx("creating the schema")?;
+    let version: Option<String> = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key='schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .ctx("reading the schema version")?;
+    match version {
+        None => {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                [SCHEMA_VERSION.to_string()],
+            )
+            .ctx("writing the schema version")?;
+        }
+        Some(v) if v == SCHEMA_VERSION.to_string() => {}
+        Some(v) => {
+            return Err(BackendError::Internal(format!(
+                "the database has schema version {v}; this build understands {SCHEMA_VERSION}"
+            )));
+        }
+    }
+    let epoch = format!("{:016x}", switchboard_proto::ids::random_u64());
+    tx.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?1)",
+        [&epoch],
+    )
+    .ctx("writing the epoch")?;
+    let epoch: String = tx
+        .query_row("SELECT value FROM meta WHERE key='epoch'", [], |r| r.get(0))
+        .ctx("reading the epoch")?;
+    tx.commit().ctx("committing the schema")?;
+    Ok((conn, epoch))
+}
+
+/// Opens a read-only connection (WAL lets any number of them read while the writer writes).
+pub(crate) fn open_reader(dir: &Path) -> Result<Connection, BackendError> {
+    let conn = Connection::open_with_flags(
+        dir.join(DB_FILE),
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ctx("opening a read connection")?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .ctx("setting busy_timeout")?;
+    Ok(conn)
+}

@@ -1,0 +1,100 @@
+//! Prometheus metrics of one node. Each node owns its own registry (no global recorder), so
+//! several nodes can run in one test process and be measured apart.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use switchboard_proto::{DisconnectReason, ErrorCode};
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// The node's metrics. Cheap to update from any task (atomics).
+pub struct Metrics {
+    registry: Registry,
+    /// Open client connections (WebSocket, TCP, long-poll sessions).
+    pub connections: Gauge,
+    /// Connections accepted since start.
+    pub connections_opened: Counter,
+    /// Messages this node stored and published.
+    pub messages_published: Counter,
+    /// Message frames handed to local connections' queues.
+    pub messages_delivered: Counter,
+    /// Messages this node received from the bus (cluster or in-process).
+    pub bus_messages_received: Counter,
+    /// Active subscriptions on this node (connection × conversation).
+    pub subscriptions: Gauge,
+    /// Time from a publish request to its durable, published answer.
+    pub publish_latency: Histogram,
+    /// Error replies by code.
+    errors: Family<Labels, Counter>,
+    /// Server-initiated disconnects by reason.
+    disconnects: Family<Labels, Counter>,
+    /// Offline webhook attempts by result (`ok`, `retry`, `failed`).
+    webhook: Family<Labels, Counter>,
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            connections: Gauge::default(),
+            connections_opened: Counter::default(),
+            messages_published: Counter::default(),
+            messages_delivered: Counter::default(),
+            bus_messages_received: Counter::default(),
+            subscriptions: Gauge::default(),
+            publish_latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
+            errors: Family::default(),
+            disconnects: Family::default(),
+            webhook: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("switchboard_connections", "Open client connections", m.connections.clone());
+        registry.register("switchboard_connections_opened", "Client connections accepted", m.connections_opened.clone());
+        registry.register("switchboard_messages_published", "Messages stored and published by this node", m.messages_published.clone());
+        registry.register("switchboard_messages_delivered", "Message frames queued to local connections", m.messages_delivered.clone());
+        registry.register("switchboard_bus_messages_received", "Messages this node took from the bus", m.bus_messages_received.clone());
+        registry.register("switchboard_subscriptions", "Active subscriptions (connection x conversation)", m.subscriptions.clone());
+        registry.register("switchboard_publish_latency_seconds", "Publish request to durable answer", m.publish_latency.clone());
+        registry.register("switchboard_errors", "Error replies by code", m.errors.clone());
+        registry.register("switchboard_disconnects", "Server-initiated disconnects by reason", m.disconnects.clone());
+        registry.register("switchboard_webhook_attempts", "Offline webhook attempts by result", m.webhook.clone());
+        // Pre-create the labelled series so they show up (at 0) before the first event.
+        for c in ErrorCode::ALL {
+            drop(m.errors.get_or_create(&vec![("code", c.as_str())]));
+        }
+        Metrics { registry, ..m }
+    }
+
+    /// Counts an error reply.
+    pub fn error(&self, code: ErrorCode) {
+        self.errors.get_or_create(&vec![("code", code.as_str())]).inc();
+    }
+
+    /// Counts a server-initiated disconnect.
+    pub fn disconnect(&self, reason: DisconnectReason) {
+        self.disconnects.get_or_create(&vec![("reason", reason.as_str())]).inc();
+    }
+
+    /// Counts a webhook attempt.
+    pub fn webhook(&self, result: &'static str) {
+        self.webhook.get_or_create(&vec![("result", result)]).inc();
+    }
+
+    /// The text exposition format (OpenMetrics), for `GET /metrics`.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

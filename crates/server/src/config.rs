@@ -1,0 +1,272 @@
+//! Configuration of `switchboard serve`: command-line flags, `SWITCHBOARD_<NAME>` environment
+//! variables and an optional TOML file, resolved in that order of precedence over defaults.
+
+use clap::Args;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+use switchboard_core::config::Limits;
+
+/// Flags of `switchboard serve`. Every flag also reads `SWITCHBOARD_<NAME>`; every one may be
+/// set in the `--config` TOML file under its name with underscores (`max_connections = 5000`).
+#[derive(Args, Debug, Default, Deserialize, Clone)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeArgs {
+    /// TOML file with any of these settings (flags and environment variables win over it).
+    #[arg(long, env = "SWITCHBOARD_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address for HTTP, WebSocket and long-poll [default: 127.0.0.1:7700].
+    #[arg(long, env = "SWITCHBOARD_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Address for the raw TCP transport, or `off` [default: 127.0.0.1:7701]. (The TCP
+    /// transport is not built yet: the setting is accepted and nothing listens.)
+    #[arg(long, env = "SWITCHBOARD_TCP_LISTEN", value_name = "ADDR")]
+    pub tcp_listen: Option<String>,
+    /// Directory of the embedded backend's database [default: ./data].
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Redis URL for cluster mode instead of the embedded backend (not built yet: refused).
+    #[arg(long, env = "SWITCHBOARD_REDIS", value_name = "URL")]
+    pub redis: Option<String>,
+    /// This node's id [default: a random `n_...`].
+    #[arg(long, env = "SWITCHBOARD_NODE_ID", value_name = "ID")]
+    pub node_id: Option<String>,
+    /// Roles of this process, comma separated: gateway, api, dispatcher [default: all three].
+    #[arg(long, env = "SWITCHBOARD_ROLES", value_name = "LIST")]
+    pub roles: Option<String>,
+    /// Key for the server API (`X-Api-Key`); without it the server API answers 403.
+    #[arg(long, env = "SWITCHBOARD_API_KEY", value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// URL that receives offline-message webhooks.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_URL", value_name = "URL")]
+    pub webhook_url: Option<String>,
+    /// HMAC-SHA256 key for the webhook signature header.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_SECRET", value_name = "KEY")]
+    pub webhook_secret: Option<String>,
+    /// Live connections this node accepts before answering 503 overloaded [default: 100000].
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Placement weight relative to other nodes [default: 1].
+    #[arg(long, env = "SWITCHBOARD_WEIGHT", value_name = "N")]
+    pub weight: Option<u32>,
+    /// Base URL this node advertises to clients and dispatchers [default: http://<listen>].
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Static gateway list for a dispatcher, comma separated (multi-node dispatch is not built
+    /// yet: accepted and ignored).
+    #[arg(long, env = "SWITCHBOARD_GATEWAYS", value_name = "URL,URL")]
+    pub gateways: Option<String>,
+    /// Publishes per connection per second, 0 = unlimited [default: 100].
+    #[arg(long, env = "SWITCHBOARD_PUBLISH_RATE", value_name = "N")]
+    pub publish_rate: Option<u32>,
+    /// Publish burst per connection [default: 200].
+    #[arg(long, env = "SWITCHBOARD_PUBLISH_BURST", value_name = "N")]
+    pub publish_burst: Option<u32>,
+    /// Frames of any kind per connection per second, 0 = unlimited [default: 1000].
+    #[arg(long, env = "SWITCHBOARD_FRAME_RATE", value_name = "N")]
+    pub frame_rate: Option<u32>,
+    /// Per-connection outbound queue in frames; overflow disconnects with slow_consumer [default: 1024].
+    #[arg(long, env = "SWITCHBOARD_OUTBOUND_QUEUE", value_name = "N")]
+    pub outbound_queue: Option<usize>,
+    /// Largest frame or HTTP body in bytes [default: 65536].
+    #[arg(long, env = "SWITCHBOARD_MAX_FRAME_BYTES", value_name = "N")]
+    pub max_frame_bytes: Option<usize>,
+    /// Heartbeat interval; two missed answers end a connection [default: 25000].
+    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_MS", value_name = "MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Time a new connection has to authenticate [default: 10000].
+    #[arg(long, env = "SWITCHBOARD_AUTH_TIMEOUT_MS", value_name = "MS")]
+    pub auth_timeout_ms: Option<u64>,
+    /// Messages kept per conversation, 0 = unlimited [default: 10000].
+    #[arg(long, env = "SWITCHBOARD_HISTORY_MAX_MESSAGES", value_name = "N")]
+    pub history_max_messages: Option<u64>,
+    /// Age after which messages leave history, in seconds, 0 = forever [default: 0].
+    #[arg(long, env = "SWITCHBOARD_HISTORY_MAX_AGE_S", value_name = "S")]
+    pub history_max_age_s: Option<u64>,
+    /// Lifetime of login tokens in seconds [default: 2592000 (30 days)].
+    #[arg(long, env = "SWITCHBOARD_SESSION_TTL_S", value_name = "S")]
+    pub session_ttl_s: Option<u64>,
+    /// Longest time shutdown waits for clients to leave [default: 30000].
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_TIMEOUT_MS", value_name = "MS")]
+    pub shutdown_timeout_ms: Option<u64>,
+    /// Upper bound of the random `delay_ms` in shutdown `reconnect` frames [default: 5000].
+    #[arg(long, env = "SWITCHBOARD_RECONNECT_JITTER_MS", value_name = "MS")]
+    pub reconnect_jitter_ms: Option<u64>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// Which roles a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// Holds client connections.
+    pub gateway: bool,
+    /// Serves the HTTP business and server API.
+    pub api: bool,
+    /// Serves `/v1/dispatch`.
+    pub dispatcher: bool,
+}
+
+/// A fully resolved configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// HTTP listen address.
+    pub listen: String,
+    /// TCP transport address, if on.
+    pub tcp_listen: Option<String>,
+    /// Embedded backend directory.
+    pub data_dir: PathBuf,
+    /// Redis URL (cluster mode).
+    pub redis: Option<String>,
+    /// Node id.
+    pub node_id: String,
+    /// Roles.
+    pub roles: Roles,
+    /// Server API key.
+    pub api_key: Option<String>,
+    /// Offline webhook URL.
+    pub webhook_url: Option<String>,
+    /// Offline webhook secret.
+    pub webhook_secret: Option<String>,
+    /// Placement weight.
+    pub weight: u32,
+    /// Advertised base URL (`None`: derived from the bound address).
+    pub public_url: Option<String>,
+    /// Static gateway list.
+    pub gateways: Vec<String>,
+    /// Limits shared by all transports.
+    pub limits: Limits,
+    /// History retention by count.
+    pub history_max_messages: u64,
+    /// History retention by age.
+    pub history_max_age: Duration,
+    /// Shutdown wait.
+    pub shutdown_timeout: Duration,
+    /// JSON logs.
+    pub json_logs: bool,
+}
+
+/// A configuration error, reported before anything starts.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl ServeArgs {
+    /// Merges flags (and env) over the TOML file named by `--config`, then defaults.
+    pub fn resolve(self) -> Result<ServerConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+                toml::from_str::<ServeArgs>(&text)
+                    .map_err(|e| ConfigError(format!("bad config file {}: {e}", path.display())))?
+            }
+            None => ServeArgs::default(),
+        };
+        let a = self.over(file);
+        let mut limits = Limits::default();
+        if let Some(v) = a.max_connections { limits.max_connections = v; }
+        if let Some(v) = a.publish_rate { limits.publish_rate = v; }
+        if let Some(v) = a.publish_burst { limits.publish_burst = v; }
+        if let Some(v) = a.frame_rate { limits.frame_rate = v; }
+        if let Some(v) = a.outbound_queue { limits.outbound_queue = v.max(1); }
+        if let Some(v) = a.max_frame_bytes { limits.max_frame_bytes = v.max(256); }
+        if let Some(v) = a.heartbeat_ms { limits.heartbeat = Duration::from_millis(v.max(100)); }
+        if let Some(v) = a.auth_timeout_ms { limits.auth_timeout = Duration::from_millis(v.max(100)); }
+        if let Some(v) = a.session_ttl_s { limits.session_ttl = Duration::from_secs(v.max(1)); }
+        if let Some(v) = a.reconnect_jitter_ms { limits.reconnect_jitter = Duration::from_millis(v); }
+        let roles = parse_roles(a.roles.as_deref().unwrap_or("gateway,api,dispatcher"))?;
+        let tcp_listen = match a.tcp_listen.as_deref().unwrap_or("127.0.0.1:7701") {
+            "off" | "" => None,
+            addr => Some(addr.to_owned()),
+        };
+        let json_logs = match a.log_format.as_deref().unwrap_or("text") {
+            "text" => false,
+            "json" => true,
+            other => return Err(ConfigError(format!("--log-format must be text or json, not {other}"))),
+        };
+        if a.webhook_url.is_some() && a.webhook_secret.is_none() {
+            return Err(ConfigError("--webhook-url needs --webhook-secret to sign its requests".into()));
+        }
+        Ok(ServerConfig {
+            listen: a.listen.unwrap_or_else(|| "127.0.0.1:7700".into()),
+            tcp_listen,
+            data_dir: a.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
+            redis: a.redis,
+            node_id: a.node_id.unwrap_or_else(|| switchboard_proto::ids::new_id("n")),
+            roles,
+            api_key: a.api_key.filter(|k| !k.is_empty()),
+            webhook_url: a.webhook_url,
+            webhook_secret: a.webhook_secret,
+            weight: a.weight.unwrap_or(1).max(1),
+            public_url: a.public_url,
+            gateways: a.gateways.map(|g| g.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()).unwrap_or_default(),
+            limits,
+            history_max_messages: a.history_max_messages.unwrap_or(10_000),
+            history_max_age: Duration::from_secs(a.history_max_age_s.unwrap_or(0)),
+            shutdown_timeout: Duration::from_millis(a.shutdown_timeout_ms.unwrap_or(30_000)),
+            json_logs,
+        })
+    }
+
+    /// Each field from `self` if set, else from `file`.
+    fn over(self, file: ServeArgs) -> ServeArgs {
+        macro_rules! pick {
+            ($($f:ident),*) => { ServeArgs { config: self.config, $($f: self.$f.or(file.$f)),* } };
+        }
+        pick!(
+            listen, tcp_listen, data_dir, redis, node_id, roles, api_key, webhook_url, webhook_secret,
+            max_connections, weight, public_url, gateways, publish_rate, publish_burst, frame_rate,
+            outbound_queue, max_frame_bytes, heartbeat_ms, auth_timeout_ms, history_max_messages,
+            history_max_age_s, session_ttl_s, shutdown_timeout_ms, reconnect_jitter_ms, log_format
+        )
+    }
+}
+
+fn parse_roles(s: &str) -> Result<Roles, ConfigError> {
+    let mut r = Roles { gateway: false, api: false, dispatcher: false };
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part {
+            "gateway" => r.gateway = true,
+            "api" => r.api = true,
+            "dispatcher" => r.dispatcher = true,
+            other => return Err(ConfigError(format!("unknown role `{other}` (gateway, api, dispatcher)"))),
+        }
+    }
+    if !(r.gateway || r.api || r.dispatcher) {
+        return Err(ConfigError("--roles needs at least one role".into()));
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_and_defaults_fill_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sb.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9\"\nmax_connections = 5\npublish_rate = 7\n").unwrap();
+        let args = ServeArgs { config: Some(path), publish_rate: Some(9), ..Default::default() };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9");
+        assert_eq!(c.limits.max_connections, 5);
+        assert_eq!(c.limits.publish_rate, 9);
+        assert_eq!(c.limits.outbound_queue, 1024);
+        assert!(c.roles.gateway && c.roles.api && c.roles.dispatcher);
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sb.toml");
+        std::fs::write(&path, "no_such_setting = 1\n").unwrap();
+        assert!(ServeArgs { config: Some(path), ..Default::default() }.resolve().is_err());
+        assert!(ServeArgs { roles: Some("gateway,brain".into()), ..Default::default() }.resolve().is_err());
+        let hook = ServeArgs { webhook_url: Some("http://127.0.0.1:1".into()), ..Default::default() };
+        assert!(hook.resolve().is_err());
+    }
+}

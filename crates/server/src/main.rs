@@ -1,0 +1,79 @@
+//! The `switchboard` command: `serve` runs a node, `chat` is a terminal chat client.
+
+use clap::{Parser, Subcommand};
+use switchboard_server::{ServeArgs, chat};
+
+/// Switchboard: real-time messaging infrastructure.
+#[derive(Parser)]
+#[command(name = "switchboard", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node (gateway, api and dispatcher roles by default) on the embedded backend.
+    Serve(Box<ServeArgs>),
+    /// Chat in a room from the terminal: registers or logs in, joins, prints, sends lines.
+    Chat(chat::ChatArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchboard: cannot start the runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(*args)),
+        Command::Chat(args) => runtime.block_on(chat::run(args)),
+    }
+}
+
+async fn serve(args: ServeArgs) -> std::process::ExitCode {
+    let config = match args.resolve() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_logging(config.json_logs);
+    let server = match switchboard_server::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    // The line operators and tests wait for.
+    println!("switchboard node {} listening on {}", server.node.id, server.addr);
+    wait_for_signal().await;
+    server.shutdown().await;
+    std::process::ExitCode::SUCCESS
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
