@@ -19,13 +19,12 @@ pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> BackendError {
     BackendError::Internal(format!("sqlite: {what}: {e}"))
 }
 
-/// Whether the error is a UNIQUE (or primary key) constraint violation.
+/// Whether the error is a violation of a UNIQUE constraint (not of a primary key).
 pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(
         e,
         rusqlite::Error::SqliteFailure(f, _)
             if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
     )
 }
 

@@ -12,6 +12,8 @@ mod error;
 mod reads;
 mod registry;
 mod schema;
+#[cfg(test)]
+mod tests;
 mod writer;
 mod writes;
 
@@ -47,6 +49,18 @@ pub struct EmbeddedConfig {
     pub max_batch: usize,
 }
 
+impl EmbeddedConfig {
+    /// Defaults for `data_dir`: unlimited history, batches of up to 512 jobs.
+    pub fn new(data_dir: impl Into<PathBuf>) -> EmbeddedConfig {
+        EmbeddedConfig {
+            data_dir: data_dir.into(),
+            history_max_messages: 0,
+            history_max_age_ms: 0,
+            max_batch: 512,
+        }
+    }
+}
+
 /// The embedded backend: implements [`Store`], [`Broker`], [`Registry`] and [`Lifecycle`].
 pub struct EmbeddedBackend {
     epoch: String,
@@ -76,9 +90,15 @@ impl EmbeddedBackend {
         let writer = Writer::new(conn, rx, sink.clone(), limits)?;
         let writer_alive = Arc::new(AtomicBool::new(true));
         let alive = writer_alive.clone();
+        // The sink is called on the writer thread; give it the caller's runtime context so that a
+        // sink may use tokio (spawn, channels) there.
+        let runtime = tokio::runtime::Handle::try_current().ok();
         let handle = std::thread::Builder::new()
             .name("sb-sqlite-writer".into())
-            .spawn(move || writer.run(alive))
+            .spawn(move || {
+                let _context = runtime.as_ref().map(|r| r.enter());
+                writer.run(alive)
+            })
             .map_err(|e| BackendError::Internal(format!("starting the writer thread: {e}")))?;
         Ok(Arc::new(EmbeddedBackend {
             epoch,

@@ -1,0 +1,317 @@
+//! Test fixtures: nodes started in-process on port 0 (or as real `switchboard` processes when a
+//! test kills them), an HTTP helper, and a WebSocket client over a real socket.
+#![allow(dead_code, missing_docs)]
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use switchboard_server::config::ServeArgs;
+use switchboard_server::{RunningServer, ServerConfig};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const API_KEY: &str = "test-api-key";
+pub const PASSWORD: &str = "correct horse";
+/// Upper bound on waiting for any single expected event.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A node running inside the test process.
+pub struct TestNode {
+    pub server: Option<RunningServer>,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub http: Http,
+}
+
+/// A default configuration for tests: port 0, a fresh data dir, the test API key.
+pub fn test_config(dir: &Path) -> ServerConfig {
+    let mut c = ServeArgs {
+        listen: Some("127.0.0.1:0".into()),
+        tcp_listen: Some("off".into()),
+        data_dir: Some(dir.to_path_buf()),
+        api_key: Some(API_KEY.into()),
+        shutdown_timeout_ms: Some(5_000),
+        reconnect_jitter_ms: Some(200),
+        ..Default::default()
+    }
+    .resolve()
+    .expect("test config");
+    c.node_id = "n_test".into();
+    c
+}
+
+impl TestNode {
+    pub async fn start() -> TestNode {
+        TestNode::start_with(|_| {}).await
+    }
+
+    /// Starts a node after `tweak` adjusts the configuration.
+    pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> TestNode {
+        let dir = tempfile::tempdir().expect("tempdir");
+        TestNode::start_in(dir, tweak).await
+    }
+
+    /// Starts a node on an existing data dir (restart tests).
+    pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut ServerConfig)) -> TestNode {
+        let mut c = test_config(dir.path());
+        tweak(&mut c);
+        let server = switchboard_server::start(c).await.expect("node starts");
+        let addr = server.addr;
+        TestNode { server: Some(server), addr, dir, http: Http::new(addr) }
+    }
+
+    /// Graceful shutdown; returns the data dir for a restart.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+        self.dir
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr)
+    }
+
+    /// Registers and logs in a user; returns (user_id, token).
+    pub async fn user(&self, name: &str) -> (String, String) {
+        self.http.user(name).await
+    }
+
+    /// Connects and authenticates with an `auth` frame; returns the client after `welcome`.
+    pub async fn connect(&self, token: &str) -> WsClient {
+        let mut c = WsClient::connect(&self.ws_url()).await;
+        c.send(json!({"type": "auth", "id": "auth", "token": token})).await;
+        let w = c.expect("welcome").await;
+        assert_eq!(w["id"], "auth");
+        c
+    }
+
+    pub fn metric(&self, text: &str, name: &str) -> f64 {
+        metric(text, name)
+    }
+}
+
+/// Reads one sample's value from Prometheus text.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse().unwrap_or(f64::NAN)))
+        .unwrap_or_else(|| panic!("metric {name} not found"))
+}
+
+/// A tiny JSON-over-HTTP client bound to one node.
+#[derive(Clone)]
+pub struct Http {
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl Http {
+    pub fn new(addr: SocketAddr) -> Http {
+        Http { base: format!("http://{addr}"), client: reqwest::Client::new() }
+    }
+
+    /// Sends a request; returns (status, JSON body or Null).
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("HTTP request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call("GET", path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.call("POST", path, Some(token), Some(body)).await
+    }
+
+    /// Server API call with the test key.
+    pub async fn server(&self, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("x-api-key", API_KEY)
+            .json(&body)
+            .send()
+            .await
+            .expect("HTTP request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn user(&self, name: &str) -> (String, String) {
+        let creds = json!({"username": name, "password": PASSWORD});
+        let (s, v) = self.call("POST", "/v1/users", None, Some(creds.clone())).await;
+        assert!(s == 201 || s == 409, "register {name}: {s} {v}");
+        let (s, v) = self.call("POST", "/v1/sessions", None, Some(creds)).await;
+        assert_eq!(s, 201, "login {name}: {v}");
+        (v["user_id"].as_str().unwrap().to_owned(), v["token"].as_str().unwrap().to_owned())
+    }
+
+    /// Creates a room owned by the token's user; returns its id.
+    pub async fn room(&self, token: &str, name: &str, visibility: &str) -> String {
+        let (s, v) = self.post("/v1/rooms", token, json!({"name": name, "visibility": visibility})).await;
+        assert_eq!(s, 201, "{v}");
+        v["room_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Publishes a room message over HTTP; returns its seq.
+    pub async fn publish(&self, token: &str, room: &str, body: Value) -> u64 {
+        let (s, v) = self.post(&format!("/v1/rooms/{room}/messages"), token, json!({"body": body})).await;
+        assert_eq!(s, 201, "{v}");
+        v["seq"].as_u64().unwrap()
+    }
+}
+
+/// A WebSocket client speaking JSON frames.
+pub struct WsClient {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl WsClient {
+    pub async fn connect(url: &str) -> WsClient {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("WebSocket connect");
+        WsClient { ws }
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.ws.send(WsMessage::text(frame.to_string())).await.expect("send");
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.ws.send(WsMessage::text(text.to_owned())).await.expect("send");
+    }
+
+    /// The next JSON frame, or `None` when the connection closed. Panics after [`WAIT`].
+    pub async fn next(&mut self) -> Option<Value> {
+        self.next_within(WAIT).await.expect("timed out waiting for a frame")
+    }
+
+    /// The next JSON frame within `d`: `Err` on timeout, `Ok(None)` on close.
+    pub async fn next_within(&mut self, d: Duration) -> Result<Option<Value>, ()> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.ws.next()).await.map_err(|_| ())?;
+            match msg {
+                None | Some(Err(_)) => return Ok(None),
+                Some(Ok(WsMessage::Text(t))) => return Ok(Some(serde_json::from_str(&t).expect("server sent JSON"))),
+                Some(Ok(WsMessage::Close(_))) => return Ok(None),
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Waits for a frame of `kind`, skipping others; panics if the connection closes first.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        loop {
+            match self.next().await {
+                Some(v) if v["type"] == kind => return v,
+                Some(_) => continue,
+                None => panic!("connection closed while waiting for {kind}"),
+            }
+        }
+    }
+
+    /// Sends a request and waits for the reply with the same id (skipping message frames).
+    pub async fn request(&mut self, mut frame: Value, id: u64) -> Value {
+        frame["id"] = json!(id);
+        self.send(frame).await;
+        loop {
+            let v = self.next().await.expect("connection closed before the reply");
+            if v["id"] == json!(id) {
+                return v;
+            }
+        }
+    }
+
+    /// Collects `message` frames of `conv` until `n` have arrived.
+    pub async fn messages(&mut self, conv: &str, n: usize) -> Vec<Value> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let v = self.next().await.unwrap_or_else(|| panic!("closed after {} of {n} messages", out.len()));
+            if v["type"] == "message" && v["conv"] == conv {
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    /// Waits until the server closes the connection; returns the frames seen before.
+    pub async fn until_closed(&mut self) -> Vec<Value> {
+        let mut seen = Vec::new();
+        while let Some(v) = self.next().await {
+            seen.push(v);
+        }
+        seen
+    }
+}
+
+/// A `switchboard serve` child process (for SIGKILL and SIGTERM tests).
+pub struct NodeProcess {
+    pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+    pub http: Http,
+}
+
+impl NodeProcess {
+    /// Starts the real binary on a free port and waits for its `listening on` line.
+    pub async fn start(data_dir: &Path, extra: &[&str]) -> NodeProcess {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--tcp-listen", "off", "--api-key", API_KEY, "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("spawn switchboard");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(WAIT, async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some((_, addr)) = line.split_once("listening on ") {
+                    return addr.trim().parse::<SocketAddr>().unwrap();
+                }
+            }
+            panic!("switchboard exited before listening")
+        })
+        .await
+        .expect("switchboard did not print `listening on` in time");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        NodeProcess { child, addr, http: Http::new(addr) }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let ok = std::process::Command::new("kill").args([format!("-{sig}"), pid]).status().unwrap().success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    /// Waits for exit; returns the exit code.
+    pub async fn wait(&mut self, within: Duration) -> Option<i32> {
+        tokio::time::timeout(within, self.child.wait()).await.expect("process did not exit in time").unwrap().code()
+    }
+}
+
+pub fn data_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().to_path_buf()
+}
