@@ -99,10 +99,13 @@ struct Conns {
 
 const SHARDS: usize = 32;
 
+/// One shard of the subscription map: conv -> (connection key -> subscriber).
+type Shard = RwLock<HashMap<Conv, HashMap<u64, Subscriber>>>;
+
 /// The node's local subscriptions and connections.
 pub struct Hub {
     /// conv -> (connection key -> subscriber), sharded to keep lock hold times short.
-    shards: Box<[RwLock<HashMap<Conv, HashMap<u64, Subscriber>>>]>,
+    shards: Box<[Shard]>,
     conns: Mutex<Conns>,
     next_key: AtomicU64,
     open: AtomicUsize,
@@ -121,7 +124,7 @@ impl Hub {
         }
     }
 
-    fn shard(&self, conv: &Conv) -> &RwLock<HashMap<Conv, HashMap<u64, Subscriber>>> {
+    fn shard(&self, conv: &Conv) -> &Shard {
         // FNV-1a: stable and cheap; the distribution only needs to spread conversations.
         let mut h: u64 = 0xcbf29ce484222325;
         for b in conv.as_str().bytes() {
@@ -160,14 +163,13 @@ impl Hub {
     /// Forgets an authenticated connection.
     pub fn unregister(&self, key: u64) {
         let mut c = self.conns.lock();
-        if let Some(meta) = c.by_key.remove(&key) {
-            if let Some(keys) = c.by_user.get_mut(&meta.user_id) {
+        if let Some(meta) = c.by_key.remove(&key)
+            && let Some(keys) = c.by_user.get_mut(&meta.user_id) {
                 keys.retain(|k| *k != key);
                 if keys.is_empty() {
                     c.by_user.remove(&meta.user_id);
                 }
             }
-        }
     }
 
     /// Adds a subscriber; true if it is the first local one for `conv`.
@@ -211,11 +213,10 @@ impl Hub {
         let c = self.conns.lock();
         let Some(keys) = c.by_user.get(user_id) else { return };
         for key in keys {
-            if let Some(meta) = c.by_key.get(key) {
-                if session_id.is_none_or(|s| *meta.session_id == *s) {
+            if let Some(meta) = c.by_key.get(key)
+                && session_id.is_none_or(|s| *meta.session_id == *s) {
                     meta.kill.kill(reason);
                 }
-            }
         }
     }
 }

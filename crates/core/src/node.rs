@@ -300,11 +300,10 @@ impl Node {
         client_msg_id: Option<String>,
     ) -> Result<Receipt> {
         let started = Instant::now();
-        if let Some(c) = &client_msg_id {
-            if c.is_empty() || c.len() > switchboard_proto::frame::MAX_CLIENT_MSG_ID_LEN {
+        if let Some(c) = &client_msg_id
+            && (c.is_empty() || c.len() > switchboard_proto::frame::MAX_CLIENT_MSG_ID_LEN) {
                 return Err(Error::bad_request("client_msg_id must be 1 to 128 bytes"));
             }
-        }
         let (from, owner) = match publisher {
             Publisher::User(u) => (Some(u.to_owned()), u.to_owned()),
             Publisher::Server => (None, SERVER_IDEMPOTENCY_OWNER.to_owned()),
@@ -460,7 +459,7 @@ fn validate_password(p: &str) -> Result<()> {
 }
 
 fn validate_external_id(id: &str) -> Result<()> {
-    if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_control() || c.is_whitespace() || c == ':') {
+    if id.is_empty() || id.len() > 128 || id == SERVER_IDEMPOTENCY_OWNER || id.chars().any(|c| c.is_control() || c.is_whitespace() || c == ':') {
         return Err(Error::bad_request("user_id must be 1 to 128 characters without spaces or ':'"));
     }
     Ok(())

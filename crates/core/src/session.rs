@@ -455,11 +455,10 @@ impl<T: Transport> Session<T> {
         self.node.hub.subscribe(conv, self.key, self.tx.clone(), self.kill.clone());
         let result = async {
             self.node.ensure_interest(conv).await?;
-            if conv.kind() == ConvKind::Room {
-                if let Some(a) = &self.auth {
+            if conv.kind() == ConvKind::Room
+                && let Some(a) = &self.auth {
                     self.node.backend.registry.add_room_subscriber(conv.id(), &a.entry).await?;
                 }
-            }
             Ok::<_, Error>(self.node.backend.broker.position(conv).await?)
         }
         .await;
@@ -474,13 +473,11 @@ impl<T: Transport> Session<T> {
         if self.node.hub.unsubscribe(conv, self.key) {
             self.node.release_interest(conv).await;
         }
-        if conv.kind() == ConvKind::Room {
-            if let Some(a) = &self.auth {
-                if let Err(e) = self.node.backend.registry.remove_room_subscriber(conv.id(), &a.entry).await {
+        if conv.kind() == ConvKind::Room
+            && let Some(a) = &self.auth
+                && let Err(e) = self.node.backend.registry.remove_room_subscriber(conv.id(), &a.entry).await {
                     tracing::warn!(%conv, error = %e, "presence update failed");
                 }
-            }
-        }
     }
 
     // ----- delivery -----

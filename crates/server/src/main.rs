@@ -5,7 +5,7 @@ use switchboard_server::{ServeArgs, chat};
 
 /// Switchboard: real-time messaging infrastructure.
 #[derive(Parser)]
-#[command(name = "switchboard", version, about, long_about = None)]
+#[command(name = "switchboard", version, about = "Switchboard: real-time messaging infrastructure (server and demo client)", long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
