@@ -8,8 +8,8 @@ use axum::http::request::Parts;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
-use switchboard_core::auth::Principal;
 use switchboard_core::Error;
+use switchboard_core::auth::Principal;
 use switchboard_gateway::http_error::{ApiError, bearer};
 use switchboard_proto::ErrorCode;
 
@@ -22,13 +22,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError(Error::new(ErrorCode::TooLarge, "request body is over the size limit"))
+                ApiError(Error::new(
+                    ErrorCode::TooLarge,
+                    "request body is over the size limit",
+                ))
             } else {
                 ApiError(Error::bad_request(format!("unreadable body: {rejection}")))
             }
         })?;
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
-            let what = if e.is_syntax() || e.is_eof() { "malformed JSON" } else { "invalid fields" };
+            let what = if e.is_syntax() || e.is_eof() {
+                "malformed JSON"
+            } else {
+                "invalid fields"
+            };
             ApiError(Error::bad_request(format!("{what}: {e}")))
         })
     }
@@ -47,9 +54,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
 }
 
 fn serde_urlencoded_like<T: DeserializeOwned>(q: &str) -> Result<T, ApiError> {
-    axum::extract::Query::<T>::try_from_uri(&format!("/?{q}").parse().map_err(|_| ApiError(Error::bad_request("bad query string")))?)
-        .map(|axum::extract::Query(t)| t)
-        .map_err(|e| ApiError(Error::bad_request(format!("bad query: {}", e.body_text()))))
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{q}")
+            .parse()
+            .map_err(|_| ApiError(Error::bad_request("bad query string")))?,
+    )
+    .map(|axum::extract::Query(t)| t)
+    .map_err(|e| ApiError(Error::bad_request(format!("bad query: {}", e.body_text()))))
 }
 
 /// The signed-in user of a request, and the token it used.
@@ -63,13 +74,17 @@ pub struct Authed {
 impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = bearer(&parts.headers).ok_or_else(|| ApiError(Error::unauthorized("missing bearer token")))?;
-        let principal = state.node.authenticate(token).await.map_err(|e| {
-            state.node.metrics.error(e.code);
-            ApiError(e)
-        })?;
-        Ok(Authed { principal, token: token.to_owned() })
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(&parts.headers)
+            .ok_or_else(|| ApiError(Error::unauthorized("missing bearer token")))?;
+        let principal = state.node.authenticate(token).await.map_err(ApiError)?;
+        Ok(Authed {
+            principal,
+            token: token.to_owned(),
+        })
     }
 }
 
@@ -79,15 +94,23 @@ pub struct ServerKey;
 impl FromRequestParts<AppState> for ServerKey {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Some(expected) = state.config.api_key.as_deref() else {
-            return Err(ApiError(Error::forbidden("the server API is disabled: no --api-key is configured")));
+            return Err(ApiError(Error::forbidden(
+                "the server API is disabled: no --api-key is configured",
+            )));
         };
-        let given = parts.headers.get("x-api-key").map(|v| v.as_bytes()).unwrap_or_default();
+        let given = parts
+            .headers
+            .get("x-api-key")
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
         if bool::from(given.ct_eq(expected.as_bytes())) {
             Ok(ServerKey)
         } else {
-            state.node.metrics.error(ErrorCode::Unauthorized);
             Err(ApiError(Error::unauthorized("missing or wrong X-Api-Key")))
         }
     }
@@ -100,9 +123,18 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let empty = req.headers().get(axum::http::header::CONTENT_LENGTH).is_some_and(|v| v == "0")
-            || (req.headers().get(axum::http::header::CONTENT_LENGTH).is_none()
-                && req.headers().get(axum::http::header::TRANSFER_ENCODING).is_none());
+        let empty = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v == "0")
+            || (req
+                .headers()
+                .get(axum::http::header::CONTENT_LENGTH)
+                .is_none()
+                && req
+                    .headers()
+                    .get(axum::http::header::TRANSFER_ENCODING)
+                    .is_none());
         if empty {
             return Ok(OptionalJsonBody(T::default()));
         }

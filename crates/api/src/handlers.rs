@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use switchboard_core::Error;
 use switchboard_core::backend::{HistoryQuery, Room, Visibility};
 use switchboard_core::node::{Publisher, clamp_limit};
-use switchboard_core::Error;
 use switchboard_gateway::http_error::ApiError;
 use switchboard_proto::{Conv, Message, MessageBody};
 
@@ -36,7 +36,9 @@ pub struct Credentials {
 /// `POST /v1/users`: registers a user.
 pub async fn register(State(s): State<AppState>, JsonBody(c): JsonBody<Credentials>) -> ApiResult {
     let user = s.node.register(&c.username, &c.password).await?;
-    Ok(created(json!({"user_id": user.user_id, "username": user.username})))
+    Ok(created(
+        json!({"user_id": user.user_id, "username": user.username}),
+    ))
 }
 
 /// `POST /v1/sessions`: logs in and returns a token.
@@ -76,8 +78,15 @@ fn public() -> Visibility {
 }
 
 /// `POST /v1/rooms`.
-pub async fn create_room(State(s): State<AppState>, a: Authed, JsonBody(r): JsonBody<NewRoom>) -> ApiResult {
-    let room = s.node.create_room(&a.principal.user_id, &r.name, r.visibility).await?;
+pub async fn create_room(
+    State(s): State<AppState>,
+    a: Authed,
+    JsonBody(r): JsonBody<NewRoom>,
+) -> ApiResult {
+    let room = s
+        .node
+        .create_room(&a.principal.user_id, &r.name, r.visibility)
+        .await?;
     Ok(created(room_json(&room)))
 }
 
@@ -88,13 +97,21 @@ pub async fn list_rooms(State(s): State<AppState>, a: Authed) -> ApiResult {
 }
 
 /// `GET /v1/rooms/{room_id}`.
-pub async fn get_room(State(s): State<AppState>, a: Authed, Path(room_id): Path<String>) -> ApiResult {
+pub async fn get_room(
+    State(s): State<AppState>,
+    a: Authed,
+    Path(room_id): Path<String>,
+) -> ApiResult {
     let room = s.node.visible_room(&a.principal.user_id, &room_id).await?;
     Ok(Json(room_json(&room)).into_response())
 }
 
 /// `GET /v1/rooms/{room_id}/members`.
-pub async fn members(State(s): State<AppState>, a: Authed, Path(room_id): Path<String>) -> ApiResult {
+pub async fn members(
+    State(s): State<AppState>,
+    a: Authed,
+    Path(room_id): Path<String>,
+) -> ApiResult {
     let members = s.node.members(&a.principal.user_id, &room_id).await?;
     Ok(Json(json!({"members": members})).into_response())
 }
@@ -105,7 +122,9 @@ pub async fn add_member(
     a: Authed,
     Path((room_id, user_id)): Path<(String, String)>,
 ) -> ApiResult {
-    s.node.add_member(&a.principal.user_id, &room_id, &user_id).await?;
+    s.node
+        .add_member(&a.principal.user_id, &room_id, &user_id)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -115,7 +134,9 @@ pub async fn remove_member(
     a: Authed,
     Path((room_id, user_id)): Path<(String, String)>,
 ) -> ApiResult {
-    s.node.remove_member(&a.principal.user_id, &room_id, &user_id).await?;
+    s.node
+        .remove_member(&a.principal.user_id, &room_id, &user_id)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -135,7 +156,15 @@ pub async fn publish_room(
     JsonBody(m): JsonBody<NewMessage>,
 ) -> ApiResult {
     let conv = conv_of(Conv::parse(&format!("room:{room_id}")))?;
-    let r = s.node.publish(Publisher::User(&a.principal.user_id), conv, m.body, m.client_msg_id).await?;
+    let r = s
+        .node
+        .publish(
+            Publisher::User(&a.principal.user_id),
+            conv,
+            m.body,
+            m.client_msg_id,
+        )
+        .await?;
     Ok(created(json!(r)))
 }
 
@@ -147,7 +176,15 @@ pub async fn send_direct(
     JsonBody(m): JsonBody<NewMessage>,
 ) -> ApiResult {
     let conv = conv_of(Conv::parse(&format!("user:{user_id}")))?;
-    let r = s.node.publish(Publisher::User(&a.principal.user_id), conv, m.body, m.client_msg_id).await?;
+    let r = s
+        .node
+        .publish(
+            Publisher::User(&a.principal.user_id),
+            conv,
+            m.body,
+            m.client_msg_id,
+        )
+        .await?;
     Ok(created(json!(r)))
 }
 
@@ -165,8 +202,18 @@ pub struct Page {
 
 async fn page(s: &AppState, user_id: &str, conv: Conv, p: Page) -> ApiResult {
     let limit = clamp_limit(p.limit)?;
-    let messages: Vec<Arc<Message>> =
-        s.node.history(user_id, &conv, HistoryQuery { after: p.after, before: p.before, limit }).await?;
+    let messages: Vec<Arc<Message>> = s
+        .node
+        .history(
+            user_id,
+            &conv,
+            HistoryQuery {
+                after: p.after,
+                before: p.before,
+                limit,
+            },
+        )
+        .await?;
     Ok(Json(json!({"messages": messages})).into_response())
 }
 
@@ -182,7 +229,11 @@ pub async fn room_messages(
 }
 
 /// `GET /v1/users/me/messages`: my personal stream.
-pub async fn my_messages(State(s): State<AppState>, a: Authed, QueryParams(p): QueryParams<Page>) -> ApiResult {
+pub async fn my_messages(
+    State(s): State<AppState>,
+    a: Authed,
+    QueryParams(p): QueryParams<Page>,
+) -> ApiResult {
     let conv = Conv::user(&a.principal.user_id);
     page(&s, &a.principal.user_id, conv, p).await
 }
@@ -194,14 +245,28 @@ pub struct Ids {
 }
 
 /// `GET /v1/presence/users?ids=a,b,c`.
-pub async fn user_presence(State(s): State<AppState>, _a: Authed, QueryParams(q): QueryParams<Ids>) -> ApiResult {
-    let ids: Vec<String> = q.ids.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+pub async fn user_presence(
+    State(s): State<AppState>,
+    _a: Authed,
+    QueryParams(q): QueryParams<Ids>,
+) -> ApiResult {
+    let ids: Vec<String> = q
+        .ids
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
     let counts = s.node.user_presence(&ids).await?;
     let users: serde_json::Map<String, Value> = ids
         .into_iter()
         .zip(counts)
         .map(|(id, n)| {
-            let v = if n > 0 { json!({"online": true, "connections": n}) } else { json!({"online": false}) };
+            let v = if n > 0 {
+                json!({"online": true, "connections": n})
+            } else {
+                json!({"online": false})
+            };
             (id, v)
         })
         .collect();
@@ -209,7 +274,11 @@ pub async fn user_presence(State(s): State<AppState>, _a: Authed, QueryParams(q)
 }
 
 /// `GET /v1/rooms/{room_id}/presence`: online subscribers.
-pub async fn room_presence(State(s): State<AppState>, a: Authed, Path(room_id): Path<String>) -> ApiResult {
+pub async fn room_presence(
+    State(s): State<AppState>,
+    a: Authed,
+    Path(room_id): Path<String>,
+) -> ApiResult {
     let conv = conv_of(Conv::parse(&format!("room:{room_id}")))?;
     let users = s.node.presence(&a.principal.user_id, &conv).await?;
     Ok(Json(json!({"users": users})).into_response())

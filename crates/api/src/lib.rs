@@ -9,6 +9,7 @@ pub mod server_api;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use std::sync::Arc;
 use switchboard_core::{Error, Node};
@@ -52,8 +53,14 @@ pub fn api_routes(state: AppState) -> Router {
         .route("/v1/rooms", post(create_room).get(list_rooms))
         .route("/v1/rooms/{room_id}", get(get_room))
         .route("/v1/rooms/{room_id}/members", get(members))
-        .route("/v1/rooms/{room_id}/members/{user_id}", put(add_member).delete(remove_member))
-        .route("/v1/rooms/{room_id}/messages", post(publish_room).get(room_messages))
+        .route(
+            "/v1/rooms/{room_id}/members/{user_id}",
+            put(add_member).delete(remove_member),
+        )
+        .route(
+            "/v1/rooms/{room_id}/messages",
+            post(publish_room).get(room_messages),
+        )
         .route("/v1/rooms/{room_id}/presence", get(room_presence))
         .route("/v1/presence/users", get(user_presence))
         .merge(server_api::routes())
@@ -72,15 +79,36 @@ pub fn ops_routes(state: AppState) -> Router {
 
 /// The dispatcher's route (the `dispatcher` role).
 pub fn dispatch_routes(state: AppState) -> Router {
-    Router::new().route("/v1/dispatch", get(ops::dispatch)).with_state(state)
+    Router::new()
+        .route("/v1/dispatch", get(ops::dispatch))
+        .with_state(state)
 }
 
-/// Adds what every HTTP surface shares: JSON 404 and 405 answers and the body limit.
-pub fn finish(router: Router, max_body_bytes: usize) -> Router {
+/// Adds what every HTTP surface shares: JSON 404 and 405 answers, the body limit, and the
+/// count of error answers by code (`switchboard_errors_total`).
+pub fn finish(router: Router, node: Arc<Node>, max_body_bytes: usize) -> Router {
     router
         .fallback(|| async { ApiError(Error::not_found("no such endpoint")) })
         .method_not_allowed_fallback(|| async {
-            ApiError(Error::new(switchboard_proto::ErrorCode::BadRequest, "method not allowed on this endpoint"))
+            // The contract has no code for this; `bad_request` in the body, 405 as the status.
+            let mut resp =
+                ApiError(Error::bad_request("method not allowed on this endpoint")).into_response();
+            *resp.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+            resp
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(node, count_errors))
+}
+
+/// Counts error answers by the code [`ApiError`] left in the response extensions.
+async fn count_errors(
+    axum::extract::State(node): axum::extract::State<Arc<Node>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let resp = next.run(req).await;
+    if let Some(code) = resp.extensions().get::<switchboard_proto::ErrorCode>() {
+        node.metrics.error(*code);
+    }
+    resp
 }

@@ -34,8 +34,15 @@ pub struct ServerPublish {
 }
 
 /// `POST /v1/server/publish`: publish as the server (`from: null`) into any conversation.
-pub async fn publish(State(s): State<AppState>, _k: ServerKey, JsonBody(p): JsonBody<ServerPublish>) -> Result<Response, ApiError> {
-    let r = s.node.publish(Publisher::Server, p.conv, p.body, p.client_msg_id).await?;
+pub async fn publish(
+    State(s): State<AppState>,
+    _k: ServerKey,
+    JsonBody(p): JsonBody<ServerPublish>,
+) -> Result<Response, ApiError> {
+    let r = s
+        .node
+        .publish(Publisher::Server, p.conv, p.body, p.client_msg_id)
+        .await?;
     Ok((StatusCode::CREATED, Json(json!(r))).into_response())
 }
 
@@ -53,7 +60,9 @@ pub async fn token(
     Path(user_id): Path<String>,
     OptionalJsonBody(body): OptionalJsonBody<TokenRequest>,
 ) -> Result<Response, ApiError> {
-    let ttl = body.ttl_s.map(|s| Duration::from_secs(s.clamp(1, 366 * 24 * 3600)));
+    let ttl = body
+        .ttl_s
+        .map(|s| Duration::from_secs(s.clamp(1, 366 * 24 * 3600)));
     let t = s.node.issue_server_token(&user_id, ttl).await?;
     Ok((StatusCode::CREATED, Json(json!(t))).into_response())
 }

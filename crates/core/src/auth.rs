@@ -21,12 +21,17 @@ pub struct PasswordHasherPool {
 impl PasswordHasherPool {
     /// A pool allowing `parallelism` hashes at once.
     pub fn new(parallelism: usize) -> PasswordHasherPool {
-        PasswordHasherPool { permits: Arc::new(Semaphore::new(parallelism.max(1))) }
+        PasswordHasherPool {
+            permits: Arc::new(Semaphore::new(parallelism.max(1))),
+        }
     }
 
     /// The argon2 PHC string for `password`.
     pub async fn hash(&self, password: String) -> Result<String> {
-        let _permit = self.permits.acquire().await.map_err(|_| Error::new(switchboard_proto::ErrorCode::Unavailable, "shutting down"))?;
+        let _permit =
+            self.permits.acquire().await.map_err(|_| {
+                Error::new(switchboard_proto::ErrorCode::Unavailable, "shutting down")
+            })?;
         tokio::task::spawn_blocking(move || {
             let hash: PasswordHash = Argon2::default()
                 .hash_password(password.as_bytes())
@@ -39,10 +44,17 @@ impl PasswordHasherPool {
 
     /// Whether `password` matches the PHC string `hash`. A malformed hash never matches.
     pub async fn verify(&self, password: String, hash: String) -> Result<bool> {
-        let _permit = self.permits.acquire().await.map_err(|_| Error::new(switchboard_proto::ErrorCode::Unavailable, "shutting down"))?;
+        let _permit =
+            self.permits.acquire().await.map_err(|_| {
+                Error::new(switchboard_proto::ErrorCode::Unavailable, "shutting down")
+            })?;
         tokio::task::spawn_blocking(move || {
-            let Ok(parsed) = PasswordHash::new(&hash) else { return false };
-            Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
+            let Ok(parsed) = PasswordHash::new(&hash) else {
+                return false;
+            };
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
         })
         .await
         .map_err(|e| Error::new(switchboard_proto::ErrorCode::Internal, e.to_string()))

@@ -8,8 +8,8 @@
 
 use async_trait::async_trait;
 use std::sync::Arc;
-use switchboard_proto::{Conv, DisconnectReason, Message, MessageBody};
 use switchboard_proto::frame::PresenceEntry;
+use switchboard_proto::{Conv, DisconnectReason, Message, MessageBody};
 
 /// What can go wrong in a backend.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -103,7 +103,10 @@ pub trait Store: Send + Sync + 'static {
     /// (names compare exactly, case-sensitively).
     async fn create_user(&self, username: &str, password_hash: &str) -> Result<User, BackendError>;
     /// Finds a user by login name, with the password hash.
-    async fn user_by_username(&self, username: &str) -> Result<Option<UserCredentials>, BackendError>;
+    async fn user_by_username(
+        &self,
+        username: &str,
+    ) -> Result<Option<UserCredentials>, BackendError>;
     /// Finds a user by id.
     async fn user(&self, user_id: &str) -> Result<Option<User>, BackendError>;
     /// Returns the user with this id, creating it (without username or password) if unknown.
@@ -119,7 +122,10 @@ pub trait Store: Send + Sync + 'static {
     /// Looks up a session by token hash. Expired sessions may be returned; callers check expiry.
     async fn session(&self, token_hash: TokenHash) -> Result<Option<AuthSession>, BackendError>;
     /// Deletes a session; returns it if it existed.
-    async fn delete_session(&self, token_hash: TokenHash) -> Result<Option<AuthSession>, BackendError>;
+    async fn delete_session(
+        &self,
+        token_hash: TokenHash,
+    ) -> Result<Option<AuthSession>, BackendError>;
 
     /// Creates a room with a fresh id; the owner becomes its first member.
     async fn create_room(
@@ -264,7 +270,11 @@ pub trait Broker: Send + Sync + 'static {
         out
     }
     /// Reads history, ascending seq.
-    async fn history(&self, conv: &Conv, query: HistoryQuery) -> Result<Vec<Arc<Message>>, BackendError>;
+    async fn history(
+        &self,
+        conv: &Conv,
+        query: HistoryQuery,
+    ) -> Result<Vec<Arc<Message>>, BackendError>;
     /// The conversation's epoch, head and oldest available seq.
     async fn position(&self, conv: &Conv) -> Result<Position, BackendError>;
     /// Starts delivering this conversation's publications to this node's [`BusSink`]. Once it
@@ -297,9 +307,17 @@ pub trait Registry: Send + Sync + 'static {
     /// A connection ended.
     async fn remove_connection(&self, conn: &ConnEntry) -> Result<(), BackendError>;
     /// A connection subscribed to a room.
-    async fn add_room_subscriber(&self, room_id: &str, conn: &ConnEntry) -> Result<(), BackendError>;
+    async fn add_room_subscriber(
+        &self,
+        room_id: &str,
+        conn: &ConnEntry,
+    ) -> Result<(), BackendError>;
     /// A connection left a room (unsubscribe or end).
-    async fn remove_room_subscriber(&self, room_id: &str, conn: &ConnEntry) -> Result<(), BackendError>;
+    async fn remove_room_subscriber(
+        &self,
+        room_id: &str,
+        conn: &ConnEntry,
+    ) -> Result<(), BackendError>;
     /// Live connection counts of these users, in the same order.
     async fn user_connections(&self, user_ids: &[String]) -> Result<Vec<u32>, BackendError>;
     /// Online subscribers of a room with their connection counts, sorted by user id.

@@ -17,7 +17,10 @@ pub struct Error {
 impl Error {
     /// An error with this code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Error {
-        Error { code, message: message.into() }
+        Error {
+            code,
+            message: message.into(),
+        }
     }
     /// `bad_request`.
     pub fn bad_request(message: impl Into<String>) -> Error {
@@ -40,11 +43,16 @@ impl Error {
 impl From<BackendError> for Error {
     fn from(e: BackendError) -> Error {
         match e {
-            BackendError::UsernameTaken => Error::new(ErrorCode::UsernameTaken, "username is taken"),
+            BackendError::UsernameTaken => {
+                Error::new(ErrorCode::UsernameTaken, "username is taken")
+            }
             BackendError::NotFound => Error::not_found("not found"),
             BackendError::Unavailable(m) => {
                 tracing::warn!(error = %m, "backend unavailable");
-                Error::new(ErrorCode::Unavailable, "storage is unavailable, retry later")
+                Error::new(
+                    ErrorCode::Unavailable,
+                    "storage is unavailable, retry later",
+                )
             }
             BackendError::Internal(m) => {
                 tracing::error!(error = %m, "backend failure");

@@ -50,7 +50,10 @@ impl KillSwitch {
     /// Asks the connection to end with `reason`. Returns false if it was already asked.
     pub fn kill(&self, reason: DisconnectReason) -> bool {
         let code = REASONS.iter().position(|r| *r == reason).unwrap_or(0) as u8 + 1;
-        let first = self.reason.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok();
+        let first = self
+            .reason
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
         if first {
             // notify_one stores a permit when nobody waits yet, so the session cannot miss it.
             self.notify.notify_one();
@@ -157,19 +160,27 @@ impl Hub {
         let user: Arc<str> = Arc::from(user_id);
         let mut c = self.conns.lock();
         c.by_user.entry(user.clone()).or_default().push(key);
-        c.by_key.insert(key, ConnMeta { user_id: user, session_id: Arc::from(session_id), kill });
+        c.by_key.insert(
+            key,
+            ConnMeta {
+                user_id: user,
+                session_id: Arc::from(session_id),
+                kill,
+            },
+        );
     }
 
     /// Forgets an authenticated connection.
     pub fn unregister(&self, key: u64) {
         let mut c = self.conns.lock();
         if let Some(meta) = c.by_key.remove(&key)
-            && let Some(keys) = c.by_user.get_mut(&meta.user_id) {
-                keys.retain(|k| *k != key);
-                if keys.is_empty() {
-                    c.by_user.remove(&meta.user_id);
-                }
+            && let Some(keys) = c.by_user.get_mut(&meta.user_id)
+        {
+            keys.retain(|k| *k != key);
+            if keys.is_empty() {
+                c.by_user.remove(&meta.user_id);
             }
+        }
     }
 
     /// Adds a subscriber; true if it is the first local one for `conv`.
@@ -186,7 +197,9 @@ impl Hub {
     /// Removes a subscriber; true if no local subscriber of `conv` is left.
     pub fn unsubscribe(&self, conv: &Conv, key: u64) -> bool {
         let mut shard = self.shard(conv).write();
-        let Some(subs) = shard.get_mut(conv) else { return true };
+        let Some(subs) = shard.get_mut(conv) else {
+            return true;
+        };
         if subs.remove(&key).is_some() {
             self.metrics.subscriptions.dec();
         }
@@ -211,12 +224,15 @@ impl Hub {
 
     fn kill_matching(&self, user_id: &str, session_id: Option<&str>, reason: DisconnectReason) {
         let c = self.conns.lock();
-        let Some(keys) = c.by_user.get(user_id) else { return };
+        let Some(keys) = c.by_user.get(user_id) else {
+            return;
+        };
         for key in keys {
             if let Some(meta) = c.by_key.get(key)
-                && session_id.is_none_or(|s| *meta.session_id == *s) {
-                    meta.kill.kill(reason);
-                }
+                && session_id.is_none_or(|s| *meta.session_id == *s)
+            {
+                meta.kill.kill(reason);
+            }
         }
     }
 }
@@ -225,8 +241,13 @@ impl BusSink for Hub {
     fn deliver(&self, message: Arc<Message>) {
         self.metrics.bus_messages_received.inc();
         let shard = self.shard(&message.conv).read();
-        let Some(subs) = shard.get(&message.conv) else { return };
-        let delivery = Arc::new(Delivery { frame: message.encode_frame(), message: message.clone() });
+        let Some(subs) = shard.get(&message.conv) else {
+            return;
+        };
+        let delivery = Arc::new(Delivery {
+            frame: message.encode_frame(),
+            message: message.clone(),
+        });
         let mut delivered = 0u64;
         for sub in subs.values() {
             match sub.tx.try_send(delivery.clone()) {
@@ -245,9 +266,11 @@ impl BusSink for Hub {
 
     fn control(&self, event: ControlEvent) {
         match event {
-            ControlEvent::DisconnectSession { user_id, session_id, reason } => {
-                self.kill_matching(&user_id, Some(&session_id), reason)
-            }
+            ControlEvent::DisconnectSession {
+                user_id,
+                session_id,
+                reason,
+            } => self.kill_matching(&user_id, Some(&session_id), reason),
             ControlEvent::DisconnectUser { user_id, reason } => {
                 self.kill_matching(&user_id, None, reason)
             }

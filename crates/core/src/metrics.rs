@@ -53,16 +53,56 @@ impl Metrics {
             webhook: Family::default(),
             registry: Registry::default(),
         };
-        registry.register("switchboard_connections", "Open client connections", m.connections.clone());
-        registry.register("switchboard_connections_opened", "Client connections accepted", m.connections_opened.clone());
-        registry.register("switchboard_messages_published", "Messages stored and published by this node", m.messages_published.clone());
-        registry.register("switchboard_messages_delivered", "Message frames queued to local connections", m.messages_delivered.clone());
-        registry.register("switchboard_bus_messages_received", "Messages this node took from the bus", m.bus_messages_received.clone());
-        registry.register("switchboard_subscriptions", "Active subscriptions (connection x conversation)", m.subscriptions.clone());
-        registry.register("switchboard_publish_latency_seconds", "Publish request to durable answer", m.publish_latency.clone());
-        registry.register("switchboard_errors", "Error replies by code", m.errors.clone());
-        registry.register("switchboard_disconnects", "Server-initiated disconnects by reason", m.disconnects.clone());
-        registry.register("switchboard_webhook_attempts", "Offline webhook attempts by result", m.webhook.clone());
+        registry.register(
+            "switchboard_connections",
+            "Open client connections",
+            m.connections.clone(),
+        );
+        registry.register(
+            "switchboard_connections_opened",
+            "Client connections accepted",
+            m.connections_opened.clone(),
+        );
+        registry.register(
+            "switchboard_messages_published",
+            "Messages stored and published by this node",
+            m.messages_published.clone(),
+        );
+        registry.register(
+            "switchboard_messages_delivered",
+            "Message frames queued to local connections",
+            m.messages_delivered.clone(),
+        );
+        registry.register(
+            "switchboard_bus_messages_received",
+            "Messages this node took from the bus",
+            m.bus_messages_received.clone(),
+        );
+        registry.register(
+            "switchboard_subscriptions",
+            "Active subscriptions (connection x conversation)",
+            m.subscriptions.clone(),
+        );
+        registry.register(
+            "switchboard_publish_latency_seconds",
+            "Publish request to durable answer",
+            m.publish_latency.clone(),
+        );
+        registry.register(
+            "switchboard_errors",
+            "Error replies by code",
+            m.errors.clone(),
+        );
+        registry.register(
+            "switchboard_disconnects",
+            "Server-initiated disconnects by reason",
+            m.disconnects.clone(),
+        );
+        registry.register(
+            "switchboard_webhook_attempts",
+            "Offline webhook attempts by result",
+            m.webhook.clone(),
+        );
         // Pre-create the labelled series so they show up (at 0) before the first event.
         for c in ErrorCode::ALL {
             drop(m.errors.get_or_create(&vec![("code", c.as_str())]));
@@ -72,12 +112,16 @@ impl Metrics {
 
     /// Counts an error reply.
     pub fn error(&self, code: ErrorCode) {
-        self.errors.get_or_create(&vec![("code", code.as_str())]).inc();
+        self.errors
+            .get_or_create(&vec![("code", code.as_str())])
+            .inc();
     }
 
     /// Counts a server-initiated disconnect.
     pub fn disconnect(&self, reason: DisconnectReason) {
-        self.disconnects.get_or_create(&vec![("reason", reason.as_str())]).inc();
+        self.disconnects
+            .get_or_create(&vec![("reason", reason.as_str())])
+            .inc();
     }
 
     /// Counts a webhook attempt.

@@ -9,8 +9,8 @@
 
 use crate::auth::{PasswordHasherPool, Principal, now_ms, token_hash};
 use crate::backend::{
-    AppendRequest, AuthSession, Backend, ControlEvent, HistoryQuery, Receipt, Room, User,
-    Visibility, SERVER_IDEMPOTENCY_OWNER,
+    AppendRequest, AuthSession, Backend, ControlEvent, HistoryQuery, Receipt, Room,
+    SERVER_IDEMPOTENCY_OWNER, User, Visibility,
 };
 use crate::config::Limits;
 use crate::error::{Error, Result};
@@ -83,7 +83,13 @@ pub struct Node {
 
 impl Node {
     /// A node over `backend`, delivering into `hub`.
-    pub fn new(id: String, limits: Limits, backend: Backend, hub: Arc<Hub>, metrics: Arc<Metrics>) -> Node {
+    pub fn new(
+        id: String,
+        limits: Limits,
+        backend: Backend,
+        hub: Arc<Hub>,
+        metrics: Arc<Metrics>,
+    ) -> Node {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Node {
             id,
@@ -128,7 +134,9 @@ impl Node {
     pub async fn login(&self, username: &str, password: &str) -> Result<IssuedToken> {
         let creds = self.backend.store.user_by_username(username).await?;
         let (user_id, hash) = match creds {
-            Some(c) if c.password_hash.is_some() => (Some(c.user.user_id), c.password_hash.unwrap_or_default()),
+            Some(c) if c.password_hash.is_some() => {
+                (Some(c.user.user_id), c.password_hash.unwrap_or_default())
+            }
             _ => (None, self.dummy_hash().await?),
         };
         let ok = self.passwords.verify(password.to_owned(), hash).await?;
@@ -147,10 +155,15 @@ impl Node {
 
     /// Issues a token for a user (creating the user if unknown): the server API's
     /// bring-your-own-auth.
-    pub async fn issue_server_token(&self, user_id: &str, ttl: Option<Duration>) -> Result<IssuedToken> {
+    pub async fn issue_server_token(
+        &self,
+        user_id: &str,
+        ttl: Option<Duration>,
+    ) -> Result<IssuedToken> {
         validate_external_id(user_id)?;
         self.backend.store.ensure_user(user_id).await?;
-        self.issue_token(user_id, ttl.unwrap_or(self.limits.server_token_ttl)).await
+        self.issue_token(user_id, ttl.unwrap_or(self.limits.server_token_ttl))
+            .await
     }
 
     async fn issue_token(&self, user_id: &str, ttl: Duration) -> Result<IssuedToken> {
@@ -161,8 +174,15 @@ impl Node {
             user_id: user_id.to_owned(),
             expires_at_ms: expires_at,
         };
-        self.backend.store.create_session(token_hash(&token), &session).await?;
-        Ok(IssuedToken { token, user_id: user_id.to_owned(), expires_at })
+        self.backend
+            .store
+            .create_session(token_hash(&token), &session)
+            .await?;
+        Ok(IssuedToken {
+            token,
+            user_id: user_id.to_owned(),
+            expires_at,
+        })
     }
 
     /// Resolves a bearer token.
@@ -202,24 +222,42 @@ impl Node {
         Ok(self
             .backend
             .broker
-            .broadcast(ControlEvent::DisconnectUser { user_id: user_id.to_owned(), reason })
+            .broadcast(ControlEvent::DisconnectUser {
+                user_id: user_id.to_owned(),
+                reason,
+            })
             .await?)
     }
 
     /// A user by id.
     pub async fn user(&self, user_id: &str) -> Result<User> {
-        self.backend.store.user(user_id).await?.ok_or_else(|| Error::not_found("no such user"))
+        self.backend
+            .store
+            .user(user_id)
+            .await?
+            .ok_or_else(|| Error::not_found("no such user"))
     }
 
     // ----- rooms -----
 
     /// Creates a room owned by `owner`.
-    pub async fn create_room(&self, owner: &str, name: &str, visibility: Visibility) -> Result<Room> {
+    pub async fn create_room(
+        &self,
+        owner: &str,
+        name: &str,
+        visibility: Visibility,
+    ) -> Result<Room> {
         let name = name.trim();
         if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
-            return Err(Error::bad_request("name must be 1 to 200 printable characters"));
+            return Err(Error::bad_request(
+                "name must be 1 to 200 printable characters",
+            ));
         }
-        Ok(self.backend.store.create_room(name, visibility, owner).await?)
+        Ok(self
+            .backend
+            .store
+            .create_room(name, visibility, owner)
+            .await?)
     }
 
     /// A room `user_id` may see: any public room, or a private one it belongs to.
@@ -228,13 +266,20 @@ impl Node {
         if room.visibility == Visibility::Private
             && !self.backend.store.is_member(room_id, user_id).await?
         {
-            return Err(Error::new(ErrorCode::NotMember, "this private room is for members only"));
+            return Err(Error::new(
+                ErrorCode::NotMember,
+                "this private room is for members only",
+            ));
         }
         Ok(room)
     }
 
     async fn room(&self, room_id: &str) -> Result<Room> {
-        self.backend.store.room(room_id).await?.ok_or_else(|| Error::not_found("no such room"))
+        self.backend
+            .store
+            .room(room_id)
+            .await?
+            .ok_or_else(|| Error::not_found("no such room"))
     }
 
     /// Public rooms and the rooms `user_id` belongs to.
@@ -245,13 +290,19 @@ impl Node {
     /// `actor` adds `user_id` to a room: a self-join of a public room, or the owner adding anyone.
     pub async fn add_member(&self, actor: &str, room_id: &str, user_id: &str) -> Result<()> {
         let room = self.room(room_id).await?;
-        let allowed = actor == room.owner || (actor == user_id && room.visibility == Visibility::Public);
+        let allowed =
+            actor == room.owner || (actor == user_id && room.visibility == Visibility::Public);
         if !allowed {
-            return Err(if room.visibility == Visibility::Private && actor == user_id {
-                Error::new(ErrorCode::NotMember, "only the owner adds members to a private room")
-            } else {
-                Error::forbidden("only the owner adds other users")
-            });
+            return Err(
+                if room.visibility == Visibility::Private && actor == user_id {
+                    Error::new(
+                        ErrorCode::NotMember,
+                        "only the owner adds members to a private room",
+                    )
+                } else {
+                    Error::forbidden("only the owner adds other users")
+                },
+            );
         }
         if actor != user_id {
             self.user(user_id).await?;
@@ -301,9 +352,10 @@ impl Node {
     ) -> Result<Receipt> {
         let started = Instant::now();
         if let Some(c) = &client_msg_id
-            && (c.is_empty() || c.len() > switchboard_proto::frame::MAX_CLIENT_MSG_ID_LEN) {
-                return Err(Error::bad_request("client_msg_id must be 1 to 128 bytes"));
-            }
+            && (c.is_empty() || c.len() > switchboard_proto::frame::MAX_CLIENT_MSG_ID_LEN)
+        {
+            return Err(Error::bad_request("client_msg_id must be 1 to 128 bytes"));
+        }
         let (from, owner) = match publisher {
             Publisher::User(u) => (Some(u.to_owned()), u.to_owned()),
             Publisher::Server => (None, SERVER_IDEMPOTENCY_OWNER.to_owned()),
@@ -324,16 +376,30 @@ impl Node {
                 let recipient = conv.id();
                 self.user(recipient).await?;
                 match publisher {
-                    Publisher::User(u) if u != recipient => (Some(recipient.to_owned()), Some(Conv::user(u))),
+                    Publisher::User(u) if u != recipient => {
+                        (Some(recipient.to_owned()), Some(Conv::user(u)))
+                    }
                     Publisher::User(_) => (Some(recipient.to_owned()), None),
                     Publisher::Server => (None, None),
                 }
             }
         };
-        let request = AppendRequest { conv, from, to, body, client_msg_id, idempotency_owner: owner, copy_to };
+        let request = AppendRequest {
+            conv,
+            from,
+            to,
+            body,
+            client_msg_id,
+            idempotency_owner: owner,
+            copy_to,
+        };
         let appended = self.backend.broker.append(request).await?;
-        self.metrics.messages_published.inc_by(appended.stored.len() as u64);
-        self.metrics.publish_latency.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .messages_published
+            .inc_by(appended.stored.len() as u64);
+        self.metrics
+            .publish_latency
+            .observe(started.elapsed().as_secs_f64());
         let sender = match publisher {
             Publisher::User(u) => Some(u),
             Publisher::Server => None,
@@ -347,7 +413,9 @@ impl Node {
     }
 
     fn notify_if_offline(&self, message: Arc<Message>) {
-        let Some(notifier) = self.offline.lock().clone() else { return };
+        let Some(notifier) = self.offline.lock().clone() else {
+            return;
+        };
         let registry = self.backend.registry.clone();
         tokio::spawn(async move {
             let user = message.conv.id().to_owned();
@@ -366,7 +434,12 @@ impl Node {
     }
 
     /// A page of history `user_id` may read.
-    pub async fn history(&self, user_id: &str, conv: &Conv, mut query: HistoryQuery) -> Result<Vec<Arc<Message>>> {
+    pub async fn history(
+        &self,
+        user_id: &str,
+        conv: &Conv,
+        mut query: HistoryQuery,
+    ) -> Result<Vec<Arc<Message>>> {
         self.check_read(user_id, conv).await?;
         query.limit = clamp_limit(Some(query.limit))?;
         Ok(self.backend.broker.history(conv, query).await?)
@@ -377,7 +450,9 @@ impl Node {
     /// Live connection counts of users.
     pub async fn user_presence(&self, ids: &[String]) -> Result<Vec<u32>> {
         if ids.len() > MAX_PRESENCE_IDS {
-            return Err(Error::bad_request(format!("at most {MAX_PRESENCE_IDS} ids")));
+            return Err(Error::bad_request(format!(
+                "at most {MAX_PRESENCE_IDS} ids"
+            )));
         }
         Ok(self.backend.registry.user_connections(ids).await?)
     }
@@ -394,7 +469,10 @@ impl Node {
                 let [id] = ids;
                 Ok(match n.first().copied().unwrap_or(0) {
                     0 => vec![],
-                    connections => vec![PresenceEntry { user_id: id, connections }],
+                    connections => vec![PresenceEntry {
+                        user_id: id,
+                        connections,
+                    }],
                 })
             }
         }
@@ -405,7 +483,12 @@ impl Node {
     /// Makes sure this node receives `conv` from the bus. Call after adding a local subscriber
     /// and before reading history, so that nothing published in between is missed.
     pub async fn ensure_interest(&self, conv: &Conv) -> Result<()> {
-        let slot = self.interest.lock().entry(conv.clone()).or_default().clone();
+        let slot = self
+            .interest
+            .lock()
+            .entry(conv.clone())
+            .or_default()
+            .clone();
         let mut subscribed = slot.lock().await;
         if !*subscribed {
             self.backend.broker.subscribe(conv).await?;
@@ -416,7 +499,9 @@ impl Node {
 
     /// Drops the bus subscription of `conv` if no local subscriber is left.
     pub async fn release_interest(&self, conv: &Conv) {
-        let Some(slot) = self.interest.lock().get(conv).cloned() else { return };
+        let Some(slot) = self.interest.lock().get(conv).cloned() else {
+            return;
+        };
         let mut subscribed = slot.lock().await;
         if *subscribed && self.hub.subscriber_count(conv) == 0 {
             if let Err(e) = self.backend.broker.unsubscribe(conv).await {
@@ -428,7 +513,10 @@ impl Node {
         if !*subscribed {
             let mut map = self.interest.lock();
             // Only drop the slot if nobody else holds it (they cloned it under this lock).
-            if map.get(conv).is_some_and(|s| Arc::ptr_eq(s, &slot) && Arc::strong_count(s) == 2) {
+            if map
+                .get(conv)
+                .is_some_and(|s| Arc::ptr_eq(s, &slot) && Arc::strong_count(s) == 2)
+            {
                 map.remove(conv);
             }
         }
@@ -446,7 +534,9 @@ pub fn clamp_limit(limit: Option<u32>) -> Result<u32> {
 
 fn validate_username(u: &str) -> Result<()> {
     if u.is_empty() || u.len() > 64 || u.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(Error::bad_request("username must be 1 to 64 characters without spaces"));
+        return Err(Error::bad_request(
+            "username must be 1 to 64 characters without spaces",
+        ));
     }
     Ok(())
 }
@@ -459,8 +549,16 @@ fn validate_password(p: &str) -> Result<()> {
 }
 
 fn validate_external_id(id: &str) -> Result<()> {
-    if id.is_empty() || id.len() > 128 || id == SERVER_IDEMPOTENCY_OWNER || id.chars().any(|c| c.is_control() || c.is_whitespace() || c == ':') {
-        return Err(Error::bad_request("user_id must be 1 to 128 characters without spaces or ':'"));
+    if id.is_empty()
+        || id.len() > 128
+        || id == SERVER_IDEMPOTENCY_OWNER
+        || id
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == ':')
+    {
+        return Err(Error::bad_request(
+            "user_id must be 1 to 128 characters without spaces or ':', and not the reserved @server",
+        ));
     }
     Ok(())
 }

@@ -16,7 +16,12 @@ impl TokenBucket {
     /// A full bucket.
     pub fn new(rate: u32, burst: u32) -> TokenBucket {
         let burst = burst.max(1) as f32;
-        TokenBucket { rate: rate as f32, burst, tokens: burst, last: Instant::now() }
+        TokenBucket {
+            rate: rate as f32,
+            burst,
+            tokens: burst,
+            last: Instant::now(),
+        }
     }
 
     /// Takes one token if there is one. Rejected events take nothing, so only the excess fails.
@@ -52,7 +57,9 @@ mod tests {
         let mut b = TokenBucket::new(100, 200);
         let ok = (0..300).filter(|_| b.try_take_at(t0)).count();
         assert_eq!(ok, 200);
-        let ok = (0..300).filter(|_| b.try_take_at(t0 + Duration::from_millis(100))).count();
+        let ok = (0..300)
+            .filter(|_| b.try_take_at(t0 + Duration::from_millis(100)))
+            .count();
         assert_eq!(ok, 10);
         let mut u = TokenBucket::new(0, 0);
         assert!((0..10_000).all(|_| u.try_take_at(t0)));

@@ -19,7 +19,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_proto::conv::ConvKind;
-use switchboard_proto::frame::{ClientFrame, RequestId, ResumePosition, Resumed, parse_client_frame};
+use switchboard_proto::frame::{
+    ClientFrame, RequestId, ResumePosition, Resumed, parse_client_frame,
+};
 use switchboard_proto::{Conv, DisconnectReason, ErrorCode, ServerFrame};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -75,7 +77,10 @@ pub async fn run_session<T: Transport>(node: Arc<Node>, transport: T, pre_auth: 
     let now = Instant::now();
     let mut session = Session {
         publish_bucket: TokenBucket::new(node.limits.publish_rate, node.limits.publish_burst),
-        frame_bucket: TokenBucket::new(node.limits.frame_rate, node.limits.frame_rate.saturating_mul(2)),
+        frame_bucket: TokenBucket::new(
+            node.limits.frame_rate,
+            node.limits.frame_rate.saturating_mul(2),
+        ),
         next_ping: now + node.limits.heartbeat,
         node,
         t: transport,
@@ -164,7 +169,9 @@ impl<T: Transport> Session<T> {
 
     fn next_deadline(&self) -> Instant {
         match &self.auth {
-            None => self.next_ping.min(self.started + self.node.limits.auth_timeout),
+            None => self
+                .next_ping
+                .min(self.started + self.node.limits.auth_timeout),
             Some(a) => self.next_ping.min(a.expires_at),
         }
     }
@@ -174,16 +181,24 @@ impl<T: Transport> Session<T> {
         match &self.auth {
             None if now >= self.started + self.node.limits.auth_timeout => {
                 let ms = self.node.limits.auth_timeout.as_millis();
-                self.reply_error(None, Error::unauthorized(format!("no auth frame within {ms} ms"))).await?;
+                self.reply_error(
+                    None,
+                    Error::unauthorized(format!("no auth frame within {ms} ms")),
+                )
+                .await?;
                 return Err(End::Close);
             }
-            Some(a) if now >= a.expires_at => return Err(End::Disconnect(DisconnectReason::AuthExpired)),
+            Some(a) if now >= a.expires_at => {
+                return Err(End::Disconnect(DisconnectReason::AuthExpired));
+            }
             _ => {}
         }
         if now >= self.next_ping {
             if now.duration_since(self.last_seen) > self.node.limits.heartbeat * 2 {
                 tracing::debug!(key = self.key, "peer missed two heartbeats");
-                self.node.metrics.disconnect(DisconnectReason::ProtocolError);
+                self.node
+                    .metrics
+                    .disconnect(DisconnectReason::ProtocolError);
                 return Err(End::Gone);
             }
             let r = timeout(self.node.limits.write_timeout, self.t.ping()).await;
@@ -196,7 +211,10 @@ impl<T: Transport> Session<T> {
 
     // ----- writing -----
 
-    fn outcome(&self, r: Result<Result<(), crate::transport::TransportError>, tokio::time::error::Elapsed>) -> Result<(), End> {
+    fn outcome(
+        &self,
+        r: Result<Result<(), crate::transport::TransportError>, tokio::time::error::Elapsed>,
+    ) -> Result<(), End> {
         match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
@@ -231,8 +249,14 @@ impl<T: Transport> Session<T> {
 
     async fn on_too_large(&mut self, size: usize) -> Result<(), End> {
         let max = self.node.limits.max_frame_bytes;
-        self.reply_error(None, Error::new(ErrorCode::TooLarge, format!("frame of {size} bytes is over the {max}-byte limit")))
-            .await?;
+        self.reply_error(
+            None,
+            Error::new(
+                ErrorCode::TooLarge,
+                format!("frame of {size} bytes is over the {max}-byte limit"),
+            ),
+        )
+        .await?;
         self.count_bad_frame()
     }
 
@@ -256,12 +280,15 @@ impl<T: Transport> Session<T> {
         let (id, frame) = match parse_client_frame(&bytes) {
             Ok(parsed) => parsed,
             Err(fe) => {
-                self.reply_error(fe.id, Error::bad_request(fe.message)).await?;
+                self.reply_error(fe.id, Error::bad_request(fe.message))
+                    .await?;
                 return self.count_bad_frame();
             }
         };
         if !self.frame_bucket.try_take() {
-            return self.reply_error(id, Error::new(ErrorCode::RateLimited, "too many frames")).await;
+            return self
+                .reply_error(id, Error::new(ErrorCode::RateLimited, "too many frames"))
+                .await;
         }
         match self.handle(id.clone(), frame).await {
             Ok(()) => Ok(()),
@@ -275,7 +302,9 @@ impl<T: Transport> Session<T> {
             (_, ClientFrame::Ping) => return Ok(self.reply(ServerFrame::Pong { id }).await?),
             (_, ClientFrame::Pong) => return Ok(()),
             (None, ClientFrame::Auth { .. }) => String::new(),
-            (Some(_), ClientFrame::Auth { .. }) => return Err(Error::bad_request("already authenticated").into()),
+            (Some(_), ClientFrame::Auth { .. }) => {
+                return Err(Error::bad_request("already authenticated").into());
+            }
             (None, _) => return Err(Error::unauthorized("send an auth frame first").into()),
             (Some(a), _) => a.principal.user_id.clone(),
         };
@@ -290,30 +319,67 @@ impl<T: Transport> Session<T> {
                 };
                 self.authenticate(id, principal, resume).await
             }
-            ClientFrame::Subscribe { conv, since, epoch } => self.subscribe(id, &user_id, conv, since, epoch).await,
+            ClientFrame::Subscribe { conv, since, epoch } => {
+                self.subscribe(id, &user_id, conv, since, epoch).await
+            }
             ClientFrame::Unsubscribe { conv } => {
                 if self.subs.contains_key(&conv) {
                     self.detach(&conv).await;
                 }
                 Ok(self.reply(ServerFrame::Unsubscribed { id, conv }).await?)
             }
-            ClientFrame::Publish { conv, body, client_msg_id } => {
+            ClientFrame::Publish {
+                conv,
+                body,
+                client_msg_id,
+            } => {
                 if !self.publish_bucket.try_take() {
-                    return Err(Error::new(ErrorCode::RateLimited, "publish rate limit exceeded").into());
+                    return Err(
+                        Error::new(ErrorCode::RateLimited, "publish rate limit exceeded").into(),
+                    );
                 }
-                let r = self.node.publish(Publisher::User(&user_id), conv, body, client_msg_id).await?;
+                let r = self
+                    .node
+                    .publish(Publisher::User(&user_id), conv, body, client_msg_id)
+                    .await?;
                 Ok(self
-                    .reply(ServerFrame::Published { id, conv: r.conv, seq: r.seq, message_id: r.message_id, ts: r.ts })
+                    .reply(ServerFrame::Published {
+                        id,
+                        conv: r.conv,
+                        seq: r.seq,
+                        message_id: r.message_id,
+                        ts: r.ts,
+                    })
                     .await?)
             }
-            ClientFrame::History { conv, after, before, limit } => {
+            ClientFrame::History {
+                conv,
+                after,
+                before,
+                limit,
+            } => {
                 let limit = clamp_limit(limit)?;
-                let messages = self.node.history(&user_id, &conv, HistoryQuery { after, before, limit }).await?;
-                Ok(self.reply(ServerFrame::History { id, conv, messages }).await?)
+                let messages = self
+                    .node
+                    .history(
+                        &user_id,
+                        &conv,
+                        HistoryQuery {
+                            after,
+                            before,
+                            limit,
+                        },
+                    )
+                    .await?;
+                Ok(self
+                    .reply(ServerFrame::History { id, conv, messages })
+                    .await?)
             }
             ClientFrame::Presence { conv } => {
                 let users = self.node.presence(&user_id, &conv).await?;
-                Ok(self.reply(ServerFrame::Presence { id, conv, users }).await?)
+                Ok(self
+                    .reply(ServerFrame::Presence { id, conv, users })
+                    .await?)
             }
             ClientFrame::Ping | ClientFrame::Pong => Ok(()),
         }
@@ -333,13 +399,28 @@ impl<T: Transport> Session<T> {
             session_id: principal.session_id.clone(),
             node_id: self.node.id.clone(),
         };
-        self.node.backend.registry.add_connection(&entry).await.map_err(Error::from)?;
-        self.node.hub.register(self.key, &entry.user_id, &entry.session_id, self.kill.clone());
+        self.node
+            .backend
+            .registry
+            .add_connection(&entry)
+            .await
+            .map_err(Error::from)?;
+        self.node.hub.register(
+            self.key,
+            &entry.user_id,
+            &entry.session_id,
+            self.kill.clone(),
+        );
         let left_ms = principal.expires_at_ms.saturating_sub(now_ms());
-        let expires_at = Instant::now() + Duration::from_millis(left_ms.min(365 * 24 * 3600 * 1000));
+        let expires_at =
+            Instant::now() + Duration::from_millis(left_ms.min(365 * 24 * 3600 * 1000));
         let user_id = principal.user_id.clone();
         let conn_id = entry.conn_id.clone();
-        self.auth = Some(Authed { principal, entry, expires_at });
+        self.auth = Some(Authed {
+            principal,
+            entry,
+            expires_at,
+        });
 
         let own = Conv::user(&user_id);
         let mut resume = resume;
@@ -413,11 +494,19 @@ impl<T: Transport> Session<T> {
         let already = self.subs.contains_key(&conv);
         if !already && self.subs.len() >= self.node.limits.max_subscriptions {
             let max = self.node.limits.max_subscriptions;
-            return Err(Error::bad_request(format!("a connection may hold at most {max} subscriptions")).into());
+            return Err(Error::bad_request(format!(
+                "a connection may hold at most {max} subscriptions"
+            ))
+            .into());
         }
         self.node.check_read(user_id, &conv).await?;
         let pos = if already {
-            self.node.backend.broker.position(&conv).await.map_err(Error::from)?
+            self.node
+                .backend
+                .broker
+                .position(&conv)
+                .await
+                .map_err(Error::from)?
         } else {
             self.attach(&conv).await?
         };
@@ -452,13 +541,20 @@ impl<T: Transport> Session<T> {
     /// Adds a local subscription and bus interest, then reads the position. On failure the
     /// subscription is taken back.
     async fn attach(&mut self, conv: &Conv) -> Result<Position, Error> {
-        self.node.hub.subscribe(conv, self.key, self.tx.clone(), self.kill.clone());
+        self.node
+            .hub
+            .subscribe(conv, self.key, self.tx.clone(), self.kill.clone());
         let result = async {
             self.node.ensure_interest(conv).await?;
             if conv.kind() == ConvKind::Room
-                && let Some(a) = &self.auth {
-                    self.node.backend.registry.add_room_subscriber(conv.id(), &a.entry).await?;
-                }
+                && let Some(a) = &self.auth
+            {
+                self.node
+                    .backend
+                    .registry
+                    .add_room_subscriber(conv.id(), &a.entry)
+                    .await?;
+            }
             Ok::<_, Error>(self.node.backend.broker.position(conv).await?)
         }
         .await;
@@ -475,9 +571,15 @@ impl<T: Transport> Session<T> {
         }
         if conv.kind() == ConvKind::Room
             && let Some(a) = &self.auth
-                && let Err(e) = self.node.backend.registry.remove_room_subscriber(conv.id(), &a.entry).await {
-                    tracing::warn!(%conv, error = %e, "presence update failed");
-                }
+            && let Err(e) = self
+                .node
+                .backend
+                .registry
+                .remove_room_subscriber(conv.id(), &a.entry)
+                .await
+        {
+            tracing::warn!(%conv, error = %e, "presence update failed");
+        }
     }
 
     // ----- delivery -----
@@ -496,7 +598,9 @@ impl<T: Transport> Session<T> {
     async fn deliver(&mut self, d: Arc<Delivery>) -> Result<(), End> {
         let conv = &d.message.conv;
         let seq = d.message.seq;
-        let Some(&last) = self.subs.get(conv) else { return Ok(()) };
+        let Some(&last) = self.subs.get(conv) else {
+            return Ok(());
+        };
         if seq <= last {
             return Ok(());
         }
@@ -514,7 +618,11 @@ impl<T: Transport> Session<T> {
     async fn replay(&mut self, conv: &Conv, after: u64, before: Option<u64>) -> Result<(), End> {
         let mut cursor = after;
         loop {
-            let q = HistoryQuery { after: Some(cursor), before, limit: MAX_HISTORY_LIMIT };
+            let q = HistoryQuery {
+                after: Some(cursor),
+                before,
+                limit: MAX_HISTORY_LIMIT,
+            };
             let page = match self.node.backend.broker.history(conv, q).await {
                 Ok(p) => p,
                 Err(e) => {
@@ -550,9 +658,21 @@ impl<T: Transport> Session<T> {
                     self.node.metrics.disconnect(reason);
                     if reason == DisconnectReason::Shutdown {
                         let delay_ms = switchboard_proto::ids::random_u64() % jitter_ms.max(1);
-                        let _ = self.t.send(ServerFrame::Reconnect { reason: "shutdown".into(), delay_ms }.encode()).await;
+                        let _ = self
+                            .t
+                            .send(
+                                ServerFrame::Reconnect {
+                                    reason: "shutdown".into(),
+                                    delay_ms,
+                                }
+                                .encode(),
+                            )
+                            .await;
                     }
-                    let _ = self.t.send(ServerFrame::Disconnect { reason }.encode()).await;
+                    let _ = self
+                        .t
+                        .send(ServerFrame::Disconnect { reason }.encode())
+                        .await;
                     let _ = self.t.flush().await;
                     self.t.close().await;
                 }
@@ -586,12 +706,17 @@ impl<T: Transport> Session<T> {
 fn decide(p: &ResumePosition, pos: &Position) -> Resumed {
     let since = p.seq();
     let epoch_ok = p.epoch().is_none_or(|e| e == pos.epoch);
-    let (recovered, from_seq) = if epoch_ok && since <= pos.head_seq && since + 1 >= pos.oldest_seq {
+    let (recovered, from_seq) = if epoch_ok && since <= pos.head_seq && since + 1 >= pos.oldest_seq
+    {
         (true, since + 1)
     } else {
         (false, pos.oldest_seq)
     };
-    Resumed { recovered, from_seq, epoch: pos.epoch.clone() }
+    Resumed {
+        recovered,
+        from_seq,
+        epoch: pos.epoch.clone(),
+    }
 }
 
 #[cfg(test)]
@@ -599,7 +724,11 @@ mod tests {
     use super::*;
 
     fn pos(head: u64, oldest: u64) -> Position {
-        Position { epoch: "e1".into(), head_seq: head, oldest_seq: oldest }
+        Position {
+            epoch: "e1".into(),
+            head_seq: head,
+            oldest_seq: oldest,
+        }
     }
 
     #[test]
@@ -616,7 +745,13 @@ mod tests {
         let r = decide(&ResumePosition::Seq(4), &pos(10, 5));
         assert_eq!((r.recovered, r.from_seq), (true, 5));
         // Other epoch, or a seq from the future: history was lost.
-        let r = decide(&ResumePosition::WithEpoch { seq: 3, epoch: Some("e0".into()) }, &pos(10, 1));
+        let r = decide(
+            &ResumePosition::WithEpoch {
+                seq: 3,
+                epoch: Some("e0".into()),
+            },
+            &pos(10, 1),
+        );
         assert_eq!((r.recovered, r.from_seq), (false, 1));
         let r = decide(&ResumePosition::Seq(20), &pos(10, 1));
         assert_eq!((r.recovered, r.from_seq), (false, 1));

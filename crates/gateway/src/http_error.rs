@@ -23,13 +23,17 @@ impl From<switchboard_core::backend::BackendError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.0.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::json!({"error": {"code": self.0.code, "message": self.0.message}});
         let mut resp = (status, axum::Json(body)).into_response();
+        // Read by the metrics layer, so every HTTP error is counted once, by code.
+        resp.extensions_mut().insert(self.0.code);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             // Spread retries: 1 to 5 seconds.
             let secs = 1 + switchboard_proto::ids::random_u64() % 5;
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }
@@ -39,5 +43,8 @@ impl IntoResponse for ApiError {
 pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }

@@ -54,24 +54,30 @@ async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     if node.is_draining() {
-        return ApiError(Error::new(ErrorCode::Overloaded, "this node is draining; ask the dispatcher for another")).into_response();
+        return ApiError(Error::new(
+            ErrorCode::Overloaded,
+            "this node is draining; ask the dispatcher for another",
+        ))
+        .into_response();
     }
     if node.hub.open_connections() >= node.limits.max_connections {
-        node.metrics.error(ErrorCode::Overloaded);
-        return ApiError(Error::new(ErrorCode::Overloaded, "this node is at its connection limit")).into_response();
+        return ApiError(Error::new(
+            ErrorCode::Overloaded,
+            "this node is at its connection limit",
+        ))
+        .into_response();
     }
     let token = bearer(&headers).map(str::to_owned).or(query.token);
     let principal: Option<Principal> = match token {
         Some(t) => match node.authenticate(&t).await {
             Ok(p) => Some(p),
-            Err(e) => {
-                node.metrics.error(e.code);
-                return ApiError(e).into_response();
-            }
+            Err(e) => return ApiError(e).into_response(),
         },
         None => None,
     };
-    let cfg = WsConfig { max_frame_bytes: node.limits.max_frame_bytes };
+    let cfg = WsConfig {
+        max_frame_bytes: node.limits.max_frame_bytes,
+    };
     ws.read_buffer_size(4096)
         .write_buffer_size(0)
         .max_message_size(cfg.hard_limit())
@@ -90,7 +96,11 @@ pub struct WsTransport {
 impl WsTransport {
     /// Wraps an upgraded socket.
     pub fn new(socket: WebSocket, config: WsConfig) -> WsTransport {
-        WsTransport { socket, config, broken: false }
+        WsTransport {
+            socket,
+            config,
+            broken: false,
+        }
     }
 
     fn frame(&self, data: Bytes) -> Inbound {
@@ -132,19 +142,34 @@ impl Transport for WsTransport {
 
     async fn send(&mut self, frame: Bytes) -> Result<(), TransportError> {
         let text = Utf8Bytes::try_from(frame).map_err(|e| TransportError(e.to_string()))?;
-        self.socket.feed(Message::Text(text)).await.map_err(|e| TransportError(e.to_string()))
+        self.socket
+            .feed(Message::Text(text))
+            .await
+            .map_err(|e| TransportError(e.to_string()))
     }
 
     async fn flush(&mut self) -> Result<(), TransportError> {
-        self.socket.flush().await.map_err(|e| TransportError(e.to_string()))
+        self.socket
+            .flush()
+            .await
+            .map_err(|e| TransportError(e.to_string()))
     }
 
     async fn ping(&mut self) -> Result<(), TransportError> {
-        self.socket.feed(Message::Ping(Bytes::new())).await.map_err(|e| TransportError(e.to_string()))
+        self.socket
+            .feed(Message::Ping(Bytes::new()))
+            .await
+            .map_err(|e| TransportError(e.to_string()))
     }
 
     async fn close(&mut self) {
         let code = if self.broken { 1009 } else { 1000 };
-        let _ = self.socket.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static("") }))).await;
+        let _ = self
+            .socket
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(""),
+            })))
+            .await;
     }
 }

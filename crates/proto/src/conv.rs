@@ -30,8 +30,7 @@ impl Conv {
             return None;
         }
         let (kind, id) = s.split_once(':')?;
-        if !matches!(kind, "room" | "user") || id.is_empty() || id.chars().any(|c| c.is_control())
-        {
+        if !matches!(kind, "room" | "user") || id.is_empty() || id.chars().any(|c| c.is_control()) {
             return None;
         }
         Some(Conv(Arc::from(s)))

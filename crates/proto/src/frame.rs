@@ -169,10 +169,16 @@ pub fn parse_client_frame(text: &[u8]) -> Result<(Option<RequestId>, ClientFrame
         Some(Value::Null) | None => None,
         Some(v @ (Value::Number(_) | Value::String(_))) => Some(v),
         Some(_) => {
-            return Err(FrameError { id: None, message: "id must be a number or a string".into() });
+            return Err(FrameError {
+                id: None,
+                message: "id must be a number or a string".into(),
+            });
         }
     };
-    let fail = |e: serde_json::Error| FrameError { id: id.clone(), message: e.to_string() };
+    let fail = |e: serde_json::Error| FrameError {
+        id: id.clone(),
+        message: e.to_string(),
+    };
     let kind = env.kind.ok_or_else(|| FrameError {
         id: id.clone(),
         message: "missing field `type`".into(),
@@ -180,11 +186,18 @@ pub fn parse_client_frame(text: &[u8]) -> Result<(Option<RequestId>, ClientFrame
     let frame = match kind.as_str() {
         "auth" => {
             let f: AuthFrame = serde_json::from_slice(text).map_err(fail)?;
-            ClientFrame::Auth { token: f.token, resume: f.resume.unwrap_or_default() }
+            ClientFrame::Auth {
+                token: f.token,
+                resume: f.resume.unwrap_or_default(),
+            }
         }
         "subscribe" => {
             let f: SubscribeFrame = serde_json::from_slice(text).map_err(fail)?;
-            ClientFrame::Subscribe { conv: f.conv, since: f.since, epoch: f.epoch }
+            ClientFrame::Subscribe {
+                conv: f.conv,
+                since: f.since,
+                epoch: f.epoch,
+            }
         }
         "unsubscribe" => {
             let f: ConvFrame = serde_json::from_slice(text).map_err(fail)?;
@@ -192,17 +205,29 @@ pub fn parse_client_frame(text: &[u8]) -> Result<(Option<RequestId>, ClientFrame
         }
         "publish" => {
             let f: PublishFrame = serde_json::from_slice(text).map_err(fail)?;
-            if f.client_msg_id.as_ref().is_some_and(|c| c.is_empty() || c.len() > MAX_CLIENT_MSG_ID_LEN) {
+            if f.client_msg_id
+                .as_ref()
+                .is_some_and(|c| c.is_empty() || c.len() > MAX_CLIENT_MSG_ID_LEN)
+            {
                 return Err(FrameError {
                     id,
                     message: format!("client_msg_id must be 1 to {MAX_CLIENT_MSG_ID_LEN} bytes"),
                 });
             }
-            ClientFrame::Publish { conv: f.conv, body: f.body, client_msg_id: f.client_msg_id }
+            ClientFrame::Publish {
+                conv: f.conv,
+                body: f.body,
+                client_msg_id: f.client_msg_id,
+            }
         }
         "history" => {
             let f: HistoryFrame = serde_json::from_slice(text).map_err(fail)?;
-            ClientFrame::History { conv: f.conv, after: f.after, before: f.before, limit: f.limit }
+            ClientFrame::History {
+                conv: f.conv,
+                after: f.after,
+                before: f.before,
+                limit: f.limit,
+            }
         }
         "presence" => {
             let f: ConvFrame = serde_json::from_slice(text).map_err(fail)?;
@@ -212,7 +237,10 @@ pub fn parse_client_frame(text: &[u8]) -> Result<(Option<RequestId>, ClientFrame
         "pong" => ClientFrame::Pong,
         other => {
             let shown: String = other.chars().take(40).collect();
-            return Err(FrameError { id, message: format!("unknown frame type `{shown}`") });
+            return Err(FrameError {
+                id,
+                message: format!("unknown frame type `{shown}`"),
+            });
         }
     };
     Ok((id, frame))
@@ -349,8 +377,16 @@ impl ServerFrame {
     }
 
     /// An error reply.
-    pub fn error(id: Option<RequestId>, code: ErrorCode, message: impl Into<String>) -> ServerFrame {
-        ServerFrame::Error { id, code, message: message.into() }
+    pub fn error(
+        id: Option<RequestId>,
+        code: ErrorCode,
+        message: impl Into<String>,
+    ) -> ServerFrame {
+        ServerFrame::Error {
+            id,
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -379,8 +415,10 @@ mod tests {
 
     #[test]
     fn publish_keeps_raw_body_and_resume_accepts_both_forms() {
-        let (id, f) =
-            parse_client_frame(br#"{"id":3,"type":"publish","conv":"room:r","body":{"a": [1, 2]}}"#).unwrap();
+        let (id, f) = parse_client_frame(
+            br#"{"id":3,"type":"publish","conv":"room:r","body":{"a": [1, 2]}}"#,
+        )
+        .unwrap();
         assert_eq!(id, Some(Value::from(3)));
         match f {
             ClientFrame::Publish { body, .. } => assert_eq!(body.get(), r#"{"a": [1, 2]}"#),

@@ -16,7 +16,11 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 #[derive(Args, Debug)]
 pub struct ChatArgs {
     /// Base URL of a node (its api and dispatcher roles).
-    #[arg(long, default_value = "http://127.0.0.1:7700", env = "SWITCHBOARD_SERVER")]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:7700",
+        env = "SWITCHBOARD_SERVER"
+    )]
     pub server: String,
     /// Username (registered on first use).
     #[arg(long)]
@@ -47,7 +51,12 @@ struct Api {
 }
 
 impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), String> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
@@ -63,17 +72,28 @@ impl Api {
 }
 
 fn err_text(v: &Value) -> String {
-    v["error"]["message"].as_str().unwrap_or("unexpected answer").to_owned()
+    v["error"]["message"]
+        .as_str()
+        .unwrap_or("unexpected answer")
+        .to_owned()
 }
 
 async fn chat(args: ChatArgs) -> Result<(), String> {
-    let mut api = Api { http: reqwest::Client::new(), base: args.server.trim_end_matches('/').to_owned(), token: None };
+    let mut api = Api {
+        http: reqwest::Client::new(),
+        base: args.server.trim_end_matches('/').to_owned(),
+        token: None,
+    };
     let creds = json!({"username": args.user, "password": args.password});
-    let (status, v) = api.call(reqwest::Method::POST, "/v1/users", Some(creds.clone())).await?;
+    let (status, v) = api
+        .call(reqwest::Method::POST, "/v1/users", Some(creds.clone()))
+        .await?;
     if status != 201 && status != 409 {
         return Err(format!("registration failed: {}", err_text(&v)));
     }
-    let (status, v) = api.call(reqwest::Method::POST, "/v1/sessions", Some(creds)).await?;
+    let (status, v) = api
+        .call(reqwest::Method::POST, "/v1/sessions", Some(creds))
+        .await?;
     if status != 201 {
         return Err(format!("login failed: {}", err_text(&v)));
     }
@@ -81,12 +101,19 @@ async fn chat(args: ChatArgs) -> Result<(), String> {
     let me = v["user_id"].as_str().unwrap_or_default().to_owned();
 
     let (_, rooms) = api.call(reqwest::Method::GET, "/v1/rooms", None).await?;
-    let existing = rooms["rooms"].as_array().and_then(|rs| rs.iter().find(|r| r["name"] == args.room.as_str()).cloned());
+    let existing = rooms["rooms"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["name"] == args.room.as_str()).cloned());
     let room = match existing {
         Some(r) => r,
         None => {
-            let (status, r) =
-                api.call(reqwest::Method::POST, "/v1/rooms", Some(json!({"name": args.room, "visibility": "public"}))).await?;
+            let (status, r) = api
+                .call(
+                    reqwest::Method::POST,
+                    "/v1/rooms",
+                    Some(json!({"name": args.room, "visibility": "public"})),
+                )
+                .await?;
             if status != 201 {
                 return Err(format!("cannot create room: {}", err_text(&r)));
             }
@@ -94,16 +121,31 @@ async fn chat(args: ChatArgs) -> Result<(), String> {
         }
     };
     let room_id = room["room_id"].as_str().unwrap_or_default().to_owned();
-    let (status, v) = api.call(reqwest::Method::PUT, &format!("/v1/rooms/{room_id}/members/{me}"), None).await?;
+    let (status, v) = api
+        .call(
+            reqwest::Method::PUT,
+            &format!("/v1/rooms/{room_id}/members/{me}"),
+            None,
+        )
+        .await?;
     if status != 204 {
         return Err(format!("cannot join: {}", err_text(&v)));
     }
     let conv = format!("room:{room_id}");
-    println!("* {} joined #{} ({conv}); type to send, /quit to leave", args.user, args.room);
+    println!(
+        "* {} joined #{} ({conv}); type to send, /quit to leave",
+        args.user, args.room
+    );
 
     let mut names: HashMap<String, String> = HashMap::new();
     let mut last_seq = 0u64;
-    let (_, hist) = api.call(reqwest::Method::GET, &format!("/v1/rooms/{room_id}/messages?limit=20"), None).await?;
+    let (_, hist) = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/rooms/{room_id}/messages?limit=20"),
+            None,
+        )
+        .await?;
     for m in hist["messages"].as_array().cloned().unwrap_or_default() {
         print_message(&api, &mut names, &m).await;
         last_seq = last_seq.max(m["seq"].as_u64().unwrap_or(0));
@@ -193,7 +235,10 @@ async fn chat(args: ChatArgs) -> Result<(), String> {
 async fn print_message(api: &Api, names: &mut HashMap<String, String>, m: &Value) {
     let from = m["from"].as_str().unwrap_or("server").to_owned();
     if !names.contains_key(&from) {
-        let name = match api.call(reqwest::Method::GET, &format!("/v1/users/{from}"), None).await {
+        let name = match api
+            .call(reqwest::Method::GET, &format!("/v1/users/{from}"), None)
+            .await
+        {
             Ok((200, u)) => u["username"].as_str().unwrap_or(&from).to_owned(),
             _ => from.clone(),
         };

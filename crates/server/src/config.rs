@@ -158,8 +158,9 @@ impl ServeArgs {
     pub fn resolve(self) -> Result<ServerConfig, ConfigError> {
         let file = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(format!("cannot read config file {}: {e}", path.display()))
+                })?;
                 toml::from_str::<ServeArgs>(&text)
                     .map_err(|e| ConfigError(format!("bad config file {}: {e}", path.display())))?
             }
@@ -167,16 +168,36 @@ impl ServeArgs {
         };
         let a = self.over(file);
         let mut limits = Limits::default();
-        if let Some(v) = a.max_connections { limits.max_connections = v; }
-        if let Some(v) = a.publish_rate { limits.publish_rate = v; }
-        if let Some(v) = a.publish_burst { limits.publish_burst = v; }
-        if let Some(v) = a.frame_rate { limits.frame_rate = v; }
-        if let Some(v) = a.outbound_queue { limits.outbound_queue = v.max(1); }
-        if let Some(v) = a.max_frame_bytes { limits.max_frame_bytes = v.max(256); }
-        if let Some(v) = a.heartbeat_ms { limits.heartbeat = Duration::from_millis(v.max(100)); }
-        if let Some(v) = a.auth_timeout_ms { limits.auth_timeout = Duration::from_millis(v.max(100)); }
-        if let Some(v) = a.session_ttl_s { limits.session_ttl = Duration::from_secs(v.max(1)); }
-        if let Some(v) = a.reconnect_jitter_ms { limits.reconnect_jitter = Duration::from_millis(v); }
+        if let Some(v) = a.max_connections {
+            limits.max_connections = v;
+        }
+        if let Some(v) = a.publish_rate {
+            limits.publish_rate = v;
+        }
+        if let Some(v) = a.publish_burst {
+            limits.publish_burst = v;
+        }
+        if let Some(v) = a.frame_rate {
+            limits.frame_rate = v;
+        }
+        if let Some(v) = a.outbound_queue {
+            limits.outbound_queue = v.max(1);
+        }
+        if let Some(v) = a.max_frame_bytes {
+            limits.max_frame_bytes = v.max(256);
+        }
+        if let Some(v) = a.heartbeat_ms {
+            limits.heartbeat = Duration::from_millis(v.max(100));
+        }
+        if let Some(v) = a.auth_timeout_ms {
+            limits.auth_timeout = Duration::from_millis(v.max(100));
+        }
+        if let Some(v) = a.session_ttl_s {
+            limits.session_ttl = Duration::from_secs(v.max(1));
+        }
+        if let Some(v) = a.reconnect_jitter_ms {
+            limits.reconnect_jitter = Duration::from_millis(v);
+        }
         let roles = parse_roles(a.roles.as_deref().unwrap_or("gateway,api,dispatcher"))?;
         let tcp_listen = match a.tcp_listen.as_deref().unwrap_or("127.0.0.1:7701") {
             "off" | "" => None,
@@ -185,24 +206,41 @@ impl ServeArgs {
         let json_logs = match a.log_format.as_deref().unwrap_or("text") {
             "text" => false,
             "json" => true,
-            other => return Err(ConfigError(format!("--log-format must be text or json, not {other}"))),
+            other => {
+                return Err(ConfigError(format!(
+                    "--log-format must be text or json, not {other}"
+                )));
+            }
         };
         if a.webhook_url.is_some() && a.webhook_secret.is_none() {
-            return Err(ConfigError("--webhook-url needs --webhook-secret to sign its requests".into()));
+            return Err(ConfigError(
+                "--webhook-url needs --webhook-secret to sign its requests".into(),
+            ));
         }
         Ok(ServerConfig {
             listen: a.listen.unwrap_or_else(|| "127.0.0.1:7700".into()),
             tcp_listen,
             data_dir: a.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
             redis: a.redis,
-            node_id: a.node_id.unwrap_or_else(|| switchboard_proto::ids::new_id("n")),
+            node_id: a
+                .node_id
+                .unwrap_or_else(|| switchboard_proto::ids::new_id("n")),
             roles,
             api_key: a.api_key.filter(|k| !k.is_empty()),
             webhook_url: a.webhook_url,
             webhook_secret: a.webhook_secret,
             weight: a.weight.unwrap_or(1).max(1),
             public_url: a.public_url,
-            gateways: a.gateways.map(|g| g.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()).unwrap_or_default(),
+            gateways: a
+                .gateways
+                .map(|g| {
+                    g.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
             limits,
             history_max_messages: a.history_max_messages.unwrap_or(10_000),
             history_max_age: Duration::from_secs(a.history_max_age_s.unwrap_or(0)),
@@ -217,22 +255,52 @@ impl ServeArgs {
             ($($f:ident),*) => { ServeArgs { config: self.config, $($f: self.$f.or(file.$f)),* } };
         }
         pick!(
-            listen, tcp_listen, data_dir, redis, node_id, roles, api_key, webhook_url, webhook_secret,
-            max_connections, weight, public_url, gateways, publish_rate, publish_burst, frame_rate,
-            outbound_queue, max_frame_bytes, heartbeat_ms, auth_timeout_ms, history_max_messages,
-            history_max_age_s, session_ttl_s, shutdown_timeout_ms, reconnect_jitter_ms, log_format
+            listen,
+            tcp_listen,
+            data_dir,
+            redis,
+            node_id,
+            roles,
+            api_key,
+            webhook_url,
+            webhook_secret,
+            max_connections,
+            weight,
+            public_url,
+            gateways,
+            publish_rate,
+            publish_burst,
+            frame_rate,
+            outbound_queue,
+            max_frame_bytes,
+            heartbeat_ms,
+            auth_timeout_ms,
+            history_max_messages,
+            history_max_age_s,
+            session_ttl_s,
+            shutdown_timeout_ms,
+            reconnect_jitter_ms,
+            log_format
         )
     }
 }
 
 fn parse_roles(s: &str) -> Result<Roles, ConfigError> {
-    let mut r = Roles { gateway: false, api: false, dispatcher: false };
+    let mut r = Roles {
+        gateway: false,
+        api: false,
+        dispatcher: false,
+    };
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part {
             "gateway" => r.gateway = true,
             "api" => r.api = true,
             "dispatcher" => r.dispatcher = true,
-            other => return Err(ConfigError(format!("unknown role `{other}` (gateway, api, dispatcher)"))),
+            other => {
+                return Err(ConfigError(format!(
+                    "unknown role `{other}` (gateway, api, dispatcher)"
+                )));
+            }
         }
     }
     if !(r.gateway || r.api || r.dispatcher) {
@@ -249,8 +317,16 @@ mod tests {
     fn flags_win_over_file_and_defaults_fill_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sb.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9\"\nmax_connections = 5\npublish_rate = 7\n").unwrap();
-        let args = ServeArgs { config: Some(path), publish_rate: Some(9), ..Default::default() };
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9\"\nmax_connections = 5\npublish_rate = 7\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            publish_rate: Some(9),
+            ..Default::default()
+        };
         let c = args.resolve().unwrap();
         assert_eq!(c.listen, "127.0.0.1:9");
         assert_eq!(c.limits.max_connections, 5);
@@ -264,9 +340,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sb.toml");
         std::fs::write(&path, "no_such_setting = 1\n").unwrap();
-        assert!(ServeArgs { config: Some(path), ..Default::default() }.resolve().is_err());
-        assert!(ServeArgs { roles: Some("gateway,brain".into()), ..Default::default() }.resolve().is_err());
-        let hook = ServeArgs { webhook_url: Some("http://127.0.0.1:1".into()), ..Default::default() };
+        assert!(
+            ServeArgs {
+                config: Some(path),
+                ..Default::default()
+            }
+            .resolve()
+            .is_err()
+        );
+        assert!(
+            ServeArgs {
+                roles: Some("gateway,brain".into()),
+                ..Default::default()
+            }
+            .resolve()
+            .is_err()
+        );
+        let hook = ServeArgs {
+            webhook_url: Some("http://127.0.0.1:1".into()),
+            ..Default::default()
+        };
         assert!(hook.resolve().is_err());
     }
 }

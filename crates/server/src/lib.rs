@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_api::{ApiConfig, AppState};
 use switchboard_backend_embedded::{EmbeddedBackend, EmbeddedConfig};
+use switchboard_core::Node;
 use switchboard_core::backend::BusSink;
 use switchboard_core::hub::Hub;
 use switchboard_core::metrics::Metrics;
-use switchboard_core::Node;
 use switchboard_proto::DisconnectReason;
 use tokio_util::sync::CancellationToken;
 
@@ -76,7 +76,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         sink,
     )
     .map_err(|e| StartError::Backend(e.to_string()))?;
-    let node = Arc::new(Node::new(config.node_id.clone(), config.limits.clone(), embedded.backend(), hub, metrics.clone()));
+    let node = Arc::new(Node::new(
+        config.node_id.clone(),
+        config.limits.clone(),
+        embedded.backend(),
+        hub,
+        metrics.clone(),
+    ));
     if let (Some(url), Some(secret)) = (&config.webhook_url, &config.webhook_secret) {
         let hook = switchboard_webhook::Webhook::start(
             switchboard_webhook::WebhookConfig::new(url.clone(), secret.clone()),
@@ -87,16 +93,28 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
 
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
-        .map_err(|source| StartError::Bind { addr: config.listen.clone(), source })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen.clone(), source })?;
+        .map_err(|source| StartError::Bind {
+            addr: config.listen.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen.clone(),
+        source,
+    })?;
     let api_config = ApiConfig {
-        public_url: config.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
+        public_url: config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}")),
         tcp_url: None,
         weight: config.weight,
         api_key: config.api_key.clone(),
         gateway: config.roles.gateway,
     };
-    let state = AppState { node: node.clone(), config: Arc::new(api_config) };
+    let state = AppState {
+        node: node.clone(),
+        config: Arc::new(api_config),
+    };
     let mut router = Router::new().merge(switchboard_api::ops_routes(state.clone()));
     if config.roles.api {
         router = router.merge(switchboard_api::api_routes(state.clone()));
@@ -107,18 +125,25 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     if config.roles.gateway {
         router = router.merge(switchboard_gateway::ws_route(node.clone()));
     }
-    let router = switchboard_api::finish(router, config.limits.max_frame_bytes);
+    let router = switchboard_api::finish(router, node.clone(), config.limits.max_frame_bytes);
 
     let stop_accepting = CancellationToken::new();
     let stop = stop_accepting.clone();
     let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await });
+        let serve = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await });
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
     tracing::info!(node_id = %node.id, %addr, "listening on {addr}");
-    Ok(RunningServer { addr, node, stop_accepting, server, shutdown_timeout: config.shutdown_timeout })
+    Ok(RunningServer {
+        addr,
+        node,
+        stop_accepting,
+        server,
+        shutdown_timeout: config.shutdown_timeout,
+    })
 }
 
 impl RunningServer {
@@ -138,10 +163,16 @@ impl RunningServer {
         }
         let left = self.node.hub.open_connections();
         if left > 0 {
-            tracing::warn!(left, "shutdown timeout: closing with clients still connected");
+            tracing::warn!(
+                left,
+                "shutdown timeout: closing with clients still connected"
+            );
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
         self.node.backend.lifecycle.close().await;
-        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "shutdown complete");
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "shutdown complete"
+        );
     }
 }

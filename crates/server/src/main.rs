@@ -21,7 +21,10 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("switchboard: cannot start the runtime: {e}");
@@ -51,7 +54,10 @@ async fn serve(args: ServeArgs) -> std::process::ExitCode {
         }
     };
     // The line operators and tests wait for.
-    println!("switchboard node {} listening on {}", server.node.id, server.addr);
+    println!(
+        "switchboard node {} listening on {}",
+        server.node.id, server.addr
+    );
     wait_for_signal().await;
     server.shutdown().await;
     std::process::ExitCode::SUCCESS
@@ -60,7 +66,9 @@ async fn serve(args: ServeArgs) -> std::process::ExitCode {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

@@ -16,12 +16,18 @@ const TOTAL: u64 = PUBLISHERS * PER_PUBLISHER;
 async fn assert_contiguous(c: &mut WsClient, conv: &str, first: u64) {
     let mut expected = first;
     while expected <= TOTAL {
-        let v = c.next().await.unwrap_or_else(|| panic!("closed at seq {expected}"));
+        let v = c
+            .next()
+            .await
+            .unwrap_or_else(|| panic!("closed at seq {expected}"));
         if v["type"] != "message" || v["conv"] != conv {
             continue;
         }
         let seq = v["seq"].as_u64().unwrap();
-        assert_eq!(seq, expected, "gap or duplicate: expected seq {expected}, got {seq}");
+        assert_eq!(
+            seq, expected,
+            "gap or duplicate: expected seq {expected}, got {seq}"
+        );
         expected += 1;
     }
 }
@@ -40,7 +46,9 @@ async fn every_subscriber_sees_every_seq_once_in_order_while_publishers_hammer()
     // Subscriber 1: live from the start.
     let (_, s1_token) = node.user("live").await;
     let mut s1 = node.connect(&s1_token).await;
-    let r = s1.request(json!({"type": "subscribe", "conv": conv}), 1).await;
+    let r = s1
+        .request(json!({"type": "subscribe", "conv": conv}), 1)
+        .await;
     assert_eq!(r["head_seq"], 0);
 
     // Publishers: WebSocket connections publishing concurrently, plus one over HTTP.
@@ -77,14 +85,19 @@ async fn every_subscriber_sees_every_seq_once_in_order_while_publishers_hammer()
     tokio::time::sleep(Duration::from_millis(150)).await;
     let (_, s2_token) = node.user("replayer").await;
     let mut s2 = node.connect(&s2_token).await;
-    s2.send(json!({"type": "subscribe", "id": 1, "conv": conv, "since": 0})).await;
+    s2.send(json!({"type": "subscribe", "id": 1, "conv": conv, "since": 0}))
+        .await;
 
     tokio::time::sleep(Duration::from_millis(150)).await;
     let (_, s3_token) = node.user("resumer").await;
-    let (_, h) = node.http.get(&format!("/v1/rooms/{room}/messages?limit=1"), &s3_token).await;
+    let (_, h) = node
+        .http
+        .get(&format!("/v1/rooms/{room}/messages?limit=1"), &s3_token)
+        .await;
     let resume_from = h["messages"][0]["seq"].as_u64().unwrap_or(0);
     let mut s3 = WsClient::connect(&node.ws_url()).await;
-    s3.send(json!({"type": "auth", "token": s3_token, "resume": {conv.clone(): resume_from}})).await;
+    s3.send(json!({"type": "auth", "token": s3_token, "resume": {conv.clone(): resume_from}}))
+        .await;
 
     let (r1, r2, r3) = tokio::join!(
         assert_contiguous(&mut s1, &conv, 1),
@@ -95,8 +108,17 @@ async fn every_subscriber_sees_every_seq_once_in_order_while_publishers_hammer()
     for t in tasks {
         t.await.unwrap();
     }
-    let (_, h) = node.http.get(&format!("/v1/rooms/{room}/messages?before={}&limit=1", TOTAL + 1), &owner).await;
-    assert_eq!(h["messages"][0]["seq"], TOTAL, "head is exactly the number of publishes");
+    let (_, h) = node
+        .http
+        .get(
+            &format!("/v1/rooms/{room}/messages?before={}&limit=1", TOTAL + 1),
+            &owner,
+        )
+        .await;
+    assert_eq!(
+        h["messages"][0]["seq"], TOTAL,
+        "head is exactly the number of publishes"
+    );
     node.stop().await;
 }
 
@@ -111,9 +133,11 @@ async fn a_slow_consumer_is_cut_off_and_resumes_without_loss() {
     let room = node.http.room(&alice, "firehose", "public").await;
     let conv = format!("room:{room}");
     let mut fast = node.connect(&alice).await;
-    fast.request(json!({"type": "subscribe", "conv": conv}), 1).await;
+    fast.request(json!({"type": "subscribe", "conv": conv}), 1)
+        .await;
     let mut slow = node.connect(&alice).await;
-    slow.request(json!({"type": "subscribe", "conv": conv}), 1).await;
+    slow.request(json!({"type": "subscribe", "conv": conv}), 1)
+        .await;
 
     // ~12 MB of messages: far more than the socket buffers hold while `slow` reads nothing.
     let payload = "z".repeat(60_000);
@@ -121,7 +145,12 @@ async fn a_slow_consumer_is_cut_off_and_resumes_without_loss() {
     let http = node.http.clone();
     let publisher = tokio::spawn(async move {
         for i in 1..=N {
-            let (s, _) = http.server("/v1/server/publish", json!({"conv": format!("room:{room}"), "body": {"i": i, "pad": payload}})).await;
+            let (s, _) = http
+                .server(
+                    "/v1/server/publish",
+                    json!({"conv": format!("room:{room}"), "body": {"i": i, "pad": payload}}),
+                )
+                .await;
             assert_eq!(s, 201);
         }
     });
@@ -141,16 +170,28 @@ async fn a_slow_consumer_is_cut_off_and_resumes_without_loss() {
         }
         frames.push(v["type"].clone());
     }
-    assert!(last_seq < N, "the slow consumer should have been disconnected before getting all {N}");
-    let text = reqwest::get(format!("http://{}/metrics", node.addr)).await.unwrap().text().await.unwrap();
     assert!(
-        text.lines().any(|l| l.starts_with("switchboard_disconnects_total{reason=\"slow_consumer\"}") && !l.ends_with(" 0")),
+        last_seq < N,
+        "the slow consumer should have been disconnected before getting all {N}"
+    );
+    let text = reqwest::get(format!("http://{}/metrics", node.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.lines().any(|l| l
+            .starts_with("switchboard_disconnects_total{reason=\"slow_consumer\"}")
+            && !l.ends_with(" 0")),
         "slow_consumer disconnect not counted:\n{text}"
     );
 
     // It resumes from its last seq and loses nothing.
     let mut again = WsClient::connect(&node.ws_url()).await;
-    again.send(json!({"type": "auth", "token": alice, "resume": {conv.clone(): last_seq}})).await;
+    again
+        .send(json!({"type": "auth", "token": alice, "resume": {conv.clone(): last_seq}}))
+        .await;
     let w = again.expect("welcome").await;
     assert_eq!(w["resumed"][&conv]["recovered"], true);
     let rest = again.messages(&conv, (N - last_seq) as usize).await;

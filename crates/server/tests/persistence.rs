@@ -15,30 +15,75 @@ async fn a_restart_keeps_tokens_rooms_history_and_seq() {
     let (alice_id, alice) = node.user("alice").await;
     let (bob_id, bob) = node.user("bob").await;
     let room = node.http.room(&alice, "keep", "private").await;
-    node.http.call("PUT", &format!("/v1/rooms/{room}/members/{bob_id}"), Some(&alice), None).await;
+    node.http
+        .call(
+            "PUT",
+            &format!("/v1/rooms/{room}/members/{bob_id}"),
+            Some(&alice),
+            None,
+        )
+        .await;
     for i in 1..=3 {
         node.http.publish(&alice, &room, json!({"i": i})).await;
     }
-    let (s, _) = node.http.post(&format!("/v1/users/{bob_id}/messages"), &alice, json!({"body": "dm", "client_msg_id": "once"})).await;
+    let (s, _) = node
+        .http
+        .post(
+            &format!("/v1/users/{bob_id}/messages"),
+            &alice,
+            json!({"body": "dm", "client_msg_id": "once"}),
+        )
+        .await;
     assert_eq!(s, 201);
     let dir = node.stop().await;
 
     let node = TestNode::start_in(dir, |_| {}).await;
     let (s, me) = node.http.get("/v1/me", &alice).await;
-    assert_eq!((s, me["user_id"].as_str()), (200, Some(alice_id.as_str())), "the token survives a restart");
+    assert_eq!(
+        (s, me["user_id"].as_str()),
+        (200, Some(alice_id.as_str())),
+        "the token survives a restart"
+    );
     let (s, _) = node.http.get(&format!("/v1/rooms/{room}"), &bob).await;
     assert_eq!(s, 200, "membership survives");
-    let (_, h) = node.http.get(&format!("/v1/rooms/{room}/messages"), &bob).await;
-    let seqs: Vec<u64> = h["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    let (_, h) = node
+        .http
+        .get(&format!("/v1/rooms/{room}/messages"), &bob)
+        .await;
+    let seqs: Vec<u64> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(seqs, vec![1, 2, 3]);
-    assert_eq!(node.http.publish(&alice, &room, json!({"i": 4})).await, 4, "seq continues");
+    assert_eq!(
+        node.http.publish(&alice, &room, json!({"i": 4})).await,
+        4,
+        "seq continues"
+    );
     // Idempotency survives too.
-    let (_, again) = node.http.post(&format!("/v1/users/{bob_id}/messages"), &alice, json!({"body": "dm", "client_msg_id": "once"})).await;
+    let (_, again) = node
+        .http
+        .post(
+            &format!("/v1/users/{bob_id}/messages"),
+            &alice,
+            json!({"body": "dm", "client_msg_id": "once"}),
+        )
+        .await;
     assert_eq!(again["seq"], 1);
     let (_, bobs) = node.http.get("/v1/users/me/messages", &bob).await;
     assert_eq!(bobs["messages"].as_array().unwrap().len(), 1);
     // Login still works (password hashes persisted).
-    let (s, _) = node.http.call("POST", "/v1/sessions", None, Some(json!({"username": "bob", "password": PASSWORD}))).await;
+    let (s, _) = node
+        .http
+        .call(
+            "POST",
+            "/v1/sessions",
+            None,
+            Some(json!({"username": "bob", "password": PASSWORD})),
+        )
+        .await;
     assert_eq!(s, 201);
     node.stop().await;
 }
@@ -54,7 +99,12 @@ async fn sigkill_loses_no_acknowledged_message() {
     let acked: Arc<Mutex<BTreeMap<u64, String>>> = Arc::default();
     let mut tasks = Vec::new();
     for p in 0..8 {
-        let (http, token, room, acked) = (proc.http.clone(), token.clone(), room.clone(), acked.clone());
+        let (http, token, room, acked) = (
+            proc.http.clone(),
+            token.clone(),
+            room.clone(),
+            acked.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             for i in 0.. {
                 let req = http
@@ -68,8 +118,13 @@ async fn sigkill_loses_no_acknowledged_message() {
                 if resp.status() != 201 {
                     return;
                 }
-                let Ok(v) = resp.json::<serde_json::Value>().await else { return };
-                acked.lock().unwrap().insert(v["seq"].as_u64().unwrap(), v["message_id"].as_str().unwrap().to_owned());
+                let Ok(v) = resp.json::<serde_json::Value>().await else {
+                    return;
+                };
+                acked.lock().unwrap().insert(
+                    v["seq"].as_u64().unwrap(),
+                    v["message_id"].as_str().unwrap().to_owned(),
+                );
             }
         }));
     }
@@ -84,13 +139,23 @@ async fn sigkill_loses_no_acknowledged_message() {
         t.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() >= 300, "only {} messages were acknowledged before the kill", acked.len());
+    assert!(
+        acked.len() >= 300,
+        "only {} messages were acknowledged before the kill",
+        acked.len()
+    );
 
     let proc = NodeProcess::start(dir.path(), &[]).await;
     let mut stored = BTreeMap::new();
     let mut after = 0;
     loop {
-        let (s, h) = proc.http.get(&format!("/v1/rooms/{room}/messages?after={after}&limit=500"), &token).await;
+        let (s, h) = proc
+            .http
+            .get(
+                &format!("/v1/rooms/{room}/messages?after={after}&limit=500"),
+                &token,
+            )
+            .await;
         assert_eq!(s, 200);
         let page = h["messages"].as_array().unwrap().clone();
         for m in &page {
@@ -102,11 +167,22 @@ async fn sigkill_loses_no_acknowledged_message() {
         }
     }
     for (seq, id) in &acked {
-        assert_eq!(stored.get(seq), Some(id), "acknowledged seq {seq} was lost or changed by the crash");
+        assert_eq!(
+            stored.get(seq),
+            Some(id),
+            "acknowledged seq {seq} was lost or changed by the crash"
+        );
     }
     let head = *stored.keys().last().unwrap();
-    assert_eq!(stored.keys().copied().collect::<Vec<_>>(), (1..=head).collect::<Vec<_>>(), "stored seqs have no gap");
-    let next = proc.http.publish(&token, &room, json!("after the crash")).await;
+    assert_eq!(
+        stored.keys().copied().collect::<Vec<_>>(),
+        (1..=head).collect::<Vec<_>>(),
+        "stored seqs have no gap"
+    );
+    let next = proc
+        .http
+        .publish(&token, &room, json!("after the crash"))
+        .await;
     assert_eq!(next, head + 1, "seq continues after the crash");
 }
 
@@ -131,9 +207,16 @@ async fn sigterm_tells_clients_to_reconnect_then_exits_cleanly() {
         assert!(frames[0]["delay_ms"].as_u64().unwrap() < 3000);
         assert_eq!(frames[1]["reason"], "shutdown");
     }
-    assert_eq!(proc.wait(Duration::from_secs(30)).await, Some(0), "clean exit code");
+    assert_eq!(
+        proc.wait(Duration::from_secs(30)).await,
+        Some(0),
+        "clean exit code"
+    );
     // The store was closed cleanly: everything is there on the next start.
     let proc = NodeProcess::start(dir.path(), &[]).await;
-    let (_, h) = proc.http.get(&format!("/v1/rooms/{room}/messages"), &token).await;
+    let (_, h) = proc
+        .http
+        .get(&format!("/v1/rooms/{room}/messages"), &token)
+        .await;
     assert_eq!(h["messages"][0]["body"], "before");
 }

@@ -23,7 +23,11 @@ struct Receiver {
 }
 
 async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let sig = headers.get("x-switchboard-signature").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let sig = headers
+        .get("x-switchboard-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     r.seen.lock().unwrap().push((sig, body));
     let mut fail = r.fail_first.lock().unwrap();
     if *fail > 0 {
@@ -35,8 +39,13 @@ async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Sta
 }
 
 async fn receiver(fail_first: u32) -> (Receiver, String) {
-    let r = Receiver { fail_first: Arc::new(Mutex::new(fail_first)), ..Default::default() };
-    let app = axum::Router::new().route("/hook", post(hook)).with_state(r.clone());
+    let r = Receiver {
+        fail_first: Arc::new(Mutex::new(fail_first)),
+        ..Default::default()
+    };
+    let app = axum::Router::new()
+        .route("/hook", post(hook))
+        .with_state(r.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -50,7 +59,11 @@ async fn wait_for(r: &Receiver, n: usize, within: Duration) -> Vec<(String, Byte
         if seen.len() >= n {
             return seen;
         }
-        assert!(std::time::Instant::now() < deadline, "webhook got {} of {n} requests", seen.len());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "webhook got {} of {n} requests",
+            seen.len()
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -66,14 +79,25 @@ async fn offline_recipient_fires_a_signed_hook_retried_after_failure() {
     let (alice_id, alice) = node.user("alice").await;
     let (bob_id, _bob) = node.user("bob").await;
     // Alice is offline too: her own copy must not fire the hook.
-    let (s, r) = node.http.post(&format!("/v1/users/{bob_id}/messages"), &alice, json!({"body": {"text": "are you there?"}})).await;
+    let (s, r) = node
+        .http
+        .post(
+            &format!("/v1/users/{bob_id}/messages"),
+            &alice,
+            json!({"body": {"text": "are you there?"}}),
+        )
+        .await;
     assert_eq!(s, 201);
 
     // First attempt fails with 500, the retry succeeds: two requests with identical bodies.
     let seen = wait_for(&rx, 2, Duration::from_secs(15)).await;
     assert_eq!(seen[0].1, seen[1].1, "a retry resends the same body");
     for (sig, body) in &seen {
-        assert_eq!(sig, &switchboard_webhook::signature(SECRET, body), "bad signature");
+        assert_eq!(
+            sig,
+            &switchboard_webhook::signature(SECRET, body),
+            "bad signature"
+        );
     }
     let v: Value = serde_json::from_slice(&seen[1].1).unwrap();
     assert_eq!(v["event"], "offline_message");
@@ -100,7 +124,13 @@ async fn an_online_recipient_gets_no_hook_and_server_pushes_to_offline_users_do(
     let (_, alice) = node.user("alice").await;
     let (bob_id, bob) = node.user("bob").await;
     let mut b = node.connect(&bob).await;
-    node.http.post(&format!("/v1/users/{bob_id}/messages"), &alice, json!({"body": "online"})).await;
+    node.http
+        .post(
+            &format!("/v1/users/{bob_id}/messages"),
+            &alice,
+            json!({"body": "online"}),
+        )
+        .await;
     b.messages(&format!("user:{bob_id}"), 1).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(rx.seen.lock().unwrap().is_empty(), "bob is online: no hook");
@@ -109,14 +139,26 @@ async fn an_online_recipient_gets_no_hook_and_server_pushes_to_offline_users_do(
     drop(b);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let (_, p) = node.http.get(&format!("/v1/presence/users?ids={bob_id}"), &alice).await;
+        let (_, p) = node
+            .http
+            .get(&format!("/v1/presence/users?ids={bob_id}"), &alice)
+            .await;
         if p["users"][&bob_id]["online"] == false {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "bob never went offline");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob never went offline"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let (s, _) = node.http.server("/v1/server/publish", json!({"conv": format!("user:{bob_id}"), "body": "ping"})).await;
+    let (s, _) = node
+        .http
+        .server(
+            "/v1/server/publish",
+            json!({"conv": format!("user:{bob_id}"), "body": "ping"}),
+        )
+        .await;
     assert_eq!(s, 201);
     let seen = wait_for(&rx, 1, Duration::from_secs(10)).await;
     let v: Value = serde_json::from_slice(&seen[0].1).unwrap();

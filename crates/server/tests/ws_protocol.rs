@@ -16,7 +16,8 @@ async fn auth_by_frame_header_or_query_and_bad_tokens() {
 
     // By frame: welcome echoes the id and describes the connection.
     let mut c = WsClient::connect(&node.ws_url()).await;
-    c.send(json!({"type": "auth", "id": 7, "token": token})).await;
+    c.send(json!({"type": "auth", "id": 7, "token": token}))
+        .await;
     let w = c.expect("welcome").await;
     assert_eq!(w["id"], 7);
     assert_eq!(w["user_id"], uid.as_str());
@@ -26,7 +27,8 @@ async fn auth_by_frame_header_or_query_and_bad_tokens() {
 
     // By header: welcome comes unasked, with a null id.
     let mut req = node.ws_url().into_client_request().unwrap();
-    req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
     let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     let mut c = WsClient { ws };
     let w = c.expect("welcome").await;
@@ -38,7 +40,9 @@ async fn auth_by_frame_header_or_query_and_bad_tokens() {
     assert_eq!(c.expect("welcome").await["user_id"], uid.as_str());
 
     // A bad token on the upgrade is refused with 401.
-    let err = tokio_tungstenite::connect_async(format!("{}?token=nope", node.ws_url())).await.unwrap_err();
+    let err = tokio_tungstenite::connect_async(format!("{}?token=nope", node.ws_url()))
+        .await
+        .unwrap_err();
     match err {
         tokio_tungstenite::tungstenite::Error::Http(resp) => assert_eq!(resp.status(), 401),
         other => panic!("expected HTTP 401, got {other:?}"),
@@ -46,7 +50,8 @@ async fn auth_by_frame_header_or_query_and_bad_tokens() {
 
     // A bad token in the frame: unauthorized, then the connection is closed.
     let mut c = WsClient::connect(&node.ws_url()).await;
-    c.send(json!({"type": "auth", "id": 1, "token": "sb_bogus"})).await;
+    c.send(json!({"type": "auth", "id": 1, "token": "sb_bogus"}))
+        .await;
     let seen = c.until_closed().await;
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0]["type"], "error");
@@ -59,9 +64,13 @@ async fn auth_by_frame_header_or_query_and_bad_tokens() {
 async fn frames_before_auth_are_refused_and_silence_is_cut_off() {
     let node = TestNode::start_with(|c| c.limits.auth_timeout = Duration::from_millis(500)).await;
     let mut c = WsClient::connect(&node.ws_url()).await;
-    c.send(json!({"type": "subscribe", "id": 3, "conv": "room:x"})).await;
+    c.send(json!({"type": "subscribe", "id": 3, "conv": "room:x"}))
+        .await;
     let e = c.expect("error").await;
-    assert_eq!((e["id"].clone(), e["code"].clone()), (json!(3), json!("unauthorized")));
+    assert_eq!(
+        (e["id"].clone(), e["code"].clone()),
+        (json!(3), json!("unauthorized"))
+    );
     // ping works before auth, and the connection is still open...
     let p = c.request(json!({"type": "ping"}), 4).await;
     assert_eq!(p["type"], "pong");
@@ -86,14 +95,19 @@ async fn malformed_unknown_and_oversized_frames_get_errors_and_the_connection_su
 
     c.send_raw(r#"{"type":"teleport","id":"x1"}"#).await;
     let e = c.expect("error").await;
-    assert_eq!((e["id"].clone(), e["code"].clone()), (json!("x1"), json!("bad_request")));
+    assert_eq!(
+        (e["id"].clone(), e["code"].clone()),
+        (json!("x1"), json!("bad_request"))
+    );
 
-    c.send_raw(r#"{"type":"publish","id":5,"conv":"room:r"}"#).await;
+    c.send_raw(r#"{"type":"publish","id":5,"conv":"room:r"}"#)
+        .await;
     let e = c.expect("error").await;
     assert_eq!(e["id"], 5);
     assert!(e["message"].as_str().unwrap().contains("body"), "{e}");
 
-    c.send_raw(r#"{"type":"subscribe","id":6,"conv":"lobby"}"#).await;
+    c.send_raw(r#"{"type":"subscribe","id":6,"conv":"lobby"}"#)
+        .await;
     assert_eq!(c.expect("error").await["code"], "bad_request");
 
     // Over 64 KiB: too_large, and the connection goes on.
@@ -135,17 +149,44 @@ async fn subscribe_is_checked_against_rooms_and_streams() {
     let (_, bob) = node.user("bob").await;
     let private = node.http.room(&alice, "secret", "private").await;
     let mut b = node.connect(&bob).await;
-    let r = b.request(json!({"type": "subscribe", "conv": "room:r_missing"}), 1).await;
+    let r = b
+        .request(json!({"type": "subscribe", "conv": "room:r_missing"}), 1)
+        .await;
     assert_eq!(r["code"], "not_found");
-    let r = b.request(json!({"type": "subscribe", "conv": format!("room:{private}")}), 2).await;
+    let r = b
+        .request(
+            json!({"type": "subscribe", "conv": format!("room:{private}")}),
+            2,
+        )
+        .await;
     assert_eq!(r["code"], "not_member");
-    let r = b.request(json!({"type": "subscribe", "conv": format!("user:{alice_id}")}), 3).await;
+    let r = b
+        .request(
+            json!({"type": "subscribe", "conv": format!("user:{alice_id}")}),
+            3,
+        )
+        .await;
     assert_eq!(r["code"], "forbidden");
-    let r = b.request(json!({"type": "history", "conv": format!("room:{private}")}), 4).await;
+    let r = b
+        .request(
+            json!({"type": "history", "conv": format!("room:{private}")}),
+            4,
+        )
+        .await;
     assert_eq!(r["code"], "not_member");
-    let r = b.request(json!({"type": "publish", "conv": format!("room:{private}"), "body": 1}), 5).await;
+    let r = b
+        .request(
+            json!({"type": "publish", "conv": format!("room:{private}"), "body": 1}),
+            5,
+        )
+        .await;
     assert_eq!(r["code"], "not_member");
-    let r = b.request(json!({"type": "publish", "conv": "user:u_nobody", "body": 1}), 6).await;
+    let r = b
+        .request(
+            json!({"type": "publish", "conv": "user:u_nobody", "body": 1}),
+            6,
+        )
+        .await;
     assert_eq!(r["code"], "not_found");
     // The connection survived all of it.
     assert_eq!(b.request(json!({"type": "ping"}), 7).await["type"], "pong");
@@ -162,32 +203,62 @@ async fn subscribe_since_history_presence_and_unsubscribe() {
         node.http.publish(&alice, &room, json!({"n": i})).await;
     }
     let mut c = node.connect(&alice).await;
-    let r = c.request(json!({"type": "subscribe", "conv": conv, "since": 2}), 1).await;
+    let r = c
+        .request(json!({"type": "subscribe", "conv": conv, "since": 2}), 1)
+        .await;
     assert_eq!(r["type"], "subscribed");
     assert_eq!(r["head_seq"], 5);
     assert_eq!(r["recovered"], true);
     assert!(r["epoch"].as_str().is_some_and(|e| !e.is_empty()));
     let replay = c.messages(&conv, 3).await;
-    assert_eq!(replay.iter().map(|m| m["seq"].as_u64().unwrap()).collect::<Vec<_>>(), vec![3, 4, 5]);
-    assert!(replay.iter().all(|m| m.get("id").is_none()), "message frames carry no id");
+    assert_eq!(
+        replay
+            .iter()
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
+    assert!(
+        replay.iter().all(|m| m.get("id").is_none()),
+        "message frames carry no id"
+    );
 
-    let h = c.request(json!({"type": "history", "conv": conv, "before": 5, "limit": 2}), 2).await;
-    let seqs: Vec<u64> = h["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    let h = c
+        .request(
+            json!({"type": "history", "conv": conv, "before": 5, "limit": 2}),
+            2,
+        )
+        .await;
+    let seqs: Vec<u64> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(seqs, vec![3, 4]);
-    let h = c.request(json!({"type": "history", "conv": conv, "after": 3}), 3).await;
+    let h = c
+        .request(json!({"type": "history", "conv": conv, "after": 3}), 3)
+        .await;
     assert_eq!(h["messages"].as_array().unwrap().len(), 2);
 
-    let p = c.request(json!({"type": "presence", "conv": conv}), 4).await;
+    let p = c
+        .request(json!({"type": "presence", "conv": conv}), 4)
+        .await;
     assert_eq!(p["users"], json!([{"user_id": alice_id, "connections": 1}]));
 
     // Live delivery, then none after unsubscribe.
     node.http.publish(&alice, &room, json!({"n": 6})).await;
     assert_eq!(c.messages(&conv, 1).await[0]["seq"], 6);
-    let u = c.request(json!({"type": "unsubscribe", "conv": conv}), 5).await;
+    let u = c
+        .request(json!({"type": "unsubscribe", "conv": conv}), 5)
+        .await;
     assert_eq!(u["type"], "unsubscribed");
     node.http.publish(&alice, &room, json!({"n": 7})).await;
     let p = c.request(json!({"type": "ping"}), 6).await;
-    assert_eq!(p["type"], "pong", "no message frame may arrive after unsubscribe: {p}");
+    assert_eq!(
+        p["type"], "pong",
+        "no message frame may arrive after unsubscribe: {p}"
+    );
     node.stop().await;
 }
 
@@ -201,12 +272,16 @@ async fn resume_on_auth_replays_then_goes_live_and_says_when_history_is_gone() {
         node.http.publish(&alice, &room, json!(i)).await;
     }
     let mut c = WsClient::connect(&node.ws_url()).await;
-    c.send(json!({"type": "auth", "id": 1, "token": alice, "resume": {conv.clone(): 2}})).await;
+    c.send(json!({"type": "auth", "id": 1, "token": alice, "resume": {conv.clone(): 2}}))
+        .await;
     let w = c.expect("welcome").await;
     assert_eq!(w["resumed"][&conv]["recovered"], true);
     assert_eq!(w["resumed"][&conv]["from_seq"], 3);
     let got = c.messages(&conv, 2).await;
-    assert_eq!((got[0]["seq"].clone(), got[1]["seq"].clone()), (json!(3), json!(4)));
+    assert_eq!(
+        (got[0]["seq"].clone(), got[1]["seq"].clone()),
+        (json!(3), json!(4))
+    );
     // resume subscribed the connection: live messages follow.
     node.http.publish(&alice, &room, json!(5)).await;
     assert_eq!(c.messages(&conv, 1).await[0]["seq"], 5);
@@ -216,16 +291,27 @@ async fn resume_on_auth_replays_then_goes_live_and_says_when_history_is_gone() {
         node.http.publish(&alice, &room, json!(i)).await;
     }
     let mut c = WsClient::connect(&node.ws_url()).await;
-    c.send(json!({"type": "auth", "token": alice, "resume": {conv.clone(): 2}})).await;
+    c.send(json!({"type": "auth", "token": alice, "resume": {conv.clone(): 2}}))
+        .await;
     let w = c.expect("welcome").await;
     assert_eq!(w["resumed"][&conv]["recovered"], false);
     assert_eq!(w["resumed"][&conv]["from_seq"], 16);
     let got = c.messages(&conv, 5).await;
-    assert_eq!(got.iter().map(|m| m["seq"].as_u64().unwrap()).collect::<Vec<_>>(), vec![16, 17, 18, 19, 20]);
+    assert_eq!(
+        got.iter()
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![16, 17, 18, 19, 20]
+    );
 
     // Another epoch: not recovered either.
     let mut c = node.connect(&alice).await;
-    let r = c.request(json!({"type": "subscribe", "conv": conv, "since": 18, "epoch": "some-other-epoch"}), 2).await;
+    let r = c
+        .request(
+            json!({"type": "subscribe", "conv": conv, "since": 18, "epoch": "some-other-epoch"}),
+            2,
+        )
+        .await;
     assert_eq!(r["recovered"], false);
     node.stop().await;
 }
@@ -246,20 +332,33 @@ async fn direct_messages_reach_every_device_of_both_users() {
     assert_eq!(r["conv"], format!("user:{bob_id}"));
     for b in [&mut b1, &mut b2] {
         let m = &b.messages(&format!("user:{bob_id}"), 1).await[0];
-        assert_eq!((m["from"].as_str(), m["to"].as_str()), (Some(alice_id.as_str()), Some(bob_id.as_str())));
+        assert_eq!(
+            (m["from"].as_str(), m["to"].as_str()),
+            (Some(alice_id.as_str()), Some(bob_id.as_str()))
+        );
         assert_eq!(m["body"]["text"], "psst");
     }
     for a in [&mut a1, &mut a2] {
         let m = &a.messages(&format!("user:{alice_id}"), 1).await[0];
-        assert_eq!(m["to"], bob_id.as_str(), "the sender's copy names the recipient");
+        assert_eq!(
+            m["to"],
+            bob_id.as_str(),
+            "the sender's copy names the recipient"
+        );
     }
     // A retry returns the first answer and delivers nothing new.
     let again = a1
         .request(json!({"type": "publish", "conv": format!("user:{bob_id}"), "body": {"text": "psst"}, "client_msg_id": "dm-1"}), 2)
         .await;
-    assert_eq!((again["seq"].clone(), again["message_id"].clone()), (r["seq"].clone(), r["message_id"].clone()));
+    assert_eq!(
+        (again["seq"].clone(), again["message_id"].clone()),
+        (r["seq"].clone(), r["message_id"].clone())
+    );
     let p = b1.request(json!({"type": "ping"}), 3).await;
-    assert_eq!(p["type"], "pong", "a retried DM must not be delivered twice: {p}");
+    assert_eq!(
+        p["type"], "pong",
+        "a retried DM must not be delivered twice: {p}"
+    );
     node.stop().await;
 }
 
@@ -270,13 +369,23 @@ async fn idempotency_holds_across_http_and_websocket() {
     let room = node.http.room(&alice, "lobby", "public").await;
     let (s, first) = node
         .http
-        .post(&format!("/v1/rooms/{room}/messages"), &alice, json!({"body": "hi", "client_msg_id": "k1"}))
+        .post(
+            &format!("/v1/rooms/{room}/messages"),
+            &alice,
+            json!({"body": "hi", "client_msg_id": "k1"}),
+        )
         .await;
     assert_eq!(s, 201);
     let mut c = node.connect(&alice).await;
     let again = c.request(json!({"type": "publish", "conv": format!("room:{room}"), "body": "hi", "client_msg_id": "k1"}), 1).await;
-    assert_eq!((again["seq"].clone(), again["message_id"].clone()), (first["seq"].clone(), first["message_id"].clone()));
-    let (_, h) = node.http.get(&format!("/v1/rooms/{room}/messages"), &alice).await;
+    assert_eq!(
+        (again["seq"].clone(), again["message_id"].clone()),
+        (first["seq"].clone(), first["message_id"].clone())
+    );
+    let (_, h) = node
+        .http
+        .get(&format!("/v1/rooms/{room}/messages"), &alice)
+        .await;
     assert_eq!(h["messages"].as_array().unwrap().len(), 1);
     node.stop().await;
 }
@@ -293,7 +402,8 @@ async fn publish_rate_limit_rejects_only_the_excess() {
     let conv = format!("room:{room}");
     let mut c = node.connect(&alice).await;
     for i in 0..30u64 {
-        c.send(json!({"type": "publish", "id": i, "conv": conv, "body": i})).await;
+        c.send(json!({"type": "publish", "id": i, "conv": conv, "body": i}))
+            .await;
     }
     let mut published = Vec::new();
     let mut limited = 0;
@@ -308,12 +418,21 @@ async fn publish_rate_limit_rejects_only_the_excess() {
             _ => {}
         }
     }
-    assert!(published.len() >= 10 && published.len() < 15, "{published:?}");
+    assert!(
+        published.len() >= 10 && published.len() < 15,
+        "{published:?}"
+    );
     published.sort();
-    assert_eq!(published, (1..=published.len() as u64).collect::<Vec<_>>(), "accepted publishes keep consecutive seqs");
+    assert_eq!(
+        published,
+        (1..=published.len() as u64).collect::<Vec<_>>(),
+        "accepted publishes keep consecutive seqs"
+    );
     // Still usable, and history holds exactly the accepted ones.
     assert_eq!(c.request(json!({"type": "ping"}), 99).await["type"], "pong");
-    let h = c.request(json!({"type": "history", "conv": conv, "limit": 100}), 100).await;
+    let h = c
+        .request(json!({"type": "history", "conv": conv, "limit": 100}), 100)
+        .await;
     assert_eq!(h["messages"].as_array().unwrap().len(), published.len());
     node.stop().await;
 }
@@ -336,11 +455,16 @@ async fn dead_peers_are_dropped_after_two_missed_heartbeats() {
         async move {
             let deadline = std::time::Instant::now() + Duration::from_secs(5);
             loop {
-                let (_, v) = http.get(&format!("/v1/presence/users?ids={uid}"), &token).await;
+                let (_, v) = http
+                    .get(&format!("/v1/presence/users?ids={uid}"), &token)
+                    .await;
                 if v["users"][&uid]["connections"].as_u64().unwrap_or(0) == n {
                     return;
                 }
-                assert!(std::time::Instant::now() < deadline, "presence never reached {n}: {v}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "presence never reached {n}: {v}"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }

@@ -55,7 +55,8 @@ impl WebhookConfig {
 
 /// The HMAC-SHA256 signature header value for a body: `sha256=<hex>`.
 pub fn signature(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any size");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any size");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
@@ -97,7 +98,9 @@ async fn run(config: WebhookConfig, mut rx: mpsc::Receiver<Vec<u8>>, metrics: Ar
     let config = Arc::new(config);
     let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
     while let Some(body) = rx.recv().await {
-        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
         let (client, config, metrics) = (client.clone(), config.clone(), metrics.clone());
         tokio::spawn(async move {
             deliver(&client, &config, &metrics, body).await;
@@ -106,7 +109,12 @@ async fn run(config: WebhookConfig, mut rx: mpsc::Receiver<Vec<u8>>, metrics: Ar
     }
 }
 
-async fn deliver(client: &reqwest::Client, config: &WebhookConfig, metrics: &Metrics, body: Vec<u8>) {
+async fn deliver(
+    client: &reqwest::Client,
+    config: &WebhookConfig,
+    metrics: &Metrics,
+    body: Vec<u8>,
+) {
     let sig = signature(&config.secret, &body);
     for attempt in 1..=config.max_attempts.max(1) {
         let result = client
@@ -139,7 +147,10 @@ async fn deliver(client: &reqwest::Client, config: &WebhookConfig, metrics: &Met
 /// Full-jitter exponential backoff: a random delay up to `base * 2^(attempt-1)`, capped, and
 /// never below a tenth of the cap so retries are not immediate.
 fn backoff(config: &WebhookConfig, attempt: u32) -> Duration {
-    let cap = config.base_delay.saturating_mul(1u32 << (attempt - 1).min(16)).min(config.max_delay);
+    let cap = config
+        .base_delay
+        .saturating_mul(1u32 << (attempt - 1).min(16))
+        .min(config.max_delay);
     let cap_ms = cap.as_millis().max(1) as u64;
     let ms = cap_ms / 10 + switchboard_proto::ids::random_u64() % (cap_ms - cap_ms / 10).max(1);
     Duration::from_millis(ms)

@@ -57,12 +57,20 @@ impl TestNode {
     }
 
     /// Starts a node on an existing data dir (restart tests).
-    pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut ServerConfig)) -> TestNode {
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        tweak: impl FnOnce(&mut ServerConfig),
+    ) -> TestNode {
         let mut c = test_config(dir.path());
         tweak(&mut c);
         let server = switchboard_server::start(c).await.expect("node starts");
         let addr = server.addr;
-        TestNode { server: Some(server), addr, dir, http: Http::new(addr) }
+        TestNode {
+            server: Some(server),
+            addr,
+            dir,
+            http: Http::new(addr),
+        }
     }
 
     /// Graceful shutdown; returns the data dir for a restart.
@@ -85,7 +93,8 @@ impl TestNode {
     /// Connects and authenticates with an `auth` frame; returns the client after `welcome`.
     pub async fn connect(&self, token: &str) -> WsClient {
         let mut c = WsClient::connect(&self.ws_url()).await;
-        c.send(json!({"type": "auth", "id": "auth", "token": token})).await;
+        c.send(json!({"type": "auth", "id": "auth", "token": token}))
+            .await;
         let w = c.expect("welcome").await;
         assert_eq!(w["id"], "auth");
         c
@@ -99,7 +108,11 @@ impl TestNode {
 /// Reads one sample's value from Prometheus text.
 pub fn metric(text: &str, name: &str) -> f64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse().unwrap_or(f64::NAN)))
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .map(|v| v.trim().parse().unwrap_or(f64::NAN))
+        })
         .unwrap_or_else(|| panic!("metric {name} not found"))
 }
 
@@ -112,11 +125,20 @@ pub struct Http {
 
 impl Http {
     pub fn new(addr: SocketAddr) -> Http {
-        Http { base: format!("http://{addr}"), client: reqwest::Client::new() }
+        Http {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+        }
     }
 
     /// Sends a request; returns (status, JSON body or Null).
-    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
@@ -156,23 +178,40 @@ impl Http {
 
     pub async fn user(&self, name: &str) -> (String, String) {
         let creds = json!({"username": name, "password": PASSWORD});
-        let (s, v) = self.call("POST", "/v1/users", None, Some(creds.clone())).await;
+        let (s, v) = self
+            .call("POST", "/v1/users", None, Some(creds.clone()))
+            .await;
         assert!(s == 201 || s == 409, "register {name}: {s} {v}");
         let (s, v) = self.call("POST", "/v1/sessions", None, Some(creds)).await;
         assert_eq!(s, 201, "login {name}: {v}");
-        (v["user_id"].as_str().unwrap().to_owned(), v["token"].as_str().unwrap().to_owned())
+        (
+            v["user_id"].as_str().unwrap().to_owned(),
+            v["token"].as_str().unwrap().to_owned(),
+        )
     }
 
     /// Creates a room owned by the token's user; returns its id.
     pub async fn room(&self, token: &str, name: &str, visibility: &str) -> String {
-        let (s, v) = self.post("/v1/rooms", token, json!({"name": name, "visibility": visibility})).await;
+        let (s, v) = self
+            .post(
+                "/v1/rooms",
+                token,
+                json!({"name": name, "visibility": visibility}),
+            )
+            .await;
         assert_eq!(s, 201, "{v}");
         v["room_id"].as_str().unwrap().to_owned()
     }
 
     /// Publishes a room message over HTTP; returns its seq.
     pub async fn publish(&self, token: &str, room: &str, body: Value) -> u64 {
-        let (s, v) = self.post(&format!("/v1/rooms/{room}/messages"), token, json!({"body": body})).await;
+        let (s, v) = self
+            .post(
+                &format!("/v1/rooms/{room}/messages"),
+                token,
+                json!({"body": body}),
+            )
+            .await;
         assert_eq!(s, 201, "{v}");
         v["seq"].as_u64().unwrap()
     }
@@ -185,31 +224,45 @@ pub struct WsClient {
 
 impl WsClient {
     pub async fn connect(url: &str) -> WsClient {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("WebSocket connect");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("WebSocket connect");
         WsClient { ws }
     }
 
     pub async fn send(&mut self, frame: Value) {
-        self.ws.send(WsMessage::text(frame.to_string())).await.expect("send");
+        self.ws
+            .send(WsMessage::text(frame.to_string()))
+            .await
+            .expect("send");
     }
 
     pub async fn send_raw(&mut self, text: &str) {
-        self.ws.send(WsMessage::text(text.to_owned())).await.expect("send");
+        self.ws
+            .send(WsMessage::text(text.to_owned()))
+            .await
+            .expect("send");
     }
 
     /// The next JSON frame, or `None` when the connection closed. Panics after [`WAIT`].
     pub async fn next(&mut self) -> Option<Value> {
-        self.next_within(WAIT).await.expect("timed out waiting for a frame")
+        self.next_within(WAIT)
+            .await
+            .expect("timed out waiting for a frame")
     }
 
     /// The next JSON frame within `d`: `Err` on timeout, `Ok(None)` on close.
     pub async fn next_within(&mut self, d: Duration) -> Result<Option<Value>, ()> {
         let deadline = tokio::time::Instant::now() + d;
         loop {
-            let msg = tokio::time::timeout_at(deadline, self.ws.next()).await.map_err(|_| ())?;
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .map_err(|_| ())?;
             match msg {
                 None | Some(Err(_)) => return Ok(None),
-                Some(Ok(WsMessage::Text(t))) => return Ok(Some(serde_json::from_str(&t).expect("server sent JSON"))),
+                Some(Ok(WsMessage::Text(t))) => {
+                    return Ok(Some(serde_json::from_str(&t).expect("server sent JSON")));
+                }
                 Some(Ok(WsMessage::Close(_))) => return Ok(None),
                 Some(Ok(_)) => continue,
             }
@@ -232,7 +285,10 @@ impl WsClient {
         frame["id"] = json!(id);
         self.send(frame).await;
         loop {
-            let v = self.next().await.expect("connection closed before the reply");
+            let v = self
+                .next()
+                .await
+                .expect("connection closed before the reply");
             if v["id"] == json!(id) {
                 return v;
             }
@@ -243,7 +299,10 @@ impl WsClient {
     pub async fn messages(&mut self, conv: &str, n: usize) -> Vec<Value> {
         let mut out = Vec::new();
         while out.len() < n {
-            let v = self.next().await.unwrap_or_else(|| panic!("closed after {} of {n} messages", out.len()));
+            let v = self
+                .next()
+                .await
+                .unwrap_or_else(|| panic!("closed after {} of {n} messages", out.len()));
             if v["type"] == "message" && v["conv"] == conv {
                 out.push(v);
             }
@@ -272,7 +331,11 @@ impl NodeProcess {
     /// Starts the real binary on a free port and waits for its `listening on` line.
     pub async fn start(data_dir: &Path, extra: &[&str]) -> NodeProcess {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--tcp-listen", "off", "--api-key", API_KEY, "--data-dir"])
+        cmd.arg("serve");
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(["--tcp-listen", "off", "--api-key", API_KEY, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "warn")
@@ -293,7 +356,11 @@ impl NodeProcess {
         .await
         .expect("switchboard did not print `listening on` in time");
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        NodeProcess { child, addr, http: Http::new(addr) }
+        NodeProcess {
+            child,
+            addr,
+            http: Http::new(addr),
+        }
     }
 
     pub fn ws_url(&self) -> String {
@@ -302,13 +369,21 @@ impl NodeProcess {
 
     pub fn signal(&self, sig: &str) {
         let pid = self.child.id().expect("running").to_string();
-        let ok = std::process::Command::new("kill").args([format!("-{sig}"), pid]).status().unwrap().success();
+        let ok = std::process::Command::new("kill")
+            .args([format!("-{sig}"), pid])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "kill -{sig}");
     }
 
     /// Waits for exit; returns the exit code.
     pub async fn wait(&mut self, within: Duration) -> Option<i32> {
-        tokio::time::timeout(within, self.child.wait()).await.expect("process did not exit in time").unwrap().code()
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("process did not exit in time")
+            .unwrap()
+            .code()
     }
 }
 
