@@ -14,6 +14,7 @@ use axum::routing::{get, post, put};
 use std::sync::Arc;
 use switchboard_core::{Error, Node};
 use switchboard_gateway::http_error::ApiError;
+use switchboard_proto::ErrorCode;
 
 /// What the HTTP surface needs besides the node.
 #[derive(Debug, Clone)]
@@ -100,15 +101,53 @@ pub fn finish(router: Router, node: Arc<Node>, max_body_bytes: usize) -> Router 
         .layer(axum::middleware::from_fn_with_state(node, count_errors))
 }
 
-/// Counts error answers by the code [`ApiError`] left in the response extensions.
+/// Counts error answers by the code [`ApiError`] left in the response extensions, and gives
+/// every other error answer (a rejection made inside axum, such as a bad percent-encoding in
+/// the path or a plain GET on the WebSocket route) the contract's JSON error shape.
 async fn count_errors(
     axum::extract::State(node): axum::extract::State<Arc<Node>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let resp = next.run(req).await;
-    if let Some(code) = resp.extensions().get::<switchboard_proto::ErrorCode>() {
+    let status = resp.status();
+    if let Some(code) = resp.extensions().get::<ErrorCode>() {
+        node.metrics.error(*code);
+        return resp;
+    }
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let code = match status.as_u16() {
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        413 => ErrorCode::TooLarge,
+        429 => ErrorCode::RateLimited,
+        503 => ErrorCode::Unavailable,
+        500..=599 => ErrorCode::Internal,
+        _ => ErrorCode::BadRequest,
+    };
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let message = String::from_utf8_lossy(&text).trim().to_owned();
+    let mut out = ApiError(Error::new(
+        code,
+        if message.is_empty() {
+            status.to_string()
+        } else {
+            message
+        },
+    ))
+    .into_response();
+    *out.status_mut() = status;
+    for (name, value) in parts.headers.iter() {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    if let Some(code) = out.extensions().get::<ErrorCode>() {
         node.metrics.error(*code);
     }
-    resp
+    out
 }

@@ -22,14 +22,19 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const HIGH_WATER: f64 = 0.9;
 
 fn endpoints(s: &AppState) -> Value {
-    let base = s.config.public_url.trim_end_matches('/');
+    endpoints_for(&s.config.public_url, s.config.tcp_url.as_deref())
+}
+
+/// The client endpoints of a node with this base URL (and TCP address, if any).
+pub fn endpoints_for(public_url: &str, tcp_url: Option<&str>) -> Value {
+    let base = public_url.trim_end_matches('/');
     let ws = if let Some(rest) = base.strip_prefix("https://") {
         format!("wss://{rest}/v1/ws")
     } else {
         format!("ws://{}/v1/ws", base.trim_start_matches("http://"))
     };
     // Long-polling and TCP are announced once those transports exist on this node.
-    json!({"ws": ws, "poll": Value::Null, "tcp": s.config.tcp_url})
+    json!({"ws": ws, "poll": Value::Null, "tcp": tcp_url})
 }
 
 /// `GET /v1/node`.

@@ -231,6 +231,13 @@ pub enum ControlEvent {
         /// Told to the clients.
         reason: DisconnectReason,
     },
+    /// End this user's subscriptions to `conv` (removed from a private room).
+    Revoke {
+        /// The user.
+        user_id: String,
+        /// The conversation they may no longer read.
+        conv: Conv,
+    },
     /// End every connection of this user (server API disconnect).
     DisconnectUser {
         /// The user.

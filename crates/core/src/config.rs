@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-/// Per-node limits. Every field is configurable from the command line or the TOML file.
+/// Per-node limits. Most are configurable from the command line or the TOML file (see
+/// docs/CONFIG.md); `max_subscriptions`, `write_timeout` and `server_token_ttl` are fixed there.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest accepted frame or HTTP body, in bytes.

@@ -25,10 +25,20 @@ pub struct Delivery {
     pub frame: Bytes,
 }
 
+/// What reaches a connection through its outbound queue.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A message of a subscribed conversation.
+    Message(Arc<Delivery>),
+    /// Access to a conversation was withdrawn (removed from a private room): end that
+    /// subscription. Sent through the same queue so it stays ordered with the messages.
+    Revoke(Conv),
+}
+
 /// Sender half of a connection's outbound queue.
-pub type OutboundTx = mpsc::Sender<Arc<Delivery>>;
+pub type OutboundTx = mpsc::Sender<Outbound>;
 /// Receiver half of a connection's outbound queue.
-pub type OutboundRx = mpsc::Receiver<Arc<Delivery>>;
+pub type OutboundRx = mpsc::Receiver<Outbound>;
 
 /// Ends one connection from outside its task: the first reason given wins.
 #[derive(Debug, Default)]
@@ -87,11 +97,12 @@ struct Subscriber {
     kill: Arc<KillSwitch>,
 }
 
-/// An authenticated local connection, for control events (logout, kick, shutdown).
+/// A local connection, for control events (logout, kick, revoke, shutdown). `auth` is set
+/// once it authenticated: (user id, auth session id).
 struct ConnMeta {
-    user_id: Arc<str>,
-    session_id: Arc<str>,
+    auth: Option<(Arc<str>, Arc<str>)>,
     kill: Arc<KillSwitch>,
+    tx: OutboundTx,
 }
 
 #[derive(Default)]
@@ -136,16 +147,37 @@ impl Hub {
         &self.shards[(h as usize) % SHARDS]
     }
 
-    /// Counts a new transport connection (authenticated or not) and gives it a local key.
-    pub fn open_connection(&self) -> u64 {
+    /// Records a new transport connection (authenticated or not) and gives it a local key.
+    /// Every connection is known from here on, so shutdown reaches even unauthenticated ones.
+    pub fn open_connection(&self, kill: Arc<KillSwitch>, tx: OutboundTx) -> u64 {
         self.open.fetch_add(1, Ordering::AcqRel);
         self.metrics.connections.inc();
         self.metrics.connections_opened.inc();
-        self.next_key.fetch_add(1, Ordering::Relaxed)
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        self.conns.lock().by_key.insert(
+            key,
+            ConnMeta {
+                auth: None,
+                kill,
+                tx,
+            },
+        );
+        key
     }
 
-    /// Counts the end of a transport connection.
-    pub fn close_connection(&self) {
+    /// Forgets a connection that ended.
+    pub fn close_connection(&self, key: u64) {
+        let mut c = self.conns.lock();
+        if let Some(meta) = c.by_key.remove(&key)
+            && let Some((user, _)) = meta.auth
+            && let Some(keys) = c.by_user.get_mut(&user)
+        {
+            keys.retain(|k| *k != key);
+            if keys.is_empty() {
+                c.by_user.remove(&user);
+            }
+        }
+        drop(c);
         self.open.fetch_sub(1, Ordering::AcqRel);
         self.metrics.connections.dec();
     }
@@ -155,31 +187,13 @@ impl Hub {
         self.open.load(Ordering::Acquire)
     }
 
-    /// Records an authenticated connection so control events can find it.
-    pub fn register(&self, key: u64, user_id: &str, session_id: &str, kill: Arc<KillSwitch>) {
+    /// Marks a connection authenticated so control events about its user can find it.
+    pub fn register(&self, key: u64, user_id: &str, session_id: &str) {
         let user: Arc<str> = Arc::from(user_id);
         let mut c = self.conns.lock();
-        c.by_user.entry(user.clone()).or_default().push(key);
-        c.by_key.insert(
-            key,
-            ConnMeta {
-                user_id: user,
-                session_id: Arc::from(session_id),
-                kill,
-            },
-        );
-    }
-
-    /// Forgets an authenticated connection.
-    pub fn unregister(&self, key: u64) {
-        let mut c = self.conns.lock();
-        if let Some(meta) = c.by_key.remove(&key)
-            && let Some(keys) = c.by_user.get_mut(&meta.user_id)
-        {
-            keys.retain(|k| *k != key);
-            if keys.is_empty() {
-                c.by_user.remove(&meta.user_id);
-            }
+        if let Some(meta) = c.by_key.get_mut(&key) {
+            meta.auth = Some((user.clone(), Arc::from(session_id)));
+            c.by_user.entry(user).or_default().push(key);
         }
     }
 
@@ -216,22 +230,25 @@ impl Hub {
         self.shard(conv).read().get(conv).map_or(0, |s| s.len())
     }
 
-    /// Ends every authenticated connection of this node with `reason` (shutdown).
+    /// Ends every connection of this node with `reason` (shutdown).
     pub fn kill_all(&self, reason: DisconnectReason) -> usize {
         let c = self.conns.lock();
         c.by_key.values().filter(|m| m.kill.kill(reason)).count()
     }
 
-    fn kill_matching(&self, user_id: &str, session_id: Option<&str>, reason: DisconnectReason) {
+    fn matching(&self, user_id: &str, session_id: Option<&str>, mut f: impl FnMut(&ConnMeta)) {
         let c = self.conns.lock();
         let Some(keys) = c.by_user.get(user_id) else {
             return;
         };
-        for key in keys {
-            if let Some(meta) = c.by_key.get(key)
-                && session_id.is_none_or(|s| *meta.session_id == *s)
-            {
-                meta.kill.kill(reason);
+        for meta in keys.iter().filter_map(|k| c.by_key.get(k)) {
+            let session_ok = match (&meta.auth, session_id) {
+                (_, None) => true,
+                (Some((_, s)), Some(want)) => **s == *want,
+                (None, Some(_)) => false,
+            };
+            if session_ok {
+                f(meta);
             }
         }
     }
@@ -250,7 +267,7 @@ impl BusSink for Hub {
         });
         let mut delivered = 0u64;
         for sub in subs.values() {
-            match sub.tx.try_send(delivery.clone()) {
+            match sub.tx.try_send(Outbound::Message(delivery.clone())) {
                 Ok(()) => delivered += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     if sub.kill.kill(DisconnectReason::SlowConsumer) {
@@ -270,10 +287,20 @@ impl BusSink for Hub {
                 user_id,
                 session_id,
                 reason,
-            } => self.kill_matching(&user_id, Some(&session_id), reason),
+            } => self.matching(&user_id, Some(&session_id), |m| {
+                m.kill.kill(reason);
+            }),
             ControlEvent::DisconnectUser { user_id, reason } => {
-                self.kill_matching(&user_id, None, reason)
+                self.matching(&user_id, None, |m| {
+                    m.kill.kill(reason);
+                })
             }
+            ControlEvent::Revoke { user_id, conv } => self.matching(&user_id, None, |m| {
+                if m.tx.try_send(Outbound::Revoke(conv.clone())).is_err() {
+                    // A full queue is a slow consumer anyway; ending it also ends the subscription.
+                    m.kill.kill(DisconnectReason::SlowConsumer);
+                }
+            }),
         }
     }
 }

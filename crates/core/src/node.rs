@@ -319,7 +319,17 @@ impl Node {
         if actor != user_id && actor != room.owner {
             return Err(Error::forbidden("only the owner removes other users"));
         }
-        Ok(self.backend.store.remove_member(room_id, user_id).await?)
+        self.backend.store.remove_member(room_id, user_id).await?;
+        if room.visibility == Visibility::Private {
+            // Live subscriptions of a removed member end at once, on every node.
+            let conv = Conv::room(room_id);
+            let event = ControlEvent::Revoke {
+                user_id: user_id.to_owned(),
+                conv,
+            };
+            self.backend.broker.broadcast(event).await?;
+        }
+        Ok(())
     }
 
     /// Members of a room `actor` may see.
@@ -552,12 +562,13 @@ fn validate_external_id(id: &str) -> Result<()> {
     if id.is_empty()
         || id.len() > 128
         || id == SERVER_IDEMPOTENCY_OWNER
+        || id == "me"
         || id
             .chars()
             .any(|c| c.is_control() || c.is_whitespace() || c == ':')
     {
         return Err(Error::bad_request(
-            "user_id must be 1 to 128 characters without spaces or ':', and not the reserved @server",
+            "user_id must be 1 to 128 characters without spaces or ':', and not the reserved `me` or `@server`",
         ));
     }
     Ok(())

@@ -10,7 +10,7 @@
 use crate::auth::{Principal, now_ms};
 use crate::backend::{ConnEntry, HistoryQuery, Position};
 use crate::error::Error;
-use crate::hub::{Delivery, KillSwitch, OutboundRx, OutboundTx};
+use crate::hub::{Delivery, KillSwitch, Outbound, OutboundRx, OutboundTx};
 use crate::node::{MAX_HISTORY_LIMIT, Node, Publisher, clamp_limit};
 use crate::ratelimit::TokenBucket;
 use crate::transport::{Inbound, Transport};
@@ -72,8 +72,9 @@ struct Authed {
 /// Runs one connection to its end. `pre_auth` is set when the transport already authenticated
 /// the client (a token on the upgrade request); then `welcome` is sent unasked.
 pub async fn run_session<T: Transport>(node: Arc<Node>, transport: T, pre_auth: Option<Principal>) {
-    let key = node.hub.open_connection();
     let (tx, rx) = mpsc::channel(node.limits.outbound_queue.max(1));
+    let kill = Arc::new(KillSwitch::default());
+    let key = node.hub.open_connection(kill.clone(), tx.clone());
     let now = Instant::now();
     let mut session = Session {
         publish_bucket: TokenBucket::new(node.limits.publish_rate, node.limits.publish_burst),
@@ -85,7 +86,7 @@ pub async fn run_session<T: Transport>(node: Arc<Node>, transport: T, pre_auth: 
         node,
         t: transport,
         key,
-        kill: Arc::new(KillSwitch::default()),
+        kill,
         tx,
         rx,
         auth: None,
@@ -326,7 +327,13 @@ impl<T: Transport> Session<T> {
                 if self.subs.contains_key(&conv) {
                     self.detach(&conv).await;
                 }
-                Ok(self.reply(ServerFrame::Unsubscribed { id, conv }).await?)
+                Ok(self
+                    .reply(ServerFrame::Unsubscribed {
+                        id,
+                        conv,
+                        reason: None,
+                    })
+                    .await?)
             }
             ClientFrame::Publish {
                 conv,
@@ -405,12 +412,9 @@ impl<T: Transport> Session<T> {
             .add_connection(&entry)
             .await
             .map_err(Error::from)?;
-        self.node.hub.register(
-            self.key,
-            &entry.user_id,
-            &entry.session_id,
-            self.kill.clone(),
-        );
+        self.node
+            .hub
+            .register(self.key, &entry.user_id, &entry.session_id);
         let left_ms = principal.expires_at_ms.saturating_sub(now_ms());
         let expires_at =
             Instant::now() + Duration::from_millis(left_ms.min(365 * 24 * 3600 * 1000));
@@ -584,15 +588,34 @@ impl<T: Transport> Session<T> {
 
     // ----- delivery -----
 
-    async fn on_deliveries(&mut self, first: Arc<Delivery>) -> Result<(), End> {
-        self.deliver(first).await?;
+    async fn on_deliveries(&mut self, first: Outbound) -> Result<(), End> {
+        self.on_outbound(first).await?;
         for _ in 1..DELIVERY_BATCH {
             match self.rx.try_recv() {
-                Ok(d) => self.deliver(d).await?,
+                Ok(o) => self.on_outbound(o).await?,
                 Err(_) => break,
             }
         }
         self.flush().await
+    }
+
+    async fn on_outbound(&mut self, o: Outbound) -> Result<(), End> {
+        match o {
+            Outbound::Message(d) => self.deliver(d).await,
+            Outbound::Revoke(conv) => {
+                if !self.subs.contains_key(&conv) {
+                    return Ok(());
+                }
+                self.detach(&conv).await;
+                let reason = Some("not_member".to_owned());
+                self.reply(ServerFrame::Unsubscribed {
+                    id: None,
+                    conv,
+                    reason,
+                })
+                .await
+            }
+        }
     }
 
     async fn deliver(&mut self, d: Arc<Delivery>) -> Result<(), End> {
@@ -691,13 +714,12 @@ impl<T: Transport> Session<T> {
                     self.node.release_interest(&conv).await;
                 }
             }
-            self.node.hub.unregister(self.key);
             // Also clears the connection's room subscriptions.
             if let Err(e) = self.node.backend.registry.remove_connection(&a.entry).await {
                 tracing::warn!(error = %e, "presence removal failed");
             }
         }
-        self.node.hub.close_connection();
+        self.node.hub.close_connection(self.key);
     }
 }
 

@@ -89,8 +89,9 @@ async fn upgrade(
 pub struct WsTransport {
     socket: WebSocket,
     config: WsConfig,
-    /// Set after an unrecoverable read error: the next `recv` reports the end.
-    broken: bool,
+    /// Set after an unrecoverable read error, with the close code to send (1009 message too
+    /// big, 1007 invalid UTF-8, 1002 protocol error): the next `recv` reports the end.
+    broken: Option<u16>,
 }
 
 impl WsTransport {
@@ -99,7 +100,7 @@ impl WsTransport {
         WsTransport {
             socket,
             config,
-            broken: false,
+            broken: None,
         }
     }
 
@@ -114,7 +115,7 @@ impl WsTransport {
 
 impl Transport for WsTransport {
     async fn recv(&mut self) -> Option<Inbound> {
-        if self.broken {
+        if self.broken.is_some() {
             return None;
         }
         match self.socket.recv().await? {
@@ -124,15 +125,21 @@ impl Transport for WsTransport {
             Ok(Message::Ping(_) | Message::Pong(_)) => Some(Inbound::Alive),
             Ok(Message::Close(_)) => None,
             Err(e) => {
-                self.broken = true;
+                use tokio_tungstenite::tungstenite::Error as WsError;
                 let inner = e.into_inner();
-                match inner.downcast_ref::<tokio_tungstenite::tungstenite::Error>() {
-                    Some(tokio_tungstenite::tungstenite::Error::Capacity(c)) => {
+                match inner.downcast_ref::<WsError>() {
+                    Some(WsError::Capacity(c)) => {
                         tracing::debug!(error = %c, "oversized WebSocket message");
+                        self.broken = Some(1009);
                         Some(Inbound::TooLarge(self.config.hard_limit() + 1))
+                    }
+                    Some(WsError::Utf8(_)) => {
+                        self.broken = Some(1007);
+                        None
                     }
                     _ => {
                         tracing::debug!(error = %inner, "WebSocket read failed");
+                        self.broken = Some(1002);
                         None
                     }
                 }
@@ -163,7 +170,7 @@ impl Transport for WsTransport {
     }
 
     async fn close(&mut self) {
-        let code = if self.broken { 1009 } else { 1000 };
+        let code = self.broken.unwrap_or(1000);
         let _ = self
             .socket
             .send(Message::Close(Some(CloseFrame {

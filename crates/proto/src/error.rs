@@ -97,7 +97,7 @@ pub enum DisconnectReason {
     Kicked,
     /// The outbound queue overflowed; resume from the last seq to lose nothing.
     SlowConsumer,
-    /// The token expired while connected, or `auth` did not come in time.
+    /// The token expired while the connection was open.
     AuthExpired,
     /// The client kept sending invalid frames, or missed heartbeats.
     ProtocolError,

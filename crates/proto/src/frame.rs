@@ -302,12 +302,16 @@ pub enum ServerFrame {
         #[serde(skip_serializing_if = "Option::is_none")]
         from_seq: Option<u64>,
     },
-    /// Answer to `unsubscribe`.
+    /// Answer to `unsubscribe`; also sent unasked (`id` null, with `reason`) when the server
+    /// ends a subscription, e.g. `not_member` after removal from a private room.
     Unsubscribed {
         /// Request id.
         id: Option<RequestId>,
         /// The conversation.
         conv: Conv,
+        /// Why the server ended it (absent when the client asked).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Answer to `publish`.
     Published {

@@ -26,9 +26,16 @@ pub struct ServeArgs {
     /// Directory of the embedded backend's database [default: ./data].
     #[arg(long, env = "SWITCHBOARD_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Redis URL for cluster mode instead of the embedded backend (not built yet: refused).
+    /// Redis URL for cluster mode instead of the embedded backend (e.g. redis://127.0.0.1:6379/).
     #[arg(long, env = "SWITCHBOARD_REDIS", value_name = "URL")]
     pub redis: Option<String>,
+    /// Prefix of every Redis key and channel, so several clusters can share one Redis [default: sb:].
+    #[arg(long, env = "SWITCHBOARD_REDIS_PREFIX", value_name = "PREFIX")]
+    pub redis_prefix: Option<String>,
+    /// Cluster mode: this node's lease; its connections count as online only while it is renewed
+    /// (every third of it), so a crashed node's users read offline within this time [default: 10000].
+    #[arg(long, env = "SWITCHBOARD_LEASE_MS", value_name = "MS")]
+    pub lease_ms: Option<u64>,
     /// This node's id [default: a random `n_...`].
     #[arg(long, env = "SWITCHBOARD_NODE_ID", value_name = "ID")]
     pub node_id: Option<String>,
@@ -120,6 +127,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Redis URL (cluster mode).
     pub redis: Option<String>,
+    /// Redis key prefix.
+    pub redis_prefix: String,
+    /// Node lease in cluster mode.
+    pub lease: Duration,
     /// Node id.
     pub node_id: String,
     /// Roles.
@@ -221,7 +232,9 @@ impl ServeArgs {
             listen: a.listen.unwrap_or_else(|| "127.0.0.1:7700".into()),
             tcp_listen,
             data_dir: a.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
-            redis: a.redis,
+            redis: a.redis.filter(|u| !u.is_empty()),
+            redis_prefix: a.redis_prefix.unwrap_or_else(|| "sb:".into()),
+            lease: Duration::from_millis(a.lease_ms.unwrap_or(10_000).max(300)),
             node_id: a
                 .node_id
                 .unwrap_or_else(|| switchboard_proto::ids::new_id("n")),
@@ -259,6 +272,8 @@ impl ServeArgs {
             tcp_listen,
             data_dir,
             redis,
+            redis_prefix,
+            lease_ms,
             node_id,
             roles,
             api_key,

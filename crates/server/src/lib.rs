@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use switchboard_api::{ApiConfig, AppState};
 use switchboard_backend_embedded::{EmbeddedBackend, EmbeddedConfig};
 use switchboard_core::Node;
-use switchboard_core::backend::BusSink;
+use switchboard_core::backend::{Backend, BusSink};
 use switchboard_core::hub::Hub;
 use switchboard_core::metrics::Metrics;
 use switchboard_proto::DisconnectReason;
@@ -52,34 +52,34 @@ pub struct RunningServer {
 
 /// Builds and starts a node. Returns once it listens.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
-    if config.redis.is_some() {
-        return Err(StartError::Config(
-            "cluster mode (--redis) is not available in this version; run without it for the embedded backend".into(),
-        ));
-    }
     if !config.gateways.is_empty() {
         tracing::warn!("--gateways is not used yet: this dispatcher only places clients on itself");
     }
     if let Some(tcp) = &config.tcp_listen {
         tracing::info!(%tcp, "the TCP transport is not available in this version; nothing listens there");
     }
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen.clone(),
+        source,
+    })?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
     let metrics = Arc::new(Metrics::new());
     let hub = Arc::new(Hub::new(metrics.clone()));
     let sink: Arc<dyn BusSink> = hub.clone();
-    let embedded = EmbeddedBackend::open(
-        EmbeddedConfig {
-            data_dir: config.data_dir.clone(),
-            history_max_messages: config.history_max_messages,
-            history_max_age_ms: config.history_max_age.as_millis() as u64,
-            max_batch: 512,
-        },
-        sink,
-    )
-    .map_err(|e| StartError::Backend(e.to_string()))?;
+    let backend = open_backend(&config, &public_url, sink).await?;
     let node = Arc::new(Node::new(
         config.node_id.clone(),
         config.limits.clone(),
-        embedded.backend(),
+        backend,
         hub,
         metrics.clone(),
     ));
@@ -91,21 +91,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         node.set_offline_notifier(hook);
     }
 
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.listen.clone(),
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.listen.clone(),
-        source,
-    })?;
     let api_config = ApiConfig {
-        public_url: config
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{addr}")),
+        public_url,
         tcp_url: None,
         weight: config.weight,
         api_key: config.api_key.clone(),
@@ -174,5 +161,32 @@ impl RunningServer {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "shutdown complete"
         );
+    }
+}
+
+/// The embedded backend, or the Redis one when `--redis` is given. A Redis that cannot be
+/// reached stops the start with a message naming the URL.
+async fn open_backend(
+    config: &ServerConfig,
+    public_url: &str,
+    sink: Arc<dyn BusSink>,
+) -> Result<Backend, StartError> {
+    match &config.redis {
+        Some(url) => Err(StartError::Config(format!(
+            "cluster mode (--redis {url}) is not available in this version; {public_url} can run on the embedded backend"
+        ))),
+        None => {
+            let embedded = EmbeddedBackend::open(
+                EmbeddedConfig {
+                    data_dir: config.data_dir.clone(),
+                    history_max_messages: config.history_max_messages,
+                    history_max_age_ms: config.history_max_age.as_millis() as u64,
+                    max_batch: 512,
+                },
+                sink,
+            )
+            .map_err(|e| StartError::Backend(e.to_string()))?;
+            Ok(embedded.backend())
+        }
     }
 }

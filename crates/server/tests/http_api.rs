@@ -1614,3 +1614,25 @@ async fn unknown_routes_and_wrong_methods_get_json_errors() {
     assert!(v["error"]["code"].is_string(), "wrong method body: {v}");
     node.stop().await;
 }
+
+#[tokio::test]
+async fn errors_made_by_the_http_layer_still_use_the_json_shape() {
+    let node = TestNode::start().await;
+    let (_, token) = node.user("alice").await;
+    // Bad percent-encoding in a path segment.
+    let (s, v) = node.http.get("/v1/rooms/%FF", &token).await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"]["code"], "bad_request");
+    // A plain GET on the WebSocket route.
+    let (s, v) = node.http.get("/v1/ws", &token).await;
+    assert!((400..500).contains(&s), "{s}");
+    assert!(v["error"]["code"].is_string(), "{v}");
+    assert!(v["error"]["message"].is_string(), "{v}");
+    // `me` is reserved and cannot be claimed through the server API.
+    let (s, v) = node
+        .http
+        .server("/v1/server/users/me/tokens", json!({}))
+        .await;
+    assert_eq!(s, 400, "{v}");
+    node.stop().await;
+}

@@ -483,3 +483,83 @@ async fn dead_peers_are_dropped_after_two_missed_heartbeats() {
     reader.abort();
     node.stop().await;
 }
+
+#[tokio::test]
+async fn a_member_removed_from_a_private_room_loses_its_live_subscription_at_once() {
+    let node = TestNode::start().await;
+    let (_, owner) = node.user("owner").await;
+    let (bob_id, bob) = node.user("bob").await;
+    let room = node.http.room(&owner, "inner circle", "private").await;
+    let conv = format!("room:{room}");
+    let (s, _) = node
+        .http
+        .call(
+            "PUT",
+            &format!("/v1/rooms/{room}/members/{bob_id}"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let mut b = node.connect(&bob).await;
+    assert_eq!(
+        b.request(json!({"type": "subscribe", "conv": conv}), 1)
+            .await["type"],
+        "subscribed"
+    );
+    node.http
+        .publish(&owner, &room, json!("while a member"))
+        .await;
+    assert_eq!(b.messages(&conv, 1).await[0]["body"], "while a member");
+
+    let (s, _) = node
+        .http
+        .call(
+            "DELETE",
+            &format!("/v1/rooms/{room}/members/{bob_id}"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let u = b.expect("unsubscribed").await;
+    assert_eq!(
+        (u["conv"].as_str(), u["reason"].as_str(), u["id"].clone()),
+        (Some(conv.as_str()), Some("not_member"), Value::Null)
+    );
+    node.http
+        .publish(&owner, &room, json!("after removal"))
+        .await;
+    let p = b.request(json!({"type": "ping"}), 2).await;
+    assert_eq!(
+        p["type"], "pong",
+        "nothing of the room may arrive after removal: {p}"
+    );
+    let r = b
+        .request(json!({"type": "subscribe", "conv": conv}), 3)
+        .await;
+    assert_eq!(r["code"], "not_member");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_reaches_connections_that_never_authenticated() {
+    let node = TestNode::start().await;
+    let mut anon = WsClient::connect(&node.ws_url()).await;
+    // Make sure the connection is open on the server before shutting down.
+    assert_eq!(
+        anon.request(json!({"type": "ping"}), 1).await["type"],
+        "pong"
+    );
+    let started = std::time::Instant::now();
+    let stop = tokio::spawn(node.stop());
+    let frames = anon.until_closed().await;
+    let kinds: Vec<&str> = frames.iter().filter_map(|f| f["type"].as_str()).collect();
+    assert_eq!(kinds, vec!["reconnect", "disconnect"], "{frames:?}");
+    stop.await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "shutdown waited {:?}",
+        started.elapsed()
+    );
+}
