@@ -1,0 +1,1 @@
+//! Switchboard cluster backend on Redis (being written).
