@@ -30,6 +30,8 @@ use tokio::time::timeout;
 pub const MAX_BAD_FRAMES: u32 = 20;
 /// Window for [`MAX_BAD_FRAMES`].
 pub const BAD_FRAME_WINDOW: Duration = Duration::from_secs(10);
+/// Heartbeats a peer may leave unanswered; at the next one it is considered dead.
+const MISSED_PINGS_ALLOWED: u32 = 2;
 /// Live messages handled per wake-up before flushing.
 const DELIVERY_BATCH: usize = 256;
 /// Time allowed for the last frames when a connection is being closed.
@@ -95,6 +97,8 @@ pub async fn run_session<T: Transport>(node: Arc<Node>, transport: T, pre_auth: 
         bad_window: now,
         last_seen: now,
         started: now,
+        last_ping: None,
+        missed_pings: 0,
     };
     let end = session.serve(pre_auth).await;
     session.finish(end).await;
@@ -117,6 +121,9 @@ struct Session<T: Transport> {
     last_seen: Instant,
     started: Instant,
     next_ping: Instant,
+    /// When the last heartbeat was sent, and how many in a row went unanswered.
+    last_ping: Option<Instant>,
+    missed_pings: u32,
 }
 
 impl<T: Transport> Session<T> {
@@ -195,7 +202,12 @@ impl<T: Transport> Session<T> {
             _ => {}
         }
         if now >= self.next_ping {
-            if now.duration_since(self.last_seen) > self.node.limits.heartbeat * 2 {
+            // A ping is missed when nothing at all arrived between it and the next one.
+            match self.last_ping {
+                Some(sent) if self.last_seen < sent => self.missed_pings += 1,
+                _ => self.missed_pings = 0,
+            }
+            if self.missed_pings >= MISSED_PINGS_ALLOWED {
                 tracing::debug!(key = self.key, "peer missed two heartbeats");
                 self.node
                     .metrics
@@ -205,6 +217,7 @@ impl<T: Transport> Session<T> {
             let r = timeout(self.node.limits.write_timeout, self.t.ping()).await;
             self.outcome(r)?;
             self.flush().await?;
+            self.last_ping = Some(now);
             self.next_ping = now + self.node.limits.heartbeat;
         }
         Ok(())

@@ -1,8 +1,9 @@
 //! Switchboard's gateway: the transports that hold client connections and hand their frames
-//! to the core's session (`switchboard_core::session`). WebSocket lives here now; long-poll
-//! and TCP plug into the same [`switchboard_core::transport::Transport`] seam.
+//! to the core's session (`switchboard_core::session`): WebSocket and raw TCP, both behind the
+//! same small [`switchboard_core::transport::Transport`] seam.
 
 pub mod http_error;
+pub mod tcp;
 pub mod ws;
 
 pub use ws::{WsConfig, ws_route};

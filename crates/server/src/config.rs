@@ -19,8 +19,8 @@ pub struct ServeArgs {
     /// Address for HTTP, WebSocket and long-poll [default: 127.0.0.1:7700].
     #[arg(long, env = "SWITCHBOARD_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
-    /// Address for the raw TCP transport, or `off` [default: 127.0.0.1:7701]. (The TCP
-    /// transport is not built yet: the setting is accepted and nothing listens.)
+    /// Address for the raw TCP transport (4-byte length + JSON frames), or `off`
+    /// [default: 127.0.0.1:7701].
     #[arg(long, env = "SWITCHBOARD_TCP_LISTEN", value_name = "ADDR")]
     pub tcp_listen: Option<String>,
     /// Directory of the embedded backend's database [default: ./data].

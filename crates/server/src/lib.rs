@@ -43,6 +43,8 @@ pub enum StartError {
 pub struct RunningServer {
     /// The bound HTTP address.
     pub addr: SocketAddr,
+    /// The bound TCP transport address, if it is on.
+    pub tcp_addr: Option<SocketAddr>,
     /// The node's services (tests look inside).
     pub node: Arc<Node>,
     stop_accepting: CancellationToken,
@@ -55,9 +57,6 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     if !config.gateways.is_empty() {
         tracing::warn!("--gateways is not used yet: this dispatcher only places clients on itself");
     }
-    if let Some(tcp) = &config.tcp_listen {
-        tracing::info!(%tcp, "the TCP transport is not available in this version; nothing listens there");
-    }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -68,6 +67,26 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         addr: config.listen.clone(),
         source,
     })?;
+    let tcp_listener =
+        match (&config.tcp_listen, config.roles.gateway) {
+            (Some(tcp), true) => {
+                Some(tokio::net::TcpListener::bind(tcp).await.map_err(|source| {
+                    StartError::Bind {
+                        addr: tcp.clone(),
+                        source,
+                    }
+                })?)
+            }
+            _ => None,
+        };
+    let tcp_addr = match &tcp_listener {
+        Some(l) => Some(l.local_addr().map_err(|source| StartError::Bind {
+            addr: config.tcp_listen.clone().unwrap_or_default(),
+            source,
+        })?),
+        None => None,
+    };
+    let tcp_url = tcp_addr.map(|a| format!("tcp://{a}"));
     let public_url = config
         .public_url
         .clone()
@@ -93,7 +112,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
 
     let api_config = ApiConfig {
         public_url,
-        tcp_url: None,
+        tcp_url: tcp_url.clone(),
         weight: config.weight,
         api_key: config.api_key.clone(),
         gateway: config.roles.gateway,
@@ -115,6 +134,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     let router = switchboard_api::finish(router, node.clone(), config.limits.max_frame_bytes);
 
     let stop_accepting = CancellationToken::new();
+    if let Some(listener) = tcp_listener {
+        tokio::spawn(switchboard_gateway::tcp::serve_tcp(
+            listener,
+            node.clone(),
+            stop_accepting.clone(),
+        ));
+    }
     let stop = stop_accepting.clone();
     let server = tokio::spawn(async move {
         let serve = axum::serve(listener, router)
@@ -126,6 +152,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     tracing::info!(node_id = %node.id, %addr, "listening on {addr}");
     Ok(RunningServer {
         addr,
+        tcp_addr,
         node,
         stop_accepting,
         server,

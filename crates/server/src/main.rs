@@ -54,10 +54,11 @@ async fn serve(args: ServeArgs) -> std::process::ExitCode {
         }
     };
     // The line operators and tests wait for.
-    println!(
-        "switchboard node {} listening on {}",
-        server.node.id, server.addr
-    );
+    let id = &server.node.id;
+    match server.tcp_addr {
+        Some(tcp) => println!("switchboard node {id} listening on {} (tcp {tcp})", server.addr),
+        None => println!("switchboard node {id} listening on {}", server.addr),
+    }
     wait_for_signal().await;
     server.shutdown().await;
     std::process::ExitCode::SUCCESS

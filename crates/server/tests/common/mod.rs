@@ -32,7 +32,7 @@ pub struct TestNode {
 pub fn test_config(dir: &Path) -> ServerConfig {
     let mut c = ServeArgs {
         listen: Some("127.0.0.1:0".into()),
-        tcp_listen: Some("off".into()),
+        tcp_listen: Some("127.0.0.1:0".into()),
         data_dir: Some(dir.to_path_buf()),
         api_key: Some(API_KEY.into()),
         shutdown_timeout_ms: Some(5_000),
@@ -88,6 +88,14 @@ impl TestNode {
     /// Registers and logs in a user; returns (user_id, token).
     pub async fn user(&self, name: &str) -> (String, String) {
         self.http.user(name).await
+    }
+
+    /// The TCP transport's address.
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.server
+            .as_ref()
+            .and_then(|s| s.tcp_addr)
+            .expect("the TCP transport is on")
     }
 
     /// Connects and authenticates with an `auth` frame; returns the client after `welcome`.
@@ -217,6 +225,76 @@ impl Http {
     }
 }
 
+/// What every test client can do, whatever its transport. The provided methods build on
+/// `send` and `next_within`, so a scenario is written once and run over every transport.
+#[allow(async_fn_in_trait)]
+pub trait Client {
+    /// Sends one JSON frame.
+    async fn send(&mut self, frame: Value);
+    /// Sends raw text as one frame (for malformed-input tests).
+    async fn send_raw(&mut self, text: &str);
+    /// The next JSON frame within `d`: `Err` on timeout, `Ok(None)` on close. Transport-level
+    /// heartbeats are answered and skipped.
+    async fn next_within(&mut self, d: Duration) -> Result<Option<Value>, ()>;
+
+    /// The next JSON frame, or `None` when the connection closed. Panics after [`WAIT`].
+    async fn next(&mut self) -> Option<Value> {
+        self.next_within(WAIT)
+            .await
+            .expect("timed out waiting for a frame")
+    }
+
+    /// Waits for a frame of `kind`, skipping others; panics if the connection closes first.
+    async fn expect(&mut self, kind: &str) -> Value {
+        loop {
+            match self.next().await {
+                Some(v) if v["type"] == kind => return v,
+                Some(_) => continue,
+                None => panic!("connection closed while waiting for {kind}"),
+            }
+        }
+    }
+
+    /// Sends a request and waits for the reply with the same id (skipping message frames).
+    async fn request(&mut self, mut frame: Value, id: u64) -> Value {
+        frame["id"] = json!(id);
+        self.send(frame).await;
+        loop {
+            let v = self
+                .next()
+                .await
+                .expect("connection closed before the reply");
+            if v["id"] == json!(id) {
+                return v;
+            }
+        }
+    }
+
+    /// Collects `message` frames of `conv` until `n` have arrived.
+    async fn messages(&mut self, conv: &str, n: usize) -> Vec<Value> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let v = self
+                .next()
+                .await
+                .unwrap_or_else(|| panic!("closed after {} of {n} messages", out.len()));
+            if v["type"] == "message" && v["conv"] == conv {
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    /// Waits until the server closes the connection; returns the frames seen before.
+    async fn until_closed(&mut self) -> Vec<Value> {
+        let mut seen = Vec::new();
+        while let Some(v) = self.next().await {
+            seen.push(v);
+        }
+        seen
+    }
+}
+
 /// A WebSocket client speaking JSON frames.
 pub struct WsClient {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -229,30 +307,24 @@ impl WsClient {
             .expect("WebSocket connect");
         WsClient { ws }
     }
+}
 
-    pub async fn send(&mut self, frame: Value) {
+impl Client for WsClient {
+    async fn send(&mut self, frame: Value) {
         self.ws
             .send(WsMessage::text(frame.to_string()))
             .await
             .expect("send");
     }
 
-    pub async fn send_raw(&mut self, text: &str) {
+    async fn send_raw(&mut self, text: &str) {
         self.ws
             .send(WsMessage::text(text.to_owned()))
             .await
             .expect("send");
     }
 
-    /// The next JSON frame, or `None` when the connection closed. Panics after [`WAIT`].
-    pub async fn next(&mut self) -> Option<Value> {
-        self.next_within(WAIT)
-            .await
-            .expect("timed out waiting for a frame")
-    }
-
-    /// The next JSON frame within `d`: `Err` on timeout, `Ok(None)` on close.
-    pub async fn next_within(&mut self, d: Duration) -> Result<Option<Value>, ()> {
+    async fn next_within(&mut self, d: Duration) -> Result<Option<Value>, ()> {
         let deadline = tokio::time::Instant::now() + d;
         loop {
             let msg = tokio::time::timeout_at(deadline, self.ws.next())
@@ -268,55 +340,74 @@ impl WsClient {
             }
         }
     }
+}
 
-    /// Waits for a frame of `kind`, skipping others; panics if the connection closes first.
-    pub async fn expect(&mut self, kind: &str) -> Value {
+/// A raw TCP client: 4-byte big-endian length, then the JSON frame. It answers the server's
+/// `ping` frames with `pong` unless `answer_pings` is turned off.
+pub struct TcpClient {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+    pub answer_pings: bool,
+}
+
+impl TcpClient {
+    pub async fn connect(addr: SocketAddr) -> TcpClient {
+        let stream = TcpStream::connect(addr).await.expect("TCP connect");
+        TcpClient {
+            stream,
+            buf: Vec::new(),
+            answer_pings: true,
+        }
+    }
+
+    /// Writes raw bytes (for framing tests).
+    pub async fn write_bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(bytes).await
+    }
+
+    async fn write_frame(&mut self, payload: &[u8]) {
+        let mut out = (payload.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(payload);
+        let _ = self.write_bytes(&out).await;
+    }
+}
+
+impl Client for TcpClient {
+    async fn send(&mut self, frame: Value) {
+        self.write_frame(frame.to_string().as_bytes()).await;
+    }
+
+    async fn send_raw(&mut self, text: &str) {
+        self.write_frame(text.as_bytes()).await;
+    }
+
+    async fn next_within(&mut self, d: Duration) -> Result<Option<Value>, ()> {
+        use tokio::io::AsyncReadExt;
+        let deadline = tokio::time::Instant::now() + d;
         loop {
-            match self.next().await {
-                Some(v) if v["type"] == kind => return v,
-                Some(_) => continue,
-                None => panic!("connection closed while waiting for {kind}"),
+            if self.buf.len() >= 4 {
+                let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
+                    as usize;
+                if self.buf.len() >= 4 + len {
+                    let frame: Vec<u8> = self.buf.drain(..4 + len).skip(4).collect();
+                    let v: Value = serde_json::from_slice(&frame).expect("server sent JSON");
+                    if v["type"] == "ping" && self.answer_pings {
+                        self.send(json!({"type": "pong"})).await;
+                        continue;
+                    }
+                    return Ok(Some(v));
+                }
             }
-        }
-    }
-
-    /// Sends a request and waits for the reply with the same id (skipping message frames).
-    pub async fn request(&mut self, mut frame: Value, id: u64) -> Value {
-        frame["id"] = json!(id);
-        self.send(frame).await;
-        loop {
-            let v = self
-                .next()
+            let mut chunk = [0u8; 8192];
+            let n = tokio::time::timeout_at(deadline, self.stream.read(&mut chunk))
                 .await
-                .expect("connection closed before the reply");
-            if v["id"] == json!(id) {
-                return v;
+                .map_err(|_| ())?;
+            match n {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
             }
         }
-    }
-
-    /// Collects `message` frames of `conv` until `n` have arrived.
-    pub async fn messages(&mut self, conv: &str, n: usize) -> Vec<Value> {
-        let mut out = Vec::new();
-        while out.len() < n {
-            let v = self
-                .next()
-                .await
-                .unwrap_or_else(|| panic!("closed after {} of {n} messages", out.len()));
-            if v["type"] == "message" && v["conv"] == conv {
-                out.push(v);
-            }
-        }
-        out
-    }
-
-    /// Waits until the server closes the connection; returns the frames seen before.
-    pub async fn until_closed(&mut self) -> Vec<Value> {
-        let mut seen = Vec::new();
-        while let Some(v) = self.next().await {
-            seen.push(v);
-        }
-        seen
     }
 }
 
@@ -347,8 +438,9 @@ impl NodeProcess {
         let mut lines = BufReader::new(stdout).lines();
         let addr = tokio::time::timeout(WAIT, async {
             while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some((_, addr)) = line.split_once("listening on ") {
-                    return addr.trim().parse::<SocketAddr>().unwrap();
+                if let Some((_, rest)) = line.split_once("listening on ") {
+                    let addr = rest.split_whitespace().next().unwrap();
+                    return addr.parse::<SocketAddr>().unwrap();
                 }
             }
             panic!("switchboard exited before listening")
@@ -389,4 +481,59 @@ impl NodeProcess {
 
 pub fn data_path(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().to_path_buf()
+}
+
+/// The transports a scenario can run over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Ws,
+    Tcp,
+}
+
+/// A client of any transport.
+#[allow(clippy::large_enum_variant)] // test clients; size does not matter
+pub enum AnyClient {
+    Ws(WsClient),
+    Tcp(TcpClient),
+}
+
+impl Client for AnyClient {
+    async fn send(&mut self, frame: Value) {
+        match self {
+            AnyClient::Ws(c) => c.send(frame).await,
+            AnyClient::Tcp(c) => c.send(frame).await,
+        }
+    }
+    async fn send_raw(&mut self, text: &str) {
+        match self {
+            AnyClient::Ws(c) => c.send_raw(text).await,
+            AnyClient::Tcp(c) => c.send_raw(text).await,
+        }
+    }
+    async fn next_within(&mut self, d: Duration) -> Result<Option<Value>, ()> {
+        match self {
+            AnyClient::Ws(c) => c.next_within(d).await,
+            AnyClient::Tcp(c) => c.next_within(d).await,
+        }
+    }
+}
+
+impl TestNode {
+    /// Opens an unauthenticated connection over `kind`.
+    pub async fn open(&self, kind: Kind) -> AnyClient {
+        match kind {
+            Kind::Ws => AnyClient::Ws(WsClient::connect(&self.ws_url()).await),
+            Kind::Tcp => AnyClient::Tcp(TcpClient::connect(self.tcp_addr()).await),
+        }
+    }
+
+    /// Connects over `kind` and authenticates with an `auth` frame.
+    pub async fn connect_over(&self, kind: Kind, token: &str) -> AnyClient {
+        let mut c = self.open(kind).await;
+        c.send(json!({"type": "auth", "id": "auth", "token": token}))
+            .await;
+        let w = c.expect("welcome").await;
+        assert_eq!(w["id"], "auth");
+        c
+    }
 }

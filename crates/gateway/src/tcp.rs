@@ -1,0 +1,195 @@
+//! The raw TCP transport on `--tcp-listen`: each frame is a 4-byte big-endian length, then that
+//! many bytes of the same JSON as on WebSocket.
+//!
+//! Reading is cancel-safe (the session polls it in a `select!`): bytes go into a buffer that
+//! survives a cancelled read, and a frame is only taken out once complete. A frame over
+//! `max_frame_bytes` is skipped without being buffered and answered `too_large` (the connection
+//! goes on); a length over four times that closes the connection. Nothing is buffered without
+//! bound.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_core::Node;
+use switchboard_core::session::run_session;
+use switchboard_core::transport::{Inbound, Transport, TransportError};
+use switchboard_proto::{ErrorCode, ServerFrame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 4096;
+
+/// Accepts TCP clients until `stop` is cancelled. A failing `accept` (e.g. out of file
+/// descriptors) backs off and retries; it never ends the loop.
+pub async fn serve_tcp(listener: TcpListener, node: Arc<Node>, stop: CancellationToken) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                backoff = Duration::from_millis(5);
+                let _ = stream.set_nodelay(true);
+                let node = node.clone();
+                tokio::spawn(async move {
+                    if node.is_draining()
+                        || node.hub.open_connections() >= node.limits.max_connections
+                    {
+                        refuse(stream).await;
+                        return;
+                    }
+                    let max = node.limits.max_frame_bytes;
+                    run_session(node, TcpTransport::new(stream, max), None).await;
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, ?backoff, "TCP accept failed; backing off");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Tells a client the node is full (or draining), then closes.
+async fn refuse(mut stream: TcpStream) {
+    let frame = ServerFrame::error(
+        None,
+        ErrorCode::Overloaded,
+        "this node is full or draining; ask the dispatcher",
+    )
+    .encode();
+    let mut out = BytesMut::with_capacity(frame.len() + 4);
+    out.put_u32(frame.len() as u32);
+    out.put_slice(&frame);
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
+}
+
+/// A TCP connection as a session transport.
+pub struct TcpTransport {
+    stream: TcpStream,
+    max_frame: usize,
+    read: BytesMut,
+    write: BytesMut,
+    /// Bytes of an oversized frame still to be thrown away.
+    skipping: usize,
+    /// The connection cannot continue (a length beyond the hard limit, or the peer closed).
+    done: bool,
+}
+
+impl TcpTransport {
+    /// Wraps an accepted stream.
+    pub fn new(stream: TcpStream, max_frame: usize) -> TcpTransport {
+        TcpTransport {
+            stream,
+            max_frame,
+            read: BytesMut::new(),
+            write: BytesMut::new(),
+            skipping: 0,
+            done: false,
+        }
+    }
+
+    fn hard_limit(&self) -> usize {
+        self.max_frame.saturating_mul(4).max(16 * 1024)
+    }
+
+    /// Takes a complete frame (or a verdict) out of the buffer, if there is one.
+    fn parse(&mut self) -> Option<Inbound> {
+        if self.skipping > 0 {
+            let n = self.skipping.min(self.read.len());
+            self.read.advance(n);
+            self.skipping -= n;
+            if self.skipping > 0 {
+                return None;
+            }
+        }
+        if self.read.len() < 4 {
+            return None;
+        }
+        let len =
+            u32::from_be_bytes([self.read[0], self.read[1], self.read[2], self.read[3]]) as usize;
+        if len > self.hard_limit() {
+            self.done = true;
+            return Some(Inbound::TooLarge(len));
+        }
+        if len > self.max_frame {
+            self.read.advance(4);
+            self.skipping = len;
+            // Throw away what is already here; the rest is dropped as it arrives.
+            let n = self.skipping.min(self.read.len());
+            self.read.advance(n);
+            self.skipping -= n;
+            return Some(Inbound::TooLarge(len));
+        }
+        if self.read.len() < 4 + len {
+            self.read.reserve(4 + len - self.read.len());
+            return None;
+        }
+        self.read.advance(4);
+        Some(Inbound::Frame(self.read.split_to(len).freeze()))
+    }
+}
+
+impl Transport for TcpTransport {
+    async fn recv(&mut self) -> Option<Inbound> {
+        loop {
+            if self.done {
+                return None;
+            }
+            if let Some(inbound) = self.parse() {
+                return Some(inbound);
+            }
+            if self.read.capacity() - self.read.len() < READ_CHUNK.min(64) {
+                self.read.reserve(READ_CHUNK);
+            }
+            match self.stream.read_buf(&mut self.read).await {
+                // A clean close, or one in the middle of a frame (a truncated frame is dropped).
+                Ok(0) | Err(_) => {
+                    self.done = true;
+                    return None;
+                }
+                Ok(_) => {}
+            }
+            // Give back memory after a large frame so idle connections stay small.
+            if self.read.is_empty() && self.read.capacity() > 4 * READ_CHUNK {
+                self.read = BytesMut::new();
+            }
+        }
+    }
+
+    async fn send(&mut self, frame: Bytes) -> Result<(), TransportError> {
+        self.write.reserve(frame.len() + 4);
+        self.write.put_u32(frame.len() as u32);
+        self.write.put_slice(&frame);
+        if self.write.len() >= 64 * 1024 {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        if self.write.is_empty() {
+            return Ok(());
+        }
+        let r = self.stream.write_all(&self.write).await;
+        self.write.clear();
+        if self.write.capacity() > 64 * 1024 {
+            self.write = BytesMut::new();
+        }
+        r.map_err(|e| TransportError(e.to_string()))
+    }
+
+    async fn ping(&mut self) -> Result<(), TransportError> {
+        self.send(ServerFrame::Ping {}.encode()).await
+    }
+
+    async fn close(&mut self) {
+        let _ = self.flush().await;
+        let _ = self.stream.shutdown().await;
+    }
+}
