@@ -33,8 +33,7 @@ pub fn endpoints_for(public_url: &str, tcp_url: Option<&str>) -> Value {
     } else {
         format!("ws://{}/v1/ws", base.trim_start_matches("http://"))
     };
-    // Long-polling and TCP are announced once those transports exist on this node.
-    json!({"ws": ws, "poll": Value::Null, "tcp": tcp_url})
+    json!({"ws": ws, "poll": format!("{base}/v1/poll"), "tcp": tcp_url})
 }
 
 /// `GET /v1/node`.

@@ -71,9 +71,27 @@ struct Authed {
     expires_at: Instant,
 }
 
-/// Runs one connection to its end. `pre_auth` is set when the transport already authenticated
-/// the client (a token on the upgrade request); then `welcome` is sent unasked.
-pub async fn run_session<T: Transport>(node: Arc<Node>, transport: T, pre_auth: Option<Principal>) {
+/// A client the transport already authenticated (a token on the WebSocket upgrade request, or a
+/// long-poll session opened with a bearer token), with the conversations it resumes.
+#[derive(Debug, Clone)]
+pub struct PreAuth {
+    /// Who.
+    pub principal: Principal,
+    /// Conversations to resume (and subscribe to), as in the `auth` frame.
+    pub resume: BTreeMap<Conv, ResumePosition>,
+}
+
+impl From<Principal> for PreAuth {
+    fn from(principal: Principal) -> PreAuth {
+        PreAuth {
+            principal,
+            resume: BTreeMap::new(),
+        }
+    }
+}
+
+/// Runs one connection to its end. With `pre_auth`, `welcome` is sent unasked first.
+pub async fn run_session<T: Transport>(node: Arc<Node>, transport: T, pre_auth: Option<PreAuth>) {
     let (tx, rx) = mpsc::channel(node.limits.outbound_queue.max(1));
     let kill = Arc::new(KillSwitch::default());
     let key = node.hub.open_connection(kill.clone(), tx.clone());
@@ -127,9 +145,9 @@ struct Session<T: Transport> {
 }
 
 impl<T: Transport> Session<T> {
-    async fn serve(&mut self, pre_auth: Option<Principal>) -> End {
+    async fn serve(&mut self, pre_auth: Option<PreAuth>) -> End {
         if let Some(p) = pre_auth {
-            match self.authenticate(None, p, BTreeMap::new()).await {
+            match self.authenticate(None, p.principal, p.resume).await {
                 Ok(()) => {}
                 Err(Fail::End(e)) => return e,
                 Err(Fail::Reply(e)) => {

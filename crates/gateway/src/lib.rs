@@ -1,8 +1,9 @@
 //! Switchboard's gateway: the transports that hold client connections and hand their frames
-//! to the core's session (`switchboard_core::session`): WebSocket and raw TCP, both behind the
-//! same small [`switchboard_core::transport::Transport`] seam.
+//! to the core's session (`switchboard_core::session`): WebSocket, long-polling and raw TCP, all
+//! behind the same small [`switchboard_core::transport::Transport`] seam.
 
 pub mod http_error;
+pub mod poll;
 pub mod tcp;
 pub mod ws;
 

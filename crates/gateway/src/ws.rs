@@ -82,7 +82,13 @@ async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(cfg.hard_limit())
         .max_frame_size(cfg.hard_limit())
-        .on_upgrade(move |socket| run_session(node, WsTransport::new(socket, cfg), principal))
+        .on_upgrade(move |socket| {
+            run_session(
+                node,
+                WsTransport::new(socket, cfg),
+                principal.map(Into::into),
+            )
+        })
 }
 
 /// A WebSocket as a session transport.

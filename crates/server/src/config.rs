@@ -100,6 +100,9 @@ pub struct ServeArgs {
     /// Upper bound of the random `delay_ms` in shutdown `reconnect` frames [default: 5000].
     #[arg(long, env = "SWITCHBOARD_RECONNECT_JITTER_MS", value_name = "MS")]
     pub reconnect_jitter_ms: Option<u64>,
+    /// A long-poll session with no GET for this long ends [default: 60000].
+    #[arg(long, env = "SWITCHBOARD_POLL_IDLE_MS", value_name = "MS")]
+    pub poll_idle_ms: Option<u64>,
     /// Log format: text or json [default: text].
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -155,6 +158,8 @@ pub struct ServerConfig {
     pub history_max_age: Duration,
     /// Shutdown wait.
     pub shutdown_timeout: Duration,
+    /// Long-poll idle expiry.
+    pub poll_idle: Duration,
     /// JSON logs.
     pub json_logs: bool,
 }
@@ -258,6 +263,7 @@ impl ServeArgs {
             history_max_messages: a.history_max_messages.unwrap_or(10_000),
             history_max_age: Duration::from_secs(a.history_max_age_s.unwrap_or(0)),
             shutdown_timeout: Duration::from_millis(a.shutdown_timeout_ms.unwrap_or(30_000)),
+            poll_idle: Duration::from_millis(a.poll_idle_ms.unwrap_or(60_000).max(1_000)),
             json_logs,
         })
     }
@@ -295,6 +301,7 @@ impl ServeArgs {
             session_ttl_s,
             shutdown_timeout_ms,
             reconnect_jitter_ms,
+            poll_idle_ms,
             log_format
         )
     }

@@ -15,6 +15,7 @@ use switchboard_core::Node;
 use switchboard_core::backend::{Backend, BusSink};
 use switchboard_core::hub::Hub;
 use switchboard_core::metrics::Metrics;
+use switchboard_gateway::poll::{PollConfig, PollSessions};
 use switchboard_proto::DisconnectReason;
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +50,7 @@ pub struct RunningServer {
     pub node: Arc<Node>,
     stop_accepting: CancellationToken,
     server: tokio::task::JoinHandle<()>,
+    polls: Option<Arc<PollSessions>>,
     shutdown_timeout: Duration,
 }
 
@@ -121,6 +123,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         node: node.clone(),
         config: Arc::new(api_config),
     };
+    let mut polls = None;
     let mut router = Router::new().merge(switchboard_api::ops_routes(state.clone()));
     if config.roles.api {
         router = router.merge(switchboard_api::api_routes(state.clone()));
@@ -129,7 +132,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         router = router.merge(switchboard_api::dispatch_routes(state.clone()));
     }
     if config.roles.gateway {
-        router = router.merge(switchboard_gateway::ws_route(node.clone()));
+        let mut poll_config = PollConfig::new(state.config.public_url.clone());
+        poll_config.max_buffered = config.limits.outbound_queue.max(64);
+        poll_config.idle = config.poll_idle;
+        let sessions = PollSessions::new(node.clone(), poll_config);
+        polls = Some(sessions.clone());
+        router = router
+            .merge(switchboard_gateway::ws_route(node.clone()))
+            .merge(switchboard_gateway::poll::poll_routes(sessions));
     }
     let router = switchboard_api::finish(router, node.clone(), config.limits.max_frame_bytes);
 
@@ -156,22 +166,24 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         node,
         stop_accepting,
         server,
+        polls,
         shutdown_timeout: config.shutdown_timeout,
     })
 }
 
 impl RunningServer {
-    /// Graceful shutdown: stop accepting, tell every client to reconnect elsewhere, wait for
-    /// them to leave (up to the shutdown timeout), then flush and close the backend.
+    /// Graceful shutdown: refuse new clients (draining), tell every client to reconnect
+    /// elsewhere, wait for them to leave and for long-poll clients to collect their last frames
+    /// (up to the shutdown timeout), then stop the listeners and flush and close the backend.
     pub async fn shutdown(self) {
         let started = Instant::now();
+        // Draining: new WebSocket upgrades, TCP clients, poll sessions and dispatches get 503.
         self.node.set_draining();
-        self.stop_accepting.cancel();
         let told = self.node.hub.kill_all(DisconnectReason::Shutdown);
         tracing::info!(clients = told, "shutting down: clients told to reconnect");
         let deadline = started + self.shutdown_timeout;
         while self.node.hub.open_connections() > 0 && Instant::now() < deadline {
-            // Connections that had not authenticated yet are not in the hub's list; keep asking.
+            // Connections opened meanwhile (already past the draining check) are told too.
             self.node.hub.kill_all(DisconnectReason::Shutdown);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -182,6 +194,15 @@ impl RunningServer {
                 "shutdown timeout: closing with clients still connected"
             );
         }
+        // Long-poll clients fetch their final frames with one more GET; give them a moment.
+        if let Some(polls) = &self.polls {
+            let collect_by =
+                (Instant::now() + Duration::from_secs(2)).min(deadline.max(Instant::now()));
+            while polls.uncollected() > 0 && Instant::now() < collect_by {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        self.stop_accepting.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
         self.node.backend.lifecycle.close().await;
         tracing::info!(

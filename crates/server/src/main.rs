@@ -56,7 +56,10 @@ async fn serve(args: ServeArgs) -> std::process::ExitCode {
     // The line operators and tests wait for.
     let id = &server.node.id;
     match server.tcp_addr {
-        Some(tcp) => println!("switchboard node {id} listening on {} (tcp {tcp})", server.addr),
+        Some(tcp) => println!(
+            "switchboard node {id} listening on {} (tcp {tcp})",
+            server.addr
+        ),
         None => println!("switchboard node {id} listening on {}", server.addr),
     }
     wait_for_signal().await;

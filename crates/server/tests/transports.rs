@@ -1,5 +1,5 @@
-//! One scenario suite, run over every transport: the same stories must hold on WebSocket and
-//! raw TCP (and long-polling when it lands). Then what is specific to TCP framing.
+//! One scenario suite, run over every transport: the same stories must hold on WebSocket,
+//! raw TCP and long-polling. Then what is specific to TCP framing and to long-polling.
 
 mod common;
 use common::*;
@@ -14,6 +14,9 @@ macro_rules! over_every_transport {
         }
         mod tcp {
             $( #[tokio::test] async fn $scenario() { super::$scenario(super::Kind::Tcp).await } )*
+        }
+        mod poll {
+            $( #[tokio::test] async fn $scenario() { super::$scenario(super::Kind::Poll).await } )*
         }
     };
 }
@@ -37,14 +40,8 @@ async fn welcome_subscribe_replay_publish_and_live(kind: Kind) {
     for i in 1..=3 {
         node.http.publish(&token, &room, json!(i)).await;
     }
-    let mut c = node.open(kind).await;
-    c.send(json!({"type": "auth", "id": 1, "token": token}))
-        .await;
-    let w = c.expect("welcome").await;
-    assert_eq!(
-        (w["id"].clone(), w["user_id"].as_str()),
-        (json!(1), Some(uid.as_str()))
-    );
+    let (mut c, w) = node.connect_with_welcome(kind, &token).await;
+    assert_eq!(w["user_id"].as_str(), Some(uid.as_str()));
     let r = c
         .request(json!({"type": "subscribe", "conv": conv, "since": 1}), 2)
         .await;
@@ -123,7 +120,17 @@ async fn bad_input_gets_errors_and_the_connection_survives(kind: Kind) {
     let node = TestNode::start().await;
     let (_, token) = node.user("alice").await;
     let mut c = node.connect_over(kind, &token).await;
-    c.send_raw("{nope").await;
+    if let AnyClient::Poll(p) = &c {
+        // Long-polling carries frames in a JSON array: malformed JSON is an HTTP 400.
+        let (s, v) = p.post_raw("[{nope".into()).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (400, Some("bad_request")));
+        let (s, _) = p.post_raw(r#"{"type":"ping"}"#.into()).await;
+        assert_eq!(s, 400, "the body must be an array");
+        // A frame that is JSON but not an object reaches the session and is answered.
+        c.send(json!("just a string")).await;
+    } else {
+        c.send_raw("{nope").await;
+    }
     let e = c.expect("error").await;
     assert_eq!(
         (e["code"].as_str(), e["id"].clone()),
@@ -135,15 +142,36 @@ async fn bad_input_gets_errors_and_the_connection_survives(kind: Kind) {
         .request(json!({"type": "subscribe", "conv": "room:r_missing"}), 10)
         .await;
     assert_eq!(r["code"], "not_found");
-    c.send(json!({"type": "publish", "id": 11, "conv": "room:r", "body": "x".repeat(70_000)}))
-        .await;
-    assert_eq!(c.expect("error").await["code"], "too_large");
+    let big = json!({"type": "publish", "id": 11, "conv": "room:r", "body": "x".repeat(70_000)});
+    if let AnyClient::Poll(p) = &c {
+        // A poll body is capped like any HTTP body: 413 too_large.
+        let (s, v) = p.post_raw(json!([big]).to_string()).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (413, Some("too_large")));
+    } else {
+        c.send(big).await;
+        assert_eq!(c.expect("error").await["code"], "too_large");
+    }
     assert_eq!(c.request(json!({"type": "ping"}), 12).await["type"], "pong");
     node.stop().await;
 }
 
 async fn auth_is_required_and_bad_tokens_close(kind: Kind) {
     let node = TestNode::start_with(|c| c.limits.auth_timeout = Duration::from_millis(400)).await;
+    if kind == Kind::Poll {
+        // A long-poll session is authenticated when it is opened.
+        let (s, v) = node.http.call("POST", "/v1/poll", None, None).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (401, Some("unauthorized"))
+        );
+        let err = PollClient::open(&node.http, "sb_wrong", None)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.0, 401);
+        node.stop().await;
+        return;
+    }
     let mut c = node.open(kind).await;
     let r = c
         .request(json!({"type": "history", "conv": "room:x"}), 1)
@@ -225,6 +253,29 @@ async fn a_silent_peer_is_cut_off_and_presence_follows(kind: Kind) {
     if kind == Kind::Ws {
         // The WebSocket client library answers protocol pings by itself; the WebSocket case is
         // covered with a hand-made socket in ws_protocol.rs.
+        return;
+    }
+    if kind == Kind::Poll {
+        // A poll client that stops polling: its session expires after the idle time.
+        let node = TestNode::start_with(|c| c.poll_idle = Duration::from_millis(1000)).await;
+        let (uid, token) = node.user("alice").await;
+        let mut p = PollClient::open(&node.http, &token, None).await.unwrap();
+        p.expect("welcome").await;
+        let (_, v) = node
+            .http
+            .get(&format!("/v1/presence/users?ids={uid}"), &token)
+            .await;
+        assert_eq!(v["users"][&uid]["connections"], 1);
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        let (_, v) = node
+            .http
+            .get(&format!("/v1/presence/users?ids={uid}"), &token)
+            .await;
+        assert_eq!(
+            v["users"][&uid]["online"], false,
+            "an abandoned poll session must expire"
+        );
+        node.stop().await;
         return;
     }
     let node = TestNode::start_with(|c| c.limits.heartbeat = Duration::from_millis(250)).await;
@@ -325,5 +376,172 @@ async fn a_full_node_refuses_tcp_clients_with_overloaded() {
     let seen = second.until_closed().await;
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0]["code"], "overloaded");
+    node.stop().await;
+}
+
+// ----- long-polling -----
+
+#[tokio::test]
+async fn a_lost_poll_response_loses_nothing_and_frames_keep_their_pseq() {
+    let node = TestNode::start().await;
+    let (_, token) = node.user("alice").await;
+    let room = node.http.room(&token, "r", "public").await;
+    let conv = format!("room:{room}");
+    let mut p = PollClient::open(&node.http, &token, Some(json!({conv.clone(): 0})))
+        .await
+        .unwrap();
+    let w = p.expect("welcome").await;
+    assert_eq!(
+        w["resumed"][&conv]["recovered"], true,
+        "resume given when the session was opened"
+    );
+    for i in 1..=3 {
+        node.http.publish(&token, &room, json!(i)).await;
+    }
+    let got = p.messages(&conv, 3).await;
+    let last = p.after;
+    // Pretend the last response was lost: ask again from before it. The same frames come back,
+    // with the same pseq.
+    let again: Vec<Value> = reqwest::get(format!("{}?after={}&wait_ms=0", p.url, last - 3))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 3);
+    for (a, b) in again.iter().zip(&got) {
+        assert_eq!(
+            (a["pseq"].clone(), a["seq"].clone()),
+            (b["pseq"].clone(), b["seq"].clone())
+        );
+    }
+    // Acknowledging them (a larger after) releases them.
+    let empty: Vec<Value> = reqwest::get(format!("{}?after={last}&wait_ms=0", p.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(empty.is_empty());
+    let gone: Vec<Value> = reqwest::get(format!("{}?after=0&wait_ms=0", p.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(gone.is_empty(), "acknowledged frames are dropped: {gone:?}");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn wait_ms_really_holds_a_poll_open_and_a_newer_poll_releases_the_older() {
+    let node = TestNode::start().await;
+    let (_, token) = node.user("alice").await;
+    let room = node.http.room(&token, "r", "public").await;
+    let mut p = PollClient::open(&node.http, &token, None).await.unwrap();
+    p.expect("welcome").await;
+    let url = format!("{}?after={}&wait_ms=800", p.url, p.after);
+    let started = std::time::Instant::now();
+    let frames: Vec<Value> = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    let held = started.elapsed();
+    assert!(frames.is_empty());
+    assert!(
+        held >= Duration::from_millis(700) && held < Duration::from_secs(3),
+        "held {held:?}"
+    );
+
+    // A message arriving while a poll waits answers it at once.
+    let waiting = tokio::spawn(reqwest::get(format!(
+        "{}?after={}&wait_ms=10000",
+        p.url, p.after
+    )));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    node.http
+        .call(
+            "POST",
+            &format!("/v1/rooms/{room}/messages"),
+            Some(&token),
+            Some(json!({"body": 1})),
+        )
+        .await;
+    // (not subscribed: publish a DM to self instead, which every session receives)
+    let (me, _) = (
+        node.http.get("/v1/me", &token).await.1["user_id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        (),
+    );
+    node.http
+        .post(
+            &format!("/v1/users/{me}/messages"),
+            &token,
+            json!({"body": "wake"}),
+        )
+        .await;
+    let frames: Vec<Value> = waiting.await.unwrap().unwrap().json().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(frames.iter().any(|f| f["body"] == "wake"), "{frames:?}");
+
+    // One outstanding GET per session: a newer one releases the older with an empty answer.
+    let older = tokio::spawn(reqwest::get(format!(
+        "{}?after=1000000&wait_ms=10000",
+        p.url
+    )));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let newer = tokio::spawn(reqwest::get(format!("{}?after=1000000&wait_ms=300", p.url)));
+    let started = std::time::Instant::now();
+    let frames: Vec<Value> = older.await.unwrap().unwrap().json().await.unwrap();
+    assert!(frames.is_empty() && started.elapsed() < Duration::from_secs(2));
+    newer.await.unwrap().unwrap();
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_of_another_node_is_wrong_node_and_an_unknown_one_is_not_found() {
+    let node = TestNode::start().await;
+    let (_, token) = node.user("alice").await;
+    let (s, v) = node
+        .http
+        .get(
+            "/v1/poll/0123456789abcdef~n_elsewhere?after=0&wait_ms=0",
+            &token,
+        )
+        .await;
+    assert_eq!(s, 421);
+    assert_eq!(
+        (v["error"]["code"].as_str(), v["error"]["node_id"].as_str()),
+        (Some("wrong_node"), Some("n_elsewhere"))
+    );
+    let (s, v) = node
+        .http
+        .get("/v1/poll/0123456789abcdef~n_test?after=0", &token)
+        .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (404, Some("not_found")));
+    let (s, _) = node.http.call("GET", "/v1/node", None, None).await;
+    assert_eq!(s, 200);
+    let (_, n) = node.http.call("GET", "/v1/node", None, None).await;
+    assert_eq!(
+        n["endpoints"]["poll"],
+        format!("http://{}/v1/poll", node.addr)
+    );
+    // DELETE ends a session; it then reads as gone.
+    let p = PollClient::open(&node.http, &token, None).await.unwrap();
+    let (s, _) = node
+        .http
+        .call(
+            "DELETE",
+            &format!("/v1/poll/{}", p.session),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = node
+        .http
+        .get(&format!("/v1/poll/{}?after=0&wait_ms=0", p.session), &token)
+        .await;
+    assert_eq!(s, 404);
     node.stop().await;
 }
