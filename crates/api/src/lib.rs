@@ -38,6 +38,8 @@ pub struct AppState {
     pub node: Arc<Node>,
     /// HTTP settings.
     pub config: Arc<ApiConfig>,
+    /// The dispatcher, when this process has the dispatcher role.
+    pub dispatcher: Option<Arc<switchboard_dispatcher::Dispatcher>>,
 }
 
 /// The business API and server API routes (the `api` role).

@@ -1,9 +1,8 @@
 //! Operational endpoints: `/v1/node` (what dispatchers probe), `/v1/dispatch` (placement),
 //! `/healthz`, `/readyz` and `/metrics`.
 //!
-//! Dispatch on a single node answers with the node itself, and honours draining and the
-//! connection high-water mark (90% of `--max-connections`): past it, `503 overloaded` with a
-//! jittered `Retry-After`. Cluster-wide placement over many gateways is the dispatcher issue's.
+//! Dispatch is answered by `switchboard-dispatcher` from its probed view of the gateways; with
+//! no gateway able to take a client: `503 overloaded` with a jittered `Retry-After`.
 
 use crate::AppState;
 use axum::Json;
@@ -18,8 +17,6 @@ use switchboard_proto::ErrorCode;
 /// The version reported by `/v1/node`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Share of `max_connections` past which a node takes no new clients.
-pub const HIGH_WATER: f64 = 0.9;
 
 fn endpoints(s: &AppState) -> Value {
     endpoints_for(&s.config.public_url, s.config.tcp_url.as_deref())
@@ -49,28 +46,38 @@ pub async fn node_info(State(s): State<AppState>) -> Json<Value> {
     }))
 }
 
-/// `GET /v1/dispatch`: where a client should connect.
-pub async fn dispatch(State(s): State<AppState>) -> Response {
-    let max = s.node.limits.max_connections as f64;
-    let full = (s.node.hub.open_connections() as f64) >= max * HIGH_WATER;
-    if !s.config.gateway || s.node.is_draining() || full {
-        let why = if !s.config.gateway {
-            "no gateway is known to this dispatcher"
-        } else if s.node.is_draining() {
-            "the node is draining"
-        } else {
-            "every node is at capacity"
-        };
-        return ApiError(Error::new(ErrorCode::Overloaded, why)).into_response();
+/// `?user_id=` on `/v1/dispatch`.
+#[derive(serde::Deserialize, Default)]
+pub struct DispatchQuery {
+    user_id: Option<String>,
+}
+
+/// `GET /v1/dispatch`: where a client should connect, from the dispatcher's in-memory view (no
+/// backend round trip). The affinity key is `user_id` when given, else a hash of the bearer
+/// token (so one device keeps its node), else none.
+pub async fn dispatch(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    crate::extract::QueryParams(q): crate::extract::QueryParams<DispatchQuery>,
+) -> Response {
+    let affinity = q.user_id.filter(|u| !u.is_empty()).or_else(|| {
+        switchboard_gateway::http_error::bearer(&headers).map(|t| {
+            use sha2::Digest;
+            hex::encode(&sha2::Sha256::digest(t.as_bytes())[..8])
+        })
+    });
+    let answer = s.dispatcher.as_ref().and_then(|d| d.dispatch(affinity.as_deref()));
+    match answer {
+        Some(body) => Json(body).into_response(),
+        None => {
+            let why = if s.dispatcher.is_none() {
+                "this process is not a dispatcher"
+            } else {
+                "no gateway can take a client now (all full, draining or down)"
+            };
+            ApiError(Error::new(ErrorCode::Overloaded, why)).into_response()
+        }
     }
-    Json(json!({
-        "node_id": s.node.id,
-        "endpoints": endpoints(&s),
-        "alternates": [],
-        "ttl_ms": 30_000,
-        "backoff": {"base_ms": 500, "max_ms": 30_000},
-    }))
-    .into_response()
 }
 
 /// `GET /healthz`: the process is alive.

@@ -329,6 +329,20 @@ pub trait Registry: Send + Sync + 'static {
     async fn user_connections(&self, user_ids: &[String]) -> Result<Vec<u32>, BackendError>;
     /// Online subscribers of a room with their connection counts, sorted by user id.
     async fn room_presence(&self, room_id: &str) -> Result<Vec<PresenceEntry>, BackendError>;
+    /// Nodes whose lease is alive, with what each announced (its `public_url`, endpoints...),
+    /// so dispatchers discover gateways. Single-node backends know no other node: empty.
+    async fn live_nodes(&self) -> Result<Vec<NodeAnnouncement>, BackendError> {
+        Ok(Vec::new())
+    }
+}
+
+/// A live node as it announced itself with its lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeAnnouncement {
+    /// The node.
+    pub node_id: String,
+    /// What it announced: at least `public_url` (its base URL) for gateways.
+    pub info: serde_json::Value,
 }
 
 /// Start and end of a backend.

@@ -230,6 +230,13 @@ impl Hub {
         self.shard(conv).read().get(conv).map_or(0, |s| s.len())
     }
 
+    /// Ends up to `n` connections not yet told to end, with `reason` (paced drain). Returns how
+    /// many were told.
+    pub fn kill_some(&self, n: usize, reason: DisconnectReason) -> usize {
+        let c = self.conns.lock();
+        c.by_key.values().filter(|m| m.kill.reason().is_none()).take(n).filter(|m| m.kill.kill(reason)).count()
+    }
+
     /// Ends every connection of this node with `reason` (shutdown).
     pub fn kill_all(&self, reason: DisconnectReason) -> usize {
         let c = self.conns.lock();

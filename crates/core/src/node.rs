@@ -76,6 +76,8 @@ pub struct Node {
     /// conv -> "this node is subscribed on the bus"; the async mutex serializes changes per conv.
     interest: Mutex<HashMap<Conv, Arc<tokio::sync::Mutex<bool>>>>,
     draining: AtomicBool,
+    /// Woken when a drain is asked for (SIGTERM or the server API).
+    drain_requested: tokio::sync::Notify,
     /// A hash that never matches, verified for unknown users so a login takes the same time
     /// whether or not the name exists.
     dummy_hash: tokio::sync::OnceCell<String>,
@@ -101,6 +103,7 @@ impl Node {
             offline: Mutex::new(None),
             interest: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
+            drain_requested: tokio::sync::Notify::new(),
             dummy_hash: tokio::sync::OnceCell::new(),
         }
     }
@@ -118,6 +121,20 @@ impl Node {
     /// Marks the node draining.
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Release);
+    }
+
+    /// Asks the process to drain and exit (what `POST /v1/server/nodes/self/drain` does).
+    pub fn request_drain(&self) {
+        self.set_draining();
+        self.drain_requested.notify_one();
+    }
+
+    /// Completes once a drain was asked for.
+    pub async fn drain_requested(&self) {
+        if self.is_draining() {
+            return;
+        }
+        self.drain_requested.notified().await;
     }
 
     // ----- accounts and tokens -----

@@ -60,8 +60,8 @@ pub struct ServeArgs {
     /// Base URL this node advertises to clients and dispatchers [default: http://<listen>].
     #[arg(long, env = "SWITCHBOARD_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
-    /// Static gateway list for a dispatcher, comma separated (multi-node dispatch is not built
-    /// yet: accepted and ignored).
+    /// Static gateway list for a dispatcher (base URLs, comma separated), probed besides the
+    /// gateways the cluster registry announces.
     #[arg(long, env = "SWITCHBOARD_GATEWAYS", value_name = "URL,URL")]
     pub gateways: Option<String>,
     /// Publishes per connection per second, 0 = unlimited [default: 100].
@@ -100,6 +100,12 @@ pub struct ServeArgs {
     /// Upper bound of the random `delay_ms` in shutdown `reconnect` frames [default: 5000].
     #[arg(long, env = "SWITCHBOARD_RECONNECT_JITTER_MS", value_name = "MS")]
     pub reconnect_jitter_ms: Option<u64>,
+    /// Dispatcher: how often every gateway's `/v1/node` is probed [default: 1000].
+    #[arg(long, env = "SWITCHBOARD_PROBE_INTERVAL_MS", value_name = "MS")]
+    pub probe_interval_ms: Option<u64>,
+    /// Drain: `reconnect` frames go out in paced batches spread over this window [default: 30000].
+    #[arg(long, env = "SWITCHBOARD_DRAIN_WINDOW_MS", value_name = "MS")]
+    pub drain_window_ms: Option<u64>,
     /// A long-poll session with no GET for this long ends [default: 60000].
     #[arg(long, env = "SWITCHBOARD_POLL_IDLE_MS", value_name = "MS")]
     pub poll_idle_ms: Option<u64>,
@@ -160,6 +166,10 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Long-poll idle expiry.
     pub poll_idle: Duration,
+    /// Dispatcher probe interval.
+    pub probe_interval: Duration,
+    /// Drain pacing window.
+    pub drain_window: Duration,
     /// JSON logs.
     pub json_logs: bool,
 }
@@ -264,6 +274,8 @@ impl ServeArgs {
             history_max_age: Duration::from_secs(a.history_max_age_s.unwrap_or(0)),
             shutdown_timeout: Duration::from_millis(a.shutdown_timeout_ms.unwrap_or(30_000)),
             poll_idle: Duration::from_millis(a.poll_idle_ms.unwrap_or(60_000).max(1_000)),
+            probe_interval: Duration::from_millis(a.probe_interval_ms.unwrap_or(1_000).max(50)),
+            drain_window: Duration::from_millis(a.drain_window_ms.unwrap_or(30_000)),
             json_logs,
         })
     }
@@ -302,6 +314,8 @@ impl ServeArgs {
             shutdown_timeout_ms,
             reconnect_jitter_ms,
             poll_idle_ms,
+            probe_interval_ms,
+            drain_window_ms,
             log_format
         )
     }

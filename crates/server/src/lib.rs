@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use switchboard_api::{ApiConfig, AppState};
 use switchboard_backend_embedded::{EmbeddedBackend, EmbeddedConfig};
 use switchboard_core::Node;
+use switchboard_dispatcher::prober::LocalSource;
+use switchboard_dispatcher::{Dispatcher, DispatcherConfig, GatewaySource, LocalGateway};
+use switchboard_backend_redis::{RedisBackend, RedisConfig};
 use switchboard_core::backend::{Backend, BusSink};
 use switchboard_core::hub::Hub;
 use switchboard_core::metrics::Metrics;
@@ -48,17 +51,22 @@ pub struct RunningServer {
     pub tcp_addr: Option<SocketAddr>,
     /// The node's services (tests look inside).
     pub node: Arc<Node>,
+    /// Set when the node has drained and stopped.
+    finished: tokio::sync::watch::Receiver<bool>,
+}
+
+/// What the drain sequence needs, owned by the task that runs it.
+struct Lifecycle {
+    node: Arc<Node>,
     stop_accepting: CancellationToken,
     server: tokio::task::JoinHandle<()>,
     polls: Option<Arc<PollSessions>>,
+    drain_window: Duration,
     shutdown_timeout: Duration,
 }
 
 /// Builds and starts a node. Returns once it listens.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
-    if !config.gateways.is_empty() {
-        tracing::warn!("--gateways is not used yet: this dispatcher only places clients on itself");
-    }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -119,9 +127,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         api_key: config.api_key.clone(),
         gateway: config.roles.gateway,
     };
+    let dispatcher = config.roles.dispatcher.then(|| start_dispatcher(&config, &node, &api_config));
     let state = AppState {
         node: node.clone(),
         config: Arc::new(api_config),
+        dispatcher,
     };
     let mut polls = None;
     let mut router = Router::new().merge(switchboard_api::ops_routes(state.clone()));
@@ -160,44 +170,66 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         }
     });
     tracing::info!(node_id = %node.id, %addr, "listening on {addr}");
-    Ok(RunningServer {
-        addr,
-        tcp_addr,
-        node,
+    let (done, finished) = tokio::sync::watch::channel(false);
+    let lifecycle = Lifecycle {
+        node: node.clone(),
         stop_accepting,
         server,
         polls,
+        drain_window: config.drain_window,
         shutdown_timeout: config.shutdown_timeout,
-    })
+    };
+    // One drain sequence, whoever asks for it (SIGTERM through `shutdown`, or the server API).
+    let waiting = node.clone();
+    tokio::spawn(async move {
+        waiting.drain_requested().await;
+        lifecycle.drain().await;
+        let _ = done.send(true);
+    });
+    Ok(RunningServer { addr, tcp_addr, node, finished })
 }
 
 impl RunningServer {
-    /// Graceful shutdown: refuse new clients (draining), tell every client to reconnect
-    /// elsewhere, wait for them to leave and for long-poll clients to collect their last frames
-    /// (up to the shutdown timeout), then stop the listeners and flush and close the backend.
+    /// Graceful shutdown (SIGTERM): drains the node and returns once it has stopped.
     pub async fn shutdown(self) {
+        self.node.request_drain();
+        self.wait().await;
+    }
+
+    /// Returns once the node has drained and stopped (after SIGTERM or a drain asked through
+    /// the server API).
+    pub async fn wait(mut self) {
+        let _ = self.finished.wait_for(|done| *done).await;
+    }
+}
+
+impl Lifecycle {
+    /// The drain: refuse new clients (draining), tell every client to reconnect elsewhere in
+    /// paced batches spread over the drain window, wait for them to leave and for long-poll
+    /// clients to collect their last frames, then stop the listeners and close the backend.
+    async fn drain(self) {
         let started = Instant::now();
-        // Draining: new WebSocket upgrades, TCP clients, poll sessions and dispatches get 503.
+        // Draining: new WebSocket upgrades, TCP clients, poll sessions and dispatches get 503,
+        // and `/v1/node` says so, so dispatchers stop placing clients here.
         self.node.set_draining();
-        let told = self.node.hub.kill_all(DisconnectReason::Shutdown);
-        tracing::info!(clients = told, "shutting down: clients told to reconnect");
-        let deadline = started + self.shutdown_timeout;
+        let total = self.node.hub.open_connections();
+        const TICK: Duration = Duration::from_millis(100);
+        let batches = (self.drain_window.as_millis() / TICK.as_millis()).max(1) as usize;
+        let per_batch = total.div_ceil(batches).max(1);
+        tracing::info!(clients = total, per_batch, window_ms = self.drain_window.as_millis() as u64, "draining");
+        let deadline = started + self.drain_window + self.shutdown_timeout;
         while self.node.hub.open_connections() > 0 && Instant::now() < deadline {
-            // Connections opened meanwhile (already past the draining check) are told too.
-            self.node.hub.kill_all(DisconnectReason::Shutdown);
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // Paced: a batch per tick; connections opened meanwhile are told too.
+            self.node.hub.kill_some(per_batch, DisconnectReason::Shutdown);
+            tokio::time::sleep(TICK).await;
         }
         let left = self.node.hub.open_connections();
         if left > 0 {
-            tracing::warn!(
-                left,
-                "shutdown timeout: closing with clients still connected"
-            );
+            tracing::warn!(left, "drain deadline: closing with clients still connected");
         }
         // Long-poll clients fetch their final frames with one more GET; give them a moment.
         if let Some(polls) = &self.polls {
-            let collect_by =
-                (Instant::now() + Duration::from_secs(2)).min(deadline.max(Instant::now()));
+            let collect_by = (Instant::now() + Duration::from_secs(2)).min(deadline.max(Instant::now()));
             while polls.uncollected() > 0 && Instant::now() < collect_by {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -205,11 +237,44 @@ impl RunningServer {
         self.stop_accepting.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
         self.node.backend.lifecycle.close().await;
-        tracing::info!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "shutdown complete"
-        );
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "drained and stopped");
     }
+}
+
+/// The dispatcher of this process: the local node (when it is a gateway) read from memory, the
+/// static `--gateways`, and the gateways the cluster registry knows, probed every second.
+fn start_dispatcher(config: &ServerConfig, node: &Arc<Node>, api: &ApiConfig) -> Arc<Dispatcher> {
+    let local: Option<LocalSource> = config.roles.gateway.then(|| {
+        let (node, endpoints) = (node.clone(), switchboard_api::ops::endpoints_for(&api.public_url, api.tcp_url.as_deref()));
+        let weight = config.weight;
+        Arc::new(move || LocalGateway {
+            node_id: node.id.clone(),
+            endpoints: endpoints.clone(),
+            connections: node.hub.open_connections() as u64,
+            max_connections: node.limits.max_connections as u64,
+            weight,
+            draining: node.is_draining(),
+        }) as LocalSource
+    });
+    let registry = node.backend.registry.clone();
+    let discover: GatewaySource = Arc::new(move || {
+        let registry = registry.clone();
+        Box::pin(async move {
+            match registry.live_nodes().await {
+                Ok(nodes) => nodes.into_iter().filter_map(|n| n.info["public_url"].as_str().map(str::to_owned)).collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list gateways from the registry");
+                    Vec::new()
+                }
+            }
+        })
+    });
+    let dconfig = DispatcherConfig {
+        static_gateways: config.gateways.clone(),
+        probe_interval: config.probe_interval,
+        ..DispatcherConfig::default()
+    };
+    Dispatcher::start(dconfig, local, Some(discover))
 }
 
 /// The embedded backend, or the Redis one when `--redis` is given. A Redis that cannot be
@@ -220,9 +285,24 @@ async fn open_backend(
     sink: Arc<dyn BusSink>,
 ) -> Result<Backend, StartError> {
     match &config.redis {
-        Some(url) => Err(StartError::Config(format!(
-            "cluster mode (--redis {url}) is not available in this version; {public_url} can run on the embedded backend"
-        ))),
+        Some(url) => {
+            let mut rc = RedisConfig::new(url.clone(), config.node_id.clone());
+            rc.key_prefix = config.redis_prefix.clone();
+            rc.history_max_messages = config.history_max_messages;
+            rc.history_max_age_ms = config.history_max_age.as_millis() as u64;
+            rc.lease = config.lease;
+            rc.announce = serde_json::json!({
+                "node_id": config.node_id,
+                "public_url": public_url,
+                "endpoints": switchboard_api::ops::endpoints_for(public_url, None),
+                "weight": config.weight,
+                "max_connections": config.limits.max_connections,
+            });
+            let redis = RedisBackend::connect(rc, sink)
+                .await
+                .map_err(|e| StartError::Backend(format!("cannot use Redis at {url}: {e}")))?;
+            Ok(redis.backend())
+        }
         None => {
             let embedded = EmbeddedBackend::open(
                 EmbeddedConfig {

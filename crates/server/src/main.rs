@@ -62,7 +62,12 @@ async fn serve(args: ServeArgs) -> std::process::ExitCode {
         ),
         None => println!("switchboard node {id} listening on {}", server.addr),
     }
-    wait_for_signal().await;
+    // Either a signal, or a drain asked through the server API (which stops the node itself).
+    let node = server.node.clone();
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        _ = node.drain_requested() => {}
+    }
     server.shutdown().await;
     std::process::ExitCode::SUCCESS
 }

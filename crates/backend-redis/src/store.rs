@@ -1,0 +1,330 @@
+//! Users, auth sessions, rooms and members, with the embedded backend's semantics.
+//!
+//! Writes that must check and write together (a free username, the join order) are small
+//! scripts; the rest are single commands or MULTI pipelines.
+
+use crate::error::bad_reply;
+use crate::{Shared, now_ms};
+use std::collections::HashMap;
+use switchboard_core::backend::{
+    AuthSession, BackendError, Room, TokenHash, User, UserCredentials, Visibility,
+};
+
+/// Creates a user with a fresh id; `UsernameTaken` if the name exists.
+pub(crate) async fn create_user(
+    s: &Shared,
+    username: &str,
+    password_hash: &str,
+) -> Result<User, BackendError> {
+    let user_id = switchboard_proto::ids::new_id("u");
+    let keys = [s.keys.username(username), s.keys.user(&user_id)];
+    let args = [
+        user_id.as_str(),
+        username,
+        password_hash,
+        &now_ms().to_string(),
+    ];
+    let created: i64 = s
+        .redis
+        .eval("create_user", &s.scripts.create_user, &keys, &args)
+        .await?;
+    if created == 1 {
+        Ok(User {
+            user_id,
+            username: Some(username.to_owned()),
+        })
+    } else {
+        Err(BackendError::UsernameTaken)
+    }
+}
+
+/// Finds a user by login name, with the password hash.
+pub(crate) async fn user_by_username(
+    s: &Shared,
+    username: &str,
+) -> Result<Option<UserCredentials>, BackendError> {
+    let mut c = redis::cmd("GET");
+    c.arg(s.keys.username(username));
+    let Some(user_id): Option<String> = s.redis.query("user_by_username", &c).await? else {
+        return Ok(None);
+    };
+    let mut c = redis::cmd("HMGET");
+    c.arg(s.keys.user(&user_id))
+        .arg("created_at")
+        .arg("username")
+        .arg("password_hash");
+    let (created, username, password_hash): (Option<String>, Option<String>, Option<String>) =
+        s.redis.query("user_by_username", &c).await?;
+    Ok(created.map(|_| UserCredentials {
+        user: User { user_id, username },
+        password_hash,
+    }))
+}
+
+/// Finds a user by id.
+pub(crate) async fn user(s: &Shared, user_id: &str) -> Result<Option<User>, BackendError> {
+    let mut c = redis::cmd("HMGET");
+    c.arg(s.keys.user(user_id))
+        .arg("created_at")
+        .arg("username");
+    let (created, username): (Option<String>, Option<String>) = s.redis.query("user", &c).await?;
+    Ok(created.map(|_| User {
+        user_id: user_id.to_owned(),
+        username,
+    }))
+}
+
+/// Returns the user, creating it without name or password if unknown.
+pub(crate) async fn ensure_user(s: &Shared, user_id: &str) -> Result<User, BackendError> {
+    let key = s.keys.user(user_id);
+    let mut p = redis::pipe();
+    p.cmd("HSETNX")
+        .arg(&key)
+        .arg("created_at")
+        .arg(now_ms())
+        .ignore()
+        .cmd("HGET")
+        .arg(&key)
+        .arg("username");
+    let (username,): (Option<String>,) = s.redis.pipe("ensure_user", &p).await?;
+    Ok(User {
+        user_id: user_id.to_owned(),
+        username,
+    })
+}
+
+/// Stores a session; the key expires with the session.
+pub(crate) async fn create_session(
+    s: &Shared,
+    token_hash: &TokenHash,
+    session: &AuthSession,
+) -> Result<(), BackendError> {
+    let key = s.keys.session(token_hash);
+    let mut p = redis::pipe();
+    p.atomic()
+        .cmd("HSET")
+        .arg(&key)
+        .arg("session_id")
+        .arg(&session.session_id)
+        .arg("user_id")
+        .arg(&session.user_id)
+        .arg("expires_at")
+        .arg(session.expires_at_ms)
+        .ignore()
+        .cmd("PEXPIREAT")
+        .arg(&key)
+        .arg(session.expires_at_ms)
+        .ignore();
+    s.redis.pipe::<()>("create_session", &p).await
+}
+
+fn parse_session(
+    fields: (Option<String>, Option<String>, Option<String>),
+) -> Result<Option<AuthSession>, BackendError> {
+    match fields {
+        (Some(session_id), Some(user_id), Some(expires)) => Ok(Some(AuthSession {
+            session_id,
+            user_id,
+            expires_at_ms: expires
+                .parse()
+                .map_err(|e| bad_reply("session expiry", e))?,
+        })),
+        _ => Ok(None),
+    }
+}
+
+/// Looks up a session.
+pub(crate) async fn session(
+    s: &Shared,
+    token_hash: &TokenHash,
+) -> Result<Option<AuthSession>, BackendError> {
+    let mut c = redis::cmd("HMGET");
+    c.arg(s.keys.session(token_hash))
+        .arg("session_id")
+        .arg("user_id")
+        .arg("expires_at");
+    parse_session(s.redis.query("session", &c).await?)
+}
+
+/// Deletes a session, returning it if it existed (read and delete in one MULTI).
+pub(crate) async fn delete_session(
+    s: &Shared,
+    token_hash: &TokenHash,
+) -> Result<Option<AuthSession>, BackendError> {
+    let key = s.keys.session(token_hash);
+    let mut p = redis::pipe();
+    p.atomic()
+        .cmd("HMGET")
+        .arg(&key)
+        .arg("session_id")
+        .arg("user_id")
+        .arg("expires_at")
+        .cmd("DEL")
+        .arg(&key)
+        .ignore();
+    let (fields,): ((Option<String>, Option<String>, Option<String>),) =
+        s.redis.pipe("delete_session", &p).await?;
+    parse_session(fields)
+}
+
+/// Creates a room; the owner is its first member.
+pub(crate) async fn create_room(
+    s: &Shared,
+    name: &str,
+    visibility: Visibility,
+    owner: &str,
+) -> Result<Room, BackendError> {
+    let room = Room {
+        room_id: switchboard_proto::ids::new_id("r"),
+        name: name.to_owned(),
+        visibility,
+        owner: owner.to_owned(),
+        created_at_ms: now_ms(),
+    };
+    let k = &s.keys;
+    let keys = [
+        k.room_seq(),
+        k.room(&room.room_id),
+        k.public_rooms(),
+        k.members(&room.room_id),
+        k.user_rooms(owner),
+    ];
+    let args = [
+        room.room_id.clone(),
+        room.name.clone(),
+        visibility.as_str().to_owned(),
+        room.owner.clone(),
+        room.created_at_ms.to_string(),
+    ];
+    let _ord: i64 = s
+        .redis
+        .eval("create_room", &s.scripts.create_room, &keys, &args)
+        .await?;
+    Ok(room)
+}
+
+fn parse_visibility(v: &str) -> Result<Visibility, BackendError> {
+    match v {
+        "public" => Ok(Visibility::Public),
+        "private" => Ok(Visibility::Private),
+        other => Err(bad_reply("room visibility", format!("{other:?}"))),
+    }
+}
+
+/// A room from its hash (`None` if the hash is empty: no such room).
+fn parse_room(room_id: &str, mut h: HashMap<String, String>) -> Result<Option<Room>, BackendError> {
+    if h.is_empty() {
+        return Ok(None);
+    }
+    let mut take = |f: &str| {
+        h.remove(f)
+            .ok_or_else(|| bad_reply("room", format!("room {room_id} has no {f}")))
+    };
+    Ok(Some(Room {
+        room_id: room_id.to_owned(),
+        name: take("name")?,
+        visibility: parse_visibility(&take("visibility")?)?,
+        owner: take("owner")?,
+        created_at_ms: take("created_at")?
+            .parse()
+            .map_err(|e| bad_reply("room created_at", e))?,
+    }))
+}
+
+/// Finds a room.
+pub(crate) async fn room(s: &Shared, room_id: &str) -> Result<Option<Room>, BackendError> {
+    let mut c = redis::cmd("HGETALL");
+    c.arg(s.keys.room(room_id));
+    parse_room(room_id, s.redis.query("room", &c).await?)
+}
+
+/// Public rooms and the user's rooms, oldest first (by creation order).
+pub(crate) async fn rooms_visible_to(s: &Shared, user_id: &str) -> Result<Vec<Room>, BackendError> {
+    let mut c = redis::cmd("ZUNION");
+    c.arg(2)
+        .arg(s.keys.public_rooms())
+        .arg(s.keys.user_rooms(user_id))
+        .arg("AGGREGATE")
+        .arg("MIN");
+    let ids: Vec<String> = s.redis.query("rooms_visible_to", &c).await?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut p = redis::pipe();
+    for id in &ids {
+        p.cmd("HGETALL").arg(s.keys.room(id));
+    }
+    let hashes: Vec<HashMap<String, String>> = s.redis.pipe("rooms_visible_to", &p).await?;
+    let mut out = Vec::with_capacity(ids.len());
+    for (id, h) in ids.iter().zip(hashes) {
+        if let Some(room) = parse_room(id, h)? {
+            out.push(room);
+        }
+    }
+    Ok(out)
+}
+
+/// Adds a member at the end of the join order; `NotFound` for an unknown room.
+pub(crate) async fn add_member(
+    s: &Shared,
+    room_id: &str,
+    user_id: &str,
+) -> Result<(), BackendError> {
+    let keys = [
+        s.keys.room(room_id),
+        s.keys.members(room_id),
+        s.keys.user_rooms(user_id),
+    ];
+    let added: i64 = s
+        .redis
+        .eval(
+            "add_member",
+            &s.scripts.add_member,
+            &keys,
+            &[room_id, user_id],
+        )
+        .await?;
+    if added < 0 {
+        Err(BackendError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+/// Removes a member (nothing if not one).
+pub(crate) async fn remove_member(
+    s: &Shared,
+    room_id: &str,
+    user_id: &str,
+) -> Result<(), BackendError> {
+    let mut p = redis::pipe();
+    p.atomic()
+        .cmd("ZREM")
+        .arg(s.keys.members(room_id))
+        .arg(user_id)
+        .ignore()
+        .cmd("ZREM")
+        .arg(s.keys.user_rooms(user_id))
+        .arg(room_id)
+        .ignore();
+    s.redis.pipe::<()>("remove_member", &p).await
+}
+
+/// Whether the user is a member of the room.
+pub(crate) async fn is_member(
+    s: &Shared,
+    room_id: &str,
+    user_id: &str,
+) -> Result<bool, BackendError> {
+    let mut c = redis::cmd("ZSCORE");
+    c.arg(s.keys.members(room_id)).arg(user_id);
+    let score: Option<f64> = s.redis.query("is_member", &c).await?;
+    Ok(score.is_some())
+}
+
+/// Members in join order.
+pub(crate) async fn members(s: &Shared, room_id: &str) -> Result<Vec<String>, BackendError> {
+    let mut c = redis::cmd("ZRANGE");
+    c.arg(s.keys.members(room_id)).arg(0).arg(-1);
+    s.redis.query("members", &c).await
+}

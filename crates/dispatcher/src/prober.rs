@@ -1,0 +1,257 @@
+//! The dispatcher's view of the gateways, kept fresh by a prober, and `dispatch()` over it.
+
+use crate::health::Health;
+use crate::placement::{Candidate, place};
+use parking_lot::RwLock;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// Dispatcher settings.
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    /// Gateways given on the command line (`--gateways`), as base URLs.
+    pub static_gateways: Vec<String>,
+    /// How often every gateway is probed.
+    pub probe_interval: Duration,
+    /// How long a probe may take before it counts as failed.
+    pub probe_timeout: Duration,
+    /// Share of `max_connections` past which a gateway gets no new clients.
+    pub high_water: f64,
+    /// `ttl_ms` of answers: how long a client may reuse one.
+    pub ttl_ms: u64,
+    /// Reconnect backoff hints given to clients.
+    pub backoff_base_ms: u64,
+    /// Reconnect backoff ceiling given to clients.
+    pub backoff_max_ms: u64,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        DispatcherConfig {
+            static_gateways: Vec::new(),
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(800),
+            high_water: 0.9,
+            ttl_ms: 30_000,
+            backoff_base_ms: 500,
+            backoff_max_ms: 30_000,
+        }
+    }
+}
+
+/// The local node, when this process is also a gateway: read from memory, never probed.
+#[derive(Debug, Clone)]
+pub struct LocalGateway {
+    /// Its node id.
+    pub node_id: String,
+    /// Its client endpoints.
+    pub endpoints: Value,
+    /// Open connections now.
+    pub connections: u64,
+    /// Its capacity.
+    pub max_connections: u64,
+    /// Its weight.
+    pub weight: u32,
+    /// Whether it is draining.
+    pub draining: bool,
+}
+
+/// Supplies the local node's state on demand.
+pub type LocalSource = Arc<dyn Fn() -> LocalGateway + Send + Sync>;
+/// Lists gateway base URLs discovered elsewhere (the cluster registry), asked every round.
+pub type GatewaySource = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<String>> + Send>> + Send + Sync>;
+
+/// What `GET /v1/node` answers (the fields placement needs).
+#[derive(Debug, Deserialize)]
+struct NodeInfo {
+    node_id: String,
+    connections: u64,
+    max_connections: u64,
+    #[serde(default = "one")]
+    weight: u32,
+    #[serde(default)]
+    draining: bool,
+    #[serde(default)]
+    endpoints: Value,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A probed gateway.
+#[derive(Debug, Clone, Default)]
+struct Known {
+    health: Health,
+    node_id: Option<String>,
+    endpoints: Value,
+    connections: u64,
+    /// Clients placed there since the last probe, so a burst does not all land on one node.
+    placed_since_probe: u64,
+    max_connections: u64,
+    weight: u32,
+}
+
+/// A gateway in the dispatcher's view, for tests and operators.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayState {
+    /// Base URL probed (empty for the local node).
+    pub url: String,
+    /// Node id, once a probe answered.
+    pub node_id: Option<String>,
+    /// Whether clients are placed there.
+    pub in_rotation: bool,
+}
+
+/// Places clients on gateways.
+pub struct Dispatcher {
+    config: DispatcherConfig,
+    local: Option<LocalSource>,
+    known: RwLock<HashMap<String, Known>>,
+}
+
+impl Dispatcher {
+    /// Starts the dispatcher and its prober (which stops when the dispatcher is dropped).
+    pub fn start(config: DispatcherConfig, local: Option<LocalSource>, discover: Option<GatewaySource>) -> Arc<Dispatcher> {
+        let d = Arc::new(Dispatcher { config, local, known: RwLock::new(HashMap::new()) });
+        tokio::spawn(probe_loop(Arc::downgrade(&d), discover));
+        d
+    }
+
+    /// The answer to `GET /v1/dispatch`, or `None` when no gateway can take a client.
+    pub fn dispatch(&self, affinity: Option<&str>) -> Option<Value> {
+        let local = self.local.as_ref().map(|f| f());
+        let mut known = self.known.write();
+        let mut candidates = Vec::new();
+        let mut endpoints = Vec::new();
+        let mut urls: Vec<Option<String>> = Vec::new();
+        if let Some(l) = local.as_ref().filter(|l| !l.draining) {
+            candidates.push(Candidate {
+                node_id: l.node_id.clone(),
+                connections: l.connections,
+                max_connections: l.max_connections,
+                weight: l.weight,
+            });
+            endpoints.push(l.endpoints.clone());
+            urls.push(None);
+        }
+        let local_id = local.as_ref().map(|l| l.node_id.as_str());
+        for (url, k) in known.iter() {
+            let Some(id) = &k.node_id else { continue };
+            if !k.health.in_rotation() || Some(id.as_str()) == local_id {
+                continue;
+            }
+            candidates.push(Candidate {
+                node_id: id.clone(),
+                connections: k.connections + k.placed_since_probe,
+                max_connections: k.max_connections,
+                weight: k.weight,
+            });
+            endpoints.push(k.endpoints.clone());
+            urls.push(Some(url.clone()));
+        }
+        let p = place(&candidates, affinity, self.config.high_water)?;
+        if let Some(url) = &urls[p.chosen] {
+            if let Some(k) = known.get_mut(url) {
+                k.placed_since_probe += 1;
+            }
+        }
+        let alternates: Vec<Value> = p
+            .alternates
+            .iter()
+            .map(|&i| json!({"node_id": candidates[i].node_id, "endpoints": endpoints[i]}))
+            .collect();
+        Some(json!({
+            "node_id": candidates[p.chosen].node_id,
+            "endpoints": endpoints[p.chosen],
+            "alternates": alternates,
+            "ttl_ms": self.config.ttl_ms,
+            "backoff": {"base_ms": self.config.backoff_base_ms, "max_ms": self.config.backoff_max_ms},
+        }))
+    }
+
+    /// The probed gateways and whether each is in rotation.
+    pub fn gateways(&self) -> Vec<GatewayState> {
+        let mut v: Vec<GatewayState> = self
+            .known
+            .read()
+            .iter()
+            .map(|(url, k)| GatewayState { url: url.clone(), node_id: k.node_id.clone(), in_rotation: k.health.in_rotation() })
+            .collect();
+        v.sort_by(|a, b| a.url.cmp(&b.url));
+        v
+    }
+
+    async fn probe_round(&self, client: &reqwest::Client, discover: &Option<GatewaySource>) {
+        let mut urls: Vec<String> = self.config.static_gateways.iter().map(|u| u.trim_end_matches('/').to_owned()).collect();
+        if let Some(d) = discover {
+            urls.extend(d().await.into_iter().map(|u| u.trim_end_matches('/').to_owned()));
+        }
+        urls.sort();
+        urls.dedup();
+        let mut probes = tokio::task::JoinSet::new();
+        for url in &urls {
+            let (client, url, timeout) = (client.clone(), url.clone(), self.config.probe_timeout);
+            probes.spawn(async move {
+                let answer = tokio::time::timeout(timeout, async {
+                    let resp = client.get(format!("{url}/v1/node")).send().await.ok()?;
+                    if !resp.status().is_success() {
+                        return None;
+                    }
+                    resp.json::<NodeInfo>().await.ok()
+                })
+                .await
+                .ok()
+                .flatten();
+                (url, answer)
+            });
+        }
+        let mut results = Vec::with_capacity(urls.len());
+        while let Some(r) = probes.join_next().await {
+            if let Ok(r) = r {
+                results.push(r);
+            }
+        }
+        let mut known = self.known.write();
+        // Gateways no longer listed anywhere (e.g. their lease expired) leave the view.
+        known.retain(|url, _| urls.contains(url));
+        for (url, answer) in results {
+            let k = known.entry(url).or_default();
+            match answer {
+                Some(info) => {
+                    k.health.probe_ok(info.draining);
+                    k.node_id = Some(info.node_id);
+                    k.endpoints = info.endpoints;
+                    k.connections = info.connections;
+                    k.max_connections = info.max_connections;
+                    k.weight = info.weight.max(1);
+                    k.placed_since_probe = 0;
+                }
+                None => k.health.probe_failed(),
+            }
+        }
+    }
+}
+
+async fn probe_loop(dispatcher: Weak<Dispatcher>, discover: Option<GatewaySource>) {
+    let client = match reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30)).build() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the prober's HTTP client; only the local gateway is placed");
+            return;
+        }
+    };
+    loop {
+        let interval = {
+            let Some(d) = dispatcher.upgrade() else { return };
+            d.probe_round(&client, &discover).await;
+            d.config.probe_interval
+        };
+        tokio::time::sleep(interval).await;
+    }
+}
