@@ -17,7 +17,6 @@ use switchboard_proto::ErrorCode;
 /// The version reported by `/v1/node`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-
 fn endpoints(s: &AppState) -> Value {
     endpoints_for(&s.config.public_url, s.config.tcp_url.as_deref())
 }
@@ -66,7 +65,10 @@ pub async fn dispatch(
             hex::encode(&sha2::Sha256::digest(t.as_bytes())[..8])
         })
     });
-    let answer = s.dispatcher.as_ref().and_then(|d| d.dispatch(affinity.as_deref()));
+    let answer = s
+        .dispatcher
+        .as_ref()
+        .and_then(|d| d.dispatch(affinity.as_deref()));
     match answer {
         Some(body) => Json(body).into_response(),
         None => {

@@ -91,5 +91,9 @@ pub async fn disconnect(
 /// reconnect elsewhere (paced over the drain window), then exits.
 pub async fn drain(State(s): State<AppState>, _k: ServerKey) -> Response {
     s.node.request_drain();
-    (StatusCode::ACCEPTED, Json(json!({"node_id": s.node.id, "draining": true}))).into_response()
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"node_id": s.node.id, "draining": true})),
+    )
+        .into_response()
 }

@@ -39,8 +39,7 @@ use std::time::Duration;
 use switchboard_core::backend::{
     AppendRequest, Appended, AuthSession, Backend, BackendError, Broker, BusSink, ConnEntry,
     ControlEvent, HistoryQuery, Lifecycle, NodeAnnouncement, Position, Registry, Room, Store,
-    TokenHash, User,
-    UserCredentials, Visibility,
+    TokenHash, User, UserCredentials, Visibility,
 };
 use switchboard_proto::frame::PresenceEntry;
 use switchboard_proto::{Conv, Message};

@@ -234,7 +234,12 @@ impl Hub {
     /// many were told.
     pub fn kill_some(&self, n: usize, reason: DisconnectReason) -> usize {
         let c = self.conns.lock();
-        c.by_key.values().filter(|m| m.kill.reason().is_none()).take(n).filter(|m| m.kill.kill(reason)).count()
+        c.by_key
+            .values()
+            .filter(|m| m.kill.reason().is_none())
+            .take(n)
+            .filter(|m| m.kill.kill(reason))
+            .count()
     }
 
     /// Ends every connection of this node with `reason` (shutdown).

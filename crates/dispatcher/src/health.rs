@@ -56,7 +56,10 @@ mod tests {
         let mut h = Health::default();
         assert!(!h.in_rotation());
         h.probe_ok(false);
-        assert!(h.in_rotation(), "a new gateway comes in with its first good probe");
+        assert!(
+            h.in_rotation(),
+            "a new gateway comes in with its first good probe"
+        );
         h.probe_failed();
         assert!(h.in_rotation(), "one failure is tolerated");
         h.probe_failed();

@@ -33,7 +33,8 @@ impl Candidate {
 
     /// Load per unit of weight: what least-load compares.
     fn weighted_load(&self) -> f64 {
-        (self.connections as f64 + 1.0) / (self.max_connections.max(1) as f64 * self.weight.max(1) as f64)
+        (self.connections as f64 + 1.0)
+            / (self.max_connections.max(1) as f64 * self.weight.max(1) as f64)
     }
 }
 
@@ -65,7 +66,9 @@ fn random() -> u64 {
 /// Places a client among `nodes` (all in rotation). `high_water` is the share of capacity past
 /// which a node takes no new clients. `None` when no node has room.
 pub fn place(nodes: &[Candidate], affinity: Option<&str>, high_water: f64) -> Option<Placement> {
-    let open: Vec<usize> = (0..nodes.len()).filter(|&i| nodes[i].load() < high_water).collect();
+    let open: Vec<usize> = (0..nodes.len())
+        .filter(|&i| nodes[i].load() < high_water)
+        .collect();
     if open.is_empty() {
         return None;
     }
@@ -74,9 +77,16 @@ pub fn place(nodes: &[Candidate], affinity: Option<&str>, high_water: f64) -> Op
         None => two_choices(nodes, &open),
     };
     let mut rest: Vec<usize> = open.into_iter().filter(|&i| i != chosen).collect();
-    rest.sort_by(|&a, &b| nodes[a].weighted_load().total_cmp(&nodes[b].weighted_load()));
+    rest.sort_by(|&a, &b| {
+        nodes[a]
+            .weighted_load()
+            .total_cmp(&nodes[b].weighted_load())
+    });
     rest.truncate(2);
-    Some(Placement { chosen, alternates: rest })
+    Some(Placement {
+        chosen,
+        alternates: rest,
+    })
 }
 
 /// Weighted rendezvous (highest random weight): score = -weight / ln(u), u from xxh3(key, node).
@@ -90,7 +100,10 @@ fn rendezvous(nodes: &[Candidate], open: &[usize], key: &str) -> usize {
         let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
         -(nodes[i].weight.max(1) as f64) / u.ln()
     };
-    *open.iter().max_by(|&&a, &&b| score(a).total_cmp(&score(b))).expect("open is not empty")
+    *open
+        .iter()
+        .max_by(|&&a, &&b| score(a).total_cmp(&score(b)))
+        .expect("open is not empty")
 }
 
 /// Draws a node in proportion to weight.
@@ -110,7 +123,11 @@ fn draw(nodes: &[Candidate], open: &[usize]) -> usize {
 fn two_choices(nodes: &[Candidate], open: &[usize]) -> usize {
     let a = draw(nodes, open);
     let b = draw(nodes, open);
-    if nodes[b].weighted_load() < nodes[a].weighted_load() { b } else { a }
+    if nodes[b].weighted_load() < nodes[a].weighted_load() {
+        b
+    } else {
+        a
+    }
 }
 
 #[cfg(test)]
@@ -118,7 +135,12 @@ mod tests {
     use super::*;
 
     fn node(id: &str, connections: u64, weight: u32) -> Candidate {
-        Candidate { node_id: id.into(), connections, max_connections: 1000, weight }
+        Candidate {
+            node_id: id.into(),
+            connections,
+            max_connections: 1000,
+            weight,
+        }
     }
 
     fn shares(nodes: &[Candidate], n: usize, affinity: bool) -> Vec<usize> {
@@ -136,11 +158,17 @@ mod tests {
         let even = [node("a", 0, 1), node("b", 0, 1), node("c", 0, 1)];
         for affinity in [false, true] {
             for c in shares(&even, 3000, affinity) {
-                assert!((800..1200).contains(&c), "{c} of 3000 (affinity {affinity})");
+                assert!(
+                    (800..1200).contains(&c),
+                    "{c} of 3000 (affinity {affinity})"
+                );
             }
             let weighted = [node("a", 0, 1), node("b", 0, 3), node("c", 0, 1)];
             let s = shares(&weighted, 3000, affinity);
-            assert!(s[1] > s[0] && s[1] > s[2] && s[1] > 1300, "{s:?} (affinity {affinity})");
+            assert!(
+                s[1] > s[0] && s[1] > s[2] && s[1] > 1300,
+                "{s:?} (affinity {affinity})"
+            );
         }
     }
 
@@ -159,14 +187,24 @@ mod tests {
 
     #[test]
     fn affinity_is_stable_and_follows_the_user() {
-        let nodes = [node("a", 0, 1), node("b", 0, 1), node("c", 0, 1), node("d", 0, 1)];
+        let nodes = [
+            node("a", 0, 1),
+            node("b", 0, 1),
+            node("c", 0, 1),
+            node("d", 0, 1),
+        ];
         let first = place(&nodes, Some("u_42"), 0.9).unwrap().chosen;
         for _ in 0..20 {
             assert_eq!(place(&nodes, Some("u_42"), 0.9).unwrap().chosen, first);
         }
         // Removing another node does not move the user (rendezvous property).
         let other = if first == 0 { 1 } else { 0 };
-        let fewer: Vec<Candidate> = nodes.iter().enumerate().filter(|(i, _)| *i != other).map(|(_, n)| n.clone()).collect();
+        let fewer: Vec<Candidate> = nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != other)
+            .map(|(_, n)| n.clone())
+            .collect();
         let moved = place(&fewer, Some("u_42"), 0.9).unwrap().chosen;
         assert_eq!(fewer[moved].node_id, nodes[first].node_id);
         let p = place(&nodes, Some("u_42"), 0.9).unwrap();

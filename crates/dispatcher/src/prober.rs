@@ -64,7 +64,8 @@ pub struct LocalGateway {
 /// Supplies the local node's state on demand.
 pub type LocalSource = Arc<dyn Fn() -> LocalGateway + Send + Sync>;
 /// Lists gateway base URLs discovered elsewhere (the cluster registry), asked every round.
-pub type GatewaySource = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<String>> + Send>> + Send + Sync>;
+pub type GatewaySource =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<String>> + Send>> + Send + Sync>;
 
 /// What `GET /v1/node` answers (the fields placement needs).
 #[derive(Debug, Deserialize)]
@@ -117,8 +118,16 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// Starts the dispatcher and its prober (which stops when the dispatcher is dropped).
-    pub fn start(config: DispatcherConfig, local: Option<LocalSource>, discover: Option<GatewaySource>) -> Arc<Dispatcher> {
-        let d = Arc::new(Dispatcher { config, local, known: RwLock::new(HashMap::new()) });
+    pub fn start(
+        config: DispatcherConfig,
+        local: Option<LocalSource>,
+        discover: Option<GatewaySource>,
+    ) -> Arc<Dispatcher> {
+        let d = Arc::new(Dispatcher {
+            config,
+            local,
+            known: RwLock::new(HashMap::new()),
+        });
         tokio::spawn(probe_loop(Arc::downgrade(&d), discover));
         d
     }
@@ -156,10 +165,10 @@ impl Dispatcher {
             urls.push(Some(url.clone()));
         }
         let p = place(&candidates, affinity, self.config.high_water)?;
-        if let Some(url) = &urls[p.chosen] {
-            if let Some(k) = known.get_mut(url) {
-                k.placed_since_probe += 1;
-            }
+        if let Some(url) = &urls[p.chosen]
+            && let Some(k) = known.get_mut(url)
+        {
+            k.placed_since_probe += 1;
         }
         let alternates: Vec<Value> = p
             .alternates
@@ -181,16 +190,29 @@ impl Dispatcher {
             .known
             .read()
             .iter()
-            .map(|(url, k)| GatewayState { url: url.clone(), node_id: k.node_id.clone(), in_rotation: k.health.in_rotation() })
+            .map(|(url, k)| GatewayState {
+                url: url.clone(),
+                node_id: k.node_id.clone(),
+                in_rotation: k.health.in_rotation(),
+            })
             .collect();
         v.sort_by(|a, b| a.url.cmp(&b.url));
         v
     }
 
     async fn probe_round(&self, client: &reqwest::Client, discover: &Option<GatewaySource>) {
-        let mut urls: Vec<String> = self.config.static_gateways.iter().map(|u| u.trim_end_matches('/').to_owned()).collect();
+        let mut urls: Vec<String> = self
+            .config
+            .static_gateways
+            .iter()
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .collect();
         if let Some(d) = discover {
-            urls.extend(d().await.into_iter().map(|u| u.trim_end_matches('/').to_owned()));
+            urls.extend(
+                d().await
+                    .into_iter()
+                    .map(|u| u.trim_end_matches('/').to_owned()),
+            );
         }
         urls.sort();
         urls.dedup();
@@ -239,7 +261,10 @@ impl Dispatcher {
 }
 
 async fn probe_loop(dispatcher: Weak<Dispatcher>, discover: Option<GatewaySource>) {
-    let client = match reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30)).build() {
+    let client = match reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the prober's HTTP client; only the local gateway is placed");
@@ -248,7 +273,9 @@ async fn probe_loop(dispatcher: Weak<Dispatcher>, discover: Option<GatewaySource
     };
     loop {
         let interval = {
-            let Some(d) = dispatcher.upgrade() else { return };
+            let Some(d) = dispatcher.upgrade() else {
+                return;
+            };
             d.probe_round(&client, &discover).await;
             d.config.probe_interval
         };

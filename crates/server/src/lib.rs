@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_api::{ApiConfig, AppState};
 use switchboard_backend_embedded::{EmbeddedBackend, EmbeddedConfig};
-use switchboard_core::Node;
-use switchboard_dispatcher::prober::LocalSource;
-use switchboard_dispatcher::{Dispatcher, DispatcherConfig, GatewaySource, LocalGateway};
 use switchboard_backend_redis::{RedisBackend, RedisConfig};
+use switchboard_core::Node;
 use switchboard_core::backend::{Backend, BusSink};
 use switchboard_core::hub::Hub;
 use switchboard_core::metrics::Metrics;
+use switchboard_dispatcher::prober::LocalSource;
+use switchboard_dispatcher::{Dispatcher, DispatcherConfig, GatewaySource, LocalGateway};
 use switchboard_gateway::poll::{PollConfig, PollSessions};
 use switchboard_proto::DisconnectReason;
 use tokio_util::sync::CancellationToken;
@@ -127,7 +127,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         api_key: config.api_key.clone(),
         gateway: config.roles.gateway,
     };
-    let dispatcher = config.roles.dispatcher.then(|| start_dispatcher(&config, &node, &api_config));
+    let dispatcher = config
+        .roles
+        .dispatcher
+        .then(|| start_dispatcher(&config, &node, &api_config));
     let state = AppState {
         node: node.clone(),
         config: Arc::new(api_config),
@@ -186,7 +189,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         lifecycle.drain().await;
         let _ = done.send(true);
     });
-    Ok(RunningServer { addr, tcp_addr, node, finished })
+    Ok(RunningServer {
+        addr,
+        tcp_addr,
+        node,
+        finished,
+    })
 }
 
 impl RunningServer {
@@ -216,11 +224,18 @@ impl Lifecycle {
         const TICK: Duration = Duration::from_millis(100);
         let batches = (self.drain_window.as_millis() / TICK.as_millis()).max(1) as usize;
         let per_batch = total.div_ceil(batches).max(1);
-        tracing::info!(clients = total, per_batch, window_ms = self.drain_window.as_millis() as u64, "draining");
+        tracing::info!(
+            clients = total,
+            per_batch,
+            window_ms = self.drain_window.as_millis() as u64,
+            "draining"
+        );
         let deadline = started + self.drain_window + self.shutdown_timeout;
         while self.node.hub.open_connections() > 0 && Instant::now() < deadline {
             // Paced: a batch per tick; connections opened meanwhile are told too.
-            self.node.hub.kill_some(per_batch, DisconnectReason::Shutdown);
+            self.node
+                .hub
+                .kill_some(per_batch, DisconnectReason::Shutdown);
             tokio::time::sleep(TICK).await;
         }
         let left = self.node.hub.open_connections();
@@ -229,7 +244,8 @@ impl Lifecycle {
         }
         // Long-poll clients fetch their final frames with one more GET; give them a moment.
         if let Some(polls) = &self.polls {
-            let collect_by = (Instant::now() + Duration::from_secs(2)).min(deadline.max(Instant::now()));
+            let collect_by =
+                (Instant::now() + Duration::from_secs(2)).min(deadline.max(Instant::now()));
             while polls.uncollected() > 0 && Instant::now() < collect_by {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -237,7 +253,10 @@ impl Lifecycle {
         self.stop_accepting.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
         self.node.backend.lifecycle.close().await;
-        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "drained and stopped");
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "drained and stopped"
+        );
     }
 }
 
@@ -245,7 +264,10 @@ impl Lifecycle {
 /// static `--gateways`, and the gateways the cluster registry knows, probed every second.
 fn start_dispatcher(config: &ServerConfig, node: &Arc<Node>, api: &ApiConfig) -> Arc<Dispatcher> {
     let local: Option<LocalSource> = config.roles.gateway.then(|| {
-        let (node, endpoints) = (node.clone(), switchboard_api::ops::endpoints_for(&api.public_url, api.tcp_url.as_deref()));
+        let (node, endpoints) = (
+            node.clone(),
+            switchboard_api::ops::endpoints_for(&api.public_url, api.tcp_url.as_deref()),
+        );
         let weight = config.weight;
         Arc::new(move || LocalGateway {
             node_id: node.id.clone(),
@@ -261,7 +283,10 @@ fn start_dispatcher(config: &ServerConfig, node: &Arc<Node>, api: &ApiConfig) ->
         let registry = registry.clone();
         Box::pin(async move {
             match registry.live_nodes().await {
-                Ok(nodes) => nodes.into_iter().filter_map(|n| n.info["public_url"].as_str().map(str::to_owned)).collect(),
+                Ok(nodes) => nodes
+                    .into_iter()
+                    .filter_map(|n| n.info["public_url"].as_str().map(str::to_owned))
+                    .collect(),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot list gateways from the registry");
                     Vec::new()
