@@ -77,6 +77,7 @@ pub fn ops_routes(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/v1/server/nodes/self/drain", post(ops::drain))
         .with_state(state)
 }
 

@@ -110,3 +110,15 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
     )
         .into_response()
 }
+
+/// `POST /v1/server/nodes/self/drain` (server API key; served on every role, since it is about
+/// this node): stop taking clients, tell the clients to reconnect elsewhere (paced over the
+/// drain window), then exit.
+pub async fn drain(State(s): State<AppState>, _k: crate::extract::ServerKey) -> Response {
+    s.node.request_drain();
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"node_id": s.node.id, "draining": true})),
+    )
+        .into_response()
+}

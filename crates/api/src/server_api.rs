@@ -22,7 +22,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/server/publish", post(publish))
         .route("/v1/server/users/{user_id}/tokens", post(token))
         .route("/v1/server/users/{user_id}/disconnect", post(disconnect))
-        .route("/v1/server/nodes/self/drain", post(drain))
 }
 
 /// `{conv, body, client_msg_id?}`.
@@ -85,15 +84,4 @@ pub async fn disconnect(
     let reason = body.reason.unwrap_or(DisconnectReason::Kicked);
     s.node.disconnect_user(&user_id, reason).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// `POST /v1/server/nodes/self/drain`: this node stops taking clients, tells its clients to
-/// reconnect elsewhere (paced over the drain window), then exits.
-pub async fn drain(State(s): State<AppState>, _k: ServerKey) -> Response {
-    s.node.request_drain();
-    (
-        StatusCode::ACCEPTED,
-        Json(json!({"node_id": s.node.id, "draining": true})),
-    )
-        .into_response()
 }

@@ -285,6 +285,8 @@ fn start_dispatcher(config: &ServerConfig, node: &Arc<Node>, api: &ApiConfig) ->
             match registry.live_nodes().await {
                 Ok(nodes) => nodes
                     .into_iter()
+                    // Only gateways take clients; api or dispatcher-only nodes announce too.
+                    .filter(|n| n.info["gateway"] == true)
                     .filter_map(|n| n.info["public_url"].as_str().map(str::to_owned))
                     .collect(),
                 Err(e) => {
@@ -322,6 +324,7 @@ async fn open_backend(
                 "endpoints": switchboard_api::ops::endpoints_for(public_url, None),
                 "weight": config.weight,
                 "max_connections": config.limits.max_connections,
+                "gateway": config.roles.gateway,
             });
             let redis = RedisBackend::connect(rc, sink)
                 .await
