@@ -148,6 +148,16 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         let mut poll_config = PollConfig::new(state.config.public_url.clone());
         poll_config.max_buffered = config.limits.outbound_queue.max(64);
         poll_config.idle = config.poll_idle;
+        // wrong_node answers name the owner's URL, from what live nodes announced (cluster).
+        let registry = node.backend.registry.clone();
+        poll_config.locate = Some(Arc::new(move |owner: String| {
+            let registry = registry.clone();
+            Box::pin(async move {
+                let nodes = registry.live_nodes().await.ok()?;
+                let n = nodes.into_iter().find(|n| n.node_id == owner)?;
+                n.info["public_url"].as_str().map(str::to_owned)
+            })
+        }));
         let sessions = PollSessions::new(node.clone(), poll_config);
         polls = Some(sessions.clone());
         router = router

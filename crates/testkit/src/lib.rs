@@ -177,6 +177,91 @@ impl Drop for RedisServer {
     }
 }
 
+/// A real nginx started in the foreground with a generated configuration, stopped on drop.
+/// Used to put a plain (non-sticky) HTTP balancer in front of several nodes.
+pub struct Nginx {
+    child: Option<Child>,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+/// The nginx binary: `$NGINX`, else `nginx` on the PATH, else /usr/sbin/nginx.
+fn nginx_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("NGINX") {
+        return PathBuf::from(p);
+    }
+    let sbin = PathBuf::from("/usr/sbin/nginx");
+    if sbin.exists() {
+        sbin
+    } else {
+        PathBuf::from("nginx")
+    }
+}
+
+impl Nginx {
+    /// Starts nginx on a free 127.0.0.1 port with `http_body` as the body of its `http { }`
+    /// block; `{port}` in it is replaced by the listening port.
+    pub fn start(http_body: &str) -> Nginx {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let p = dir.path().display().to_string();
+        let conf = format!(
+            "worker_processes 1;\nerror_log {p}/error.log warn;\npid {p}/nginx.pid;\nevents {{ worker_connections 1024; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n  fastcgi_temp_path {p}/fcgi;\n  \
+             uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n{}\n}}\n",
+            http_body.replace("{port}", &port.to_string())
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).expect("write nginx.conf");
+        let child = Command::new(nginx_binary())
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start nginx ({e}); install it (apt-get install nginx)")
+            });
+        let mut n = Nginx {
+            child: Some(child),
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(Ok(Some(status))) = n.child.as_mut().map(|c| c.try_wait()) {
+                let log =
+                    std::fs::read_to_string(n._dir.path().join("error.log")).unwrap_or_default();
+                panic!("nginx exited ({status}): {log}");
+            }
+            assert!(Instant::now() < deadline, "nginx did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        n
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

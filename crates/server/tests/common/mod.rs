@@ -519,6 +519,20 @@ impl PollClient {
         })
     }
 
+    /// Follows an existing session at `url` (e.g. the node-specific URL a `wrong_node`
+    /// answer named).
+    pub fn attach(http: &Http, url: &str, session: &str) -> PollClient {
+        PollClient {
+            http: http.clone(),
+            url: url.to_owned(),
+            session: session.to_owned(),
+            after: 0,
+            pending: Default::default(),
+            closed: false,
+            answer_pings: true,
+        }
+    }
+
     /// POSTs a raw body to the session; returns the status.
     pub async fn post_raw(&self, body: String) -> (u16, Value) {
         let resp = self
