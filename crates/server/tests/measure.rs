@@ -145,3 +145,156 @@ fn now_us() -> u64 {
         .unwrap()
         .as_micros() as u64
 }
+
+fn percentiles(mut v: Vec<u64>) -> (f64, f64) {
+    v.sort_unstable();
+    let at = |p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)] as f64 / 1000.0;
+    (at(0.5), at(0.99))
+}
+
+/// Publisher on node A, subscriber on node B, one Redis: publish-to-delivery latency across
+/// nodes at a steady 1,000 messages/s, and Redis commands per published message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn cluster_latency_across_nodes_and_redis_commands_per_message() {
+    let redis = switchboard_testkit::RedisServer::start();
+    let url = redis.url();
+    let args = ["--redis", url.as_str(), "--publish-rate", "0", "--frame-rate", "0"];
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = NodeProcess::start(da.path(), &args).await;
+    let b = NodeProcess::start(db.path(), &args).await;
+    let (_, token) = a.http.user("lat").await;
+    let room = a.http.room(&token, "across", "public").await;
+    let conv = format!("room:{room}");
+    let mut sub = WsClient::connect(&format!("{}?token={token}", b.ws_url())).await;
+    sub.expect("welcome").await;
+    sub.request(json!({"type": "subscribe", "conv": conv}), 1).await;
+    let mut publ = WsClient::connect(&format!("{}?token={token}", a.ws_url())).await;
+    publ.expect("welcome").await;
+    const N: usize = 3000;
+    let stats_before = redis.command("INFO commandstats");
+    let conv2 = conv.clone();
+    let publisher = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        for i in 0..N {
+            tick.tick().await;
+            publ.send(json!({"type": "publish", "id": i, "conv": conv2, "body": {"t": now_us()}})).await;
+        }
+        publ
+    });
+    let mut lat = Vec::with_capacity(N);
+    while lat.len() < N {
+        let v = sub.next().await.expect("subscriber closed");
+        if v["type"] == "message" {
+            lat.push(now_us().saturating_sub(v["body"]["t"].as_u64().unwrap()));
+        }
+    }
+    let _publ = publisher.await.unwrap();
+    let stats_after = redis.command("INFO commandstats");
+    let calls = |s: &str| -> u64 {
+        s.lines()
+            .filter_map(|l| l.split_once("calls=").and_then(|(_, r)| r.split(',').next()?.parse::<u64>().ok()))
+            .sum()
+    };
+    let per_msg = (calls(&stats_after) - calls(&stats_before)) as f64 / N as f64;
+    let (p50, p99) = percentiles(lat);
+    println!(
+        "cluster, 2 nodes, 1000 msg/s from node A to a subscriber on node B: latency p50 {p50:.2} ms p99 {p99:.2} ms; \
+         {per_msg:.2} Redis commands per published message (all commands, script internals, leases and pub/sub included)"
+    );
+}
+
+/// For each transport: memory per idle authenticated session, and publish-to-delivery latency
+/// at 500 messages/s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn per_transport_latency_and_idle_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let proc = NodeProcess::start(dir.path(), &["--tcp-listen", "127.0.0.1:0", "--publish-rate", "0"]).await;
+    let pid = proc.child.id().unwrap();
+    let (_, token) = proc.http.user("t").await;
+    let tcp_addr = {
+        let (_, n) = proc.http.call("GET", "/v1/node", None, None).await;
+        n["endpoints"]["tcp"].as_str().unwrap().trim_start_matches("tcp://").parse::<std::net::SocketAddr>().unwrap()
+    };
+    const IDLE: usize = 1000;
+    // WebSocket
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r0 = proc_rss_kib(pid);
+    let mut ws = Vec::new();
+    for _ in 0..IDLE {
+        let mut c = WsClient::connect(&format!("{}?token={token}", proc.ws_url())).await;
+        c.expect("welcome").await;
+        ws.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r1 = proc_rss_kib(pid);
+    let mut tcp = Vec::new();
+    for _ in 0..IDLE {
+        let mut c = TcpClient::connect(tcp_addr).await;
+        c.send(json!({"type": "auth", "token": token})).await;
+        c.expect("welcome").await;
+        tcp.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r2 = proc_rss_kib(pid);
+    // Idle long-poll sessions, each with its GET held open (as a real client would).
+    let mut polls = Vec::new();
+    for _ in 0..IDLE {
+        let mut p = PollClient::open(&proc.http, &token, None).await.unwrap();
+        p.expect("welcome").await;
+        let url = format!("{}?after={}&wait_ms=25000", p.url, p.after);
+        polls.push((p, tokio::spawn(reqwest::get(url))));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r3 = proc_rss_kib(pid);
+    let per = |a: u64, b: u64| (b.saturating_sub(a)) as f64 * 1024.0 / IDLE as f64;
+    println!(
+        "idle sessions ({IDLE} each), server RSS per session: WebSocket {:.0} B, TCP {:.0} B, long-poll {:.0} B (with its GET held open)",
+        per(r0, r1),
+        per(r1, r2),
+        per(r2, r3)
+    );
+    drop(ws);
+    drop(tcp);
+    for (_, g) in &polls {
+        g.abort();
+    }
+    drop(polls);
+
+    let room = proc.http.room(&token, "lat", "public").await;
+    let conv = format!("room:{room}");
+    for kind in ["websocket", "tcp", "long-poll"] {
+        let mut c: AnyClient = match kind {
+            "websocket" => AnyClient::Ws(WsClient::connect(&format!("{}?token={token}", proc.ws_url())).await),
+            "tcp" => {
+                let mut t = TcpClient::connect(tcp_addr).await;
+                t.send(json!({"type": "auth", "token": token})).await;
+                AnyClient::Tcp(t)
+            }
+            _ => AnyClient::Poll(PollClient::open(&proc.http, &token, None).await.unwrap()),
+        };
+        c.expect("welcome").await;
+        c.request(json!({"type": "subscribe", "conv": conv}), 1).await;
+        const N: usize = 1000;
+        let http = proc.http.clone();
+        let conv2 = conv.clone();
+        let publisher = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(2));
+            for _ in 0..N {
+                tick.tick().await;
+                http.server("/v1/server/publish", json!({"conv": conv2, "body": {"t": now_us()}})).await;
+            }
+        });
+        let mut lat = Vec::with_capacity(N);
+        while lat.len() < N {
+            let v = c.next().await.expect("closed");
+            if v["type"] == "message" {
+                lat.push(now_us().saturating_sub(v["body"]["t"].as_u64().unwrap()));
+            }
+        }
+        publisher.await.unwrap();
+        let (p50, p99) = percentiles(lat);
+        println!("{kind}: publish (server API) to delivery at 500 msg/s: p50 {p50:.2} ms, p99 {p99:.2} ms");
+    }
+}
