@@ -119,7 +119,9 @@ pub async fn run_session<T: Transport>(node: Arc<Node>, transport: T, pre_auth: 
         missed_pings: 0,
     };
     let end = session.serve(pre_auth).await;
-    session.finish(end).await;
+    // Cold paths are boxed: their state is allocated only while they run, which keeps the
+    // per-connection future small (it is what every idle connection holds).
+    Box::pin(session.finish(end)).await;
 }
 
 struct Session<T: Transport> {
@@ -147,7 +149,7 @@ struct Session<T: Transport> {
 impl<T: Transport> Session<T> {
     async fn serve(&mut self, pre_auth: Option<PreAuth>) -> End {
         if let Some(p) = pre_auth {
-            match self.authenticate(None, p.principal, p.resume).await {
+            match Box::pin(self.authenticate(None, p.principal, p.resume)).await {
                 Ok(()) => {}
                 Err(Fail::End(e)) => return e,
                 Err(Fail::Reply(e)) => {
@@ -176,15 +178,15 @@ impl<T: Transport> Session<T> {
                     let r = match ev {
                         None => return End::Gone,
                         Some(Inbound::Alive) => { self.last_seen = Instant::now(); Ok(()) }
-                        Some(Inbound::Frame(b)) => { self.last_seen = Instant::now(); self.on_frame(b).await }
-                        Some(Inbound::TooLarge(n)) => self.on_too_large(n).await,
+                        Some(Inbound::Frame(b)) => { self.last_seen = Instant::now(); Box::pin(self.on_frame(b)).await }
+                        Some(Inbound::TooLarge(n)) => Box::pin(self.on_too_large(n)).await,
                     };
                     if let Err(e) = r.and(self.flush().await) {
                         return e;
                     }
                 }
                 () = &mut timer => {
-                    if let Err(e) = self.on_timer().await {
+                    if let Err(e) = Box::pin(self.on_timer()).await {
                         return e;
                     }
                     timer.as_mut().reset(self.next_deadline().into());
@@ -659,7 +661,7 @@ impl<T: Transport> Session<T> {
             return Ok(());
         }
         if seq > last + 1 {
-            self.replay(conv, last, Some(seq)).await?;
+            Box::pin(self.replay(conv, last, Some(seq))).await?;
         }
         self.write(d.frame.clone()).await?;
         if let Some(l) = self.subs.get_mut(conv) {
@@ -808,5 +810,42 @@ mod tests {
         assert_eq!((r.recovered, r.from_seq), (false, 1));
         let r = decide(&ResumePosition::Seq(20), &pos(10, 1));
         assert_eq!((r.recovered, r.from_seq), (false, 1));
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::transport::TransportError;
+
+    struct Nothing;
+    impl Transport for Nothing {
+        async fn recv(&mut self) -> Option<Inbound> {
+            None
+        }
+        async fn send(&mut self, _: Bytes) -> Result<(), TransportError> {
+            Ok(())
+        }
+        async fn flush(&mut self) -> Result<(), TransportError> {
+            Ok(())
+        }
+        async fn ping(&mut self) -> Result<(), TransportError> {
+            Ok(())
+        }
+        async fn close(&mut self) {}
+    }
+
+    /// The session's future is allocated once per connection: keep an eye on its size.
+    #[test]
+    fn the_session_future_stays_small() {
+        fn returned_size<F: FnOnce() -> Fut, Fut>(_: F) -> usize {
+            std::mem::size_of::<Fut>()
+        }
+        #[allow(unreachable_code)]
+        let size = returned_size(|| run_session(unreachable!(), Nothing, None));
+        println!(
+            "run_session future: {size} bytes; Session: {} bytes",
+            std::mem::size_of::<Session<Nothing>>()
+        );
     }
 }
