@@ -162,13 +162,17 @@ impl<T: Transport> Session<T> {
             }
         }
         let kill = self.kill.clone();
+        // Created once: a fresh `killed()` per iteration would register and drop a Notify waiter
+        // (a mutex each way) for every batch of deliveries.
+        let killed = kill.killed();
+        tokio::pin!(killed);
         let timer = tokio::time::sleep_until(self.next_deadline().into());
         tokio::pin!(timer);
         loop {
             let authed = self.auth.is_some();
             tokio::select! {
                 biased;
-                reason = kill.killed() => return End::Disconnect(reason),
+                reason = &mut killed => return End::Disconnect(reason),
                 Some(d) = self.rx.recv(), if authed => {
                     if let Err(e) = self.on_deliveries(d).await {
                         return e;
