@@ -159,7 +159,14 @@ fn percentiles(mut v: Vec<u64>) -> (f64, f64) {
 async fn cluster_latency_across_nodes_and_redis_commands_per_message() {
     let redis = switchboard_testkit::RedisServer::start();
     let url = redis.url();
-    let args = ["--redis", url.as_str(), "--publish-rate", "0", "--frame-rate", "0"];
+    let args = [
+        "--redis",
+        url.as_str(),
+        "--publish-rate",
+        "0",
+        "--frame-rate",
+        "0",
+    ];
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = NodeProcess::start(da.path(), &args).await;
     let b = NodeProcess::start(db.path(), &args).await;
@@ -168,7 +175,8 @@ async fn cluster_latency_across_nodes_and_redis_commands_per_message() {
     let conv = format!("room:{room}");
     let mut sub = WsClient::connect(&format!("{}?token={token}", b.ws_url())).await;
     sub.expect("welcome").await;
-    sub.request(json!({"type": "subscribe", "conv": conv}), 1).await;
+    sub.request(json!({"type": "subscribe", "conv": conv}), 1)
+        .await;
     let mut publ = WsClient::connect(&format!("{}?token={token}", a.ws_url())).await;
     publ.expect("welcome").await;
     const N: usize = 3000;
@@ -178,7 +186,8 @@ async fn cluster_latency_across_nodes_and_redis_commands_per_message() {
         let mut tick = tokio::time::interval(Duration::from_millis(1));
         for i in 0..N {
             tick.tick().await;
-            publ.send(json!({"type": "publish", "id": i, "conv": conv2, "body": {"t": now_us()}})).await;
+            publ.send(json!({"type": "publish", "id": i, "conv": conv2, "body": {"t": now_us()}}))
+                .await;
         }
         publ
     });
@@ -193,7 +202,10 @@ async fn cluster_latency_across_nodes_and_redis_commands_per_message() {
     let stats_after = redis.command("INFO commandstats");
     let calls = |s: &str| -> u64 {
         s.lines()
-            .filter_map(|l| l.split_once("calls=").and_then(|(_, r)| r.split(',').next()?.parse::<u64>().ok()))
+            .filter_map(|l| {
+                l.split_once("calls=")
+                    .and_then(|(_, r)| r.split(',').next()?.parse::<u64>().ok())
+            })
             .sum()
     };
     let per_msg = (calls(&stats_after) - calls(&stats_before)) as f64 / N as f64;
@@ -210,12 +222,21 @@ async fn cluster_latency_across_nodes_and_redis_commands_per_message() {
 #[ignore]
 async fn per_transport_latency_and_idle_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let proc = NodeProcess::start(dir.path(), &["--tcp-listen", "127.0.0.1:0", "--publish-rate", "0"]).await;
+    let proc = NodeProcess::start(
+        dir.path(),
+        &["--tcp-listen", "127.0.0.1:0", "--publish-rate", "0"],
+    )
+    .await;
     let pid = proc.child.id().unwrap();
     let (_, token) = proc.http.user("t").await;
     let tcp_addr = {
         let (_, n) = proc.http.call("GET", "/v1/node", None, None).await;
-        n["endpoints"]["tcp"].as_str().unwrap().trim_start_matches("tcp://").parse::<std::net::SocketAddr>().unwrap()
+        n["endpoints"]["tcp"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("tcp://")
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
     };
     const IDLE: usize = 1000;
     // WebSocket
@@ -266,7 +287,9 @@ async fn per_transport_latency_and_idle_memory() {
     let conv = format!("room:{room}");
     for kind in ["websocket", "tcp", "long-poll"] {
         let mut c: AnyClient = match kind {
-            "websocket" => AnyClient::Ws(WsClient::connect(&format!("{}?token={token}", proc.ws_url())).await),
+            "websocket" => {
+                AnyClient::Ws(WsClient::connect(&format!("{}?token={token}", proc.ws_url())).await)
+            }
             "tcp" => {
                 let mut t = TcpClient::connect(tcp_addr).await;
                 t.send(json!({"type": "auth", "token": token})).await;
@@ -275,7 +298,8 @@ async fn per_transport_latency_and_idle_memory() {
             _ => AnyClient::Poll(PollClient::open(&proc.http, &token, None).await.unwrap()),
         };
         c.expect("welcome").await;
-        c.request(json!({"type": "subscribe", "conv": conv}), 1).await;
+        c.request(json!({"type": "subscribe", "conv": conv}), 1)
+            .await;
         const N: usize = 1000;
         let http = proc.http.clone();
         let conv2 = conv.clone();
@@ -283,7 +307,11 @@ async fn per_transport_latency_and_idle_memory() {
             let mut tick = tokio::time::interval(Duration::from_millis(2));
             for _ in 0..N {
                 tick.tick().await;
-                http.server("/v1/server/publish", json!({"conv": conv2, "body": {"t": now_us()}})).await;
+                http.server(
+                    "/v1/server/publish",
+                    json!({"conv": conv2, "body": {"t": now_us()}}),
+                )
+                .await;
             }
         });
         let mut lat = Vec::with_capacity(N);
@@ -295,6 +323,8 @@ async fn per_transport_latency_and_idle_memory() {
         }
         publisher.await.unwrap();
         let (p50, p99) = percentiles(lat);
-        println!("{kind}: publish (server API) to delivery at 500 msg/s: p50 {p50:.2} ms, p99 {p99:.2} ms");
+        println!(
+            "{kind}: publish (server API) to delivery at 500 msg/s: p50 {p50:.2} ms, p99 {p99:.2} ms"
+        );
     }
 }

@@ -1,0 +1,633 @@
+//! The Rust client SDK for Switchboard, a real-time messaging server.
+//!
+//! A [`Client`] asks the dispatcher where to connect, connects over WebSocket, long-polling or
+//! raw TCP, authenticates, and hands the application typed [`Event`]s. When the connection
+//! fails, or the server sends `reconnect`, it goes back to the dispatcher (trying the
+//! alternates, then dispatching afresh) with exponential backoff and full jitter, resumes every
+//! subscribed conversation from the last seq it delivered, and resends unanswered publishes
+//! with the same `client_msg_id` (the server stores them once). The application sees every
+//! message of a subscribed conversation exactly once and in seq order: repeats are dropped by
+//! `(conv, seq)` and gaps are filled from history before later messages are handed over.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use switchboard_client::{Client, ClientConfig, Event, TransportChoice};
+//!
+//! # async fn run() -> Result<(), switchboard_client::ClientError> {
+//! let mut config = ClientConfig::new("http://127.0.0.1:7700", "sb_...token...");
+//! config.transport = TransportChoice::Auto; // WebSocket, or long-polling when upgrades fail
+//! let (client, mut events) = Client::connect(config).await?;
+//!
+//! client.subscribe("room:r_98961245b61512df8f91").await?;
+//! let receipt = client
+//!     .publish("room:r_98961245b61512df8f91", serde_json::json!({"text": "hi"}))
+//!     .await?;
+//! println!("stored as seq {}", receipt.seq);
+//!
+//! while let Some(event) = events.next().await {
+//!     match event {
+//!         Event::Message(m) => println!("{} #{}: {}", m.conv, m.seq, m.body),
+//!         Event::Connected { node_id, transport } => println!("on {node_id} over {transport}"),
+//!         Event::Disconnected { reason } => println!("reconnecting ({reason})"),
+//!         Event::ServerDisconnect { reason } => println!("signed out: {reason}"),
+//!         other => println!("{other:?}"),
+//!     }
+//! }
+//! client.close().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `examples/tail.rs` is a complete program that prints a room's messages as they come.
+//!
+//! # Transports
+//!
+//! | [`TransportChoice`] | what happens |
+//! | --- | --- |
+//! | `Auto` (default) | WebSocket; when the upgrade request is answered with an HTTP error (a proxy that refuses upgrades), long-polling on the same node |
+//! | `WebSocket` | `endpoints.ws`, authenticated by an `auth` frame carrying `resume` |
+//! | `LongPoll` | `POST endpoints.poll` with `{"resume": ...}`, then `GET ?after=N&wait_ms=25000` / `POST` frames |
+//! | `Tcp` | `endpoints.tcp`: 4-byte big-endian length + JSON frames |
+//!
+//! This version speaks plain `http://`, `ws://` and `tcp://` (no TLS).
+//!
+//! # Your own stream
+//!
+//! The server subscribes every connection to the user's own stream (`user:<user_id>`: direct
+//! messages and server pushes). The client tracks it like any subscribed conversation, from
+//! its head when the first connection was made (its messages arrive as [`Event::Message`] and
+//! are resumed after reconnects); [`Client::unsubscribe`] it to stop that.
+
+mod dispatch;
+mod driver;
+mod link;
+mod tracker;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Which transport to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransportChoice {
+    /// WebSocket, falling back to long-polling on the same node when the upgrade is refused.
+    #[default]
+    Auto,
+    /// WebSocket only.
+    WebSocket,
+    /// Long-polling only (works through any HTTP proxy or non-sticky load balancer).
+    LongPoll,
+    /// Raw TCP (4-byte big-endian length + JSON).
+    Tcp,
+}
+
+/// The transport a connection actually uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// WebSocket (`GET /v1/ws`).
+    WebSocket,
+    /// Long-polling (`/v1/poll`).
+    LongPoll,
+    /// Raw TCP.
+    Tcp,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::WebSocket => "websocket",
+            Transport::LongPoll => "long-poll",
+            Transport::Tcp => "tcp",
+        })
+    }
+}
+
+/// How to reach the server and how to behave. Build it with [`ClientConfig::new`] and adjust
+/// the public fields.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The dispatcher's base URL, e.g. `http://127.0.0.1:7700` (the client asks
+    /// `GET {dispatcher}/v1/dispatch` before every connection).
+    pub dispatcher: String,
+    /// The bearer token (from `POST /v1/sessions` or the server API).
+    pub token: String,
+    /// The transport to use (default [`TransportChoice::Auto`]).
+    pub transport: TransportChoice,
+    /// First backoff step between connection rounds (default 250 ms). Replaced by the
+    /// dispatcher's `backoff.base_ms` hint once it gave one.
+    pub backoff_base: Duration,
+    /// Longest backoff step (default 10 s). Replaced by the dispatcher's `backoff.max_ms` hint
+    /// once it gave one.
+    pub backoff_max: Duration,
+    /// How long a request waits for its answer (default 10 s). A publish waits three times
+    /// this, across reconnects; [`Client::connect`] waits three times this for the first
+    /// `welcome`.
+    pub request_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// A configuration with the defaults: `Auto` transport, backoff 250 ms to 10 s, requests
+    /// answered within 10 s.
+    pub fn new(dispatcher: impl Into<String>, token: impl Into<String>) -> ClientConfig {
+        ClientConfig {
+            dispatcher: dispatcher.into(),
+            token: token.into(),
+            transport: TransportChoice::Auto,
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One stored message of a conversation. `(conv, seq)` identifies it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// The conversation (`room:<room_id>` or `user:<user_id>`).
+    pub conv: String,
+    /// Its position in `conv`: 1, 2, 3 ...
+    pub seq: u64,
+    /// Server-made unique id (both copies of a direct message share it).
+    pub message_id: String,
+    /// The sender; `None` for messages published by the server API.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// The recipient of a direct message.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Storage time, milliseconds since the Unix epoch (informational: `seq` is the order).
+    #[serde(default)]
+    pub ts: u64,
+    /// The sender's idempotency key, if it gave one.
+    #[serde(default)]
+    pub client_msg_id: Option<String>,
+    /// The payload, any JSON value.
+    #[serde(default)]
+    pub body: Value,
+}
+
+/// The answer to a publish: where and when the message was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// Where it was stored (for a direct message, `user:<to>`).
+    pub conv: String,
+    /// Its seq there.
+    pub seq: u64,
+    /// Its id.
+    pub message_id: String,
+    /// Its storage time (ms).
+    pub ts: u64,
+    /// The idempotency key the client sent with it.
+    pub client_msg_id: String,
+}
+
+/// The answer to a subscribe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscribed {
+    /// The conversation.
+    pub conv: String,
+    /// Its latest seq when the subscription started; later messages follow as events.
+    pub head_seq: u64,
+    /// Its epoch (a new epoch means its history was lost and seqs restarted).
+    pub epoch: String,
+}
+
+/// One online user in a presence answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceEntry {
+    /// The user.
+    pub user_id: String,
+    /// Their live connections (subscribed to the conversation, for a room).
+    pub connections: u32,
+}
+
+/// What the client tells the application.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A message of a subscribed conversation: each `(conv, seq)` once, in seq order.
+    Message(Message),
+    /// A connection is up (after every `welcome`, the first one included).
+    Connected {
+        /// The node connected to.
+        node_id: String,
+        /// The transport in use.
+        transport: Transport,
+    },
+    /// The connection ended; the client is reconnecting by itself.
+    Disconnected {
+        /// Why (`shutdown`, `slow_consumer`, `heartbeat timeout`, an IO error ...).
+        reason: String,
+    },
+    /// A subscribed conversation was resumed after a reconnect. With `recovered: false` the
+    /// messages between the last delivered one and `from_seq` are gone (history trimmed, or
+    /// lost with a new epoch); delivery goes on from `from_seq`.
+    Resumed {
+        /// The conversation.
+        conv: String,
+        /// Whether everything missed is being delivered.
+        recovered: bool,
+        /// The first seq the server sends.
+        from_seq: u64,
+    },
+    /// The server ended a subscription (e.g. removal from a private room: `not_member`; or a
+    /// conversation that could not be resumed). It is no longer tracked.
+    Unsubscribed {
+        /// The conversation.
+        conv: String,
+        /// The server's reason or error code.
+        reason: String,
+    },
+    /// The server ended the session for good (`logged_out`, `kicked`, `auth_expired`, or
+    /// `unauthorized` when the token was refused on a reconnect). The client does not
+    /// reconnect; this is the last event.
+    ServerDisconnect {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The stream of [`Event`]s of one [`Client`]. It ends (`None`) when the client is closed or
+/// the server ended the session. Events are buffered without bound: read them promptly.
+#[derive(Debug)]
+pub struct Events {
+    rx: mpsc::UnboundedReceiver<Event>,
+}
+
+impl Events {
+    /// The next event, or `None` once the client stopped.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is already waiting.
+    pub fn try_next(&mut self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl futures_util::Stream for Events {
+    type Item = Event;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Event>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// What can go wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error (`code` is the contract's snake_case code, e.g.
+    /// `not_found`, `not_member`, `rate_limited`, `unauthorized`).
+    #[error("{code}: {message}")]
+    Server {
+        /// The error code.
+        code: String,
+        /// Human-readable detail.
+        message: String,
+    },
+    /// The connection dropped before the answer (history and presence requests; publishes,
+    /// subscribes and unsubscribes are resent after the reconnect instead).
+    #[error("the connection dropped before the answer")]
+    Disconnected,
+    /// No answer within the request timeout.
+    #[error("no answer in time")]
+    Timeout,
+    /// The first connection could not be made in time; the last failure is given.
+    #[error("could not connect: {0}")]
+    Unreachable(String),
+    /// The client was closed, or the server ended the session.
+    #[error("the client is closed")]
+    Closed,
+    /// The configuration cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The server's answer was not what the protocol says.
+    #[error("unexpected answer: {0}")]
+    Protocol(String),
+}
+
+/// A request to the background task.
+#[derive(Debug, Clone)]
+pub(crate) enum Request {
+    Subscribe {
+        conv: String,
+    },
+    Unsubscribe {
+        conv: String,
+    },
+    Publish {
+        conv: String,
+        body: Value,
+        client_msg_id: String,
+    },
+    History {
+        conv: String,
+        after: Option<u64>,
+        before: Option<u64>,
+        limit: Option<u32>,
+    },
+    Presence {
+        conv: String,
+    },
+}
+
+/// What the application sends the background task.
+pub(crate) enum Cmd {
+    Request {
+        req: Request,
+        reply: oneshot::Sender<Result<Value, ClientError>>,
+    },
+    Close {
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// State the background task shares with the handles.
+#[derive(Debug, Default)]
+pub(crate) struct SharedState {
+    pub tracker: tracker::Tracker,
+    pub node_id: Option<String>,
+    pub user_id: Option<String>,
+    pub last_error: Option<String>,
+}
+
+pub(crate) type Shared = Arc<Mutex<SharedState>>;
+
+pub(crate) fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, SharedState> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Inner {
+    cmds: mpsc::UnboundedSender<Cmd>,
+    shared: Shared,
+    request_timeout: Duration,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// A connection to Switchboard that keeps itself alive. Cheap to clone: every clone drives
+/// the same connection, owned by one background task. The task stops when [`Client::close`]
+/// is called, when the server ends the session, or when every clone is dropped.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("node_id", &self.node_id())
+            .field("user_id", &self.user_id())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Dispatches, connects and authenticates; returns once the first `welcome` arrived (and
+    /// the user's own stream is tracked), or fails after `3 × request_timeout` with the last
+    /// error ([`ClientError::Unreachable`]), or at once when the token is refused
+    /// ([`ClientError::Server`] with code `unauthorized`).
+    ///
+    /// Must be called within a Tokio runtime.
+    pub async fn connect(config: ClientConfig) -> Result<(Client, Events), ClientError> {
+        if !(config.dispatcher.starts_with("http://") || config.dispatcher.starts_with("https://"))
+        {
+            return Err(ClientError::Config(format!(
+                "the dispatcher must be an http:// URL, not {:?}",
+                config.dispatcher
+            )));
+        }
+        if config.token.is_empty() {
+            return Err(ClientError::Config("the token is empty".into()));
+        }
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let shared: Shared = Arc::default();
+        let wait = config.request_timeout.saturating_mul(3);
+        let request_timeout = config.request_timeout;
+        let driver = driver::Driver::new(config, cmd_rx, ev_tx, shared.clone(), ready_tx);
+        let task = tokio::spawn(driver.run());
+        let client = Client {
+            inner: Arc::new(Inner {
+                cmds: cmd_tx,
+                shared: shared.clone(),
+                request_timeout,
+                task: Mutex::new(Some(task)),
+            }),
+        };
+        match tokio::time::timeout(wait, ready_rx).await {
+            Ok(Ok(Ok(()))) => Ok((client, Events { rx: ev_rx })),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(_)) => Err(ClientError::Closed),
+            Err(_) => {
+                client.abort();
+                let last = lock(&shared).last_error.clone();
+                Err(ClientError::Unreachable(
+                    last.unwrap_or_else(|| "no welcome in time".into()),
+                ))
+            }
+        }
+    }
+
+    fn abort(&self) {
+        if let Some(t) = self
+            .inner
+            .task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            t.abort();
+        }
+    }
+
+    async fn request(&self, req: Request, within: Duration) -> Result<Value, ClientError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .cmds
+            .send(Cmd::Request { req, reply })
+            .map_err(|_| ClientError::Closed)?;
+        match tokio::time::timeout(within, rx).await {
+            Err(_) => Err(ClientError::Timeout),
+            Ok(Err(_)) => Err(ClientError::Closed),
+            Ok(Ok(r)) => r,
+        }
+    }
+
+    /// Subscribes to `conv` (`room:<room_id>` or `user:<own user_id>`). Its messages then
+    /// arrive as [`Event::Message`], from `head_seq + 1` on. The subscription is remembered:
+    /// after every reconnect it is resumed from the last delivered seq. Subscribing again to a
+    /// subscribed conversation changes nothing.
+    pub async fn subscribe(&self, conv: &str) -> Result<Subscribed, ClientError> {
+        let req = Request::Subscribe {
+            conv: conv.to_owned(),
+        };
+        let v = self.request(req, self.inner.request_timeout).await?;
+        Ok(Subscribed {
+            conv: v["conv"].as_str().unwrap_or(conv).to_owned(),
+            head_seq: v["head_seq"].as_u64().unwrap_or(0),
+            epoch: v["epoch"].as_str().unwrap_or_default().to_owned(),
+        })
+    }
+
+    /// Ends the subscription to `conv` and forgets its position.
+    pub async fn unsubscribe(&self, conv: &str) -> Result<(), ClientError> {
+        let req = Request::Unsubscribe {
+            conv: conv.to_owned(),
+        };
+        self.request(req, self.inner.request_timeout).await?;
+        Ok(())
+    }
+
+    /// Publishes `body` to `conv` (a room, or `user:<id>` for a direct message) with a fresh
+    /// `client_msg_id`. If the connection drops before the answer, the same publish (same
+    /// `client_msg_id`) is sent again after the reconnect, so it is stored once. Gives up after
+    /// `3 × request_timeout` with [`ClientError::Timeout`] (the message may then be stored or
+    /// not; [`Client::publish_with_id`] with the same id settles it).
+    pub async fn publish(&self, conv: &str, body: Value) -> Result<Receipt, ClientError> {
+        let id = switchboard_proto::ids::new_id("c");
+        self.publish_with_id(conv, body, &id).await
+    }
+
+    /// [`Client::publish`] with the application's own idempotency key (1 to 128 bytes; unique
+    /// per logical message for this user).
+    pub async fn publish_with_id(
+        &self,
+        conv: &str,
+        body: Value,
+        client_msg_id: &str,
+    ) -> Result<Receipt, ClientError> {
+        let req = Request::Publish {
+            conv: conv.to_owned(),
+            body,
+            client_msg_id: client_msg_id.to_owned(),
+        };
+        let v = self
+            .request(req, self.inner.request_timeout.saturating_mul(3))
+            .await?;
+        let seq = v["seq"]
+            .as_u64()
+            .ok_or_else(|| ClientError::Protocol(format!("published without seq: {v}")))?;
+        Ok(Receipt {
+            conv: v["conv"].as_str().unwrap_or(conv).to_owned(),
+            seq,
+            message_id: v["message_id"].as_str().unwrap_or_default().to_owned(),
+            ts: v["ts"].as_u64().unwrap_or(0),
+            client_msg_id: client_msg_id.to_owned(),
+        })
+    }
+
+    /// Reads stored messages of `conv`, ascending: `after` gives those with a larger seq,
+    /// `before` those just below it, neither the latest; `limit` defaults to 50 (at most 500).
+    pub async fn history(
+        &self,
+        conv: &str,
+        after: Option<u64>,
+        before: Option<u64>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Message>, ClientError> {
+        let req = Request::History {
+            conv: conv.to_owned(),
+            after,
+            before,
+            limit,
+        };
+        let v = self.request(req, self.inner.request_timeout).await?;
+        serde_json::from_value(v["messages"].clone())
+            .map_err(|e| ClientError::Protocol(format!("history: {e}")))
+    }
+
+    /// Who is subscribed to a room (or, for `user:<own id>`, the own live connections).
+    pub async fn presence(&self, conv: &str) -> Result<Vec<PresenceEntry>, ClientError> {
+        let req = Request::Presence {
+            conv: conv.to_owned(),
+        };
+        let v = self.request(req, self.inner.request_timeout).await?;
+        serde_json::from_value(v["users"].clone())
+            .map_err(|e| ClientError::Protocol(format!("presence: {e}")))
+    }
+
+    /// The position of a subscribed conversation: its epoch and the last seq delivered to the
+    /// application (`None` when it is not subscribed).
+    pub fn position(&self, conv: &str) -> Option<(String, u64)> {
+        lock(&self.inner.shared).tracker.position(conv)
+    }
+
+    /// The node currently connected to (`None` while reconnecting).
+    pub fn node_id(&self) -> Option<String> {
+        lock(&self.inner.shared).node_id.clone()
+    }
+
+    /// The authenticated user.
+    pub fn user_id(&self) -> Option<String> {
+        lock(&self.inner.shared).user_id.clone()
+    }
+
+    /// Closes the connection (and every clone of this client), fails pending requests with
+    /// [`ClientError::Closed`], and ends the event stream.
+    pub async fn close(self) {
+        let (done, rx) = oneshot::channel();
+        if self.inner.cmds.send(Cmd::Close { done }).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
+        }
+        let task = self
+            .inner
+            .task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Client>();
+        send_sync::<ClientConfig>();
+        send::<Events>();
+        send_sync::<ClientError>();
+    }
+
+    #[tokio::test]
+    async fn bad_configurations_are_refused_before_connecting() {
+        let e = Client::connect(ClientConfig::new("127.0.0.1:7700", "t"))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ClientError::Config(_)), "{e:?}");
+        let e = Client::connect(ClientConfig::new("http://127.0.0.1:7700", ""))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ClientError::Config(_)), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_dispatcher_fails_connect_with_the_last_error() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut c = ClientConfig::new(format!("http://127.0.0.1:{port}"), "t");
+        c.request_timeout = Duration::from_millis(200);
+        c.backoff_base = Duration::from_millis(10);
+        match Client::connect(c).await {
+            Err(ClientError::Unreachable(e)) => assert!(e.contains("dispatch"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! One live connection to one node, whatever the transport: frames out through a channel,
+//! frames in through another. Each transport runs as small tasks that end with the link.
+
+use crate::Transport;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// Longest frame read from a TCP peer (the server's own hard limit is far lower).
+const MAX_TCP_FRAME: usize = 16 * 1024 * 1024;
+/// How long a long-poll GET asks the server to hold the request.
+pub(crate) const POLL_WAIT_MS: u64 = 25_000;
+
+/// Something that came from the server.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// One JSON frame.
+    Frame(Value),
+    /// A sign of life without a frame (a WebSocket ping or pong, an empty poll answer).
+    Alive,
+    /// The connection is over, and why.
+    Closed(String),
+}
+
+enum Out {
+    Frame(String),
+    Close,
+}
+
+/// Why a node could not be reached or refused the connection.
+#[derive(Debug)]
+pub(crate) enum OpenError {
+    /// The token was refused: no other node will take it either.
+    Unauthorized(String),
+    /// The WebSocket upgrade was answered with this HTTP status (other than 503): something
+    /// between us and the node does not do WebSocket. Long-polling may work.
+    UpgradeRefused(u16),
+    /// Anything else: try the next node.
+    Failed(String),
+}
+
+/// A live connection.
+pub(crate) struct Link {
+    pub transport: Transport,
+    out: mpsc::UnboundedSender<Out>,
+    pub inc: mpsc::UnboundedReceiver<Incoming>,
+    writer: Option<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Link {
+    /// Queues one frame; false when the link is already gone.
+    pub fn send(&self, frame: &Value) -> bool {
+        self.out.send(Out::Frame(frame.to_string())).is_ok()
+    }
+
+    /// Ends the connection politely (WebSocket close, TCP shutdown, `DELETE` of the poll
+    /// session), waiting a moment for that to go out.
+    pub async fn close(mut self) {
+        let _ = self.out.send(Out::Close);
+        if let Some(w) = self.writer.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), w).await;
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some(w) = &self.writer {
+            w.abort();
+        }
+    }
+}
+
+/// Opens a WebSocket to `url` (not yet authenticated).
+pub(crate) async fn open_ws(url: &str, timeout: Duration) -> Result<Link, OpenError> {
+    let ws = match tokio::time::timeout(timeout, tokio_tungstenite::connect_async(url)).await {
+        Err(_) => return Err(OpenError::Failed(format!("{url}: connect timed out"))),
+        Ok(Err(tungstenite::Error::Http(resp))) => {
+            let status = resp.status().as_u16();
+            return Err(match status {
+                503 => OpenError::Failed(format!("{url}: node overloaded or draining")),
+                s => OpenError::UpgradeRefused(s),
+            });
+        }
+        Ok(Err(e)) => return Err(OpenError::Failed(format!("{url}: {e}"))),
+        Ok(Ok((ws, _))) => ws,
+    };
+    let (mut sink, mut stream) = ws.split();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Out>();
+    let (inc_tx, inc_rx) = mpsc::unbounded_channel();
+    let inc = inc_tx.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(o) = out_rx.recv().await {
+            match o {
+                Out::Frame(text) => {
+                    if let Err(e) = sink.send(WsMessage::text(text)).await {
+                        let _ = inc.send(Incoming::Closed(format!("write failed: {e}")));
+                        return;
+                    }
+                }
+                Out::Close => {
+                    let _ = sink.send(WsMessage::Close(None)).await;
+                    let _ = sink.close().await;
+                    return;
+                }
+            }
+        }
+    });
+    let reader = tokio::spawn(async move {
+        let reason = loop {
+            match stream.next().await {
+                None => break "connection closed".to_owned(),
+                Some(Err(e)) => break format!("read failed: {e}"),
+                Some(Ok(WsMessage::Text(t))) => forward(&inc_tx, t.as_bytes()),
+                Some(Ok(WsMessage::Binary(b))) => forward(&inc_tx, &b),
+                Some(Ok(WsMessage::Close(_))) => break "closed by the server".to_owned(),
+                Some(Ok(_)) => {
+                    let _ = inc_tx.send(Incoming::Alive);
+                }
+            }
+        };
+        let _ = inc_tx.send(Incoming::Closed(reason));
+    });
+    Ok(Link {
+        transport: Transport::WebSocket,
+        out: out_tx,
+        inc: inc_rx,
+        writer: Some(writer),
+        tasks: vec![reader],
+    })
+}
+
+fn forward(inc: &mpsc::UnboundedSender<Incoming>, bytes: &[u8]) {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) => {
+            let _ = inc.send(Incoming::Frame(v));
+        }
+        Err(e) => tracing::warn!(error = %e, "server sent a frame that is not JSON; ignored"),
+    }
+}
+
+/// Opens a TCP connection to `tcp://host:port` (not yet authenticated).
+pub(crate) async fn open_tcp(url: &str, timeout: Duration) -> Result<Link, OpenError> {
+    let addr = url
+        .strip_prefix("tcp://")
+        .ok_or_else(|| OpenError::Failed(format!("not a tcp:// endpoint: {url}")))?
+        .trim_end_matches('/')
+        .to_owned();
+    let stream = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await {
+        Err(_) => return Err(OpenError::Failed(format!("{url}: connect timed out"))),
+        Ok(Err(e)) => return Err(OpenError::Failed(format!("{url}: {e}"))),
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Out>();
+    let (inc_tx, inc_rx) = mpsc::unbounded_channel();
+    let inc = inc_tx.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(o) = out_rx.recv().await {
+            match o {
+                Out::Frame(text) => {
+                    let mut buf = Vec::with_capacity(4 + text.len());
+                    buf.extend_from_slice(&(text.len() as u32).to_be_bytes());
+                    buf.extend_from_slice(text.as_bytes());
+                    if let Err(e) = wr.write_all(&buf).await {
+                        let _ = inc.send(Incoming::Closed(format!("write failed: {e}")));
+                        return;
+                    }
+                }
+                Out::Close => {
+                    let _ = wr.shutdown().await;
+                    return;
+                }
+            }
+        }
+    });
+    let reader = tokio::spawn(async move {
+        let reason = loop {
+            let mut len = [0u8; 4];
+            if let Err(e) = rd.read_exact(&mut len).await {
+                break format!("connection closed: {e}");
+            }
+            let len = u32::from_be_bytes(len) as usize;
+            if len > MAX_TCP_FRAME {
+                break format!("server frame of {len} bytes is too large");
+            }
+            let mut frame = vec![0u8; len];
+            if let Err(e) = rd.read_exact(&mut frame).await {
+                break format!("connection closed: {e}");
+            }
+            forward(&inc_tx, &frame);
+        };
+        let _ = inc_tx.send(Incoming::Closed(reason));
+    });
+    Ok(Link {
+        transport: Transport::Tcp,
+        out: out_tx,
+        inc: inc_rx,
+        writer: Some(writer),
+        tasks: vec![reader],
+    })
+}
+
+/// Opens a long-poll session at `poll` (the node's `endpoints.poll`) with `resume`; the session
+/// is authenticated at once and its first frame is `welcome`.
+pub(crate) async fn open_poll(
+    http: &reqwest::Client,
+    poll: &str,
+    token: &str,
+    resume: Value,
+    timeout: Duration,
+) -> Result<Link, OpenError> {
+    let body = serde_json::json!({ "resume": resume });
+    let resp = http
+        .post(poll)
+        .bearer_auth(token)
+        .json(&body)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| OpenError::Failed(format!("{poll}: {e}")))?;
+    let status = resp.status().as_u16();
+    let answer: Value = resp.json().await.unwrap_or(Value::Null);
+    match status {
+        200 | 201 => {}
+        401 => {
+            return Err(OpenError::Unauthorized(
+                answer["error"]["message"]
+                    .as_str()
+                    .unwrap_or("token refused")
+                    .to_owned(),
+            ));
+        }
+        s => {
+            return Err(OpenError::Failed(format!(
+                "{poll}: {s} {}",
+                answer["error"]["code"].as_str().unwrap_or("")
+            )));
+        }
+    }
+    let session = answer["session"].as_str().unwrap_or_default();
+    let url = match answer["poll"].as_str() {
+        Some(u) => u.to_owned(),
+        None if !session.is_empty() => format!("{}/{session}", poll.trim_end_matches('/')),
+        None => {
+            return Err(OpenError::Failed(format!(
+                "{poll}: no session in the answer"
+            )));
+        }
+    };
+    let url = Arc::new(Mutex::new(url));
+    let (out_tx, out_rx) = mpsc::unbounded_channel::<Out>();
+    let (inc_tx, inc_rx) = mpsc::unbounded_channel();
+    let poller = tokio::spawn(poll_loop(
+        http.clone(),
+        url.clone(),
+        inc_tx.clone(),
+        timeout,
+    ));
+    let writer = tokio::spawn(post_loop(http.clone(), url, out_rx, inc_tx, timeout));
+    Ok(Link {
+        transport: Transport::LongPoll,
+        out: out_tx,
+        inc: inc_rx,
+        writer: Some(writer),
+        tasks: vec![poller],
+    })
+}
+
+fn current(url: &Mutex<String>) -> String {
+    url.lock().expect("poll url lock").clone()
+}
+
+/// Follows a `421 wrong_node` answer to the session's real node; false when it names none.
+fn follow_wrong_node(url: &Mutex<String>, answer: &Value) -> bool {
+    match answer["error"]["poll"].as_str() {
+        Some(u) if !u.is_empty() => {
+            tracing::debug!(poll = u, "wrong_node: following the session to its node");
+            *url.lock().expect("poll url lock") = u.to_owned();
+            true
+        }
+        _ => false,
+    }
+}
+
+/// `GET {poll}?after=N&wait_ms=W` in a loop, acknowledging what was received.
+async fn poll_loop(
+    http: reqwest::Client,
+    url: Arc<Mutex<String>>,
+    inc: mpsc::UnboundedSender<Incoming>,
+    timeout: Duration,
+) {
+    let mut after = 0u64;
+    let mut redirects = 0;
+    let reason = loop {
+        let u = current(&url);
+        let resp = http
+            .get(&u)
+            .query(&[("after", after), ("wait_ms", POLL_WAIT_MS)])
+            .timeout(Duration::from_millis(POLL_WAIT_MS) + timeout)
+            .send()
+            .await;
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => break format!("poll failed: {e}"),
+        };
+        let status = resp.status().as_u16();
+        match status {
+            200 => {}
+            404 => break "the poll session ended".to_owned(),
+            421 => {
+                let answer: Value = resp.json().await.unwrap_or(Value::Null);
+                redirects += 1;
+                if redirects <= 3 && follow_wrong_node(&url, &answer) {
+                    continue;
+                }
+                break "poll session on another node, which is not known".to_owned();
+            }
+            s => break format!("poll answered {s}"),
+        }
+        redirects = 0;
+        let frames: Vec<Value> = match resp.json().await {
+            Ok(f) => f,
+            Err(e) => break format!("poll answer unreadable: {e}"),
+        };
+        if frames.is_empty() {
+            let _ = inc.send(Incoming::Alive);
+        }
+        for mut f in frames {
+            if let Some(p) = f.get("pseq").and_then(Value::as_u64) {
+                if p <= after {
+                    continue;
+                }
+                after = p;
+            }
+            if let Some(obj) = f.as_object_mut() {
+                obj.remove("pseq");
+            }
+            if inc.send(Incoming::Frame(f)).is_err() {
+                return;
+            }
+        }
+    };
+    let _ = inc.send(Incoming::Closed(reason));
+}
+
+/// `POST {poll}` with the frames to send, batching what is queued.
+async fn post_loop(
+    http: reqwest::Client,
+    url: Arc<Mutex<String>>,
+    mut out: mpsc::UnboundedReceiver<Out>,
+    inc: mpsc::UnboundedSender<Incoming>,
+    timeout: Duration,
+) {
+    let mut closing = false;
+    while let Some(first) = out.recv().await {
+        let mut batch = Vec::new();
+        match first {
+            Out::Frame(f) => batch.push(f),
+            Out::Close => closing = true,
+        }
+        while let Ok(o) = out.try_recv() {
+            match o {
+                Out::Frame(f) => batch.push(f),
+                Out::Close => closing = true,
+            }
+        }
+        let mut attempts = 0;
+        while !batch.is_empty() {
+            attempts += 1;
+            let body = format!("[{}]", batch.join(","));
+            let resp = http
+                .post(current(&url))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body)
+                .timeout(timeout)
+                .send()
+                .await;
+            let resp = match resp {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = inc.send(Incoming::Closed(format!("poll send failed: {e}")));
+                    return;
+                }
+            };
+            let status = resp.status().as_u16();
+            let answer: Value = resp.json().await.unwrap_or(Value::Null);
+            match status {
+                200..=299 => batch.clear(),
+                421 if attempts <= 3 && follow_wrong_node(&url, &answer) => {}
+                429 if attempts <= 20 => {
+                    // The session's input queue is full; the first `n` frames were taken.
+                    let taken = answer["error"]["message"]
+                        .as_str()
+                        .and_then(|m| m.split_whitespace().next())
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .unwrap_or(0)
+                        .min(batch.len());
+                    batch.drain(..taken);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                s => {
+                    let _ = inc.send(Incoming::Closed(format!("poll send answered {s}")));
+                    return;
+                }
+            }
+        }
+        if closing {
+            let _ = http.delete(current(&url)).timeout(timeout).send().await;
+            return;
+        }
+    }
+}
