@@ -1,16 +1,15 @@
-//! `switchboard chat`: a terminal client for the README demo. It registers (or logs in),
-//! finds or creates a public room, shows its recent history, then prints messages as they
-//! arrive and sends each typed line. On a dropped connection it goes back to the dispatcher
-//! and resumes from the last seq it printed, so nothing is missed or shown twice.
+//! `switchboard chat`: a terminal client for the README demo, built on the Rust SDK
+//! (`switchboard-client`). It registers (or logs in), finds or creates a public room, shows its
+//! recent history, then prints messages as they arrive and sends each typed line. The SDK
+//! handles the rest: it asks the dispatcher where to connect, reconnects after failures or
+//! `reconnect` frames, and resumes from the last seq shown, so nothing is missed or shown twice.
 
 use clap::Args;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::process::ExitCode;
-use std::time::Duration;
+use switchboard_client::{Client, ClientConfig, Event, Message, TransportChoice};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// Flags of `switchboard chat`.
 #[derive(Args, Debug)]
@@ -31,6 +30,10 @@ pub struct ChatArgs {
     /// Room name to join (created as a public room if none has that name).
     #[arg(long, default_value = "lobby")]
     pub room: String,
+    /// Transport: auto (WebSocket, or long-polling if upgrades are refused), websocket,
+    /// long-poll or tcp.
+    #[arg(long, default_value = "auto")]
+    pub transport: String,
 }
 
 /// Runs the chat until stdin closes or `/quit`.
@@ -44,6 +47,7 @@ pub async fn run(args: ChatArgs) -> ExitCode {
     }
 }
 
+/// The HTTP calls the SDK does not make: accounts, rooms, names.
 struct Api {
     http: reqwest::Client,
     base: String,
@@ -66,8 +70,23 @@ impl Api {
         }
         let resp = req.send().await.map_err(|e| format!("{path}: {e}"))?;
         let status = resp.status().as_u16();
-        let v = resp.json::<Value>().await.unwrap_or(Value::Null);
-        Ok((status, v))
+        Ok((status, resp.json::<Value>().await.unwrap_or(Value::Null)))
+    }
+
+    /// A user's display name, cached.
+    async fn name(&self, names: &mut HashMap<String, String>, user_id: &str) -> String {
+        if let Some(n) = names.get(user_id) {
+            return n.clone();
+        }
+        let name = match self
+            .call(reqwest::Method::GET, &format!("/v1/users/{user_id}"), None)
+            .await
+        {
+            Ok((200, u)) => u["username"].as_str().unwrap_or(user_id).to_owned(),
+            _ => user_id.to_owned(),
+        };
+        names.insert(user_id.to_owned(), name.clone());
+        name
     }
 }
 
@@ -78,7 +97,22 @@ fn err_text(v: &Value) -> String {
         .to_owned()
 }
 
+fn transport(name: &str) -> Result<TransportChoice, String> {
+    Ok(match name {
+        "auto" => TransportChoice::Auto,
+        "websocket" | "ws" => TransportChoice::WebSocket,
+        "long-poll" | "poll" => TransportChoice::LongPoll,
+        "tcp" => TransportChoice::Tcp,
+        other => {
+            return Err(format!(
+                "unknown transport {other} (auto, websocket, long-poll, tcp)"
+            ));
+        }
+    })
+}
+
 async fn chat(args: ChatArgs) -> Result<(), String> {
+    let choice = transport(&args.transport)?;
     let mut api = Api {
         http: reqwest::Client::new(),
         base: args.server.trim_end_matches('/').to_owned(),
@@ -97,8 +131,9 @@ async fn chat(args: ChatArgs) -> Result<(), String> {
     if status != 201 {
         return Err(format!("login failed: {}", err_text(&v)));
     }
-    api.token = v["token"].as_str().map(str::to_owned);
+    let token = v["token"].as_str().unwrap_or_default().to_owned();
     let me = v["user_id"].as_str().unwrap_or_default().to_owned();
+    api.token = Some(token.clone());
 
     let (_, rooms) = api.call(reqwest::Method::GET, "/v1/rooms", None).await?;
     let existing = rooms["rooms"]
@@ -107,12 +142,9 @@ async fn chat(args: ChatArgs) -> Result<(), String> {
     let room = match existing {
         Some(r) => r,
         None => {
+            let body = json!({"name": args.room, "visibility": "public"});
             let (status, r) = api
-                .call(
-                    reqwest::Method::POST,
-                    "/v1/rooms",
-                    Some(json!({"name": args.room, "visibility": "public"})),
-                )
+                .call(reqwest::Method::POST, "/v1/rooms", Some(body))
                 .await?;
             if status != 201 {
                 return Err(format!("cannot create room: {}", err_text(&r)));
@@ -132,121 +164,88 @@ async fn chat(args: ChatArgs) -> Result<(), String> {
         return Err(format!("cannot join: {}", err_text(&v)));
     }
     let conv = format!("room:{room_id}");
+
+    let mut config = ClientConfig::new(api.base.clone(), token);
+    config.transport = choice;
+    let (client, mut events) = Client::connect(config)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let sub = client
+        .subscribe(&conv)
+        .await
+        .map_err(|e| format!("cannot subscribe: {e}"))?;
     println!(
         "* {} joined #{} ({conv}); type to send, /quit to leave",
         args.user, args.room
     );
 
-    let mut names: HashMap<String, String> = HashMap::new();
-    let mut last_seq = 0u64;
-    let (_, hist) = api
-        .call(
-            reqwest::Method::GET,
-            &format!("/v1/rooms/{room_id}/messages?limit=20"),
-            None,
-        )
-        .await?;
-    for m in hist["messages"].as_array().cloned().unwrap_or_default() {
-        print_message(&api, &mut names, &m).await;
-        last_seq = last_seq.max(m["seq"].as_u64().unwrap_or(0));
+    // Recent history up to where the live subscription starts; later ones come as events.
+    let mut names = HashMap::new();
+    if sub.head_seq > 0 {
+        let recent = client
+            .history(&conv, None, Some(sub.head_seq + 1), Some(20))
+            .await
+            .unwrap_or_default();
+        for m in &recent {
+            print_message(&api, &mut names, m).await;
+        }
     }
 
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
-    let mut backoff = Duration::from_millis(250);
-    let mut next_id = 1u64;
     loop {
-        let ws_url = match api.call(reqwest::Method::GET, "/v1/dispatch", None).await {
-            Ok((200, d)) => d["endpoints"]["ws"].as_str().map(str::to_owned),
-            _ => None,
-        };
-        let Some(ws_url) = ws_url else {
-            eprintln!("* no node available; retrying in {backoff:?}");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(10));
-            continue;
-        };
-        let url = format!("{ws_url}?token={}", api.token.clone().unwrap_or_default());
-        let mut ws = match tokio_tungstenite::connect_async(&url).await {
-            Ok((ws, _)) => ws,
-            Err(e) => {
-                eprintln!("* cannot connect ({e}); retrying in {backoff:?}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-                continue;
-            }
-        };
-        backoff = Duration::from_millis(250);
-        let sub = json!({"type": "subscribe", "id": 0, "conv": conv, "since": last_seq});
-        if ws.send(WsMessage::text(sub.to_string())).await.is_err() {
-            continue;
-        }
-        loop {
-            tokio::select! {
-                line = stdin.next_line() => {
-                    let Ok(Some(line)) = line else { return Ok(()) };
-                    let text = line.trim();
-                    if text == "/quit" {
-                        let _ = ws.close(None).await;
-                        return Ok(());
-                    }
-                    if text.is_empty() {
-                        continue;
-                    }
-                    next_id += 1;
-                    let frame = json!({"type": "publish", "id": next_id, "conv": conv, "body": {"text": text},
-                                       "client_msg_id": format!("{me}-{}-{next_id}", std::process::id())});
-                    if ws.send(WsMessage::text(frame.to_string())).await.is_err() {
-                        eprintln!("* connection lost; the line was not sent");
-                        break;
-                    }
+        tokio::select! {
+            line = stdin.next_line() => {
+                let Ok(Some(line)) = line else { break };
+                let text = line.trim();
+                if text == "/quit" {
+                    break;
                 }
-                msg = ws.next() => {
-                    let Some(Ok(msg)) = msg else {
-                        eprintln!("* disconnected; reconnecting");
-                        break;
-                    };
-                    let WsMessage::Text(t) = msg else { continue };
-                    let Ok(v) = serde_json::from_str::<Value>(&t) else { continue };
-                    match v["type"].as_str() {
-                        Some("message") if v["conv"] == conv.as_str() => {
-                            let seq = v["seq"].as_u64().unwrap_or(0);
-                            if seq > last_seq {
-                                last_seq = seq;
-                                print_message(&api, &mut names, &v).await;
-                            }
-                        }
-                        Some("error") => eprintln!("* error: {} ({})", v["message"].as_str().unwrap_or(""), v["code"].as_str().unwrap_or("")),
-                        Some("disconnect") => eprintln!("* server closed the connection: {}", v["reason"].as_str().unwrap_or("")),
-                        Some("reconnect") => {
-                            let delay = v["delay_ms"].as_u64().unwrap_or(0).min(30_000);
-                            eprintln!("* server asks to reconnect in {delay} ms");
-                            tokio::time::sleep(Duration::from_millis(delay)).await;
-                            break;
-                        }
-                        _ => {}
+                if text.is_empty() {
+                    continue;
+                }
+                // Resent with the same client_msg_id across reconnects: stored once.
+                if let Err(e) = client.publish(&conv, json!({"text": text})).await {
+                    eprintln!("* not sent: {e}");
+                }
+            }
+            event = events.next() => {
+                match event {
+                    None => break,
+                    Some(Event::Message(m)) if m.conv == conv => print_message(&api, &mut names, &m).await,
+                    Some(Event::Message(m)) if m.to.is_some() => {
+                        let from = match &m.from { Some(f) => api.name(&mut names, f).await, None => "server".into() };
+                        println!("[dm] {from}: {}", text_of(&m));
                     }
+                    Some(Event::Message(_)) => {}
+                    Some(Event::Connected { node_id, transport }) => eprintln!("* connected to {node_id} over {transport}"),
+                    Some(Event::Disconnected { reason }) => eprintln!("* disconnected ({reason}); reconnecting"),
+                    Some(Event::Resumed { recovered: false, from_seq, .. }) => {
+                        eprintln!("* some history was lost; continuing from #{from_seq}")
+                    }
+                    Some(Event::ServerDisconnect { reason }) => {
+                        eprintln!("* the server closed the session: {reason}");
+                        break;
+                    }
+                    Some(_) => {}
                 }
             }
         }
-        tokio::time::sleep(backoff).await;
+    }
+    client.close().await;
+    Ok(())
+}
+
+fn text_of(m: &Message) -> String {
+    match m.body["text"].as_str() {
+        Some(t) => t.to_owned(),
+        None => m.body.to_string(),
     }
 }
 
-async fn print_message(api: &Api, names: &mut HashMap<String, String>, m: &Value) {
-    let from = m["from"].as_str().unwrap_or("server").to_owned();
-    if !names.contains_key(&from) {
-        let name = match api
-            .call(reqwest::Method::GET, &format!("/v1/users/{from}"), None)
-            .await
-        {
-            Ok((200, u)) => u["username"].as_str().unwrap_or(&from).to_owned(),
-            _ => from.clone(),
-        };
-        names.insert(from.clone(), name);
-    }
-    let text = match m["body"]["text"].as_str() {
-        Some(t) => t.to_owned(),
-        None => m["body"].to_string(),
+async fn print_message(api: &Api, names: &mut HashMap<String, String>, m: &Message) {
+    let from = match &m.from {
+        Some(f) => api.name(names, f).await,
+        None => "server".to_owned(),
     };
-    println!("[{}] {}: {}", m["seq"], names[&from], text);
+    println!("[{}] {from}: {}", m.seq, text_of(m));
 }
