@@ -104,7 +104,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     let metrics = Arc::new(Metrics::new());
     let hub = Arc::new(Hub::new(metrics.clone()));
     let sink: Arc<dyn BusSink> = hub.clone();
-    let backend = open_backend(&config, &public_url, sink).await?;
+    let backend = open_backend(&config, &public_url, tcp_url.as_deref(), sink).await?;
     let node = Arc::new(Node::new(
         config.node_id.clone(),
         config.limits.clone(),
@@ -319,6 +319,7 @@ fn start_dispatcher(config: &ServerConfig, node: &Arc<Node>, api: &ApiConfig) ->
 async fn open_backend(
     config: &ServerConfig,
     public_url: &str,
+    tcp_url: Option<&str>,
     sink: Arc<dyn BusSink>,
 ) -> Result<Backend, StartError> {
     match &config.redis {
@@ -331,7 +332,7 @@ async fn open_backend(
             rc.announce = serde_json::json!({
                 "node_id": config.node_id,
                 "public_url": public_url,
-                "endpoints": switchboard_api::ops::endpoints_for(public_url, None),
+                "endpoints": switchboard_api::ops::endpoints_for(public_url, tcp_url),
                 "weight": config.weight,
                 "max_connections": config.limits.max_connections,
                 "gateway": config.roles.gateway,

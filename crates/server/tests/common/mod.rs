@@ -426,7 +426,10 @@ impl NodeProcess {
         if !extra.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
-        cmd.args(["--tcp-listen", "off", "--api-key", API_KEY, "--data-dir"])
+        if !extra.contains(&"--tcp-listen") {
+            cmd.args(["--tcp-listen", "off"]);
+        }
+        cmd.args(["--api-key", API_KEY, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "warn")
