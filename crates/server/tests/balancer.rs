@@ -125,3 +125,45 @@ async fn a_round_robin_balancer_sends_polls_to_the_wrong_node_and_wrong_node_set
         n.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sdk_poll_client_behind_the_balancer_gets_every_message() {
+    use switchboard_client::{Client, ClientConfig, Event, TransportChoice};
+    let b = balanced().await;
+    let lb = Http {
+        base: b.nginx.url(),
+        client: reqwest::Client::new(),
+    };
+    let (_, token) = lb.user("sdk-walker").await;
+    let room = lb.room(&token, "sdk behind nginx", "public").await;
+    let conv = format!("room:{room}");
+
+    // The SDK only knows the balancer; dispatch answers come from either node.
+    let mut config = ClientConfig::new(b.nginx.url(), token.clone());
+    config.transport = TransportChoice::LongPoll;
+    let (client, mut events) = Client::connect(config)
+        .await
+        .expect("connects through nginx");
+    client.subscribe(&conv).await.unwrap();
+    // Publishes go through the balancer too, so they land on both nodes.
+    for i in 1..=100 {
+        lb.publish(&token, &room, json!(i)).await;
+    }
+    let mut next = 1;
+    while next <= 100 {
+        let e = tokio::time::timeout(WAIT, events.next())
+            .await
+            .expect("stalled")
+            .expect("ended");
+        if let Event::Message(m) = e {
+            if m.conv == conv {
+                assert_eq!(m.seq, next, "gap or repeat");
+                next += 1;
+            }
+        }
+    }
+    client.close().await;
+    for n in b.nodes {
+        n.stop().await;
+    }
+}
