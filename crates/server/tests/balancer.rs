@@ -155,11 +155,11 @@ async fn an_sdk_poll_client_behind_the_balancer_gets_every_message() {
             .await
             .expect("stalled")
             .expect("ended");
-        if let Event::Message(m) = e {
-            if m.conv == conv {
-                assert_eq!(m.seq, next, "gap or repeat");
-                next += 1;
-            }
+        if let Event::Message(m) = e
+            && m.conv == conv
+        {
+            assert_eq!(m.seq, next, "gap or repeat");
+            next += 1;
         }
     }
     client.close().await;
