@@ -43,6 +43,29 @@ where
     }
 }
 
+/// A webhook receiver on 127.0.0.1 recording every JSON body it gets.
+async fn hook_receiver() -> (
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    String,
+) {
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Default::default();
+    let record = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::Json<serde_json::Value>| {
+            let record = record.clone();
+            async move {
+                record.lock().unwrap().push(body.0);
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (seen, url)
+}
+
 async fn online(http: &Http, token: &str, user: &str) -> u64 {
     let (_, v) = http
         .get(&format!("/v1/presence/users?ids={user}"), token)
@@ -244,6 +267,7 @@ async fn a_client_resumes_on_another_node_with_no_gap_and_no_duplicate() {
 async fn sigkill_of_a_node_makes_its_users_offline_and_they_resume_elsewhere() {
     let redis = RedisServer::start();
     let url = redis.url();
+    let (hooks, hook_url) = hook_receiver().await;
     let args = [
         "--redis",
         url.as_str(),
@@ -251,6 +275,10 @@ async fn sigkill_of_a_node_makes_its_users_offline_and_they_resume_elsewhere() {
         "2000",
         "--publish-rate",
         "0",
+        "--webhook-url",
+        hook_url.as_str(),
+        "--webhook-secret",
+        "s",
     ];
     let d1 = tempfile::tempdir().unwrap();
     let d2 = tempfile::tempdir().unwrap();
@@ -275,6 +303,18 @@ async fn sigkill_of_a_node_makes_its_users_offline_and_they_resume_elsewhere() {
         .unwrap();
     assert_eq!(online(&n1.http, &alice, &bob_id).await, 1);
 
+    // While he is online, a DM reaches him and fires no webhook.
+    n1.http
+        .post(
+            &format!("/v1/users/{bob_id}/messages"),
+            &alice,
+            json!({"body": "online"}),
+        )
+        .await;
+    assert_eq!(
+        on3.messages(&format!("user:{bob_id}"), 1).await[0]["body"],
+        "online"
+    );
     n3.signal("KILL");
     n3.wait(WAIT).await;
     let killed = Instant::now();
@@ -288,6 +328,39 @@ async fn sigkill_of_a_node_makes_its_users_offline_and_they_resume_elsewhere() {
     )
     .await;
     let converged = killed.elapsed();
+    // A DM to him now fires the offline webhook (nothing fired while he was online).
+    let (s, _) = n1
+        .http
+        .post(
+            &format!("/v1/users/{bob_id}/messages"),
+            &alice,
+            json!({"body": "you there?"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    eventually(
+        Duration::from_secs(15),
+        "the offline webhook fires for the crashed node's user",
+        || async {
+            hooks
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|v| v["user_id"] == bob_id.as_str())
+        },
+    )
+    .await;
+    let fired: Vec<serde_json::Value> = hooks
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|v| v["message"]["body"].clone())
+        .collect();
+    assert_eq!(
+        fired,
+        vec![json!("you there?")],
+        "only the DM sent after the crash fires the hook"
+    );
     assert!(
         converged < Duration::from_secs(6),
         "presence took {converged:?} with a 2 s lease"

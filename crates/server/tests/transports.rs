@@ -80,9 +80,10 @@ async fn direct_messages_and_presence(kind: Kind) {
     let (alice_id, alice) = node.user("alice").await;
     let (bob_id, bob) = node.user("bob").await;
     let mut a = node.connect_over(kind, &alice).await;
-    // Bob on every transport at once: each connection gets the DM.
+    // Bob on all three transports at once: each connection gets the DM.
     let mut b_ws = node.connect_over(Kind::Ws, &bob).await;
     let mut b_tcp = node.connect_over(Kind::Tcp, &bob).await;
+    let mut b_poll = node.connect_over(Kind::Poll, &bob).await;
     let p = a
         .request(
             json!({"type": "presence", "conv": format!("user:{alice_id}")}),
@@ -94,7 +95,7 @@ async fn direct_messages_and_presence(kind: Kind) {
         .http
         .get(&format!("/v1/presence/users?ids={bob_id}"), &alice)
         .await;
-    assert_eq!(v["users"][&bob_id]["connections"], 2);
+    assert_eq!(v["users"][&bob_id]["connections"], 3);
     let r = a
         .request(
             json!({"type": "publish", "conv": format!("user:{bob_id}"), "body": "hey"}),
@@ -102,7 +103,7 @@ async fn direct_messages_and_presence(kind: Kind) {
         )
         .await;
     assert_eq!(r["conv"], format!("user:{bob_id}"));
-    for b in [&mut b_ws, &mut b_tcp] {
+    for b in [&mut b_ws, &mut b_tcp, &mut b_poll] {
         let m = &b.messages(&format!("user:{bob_id}"), 1).await[0];
         assert_eq!(
             (m["from"].as_str(), m["body"].as_str()),
