@@ -76,8 +76,9 @@ pub struct Node {
     /// conv -> "this node is subscribed on the bus"; the async mutex serializes changes per conv.
     interest: Mutex<HashMap<Conv, Arc<tokio::sync::Mutex<bool>>>>,
     draining: AtomicBool,
-    /// Woken when a drain is asked for (SIGTERM or the server API).
-    drain_requested: tokio::sync::Notify,
+    /// Set when a drain is asked for (SIGTERM or the server API). A watch, not a Notify: several
+    /// tasks wait for it (the drain sequence and the binary's main loop), and all must wake.
+    drain_requested: tokio::sync::watch::Sender<bool>,
     /// A hash that never matches, verified for unknown users so a login takes the same time
     /// whether or not the name exists.
     dummy_hash: tokio::sync::OnceCell<String>,
@@ -103,7 +104,7 @@ impl Node {
             offline: Mutex::new(None),
             interest: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
-            drain_requested: tokio::sync::Notify::new(),
+            drain_requested: tokio::sync::watch::Sender::new(false),
             dummy_hash: tokio::sync::OnceCell::new(),
         }
     }
@@ -126,15 +127,13 @@ impl Node {
     /// Asks the process to drain and exit (what `POST /v1/server/nodes/self/drain` does).
     pub fn request_drain(&self) {
         self.set_draining();
-        self.drain_requested.notify_one();
+        self.drain_requested.send_replace(true);
     }
 
     /// Completes once a drain was asked for.
     pub async fn drain_requested(&self) {
-        if self.is_draining() {
-            return;
-        }
-        self.drain_requested.notified().await;
+        let mut rx = self.drain_requested.subscribe();
+        let _ = rx.wait_for(|asked| *asked).await;
     }
 
     // ----- accounts and tokens -----
