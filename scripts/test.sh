@@ -45,3 +45,6 @@ fi
 
 echo "== cargo test"
 cargo test --workspace --locked
+
+echo "== benchmark smoke (seconds-long run of every scenario)"
+bench/smoke.sh target/debug/switchboard

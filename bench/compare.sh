@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Switchboard against Socket.IO v4, side by side, in one go: builds the release binaries,
+# installs the Socket.IO peer's npm packages (bench/socketio, from package-lock.json), starts a
+# private redis-server on a free port, then runs every scenario against a fresh Switchboard node
+# and a fresh Socket.IO process (the cluster scenario against two Switchboard nodes in cluster
+# mode and two Socket.IO processes with @socket.io/redis-adapter, on that Redis), and prints the
+# tables: every run, the ratios, the targets. Everything is stopped on exit; all load stays on
+# 127.0.0.x; a full run takes about 10 minutes on 2 cores.
+#
+#   bench/compare.sh                  # full run (the figures of docs/PERFORMANCE.md)
+#   QUICK=1 bench/compare.sh          # the same with small numbers (about 3 minutes)
+#   OUT=dir bench/compare.sh          # where the JSON reports and logs go
+#                                     # (default target/bench-results/<date-time>)
+#
+# Sizes can be changed through the environment variables read below (IDLE_CONNS, FANOUT_SUBS,
+# FANOUT_RATE, ...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${QUICK:-0}" = 1 ]; then
+  : "${IDLE_CONNS:=2000}" "${STORM_CONNS:=2000}" "${FANOUT_SUBS:=1000}" "${FANOUT_RATE:=20}"
+  : "${ROOMS_CONNS:=1000}" "${ROOMS_RATE:=500}" "${DM_CONNS:=1000}" "${DM_RATE:=1000}"
+  : "${CLUSTER_RATE:=500}" "${DURATION:=5}"
+fi
+IDLE_CONNS="${IDLE_CONNS:-15000}"        # idle connections (target: ≤ 8 KiB each at 15,000)
+STORM_CONNS="${STORM_CONNS:-15000}"      # connections opened as fast as possible
+STORM_CONCURRENCY="${STORM_CONCURRENCY:-64}" # connects in flight per worker
+FANOUT_SUBS="${FANOUT_SUBS:-10000}"      # subscribers of the one room
+FANOUT_RATE="${FANOUT_RATE:-10}"         # messages/s into it (10 x 10,000 = 100,000 deliveries/s)
+ROOMS_CONNS="${ROOMS_CONNS:-10000}"      # connections in rooms of ROOM_SIZE
+ROOM_SIZE="${ROOM_SIZE:-10}"
+ROOMS_RATE="${ROOMS_RATE:-2000}"         # messages/s spread over the rooms
+DM_CONNS="${DM_CONNS:-10000}"            # users, one connection each
+DM_RATE="${DM_RATE:-5000}"               # direct messages/s, all senders together
+CLUSTER_SUBS="${CLUSTER_SUBS:-100}"      # subscribers of the busy room, on node A
+CLUSTER_IDLE="${CLUSTER_IDLE:-1000}"     # connections on node B, none in that room
+CLUSTER_RATE="${CLUSTER_RATE:-2000}"     # messages/s into the busy room
+DISPATCH_CONNS="${DISPATCH_CONNS:-64}"   # keep-alive connections on GET /v1/dispatch
+DURATION="${DURATION:-15}"               # seconds of publishing / sending / requests
+WORKERS="${WORKERS:-2}"                  # client processes
+OUT="${OUT:-target/bench-results/$(date +%Y%m%d-%H%M%S)}"
+
+echo "== building (release)"
+cargo build --release --quiet -p switchboard-server -p switchboard-bench
+SERVER=target/release/switchboard
+BENCH=target/release/switchboard-bench
+command -v node >/dev/null || { echo "compare: Node.js is required" >&2; exit 1; }
+if [ ! -d bench/socketio/node_modules ]; then
+  echo "== npm ci (bench/socketio)"
+  (cd bench/socketio && npm ci --no-audit --no-fund --silent)
+fi
+
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+WORK="$OUT/logs"
+mkdir -p "$WORK"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+trap bench_cleanup EXIT INT TERM
+
+{
+  echo "date: $(date -Is)"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with local changes)')"
+  echo "cpu: $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+  echo "memory: $(free -g | awk '/Mem:/ {print $2}') GiB; open files per process: $(ulimit -n)"
+  echo "kernel: $(uname -r); node: $(node --version); redis: $(redis-server --version | awk '{print $3}')"
+  echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine distorts the figures)"
+  echo "socket.io: $(node -p 'require("./bench/socketio/node_modules/socket.io/package.json").version'); redis-adapter: $(node -p 'require("./bench/socketio/node_modules/@socket.io/redis-adapter/package.json").version')"
+} | tee "$OUT/machine.txt"
+
+# Every run gets a /24 of source addresses of its own (127.X.Y.1-4), so no 4-tuple of an
+# earlier run can still be in TIME_WAIT.
+OCT=$((RANDOM % 150 + 100))
+RUN=0
+next_srcs() {
+  RUN=$((RUN + 1))
+  SRCS="127.$OCT.$RUN.1,127.$OCT.$RUN.2,127.$OCT.$RUN.3,127.$OCT.$RUN.4"
+}
+
+# bench_run NAME SERVER_LABEL PROTOCOL URL PID SCENARIO ARGS...
+bench_run() {
+  local name=$1 label=$2 proto=$3 url=$4 pid=$5 scenario=$6
+  shift 6
+  echo "== $scenario against $label"
+  next_srcs
+  "$BENCH" "$scenario" --protocol "$proto" --target "$url" --server-pid "$pid" \
+    --label "$label" --workers "$WORKERS" --source-ips "$SRCS" \
+    --json "$OUT/$name.json" "$@" 2>>"$WORK/bench.log" || echo "($scenario against $label reported failures; see $WORK/bench.log)"
+}
+
+# both SCENARIO ARGS...: the scenario against a fresh Switchboard node, then a fresh Socket.IO.
+both() {
+  local scenario=$1
+  shift
+  start_switchboard "sb-$scenario"
+  bench_run "$scenario-switchboard" switchboard switchboard "$SB_URL" "$SB_PID" "$scenario" "$@"
+  bench_stop "$SB_PID"
+  start_socketio "sio-$scenario"
+  bench_run "$scenario-socketio" socketio socketio "$SIO_URL" "$SIO_PID" "$scenario" "$@"
+  bench_stop "$SIO_PID"
+}
+
+START=$(date +%s)
+both idle --connections "$IDLE_CONNS"
+both storm --connections "$STORM_CONNS" --connect-concurrency "$STORM_CONCURRENCY"
+both fanout --connections "$FANOUT_SUBS" --rate "$FANOUT_RATE" --duration "$DURATION"
+both rooms --connections "$ROOMS_CONNS" --room-size "$ROOM_SIZE" --rate "$ROOMS_RATE" --duration "$DURATION"
+both dm --connections "$DM_CONNS" --rate "$DM_RATE" --duration "$DURATION"
+
+# Dispatch: Switchboard only (Socket.IO has no dispatcher).
+start_switchboard sb-dispatch
+bench_run dispatch-switchboard switchboard switchboard "$SB_URL" "$SB_PID" dispatch \
+  --connections "$DISPATCH_CONNS" --duration "$DURATION"
+bench_stop "$SB_PID"
+
+# Cluster routing cost: two nodes on one Redis; B holds connections, none in the busy room.
+start_redis
+CLUSTER_ARGS=(--connections "$CLUSTER_SUBS" --idle-connections "$CLUSTER_IDLE"
+  --rate "$CLUSTER_RATE" --duration "$DURATION" --redis-pid "$REDIS_PID")
+start_switchboard sb-cluster-a --redis "$REDIS_URL" --node-id bench-a
+A_URL=$SB_URL A_PID=$SB_PID
+start_switchboard sb-cluster-b --redis "$REDIS_URL" --node-id bench-b
+bench_run cluster-switchboard switchboard-cluster switchboard "$A_URL" "$A_PID" cluster \
+  --other-target "$SB_URL" --other-pid "$SB_PID" "${CLUSTER_ARGS[@]}"
+bench_stop "$A_PID"
+bench_stop "$SB_PID"
+start_socketio sio-cluster-a --redis "$REDIS_URL"
+A_URL=$SIO_URL A_PID=$SIO_PID
+start_socketio sio-cluster-b --redis "$REDIS_URL"
+bench_run cluster-socketio socketio-redis socketio "$A_URL" "$A_PID" cluster \
+  --other-target "$SIO_URL" --other-pid "$SIO_PID" "${CLUSTER_ARGS[@]}"
+bench_stop "$A_PID"
+bench_stop "$SIO_PID"
+
+echo
+echo "== results ($(($(date +%s) - START)) s of scenarios; JSON and logs in $OUT)"
+echo
+"$BENCH" report "$OUT" | tee "$OUT/report.md"

@@ -1,0 +1,254 @@
+//! The command line: one subcommand per scenario, each bounded in connections, rate and time,
+//! plus `report` (the comparison table of a results directory).
+
+use crate::proto::Protocol;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Most connections any scenario opens.
+pub const MAX_CONNECTIONS: usize = 100_000;
+/// Longest measured phase, seconds.
+pub const MAX_DURATION_S: f64 = 600.0;
+/// Highest publish or message rate, per second.
+pub const MAX_RATE: f64 = 1_000_000.0;
+/// Most worker processes.
+pub const MAX_WORKERS: usize = 32;
+/// Largest padding in a message body, bytes.
+pub const MAX_PAYLOAD: usize = 60_000;
+
+/// Load generator for Switchboard and its Socket.IO peer. Every scenario is bounded in count
+/// and time and only ever targets 127.0.0.0/8.
+#[derive(Parser)]
+#[command(name = "switchboard-bench", version, about, long_about = None)]
+pub struct Cli {
+    /// Internal: run as a worker process (reads its plan from stdin).
+    #[arg(long, hide = true)]
+    pub worker: bool,
+    /// The scenario to run.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The scenarios.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Idle connections: server RSS per authenticated connection.
+    Idle(IdleArgs),
+    /// One room with N subscribers: fan-out throughput, CPU per delivery, latency.
+    Fanout(FanoutArgs),
+    /// Many small rooms with publishes spread over them.
+    Rooms(RoomsArgs),
+    /// Direct messages from connected users to random users.
+    Dm(DmArgs),
+    /// A connection storm: authenticated connections per second.
+    Storm(StormArgs),
+    /// Cluster routing cost: CPU of a node with no interested connection while another is busy.
+    Cluster(ClusterArgs),
+    /// Requests per second of GET /v1/dispatch (Switchboard only).
+    Dispatch(DispatchArgs),
+    /// Prints the comparison tables (runs, peer ratios, targets) of a directory of JSON reports.
+    Report(ReportArgs),
+    /// Prints a free TCP port on 127.0.0.1 (for scripts).
+    #[command(hide = true)]
+    FreePort,
+}
+
+/// How a report is printed on stdout.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// A Markdown table.
+    Markdown,
+    /// The JSON report.
+    Json,
+}
+
+/// Options every scenario takes.
+#[derive(Args, Clone, Debug)]
+pub struct Common {
+    /// The server: http://127.0.0.x:PORT or http://localhost:PORT (nothing else is accepted).
+    #[arg(long)]
+    pub target: String,
+    /// How to speak to the server.
+    #[arg(long, value_enum, default_value = "switchboard")]
+    pub protocol: Protocol,
+    /// The server's process id: CPU (utime+stime) and RSS are read from /proc before and after.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Client source addresses (each in 127.0.0.0/8), used in turn; each gives ~28k ports.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub source_ips: String,
+    /// Client processes (each below the per-process open-file limit).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Tokio threads per client process.
+    #[arg(long, default_value_t = 1)]
+    pub client_threads: usize,
+    /// The server API key (Switchboard `--api-key`).
+    #[arg(long, env = "SWITCHBOARD_BENCH_API_KEY", default_value = "bench-key")]
+    pub api_key: String,
+    /// Connections being opened at the same time, per worker.
+    #[arg(long, default_value_t = 256)]
+    pub connect_concurrency: usize,
+    /// Concurrent HTTP requests while setting up users and rooms.
+    #[arg(long, default_value_t = 32)]
+    pub setup_concurrency: usize,
+    /// A name for the server set-up in reports (for example `socketio-redis`).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// What to print on stdout.
+    #[arg(long, value_enum, default_value = "markdown")]
+    pub format: Format,
+    /// Exit non-zero on any failed connection, lost delivery, error frame or server disconnect.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// Publishing options.
+#[derive(Args, Clone, Debug)]
+pub struct PublishOpts {
+    /// Messages published per second (spread over the rooms).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Padding bytes in each message body.
+    #[arg(long, default_value_t = 100)]
+    pub payload: usize,
+    /// Keep-alive HTTP connections publishing (one request in flight each).
+    #[arg(long, default_value_t = 8)]
+    pub publishers: usize,
+}
+
+/// `idle`.
+#[derive(Args, Clone, Debug)]
+pub struct IdleArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    /// Connections to open.
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    /// Seconds to hold them after measuring.
+    #[arg(long, default_value_t = 2.0)]
+    pub duration: f64,
+    /// Seconds to wait after the last connection before reading the server's RSS.
+    #[arg(long, default_value_t = 2.0)]
+    pub settle: f64,
+}
+
+/// `fanout`.
+#[derive(Args, Clone, Debug)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    /// Subscribers of the room.
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub publish: PublishOpts,
+}
+
+/// `rooms`.
+#[derive(Args, Clone, Debug)]
+pub struct RoomsArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    /// Connections, split into rooms of `--room-size`.
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    /// Subscribers per room.
+    #[arg(long, default_value_t = 10)]
+    pub room_size: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub publish: PublishOpts,
+}
+
+/// `dm`.
+#[derive(Args, Clone, Debug)]
+pub struct DmArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    /// Users, one connection each.
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    /// Direct messages per second, all senders together.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Padding bytes in each message body.
+    #[arg(long, default_value_t = 100)]
+    pub payload: usize,
+}
+
+/// `storm`.
+#[derive(Args, Clone, Debug)]
+pub struct StormArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    /// Connections opened as fast as the server takes them (held until the end).
+    #[arg(long, default_value_t = 5000)]
+    pub connections: usize,
+}
+
+/// `cluster`.
+#[derive(Args, Clone, Debug)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    /// The node with no interested connection (it holds `--idle-connections`).
+    #[arg(long)]
+    pub other_target: String,
+    /// Its process id.
+    #[arg(long)]
+    pub other_pid: Option<u32>,
+    /// The Redis server's process id, to report its CPU too.
+    #[arg(long)]
+    pub redis_pid: Option<u32>,
+    /// Subscribers of the busy room, on `--target`.
+    #[arg(long, default_value_t = 100)]
+    pub connections: usize,
+    /// Connections on the other node, none of them in the busy room.
+    #[arg(long, default_value_t = 1000)]
+    pub idle_connections: usize,
+    /// Seconds of a quiet window (no publishes) measured before the traffic, to show what the
+    /// nodes spend without it; defaults to `--duration`, 0 skips it.
+    #[arg(long)]
+    pub baseline_s: Option<f64>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub publish: PublishOpts,
+}
+
+/// `dispatch`.
+#[derive(Args, Clone, Debug)]
+pub struct DispatchArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    /// Keep-alive HTTP connections, one request in flight each.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+}
+
+/// `report`.
+#[derive(Args, Clone, Debug)]
+pub struct ReportArgs {
+    /// Directory of JSON reports (`*.json`).
+    pub dir: PathBuf,
+}

@@ -1,0 +1,73 @@
+//! `idle`: N authenticated connections that do nothing; the server's RSS growth per
+//! connection (VmRSS read before the first and after the last connection, once settled).
+
+use super::{Ctx, add_connected, check_bounds, connect_timeout, finish, merge_results};
+use crate::cli::IdleArgs;
+use crate::coord::Workers;
+use crate::error::Result;
+use crate::worker::{ConnSpec, Event};
+use serde_json::json;
+use std::time::Duration;
+
+/// Runs the scenario; true when it passed.
+pub async fn run(a: IdleArgs) -> Result<bool> {
+    check_bounds(a.connections, a.duration.max(0.001), 0.0, 0)?;
+    check_bounds(0, a.settle.max(0.001), 0.0, 0)?;
+    let ctx = Ctx::new(&a.common)?;
+    let n = a.connections;
+    eprintln!("idle: {n} tokens");
+    let tokens = ctx.tokens(ctx.addr, 0, n as u64).await?;
+    let conns = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, token)| ConnSpec {
+            addr: ctx.addr,
+            src: ctx.src(i),
+            token,
+            user: i as u64,
+            convs: Vec::new(),
+        })
+        .collect();
+    let mut w = Workers::spawn(ctx.plans(conns)).await?;
+    // Let the set-up's allocations settle before the baseline.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let before = ctx.probe.sample();
+    eprintln!("idle: connecting {n}");
+    w.command("connect").await?;
+    let connected = w
+        .collect("connections", connect_timeout(n), |ev| match ev {
+            Event::Connected {
+                ok,
+                failed,
+                elapsed_s,
+                first_error,
+            } => Some((ok, failed, elapsed_s, first_error)),
+            _ => None,
+        })
+        .await?;
+    tokio::time::sleep(Duration::from_secs_f64(a.settle)).await;
+    let usage = ctx.probe.usage_since(&before);
+    tokio::time::sleep(Duration::from_secs_f64(a.duration)).await;
+    let results = w.stop().await?;
+    let mut r = ctx.report(
+        "idle",
+        json!({"connections": n, "settle_s": a.settle, "hold_s": a.duration,
+               "workers": a.common.workers, "source_ips": ctx.srcs.len()}),
+    );
+    add_connected(&mut r, &connected);
+    r.elapsed_s = connected.iter().map(|c| c.2).fold(0.0, f64::max);
+    merge_results(&mut r, &results);
+    r.server = usage.map(|mut u| {
+        if r.connections > 0 {
+            u.rss_per_connection_bytes = Some(
+                (u.rss_after_kib as f64 - u.rss_before_kib as f64) * 1024.0 / r.connections as f64,
+            );
+        }
+        u.per_op(r.connections)
+    });
+    let mut hard = Vec::new();
+    if r.connections == 0 {
+        hard.push("no connection opened".into());
+    }
+    finish(&a.common, r, hard)
+}
