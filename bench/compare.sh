@@ -5,7 +5,7 @@
 # and a fresh Socket.IO process (the cluster scenario against two Switchboard nodes in cluster
 # mode and two Socket.IO processes with @socket.io/redis-adapter, on that Redis), and prints the
 # tables: every run, the ratios, the targets. Everything is stopped on exit; all load stays on
-# 127.0.0.x; a full run takes about 10 minutes on 2 cores.
+# 127.0.0.x; a full run takes about 5 minutes of scenarios once the release build is done.
 #
 #   bench/compare.sh                  # full run (the figures of docs/PERFORMANCE.md)
 #   QUICK=1 bench/compare.sh          # the same with small numbers (about 3 minutes)
@@ -77,15 +77,41 @@ next_srcs() {
   SRCS="127.$OCT.$RUN.1,127.$OCT.$RUN.2,127.$OCT.$RUN.3,127.$OCT.$RUN.4"
 }
 
+# Other heavy work on this 2-core machine (a cargo build, say) distorts every figure: wait for
+# it before starting, and note any that shows up during a run.
+others() {
+  ps -eo comm= | grep -cxE 'rustc|cargo|clippy-driver|cc1|cc1plus|ld|collect2' || true
+}
+QUIET_WAIT="${QUIET_WAIT:-600}"
+for _ in $(seq "$QUIET_WAIT"); do
+  [ "$(others)" = 0 ] && break
+  [ "${WARNED:-}" ] || { echo "== waiting (up to ${QUIET_WAIT} s) for other builds on this machine to end"; WARNED=1; }
+  sleep 1
+done
+
+# A watcher notes, every second, the run during which other builds were running.
+: >"$WORK/interference"
+(
+  while sleep 1; do
+    [ "$(others)" = 0 ] || echo "$(date +%T) $(cat "$WORK/current" 2>/dev/null)" >>"$WORK/interference"
+  done
+) &
+BENCH_PIDS+=("$!")
+
 # bench_run NAME SERVER_LABEL PROTOCOL URL PID SCENARIO ARGS...
 bench_run() {
   local name=$1 label=$2 proto=$3 url=$4 pid=$5 scenario=$6
   shift 6
   echo "== $scenario against $label"
+  echo "$name" >"$WORK/current"
   next_srcs
   "$BENCH" "$scenario" --protocol "$proto" --target "$url" --server-pid "$pid" \
     --label "$label" --workers "$WORKERS" --source-ips "$SRCS" \
     --json "$OUT/$name.json" "$@" 2>>"$WORK/bench.log" || echo "($scenario against $label reported failures; see $WORK/bench.log)"
+  echo "-" >"$WORK/current"
+  if grep -q " $name\$" "$WORK/interference"; then
+    echo "WARNING: other builds ran during $name; its figures are distorted" | tee -a "$OUT/machine.txt"
+  fi
 }
 
 # both SCENARIO ARGS...: the scenario against a fresh Switchboard node, then a fresh Socket.IO.

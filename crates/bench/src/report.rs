@@ -62,6 +62,10 @@ pub struct Report {
     /// length before the traffic (what it spends anyway: heartbeats, leases, timers).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub other_server_baseline: Option<Usage>,
+    /// Cluster, Switchboard: messages the node with no interested connection took from the bus
+    /// during the traffic (its `switchboard_bus_messages_received_total`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_bus_messages: Option<u64>,
     /// Cluster: the Redis server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<Usage>,
@@ -146,6 +150,9 @@ impl Report {
                 "idle node without traffic {:.3} CPU-s in {:.0} s",
                 o.cpu_s, o.wall_s
             ));
+        }
+        if let Some(n) = self.other_bus_messages {
+            parts.push(format!("idle node took {n} messages from the bus"));
         }
         if let Some(r) = &self.redis {
             parts.push(format!("redis {:.2} CPU-s", r.cpu_s));

@@ -8,8 +8,10 @@ use super::{Ctx, add_connected, check_bounds, connect_timeout, finish, merge_res
 use crate::cli::ClusterArgs;
 use crate::coord::{Workers, drain};
 use crate::error::{BenchError, Result};
+use crate::http::HttpConn;
 use crate::latency;
 use crate::procfs::Probe;
+use crate::proto::Protocol;
 use crate::worker::{ConnSpec, Event};
 use serde_json::json;
 use std::sync::Arc;
@@ -94,6 +96,7 @@ pub async fn run(a: ClusterArgs) -> Result<bool> {
         other_probe.sample(),
         redis_probe.sample(),
     );
+    let bus_before = bus_received(ctx.proto(), other).await;
     let since = tokio::time::Instant::now();
     w.command("run").await?;
     let published = publish(
@@ -120,6 +123,7 @@ pub async fn run(a: ClusterArgs) -> Result<bool> {
         other_probe.usage_since(&b_b),
         redis_probe.usage_since(&b_r),
     );
+    let bus_after = bus_received(ctx.proto(), other).await;
     let results = w.stop().await?;
     let mut r = ctx.report(
         "cluster",
@@ -148,9 +152,39 @@ pub async fn run(a: ClusterArgs) -> Result<bool> {
     r.other_server = u_b.map(|u| u.per_op(r.published));
     r.redis = u_r.map(|u| u.per_op(r.published));
     r.other_server_baseline = baseline;
+    if let (Some(b), Some(a)) = (bus_before, bus_after) {
+        let n = a.saturating_sub(b);
+        r.other_bus_messages = Some(n);
+        if n > 0 {
+            r.failures.push(format!(
+                "the node with no interested connection took {n} messages from the bus"
+            ));
+        }
+    }
     let mut hard = Vec::new();
     if r.deliveries == 0 {
         hard.push("nothing was delivered".into());
     }
     finish(&a.common, r, hard)
+}
+
+/// Switchboard only: the node's `switchboard_bus_messages_received_total` (messages it took from
+/// Redis), read from `/metrics`.
+async fn bus_received(proto: Protocol, addr: std::net::SocketAddr) -> Option<u64> {
+    if proto != Protocol::Switchboard {
+        return None;
+    }
+    let mut http = HttpConn::new(addr, None);
+    let resp = http
+        .request("GET", "/metrics", &[], b"")
+        .await
+        .ok()?
+        .ok()
+        .ok()?;
+    let text = String::from_utf8_lossy(&resp.body);
+    text.lines().find_map(|l| {
+        l.strip_prefix("switchboard_bus_messages_received_total ")
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+    })
 }
