@@ -12,6 +12,7 @@ mod error;
 mod reads;
 mod registry;
 mod schema;
+mod session_cache;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -22,6 +23,7 @@ use error::closed;
 use parking_lot::Mutex;
 use reads::ReadPool;
 use rusqlite::Connection;
+use session_cache::SessionCache;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
@@ -70,6 +72,7 @@ pub struct EmbeddedBackend {
     writer_alive: Arc<AtomicBool>,
     closed: AtomicBool,
     reads: Arc<ReadPool>,
+    sessions: SessionCache,
     connections: registry::Connections,
 }
 
@@ -107,7 +110,8 @@ impl EmbeddedBackend {
             writer: Mutex::new(Some(handle)),
             writer_alive,
             closed: AtomicBool::new(false),
-            reads: Arc::new(ReadPool::new(config.data_dir)),
+            reads: ReadPool::new(config.data_dir),
+            sessions: SessionCache::default(),
             connections: registry::Connections::default(),
         }))
     }
@@ -212,21 +216,36 @@ impl Store for EmbeddedBackend {
         token_hash: TokenHash,
         session: &AuthSession,
     ) -> Result<(), BackendError> {
-        let session = session.clone();
-        self.write(move |c| writes::create_session(c, &token_hash, &session))
-            .await
+        let stored = session.clone();
+        self.write(move |c| writes::create_session(c, &token_hash, &stored))
+            .await?;
+        self.sessions.created(token_hash, session.clone());
+        Ok(())
     }
 
     async fn session(&self, token_hash: TokenHash) -> Result<Option<AuthSession>, BackendError> {
-        self.read(move |c| reads::session(c, &token_hash)).await
+        if let Some(s) = self.sessions.get(&token_hash) {
+            self.check_open()?;
+            return Ok(Some(s));
+        }
+        let generation = self.sessions.generation();
+        let found = self.read(move |c| reads::session(c, &token_hash)).await?;
+        if let Some(s) = &found {
+            self.sessions.fill(token_hash, s.clone(), generation);
+        }
+        Ok(found)
     }
 
     async fn delete_session(
         &self,
         token_hash: TokenHash,
     ) -> Result<Option<AuthSession>, BackendError> {
-        self.write(move |c| writes::delete_session(c, &token_hash))
-            .await
+        let deleted = self
+            .write(move |c| writes::delete_session(c, &token_hash))
+            .await;
+        // Also on failure: a cached session must never outlive its row.
+        self.sessions.deleted(&token_hash);
+        deleted
     }
 
     async fn create_room(
@@ -373,6 +392,14 @@ impl Registry for EmbeddedBackend {
     async fn room_presence(&self, room_id: &str) -> Result<Vec<PresenceEntry>, BackendError> {
         self.check_open()?;
         Ok(self.connections.room_presence(room_id))
+    }
+}
+
+impl Drop for EmbeddedBackend {
+    /// Lets the reader threads exit even when the backend was never closed (tests, errors at
+    /// start). The writer thread ends by itself once its job channel is dropped.
+    fn drop(&mut self) {
+        self.reads.close();
     }
 }
 

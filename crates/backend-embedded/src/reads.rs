@@ -1,74 +1,124 @@
-//! Reads: a small pool of read-only connections, used from `spawn_blocking`, and the queries.
+//! Reads: a fixed set of reader threads, each with its own read-only connection, and the queries.
 //!
 //! WAL mode lets these read committed data while the writer writes. Because an append is answered
 //! only after its commit, a read that starts after an answer sees the message.
+//!
+//! Why dedicated threads and not `spawn_blocking`: under a connection storm hundreds of token
+//! lookups arrive at once; the blocking pool grew a thread per lookup, and each thread opened a
+//! fresh SQLite connection (and so re-compiled its statements) because only a few idle ones were
+//! kept. A handful of long-lived threads keep their connections and statement caches warm, and a
+//! queue absorbs the burst.
 
 use crate::error::{DbResultExt, closed};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use switchboard_core::backend::{
     AuthSession, BackendError, HistoryQuery, Room, TokenHash, User, UserCredentials, Visibility,
 };
 use switchboard_proto::{Conv, Message, MessageBody};
 
-/// Idle read connections kept open.
-const MAX_IDLE: usize = 8;
+/// Reader threads (and so read connections) per node.
+const READERS: usize = 4;
 
 /// The most messages one history read returns.
 pub(crate) const HISTORY_MAX_LIMIT: u32 = 500;
 
-/// Read-only connections, opened on demand and kept for reuse.
+/// One queued read: runs on a reader thread's connection (`None` when it could not be opened).
+type Job = Box<dyn FnOnce(Result<&Connection, BackendError>) + Send>;
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+/// The reader threads and their queue.
 pub(crate) struct ReadPool {
-    dir: PathBuf,
-    idle: Mutex<Vec<Connection>>,
-    closed: AtomicBool,
+    queue: Mutex<Queue>,
+    ready: Condvar,
 }
 
 impl ReadPool {
-    /// A pool over the database in `dir` (which the writer has already created).
-    pub(crate) fn new(dir: PathBuf) -> ReadPool {
-        ReadPool {
-            dir,
-            idle: Mutex::new(Vec::new()),
-            closed: AtomicBool::new(false),
+    /// Starts the reader threads over the database in `dir` (which the writer has already
+    /// created). Each opens its connection on its first job and keeps it.
+    pub(crate) fn new(dir: PathBuf) -> Arc<ReadPool> {
+        let pool = Arc::new(ReadPool {
+            queue: Mutex::new(Queue::default()),
+            ready: Condvar::new(),
+        });
+        for i in 0..READERS {
+            let (pool, dir) = (pool.clone(), dir.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("sb-sqlite-read-{i}"))
+                .spawn(move || pool.serve(&dir));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a SQLite reader thread");
+            }
+        }
+        pool
+    }
+
+    /// A reader thread's loop: take a job, run it, until closed and empty.
+    fn serve(&self, dir: &std::path::Path) {
+        let mut conn: Option<Connection> = None;
+        loop {
+            let job = {
+                let mut q = self.queue.lock();
+                loop {
+                    if let Some(job) = q.jobs.pop_front() {
+                        break job;
+                    }
+                    if q.closed {
+                        return;
+                    }
+                    self.ready.wait(&mut q);
+                }
+            };
+            if conn.is_none() {
+                match crate::schema::open_reader(dir) {
+                    Ok(c) => conn = Some(c),
+                    Err(e) => {
+                        job(Err(e));
+                        continue;
+                    }
+                }
+            }
+            if let Some(c) = &conn {
+                job(Ok(c));
+            }
         }
     }
 
-    /// Runs `f` on a read connection in a blocking task.
-    pub(crate) async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T, BackendError>
+    /// Runs `f` on a reader thread's connection.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, BackendError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, BackendError> + Send + 'static,
     {
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(closed());
-        }
-        let pool = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = match pool.idle.lock().pop() {
-                Some(c) => c,
-                None => crate::schema::open_reader(&pool.dir)?,
-            };
-            let r = f(&conn);
-            if r.is_ok() && !pool.closed.load(Ordering::SeqCst) {
-                let mut idle = pool.idle.lock();
-                if idle.len() < MAX_IDLE {
-                    idle.push(conn);
-                }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = tx.send(conn.and_then(f));
+        });
+        {
+            let mut q = self.queue.lock();
+            if q.closed {
+                return Err(closed());
             }
-            r
-        })
-        .await
-        .map_err(|e| BackendError::Internal(format!("read task failed: {e}")))?
+            q.jobs.push_back(job);
+        }
+        self.ready.notify_one();
+        rx.await
+            .map_err(|_| BackendError::Internal("a SQLite reader thread stopped".into()))?
     }
 
-    /// Refuses further reads and closes the idle connections.
+    /// Refuses further reads; the threads finish what is queued and exit, closing their
+    /// connections.
     pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        self.idle.lock().clear();
+        self.queue.lock().closed = true;
+        self.ready.notify_all();
     }
 }
 

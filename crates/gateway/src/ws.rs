@@ -1,7 +1,11 @@
 //! The WebSocket transport at `GET /v1/ws`.
 //!
-//! Buffers are tuned for memory per idle connection (see shared/DEPENDENCIES.md): a 4 KiB read
-//! buffer and no write buffer keep an idle connection near 6 KB instead of 137 KB. Frames up to
+//! Buffers are tuned (see shared/DEPENDENCIES.md and docs/PERFORMANCE.md). The read buffer is
+//! [`READ_BUFFER`] bytes: tungstenite keeps it for the connection's life and zero-fills it before
+//! every read attempt, so it is both per-connection memory and per-delivery work; client frames
+//! are small, and a larger one is read in several calls. Written frames collect in tungstenite's
+//! write buffer until the session flushes a batch (or [`WRITE_BATCH`] bytes are waiting), so a
+//! connection with several queued deliveries gets them in one `send()`. Frames up to
 //! `max_frame_bytes` are handed to the session; larger ones up to four times that are answered
 //! with `too_large` and the connection goes on; beyond that the socket is closed (1009).
 
@@ -20,6 +24,13 @@ use switchboard_core::session::run_session;
 use switchboard_core::transport::{Inbound, Transport, TransportError};
 use switchboard_core::{Error, auth::Principal};
 use switchboard_proto::ErrorCode;
+
+/// Bytes read from the socket per read call (tungstenite's `read_buffer_size`).
+pub const READ_BUFFER: usize = 512;
+
+/// Buffered outgoing bytes that force a write before the session's flush
+/// (tungstenite's `write_buffer_size`).
+pub const WRITE_BATCH: usize = 4096;
 
 /// WebSocket settings derived from the node's limits.
 #[derive(Debug, Clone, Copy)]
@@ -78,8 +89,8 @@ async fn upgrade(
     let cfg = WsConfig {
         max_frame_bytes: node.limits.max_frame_bytes,
     };
-    ws.read_buffer_size(4096)
-        .write_buffer_size(0)
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BATCH)
         .max_message_size(cfg.hard_limit())
         .max_frame_size(cfg.hard_limit())
         .on_upgrade(move |socket| {

@@ -1,0 +1,116 @@
+//! Auth sessions in memory, in front of the `sessions` table.
+//!
+//! Every connection looks its token up, so a reconnect storm is a storm of these reads. On this
+//! backend one process owns every write to the table, which makes an exact cache cheap: a session
+//! is cached when it is created (after its commit) or first read, and removed when it is deleted
+//! (after that commit). Expiry needs no bookkeeping: the entry carries `expires_at_ms`, which the
+//! caller checks as it would for a stored row.
+//!
+//! The one race is a read that began before a delete and fills the cache after it. A generation
+//! counter closes it: deletes bump it under the lock, and a fill is dropped when the generation
+//! moved since its read began.
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use switchboard_core::backend::{AuthSession, TokenHash};
+
+/// Sessions kept; past this an arbitrary entry is evicted per insertion (it is then read from
+/// SQLite again when used). About 150 bytes each.
+pub(crate) const MAX_CACHED_SESSIONS: usize = 200_000;
+
+#[derive(Default)]
+struct Inner {
+    map: HashMap<TokenHash, AuthSession>,
+    generation: u64,
+}
+
+/// The cache (see the module comment).
+#[derive(Default)]
+pub(crate) struct SessionCache {
+    inner: Mutex<Inner>,
+}
+
+impl SessionCache {
+    /// The cached session, if any.
+    pub(crate) fn get(&self, hash: &TokenHash) -> Option<AuthSession> {
+        self.inner.lock().map.get(hash).cloned()
+    }
+
+    /// To be read before a store read whose result may be given to [`SessionCache::fill`].
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner.lock().generation
+    }
+
+    /// Caches a session read from the store, unless a delete happened since `generation`.
+    pub(crate) fn fill(&self, hash: TokenHash, session: AuthSession, generation: u64) {
+        let mut inner = self.inner.lock();
+        if inner.generation == generation {
+            insert(&mut inner, hash, session);
+        }
+    }
+
+    /// Caches a session that was just committed.
+    pub(crate) fn created(&self, hash: TokenHash, session: AuthSession) {
+        insert(&mut self.inner.lock(), hash, session);
+    }
+
+    /// Forgets a session whose deletion was just committed.
+    pub(crate) fn deleted(&self, hash: &TokenHash) {
+        let mut inner = self.inner.lock();
+        inner.map.remove(hash);
+        inner.generation += 1;
+    }
+
+    /// Sessions cached now.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.inner.lock().map.len()
+    }
+}
+
+fn insert(inner: &mut Inner, hash: TokenHash, session: AuthSession) {
+    if inner.map.len() >= MAX_CACHED_SESSIONS
+        && !inner.map.contains_key(&hash)
+        && let Some(victim) = inner.map.keys().next().copied()
+    {
+        inner.map.remove(&victim);
+    }
+    inner.map.insert(hash, session);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: &str) -> AuthSession {
+        AuthSession {
+            session_id: id.into(),
+            user_id: "u".into(),
+            expires_at_ms: u64::MAX,
+        }
+    }
+
+    #[test]
+    fn a_fill_that_raced_a_delete_is_dropped() {
+        let cache = SessionCache::default();
+        let before = cache.generation();
+        // The read saw the row; the delete committed before the fill.
+        cache.deleted(&[1; 32]);
+        cache.fill([1; 32], session("s"), before);
+        assert!(cache.get(&[1; 32]).is_none());
+        // A read that began after the delete fills normally.
+        let after = cache.generation();
+        cache.fill([2; 32], session("t"), after);
+        assert_eq!(cache.get(&[2; 32]).map(|s| s.session_id), Some("t".into()));
+    }
+
+    #[test]
+    fn created_then_deleted_is_gone() {
+        let cache = SessionCache::default();
+        cache.created([3; 32], session("s"));
+        assert!(cache.get(&[3; 32]).is_some());
+        cache.deleted(&[3; 32]);
+        assert!(cache.get(&[3; 32]).is_none());
+        assert_eq!(cache.len(), 0);
+    }
+}
