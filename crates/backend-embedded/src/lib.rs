@@ -3,27 +3,28 @@
 //! - **Store and history**: one SQLite file, `<data_dir>/switchboard.db`, in WAL mode with
 //!   `synchronous=FULL`. Every write goes through one writer thread that commits whole batches at
 //!   once (group commit: one fsync for many messages), then publishes, then answers (see
-//!   the writer module). Reads use a small pool of read-only connections.
+//!   the writer module). Reads run on four reader threads, each with its own read-only connection;
+//!   auth sessions, users and rooms are answered from memory once known (the cache module).
 //! - **Bus**: in-process. Every stored message goes to the one [`BusSink`], in seq order; the hub
 //!   filters by subscription, so `subscribe` and `unsubscribe` have nothing to do.
 //! - **Registry**: in memory; a crash forgets it together with the connections it describes.
 
+mod cache;
 mod error;
 mod reads;
 mod registry;
 mod schema;
-mod session_cache;
 #[cfg(test)]
 mod tests;
 mod writer;
 mod writes;
 
 use async_trait::async_trait;
+use cache::{RecordCache, SessionCache};
 use error::closed;
 use parking_lot::Mutex;
 use reads::ReadPool;
 use rusqlite::Connection;
-use session_cache::SessionCache;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
@@ -73,6 +74,8 @@ pub struct EmbeddedBackend {
     closed: AtomicBool,
     reads: Arc<ReadPool>,
     sessions: SessionCache,
+    users: RecordCache<User>,
+    rooms: RecordCache<Room>,
     connections: registry::Connections,
 }
 
@@ -112,6 +115,8 @@ impl EmbeddedBackend {
             closed: AtomicBool::new(false),
             reads: ReadPool::new(config.data_dir),
             sessions: SessionCache::default(),
+            users: RecordCache::default(),
+            rooms: RecordCache::default(),
             connections: registry::Connections::default(),
         }))
     }
@@ -184,8 +189,11 @@ impl EmbeddedBackend {
 impl Store for EmbeddedBackend {
     async fn create_user(&self, username: &str, password_hash: &str) -> Result<User, BackendError> {
         let (username, hash) = (username.to_owned(), password_hash.to_owned());
-        self.write(move |c| writes::create_user(c, &username, &hash))
-            .await
+        let user = self
+            .write(move |c| writes::create_user(c, &username, &hash))
+            .await?;
+        self.users.put(&user.user_id, user.clone());
+        Ok(user)
     }
 
     async fn user_by_username(
@@ -198,8 +206,16 @@ impl Store for EmbeddedBackend {
     }
 
     async fn user(&self, user_id: &str) -> Result<Option<User>, BackendError> {
-        let user_id = user_id.to_owned();
-        self.read(move |c| reads::user(c, &user_id)).await
+        if let Some(u) = self.users.get(user_id) {
+            self.check_open()?;
+            return Ok(Some(u));
+        }
+        let id = user_id.to_owned();
+        let found = self.read(move |c| reads::user(c, &id)).await?;
+        if let Some(u) = &found {
+            self.users.put(user_id, u.clone());
+        }
+        Ok(found)
     }
 
     async fn ensure_user(&self, user_id: &str) -> Result<User, BackendError> {
@@ -207,8 +223,10 @@ impl Store for EmbeddedBackend {
         if let Some(user) = self.user(user_id).await? {
             return Ok(user);
         }
-        let user_id = user_id.to_owned();
-        self.write(move |c| writes::ensure_user(c, &user_id)).await
+        let id = user_id.to_owned();
+        let user = self.write(move |c| writes::ensure_user(c, &id)).await?;
+        self.users.put(user_id, user.clone());
+        Ok(user)
     }
 
     async fn create_session(
@@ -255,13 +273,24 @@ impl Store for EmbeddedBackend {
         owner: &str,
     ) -> Result<Room, BackendError> {
         let (name, owner) = (name.to_owned(), owner.to_owned());
-        self.write(move |c| writes::create_room(c, &name, visibility, &owner))
-            .await
+        let room = self
+            .write(move |c| writes::create_room(c, &name, visibility, &owner))
+            .await?;
+        self.rooms.put(&room.room_id, room.clone());
+        Ok(room)
     }
 
     async fn room(&self, room_id: &str) -> Result<Option<Room>, BackendError> {
-        let room_id = room_id.to_owned();
-        self.read(move |c| reads::room(c, &room_id)).await
+        if let Some(r) = self.rooms.get(room_id) {
+            self.check_open()?;
+            return Ok(Some(r));
+        }
+        let id = room_id.to_owned();
+        let found = self.read(move |c| reads::room(c, &id)).await?;
+        if let Some(r) = &found {
+            self.rooms.put(room_id, r.clone());
+        }
+        Ok(found)
     }
 
     async fn rooms_visible_to(&self, user_id: &str) -> Result<Vec<Room>, BackendError> {

@@ -19,6 +19,10 @@ pub(crate) const DB_FILE: &str = "switchboard.db";
 /// locks that readers can meet in WAL mode).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Prepared statements kept per connection: more than the writer and the readers use, so none is
+/// ever evicted and compiled again (rusqlite keeps 16 by default).
+const STATEMENT_CACHE: usize = 64;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -96,6 +100,7 @@ pub(crate) fn open_writer(dir: &Path) -> Result<(Connection, String), BackendErr
     let mut conn = Connection::open(&path).ctx("opening the database")?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .ctx("setting busy_timeout")?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     let mode: String = conn
         .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
         .ctx("enabling WAL")?;
@@ -104,8 +109,14 @@ pub(crate) fn open_writer(dir: &Path) -> Result<(Connection, String), BackendErr
             "the database refused WAL mode (journal_mode={mode})"
         )));
     }
-    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")
-        .ctx("setting pragmas")?;
+    // A checkpoint copies each page changed since the last one back into the database file, once.
+    // Hot pages (conversation heads, index tails, busy conversations' leaves) change in nearly
+    // every commit, so checkpointing every 4,000 pages (16 MiB of WAL) instead of SQLite's 1,000
+    // copies each of them a quarter as often.
+    conn.execute_batch(
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint=4000;",
+    )
+    .ctx("setting pragmas")?;
 
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -156,5 +167,6 @@ pub(crate) fn open_reader(dir: &Path) -> Result<Connection, BackendError> {
     .ctx("opening a read connection")?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .ctx("setting busy_timeout")?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }

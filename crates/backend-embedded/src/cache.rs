@@ -1,22 +1,28 @@
-//! Auth sessions in memory, in front of the `sessions` table.
+//! In-memory caches in front of SQLite reads that every connection or publish makes.
 //!
-//! Every connection looks its token up, so a reconnect storm is a storm of these reads. On this
-//! backend one process owns every write to the table, which makes an exact cache cheap: a session
-//! is cached when it is created (after its commit) or first read, and removed when it is deleted
-//! (after that commit). Expiry needs no bookkeeping: the entry carries `expires_at_ms`, which the
-//! caller checks as it would for a stored row.
+//! On this backend one process owns every write to the database, which makes exact caches cheap.
 //!
-//! The one race is a read that began before a delete and fills the cache after it. A generation
-//! counter closes it: deletes bump it under the lock, and a fill is dropped when the generation
-//! moved since its read began.
+//! **Auth sessions** ([`SessionCache`]). Every connection looks its token up, so a reconnect storm
+//! is a storm of these reads. A session is cached when it is created (after its commit) or first
+//! read, and removed when it is deleted (after that commit). Expiry needs no bookkeeping: the entry
+//! carries `expires_at_ms`, which the caller checks as it would for a stored row. The one race is
+//! a read that began before a delete and fills the cache after it. A generation counter closes it:
+//! deletes bump it under the lock, and a fill is dropped when the generation moved since its read
+//! began.
+//!
+//! **Users and rooms** ([`RecordCache`]). Neither is ever changed or deleted once created, so a
+//! record read (or created) once can be answered from memory; absence is never cached. Every
+//! direct message checks its recipient, every room publish reads its room.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Arc;
 use switchboard_core::backend::{AuthSession, TokenHash};
 
-/// Sessions kept; past this an arbitrary entry is evicted per insertion (it is then read from
-/// SQLite again when used). About 150 bytes each.
-pub(crate) const MAX_CACHED_SESSIONS: usize = 200_000;
+/// Entries kept per cache; past this an arbitrary entry is evicted per insertion (it is then
+/// read from SQLite again when used). About 150 bytes each.
+pub(crate) const MAX_CACHED: usize = 200_000;
 
 #[derive(Default)]
 struct Inner {
@@ -24,7 +30,7 @@ struct Inner {
     generation: u64,
 }
 
-/// The cache (see the module comment).
+/// Auth sessions by token hash (see the module comment).
 #[derive(Default)]
 pub(crate) struct SessionCache {
     inner: Mutex<Inner>,
@@ -69,13 +75,42 @@ impl SessionCache {
 }
 
 fn insert(inner: &mut Inner, hash: TokenHash, session: AuthSession) {
-    if inner.map.len() >= MAX_CACHED_SESSIONS
-        && !inner.map.contains_key(&hash)
-        && let Some(victim) = inner.map.keys().next().copied()
+    bounded_insert(&mut inner.map, hash, session);
+}
+
+fn bounded_insert<K: Eq + Hash + Clone, V>(map: &mut HashMap<K, V>, key: K, value: V) {
+    if map.len() >= MAX_CACHED
+        && !map.contains_key(&key)
+        && let Some(victim) = map.keys().next().cloned()
     {
-        inner.map.remove(&victim);
+        map.remove(&victim);
     }
-    inner.map.insert(hash, session);
+    map.insert(key, value);
+}
+
+/// Immutable records (users, rooms) by id (see the module comment).
+pub(crate) struct RecordCache<V> {
+    map: Mutex<HashMap<Arc<str>, V>>,
+}
+
+impl<V> Default for RecordCache<V> {
+    fn default() -> Self {
+        RecordCache {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<V: Clone> RecordCache<V> {
+    /// The cached record, if any.
+    pub(crate) fn get(&self, id: &str) -> Option<V> {
+        self.map.lock().get(id).cloned()
+    }
+
+    /// Caches a record that exists (read, or created and committed).
+    pub(crate) fn put(&self, id: &str, record: V) {
+        bounded_insert(&mut self.map.lock(), Arc::from(id), record);
+    }
 }
 
 #[cfg(test)]
@@ -102,6 +137,19 @@ mod tests {
         let after = cache.generation();
         cache.fill([2; 32], session("t"), after);
         assert_eq!(cache.get(&[2; 32]).map(|s| s.session_id), Some("t".into()));
+    }
+
+    #[test]
+    fn records_are_bounded() {
+        let cache = RecordCache::default();
+        for i in 0..MAX_CACHED + 10 {
+            cache.put(&i.to_string(), i);
+        }
+        assert_eq!(cache.map.lock().len(), MAX_CACHED);
+        assert_eq!(
+            cache.get(&(MAX_CACHED + 9).to_string()),
+            Some(MAX_CACHED + 9)
+        );
     }
 
     #[test]
