@@ -5,14 +5,17 @@
 //!   once (group commit: one fsync for many messages), then publishes, then answers (see
 //!   the writer module). Reads run on four reader threads, each with its own read-only connection;
 //!   auth sessions, users and rooms are answered from memory once known (the cache module).
-//! - **Bus**: in-process. Every stored message goes to the one [`BusSink`], in seq order; the hub
-//!   filters by subscription, so `subscribe` and `unsubscribe` have nothing to do.
+//! - **Bus**: in-process. Every stored message goes to the one [`BusSink`], in seq order, through
+//!   a bounded queue to one tokio task (the relay module), so a large fan-out does not hold up the
+//!   next commit; control events take the same queue. The hub filters by subscription, so
+//!   `subscribe` and `unsubscribe` have nothing to do.
 //! - **Registry**: in memory; a crash forgets it together with the connections it describes.
 
 mod cache;
 mod error;
 mod reads;
 mod registry;
+mod relay;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -67,7 +70,7 @@ impl EmbeddedConfig {
 /// The embedded backend: implements [`Store`], [`Broker`], [`Registry`] and [`Lifecycle`].
 pub struct EmbeddedBackend {
     epoch: String,
-    sink: Arc<dyn BusSink>,
+    bus: Arc<relay::Relay>,
     jobs: mpsc::Sender<Job>,
     writer: Mutex<Option<JoinHandle<()>>>,
     writer_alive: Arc<AtomicBool>,
@@ -93,11 +96,12 @@ impl EmbeddedBackend {
             history_max_age_ms: config.history_max_age_ms,
             max_batch: config.max_batch,
         };
-        let writer = Writer::new(conn, rx, sink.clone(), limits)?;
+        let bus = relay::Relay::start(sink);
+        let writer = Writer::new(conn, rx, bus.clone(), limits)?;
         let writer_alive = Arc::new(AtomicBool::new(true));
         let alive = writer_alive.clone();
-        // The sink is called on the writer thread; give it the caller's runtime context so that a
-        // sink may use tokio (spawn, channels) there.
+        // The writer hands committed messages to the bus (relay module), whose queue needs the
+        // caller's runtime context on the writer thread.
         let runtime = tokio::runtime::Handle::try_current().ok();
         let handle = std::thread::Builder::new()
             .name("sb-sqlite-writer".into())
@@ -108,7 +112,7 @@ impl EmbeddedBackend {
             .map_err(|e| BackendError::Internal(format!("starting the writer thread: {e}")))?;
         Ok(Arc::new(EmbeddedBackend {
             epoch,
-            sink,
+            bus,
             jobs,
             writer: Mutex::new(Some(handle)),
             writer_alive,
@@ -374,7 +378,7 @@ impl Broker for EmbeddedBackend {
 
     async fn broadcast(&self, event: ControlEvent) -> Result<(), BackendError> {
         self.check_open()?;
-        self.sink.control(event);
+        self.bus.control(event).await;
         Ok(())
     }
 }

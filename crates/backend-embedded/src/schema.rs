@@ -109,14 +109,8 @@ pub(crate) fn open_writer(dir: &Path) -> Result<(Connection, String), BackendErr
             "the database refused WAL mode (journal_mode={mode})"
         )));
     }
-    // A checkpoint copies each page changed since the last one back into the database file, once.
-    // Hot pages (conversation heads, index tails, busy conversations' leaves) change in nearly
-    // every commit, so checkpointing every 4,000 pages (16 MiB of WAL) instead of SQLite's 1,000
-    // copies each of them a quarter as often.
-    conn.execute_batch(
-        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint=4000;",
-    )
-    .ctx("setting pragmas")?;
+    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")
+        .ctx("setting pragmas")?;
 
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
