@@ -156,16 +156,7 @@ pub async fn publish_room(
     JsonBody(m): JsonBody<NewMessage>,
 ) -> ApiResult {
     let conv = conv_of(Conv::parse(&format!("room:{room_id}")))?;
-    let r = s
-        .node
-        .publish(
-            Publisher::User(&a.principal.user_id),
-            conv,
-            m.body,
-            m.client_msg_id,
-        )
-        .await?;
-    Ok(created(json!(r)))
+    publish_as_user(&s, &a, conv, m).await
 }
 
 /// `POST /v1/users/{user_id}/messages`: a direct message.
@@ -176,6 +167,11 @@ pub async fn send_direct(
     JsonBody(m): JsonBody<NewMessage>,
 ) -> ApiResult {
     let conv = conv_of(Conv::parse(&format!("user:{user_id}")))?;
+    publish_as_user(&s, &a, conv, m).await
+}
+
+/// Publishes `m` into `conv` as the authenticated user; `201` with the receipt.
+async fn publish_as_user(s: &AppState, a: &Authed, conv: Conv, m: NewMessage) -> ApiResult {
     let r = s
         .node
         .publish(

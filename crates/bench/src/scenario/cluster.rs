@@ -4,7 +4,7 @@
 //! routing it should not see the traffic at all; with a broadcast adapter it decodes every
 //! message.
 
-use super::{Ctx, add_connected, check_bounds, connect_timeout, finish, merge_results, publish};
+use super::{Ctx, add_connected, check_bounds, connect_all, finish, merge_results, publish};
 use crate::cli::ClusterArgs;
 use crate::coord::{Workers, drain};
 use crate::error::{BenchError, Result};
@@ -12,7 +12,7 @@ use crate::http::HttpConn;
 use crate::latency;
 use crate::procfs::Probe;
 use crate::proto::Protocol;
-use crate::worker::{ConnSpec, Event};
+use crate::worker::ConnSpec;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,18 +63,7 @@ pub async fn run(a: ClusterArgs) -> Result<bool> {
         });
     }
     let mut w = Workers::spawn(ctx.plans(conns)).await?;
-    w.command("connect").await?;
-    let connected = w
-        .collect("connections", connect_timeout(n + m), |ev| match ev {
-            Event::Connected {
-                ok,
-                failed,
-                elapsed_s,
-                first_error,
-            } => Some((ok, failed, elapsed_s, first_error)),
-            _ => None,
-        })
-        .await?;
+    let connected = connect_all(&mut w, n + m).await?;
     // Let connection-time work (registrations, presence) finish before measuring.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let other_probe = Probe { pid: a.other_pid };

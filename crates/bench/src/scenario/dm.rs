@@ -4,11 +4,11 @@
 //! message on its personal stream (counted as `echoes`, not as deliveries, but its cost is in
 //! the server's CPU).
 
-use super::{Ctx, add_connected, check_bounds, connect_timeout, finish, merge_results};
+use super::{Ctx, add_connected, check_bounds, connect_all, finish, merge_results, plain_conns};
 use crate::cli::DmArgs;
 use crate::coord::{Workers, drain};
 use crate::error::{BenchError, Result};
-use crate::worker::{ConnSpec, DmPlan, Event};
+use crate::worker::{DmPlan, Event};
 use serde_json::json;
 use std::time::Duration;
 
@@ -24,17 +24,7 @@ pub async fn run(a: DmArgs) -> Result<bool> {
     let n = a.connections;
     eprintln!("dm: {n} tokens");
     let tokens = ctx.tokens(ctx.addr, 0, n as u64).await?;
-    let conns = tokens
-        .into_iter()
-        .enumerate()
-        .map(|(i, token)| ConnSpec {
-            addr: ctx.addr,
-            src: ctx.src(i),
-            token,
-            user: i as u64,
-            convs: Vec::new(),
-        })
-        .collect();
+    let conns = plain_conns(&ctx, tokens);
     let mut plans = ctx.plans(conns);
     let workers = plans.len() as f64;
     for p in &mut plans {
@@ -48,18 +38,7 @@ pub async fn run(a: DmArgs) -> Result<bool> {
     }
     let mut w = Workers::spawn(plans).await?;
     eprintln!("dm: connecting {n}");
-    w.command("connect").await?;
-    let connected = w
-        .collect("connections", connect_timeout(n), |ev| match ev {
-            Event::Connected {
-                ok,
-                failed,
-                elapsed_s,
-                first_error,
-            } => Some((ok, failed, elapsed_s, first_error)),
-            _ => None,
-        })
-        .await?;
+    let connected = connect_all(&mut w, n).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     eprintln!("dm: sending {}/s for {} s", a.rate, a.duration);
     let before = ctx.probe.sample();

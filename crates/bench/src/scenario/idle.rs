@@ -1,11 +1,10 @@
 //! `idle`: N authenticated connections that do nothing; the server's RSS growth per
 //! connection (VmRSS read before the first and after the last connection, once settled).
 
-use super::{Ctx, add_connected, check_bounds, connect_timeout, finish, merge_results};
+use super::{Ctx, add_connected, check_bounds, connect_all, finish, merge_results, plain_conns};
 use crate::cli::IdleArgs;
 use crate::coord::Workers;
 use crate::error::Result;
-use crate::worker::{ConnSpec, Event};
 use serde_json::json;
 use std::time::Duration;
 
@@ -17,34 +16,13 @@ pub async fn run(a: IdleArgs) -> Result<bool> {
     let n = a.connections;
     eprintln!("idle: {n} tokens");
     let tokens = ctx.tokens(ctx.addr, 0, n as u64).await?;
-    let conns = tokens
-        .into_iter()
-        .enumerate()
-        .map(|(i, token)| ConnSpec {
-            addr: ctx.addr,
-            src: ctx.src(i),
-            token,
-            user: i as u64,
-            convs: Vec::new(),
-        })
-        .collect();
+    let conns = plain_conns(&ctx, tokens);
     let mut w = Workers::spawn(ctx.plans(conns)).await?;
     // Let the set-up's allocations settle before the baseline.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let before = ctx.probe.sample();
     eprintln!("idle: connecting {n}");
-    w.command("connect").await?;
-    let connected = w
-        .collect("connections", connect_timeout(n), |ev| match ev {
-            Event::Connected {
-                ok,
-                failed,
-                elapsed_s,
-                first_error,
-            } => Some((ok, failed, elapsed_s, first_error)),
-            _ => None,
-        })
-        .await?;
+    let connected = connect_all(&mut w, n).await?;
     tokio::time::sleep(Duration::from_secs_f64(a.settle)).await;
     let usage = ctx.probe.usage_since(&before);
     tokio::time::sleep(Duration::from_secs_f64(a.duration)).await;

@@ -12,13 +12,14 @@ pub mod storm;
 use crate::cli::{
     Common, Format, MAX_CONNECTIONS, MAX_DURATION_S, MAX_PAYLOAD, MAX_RATE, MAX_WORKERS,
 };
+use crate::coord::Workers;
 use crate::error::{BenchError, Result};
 use crate::http::HttpConn;
 use crate::latency::{self, Encoded};
 use crate::procfs::Probe;
 use crate::proto::{self, Protocol};
 use crate::report::{self, Report};
-use crate::worker::{ConnSpec, Plan, WorkerResult};
+use crate::worker::{ConnSpec, Event, Plan, WorkerResult};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -217,6 +218,39 @@ pub fn check_bounds(connections: usize, duration_s: f64, rate: f64, payload: usi
 /// How long to wait for a worker phase that opens `n` connections.
 pub fn connect_timeout(n: usize) -> Duration {
     Duration::from_secs(60 + (n as u64) / 200)
+}
+
+/// Per worker after `connect`: connections made, failed, seconds taken, the first error.
+pub type Connected = Vec<(usize, usize, f64, Option<String>)>;
+
+/// Tells the workers to open their connections and waits for all `n` to be made or to fail.
+pub async fn connect_all(w: &mut Workers, n: usize) -> Result<Connected> {
+    w.command("connect").await?;
+    w.collect("connections", connect_timeout(n), |ev| match ev {
+        Event::Connected {
+            ok,
+            failed,
+            elapsed_s,
+            first_error,
+        } => Some((ok, failed, elapsed_s, first_error)),
+        _ => None,
+    })
+    .await
+}
+
+/// One connection per token (user `i` for token `i`), subscribed to nothing.
+pub fn plain_conns(ctx: &Ctx, tokens: Vec<String>) -> Vec<ConnSpec> {
+    tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, token)| ConnSpec {
+            addr: ctx.addr,
+            src: ctx.src(i),
+            token,
+            user: i as u64,
+            convs: Vec::new(),
+        })
+        .collect()
 }
 
 /// What the publisher did.

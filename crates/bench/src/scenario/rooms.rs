@@ -3,12 +3,12 @@
 //! deliveries and the publish-to-delivery latency; the server's CPU over the window gives the
 //! CPU time per delivery.
 
-use super::{Ctx, add_connected, check_bounds, connect_timeout, finish, merge_results, publish};
+use super::{Ctx, add_connected, check_bounds, connect_all, finish, merge_results, publish};
 use crate::cli::{FanoutArgs, PublishOpts, RoomsArgs};
 use crate::coord::{Workers, drain};
 use crate::error::{BenchError, Result};
 use crate::latency;
-use crate::worker::{ConnSpec, Event};
+use crate::worker::ConnSpec;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,18 +70,7 @@ async fn run(
         .collect();
     let mut w = Workers::spawn(ctx.plans(conns)).await?;
     eprintln!("{scenario}: connecting {n}");
-    w.command("connect").await?;
-    let connected = w
-        .collect("connections", connect_timeout(n), |ev| match ev {
-            Event::Connected {
-                ok,
-                failed,
-                elapsed_s,
-                first_error,
-            } => Some((ok, failed, elapsed_s, first_error)),
-            _ => None,
-        })
-        .await?;
+    let connected = connect_all(&mut w, n).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     eprintln!("{scenario}: publishing {rate}/s for {} s", p.duration);
     let before = ctx.probe.sample();

@@ -1,11 +1,10 @@
 //! `storm`: N authenticated connections opened as fast as the server takes them (tokens are
 //! made beforehand and not timed); new connections per second, server CPU per connection.
 
-use super::{Ctx, add_connected, check_bounds, connect_timeout, finish, merge_results};
+use super::{Ctx, add_connected, check_bounds, connect_all, finish, merge_results, plain_conns};
 use crate::cli::StormArgs;
 use crate::coord::Workers;
 use crate::error::Result;
-use crate::worker::{ConnSpec, Event};
 use serde_json::json;
 use std::time::Duration;
 
@@ -16,33 +15,12 @@ pub async fn run(a: StormArgs) -> Result<bool> {
     let n = a.connections;
     eprintln!("storm: {n} tokens");
     let tokens = ctx.tokens(ctx.addr, 0, n as u64).await?;
-    let conns = tokens
-        .into_iter()
-        .enumerate()
-        .map(|(i, token)| ConnSpec {
-            addr: ctx.addr,
-            src: ctx.src(i),
-            token,
-            user: i as u64,
-            convs: Vec::new(),
-        })
-        .collect();
+    let conns = plain_conns(&ctx, tokens);
     let mut w = Workers::spawn(ctx.plans(conns)).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = ctx.probe.sample();
     eprintln!("storm: connecting {n}");
-    w.command("connect").await?;
-    let connected = w
-        .collect("connections", connect_timeout(n), |ev| match ev {
-            Event::Connected {
-                ok,
-                failed,
-                elapsed_s,
-                first_error,
-            } => Some((ok, failed, elapsed_s, first_error)),
-            _ => None,
-        })
-        .await?;
+    let connected = connect_all(&mut w, n).await?;
     let usage = ctx.probe.usage_since(&before);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let results = w.stop().await?;
