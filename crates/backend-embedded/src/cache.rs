@@ -10,15 +10,25 @@
 //! deletes bump it under the lock, and a fill is dropped when the generation moved since its read
 //! began.
 //!
+//! **Conversations with stored messages** ([`StoredConvs`]). Every connection reads the position
+//! of its own stream, and most users' streams are empty: a conversation not in this set has
+//! head 0 and nothing stored, which needs no read. The set is loaded from the `convs` table at
+//! open, and the writer adds a conversation *before* committing its first message, so a reader
+//! that does not find it cannot have missed a commit. It never shrinks (a trimmed conversation
+//! keeps its head). One entry per conversation that ever had a message.
+//!
 //! **Users and rooms** ([`RecordCache`]). Neither is ever changed or deleted once created, so a
 //! record read (or created) once can be answered from memory; absence is never cached. Every
 //! direct message checks its recipient, every room publish reads its room.
 
-use parking_lot::Mutex;
-use std::collections::HashMap;
+use crate::error::DbResultExt;
+use parking_lot::{Mutex, RwLock};
+use rusqlite::Connection;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::Arc;
-use switchboard_core::backend::{AuthSession, TokenHash};
+use switchboard_core::backend::{AuthSession, BackendError, TokenHash};
+use switchboard_proto::Conv;
 
 /// Entries kept per cache; past this an arbitrary entry is evicted per insertion (it is then
 /// read from SQLite again when used). About 150 bytes each.
@@ -88,6 +98,58 @@ fn bounded_insert<K: Eq + Hash + Clone, V>(map: &mut HashMap<K, V>, key: K, valu
     map.insert(key, value);
 }
 
+/// Conversations that have ever had a message (see the module comment).
+pub(crate) struct StoredConvs {
+    set: RwLock<HashSet<Conv>>,
+}
+
+impl StoredConvs {
+    /// Every conversation of the `convs` table.
+    pub(crate) fn load(conn: &Connection) -> Result<StoredConvs, BackendError> {
+        let mut set = HashSet::new();
+        let mut stmt = conn
+            .prepare("SELECT conv FROM convs")
+            .ctx("reading conversations")?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .ctx("reading conversations")?;
+        for name in rows {
+            let name = name.ctx("reading a conversation")?;
+            match Conv::parse(&name) {
+                Some(conv) => {
+                    set.insert(conv);
+                }
+                None => tracing::warn!(conv = %name, "stored conversation with an invalid name"),
+            }
+        }
+        Ok(StoredConvs {
+            set: RwLock::new(set),
+        })
+    }
+
+    /// False when `conv` certainly has no message stored and a head of 0.
+    pub(crate) fn may_have_messages(&self, conv: &Conv) -> bool {
+        self.set.read().contains(conv)
+    }
+
+    /// Called by the writer before committing messages of `convs`.
+    pub(crate) fn add<'a>(&self, convs: impl Iterator<Item = &'a Conv>) {
+        let fresh: Vec<Conv> = {
+            let set = self.set.read();
+            convs.filter(|c| !set.contains(*c)).cloned().collect()
+        };
+        if !fresh.is_empty() {
+            self.set.write().extend(fresh);
+        }
+    }
+
+    /// Conversations in the set.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.set.read().len()
+    }
+}
+
 /// Immutable records (users, rooms) by id (see the module comment).
 pub(crate) struct RecordCache<V> {
     map: Mutex<HashMap<Arc<str>, V>>,
@@ -137,6 +199,23 @@ mod tests {
         let after = cache.generation();
         cache.fill([2; 32], session("t"), after);
         assert_eq!(cache.get(&[2; 32]).map(|s| s.session_id), Some("t".into()));
+    }
+
+    #[test]
+    fn stored_convs_load_and_grow() {
+        let conn = Connection::open_in_memory().expect("sqlite");
+        conn.execute_batch(
+            "CREATE TABLE convs (conv TEXT PRIMARY KEY, head INTEGER NOT NULL);
+             INSERT INTO convs VALUES ('room:a', 3), ('user:u1', 1);",
+        )
+        .expect("schema");
+        let stored = StoredConvs::load(&conn).expect("load");
+        assert!(stored.may_have_messages(&Conv::room("a")));
+        assert!(stored.may_have_messages(&Conv::user("u1")));
+        assert!(!stored.may_have_messages(&Conv::room("b")));
+        stored.add([Conv::room("b"), Conv::room("a")].iter());
+        assert!(stored.may_have_messages(&Conv::room("b")));
+        assert_eq!(stored.len(), 3);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!   `synchronous=FULL`. Every write goes through one writer thread that commits whole batches at
 //!   once (group commit: one fsync for many messages), then publishes, then answers (see
 //!   the writer module). Reads run on four reader threads, each with its own read-only connection;
-//!   auth sessions, users and rooms are answered from memory once known (the cache module).
+//!   auth sessions, users and rooms are answered from memory once known, and the position of a
+//!   conversation that never had a message needs no read (the cache module).
 //! - **Bus**: in-process. Every stored message goes to the one [`BusSink`], in seq order, through
 //!   a bounded queue to one tokio task (the relay module), so a large fan-out does not hold up the
 //!   next commit; control events take the same queue. The hub filters by subscription, so
@@ -23,7 +24,7 @@ mod writer;
 mod writes;
 
 use async_trait::async_trait;
-use cache::{RecordCache, SessionCache};
+use cache::{RecordCache, SessionCache, StoredConvs};
 use error::closed;
 use parking_lot::Mutex;
 use reads::ReadPool;
@@ -79,6 +80,7 @@ pub struct EmbeddedBackend {
     sessions: SessionCache,
     users: RecordCache<User>,
     rooms: RecordCache<Room>,
+    stored: Arc<StoredConvs>,
     connections: registry::Connections,
 }
 
@@ -97,7 +99,8 @@ impl EmbeddedBackend {
             max_batch: config.max_batch,
         };
         let bus = relay::Relay::start(sink);
-        let writer = Writer::new(conn, rx, bus.clone(), limits)?;
+        let stored = Arc::new(StoredConvs::load(&conn)?);
+        let writer = Writer::new(conn, rx, bus.clone(), limits)?.with_stored(stored.clone());
         let writer_alive = Arc::new(AtomicBool::new(true));
         let alive = writer_alive.clone();
         // The writer hands committed messages to the bus (relay module), whose queue needs the
@@ -121,6 +124,7 @@ impl EmbeddedBackend {
             sessions: SessionCache::default(),
             users: RecordCache::default(),
             rooms: RecordCache::default(),
+            stored,
             connections: registry::Connections::default(),
         }))
     }
@@ -359,8 +363,14 @@ impl Broker for EmbeddedBackend {
     }
 
     async fn position(&self, conv: &Conv) -> Result<Position, BackendError> {
-        let conv_owned = conv.clone();
-        let (head_seq, oldest) = self.read(move |c| reads::position(c, &conv_owned)).await?;
+        let (head_seq, oldest) = if self.stored.may_have_messages(conv) {
+            let conv_owned = conv.clone();
+            self.read(move |c| reads::position(c, &conv_owned)).await?
+        } else {
+            // Never had a message (most users' own streams): nothing to read.
+            self.check_open()?;
+            (0, None)
+        };
         Ok(Position {
             epoch: self.epoch.clone(),
             head_seq,

@@ -7,6 +7,7 @@
 //! the jobs. So an `append` returns once its message is durable, and publication order is seq
 //! order, because one thread assigns the seqs, commits and publishes.
 
+use crate::cache::StoredConvs;
 use crate::error::{DbResultExt, internal, now_ms};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::collections::HashMap;
@@ -170,6 +171,8 @@ pub(crate) struct Writer {
     sink: Arc<dyn BusSink>,
     limits: WriterLimits,
     seq: Sequencer,
+    /// Told of every conversation before its messages are committed (see the cache module).
+    stored: Option<Arc<StoredConvs>>,
 }
 
 impl Writer {
@@ -197,7 +200,14 @@ impl Writer {
                 heads: HashMap::new(),
                 last_ts: u64::try_from(last_ts).unwrap_or(0),
             },
+            stored: None,
         })
+    }
+
+    /// Keeps `stored` complete: conversations are added before their messages are committed.
+    pub(crate) fn with_stored(mut self, stored: Arc<StoredConvs>) -> Writer {
+        self.stored = Some(stored);
+        self
     }
 
     /// The thread's body: runs until closed or until every sender is gone.
@@ -291,6 +301,11 @@ impl Writer {
                         }
                         Job::Close { reply } => close = Some(reply),
                     }
+                }
+                // Before the commit: a reader must never find the messages stored and the
+                // conversation missing from the set.
+                if let Some(stored) = &self.stored {
+                    stored.add(overlay.keys());
                 }
                 finish_heads(&tx, &overlay, self.limits.history_max_messages)
                     .and_then(|()| tx.commit().ctx("committing"))
