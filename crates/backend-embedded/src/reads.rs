@@ -87,7 +87,13 @@ impl ReadPool {
                 }
             }
             if let Some(c) = &conn {
-                job(Ok(c));
+                // A panicking job must not take the thread with it: the pool has no spare. Its
+                // caller sees the reply dropped (an error); the connection is reopened.
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(c))));
+                if ran.is_err() {
+                    tracing::error!("a SQLite read panicked; reopening its connection");
+                    conn = None;
+                }
             }
         }
     }
@@ -387,5 +393,38 @@ impl RawMessage {
             client_msg_id: self.client_msg_id,
             body,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More panicking reads than there are threads: each fails alone, and reads go on.
+    #[tokio::test]
+    async fn a_panicking_read_fails_alone_and_the_pool_goes_on() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let _writer = crate::schema::open_writer(dir.path()).expect("database");
+        let pool = ReadPool::new(dir.path().to_path_buf());
+        // Without the guard the threads die and later reads wait forever: bound every wait.
+        let limit = std::time::Duration::from_secs(10);
+        for _ in 0..READERS * 2 {
+            let r: Result<(), BackendError> = tokio::time::timeout(
+                limit,
+                pool.run(|_| -> Result<(), BackendError> { panic!("a bug in a read") }),
+            )
+            .await
+            .expect("the read was answered");
+            assert!(r.is_err(), "the panicking read reports an error");
+        }
+        let one: i64 = tokio::time::timeout(
+            limit,
+            pool.run(|c| c.query_row("SELECT 1", [], |r| r.get(0)).ctx("select")),
+        )
+        .await
+        .expect("the read was answered")
+        .expect("a read after the panics");
+        assert_eq!(one, 1);
+        pool.close();
     }
 }
