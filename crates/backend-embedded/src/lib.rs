@@ -77,7 +77,7 @@ pub struct EmbeddedBackend {
     writer_alive: Arc<AtomicBool>,
     closed: AtomicBool,
     reads: Arc<ReadPool>,
-    sessions: SessionCache,
+    sessions: Arc<SessionCache>,
     users: RecordCache<User>,
     rooms: RecordCache<Room>,
     stored: Arc<StoredConvs>,
@@ -120,8 +120,8 @@ impl EmbeddedBackend {
             writer: Mutex::new(Some(handle)),
             writer_alive,
             closed: AtomicBool::new(false),
-            reads: ReadPool::new(config.data_dir),
-            sessions: SessionCache::default(),
+            reads: ReadPool::new(config.data_dir)?,
+            sessions: Arc::new(SessionCache::default()),
             users: RecordCache::default(),
             rooms: RecordCache::default(),
             stored,
@@ -266,12 +266,24 @@ impl Store for EmbeddedBackend {
         &self,
         token_hash: TokenHash,
     ) -> Result<Option<AuthSession>, BackendError> {
-        let deleted = self
-            .write(move |c| writes::delete_session(c, &token_hash))
-            .await;
-        // Also on failure: a cached session must never outlive its row.
-        self.sessions.deleted(&token_hash);
-        deleted
+        // The job is queued now, and the cache entry is dropped after its commit by a task of its
+        // own: a caller that goes away mid-logout (a client closing its HTTP connection) must not
+        // leave the token authenticating from the cache after its row is gone.
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Write(TypedJob::boxed(
+            move |c| writes::delete_session(c, &token_hash),
+            tx,
+        )))?;
+        let sessions = self.sessions.clone();
+        let forget = tokio::spawn(async move {
+            let deleted = rx.await.map_err(|_| closed());
+            // Also on failure: a cached session must never outlive its row.
+            sessions.deleted(&token_hash);
+            deleted
+        });
+        forget
+            .await
+            .map_err(|e| BackendError::Internal(format!("logout task failed: {e}")))??
     }
 
     async fn create_room(

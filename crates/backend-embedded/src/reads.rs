@@ -44,21 +44,30 @@ pub(crate) struct ReadPool {
 impl ReadPool {
     /// Starts the reader threads over the database in `dir` (which the writer has already
     /// created). Each opens its connection on its first job and keeps it.
-    pub(crate) fn new(dir: PathBuf) -> Arc<ReadPool> {
+    /// Fails if no thread could be started (reads would wait forever).
+    pub(crate) fn new(dir: PathBuf) -> Result<Arc<ReadPool>, BackendError> {
         let pool = Arc::new(ReadPool {
             queue: Mutex::new(Queue::default()),
             ready: Condvar::new(),
         });
+        let mut started = 0;
         for i in 0..READERS {
-            let (pool, dir) = (pool.clone(), dir.clone());
+            let (worker, dir) = (pool.clone(), dir.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("sb-sqlite-read-{i}"))
-                .spawn(move || pool.serve(&dir));
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "could not start a SQLite reader thread");
+                .spawn(move || worker.serve(&dir));
+            match spawned {
+                Ok(_) => started += 1,
+                Err(e) => tracing::error!(error = %e, "could not start a SQLite reader thread"),
             }
         }
-        pool
+        if started == 0 {
+            pool.close();
+            return Err(BackendError::Internal(
+                "could not start any SQLite reader thread".into(),
+            ));
+        }
+        Ok(pool)
     }
 
     /// A reader thread's loop: take a job, run it, until closed and empty.
@@ -405,7 +414,7 @@ mod tests {
     async fn a_panicking_read_fails_alone_and_the_pool_goes_on() {
         let dir = tempfile::tempdir().expect("temp dir");
         let _writer = crate::schema::open_writer(dir.path()).expect("database");
-        let pool = ReadPool::new(dir.path().to_path_buf());
+        let pool = ReadPool::new(dir.path().to_path_buf()).expect("reader threads");
         // Without the guard the threads die and later reads wait forever: bound every wait.
         let limit = std::time::Duration::from_secs(10);
         for _ in 0..READERS * 2 {

@@ -9,11 +9,11 @@
 //! events take the same queue, so a `Revoke` or a logout is never overtaken by a message
 //! committed before it. The queue is bounded: when delivery falls behind, the writer waits.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::time::Duration;
 use switchboard_core::backend::{BusSink, ControlEvent};
 use switchboard_proto::Message;
+use tokio::sync::mpsc;
 
 /// Events queued between the writer and the bus thread.
 const QUEUE: usize = 1024;
@@ -28,8 +28,12 @@ enum Event {
 
 /// The bus as the backend holds it: a queue to the bus thread, or (if that thread could not
 /// start) the sink itself.
+///
+/// The queue is tokio's bounded channel, used blocking from the two plain threads: its waiters
+/// are served in order, so a control event waiting for room is not starved by a writer that keeps
+/// the queue full.
 pub(crate) struct Relay {
-    tx: Option<SyncSender<Event>>,
+    tx: Option<mpsc::Sender<Event>>,
     sink: Arc<dyn BusSink>,
 }
 
@@ -37,14 +41,14 @@ impl Relay {
     /// Starts the bus thread. It runs in the caller's tokio runtime context (if any), so that a
     /// sink may use tokio there, and ends once the relay is dropped.
     pub(crate) fn start(sink: Arc<dyn BusSink>) -> Arc<Relay> {
-        let (tx, rx) = sync_channel(QUEUE);
+        let (tx, mut rx) = mpsc::channel(QUEUE);
         let target = sink.clone();
         let runtime = tokio::runtime::Handle::try_current().ok();
         let spawned = std::thread::Builder::new()
             .name(THREAD.into())
             .spawn(move || {
                 let _context = runtime.as_ref().map(|r| r.enter());
-                serve(&rx, target.as_ref());
+                serve(&mut rx, target.as_ref());
             });
         match spawned {
             Ok(_) => Arc::new(Relay { tx: Some(tx), sink }),
@@ -55,34 +59,35 @@ impl Relay {
         }
     }
 
-    /// Queues a control event behind every message committed so far (from async code).
+    /// Queues a control event behind every message committed so far (from async code). The
+    /// queuing runs in a task of its own: a caller that goes away (an HTTP client closing its
+    /// connection mid-logout) must not lose the event.
     pub(crate) async fn control(&self, event: ControlEvent) {
-        let Some(tx) = &self.tx else {
+        let Some(tx) = self.tx.clone() else {
             return self.sink.control(event);
         };
-        let mut event = Event::Control(event);
-        loop {
-            match tx.try_send(event) {
-                Ok(()) => return,
-                // Full: the bus thread is busy with a large fan-out; control events are rare.
-                Err(TrySendError::Full(e)) => {
-                    event = e;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                Err(TrySendError::Disconnected(Event::Control(e))) => {
-                    return self.sink.control(e);
-                }
-                Err(TrySendError::Disconnected(Event::Message(_))) => return,
+        let sink = self.sink.clone();
+        let queued = tokio::spawn(async move {
+            if let Err(mpsc::error::SendError(Event::Control(e))) =
+                tx.send(Event::Control(event)).await
+            {
+                // The bus thread is gone (shutdown): deliver here rather than drop it.
+                sink.control(e);
             }
-        }
+        });
+        let _ = queued.await;
     }
 }
 
-fn serve(rx: &Receiver<Event>, sink: &dyn BusSink) {
-    while let Ok(event) = rx.recv() {
-        match event {
+fn serve(rx: &mut mpsc::Receiver<Event>, sink: &dyn BusSink) {
+    while let Some(event) = rx.blocking_recv() {
+        // A panicking sink must not stop the bus: the queued messages behind it still go out.
+        let handled = catch_unwind(AssertUnwindSafe(|| match event {
             Event::Message(m) => sink.deliver(m),
             Event::Control(e) => sink.control(e),
+        }));
+        if handled.is_err() {
+            tracing::error!("the bus sink panicked on an event; going on with the next");
         }
     }
 }
@@ -90,16 +95,22 @@ fn serve(rx: &Receiver<Event>, sink: &dyn BusSink) {
 /// What the writer thread calls after each commit.
 impl BusSink for Relay {
     fn deliver(&self, message: Arc<Message>) {
-        match &self.tx {
-            // Blocks while the queue is full: back-pressure on the writer.
-            Some(tx) => {
-                if let Err(e) = tx.send(Event::Message(message))
-                    && let Event::Message(m) = e.0
-                {
-                    self.sink.deliver(m);
-                }
-            }
-            None => self.sink.deliver(message),
+        let Some(tx) = &self.tx else {
+            return self.sink.deliver(message);
+        };
+        let unsent = match tx.try_send(Event::Message(message)) {
+            Ok(()) => return,
+            // Full: the writer thread is outside the runtime, where waiting is allowed
+            // (back-pressure on the writer).
+            Err(mpsc::error::TrySendError::Full(event)) => match tx.blocking_send(event) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(event)) => event,
+            },
+            Err(mpsc::error::TrySendError::Closed(event)) => event,
+        };
+        // The bus thread is gone: deliver here.
+        if let Event::Message(m) = unsent {
+            self.sink.deliver(m);
         }
     }
 
@@ -115,11 +126,13 @@ mod tests {
     use parking_lot::Mutex;
     use switchboard_proto::{Conv, DisconnectReason, MessageBody};
 
+    /// Records what it gets; panics on the message with seq `panic_on` (0: never).
     #[derive(Default)]
-    struct Recorder(Mutex<Vec<String>>);
+    struct Recorder(Mutex<Vec<String>>, u64);
 
     impl BusSink for Recorder {
         fn deliver(&self, m: Arc<Message>) {
+            assert_ne!(m.seq, self.1, "a sink bug");
             self.0.lock().push(format!("m{}", m.seq));
         }
         fn control(&self, _: ControlEvent) {
@@ -140,6 +153,23 @@ mod tests {
         })
     }
 
+    /// A sink that panics on one event does not stop the bus: the events behind it go out.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_sink_does_not_stop_the_bus() {
+        let recorder = Arc::new(Recorder(Mutex::new(Vec::new()), 2));
+        let relay = Relay::start(recorder.clone());
+        let writer = relay.clone();
+        std::thread::spawn(move || (1..=3).for_each(|s| writer.deliver(message(s))))
+            .join()
+            .expect("writer thread");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while recorder.0.lock().len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "the bus stopped");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(*recorder.0.lock(), vec!["m1".to_string(), "m3".to_string()]);
+    }
+
     /// Messages queued by the writer thread, then a control event from async code: the sink sees
     /// them in that order, even with the queue overflowing (the writer then waits).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,10 +187,10 @@ mod tests {
                 reason: DisconnectReason::Kicked,
             })
             .await;
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while recorder.0.lock().len() < n as usize + 1 {
             assert!(std::time::Instant::now() < deadline, "relay stalled");
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         let seen = recorder.0.lock().clone();
         let expected: Vec<String> = (1..=n)

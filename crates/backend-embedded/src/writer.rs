@@ -387,20 +387,20 @@ fn in_savepoint<T>(
     let conn: &Connection = tx;
     let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
     run("SAVEPOINT sb_job").ctx("opening a savepoint")?;
-    match f(conn) {
-        Ok(r) => {
-            run("RELEASE sb_job").ctx("releasing a savepoint")?;
-            Ok(r)
-        }
-        Err(e) => {
-            // Undo the job's changes, then end the savepoint; the transaction goes on.
-            let undone = run("ROLLBACK TO sb_job").and_then(|_| run("RELEASE sb_job"));
-            if let Err(u) = undone {
-                tracing::error!(error = %u, "rolling back a failed job's savepoint failed");
-            }
-            Err(e)
+    // As rusqlite's `Savepoint`: kept only if it releases; anything else undoes the job.
+    let result = f(conn).and_then(|r| {
+        run("RELEASE sb_job")
+            .ctx("releasing a savepoint")
+            .map(|_| r)
+    });
+    if result.is_err() {
+        // Undo the job's changes, then end the savepoint; the transaction goes on.
+        let undone = run("ROLLBACK TO sb_job").and_then(|_| run("RELEASE sb_job"));
+        if let Err(u) = undone {
+            tracing::error!(error = %u, "rolling back a failed job's savepoint failed");
         }
     }
+    result
 }
 
 /// Appends one request (and its copy); returns the answer and the new heads to publish into the
