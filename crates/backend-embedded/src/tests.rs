@@ -72,6 +72,52 @@ fn run_writer(
         .expect("writer thread");
 }
 
+/// SQLite can roll a whole transaction back by itself (disk full, I/O error). A job simulates
+/// that with `ROLLBACK`; the jobs after it must not commit on their own while the batch is
+/// answered as failed: nothing of the batch is stored, and every job says so.
+#[test]
+fn a_transaction_rolled_back_by_the_database_fails_the_whole_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conv = Conv::room("rolled");
+    let sink = RecordingSink::new();
+    let (jobs, rx) = mpsc::channel();
+    let a1 = queue_append(&jobs, keyed(&conv, None));
+    let (reply, rolled) = oneshot::channel();
+    let job = TypedJob::boxed(
+        |c: &rusqlite::Connection| -> Result<(), BackendError> {
+            c.execute_batch("ROLLBACK")
+                .map_err(|e| BackendError::Internal(e.to_string()))?;
+            Err(BackendError::Internal("disk full (simulated)".into()))
+        },
+        reply,
+    );
+    jobs.send(Job::Write(job)).expect("queue");
+    let a2 = queue_append(&jobs, keyed(&conv, None));
+    let s1 = queue_session(&jobs, [2; 32], u64::MAX / 2);
+    run_writer(dir.path(), jobs, rx, &sink);
+
+    assert!(a1.blocking_recv().expect("answered").is_err());
+    assert!(rolled.blocking_recv().expect("answered").is_err());
+    assert!(a2.blocking_recv().expect("answered").is_err());
+    assert!(s1.blocking_recv().expect("answered").is_err());
+    assert!(sink.messages().is_empty(), "nothing published");
+    let conn = schema::open_reader(dir.path()).expect("reader");
+    let q = HistoryQuery {
+        limit: 10,
+        ..HistoryQuery::default()
+    };
+    assert!(
+        reads::history(&conn, &conv, q).expect("history").is_empty(),
+        "nothing of the batch is stored"
+    );
+    assert!(reads::session(&conn, &[2; 32]).expect("session").is_none());
+    assert_eq!(
+        reads::position(&conn, &conv).expect("position"),
+        (0, None),
+        "no head was committed for the lost message"
+    );
+}
+
 #[test]
 fn a_failing_job_does_not_undo_its_batch() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -302,14 +302,22 @@ impl Writer {
                         Job::Close { reply } => close = Some(reply),
                     }
                 }
-                // Before the commit: a reader must never find the messages stored and the
-                // conversation missing from the set.
-                if let Some(stored) = &self.stored {
-                    stored.add(overlay.keys());
+                if tx.is_autocommit() {
+                    // The database rolled the transaction back (see `in_savepoint`): writing
+                    // the heads now would commit them alone, ahead of messages that are gone.
+                    Some(BackendError::Unavailable(
+                        "the batch's transaction was rolled back by the database".into(),
+                    ))
+                } else {
+                    // Before the commit: a reader must never find the messages stored and the
+                    // conversation missing from the set.
+                    if let Some(stored) = &self.stored {
+                        stored.add(overlay.keys());
+                    }
+                    finish_heads(&tx, &overlay, self.limits.history_max_messages)
+                        .and_then(|()| tx.commit().ctx("committing"))
+                        .err()
                 }
-                finish_heads(&tx, &overlay, self.limits.history_max_messages)
-                    .and_then(|()| tx.commit().ctx("committing"))
-                    .err()
             }
         };
 
@@ -385,6 +393,15 @@ fn in_savepoint<T>(
     f: impl FnOnce(&Connection) -> Result<T, BackendError>,
 ) -> Result<T, BackendError> {
     let conn: &Connection = tx;
+    // SQLite rolls the whole transaction back by itself on some errors (disk full, I/O error,
+    // out of memory). A SAVEPOINT outside a transaction would start one of its own, and RELEASE
+    // would commit this job alone while the batch is answered as failed. Refuse instead: the
+    // batch fails as a whole, as the database already says it did.
+    if conn.is_autocommit() {
+        return Err(BackendError::Unavailable(
+            "the batch's transaction was rolled back by the database".into(),
+        ));
+    }
     let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
     run("SAVEPOINT sb_job").ctx("opening a savepoint")?;
     // As rusqlite's `Savepoint`: kept only if it releases; anything else undoes the job.
