@@ -61,13 +61,13 @@ impl SessionCache {
     pub(crate) fn fill(&self, hash: TokenHash, session: AuthSession, generation: u64) {
         let mut inner = self.inner.lock();
         if inner.generation == generation {
-            insert(&mut inner, hash, session);
+            bounded_insert(&mut inner.map, hash, session);
         }
     }
 
     /// Caches a session that was just committed.
     pub(crate) fn created(&self, hash: TokenHash, session: AuthSession) {
-        insert(&mut self.inner.lock(), hash, session);
+        bounded_insert(&mut self.inner.lock().map, hash, session);
     }
 
     /// Forgets a session whose deletion was just committed.
@@ -82,10 +82,6 @@ impl SessionCache {
     pub(crate) fn len(&self) -> usize {
         self.inner.lock().map.len()
     }
-}
-
-fn insert(inner: &mut Inner, hash: TokenHash, session: AuthSession) {
-    bounded_insert(&mut inner.map, hash, session);
 }
 
 fn bounded_insert<K: Eq + Hash + Clone, V>(map: &mut HashMap<K, V>, key: K, value: V) {

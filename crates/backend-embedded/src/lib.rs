@@ -173,6 +173,25 @@ impl EmbeddedBackend {
         rx.await.map_err(|_| closed())?
     }
 
+    /// An immutable record by id: from `cache`, else read with `query` and cached if found.
+    async fn read_through<V: Clone + Send + 'static>(
+        &self,
+        cache: &RecordCache<V>,
+        id: &str,
+        query: fn(&Connection, &str) -> Result<Option<V>, BackendError>,
+    ) -> Result<Option<V>, BackendError> {
+        if let Some(v) = cache.get(id) {
+            self.check_open()?;
+            return Ok(Some(v));
+        }
+        let owned = id.to_owned();
+        let found = self.read(move |c| query(c, &owned)).await?;
+        if let Some(v) = &found {
+            cache.put(id, v.clone());
+        }
+        Ok(found)
+    }
+
     /// Runs `f` on a read connection.
     async fn read<T, F>(&self, f: F) -> Result<T, BackendError>
     where
@@ -214,16 +233,7 @@ impl Store for EmbeddedBackend {
     }
 
     async fn user(&self, user_id: &str) -> Result<Option<User>, BackendError> {
-        if let Some(u) = self.users.get(user_id) {
-            self.check_open()?;
-            return Ok(Some(u));
-        }
-        let id = user_id.to_owned();
-        let found = self.read(move |c| reads::user(c, &id)).await?;
-        if let Some(u) = &found {
-            self.users.put(user_id, u.clone());
-        }
-        Ok(found)
+        self.read_through(&self.users, user_id, reads::user).await
     }
 
     async fn ensure_user(&self, user_id: &str) -> Result<User, BackendError> {
@@ -301,16 +311,7 @@ impl Store for EmbeddedBackend {
     }
 
     async fn room(&self, room_id: &str) -> Result<Option<Room>, BackendError> {
-        if let Some(r) = self.rooms.get(room_id) {
-            self.check_open()?;
-            return Ok(Some(r));
-        }
-        let id = room_id.to_owned();
-        let found = self.read(move |c| reads::room(c, &id)).await?;
-        if let Some(r) = &found {
-            self.rooms.put(room_id, r.clone());
-        }
-        Ok(found)
+        self.read_through(&self.rooms, room_id, reads::room).await
     }
 
     async fn rooms_visible_to(&self, user_id: &str) -> Result<Vec<Room>, BackendError> {
