@@ -144,6 +144,17 @@ impl Usage {
         }
         self
     }
+
+    /// [`Usage::per_op`] with one op per connection, plus the RSS growth per connection.
+    pub fn per_connection(mut self, connections: u64) -> Usage {
+        if connections > 0 {
+            self.rss_per_connection_bytes = Some(
+                (self.rss_after_kib as f64 - self.rss_before_kib as f64) * 1024.0
+                    / connections as f64,
+            );
+        }
+        self.per_op(connections)
+    }
 }
 
 /// A process to measure, if the user named one.

@@ -4,12 +4,14 @@
 //! routing it should not see the traffic at all; with a broadcast adapter it decodes every
 //! message.
 
-use super::{Ctx, add_connected, check_bounds, connect_all, finish, merge_results, publish};
+use super::{
+    Ctx, add_connected, add_published, check_bounds, connect_all, finish, merge_results, publish,
+    set_elapsed,
+};
 use crate::cli::ClusterArgs;
 use crate::coord::{Workers, drain};
 use crate::error::{BenchError, Result};
 use crate::http::HttpConn;
-use crate::latency;
 use crate::procfs::Probe;
 use crate::proto::Protocol;
 use crate::worker::ConnSpec;
@@ -123,19 +125,9 @@ pub async fn run(a: ClusterArgs) -> Result<bool> {
     );
     add_connected(&mut r, &connected);
     merge_results(&mut r, &results);
-    r.published = published.ok;
-    r.publish_errors = published.errors;
-    if let Some(e) = published.first_error {
-        r.errors.push(format!("publish: {e}"));
-    }
-    let mut ph = latency::histogram();
-    latency::merge(&mut ph, &published.latency);
-    r.publish_latency_us = latency::percentiles(&ph);
+    add_published(&mut r, &published);
     r.expected_deliveries = expected;
-    r.elapsed_s = elapsed.as_secs_f64().max(published.elapsed_s);
-    if r.elapsed_s > 0.0 {
-        r.deliveries_per_s = r.deliveries as f64 / r.elapsed_s;
-    }
+    set_elapsed(&mut r, elapsed.as_secs_f64().max(published.elapsed_s));
     r.server = u_a.map(|u| u.per_op(r.deliveries));
     // The idle node's cost per message published in the cluster.
     r.other_server = u_b.map(|u| u.per_op(r.published));

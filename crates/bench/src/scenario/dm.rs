@@ -4,7 +4,10 @@
 //! message on its personal stream (counted as `echoes`, not as deliveries, but its cost is in
 //! the server's CPU).
 
-use super::{Ctx, add_connected, check_bounds, connect_all, finish, merge_results, plain_conns};
+use super::{
+    Ctx, add_connected, basic_failures, check_bounds, connect_all, finish, merge_results,
+    plain_conns, set_elapsed,
+};
 use crate::cli::DmArgs;
 use crate::coord::{Workers, drain};
 use crate::error::{BenchError, Result};
@@ -76,17 +79,8 @@ pub async fn run(a: DmArgs) -> Result<bool> {
     r.published = sent;
     r.publish_errors = dropped;
     r.expected_deliveries = sent;
-    r.elapsed_s = elapsed.as_secs_f64().max(a.duration);
-    if r.elapsed_s > 0.0 {
-        r.deliveries_per_s = r.deliveries as f64 / r.elapsed_s;
-    }
+    set_elapsed(&mut r, elapsed.as_secs_f64().max(a.duration));
     r.server = usage.map(|u| u.per_op(r.deliveries));
-    let mut hard = Vec::new();
-    if r.connections == 0 {
-        hard.push("no connection opened".into());
-    }
-    if r.deliveries == 0 {
-        hard.push("nothing was delivered".into());
-    }
+    let hard = basic_failures(&r, true);
     finish(&a.common, r, hard)
 }

@@ -1,7 +1,10 @@
 //! `idle`: N authenticated connections that do nothing; the server's RSS growth per
 //! connection (VmRSS read before the first and after the last connection, once settled).
 
-use super::{Ctx, add_connected, check_bounds, connect_all, finish, merge_results, plain_conns};
+use super::{
+    Ctx, add_connected, basic_failures, check_bounds, connect_all, finish, merge_results,
+    plain_conns,
+};
 use crate::cli::IdleArgs;
 use crate::coord::Workers;
 use crate::error::Result;
@@ -35,17 +38,7 @@ pub async fn run(a: IdleArgs) -> Result<bool> {
     add_connected(&mut r, &connected);
     r.elapsed_s = connected.iter().map(|c| c.2).fold(0.0, f64::max);
     merge_results(&mut r, &results);
-    r.server = usage.map(|mut u| {
-        if r.connections > 0 {
-            u.rss_per_connection_bytes = Some(
-                (u.rss_after_kib as f64 - u.rss_before_kib as f64) * 1024.0 / r.connections as f64,
-            );
-        }
-        u.per_op(r.connections)
-    });
-    let mut hard = Vec::new();
-    if r.connections == 0 {
-        hard.push("no connection opened".into());
-    }
+    r.server = usage.map(|u| u.per_connection(r.connections));
+    let hard = basic_failures(&r, false);
     finish(&a.common, r, hard)
 }

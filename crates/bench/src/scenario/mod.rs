@@ -253,6 +253,38 @@ pub fn plain_conns(ctx: &Ctx, tokens: Vec<String>) -> Vec<ConnSpec> {
         .collect()
 }
 
+/// Records the publisher's counts, first error and latency in `r`.
+pub fn add_published(r: &mut Report, p: &Published) {
+    r.published = p.ok;
+    r.publish_errors = p.errors;
+    if let Some(e) = &p.first_error {
+        r.errors.push(format!("publish: {e}"));
+    }
+    let mut h = latency::histogram();
+    latency::merge(&mut h, &p.latency);
+    r.publish_latency_us = latency::percentiles(&h);
+}
+
+/// Sets the run's length and the delivery rate over it.
+pub fn set_elapsed(r: &mut Report, elapsed_s: f64) {
+    r.elapsed_s = elapsed_s;
+    if r.elapsed_s > 0.0 {
+        r.deliveries_per_s = r.deliveries as f64 / r.elapsed_s;
+    }
+}
+
+/// The failures every scenario shares: no connection, and (if asked) no delivery.
+pub fn basic_failures(r: &Report, deliveries_expected: bool) -> Vec<String> {
+    let mut hard = Vec::new();
+    if r.connections == 0 {
+        hard.push("no connection opened".into());
+    }
+    if deliveries_expected && r.deliveries == 0 {
+        hard.push("nothing was delivered".into());
+    }
+    hard
+}
+
 /// What the publisher did.
 #[derive(Default)]
 pub struct Published {

@@ -3,11 +3,13 @@
 //! deliveries and the publish-to-delivery latency; the server's CPU over the window gives the
 //! CPU time per delivery.
 
-use super::{Ctx, add_connected, check_bounds, connect_all, finish, merge_results, publish};
+use super::{
+    Ctx, add_connected, add_published, basic_failures, check_bounds, connect_all, finish,
+    merge_results, publish, set_elapsed,
+};
 use crate::cli::{FanoutArgs, PublishOpts, RoomsArgs};
 use crate::coord::{Workers, drain};
 use crate::error::{BenchError, Result};
-use crate::latency;
 use crate::worker::ConnSpec;
 use serde_json::json;
 use std::sync::Arc;
@@ -110,26 +112,10 @@ async fn run(
     );
     add_connected(&mut r, &connected);
     merge_results(&mut r, &results);
-    r.published = published.ok;
-    r.publish_errors = published.errors;
-    if let Some(e) = published.first_error {
-        r.errors.push(format!("publish: {e}"));
-    }
-    let mut ph = latency::histogram();
-    latency::merge(&mut ph, &published.latency);
-    r.publish_latency_us = latency::percentiles(&ph);
+    add_published(&mut r, &published);
     r.expected_deliveries = expected;
-    r.elapsed_s = elapsed.as_secs_f64().max(published.elapsed_s);
-    if r.elapsed_s > 0.0 {
-        r.deliveries_per_s = r.deliveries as f64 / r.elapsed_s;
-    }
+    set_elapsed(&mut r, elapsed.as_secs_f64().max(published.elapsed_s));
     r.server = usage.map(|u| u.per_op(r.deliveries));
-    let mut hard = Vec::new();
-    if r.connections == 0 {
-        hard.push("no connection opened".into());
-    }
-    if r.deliveries == 0 {
-        hard.push("nothing was delivered".into());
-    }
+    let hard = basic_failures(&r, true);
     finish(common, r, hard)
 }

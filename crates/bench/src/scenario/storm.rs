@@ -1,7 +1,10 @@
 //! `storm`: N authenticated connections opened as fast as the server takes them (tokens are
 //! made beforehand and not timed); new connections per second, server CPU per connection.
 
-use super::{Ctx, add_connected, check_bounds, connect_all, finish, merge_results, plain_conns};
+use super::{
+    Ctx, add_connected, basic_failures, check_bounds, connect_all, finish, merge_results,
+    plain_conns,
+};
 use crate::cli::StormArgs;
 use crate::coord::Workers;
 use crate::error::Result;
@@ -38,17 +41,7 @@ pub async fn run(a: StormArgs) -> Result<bool> {
     merge_results(&mut r, &results);
     // The latency of interest here is the connect time (TCP + WebSocket + authentication).
     r.latency_us = r.connect_latency_us.clone();
-    r.server = usage.map(|mut u| {
-        if r.connections > 0 {
-            u.rss_per_connection_bytes = Some(
-                (u.rss_after_kib as f64 - u.rss_before_kib as f64) * 1024.0 / r.connections as f64,
-            );
-        }
-        u.per_op(r.connections)
-    });
-    let mut hard = Vec::new();
-    if r.connections == 0 {
-        hard.push("no connection opened".into());
-    }
+    r.server = usage.map(|u| u.per_connection(r.connections));
+    let hard = basic_failures(&r, false);
     finish(&a.common, r, hard)
 }
