@@ -7,7 +7,7 @@
 //!   auth sessions, users and rooms are answered from memory once known, and the position of a
 //!   conversation that never had a message needs no read (the cache module).
 //! - **Bus**: in-process. Every stored message goes to the one [`BusSink`], in seq order, through
-//!   a bounded queue to one tokio task (the relay module), so a large fan-out does not hold up the
+//!   a bounded queue to one bus thread (the relay module), so a large fan-out does not hold up the
 //!   next commit; control events take the same queue. The hub filters by subscription, so
 //!   `subscribe` and `unsubscribe` have nothing to do.
 //! - **Registry**: in memory; a crash forgets it together with the connections it describes.
@@ -103,8 +103,9 @@ impl EmbeddedBackend {
         let writer = Writer::new(conn, rx, bus.clone(), limits)?.with_stored(stored.clone());
         let writer_alive = Arc::new(AtomicBool::new(true));
         let alive = writer_alive.clone();
-        // The writer hands committed messages to the bus (relay module), whose queue needs the
-        // caller's runtime context on the writer thread.
+        // The writer hands committed messages to the bus thread (relay module); if that thread
+        // could not start it delivers them itself, so give it the caller's runtime context for
+        // a sink that uses tokio.
         let runtime = tokio::runtime::Handle::try_current().ok();
         let handle = std::thread::Builder::new()
             .name("sb-sqlite-writer".into())
