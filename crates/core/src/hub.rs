@@ -1,108 +1,43 @@
 //! The fan-out hub: which local connections want which conversation, and the delivery of
-//! messages to their bounded queues.
+//! messages to them.
 //!
-//! A message reaching the node is encoded once into a `message` frame; every subscriber's
-//! queue then gets an `Arc` of the same bytes, so an extra subscriber costs a reference count
-//! and a queue slot. Queues are bounded: a full queue marks the connection as a slow consumer,
-//! and its session ends it (the client resumes from history and loses nothing).
+//! A message reaching the node is encoded once into a `message` frame; every subscriber then
+//! gets the same shared bytes. A subscriber for which the message is simply next is written to
+//! right where the fan-out runs, without waking its task (see [`crate::conn`]); the rest is
+//! handed to its session. Nothing waits without bound: a connection with too much waiting is
+//! cut as a slow consumer, and the client resumes from history and loses nothing.
+//!
+//! Where the fan-out runs: a conversation with few local subscribers is written to on the
+//! thread that delivers the message (the bus). A larger one is split over the fan-out threads,
+//! one part each, by connection key: a connection always gets its messages from the same
+//! thread, in the order they were delivered, and the sockets of one large room are written
+//! from every core at once.
 
 use crate::backend::{BusSink, ControlEvent};
+use crate::conn::Conn;
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
 use switchboard_proto::{Conv, DisconnectReason, Message};
-use tokio::sync::{Notify, mpsc};
 
 /// A message on its way to local subscribers: the message and its encoded frame, shared.
 #[derive(Debug)]
 pub struct Delivery {
-    /// The message (its conv and seq drive ordering and deduplication in the session).
+    /// The message (its conv and seq drive ordering and deduplication).
     pub message: Arc<Message>,
     /// The `{"type":"message",...}` frame, encoded once per node.
     pub frame: Bytes,
-}
-
-/// What reaches a connection through its outbound queue.
-#[derive(Debug)]
-pub enum Outbound {
-    /// A message of a subscribed conversation.
-    Message(Arc<Delivery>),
-    /// Access to a conversation was withdrawn (removed from a private room): end that
-    /// subscription. Sent through the same queue so it stays ordered with the messages.
-    Revoke(Conv),
-}
-
-/// Sender half of a connection's outbound queue.
-pub type OutboundTx = mpsc::Sender<Outbound>;
-/// Receiver half of a connection's outbound queue.
-pub type OutboundRx = mpsc::Receiver<Outbound>;
-
-/// Ends one connection from outside its task: the first reason given wins.
-#[derive(Debug, Default)]
-pub struct KillSwitch {
-    reason: AtomicU8,
-    notify: Notify,
-}
-
-const REASONS: [DisconnectReason; 6] = [
-    DisconnectReason::LoggedOut,
-    DisconnectReason::Kicked,
-    DisconnectReason::SlowConsumer,
-    DisconnectReason::AuthExpired,
-    DisconnectReason::ProtocolError,
-    DisconnectReason::Shutdown,
-];
-
-impl KillSwitch {
-    /// Asks the connection to end with `reason`. Returns false if it was already asked.
-    pub fn kill(&self, reason: DisconnectReason) -> bool {
-        let code = REASONS.iter().position(|r| *r == reason).unwrap_or(0) as u8 + 1;
-        let first = self
-            .reason
-            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        if first {
-            // notify_one stores a permit when nobody waits yet, so the session cannot miss it.
-            self.notify.notify_one();
-        }
-        first
-    }
-
-    /// The reason given, if any.
-    pub fn reason(&self) -> Option<DisconnectReason> {
-        match self.reason.load(Ordering::Acquire) {
-            0 => None,
-            n => REASONS.get(n as usize - 1).copied(),
-        }
-    }
-
-    /// Completes once [`KillSwitch::kill`] was called.
-    pub async fn killed(&self) -> DisconnectReason {
-        loop {
-            if let Some(r) = self.reason() {
-                return r;
-            }
-            self.notify.notified().await;
-        }
-    }
-}
-
-/// A local subscriber of a conversation.
-#[derive(Clone)]
-struct Subscriber {
-    tx: OutboundTx,
-    kill: Arc<KillSwitch>,
 }
 
 /// A local connection, for control events (logout, kick, revoke, shutdown). `auth` is set
 /// once it authenticated: (user id, auth session id).
 struct ConnMeta {
     auth: Option<(Arc<str>, Arc<str>)>,
-    kill: Arc<KillSwitch>,
-    tx: OutboundTx,
+    conn: Arc<Conn>,
 }
 
 #[derive(Default)]
@@ -113,28 +48,69 @@ struct Conns {
 
 const SHARDS: usize = 32;
 
-/// One shard of the subscription map: conv -> (connection key -> subscriber).
-type Shard = RwLock<HashMap<Conv, HashMap<u64, Subscriber>>>;
+/// Local subscribers of one conversation: (connection key, connection). Shared so that a
+/// delivery takes the list out from under the shard lock in one reference count, and writes to
+/// sockets with no hub lock held; a change while a delivery holds it copies it (copy on write).
+type Subscribers = Arc<Vec<(u64, Arc<Conn>)>>;
+
+/// One shard of the subscription map: conv -> its local subscribers.
+type Shard = RwLock<HashMap<Conv, Subscribers>>;
+
+/// Subscribers up to which a message is written to on the delivering thread itself; past it,
+/// the fan-out threads share the work. Below this, handing over costs more than it saves.
+const INLINE_SUBSCRIBERS: usize = 32;
+
+/// Messages queued per fan-out thread before the delivering thread waits (back-pressure on
+/// the bus instead of unbounded memory).
+const FANOUT_QUEUE: usize = 4096;
+
+/// One part of a large fan-out: the subscribers whose key falls in `part` of `parts`.
+struct Job {
+    delivery: Arc<Delivery>,
+    subs: Subscribers,
+    part: usize,
+    parts: usize,
+}
 
 /// The node's local subscriptions and connections.
 pub struct Hub {
-    /// conv -> (connection key -> subscriber), sharded to keep lock hold times short.
+    /// conv -> subscribers, sharded to keep lock hold times short.
     shards: Box<[Shard]>,
     conns: Mutex<Conns>,
     next_key: AtomicU64,
     open: AtomicUsize,
     metrics: Arc<Metrics>,
+    /// The fan-out threads' queues (they end when the hub is dropped).
+    fanout: Vec<mpsc::SyncSender<Job>>,
 }
 
 impl Hub {
-    /// An empty hub reporting into `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Hub {
+    /// An empty hub reporting into `metrics`, with `fanout_threads` threads writing large
+    /// fan-outs (0: everything is written on the delivering thread).
+    pub fn new(metrics: Arc<Metrics>, fanout_threads: usize) -> Hub {
+        let fanout = (0..fanout_threads)
+            .map(|i| {
+                let (tx, rx) = mpsc::sync_channel::<Job>(FANOUT_QUEUE);
+                let metrics = metrics.clone();
+                std::thread::Builder::new()
+                    .name(format!("fanout-{i}"))
+                    .spawn(move || {
+                        while let Ok(job) = rx.recv() {
+                            let n = offer_all(&job.delivery, &job.subs, job.part, job.parts);
+                            metrics.messages_delivered.inc_by(n);
+                        }
+                    })
+                    .expect("spawning a fan-out thread");
+                tx
+            })
+            .collect();
         Hub {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             conns: Mutex::new(Conns::default()),
             next_key: AtomicU64::new(1),
             open: AtomicUsize::new(0),
             metrics,
+            fanout,
         }
     }
 
@@ -149,19 +125,15 @@ impl Hub {
 
     /// Records a new transport connection (authenticated or not) and gives it a local key.
     /// Every connection is known from here on, so shutdown reaches even unauthenticated ones.
-    pub fn open_connection(&self, kill: Arc<KillSwitch>, tx: OutboundTx) -> u64 {
+    pub fn open_connection(&self, conn: Arc<Conn>) -> u64 {
         self.open.fetch_add(1, Ordering::AcqRel);
         self.metrics.connections.inc();
         self.metrics.connections_opened.inc();
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-        self.conns.lock().by_key.insert(
-            key,
-            ConnMeta {
-                auth: None,
-                kill,
-                tx,
-            },
-        );
+        self.conns
+            .lock()
+            .by_key
+            .insert(key, ConnMeta { auth: None, conn });
         key
     }
 
@@ -198,11 +170,12 @@ impl Hub {
     }
 
     /// Adds a subscriber; true if it is the first local one for `conv`.
-    pub fn subscribe(&self, conv: &Conv, key: u64, tx: OutboundTx, kill: Arc<KillSwitch>) -> bool {
+    pub fn subscribe(&self, conv: &Conv, key: u64, conn: Arc<Conn>) -> bool {
         let mut shard = self.shard(conv).write();
         let subs = shard.entry(conv.clone()).or_default();
         let first = subs.is_empty();
-        if subs.insert(key, Subscriber { tx, kill }).is_none() {
+        if !subs.iter().any(|(k, _)| *k == key) {
+            Arc::make_mut(subs).push((key, conn));
             self.metrics.subscriptions.inc();
         }
         first
@@ -214,7 +187,8 @@ impl Hub {
         let Some(subs) = shard.get_mut(conv) else {
             return true;
         };
-        if subs.remove(&key).is_some() {
+        if let Some(i) = subs.iter().position(|(k, _)| *k == key) {
+            Arc::make_mut(subs).swap_remove(i);
             self.metrics.subscriptions.dec();
         }
         if subs.is_empty() {
@@ -236,19 +210,19 @@ impl Hub {
         let c = self.conns.lock();
         c.by_key
             .values()
-            .filter(|m| m.kill.reason().is_none())
+            .filter(|m| m.conn.reason().is_none())
             .take(n)
-            .filter(|m| m.kill.kill(reason))
+            .filter(|m| m.conn.kill(reason))
             .count()
     }
 
     /// Ends every connection of this node with `reason` (shutdown).
     pub fn kill_all(&self, reason: DisconnectReason) -> usize {
         let c = self.conns.lock();
-        c.by_key.values().filter(|m| m.kill.kill(reason)).count()
+        c.by_key.values().filter(|m| m.conn.kill(reason)).count()
     }
 
-    fn matching(&self, user_id: &str, session_id: Option<&str>, mut f: impl FnMut(&ConnMeta)) {
+    fn matching(&self, user_id: &str, session_id: Option<&str>, mut f: impl FnMut(&Conn)) {
         let c = self.conns.lock();
         let Some(keys) = c.by_user.get(user_id) else {
             return;
@@ -260,37 +234,50 @@ impl Hub {
                 (None, Some(_)) => false,
             };
             if session_ok {
-                f(meta);
+                f(&meta.conn);
             }
         }
     }
 }
 
+/// Offers `delivery` to the subscribers in `part` of `parts`; returns how many took it.
+fn offer_all(delivery: &Arc<Delivery>, subs: &Subscribers, part: usize, parts: usize) -> u64 {
+    let mut delivered = 0;
+    for (key, conn) in subs.iter() {
+        if (*key as usize) % parts == part && conn.offer(delivery) {
+            delivered += 1;
+        }
+    }
+    delivered
+}
+
 impl BusSink for Hub {
     fn deliver(&self, message: Arc<Message>) {
         self.metrics.bus_messages_received.inc();
-        let shard = self.shard(&message.conv).read();
-        let Some(subs) = shard.get(&message.conv) else {
+        let Some(subs) = self.shard(&message.conv).read().get(&message.conv).cloned() else {
             return;
         };
         let delivery = Arc::new(Delivery {
             frame: message.encode_frame(),
             message: message.clone(),
         });
-        let mut delivered = 0u64;
-        for sub in subs.values() {
-            match sub.tx.try_send(Outbound::Message(delivery.clone())) {
-                Ok(()) => delivered += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    if sub.kill.kill(DisconnectReason::SlowConsumer) {
-                        tracing::debug!(conv = %message.conv, "slow consumer: outbound queue full");
-                    }
-                }
-                // The session is ending; it removes its subscriptions on the way out.
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+        if subs.len() <= INLINE_SUBSCRIBERS || self.fanout.is_empty() {
+            let n = offer_all(&delivery, &subs, 0, 1);
+            self.metrics.messages_delivered.inc_by(n);
+            return;
+        }
+        let parts = self.fanout.len();
+        for (part, tx) in self.fanout.iter().enumerate() {
+            let job = Job {
+                delivery: delivery.clone(),
+                subs: subs.clone(),
+                part,
+                parts,
+            };
+            if tx.send(job).is_err() {
+                tracing::error!("a fan-out thread is gone");
             }
         }
-        self.metrics.messages_delivered.inc_by(delivered);
     }
 
     fn control(&self, event: ControlEvent) {
@@ -299,20 +286,17 @@ impl BusSink for Hub {
                 user_id,
                 session_id,
                 reason,
-            } => self.matching(&user_id, Some(&session_id), |m| {
-                m.kill.kill(reason);
+            } => self.matching(&user_id, Some(&session_id), |c| {
+                c.kill(reason);
             }),
             ControlEvent::DisconnectUser { user_id, reason } => {
-                self.matching(&user_id, None, |m| {
-                    m.kill.kill(reason);
+                self.matching(&user_id, None, |c| {
+                    c.kill(reason);
                 })
             }
-            ControlEvent::Revoke { user_id, conv } => self.matching(&user_id, None, |m| {
-                if m.tx.try_send(Outbound::Revoke(conv.clone())).is_err() {
-                    // A full queue is a slow consumer anyway; ending it also ends the subscription.
-                    m.kill.kill(DisconnectReason::SlowConsumer);
-                }
-            }),
+            ControlEvent::Revoke { user_id, conv } => {
+                self.matching(&user_id, None, |c| c.revoke(conv.clone()))
+            }
         }
     }
 }

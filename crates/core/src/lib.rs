@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod backend;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod hub;
 pub mod metrics;

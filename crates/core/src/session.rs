@@ -3,19 +3,22 @@
 //!
 //! Ordering and resume: a subscription is added to the hub (and the bus) *before* history is
 //! read, so every message is either in that history read or arrives live afterwards. The
-//! session remembers the last seq it sent per conversation and drops anything at or below it
-//! (no duplicates); a live message that skips ahead makes it fetch the missing ones from
-//! history first (no gaps). All of it runs in the connection's one task, so there is no lock.
+//! connection remembers the last seq sent per conversation and drops anything at or below it
+//! (no duplicates); a live message that skips ahead makes the session fetch the missing ones
+//! from history first (no gaps). The fan-out writes a message itself only when it is exactly
+//! the next one and nothing else waits; the check and the write are one step under the
+//! connection's lock (see [`crate::conn`]), so it and the session never reorder each other.
 
 use crate::auth::{Principal, now_ms};
 use crate::backend::{ConnEntry, HistoryQuery, Position};
+use crate::conn::{Broken, Conn, How, Out, Outbound, Sent, Wire};
 use crate::error::Error;
-use crate::hub::{Delivery, KillSwitch, Outbound, OutboundRx, OutboundTx};
+use crate::hub::Delivery;
 use crate::node::{MAX_HISTORY_LIMIT, Node, Publisher, clamp_limit};
 use crate::ratelimit::TokenBucket;
 use crate::transport::{Inbound, Transport};
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_proto::conv::ConvKind;
@@ -23,7 +26,6 @@ use switchboard_proto::frame::{
     ClientFrame, RequestId, ResumePosition, Resumed, parse_client_frame,
 };
 use switchboard_proto::{Conv, DisconnectReason, ErrorCode, ServerFrame};
-use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 /// Invalid frames tolerated per [`BAD_FRAME_WINDOW`] before the connection is closed.
@@ -32,8 +34,10 @@ pub const MAX_BAD_FRAMES: u32 = 20;
 pub const BAD_FRAME_WINDOW: Duration = Duration::from_secs(10);
 /// Heartbeats a peer may leave unanswered; at the next one it is considered dead.
 const MISSED_PINGS_ALLOWED: u32 = 2;
-/// Live messages handled per wake-up before flushing.
+/// Handed-over messages handled per turn of the session loop.
 const DELIVERY_BATCH: usize = 256;
+/// Unsent frames past which the session's own writes wait for the client to read.
+const SESSION_HIGH_WATER: usize = 64;
 /// Time allowed for the last frames when a connection is being closed.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -64,6 +68,16 @@ impl From<End> for Fail {
         Fail::End(e)
     }
 }
+impl From<Broken> for End {
+    fn from(_: Broken) -> End {
+        End::Gone
+    }
+}
+impl From<Broken> for Fail {
+    fn from(_: Broken) -> Fail {
+        Fail::End(End::Gone)
+    }
+}
 
 struct Authed {
     principal: Principal,
@@ -90,11 +104,16 @@ impl From<Principal> for PreAuth {
     }
 }
 
-/// Runs one connection to its end. With `pre_auth`, `welcome` is sent unasked first.
-pub async fn run_session<T: Transport>(node: Arc<Node>, transport: T, pre_auth: Option<PreAuth>) {
-    let (tx, rx) = mpsc::channel(node.limits.outbound_queue.max(1));
-    let kill = Arc::new(KillSwitch::default());
-    let key = node.hub.open_connection(kill.clone(), tx.clone());
+/// Runs one connection to its end: reads through `transport`, writes through `wire`. With
+/// `pre_auth`, `welcome` is sent unasked first.
+pub async fn run_session<T: Transport>(
+    node: Arc<Node>,
+    transport: T,
+    wire: Box<dyn Wire>,
+    pre_auth: Option<PreAuth>,
+) {
+    let conn = Conn::new(wire, node.limits.outbound_queue);
+    let key = node.hub.open_connection(conn.clone());
     let now = Instant::now();
     let mut session = Session {
         publish_bucket: TokenBucket::new(node.limits.publish_rate, node.limits.publish_burst),
@@ -106,11 +125,8 @@ pub async fn run_session<T: Transport>(node: Arc<Node>, transport: T, pre_auth: 
         node,
         t: transport,
         key,
-        kill,
-        tx,
-        rx,
+        conn,
         auth: None,
-        subs: HashMap::new(),
         bad_frames: 0,
         bad_window: now,
         last_seen: now,
@@ -128,12 +144,9 @@ struct Session<T: Transport> {
     node: Arc<Node>,
     t: T,
     key: u64,
-    kill: Arc<KillSwitch>,
-    tx: OutboundTx,
-    rx: OutboundRx,
+    /// The shared half: subscriptions with their last seq, unsent frames, handed-over work.
+    conn: Arc<Conn>,
     auth: Option<Authed>,
-    /// conv -> last seq sent to the client.
-    subs: HashMap<Conv, u64>,
     publish_bucket: TokenBucket,
     frame_bucket: TokenBucket,
     bad_frames: u32,
@@ -157,55 +170,76 @@ impl<T: Transport> Session<T> {
                     return End::Close;
                 }
             }
-            if let Err(e) = self.flush().await {
-                return e;
-            }
         }
-        let kill = self.kill.clone();
-        // Created once: a fresh `killed()` per iteration would register and drop a Notify waiter
-        // (a mutex each way) for every batch of deliveries.
-        let killed = kill.killed();
-        tokio::pin!(killed);
-        let timer = tokio::time::sleep_until(self.next_deadline().into());
+        let mut timer_at = self.next_deadline();
+        let timer = tokio::time::sleep_until(timer_at.into());
         tokio::pin!(timer);
         loop {
-            let authed = self.auth.is_some();
-            tokio::select! {
+            let unsent = self.conn.backlog() > 0;
+            if unsent {
+                // A backlog that does not move is a slow consumer: wake up for that too.
+                let deadline = self.next_deadline();
+                if deadline < timer_at {
+                    timer_at = deadline;
+                    timer.as_mut().reset(timer_at.into());
+                }
+            }
+            let r = tokio::select! {
                 biased;
-                reason = &mut killed => return End::Disconnect(reason),
-                Some(d) = self.rx.recv(), if authed => {
-                    if let Err(e) = self.on_deliveries(d).await {
-                        return e;
+                () = self.conn.attention() => self.on_attention().await,
+                () = self.conn.writable(), if unsent => self.conn.flush().map(|_| ()).map_err(End::from),
+                ev = self.t.recv() => match ev {
+                    None => Err(End::Gone),
+                    Some(Inbound::Alive) => { self.last_seen = Instant::now(); Ok(()) }
+                    Some(Inbound::Ping(payload)) => {
+                        self.last_seen = Instant::now();
+                        self.conn.write(Out::Pong(payload)).map_err(End::from)
                     }
-                }
-                ev = self.t.recv() => {
-                    let r = match ev {
-                        None => return End::Gone,
-                        Some(Inbound::Alive) => { self.last_seen = Instant::now(); Ok(()) }
-                        Some(Inbound::Frame(b)) => { self.last_seen = Instant::now(); Box::pin(self.on_frame(b)).await }
-                        Some(Inbound::TooLarge(n)) => Box::pin(self.on_too_large(n)).await,
-                    };
-                    if let Err(e) = r.and(self.flush().await) {
-                        return e;
-                    }
-                }
+                    Some(Inbound::Frame(b)) => { self.last_seen = Instant::now(); Box::pin(self.on_frame(b)).await }
+                    Some(Inbound::TooLarge(n)) => Box::pin(self.on_too_large(n)).await,
+                },
                 () = &mut timer => {
-                    if let Err(e) = Box::pin(self.on_timer()).await {
-                        return e;
-                    }
-                    timer.as_mut().reset(self.next_deadline().into());
+                    let r = Box::pin(self.on_timer()).await;
+                    timer_at = self.next_deadline();
+                    timer.as_mut().reset(timer_at.into());
+                    r
                 }
+            };
+            if let Err(e) = r {
+                return e;
             }
         }
     }
 
     fn next_deadline(&self) -> Instant {
-        match &self.auth {
+        let mut at = match &self.auth {
             None => self
                 .next_ping
                 .min(self.started + self.node.limits.auth_timeout),
             Some(a) => self.next_ping.min(a.expires_at),
+        };
+        if let Some(moved) = self.conn.backlog_moved_at() {
+            at = at.min(moved + self.node.limits.write_timeout);
         }
+        at
+    }
+
+    async fn on_attention(&mut self) -> Result<(), End> {
+        if let Some(reason) = self.conn.reason() {
+            return Err(End::Disconnect(reason));
+        }
+        if self.conn.failed() {
+            return Err(End::Gone);
+        }
+        for _ in 0..DELIVERY_BATCH {
+            match self.conn.next_handed_over() {
+                Some(o) => self.on_outbound(o).await?,
+                None => return Ok(()),
+            }
+        }
+        // More is waiting: take it at the next turn, after the socket and timers had theirs.
+        self.conn.poke();
+        Ok(())
     }
 
     async fn on_timer(&mut self) -> Result<(), End> {
@@ -225,6 +259,12 @@ impl<T: Transport> Session<T> {
             }
             _ => {}
         }
+        if let Some(moved) = self.conn.backlog_moved_at()
+            && now >= moved + self.node.limits.write_timeout
+        {
+            // A client that does not read for this long is a slow consumer.
+            return Err(End::Disconnect(DisconnectReason::SlowConsumer));
+        }
         if now >= self.next_ping {
             // A ping is missed when nothing at all arrived between it and the next one.
             match self.last_ping {
@@ -238,9 +278,7 @@ impl<T: Transport> Session<T> {
                     .disconnect(DisconnectReason::ProtocolError);
                 return Err(End::Gone);
             }
-            let r = timeout(self.node.limits.write_timeout, self.t.ping()).await;
-            self.outcome(r)?;
-            self.flush().await?;
+            self.conn.write(Out::Ping)?;
             self.last_ping = Some(now);
             self.next_ping = now + self.node.limits.heartbeat;
         }
@@ -249,33 +287,29 @@ impl<T: Transport> Session<T> {
 
     // ----- writing -----
 
-    fn outcome(
-        &self,
-        r: Result<Result<(), crate::transport::TransportError>, tokio::time::error::Elapsed>,
-    ) -> Result<(), End> {
-        match r {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                tracing::debug!(key = self.key, error = %e, "write failed");
-                Err(End::Gone)
+    /// Waits while more than `limit` frames are unsent; a client that takes nothing for the
+    /// write timeout is a slow consumer.
+    async fn make_room(&mut self, limit: usize) -> Result<(), End> {
+        while self.conn.backlog() > limit {
+            if self.conn.flush()? {
+                return Ok(());
             }
-            // A client that does not read for this long is a slow consumer.
-            Err(_) => Err(End::Disconnect(DisconnectReason::SlowConsumer)),
+            if self.conn.backlog() <= limit {
+                return Ok(());
+            }
+            if timeout(self.node.limits.write_timeout, self.conn.writable())
+                .await
+                .is_err()
+            {
+                return Err(End::Disconnect(DisconnectReason::SlowConsumer));
+            }
         }
-    }
-
-    async fn write(&mut self, frame: Bytes) -> Result<(), End> {
-        let r = timeout(self.node.limits.write_timeout, self.t.send(frame)).await;
-        self.outcome(r)
-    }
-
-    async fn flush(&mut self) -> Result<(), End> {
-        let r = timeout(self.node.limits.write_timeout, self.t.flush()).await;
-        self.outcome(r)
+        Ok(())
     }
 
     async fn reply(&mut self, frame: ServerFrame) -> Result<(), End> {
-        self.write(frame.encode()).await
+        self.conn.write(Out::Text(frame.encode()))?;
+        self.make_room(SESSION_HIGH_WATER).await
     }
 
     async fn reply_error(&mut self, id: Option<RequestId>, e: Error) -> Result<(), End> {
@@ -361,7 +395,7 @@ impl<T: Transport> Session<T> {
                 self.subscribe(id, &user_id, conv, since, epoch).await
             }
             ClientFrame::Unsubscribe { conv } => {
-                if self.subs.contains_key(&conv) {
+                if self.conn.is_subscribed(&conv) {
                     self.detach(&conv).await;
                 }
                 Ok(self
@@ -382,19 +416,29 @@ impl<T: Transport> Session<T> {
                         Error::new(ErrorCode::RateLimited, "publish rate limit exceeded").into(),
                     );
                 }
+                // The sender's own copy must not overtake the reply.
+                self.conn.hold(true);
                 let r = self
                     .node
                     .publish(Publisher::User(&user_id), conv, body, client_msg_id)
-                    .await?;
-                Ok(self
-                    .reply(ServerFrame::Published {
-                        id,
-                        conv: r.conv,
-                        seq: r.seq,
-                        message_id: r.message_id,
-                        ts: r.ts,
-                    })
-                    .await?)
+                    .await;
+                let r = match r {
+                    Ok(r) => {
+                        let reply = ServerFrame::Published {
+                            id,
+                            conv: r.conv,
+                            seq: r.seq,
+                            message_id: r.message_id,
+                            ts: r.ts,
+                        };
+                        self.conn
+                            .write(Out::Text(reply.encode()))
+                            .map_err(Fail::from)
+                    }
+                    Err(e) => Err(Fail::Reply(e)),
+                };
+                self.conn.hold(false);
+                r
             }
             ClientFrame::History {
                 conv,
@@ -467,6 +511,8 @@ impl<T: Transport> Session<T> {
         let mut resume = resume;
         let own_since = resume.remove(&own);
         let mut resumed = BTreeMap::new();
+        // (conv, last seq the client has): set in the same step as `welcome` is written.
+        let mut subs: Vec<(Conv, u64)> = Vec::new();
         let mut replays = Vec::new();
         let mut refused = Vec::new();
 
@@ -474,16 +520,14 @@ impl<T: Transport> Session<T> {
         match own_since {
             Some(p) => {
                 let r = decide(&p, &pos);
-                self.subs.insert(own.clone(), r.from_seq - 1);
+                subs.push((own.clone(), r.from_seq - 1));
                 resumed.insert(own.clone(), r);
                 replays.push(own.clone());
             }
-            None => {
-                self.subs.insert(own.clone(), pos.head_seq);
-            }
+            None => subs.push((own.clone(), pos.head_seq)),
         }
         for (conv, p) in resume {
-            if self.subs.len() >= self.node.limits.max_subscriptions {
+            if subs.len() >= self.node.limits.max_subscriptions {
                 refused.push((conv, Error::bad_request("too many subscriptions")));
                 continue;
             }
@@ -499,7 +543,7 @@ impl<T: Transport> Session<T> {
                 }
             };
             let r = decide(&p, &pos);
-            self.subs.insert(conv.clone(), r.from_seq - 1);
+            subs.push((conv.clone(), r.from_seq - 1));
             resumed.insert(conv.clone(), r);
             replays.push(conv);
         }
@@ -512,13 +556,17 @@ impl<T: Transport> Session<T> {
             heartbeat_ms,
             resumed,
         };
-        self.reply(welcome).await?;
+        self.conn.subscribe_with(&subs, welcome.encode())?;
+        self.make_room(SESSION_HIGH_WATER).await?;
         for (conv, e) in refused {
             let e = Error::new(e.code, format!("{conv}: {}", e.message));
             self.reply_error(id.clone(), e).await?;
         }
         for conv in replays {
-            let last = self.subs.get(&conv).copied().unwrap_or(0);
+            let last = subs
+                .iter()
+                .find(|(c, _)| *c == conv)
+                .map_or(0, |(_, last)| *last);
             self.replay(&conv, last, None).await?;
         }
         Ok(())
@@ -532,8 +580,8 @@ impl<T: Transport> Session<T> {
         since: Option<u64>,
         epoch: Option<String>,
     ) -> Result<(), Fail> {
-        let already = self.subs.contains_key(&conv);
-        if !already && self.subs.len() >= self.node.limits.max_subscriptions {
+        let already = self.conn.is_subscribed(&conv);
+        if !already && self.conn.subscription_count() >= self.node.limits.max_subscriptions {
             let max = self.node.limits.max_subscriptions;
             return Err(Error::bad_request(format!(
                 "a connection may hold at most {max} subscriptions"
@@ -551,17 +599,12 @@ impl<T: Transport> Session<T> {
         } else {
             self.attach(&conv).await?
         };
-        let (recovered, from_seq) = match since {
-            None => {
-                if !already {
-                    self.subs.insert(conv.clone(), pos.head_seq);
-                }
-                (None, None)
-            }
+        // Where the client stands; `None` keeps an existing subscription where it is.
+        let (last, recovered, from_seq) = match since {
+            None => ((!already).then_some(pos.head_seq), None, None),
             Some(since) => {
                 let r = decide(&ResumePosition::WithEpoch { seq: since, epoch }, &pos);
-                self.subs.insert(conv.clone(), r.from_seq - 1);
-                (Some(r.recovered), Some(r.from_seq))
+                (Some(r.from_seq - 1), Some(r.recovered), Some(r.from_seq))
             }
         };
         let reply = ServerFrame::Subscribed {
@@ -571,8 +614,13 @@ impl<T: Transport> Session<T> {
             epoch: pos.epoch,
             recovered,
             from_seq,
-        };
-        self.reply(reply).await?;
+        }
+        .encode();
+        match last {
+            Some(last) => self.conn.subscribe_with(&[(conv.clone(), last)], reply)?,
+            None => self.conn.write(Out::Text(reply))?,
+        }
+        self.make_room(SESSION_HIGH_WATER).await?;
         if let Some(from) = from_seq {
             self.replay(&conv, from - 1, None).await?;
         }
@@ -582,9 +630,7 @@ impl<T: Transport> Session<T> {
     /// Adds a local subscription and bus interest, then reads the position. On failure the
     /// subscription is taken back.
     async fn attach(&mut self, conv: &Conv) -> Result<Position, Error> {
-        self.node
-            .hub
-            .subscribe(conv, self.key, self.tx.clone(), self.kill.clone());
+        self.node.hub.subscribe(conv, self.key, self.conn.clone());
         let result = async {
             self.node.ensure_interest(conv).await?;
             if conv.kind() == ConvKind::Room
@@ -606,7 +652,7 @@ impl<T: Transport> Session<T> {
     }
 
     async fn detach(&mut self, conv: &Conv) {
-        self.subs.remove(conv);
+        self.conn.remove_sub(conv);
         if self.node.hub.unsubscribe(conv, self.key) {
             self.node.release_interest(conv).await;
         }
@@ -625,22 +671,11 @@ impl<T: Transport> Session<T> {
 
     // ----- delivery -----
 
-    async fn on_deliveries(&mut self, first: Outbound) -> Result<(), End> {
-        self.on_outbound(first).await?;
-        for _ in 1..DELIVERY_BATCH {
-            match self.rx.try_recv() {
-                Ok(o) => self.on_outbound(o).await?,
-                Err(_) => break,
-            }
-        }
-        self.flush().await
-    }
-
     async fn on_outbound(&mut self, o: Outbound) -> Result<(), End> {
         match o {
             Outbound::Message(d) => self.deliver(d).await,
             Outbound::Revoke(conv) => {
-                if !self.subs.contains_key(&conv) {
+                if !self.conn.is_subscribed(&conv) {
                     return Ok(());
                 }
                 self.detach(&conv).await;
@@ -655,21 +690,17 @@ impl<T: Transport> Session<T> {
         }
     }
 
+    /// A message the fan-out could not simply write: a repeat, a gap to fill from history
+    /// first, or one that waited behind other work.
     async fn deliver(&mut self, d: Arc<Delivery>) -> Result<(), End> {
-        let conv = &d.message.conv;
-        let seq = d.message.seq;
-        let Some(&last) = self.subs.get(conv) else {
-            return Ok(());
-        };
-        if seq <= last {
-            return Ok(());
-        }
-        if seq > last + 1 {
+        let (conv, seq) = (&d.message.conv, d.message.seq);
+        if let Sent::Gap(last) = self
+            .conn
+            .write_message(conv, seq, &d.frame, false, How::Now)?
+        {
             Box::pin(self.replay(conv, last, Some(seq))).await?;
-        }
-        self.write(d.frame.clone()).await?;
-        if let Some(l) = self.subs.get_mut(conv) {
-            *l = (*l).max(seq);
+            self.conn
+                .write_message(conv, seq, &d.frame, true, How::Now)?;
         }
         Ok(())
     }
@@ -697,11 +728,17 @@ impl<T: Transport> Session<T> {
                     continue;
                 }
                 cursor = m.seq;
-                self.write(m.encode_frame()).await?;
+                // Queued and written as one batch below; anything the client already got
+                // (live, meanwhile) is skipped.
+                let sent =
+                    self.conn
+                        .write_message(conv, m.seq, &m.encode_frame(), true, How::Later)?;
+                if sent == Sent::NotSubscribed {
+                    return Ok(());
+                }
             }
-            if let Some(l) = self.subs.get_mut(conv) {
-                *l = (*l).max(cursor);
-            }
+            self.conn.flush()?;
+            self.make_room(SESSION_HIGH_WATER).await?;
             if n < MAX_HISTORY_LIMIT as usize {
                 return Ok(());
             }
@@ -711,42 +748,36 @@ impl<T: Transport> Session<T> {
     // ----- the end -----
 
     async fn finish(&mut self, end: End) {
+        // From here on the fan-out leaves this connection alone.
+        self.conn.close();
+        let code = self.t.close_code();
         let jitter_ms = self.node.limits.reconnect_jitter.as_millis() as u64;
         let _ = timeout(CLOSE_GRACE, async {
-            match end {
-                End::Disconnect(reason) => {
-                    self.node.metrics.disconnect(reason);
-                    if reason == DisconnectReason::Shutdown {
-                        let delay_ms = switchboard_proto::ids::random_u64() % jitter_ms.max(1);
-                        let _ = self
-                            .t
-                            .send(
-                                ServerFrame::Reconnect {
-                                    reason: "shutdown".into(),
-                                    delay_ms,
-                                }
-                                .encode(),
-                            )
-                            .await;
-                    }
-                    let _ = self
-                        .t
-                        .send(ServerFrame::Disconnect { reason }.encode())
-                        .await;
-                    let _ = self.t.flush().await;
-                    self.t.close().await;
+            let mut last = Vec::new();
+            if let End::Disconnect(reason) = end {
+                self.node.metrics.disconnect(reason);
+                if reason == DisconnectReason::Shutdown {
+                    let delay_ms = switchboard_proto::ids::random_u64() % jitter_ms.max(1);
+                    last.push(
+                        ServerFrame::Reconnect {
+                            reason: "shutdown".into(),
+                            delay_ms,
+                        }
+                        .encode(),
+                    );
                 }
-                End::Close => {
-                    let _ = self.t.flush().await;
-                    self.t.close().await;
-                }
-                End::Gone => self.t.close().await,
+                last.push(ServerFrame::Disconnect { reason }.encode());
             }
+            for frame in last {
+                self.conn.write(Out::Text(frame))?;
+            }
+            self.conn.write(Out::Close(code))?;
+            self.make_room(0).await
         })
         .await;
+        self.conn.shutdown();
         if let Some(a) = self.auth.take() {
-            let convs: Vec<Conv> = self.subs.drain().map(|(c, _)| c).collect();
-            for conv in convs {
+            for conv in self.conn.take_subs() {
                 if self.node.hub.unsubscribe(&conv, self.key) {
                     self.node.release_interest(&conv).await;
                 }
@@ -820,23 +851,12 @@ mod tests {
 #[cfg(test)]
 mod size_tests {
     use super::*;
-    use crate::transport::TransportError;
 
     struct Nothing;
     impl Transport for Nothing {
         async fn recv(&mut self) -> Option<Inbound> {
             None
         }
-        async fn send(&mut self, _: Bytes) -> Result<(), TransportError> {
-            Ok(())
-        }
-        async fn flush(&mut self) -> Result<(), TransportError> {
-            Ok(())
-        }
-        async fn ping(&mut self) -> Result<(), TransportError> {
-            Ok(())
-        }
-        async fn close(&mut self) {}
     }
 
     /// The session's future is allocated once per connection: keep an eye on its size.
@@ -846,7 +866,7 @@ mod size_tests {
             std::mem::size_of::<Fut>()
         }
         #[allow(unreachable_code)]
-        let size = returned_size(|| run_session(unreachable!(), Nothing, None));
+        let size = returned_size(|| run_session(unreachable!(), Nothing, unreachable!(), None));
         println!(
             "run_session future: {size} bytes; Session: {} bytes",
             std::mem::size_of::<Session<Nothing>>()

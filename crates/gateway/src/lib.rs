@@ -4,7 +4,9 @@
 
 pub mod http_error;
 pub mod poll;
+pub mod serve;
 pub mod tcp;
+pub mod wire;
 pub mod ws;
 
 pub use ws::{WsConfig, ws_route};

@@ -24,9 +24,11 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+use switchboard_core::conn::{Out, Progress, Wire};
 use switchboard_core::session::{PreAuth, run_session};
-use switchboard_core::transport::{Inbound, Transport, TransportError};
+use switchboard_core::transport::{Inbound, Transport};
 use switchboard_core::{Error, Node};
 use switchboard_proto::frame::ResumePosition;
 use switchboard_proto::{Conv, ErrorCode, ServerFrame};
@@ -77,13 +79,13 @@ struct Buffer {
     get_generation: u64,
 }
 
-/// One session's shared state, between its task and the HTTP handlers.
+/// One session's shared state, between its task, the fan-out and the HTTP handlers.
 struct Shared {
     buffer: Mutex<Buffer>,
     /// New frames, the end, or a newer GET.
     changed: Notify,
-    /// Room in the buffer.
-    space: Notify,
+    /// The session waiting for room in the buffer (woken when a GET acknowledges frames).
+    space: Mutex<Option<Waker>>,
     /// Client frames to the session; taken (closed) by `DELETE`.
     inbound: Mutex<Option<mpsc::Sender<Inbound>>>,
     last_get: Mutex<Instant>,
@@ -206,23 +208,26 @@ async fn open(State(polls): State<Arc<PollSessions>>, headers: HeaderMap, body: 
             ..Default::default()
         }),
         changed: Notify::new(),
-        space: Notify::new(),
+        space: Mutex::new(None),
         inbound: Mutex::new(Some(tx)),
         last_get: Mutex::new(Instant::now()),
         ended_at: Mutex::new(None),
     });
     polls.sessions.lock().insert(id.clone(), shared.clone());
+    let wire = Box::new(PollWire {
+        shared: shared.clone(),
+        max: polls.config.max_buffered.max(8),
+    });
     let transport = PollTransport {
         shared,
         rx,
         idle: polls.config.idle,
-        max: polls.config.max_buffered.max(8),
     };
     let pre = PreAuth {
         principal,
         resume: body.resume.unwrap_or_default(),
     };
-    tokio::spawn(run_session(node.clone(), transport, Some(pre)));
+    tokio::spawn(run_session(node.clone(), transport, wire, Some(pre)));
     let poll = format!(
         "{}/v1/poll/{id}",
         polls.config.public_url.trim_end_matches('/')
@@ -331,7 +336,9 @@ async fn receive(
     };
     // Wake an older GET of this session (it answers empty) and a session waiting for room.
     shared.changed.notify_waiters();
-    shared.space.notify_waiters();
+    if let Some(w) = shared.space.lock().take() {
+        w.wake();
+    }
     let wait = Duration::from_millis(q.wait_ms.unwrap_or(25_000)).min(polls.config.max_wait);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
@@ -395,12 +402,11 @@ async fn close(State(polls): State<Arc<PollSessions>>, Path(id): Path<String>) -
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// A long-poll session as a session transport.
+/// The reading half of a long-poll session: frames from `POST`, proof of life from `GET`.
 pub struct PollTransport {
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Inbound>,
     idle: Duration,
-    max: usize,
 }
 
 impl Transport for PollTransport {
@@ -418,38 +424,66 @@ impl Transport for PollTransport {
             }
         }
     }
+}
 
-    async fn send(&mut self, frame: Bytes) -> Result<(), TransportError> {
-        let mut frame = Some(frame);
-        loop {
-            let space = self.shared.space.notified();
-            tokio::pin!(space);
-            space.as_mut().enable();
-            {
-                let mut b = self.shared.buffer.lock();
-                if b.frames.len() < self.max {
-                    let pseq = b.next_pseq;
-                    b.next_pseq += 1;
-                    b.frames.push_back((pseq, frame.take().expect("sent once")));
-                    drop(b);
-                    self.shared.changed.notify_waiters();
-                    return Ok(());
+/// The writing half of a long-poll session: frames go into the session's buffer, numbered, for
+/// the next `GET`. A full buffer takes nothing more until a `GET` acknowledges frames.
+struct PollWire {
+    shared: Arc<Shared>,
+    max: usize,
+}
+
+impl Wire for PollWire {
+    fn try_write(
+        &self,
+        frames: &mut dyn Iterator<Item = &Out>,
+        _offset: usize,
+    ) -> std::io::Result<Progress> {
+        let mut p = Progress {
+            frames: 0,
+            offset: 0,
+            blocked: false,
+        };
+        let mut b = self.shared.buffer.lock();
+        let before = b.frames.len();
+        for frame in frames {
+            let bytes = match frame {
+                Out::Text(bytes) => bytes.clone(),
+                Out::Ping => ServerFrame::Ping {}.encode(),
+                // Long-polling has no protocol pings to answer and no close frame.
+                Out::Pong(_) | Out::Close(_) => {
+                    p.frames += 1;
+                    continue;
                 }
+            };
+            if b.frames.len() >= self.max {
+                p.blocked = true;
+                break;
             }
-            // Full: wait for a GET to acknowledge frames (the session's write timeout bounds it).
-            space.await;
+            let pseq = b.next_pseq;
+            b.next_pseq += 1;
+            b.frames.push_back((pseq, bytes));
+            p.frames += 1;
+        }
+        let added = b.frames.len() > before;
+        drop(b);
+        if added {
+            self.shared.changed.notify_waiters();
+        }
+        Ok(p)
+    }
+
+    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        // Register first, then look: a GET that acknowledges in between wakes us.
+        *self.shared.space.lock() = Some(cx.waker().clone());
+        if self.shared.buffer.lock().frames.len() < self.max {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
         }
     }
 
-    async fn flush(&mut self) -> Result<(), TransportError> {
-        Ok(())
-    }
-
-    async fn ping(&mut self) -> Result<(), TransportError> {
-        self.send(ServerFrame::Ping {}.encode()).await
-    }
-
-    async fn close(&mut self) {
+    fn shutdown(&self) {
         self.shared.buffer.lock().ended = true;
         *self.shared.ended_at.lock() = Some(Instant::now());
         self.shared.inbound.lock().take();

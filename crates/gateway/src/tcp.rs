@@ -2,24 +2,23 @@
 //! many bytes of the same JSON as on WebSocket.
 //!
 //! Reading is cancel-safe (the session polls it in a `select!`): bytes go into a buffer that
-//! survives a cancelled read, and a frame is only taken out once complete. A frame over
+//! survives a cancelled read, and a frame is only taken out once complete. Writing goes through
+//! the shared socket ([`crate::wire`]), so the fan-out writes frames itself. A frame over
 //! `max_frame_bytes` is skipped without being buffered and answered `too_large` (the connection
 //! goes on); a length over four times that closes the connection. Nothing is buffered without
 //! bound.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use crate::wire::{SocketWire, TcpFraming, read_into};
+use bytes::{Buf, BufMut, BytesMut};
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_core::Node;
 use switchboard_core::session::run_session;
-use switchboard_core::transport::{Inbound, Transport, TransportError};
+use switchboard_core::transport::{Inbound, Transport};
 use switchboard_proto::{ErrorCode, ServerFrame};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-
-/// Bytes read from the socket at a time.
-const READ_CHUNK: usize = 4096;
 
 /// Accepts TCP clients until `stop` is cancelled. A failing `accept` (e.g. out of file
 /// descriptors) backs off and retries; it never ends the loop.
@@ -43,7 +42,9 @@ pub async fn serve_tcp(listener: TcpListener, node: Arc<Node>, stop: Cancellatio
                         return;
                     }
                     let max = node.limits.max_frame_bytes;
-                    run_session(node, TcpTransport::new(stream, max), None).await;
+                    let stream = Arc::new(stream);
+                    let wire = Box::new(SocketWire::new(stream.clone(), TcpFraming));
+                    run_session(node, TcpReader::new(stream, max), wire, None).await;
                 });
             }
             Err(e) => {
@@ -69,26 +70,25 @@ async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
 }
 
-/// A TCP connection as a session transport.
-pub struct TcpTransport {
-    stream: TcpStream,
+/// The reading half of a TCP connection.
+pub struct TcpReader {
+    stream: Arc<TcpStream>,
     max_frame: usize,
+    /// Bytes read but not yet parsed; empty (no allocation) between frames.
     read: BytesMut,
-    write: BytesMut,
     /// Bytes of an oversized frame still to be thrown away.
     skipping: usize,
     /// The connection cannot continue (a length beyond the hard limit, or the peer closed).
     done: bool,
 }
 
-impl TcpTransport {
-    /// Wraps an accepted stream.
-    pub fn new(stream: TcpStream, max_frame: usize) -> TcpTransport {
-        TcpTransport {
+impl TcpReader {
+    /// Reads frames from `stream`.
+    pub fn new(stream: Arc<TcpStream>, max_frame: usize) -> TcpReader {
+        TcpReader {
             stream,
             max_frame,
             read: BytesMut::new(),
-            write: BytesMut::new(),
             skipping: 0,
             done: false,
         }
@@ -135,7 +135,7 @@ impl TcpTransport {
     }
 }
 
-impl Transport for TcpTransport {
+impl Transport for TcpReader {
     async fn recv(&mut self) -> Option<Inbound> {
         loop {
             if self.done {
@@ -144,52 +144,11 @@ impl Transport for TcpTransport {
             if let Some(inbound) = self.parse() {
                 return Some(inbound);
             }
-            if self.read.capacity() - self.read.len() < READ_CHUNK.min(64) {
-                self.read.reserve(READ_CHUNK);
-            }
-            match self.stream.read_buf(&mut self.read).await {
-                // A clean close, or one in the middle of a frame (a truncated frame is dropped).
-                Ok(0) | Err(_) => {
-                    self.done = true;
-                    return None;
-                }
-                Ok(_) => {}
-            }
-            // Give back memory after a large frame so idle connections stay small.
-            if self.read.is_empty() && self.read.capacity() > 4 * READ_CHUNK {
-                self.read = BytesMut::new();
+            // A clean close, or one in the middle of a frame (a truncated frame is dropped).
+            if !read_into(&self.stream, &mut self.read).await {
+                self.done = true;
+                return None;
             }
         }
-    }
-
-    async fn send(&mut self, frame: Bytes) -> Result<(), TransportError> {
-        self.write.reserve(frame.len() + 4);
-        self.write.put_u32(frame.len() as u32);
-        self.write.put_slice(&frame);
-        if self.write.len() >= 64 * 1024 {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), TransportError> {
-        if self.write.is_empty() {
-            return Ok(());
-        }
-        let r = self.stream.write_all(&self.write).await;
-        self.write.clear();
-        if self.write.capacity() > 64 * 1024 {
-            self.write = BytesMut::new();
-        }
-        r.map_err(|e| TransportError(e.to_string()))
-    }
-
-    async fn ping(&mut self) -> Result<(), TransportError> {
-        self.send(ServerFrame::Ping {}.encode()).await
-    }
-
-    async fn close(&mut self) {
-        let _ = self.flush().await;
-        let _ = self.stream.shutdown().await;
     }
 }

@@ -1,46 +1,44 @@
-//! The WebSocket transport at `GET /v1/ws`.
+//! The WebSocket transport at `GET /v1/ws`: the RFC 6455 handshake, and the reading of client
+//! frames, on the plain TCP socket that the HTTP server hands over at the upgrade.
 //!
-//! Buffers are tuned (see shared/DEPENDENCIES.md and docs/PERFORMANCE.md). The read buffer is
-//! [`READ_BUFFER`] bytes: tungstenite keeps it for the connection's life and zero-fills it before
-//! every read attempt, so it is both per-connection memory and per-delivery work; client frames
-//! are small, and a larger one is read in several calls. Written frames collect in tungstenite's
-//! write buffer until the session flushes a batch (or [`WRITE_BATCH`] bytes are waiting), so a
-//! connection with several queued deliveries gets them in one `send()`. Frames up to
-//! `max_frame_bytes` are handed to the session; larger ones up to four times that are answered
-//! with `too_large` and the connection goes on; beyond that the socket is closed (1009).
+//! Owning the socket is what lets the fan-out write a message frame (a two- to ten-byte head and
+//! the shared payload, one `writev`) without waking the connection's task; see
+//! `switchboard_core::conn` and [`crate::wire`]. An idle connection holds no buffer at all:
+//! bytes are read only when the socket is readable, and kept only while a frame is incomplete.
+//!
+//! Client frames up to `max_frame_bytes` are handed to the session; larger ones up to four times
+//! that are skipped without being buffered and answered `too_large` (the connection goes on);
+//! beyond that the socket is closed with 1009. Invalid UTF-8 in a text message closes it with
+//! 1007, any other protocol violation (unmasked frame, reserved bits or opcodes, a bad
+//! fragment sequence, an oversized control frame) with 1002.
 
 use crate::http_error::{ApiError, bearer};
+use crate::wire::{SocketWire, WsFraming, read_into};
 use axum::Router;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use bytes::Bytes;
-use futures_util::SinkExt;
+use bytes::{Buf, Bytes, BytesMut};
+use hyper_util::rt::TokioIo;
+use sha1::{Digest, Sha1};
 use std::sync::Arc;
 use switchboard_core::Node;
 use switchboard_core::session::run_session;
-use switchboard_core::transport::{Inbound, Transport, TransportError};
+use switchboard_core::transport::{Inbound, Transport};
 use switchboard_core::{Error, auth::Principal};
 use switchboard_proto::ErrorCode;
-
-/// Bytes read from the socket per read call (tungstenite's `read_buffer_size`).
-pub const READ_BUFFER: usize = 512;
-
-/// Buffered outgoing bytes that force a write before the session's flush
-/// (tungstenite's `write_buffer_size`).
-pub const WRITE_BATCH: usize = 4096;
+use tokio::net::TcpStream;
 
 /// WebSocket settings derived from the node's limits.
 #[derive(Debug, Clone, Copy)]
 pub struct WsConfig {
-    /// Frames above this get `too_large`.
+    /// Messages above this get `too_large`.
     pub max_frame_bytes: usize,
 }
 
 impl WsConfig {
-    /// The size past which the WebSocket library refuses a message and the socket is closed.
+    /// The size past which a message ends the connection (close 1009).
     fn hard_limit(self) -> usize {
         self.max_frame_bytes.saturating_mul(4).max(16 * 1024)
     }
@@ -56,14 +54,24 @@ struct WsQuery {
     token: Option<String>,
 }
 
-/// Refuses early (before the upgrade) what would be refused anyway: a full or draining node,
-/// a bad token on the request. A good token means `welcome` is sent unasked.
-async fn upgrade(
-    State(node): State<Arc<Node>>,
-    headers: HeaderMap,
-    Query(query): Query<WsQuery>,
-    ws: WebSocketUpgrade,
-) -> Response {
+/// Checks the handshake, then refuses early (before the upgrade) what would be refused anyway:
+/// a full or draining node, a bad token on the request. A good token means `welcome` is sent
+/// unasked.
+async fn upgrade(State(node): State<Arc<Node>>, mut req: Request) -> Response {
+    let key = match handshake_key(req.method(), req.headers()) {
+        Ok(key) => key,
+        Err(msg) => {
+            let mut resp = ApiError(Error::bad_request(msg)).into_response();
+            *resp.status_mut() = StatusCode::UPGRADE_REQUIRED;
+            resp.headers_mut()
+                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            resp.headers_mut().insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
+            return resp;
+        }
+    };
     if node.is_draining() {
         return ApiError(Error::new(
             ErrorCode::Overloaded,
@@ -78,7 +86,10 @@ async fn upgrade(
         ))
         .into_response();
     }
-    let token = bearer(&headers).map(str::to_owned).or(query.token);
+    let query = Query::<WsQuery>::try_from_uri(req.uri())
+        .map(|q| q.0.token)
+        .unwrap_or(None);
+    let token = bearer(req.headers()).map(str::to_owned).or(query);
     let principal: Option<Principal> = match token {
         Some(t) => match node.authenticate(&t).await {
             Ok(p) => Some(p),
@@ -89,111 +100,276 @@ async fn upgrade(
     let cfg = WsConfig {
         max_frame_bytes: node.limits.max_frame_bytes,
     };
-    ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BATCH)
-        .max_message_size(cfg.hard_limit())
-        .max_frame_size(cfg.hard_limit())
-        .on_upgrade(move |socket| {
-            run_session(
-                node,
-                WsTransport::new(socket, cfg),
-                principal.map(Into::into),
-            )
-        })
-}
-
-/// A WebSocket as a session transport.
-pub struct WsTransport {
-    socket: WebSocket,
-    config: WsConfig,
-    /// Set after an unrecoverable read error, with the close code to send (1009 message too
-    /// big, 1007 invalid UTF-8, 1002 protocol error): the next `recv` reports the end.
-    broken: Option<u16>,
-}
-
-impl WsTransport {
-    /// Wraps an upgraded socket.
-    pub fn new(socket: WebSocket, config: WsConfig) -> WsTransport {
-        WsTransport {
-            socket,
-            config,
-            broken: None,
-        }
-    }
-
-    fn frame(&self, data: Bytes) -> Inbound {
-        if data.len() > self.config.max_frame_bytes {
-            Inbound::TooLarge(data.len())
-        } else {
-            Inbound::Frame(data)
-        }
-    }
-}
-
-impl Transport for WsTransport {
-    async fn recv(&mut self) -> Option<Inbound> {
-        if self.broken.is_some() {
-            return None;
-        }
-        match self.socket.recv().await? {
-            Ok(Message::Text(t)) => Some(self.frame(Bytes::from(t))),
-            // Binary frames carry the same JSON (some client libraries only send binary).
-            Ok(Message::Binary(b)) => Some(self.frame(b)),
-            Ok(Message::Ping(_) | Message::Pong(_)) => Some(Inbound::Alive),
-            Ok(Message::Close(_)) => None,
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
             Err(e) => {
-                use tokio_tungstenite::tungstenite::Error as WsError;
-                let inner = e.into_inner();
-                match inner.downcast_ref::<WsError>() {
-                    Some(WsError::Capacity(c)) => {
-                        tracing::debug!(error = %c, "oversized WebSocket message");
-                        self.broken = Some(1009);
-                        Some(Inbound::TooLarge(self.config.hard_limit() + 1))
-                    }
-                    Some(WsError::Utf8(_)) => {
-                        self.broken = Some(1007);
-                        None
-                    }
-                    _ => {
-                        tracing::debug!(error = %inner, "WebSocket read failed");
-                        self.broken = Some(1002);
-                        None
-                    }
+                tracing::debug!(error = %e, "WebSocket upgrade failed");
+                return;
+            }
+        };
+        // The server (crate::serve) serves plain TCP streams, so this is one.
+        let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => parts,
+            Err(_) => {
+                tracing::error!("WebSocket upgrade on a connection that is not a TCP stream");
+                return;
+            }
+        };
+        let stream = Arc::new(parts.io.into_inner());
+        let reader = WsReader::new(stream.clone(), parts.read_buf, cfg);
+        let wire = Box::new(SocketWire::new(stream, WsFraming));
+        run_session(node, reader, wire, principal.map(Into::into)).await;
+    });
+    let mut resp = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, accept_key(&key));
+    resp
+}
+
+/// The client's `Sec-WebSocket-Key` if the request is a WebSocket handshake (RFC 6455 §4.2.1).
+fn handshake_key(method: &Method, headers: &HeaderMap) -> Result<Vec<u8>, &'static str> {
+    let has = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    };
+    if method != Method::GET {
+        return Err("a WebSocket handshake is a GET");
+    }
+    if !has(header::CONNECTION, "upgrade") || !has(header::UPGRADE, "websocket") {
+        return Err("this is the WebSocket endpoint: send an upgrade request");
+    }
+    if !has(header::SEC_WEBSOCKET_VERSION, "13") {
+        return Err("only WebSocket version 13 is supported");
+    }
+    match headers.get(header::SEC_WEBSOCKET_KEY) {
+        Some(k) if !k.is_empty() => Ok(k.as_bytes().to_vec()),
+        _ => Err("Sec-WebSocket-Key is missing"),
+    }
+}
+
+/// `Sec-WebSocket-Accept` for a key: base64(SHA-1(key + the RFC's GUID)).
+fn accept_key(key: &[u8]) -> HeaderValue {
+    use base64::Engine as _;
+    let mut sha1 = Sha1::new();
+    sha1.update(key);
+    sha1.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(sha1.finalize());
+    HeaderValue::from_str(&b64).expect("base64 is a valid header value")
+}
+
+/// The reading half of a WebSocket connection.
+pub struct WsReader {
+    stream: Arc<TcpStream>,
+    config: WsConfig,
+    /// Bytes read but not yet parsed; empty (no allocation) between frames.
+    buf: BytesMut,
+    /// A fragmented message being put together: its opcode and the data so far.
+    message: Option<Box<(u8, BytesMut)>>,
+    /// Payload bytes of an oversized frame still to be thrown away.
+    skipping: usize,
+    /// The rest of an oversized fragmented message is thrown away too.
+    skipping_message: bool,
+    /// Set once the connection cannot go on, with the close code to send.
+    broken: Option<u16>,
+    /// The client closed (or the socket failed).
+    ended: bool,
+}
+
+/// What parsing the buffer gave.
+enum Parsed {
+    /// An event for the session.
+    Event(Inbound),
+    /// More bytes are needed.
+    More,
+    /// Something was consumed (a skipped or partial frame): parse again.
+    Again,
+}
+
+impl WsReader {
+    /// Reads from `stream`, starting with `pending` (bytes read past the upgrade request).
+    pub fn new(stream: Arc<TcpStream>, pending: Bytes, config: WsConfig) -> WsReader {
+        WsReader {
+            stream,
+            config,
+            buf: BytesMut::from(&pending[..]),
+            message: None,
+            skipping: 0,
+            skipping_message: false,
+            broken: None,
+            ended: false,
+        }
+    }
+
+    fn fail(&mut self, code: u16, why: &str) -> Parsed {
+        tracing::debug!(code, why, "WebSocket protocol error");
+        self.broken = Some(code);
+        Parsed::More
+    }
+
+    /// Takes the next frame (or verdict) out of the buffer, if it is all there.
+    fn parse(&mut self) -> Parsed {
+        if self.skipping > 0 {
+            let n = self.skipping.min(self.buf.len());
+            self.buf.advance(n);
+            self.skipping -= n;
+            if self.skipping > 0 {
+                return Parsed::More;
+            }
+        }
+        if self.buf.len() < 2 {
+            return Parsed::More;
+        }
+        let (b0, b1) = (self.buf[0], self.buf[1]);
+        let (fin, rsv, opcode) = (b0 & 0x80 != 0, b0 & 0x70, b0 & 0x0F);
+        if rsv != 0 {
+            return self.fail(1002, "reserved bits set (no extension was agreed)");
+        }
+        if b1 & 0x80 == 0 {
+            return self.fail(1002, "client frames must be masked");
+        }
+        let (len, head) = match b1 & 0x7F {
+            126 => {
+                if self.buf.len() < 4 {
+                    return Parsed::More;
                 }
+                (u16::from_be_bytes([self.buf[2], self.buf[3]]) as u64, 4)
+            }
+            127 => {
+                if self.buf.len() < 10 {
+                    return Parsed::More;
+                }
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&self.buf[2..10]);
+                (u64::from_be_bytes(b), 10)
+            }
+            n => (n as u64, 2),
+        };
+        let head = head + 4; // the masking key
+        if self.buf.len() < head {
+            return Parsed::More;
+        }
+        let control = opcode & 0x8 != 0;
+        match opcode {
+            0x8..=0xA if !fin || len > 125 => {
+                return self.fail(1002, "control frames are short and unfragmented");
+            }
+            0x1 | 0x2 if self.message.is_some() => {
+                return self.fail(1002, "a new message inside a fragmented one");
+            }
+            0x0 if self.message.is_none() && !self.skipping_message => {
+                return self.fail(1002, "a continuation frame with nothing to continue");
+            }
+            0x3..=0x7 | 0xB..=0xF => return self.fail(1002, "reserved opcode"),
+            _ => {}
+        }
+        if !control {
+            if opcode == 0 && self.skipping_message {
+                // The rest of an oversized message.
+                self.buf.advance(head);
+                self.skipping = len as usize;
+                self.skipping_message = !fin;
+                return Parsed::Again;
+            }
+            let so_far = self.message.as_ref().map_or(0, |m| m.1.len() as u64);
+            let total = so_far.saturating_add(len);
+            if total > self.config.hard_limit() as u64 {
+                self.broken = Some(1009);
+                return Parsed::Event(Inbound::TooLarge(total as usize));
+            }
+            if total > self.config.max_frame_bytes as u64 {
+                self.message = None;
+                self.buf.advance(head);
+                self.skipping = len as usize;
+                self.skipping_message = !fin;
+                return Parsed::Event(Inbound::TooLarge(total as usize));
+            }
+        }
+        let len = len as usize;
+        if self.buf.len() < head + len {
+            self.buf.reserve(head + len - self.buf.len());
+            return Parsed::More;
+        }
+        let mask = [
+            self.buf[head - 4],
+            self.buf[head - 3],
+            self.buf[head - 2],
+            self.buf[head - 1],
+        ];
+        self.buf.advance(head);
+        let mut payload = self.buf.split_to(len);
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= mask[i & 3];
+        }
+        match opcode {
+            0x8 => {
+                self.ended = true;
+                Parsed::More
+            }
+            0x9 => Parsed::Event(Inbound::Ping(payload.freeze())),
+            0xA => Parsed::Event(Inbound::Alive),
+            _ => {
+                let (opcode, data) = match self.message.take() {
+                    Some(m) => {
+                        let (op, mut data) = *m;
+                        data.extend_from_slice(&payload);
+                        (op, data)
+                    }
+                    None => (opcode, payload),
+                };
+                if !fin {
+                    self.message = Some(Box::new((opcode, data)));
+                    return Parsed::Again;
+                }
+                if opcode == 0x1 && std::str::from_utf8(&data).is_err() {
+                    return self.fail(1007, "a text message that is not UTF-8");
+                }
+                // Binary messages carry the same JSON (some client libraries only send binary).
+                Parsed::Event(Inbound::Frame(data.freeze()))
+            }
+        }
+    }
+}
+
+impl Transport for WsReader {
+    async fn recv(&mut self) -> Option<Inbound> {
+        loop {
+            if self.broken.is_some() || self.ended {
+                return None;
+            }
+            match self.parse() {
+                Parsed::Event(e) => return Some(e),
+                Parsed::Again => continue,
+                Parsed::More if self.broken.is_some() || self.ended => return None,
+                Parsed::More => {}
+            }
+            if !read_into(&self.stream, &mut self.buf).await {
+                self.ended = true;
+                return None;
             }
         }
     }
 
-    async fn send(&mut self, frame: Bytes) -> Result<(), TransportError> {
-        let text = Utf8Bytes::try_from(frame).map_err(|e| TransportError(e.to_string()))?;
-        self.socket
-            .feed(Message::Text(text))
-            .await
-            .map_err(|e| TransportError(e.to_string()))
+    fn close_code(&self) -> u16 {
+        self.broken.unwrap_or(1000)
     }
+}
 
-    async fn flush(&mut self) -> Result<(), TransportError> {
-        self.socket
-            .flush()
-            .await
-            .map_err(|e| TransportError(e.to_string()))
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    async fn ping(&mut self) -> Result<(), TransportError> {
-        self.socket
-            .feed(Message::Ping(Bytes::new()))
-            .await
-            .map_err(|e| TransportError(e.to_string()))
-    }
-
-    async fn close(&mut self) {
-        let code = self.broken.unwrap_or(1000);
-        let _ = self
-            .socket
-            .send(Message::Close(Some(CloseFrame {
-                code,
-                reason: Utf8Bytes::from_static(""),
-            })))
-            .await;
+    #[test]
+    fn the_accept_key_of_rfc_6455() {
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 }

@@ -109,6 +109,10 @@ pub struct ServeArgs {
     /// A long-poll session with no GET for this long ends [default: 60000].
     #[arg(long, env = "SWITCHBOARD_POLL_IDLE_MS", value_name = "MS")]
     pub poll_idle_ms: Option<u64>,
+    /// Threads that write a large room's messages to its subscribers' sockets, each taking a
+    /// share of the connections [default: the number of CPUs].
+    #[arg(long, env = "SWITCHBOARD_FANOUT_THREADS", value_name = "N")]
+    pub fanout_threads: Option<usize>,
     /// Log format: text or json [default: text].
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -170,6 +174,8 @@ pub struct ServerConfig {
     pub probe_interval: Duration,
     /// Drain pacing window.
     pub drain_window: Duration,
+    /// Threads writing large fan-outs.
+    pub fanout_threads: usize,
     /// JSON logs.
     pub json_logs: bool,
 }
@@ -276,6 +282,9 @@ impl ServeArgs {
             poll_idle: Duration::from_millis(a.poll_idle_ms.unwrap_or(60_000).max(1_000)),
             probe_interval: Duration::from_millis(a.probe_interval_ms.unwrap_or(1_000).max(50)),
             drain_window: Duration::from_millis(a.drain_window_ms.unwrap_or(30_000)),
+            fanout_threads: a
+                .fanout_threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             json_logs,
         })
     }
@@ -315,6 +324,7 @@ impl ServeArgs {
             reconnect_jitter_ms,
             poll_idle_ms,
             probe_interval_ms,
+            fanout_threads,
             drain_window_ms,
             log_format
         )

@@ -129,7 +129,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
     let metrics = Arc::new(Metrics::new());
-    let hub = Arc::new(Hub::new(metrics.clone()));
+    let hub = Arc::new(Hub::new(metrics.clone(), config.fanout_threads));
     let sink: Arc<dyn BusSink> = hub.clone();
     let backend = open_backend(&config, &public_url, tcp_url.as_deref(), sink).await?;
     let node = Arc::new(Node::new(
@@ -201,17 +201,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             stop_accepting.clone(),
         ));
     }
-    let stop = stop_accepting.clone();
-    let server = tokio::spawn(async move {
-        // Handlers are turned into routes once, here. Serving the `Router` itself would redo that
-        // for every accepted connection (axum's `Service<IncomingStream>` for `Router` calls
-        // `with_state` each time: a boxed clone of every route, ~15% of a connection storm's CPU).
-        let serve = axum::serve(listener, router.with_state(()).into_make_service())
-            .with_graceful_shutdown(async move { stop.cancelled().await });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    // Handlers are turned into routes once, here. Serving the `Router` with state still to
+    // provide would redo that for every accepted connection (a boxed clone of every route).
+    let server = tokio::spawn(switchboard_gateway::serve::serve_http(
+        listener,
+        router.with_state(()),
+        stop_accepting.clone(),
+    ));
     tracing::info!(node_id = %node.id, %addr, "listening on {addr}");
     let (done, finished) = tokio::sync::watch::channel(false);
     let lifecycle = Lifecycle {

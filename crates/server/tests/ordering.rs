@@ -1,7 +1,9 @@
 //! Ordering and resume under load: while several publishers hammer one room, subscribers that
 //! joined at different moments (live from the start, replaying from 0 midway, resuming from a
 //! seq midway) each see every seq exactly once, ascending, with no gap between replay and live.
-//! And a slow consumer is cut off without hurting anyone, then resumes with nothing lost.
+//! The same holds for a room large enough to be written from several fan-out threads, while it
+//! grows past that size. And a slow consumer is cut off without hurting anyone, then resumes
+//! with nothing lost.
 
 mod common;
 use common::*;
@@ -14,8 +16,13 @@ const TOTAL: u64 = PUBLISHERS * PER_PUBLISHER;
 
 /// Reads message frames of `conv` until seq `TOTAL`, checking strict +1 order from `first`.
 async fn assert_contiguous(c: &mut WsClient, conv: &str, first: u64) {
+    assert_contiguous_to(c, conv, first, TOTAL).await
+}
+
+/// Reads message frames of `conv` until seq `last`, checking strict +1 order from `first`.
+async fn assert_contiguous_to(c: &mut WsClient, conv: &str, first: u64, last: u64) {
     let mut expected = first;
-    while expected <= TOTAL {
+    while expected <= last {
         let v = c
             .next()
             .await
@@ -119,6 +126,56 @@ async fn every_subscriber_sees_every_seq_once_in_order_while_publishers_hammer()
         h["messages"][0]["seq"], TOTAL,
         "head is exactly the number of publishes"
     );
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_growing_past_the_inline_fanout_keeps_every_subscriber_in_order() {
+    // Past 32 local subscribers a room is written from the fan-out threads; below, on the
+    // delivering thread. This room starts below and grows past it while messages flow.
+    const LIVE: usize = 24;
+    const JOINING: usize = 24;
+    const MESSAGES: u64 = 600;
+    let node = TestNode::start_with(|c| {
+        c.limits.publish_rate = 0;
+        c.limits.outbound_queue = 4096;
+        c.fanout_threads = 2;
+    })
+    .await;
+    let (_, owner) = node.user("owner").await;
+    let room = node.http.room(&owner, "big", "public").await;
+    let conv = format!("room:{room}");
+    let mut live = Vec::new();
+    for i in 0..LIVE {
+        let (_, token) = node.user(&format!("live{i}")).await;
+        let mut c = node.connect(&token).await;
+        c.request(json!({"type": "subscribe", "conv": conv}), 1)
+            .await;
+        live.push(c);
+    }
+    let http = node.http.clone();
+    let (room2, owner2) = (room.clone(), owner.clone());
+    let publisher = tokio::spawn(async move {
+        for i in 1..=MESSAGES {
+            http.publish(&owner2, &room2, json!({"i": i})).await;
+        }
+    });
+    // The rest join one by one while it publishes, each replaying from the start.
+    let mut joined = Vec::new();
+    for i in 0..JOINING {
+        let (_, token) = node.user(&format!("join{i}")).await;
+        let mut c = node.connect(&token).await;
+        c.send(json!({"type": "subscribe", "id": 1, "conv": conv, "since": 0}))
+            .await;
+        joined.push(c);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let checks = live
+        .iter_mut()
+        .chain(joined.iter_mut())
+        .map(|c| assert_contiguous_to(c, &conv, 1, MESSAGES));
+    futures_util::future::join_all(checks).await;
+    publisher.await.unwrap();
     node.stop().await;
 }
 

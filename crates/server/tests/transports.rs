@@ -399,16 +399,29 @@ async fn a_lost_poll_response_loses_nothing_and_frames_keep_their_pseq() {
     for i in 1..=3 {
         node.http.publish(&token, &room, json!(i)).await;
     }
-    let got = p.messages(&conv, 3).await;
-    let last = p.after;
-    // Pretend the last response was lost: ask again from before it. The same frames come back,
+    // Collect the three without acknowledging anything: the same `after` each time.
+    let get = |after: u64| {
+        let url = format!("{}?after={after}&wait_ms=0", p.url);
+        async move {
+            reqwest::get(url)
+                .await
+                .unwrap()
+                .json::<Vec<Value>>()
+                .await
+                .unwrap()
+        }
+    };
+    let mut got = get(p.after).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while got.len() < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        got = get(p.after).await;
+    }
+    assert_eq!(got.len(), 3, "{got:?}");
+    let last = got[2]["pseq"].as_u64().unwrap();
+    // Pretend that response was lost: ask again from the same place. The same frames come back,
     // with the same pseq.
-    let again: Vec<Value> = reqwest::get(format!("{}?after={}&wait_ms=0", p.url, last - 3))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let again = get(p.after).await;
     assert_eq!(again.len(), 3);
     for (a, b) in again.iter().zip(&got) {
         assert_eq!(

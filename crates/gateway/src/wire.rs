@@ -1,0 +1,307 @@
+//! Writing frames to a socket that a connection's session and the fan-out share.
+//!
+//! The socket is a plain `TcpStream` behind an `Arc`: `try_write_vectored` takes `&self` and
+//! never waits, so whoever holds the connection's lock (see `switchboard_core::conn`) can write.
+//! A frame is its transport's head (a WebSocket header, a TCP length) followed by the shared
+//! payload bytes, written with one `writev` per batch: payloads are never copied.
+
+use bytes::{Bytes, BytesMut};
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use switchboard_core::conn::{Out, Progress, Wire};
+use tokio::net::TcpStream;
+
+/// Longest head any framing writes before a payload.
+pub const MAX_HEAD: usize = 14;
+
+/// Frames per `writev` (two slices each, well below the kernel's `IOV_MAX`).
+const BATCH: usize = 32;
+
+/// Bytes read from a socket per read call.
+pub const READ_CHUNK: usize = 4096;
+
+/// Waits until `stream` has bytes and appends them to `buf`; false at the end of the stream
+/// or on an error. Cancel-safe: bytes are only taken off the socket once nothing waits any
+/// more. An empty `buf` gives its memory back first, so an idle connection holds no buffer.
+pub async fn read_into(stream: &TcpStream, buf: &mut BytesMut) -> bool {
+    if buf.is_empty() && buf.capacity() > 0 {
+        *buf = BytesMut::new();
+    }
+    loop {
+        if stream.readable().await.is_err() {
+            return false;
+        }
+        match read_now(stream, buf) {
+            Ok(n) => return n > 0,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "read failed");
+                return false;
+            }
+        }
+    }
+}
+
+/// Reads what the socket has now (through a stack buffer, so `buf` grows only by what came).
+fn read_now(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let mut chunk = [0u8; READ_CHUNK];
+    let n = stream.try_read(&mut chunk)?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
+}
+
+/// How a transport frames what it writes.
+pub trait Framing: Send + Sync + 'static {
+    /// Writes the bytes that go before `frame`'s payload into `head`; returns how many.
+    fn head(&self, frame: &Out, head: &mut [u8; MAX_HEAD]) -> usize;
+    /// The payload of `frame`.
+    fn payload<'a>(&self, frame: &'a Out) -> &'a [u8];
+}
+
+/// A shared socket as a [`Wire`].
+pub struct SocketWire<F> {
+    stream: Arc<TcpStream>,
+    framing: F,
+}
+
+impl<F: Framing> SocketWire<F> {
+    /// Writes to `stream` with `framing`.
+    pub fn new(stream: Arc<TcpStream>, framing: F) -> SocketWire<F> {
+        SocketWire { stream, framing }
+    }
+}
+
+impl<F: Framing> Wire for SocketWire<F> {
+    fn try_write(
+        &self,
+        frames: &mut dyn Iterator<Item = &Out>,
+        offset: usize,
+    ) -> io::Result<Progress> {
+        let mut heads = [[0u8; MAX_HEAD]; BATCH];
+        let mut head_lens = [0usize; BATCH];
+        let mut payloads: [&[u8]; BATCH] = [&[]; BATCH];
+        let mut n = 0;
+        for frame in frames.take(BATCH) {
+            head_lens[n] = self.framing.head(frame, &mut heads[n]);
+            payloads[n] = self.framing.payload(frame);
+            n += 1;
+        }
+        let mut slices = [IoSlice::new(&[]); 2 * BATCH];
+        let mut k = 0;
+        let mut total = 0;
+        for i in 0..n {
+            let head = &heads[i][..head_lens[i]];
+            // The first frame may be partly written already: skip that much of it.
+            let skip = if i == 0 { offset } else { 0 };
+            let (head, payload) = if skip < head.len() {
+                (&head[skip..], payloads[i])
+            } else {
+                (&[][..], &payloads[i][skip - head.len()..])
+            };
+            for part in [head, payload] {
+                if !part.is_empty() {
+                    slices[k] = IoSlice::new(part);
+                    k += 1;
+                    total += part.len();
+                }
+            }
+        }
+        let written = if total == 0 {
+            0
+        } else {
+            match self.stream.try_write_vectored(&slices[..k]) {
+                Ok(w) => w,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) => return Err(e),
+            }
+        };
+        // Which frames that completed, and how far into the next one it got.
+        let mut left = written;
+        let mut progress = Progress {
+            frames: 0,
+            offset,
+            blocked: written < total,
+        };
+        for i in 0..n {
+            let remaining = head_lens[i] + payloads[i].len() - progress.offset;
+            if left < remaining {
+                progress.offset += left;
+                break;
+            }
+            left -= remaining;
+            progress.frames += 1;
+            progress.offset = 0;
+        }
+        Ok(progress)
+    }
+
+    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream.poll_write_ready(cx)
+    }
+
+    fn shutdown(&self) {
+        // FIN after the last frame; the descriptor closes when the last reference goes.
+        let _ = socket2::SockRef::from(&*self.stream).shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// RFC 6455 framing of server frames: unmasked, unfragmented.
+pub struct WsFraming;
+
+impl Framing for WsFraming {
+    fn head(&self, frame: &Out, head: &mut [u8; MAX_HEAD]) -> usize {
+        let (opcode, len) = match frame {
+            Out::Text(b) => (0x1, b.len()),
+            Out::Ping => (0x9, 0),
+            Out::Pong(b) => (0xA, b.len()),
+            Out::Close(code) => {
+                // The status code is the whole payload; it lives in the head.
+                head[0] = 0x88;
+                head[1] = 2;
+                head[2..4].copy_from_slice(&code.to_be_bytes());
+                return 4;
+            }
+        };
+        head[0] = 0x80 | opcode;
+        if len < 126 {
+            head[1] = len as u8;
+            2
+        } else if len <= u16::MAX as usize {
+            head[1] = 126;
+            head[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            4
+        } else {
+            head[1] = 127;
+            head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            10
+        }
+    }
+
+    fn payload<'a>(&self, frame: &'a Out) -> &'a [u8] {
+        match frame {
+            Out::Text(b) | Out::Pong(b) => b,
+            Out::Ping | Out::Close(_) => &[],
+        }
+    }
+}
+
+/// The raw TCP transport's framing: a 4-byte big-endian length, then the JSON. Heartbeats are
+/// `{"type":"ping"}` frames; there are no close or pong frames.
+pub struct TcpFraming;
+
+/// The heartbeat frame of transports without protocol pings.
+pub static PING_FRAME: Bytes = Bytes::from_static(br#"{"type":"ping"}"#);
+
+impl Framing for TcpFraming {
+    fn head(&self, frame: &Out, head: &mut [u8; MAX_HEAD]) -> usize {
+        let len = self.payload(frame).len();
+        if len == 0 {
+            return 0;
+        }
+        head[..4].copy_from_slice(&(len as u32).to_be_bytes());
+        4
+    }
+
+    fn payload<'a>(&self, frame: &'a Out) -> &'a [u8] {
+        match frame {
+            Out::Text(b) => b,
+            Out::Ping => &PING_FRAME,
+            Out::Pong(_) | Out::Close(_) => &[],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(f: &dyn Framing, frame: &Out) -> Vec<u8> {
+        let mut head = [0u8; MAX_HEAD];
+        let n = f.head(frame, &mut head);
+        let mut v = head[..n].to_vec();
+        v.extend_from_slice(f.payload(frame));
+        v
+    }
+
+    #[test]
+    fn websocket_heads_follow_rfc_6455() {
+        let text = |n: usize| Out::Text(Bytes::from(vec![b'x'; n]));
+        assert_eq!(framed(&WsFraming, &text(5))[..2], [0x81, 5]);
+        assert_eq!(framed(&WsFraming, &text(200))[..4], [0x81, 126, 0, 200]);
+        assert_eq!(
+            framed(&WsFraming, &text(70_000))[..10],
+            [0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]
+        );
+        assert_eq!(framed(&WsFraming, &Out::Ping), [0x89, 0]);
+        assert_eq!(
+            framed(&WsFraming, &Out::Pong(Bytes::from_static(b"hi"))),
+            [0x8A, 2, b'h', b'i']
+        );
+        assert_eq!(framed(&WsFraming, &Out::Close(1009)), [0x88, 2, 0x03, 0xF1]);
+    }
+
+    #[test]
+    fn tcp_frames_are_length_prefixed() {
+        assert_eq!(
+            framed(&TcpFraming, &Out::Text(Bytes::from_static(b"{}"))),
+            [0, 0, 0, 2, b'{', b'}']
+        );
+        assert_eq!(framed(&TcpFraming, &Out::Ping)[4..], *br#"{"type":"ping"}"#);
+        assert!(framed(&TcpFraming, &Out::Close(1000)).is_empty());
+    }
+
+    /// Batches, partial writes and the offset arithmetic, over a real socket pair whose
+    /// receiver is drained only at the end.
+    #[tokio::test]
+    async fn partial_writes_resume_where_they_stopped() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        // Small buffers, so that the writer surely finds them full.
+        socket2::SockRef::from(&server)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        socket2::SockRef::from(&client)
+            .set_recv_buffer_size(4096)
+            .unwrap();
+        let wire = SocketWire::new(Arc::new(server), TcpFraming);
+        // Enough frames to fill the socket buffers, so some write stops midway.
+        let frames: Vec<Out> = (0..2_000)
+            .map(|i| Out::Text(Bytes::from(format!("frame-{i:06}-{}", "y".repeat(100)))))
+            .collect();
+        let mut expected = Vec::new();
+        for f in &frames {
+            expected.extend(framed(&TcpFraming, f));
+        }
+        let reader = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            // Let the writer hit a full buffer first.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let mut got = Vec::new();
+            let mut client = client;
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let (mut next, mut offset, mut blocked_once) = (0, 0, false);
+        while next < frames.len() {
+            let p = wire.try_write(&mut frames[next..].iter(), offset).unwrap();
+            next += p.frames;
+            offset = p.offset;
+            if p.blocked {
+                blocked_once = true;
+                std::future::poll_fn(|cx| wire.poll_writable(cx))
+                    .await
+                    .unwrap();
+            }
+        }
+        assert_eq!(offset, 0);
+        wire.shutdown();
+        drop(wire);
+        let got = reader.await.unwrap();
+        assert!(blocked_once, "the test never filled the socket");
+        assert!(got == expected, "bytes differ from the frames written");
+    }
+}
