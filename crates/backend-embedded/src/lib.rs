@@ -400,6 +400,11 @@ impl Broker for EmbeddedBackend {
         self.check_open()
     }
 
+    /// The in-process bus hands every message to the hub, which knows its subscribers.
+    fn needs_subscriptions(&self) -> bool {
+        false
+    }
+
     async fn broadcast(&self, event: ControlEvent) -> Result<(), BackendError> {
         self.check_open()?;
         self.bus.control(event).await;

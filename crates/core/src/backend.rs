@@ -289,6 +289,12 @@ pub trait Broker: Send + Sync + 'static {
     async fn subscribe(&self, conv: &Conv) -> Result<(), BackendError>;
     /// Stops delivering them.
     async fn unsubscribe(&self, conv: &Conv) -> Result<(), BackendError>;
+    /// Whether [`Broker::subscribe`] matters. A bus that hands every publication to the node's
+    /// sink anyway (one process) answers false, and the node keeps no per-conversation
+    /// interest state (memory every connection would pay for its own stream).
+    fn needs_subscriptions(&self) -> bool {
+        true
+    }
     /// Sends a control event to every node.
     async fn broadcast(&self, event: ControlEvent) -> Result<(), BackendError>;
 }

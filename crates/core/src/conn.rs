@@ -147,7 +147,11 @@ impl State {
     fn set_sub(&mut self, conv: &Conv, last: u64) {
         match self.subs.binary_search_by(|(c, _)| c.cmp(conv)) {
             Ok(i) => self.subs[i].1 = last,
-            Err(i) => self.subs.insert(i, (conv.clone(), last)),
+            Err(i) => {
+                // Most connections hold one or two subscriptions: grow one at a time.
+                self.subs.reserve_exact(1);
+                self.subs.insert(i, (conv.clone(), last))
+            }
         }
     }
 

@@ -175,7 +175,12 @@ impl Hub {
         let subs = shard.entry(conv.clone()).or_default();
         let first = subs.is_empty();
         if !subs.iter().any(|(k, _)| *k == key) {
-            Arc::make_mut(subs).push((key, conn));
+            let subs = Arc::make_mut(subs);
+            if subs.is_empty() {
+                // Most conversations (a user's own stream) have one local subscriber.
+                subs.reserve_exact(1);
+            }
+            subs.push((key, conn));
             self.metrics.subscriptions.inc();
         }
         first

@@ -509,6 +509,9 @@ impl Node {
     /// Makes sure this node receives `conv` from the bus. Call after adding a local subscriber
     /// and before reading history, so that nothing published in between is missed.
     pub async fn ensure_interest(&self, conv: &Conv) -> Result<()> {
+        if !self.backend.broker.needs_subscriptions() {
+            return Ok(());
+        }
         let slot = self
             .interest
             .lock()
@@ -525,6 +528,9 @@ impl Node {
 
     /// Drops the bus subscription of `conv` if no local subscriber is left.
     pub async fn release_interest(&self, conv: &Conv) {
+        if !self.backend.broker.needs_subscriptions() {
+            return;
+        }
         let Some(slot) = self.interest.lock().get(conv).cloned() else {
             return;
         };

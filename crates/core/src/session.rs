@@ -19,6 +19,7 @@ use crate::ratelimit::TokenBucket;
 use crate::transport::{Inbound, Transport};
 use bytes::Bytes;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_proto::conv::ConvKind;
@@ -79,8 +80,9 @@ impl From<Broken> for Fail {
     }
 }
 
+/// Who the connection is, once authenticated. The registry entry names the user and the
+/// auth session (kept once: every idle connection holds this).
 struct Authed {
-    principal: Principal,
     entry: ConnEntry,
     expires_at: Instant,
 }
@@ -105,13 +107,14 @@ impl From<Principal> for PreAuth {
 }
 
 /// Runs one connection to its end: reads through `transport`, writes through `wire`. With
-/// `pre_auth`, `welcome` is sent unasked first.
-pub async fn run_session<T: Transport>(
+/// `pre_auth`, `welcome` is sent unasked first. The connection is known to the node (counted,
+/// reachable by shutdown) from this call on, before the returned future first runs.
+pub fn run_session<T: Transport>(
     node: Arc<Node>,
     transport: T,
     wire: Box<dyn Wire>,
     pre_auth: Option<PreAuth>,
-) {
+) -> impl Future<Output = ()> + Send {
     let conn = Conn::new(wire, node.limits.outbound_queue);
     let key = node.hub.open_connection(conn.clone());
     let now = Instant::now();
@@ -134,10 +137,15 @@ pub async fn run_session<T: Transport>(
         last_ping: None,
         missed_pings: 0,
     };
-    let end = session.serve(pre_auth).await;
-    // Cold paths are boxed: their state is allocated only while they run, which keeps the
-    // per-connection future small (it is what every idle connection holds).
-    Box::pin(session.finish(end)).await;
+    let pre_auth = pre_auth.map(Box::new);
+    // The future every connection holds for its life: only the session and what its loop
+    // needs. (An async fn would keep its arguments twice in its future, hence the block.)
+    async move {
+        let end = session.serve(pre_auth).await;
+        // Cold paths are boxed: their state is allocated only while they run, which keeps the
+        // per-connection future small (it is what every idle connection holds).
+        Box::pin(session.finish(end)).await;
+    }
 }
 
 struct Session<T: Transport> {
@@ -160,13 +168,14 @@ struct Session<T: Transport> {
 }
 
 impl<T: Transport> Session<T> {
-    async fn serve(&mut self, pre_auth: Option<PreAuth>) -> End {
+    async fn serve(&mut self, pre_auth: Option<Box<PreAuth>>) -> End {
         if let Some(p) = pre_auth {
+            let p = *p;
             match Box::pin(self.authenticate(None, p.principal, p.resume)).await {
                 Ok(()) => {}
                 Err(Fail::End(e)) => return e,
                 Err(Fail::Reply(e)) => {
-                    let _ = self.reply_error(None, e).await;
+                    let _ = Box::pin(self.reply_error(None, e)).await;
                     return End::Close;
                 }
             }
@@ -186,7 +195,7 @@ impl<T: Transport> Session<T> {
             }
             let r = tokio::select! {
                 biased;
-                () = self.conn.attention() => self.on_attention().await,
+                () = self.conn.attention() => Box::pin(self.on_attention()).await,
                 () = self.conn.writable(), if unsent => self.conn.flush().map(|_| ()).map_err(End::from),
                 ev = self.t.recv() => match ev {
                     None => Err(End::Gone),
@@ -378,7 +387,7 @@ impl<T: Transport> Session<T> {
                 return Err(Error::bad_request("already authenticated").into());
             }
             (None, _) => return Err(Error::unauthorized("send an auth frame first").into()),
-            (Some(a), _) => a.principal.user_id.clone(),
+            (Some(a), _) => a.entry.user_id.clone(),
         };
         match frame {
             ClientFrame::Auth { token, resume } => {
@@ -481,10 +490,11 @@ impl<T: Transport> Session<T> {
         principal: Principal,
         resume: BTreeMap<Conv, ResumePosition>,
     ) -> Result<(), Fail> {
+        let user_id = principal.user_id;
         let entry = ConnEntry {
             conn_id: switchboard_proto::ids::new_id("c"),
-            user_id: principal.user_id.clone(),
-            session_id: principal.session_id.clone(),
+            user_id: user_id.clone(),
+            session_id: principal.session_id,
             node_id: self.node.id.clone(),
         };
         self.node
@@ -499,13 +509,8 @@ impl<T: Transport> Session<T> {
         let left_ms = principal.expires_at_ms.saturating_sub(now_ms());
         let expires_at =
             Instant::now() + Duration::from_millis(left_ms.min(365 * 24 * 3600 * 1000));
-        let user_id = principal.user_id.clone();
         let conn_id = entry.conn_id.clone();
-        self.auth = Some(Authed {
-            principal,
-            entry,
-            expires_at,
-        });
+        self.auth = Some(Authed { entry, expires_at });
 
         let own = Conv::user(&user_id);
         let mut resume = resume;
@@ -871,5 +876,7 @@ mod size_tests {
             "run_session future: {size} bytes; Session: {} bytes",
             std::mem::size_of::<Session<Nothing>>()
         );
+        // Every idle connection holds this future: a regression here is memory per connection.
+        assert!(size <= 800, "the session future grew to {size} bytes");
     }
 }

@@ -8,9 +8,10 @@
 //! goes on); a length over four times that closes the connection. Nothing is buffered without
 //! bound.
 
-use crate::wire::{SocketWire, TcpFraming, read_into};
+use crate::wire::{SocketWire, TcpFraming, poll_read_into};
 use bytes::{Buf, BufMut, BytesMut};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use switchboard_core::Node;
 use switchboard_core::session::run_session;
@@ -135,20 +136,26 @@ impl TcpReader {
     }
 }
 
-impl Transport for TcpReader {
-    async fn recv(&mut self) -> Option<Inbound> {
+impl TcpReader {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
         loop {
             if self.done {
-                return None;
+                return Poll::Ready(None);
             }
             if let Some(inbound) = self.parse() {
-                return Some(inbound);
+                return Poll::Ready(Some(inbound));
             }
             // A clean close, or one in the middle of a frame (a truncated frame is dropped).
-            if !read_into(&self.stream, &mut self.read).await {
+            if !std::task::ready!(poll_read_into(&self.stream, &mut self.read, cx)) {
                 self.done = true;
-                return None;
+                return Poll::Ready(None);
             }
         }
+    }
+}
+
+impl Transport for TcpReader {
+    async fn recv(&mut self) -> Option<Inbound> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 }
