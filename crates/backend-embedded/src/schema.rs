@@ -9,8 +9,10 @@ use std::path::Path;
 use std::time::Duration;
 use switchboard_core::backend::BackendError;
 
-/// The schema version this build writes and understands.
-pub(crate) const SCHEMA_VERSION: u32 = 1;
+/// The schema version this build writes and understands. Version 2 stores messages in the order
+/// they were written and no longer rewrites a conversation's head row on every append; a
+/// version-1 database is migrated on open (see [`open_writer`]).
+pub(crate) const SCHEMA_VERSION: u32 = 2;
 
 /// The file name inside the data directory.
 pub(crate) const DB_FILE: &str = "switchboard.db";
@@ -23,12 +25,16 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// ever evicted and compiled again (rusqlite keeps 16 by default).
 const STATEMENT_CACHE: usize = 64;
 
-const SCHEMA: &str = "
+/// The table that holds the schema version: the only one created before the version is known.
+const META: &str = "
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
+";
 
+/// Every table and index of the current version (created if missing).
+const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
     user_id TEXT PRIMARY KEY,
     username TEXT UNIQUE,
@@ -61,7 +67,11 @@ CREATE TABLE IF NOT EXISTS members (
 CREATE INDEX IF NOT EXISTS members_by_user ON members (user_id, room_id);
 CREATE INDEX IF NOT EXISTS members_by_order ON members (room_id, joined);
 
+-- Rows in the order they were stored (`id` grows with `ts`, which never goes backwards): each
+-- commit appends to the last pages of the table instead of dirtying one random page per row.
+-- History is found through the (conv, seq) index; age trimming deletes a prefix by `id`.
 CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
     conv TEXT NOT NULL,
     seq INTEGER NOT NULL,
     message_id TEXT NOT NULL,
@@ -69,11 +79,13 @@ CREATE TABLE IF NOT EXISTS messages (
     to_user TEXT,
     ts INTEGER NOT NULL,
     client_msg_id TEXT,
-    body TEXT NOT NULL,
-    PRIMARY KEY (conv, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS messages_by_ts ON messages (ts);
+    body TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_conv ON messages (conv, seq);
 
+-- Every conversation that ever had a message. A conversation's head is the larger of `head` and
+-- its newest stored seq: the row is written with the first message and raised only before age
+-- trimming deletes newest messages, not rewritten by every append.
 CREATE TABLE IF NOT EXISTS convs (
     conv TEXT PRIMARY KEY,
     head INTEGER NOT NULL
@@ -115,7 +127,9 @@ pub(crate) fn open_writer(dir: &Path) -> Result<(Connection, String), BackendErr
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .ctx("starting the schema transaction")?;
-    tx.execute_batch(SCHEMA).ctx("creating the schema")?;
+    // The version is read before the schema is applied: `CREATE ... IF NOT EXISTS` would leave an
+    // older table in place and put the new indexes on it.
+    tx.execute_batch(META).ctx("creating the meta table")?;
     let version: Option<String> = tx
         .query_row(
             "SELECT value FROM meta WHERE key='schema_version'",
@@ -124,21 +138,32 @@ pub(crate) fn open_writer(dir: &Path) -> Result<(Connection, String), BackendErr
         )
         .optional()
         .ctx("reading the schema version")?;
-    match version {
-        None => {
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
-                [SCHEMA_VERSION.to_string()],
-            )
-            .ctx("writing the schema version")?;
-        }
-        Some(v) if v == SCHEMA_VERSION.to_string() => {}
+    let from_v1 = match version.as_deref() {
+        None => false,
+        Some("1") => true,
+        Some(v) if v == SCHEMA_VERSION.to_string() => false,
         Some(v) => {
             return Err(BackendError::Internal(format!(
                 "the database has schema version {v}; this build understands {SCHEMA_VERSION}"
             )));
         }
+    };
+    if from_v1 {
+        tx.execute_batch(V1_SET_ASIDE)
+            .ctx("migrating from schema version 1")?;
     }
+    tx.execute_batch(SCHEMA).ctx("creating the schema")?;
+    if from_v1 {
+        tx.execute_batch(V1_COPY)
+            .ctx("migrating messages from schema version 1")?;
+        tracing::info!("embedded backend: migrated the database from schema version 1");
+    }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [SCHEMA_VERSION.to_string()],
+    )
+    .ctx("writing the schema version")?;
     let epoch = format!("{:016x}", switchboard_proto::ids::random_u64());
     tx.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?1)",
@@ -151,6 +176,21 @@ pub(crate) fn open_writer(dir: &Path) -> Result<(Connection, String), BackendErr
     tx.commit().ctx("committing the schema")?;
     Ok((conn, epoch))
 }
+
+/// Moves a version-1 database's messages aside before the schema is applied. Version 1 kept them
+/// in a `WITHOUT ROWID` table clustered on (conv, seq), with an index on `ts`; every other table
+/// is the same in version 2.
+const V1_SET_ASIDE: &str = "ALTER TABLE messages RENAME TO messages_v1;";
+
+/// Copies the set-aside messages into the new table in `ts` order, so that `id` order is time
+/// order as the writer keeps it, and drops the old table with its index. Runs in the schema
+/// transaction: a crash leaves the database at version 1.
+const V1_COPY: &str = "
+INSERT INTO messages (conv, seq, message_id, from_user, to_user, ts, client_msg_id, body)
+    SELECT conv, seq, message_id, from_user, to_user, ts, client_msg_id, body
+    FROM messages_v1 ORDER BY ts, conv, seq;
+DROP TABLE messages_v1;
+";
 
 /// Opens a read-only connection (WAL lets any number of them read while the writer writes).
 pub(crate) fn open_reader(dir: &Path) -> Result<Connection, BackendError> {

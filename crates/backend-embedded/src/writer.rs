@@ -184,9 +184,12 @@ impl Writer {
         limits: WriterLimits,
     ) -> Result<Writer, BackendError> {
         let last_ts: i64 = conn
-            .query_row("SELECT coalesce(max(ts), 0) FROM messages", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                // Rows are in time order: the last one is the latest.
+                "SELECT coalesce((SELECT ts FROM messages ORDER BY id DESC LIMIT 1), 0)",
+                [],
+                |r| r.get(0),
+            )
             .ctx("reading the latest message time")?;
         Ok(Writer {
             conn,
@@ -540,25 +543,30 @@ fn insert_message(conn: &Connection, m: &Message) -> Result<(), BackendError> {
     Ok(())
 }
 
-/// Records the batch's new heads and trims each touched conversation to the count limit.
+/// Records the batch's new conversations and trims each touched conversation to the count limit.
+///
+/// A conversation's head is the larger of its `convs` row and its newest stored seq, so an
+/// append does not rewrite the row (that was one more random page per message in every commit):
+/// the row is written once, with the conversation's first messages, and raised only by the age
+/// trim, which can delete a conversation's newest messages. The count trim always keeps the
+/// newest message.
 fn finish_heads(
     conn: &Connection,
     overlay: &HashMap<Conv, u64>,
     max_messages: u64,
 ) -> Result<(), BackendError> {
-    let mut upsert = conn
+    let mut record = conn
         .prepare_cached(
-            "INSERT INTO convs (conv, head) VALUES (?1, ?2)
-             ON CONFLICT (conv) DO UPDATE SET head = excluded.head",
+            "INSERT INTO convs (conv, head) VALUES (?1, ?2) ON CONFLICT (conv) DO NOTHING",
         )
-        .ctx("preparing the head update")?;
+        .ctx("preparing the conversation record")?;
     let mut trim = conn
         .prepare_cached("DELETE FROM messages WHERE conv = ?1 AND seq <= ?2")
         .ctx("preparing the trim")?;
     for (conv, head) in overlay {
-        upsert
+        record
             .execute(params![conv.as_str(), *head as i64])
-            .ctx("updating a conversation head")?;
+            .ctx("recording a conversation")?;
         if max_messages > 0 && *head > max_messages {
             trim.execute(params![conv.as_str(), (*head - max_messages) as i64])
                 .ctx("trimming history")?;
@@ -579,14 +587,31 @@ pub(crate) fn maintenance(
     let mut more = false;
     if history_max_age_ms > 0 {
         let cutoff = now.saturating_sub(history_max_age_ms) as i64;
-        let n = tx
-            .execute(
-                "DELETE FROM messages WHERE (conv, seq) IN
-                   (SELECT conv, seq FROM messages WHERE ts < ?1 LIMIT ?2)",
+        // Rows are in time order, so the expired ones are a prefix: find its end within the
+        // first chunk (a filter over the whole table would scan all of it when little expired).
+        let last: Option<i64> = tx
+            .query_row(
+                "SELECT max(id) FROM (SELECT id, ts FROM messages ORDER BY id LIMIT ?2)
+                 WHERE ts < ?1",
                 params![cutoff, MAINTENANCE_CHUNK],
+                |r| r.get(0),
             )
-            .ctx("deleting old history")?;
-        more |= n as i64 >= MAINTENANCE_CHUNK;
+            .ctx("finding old history")?;
+        if let Some(last) = last {
+            // The head is the larger of the `convs` row and the newest stored seq (see
+            // `finish_heads`): raise the rows before the newest messages may go.
+            tx.execute(
+                "INSERT INTO convs (conv, head)
+                 SELECT conv, max(seq) FROM messages WHERE id <= ?1 GROUP BY conv
+                 ON CONFLICT (conv) DO UPDATE SET head = max(head, excluded.head)",
+                [last],
+            )
+            .ctx("keeping the heads of old history")?;
+            let n = tx
+                .execute("DELETE FROM messages WHERE id <= ?1", [last])
+                .ctx("deleting old history")?;
+            more |= n as i64 >= MAINTENANCE_CHUNK;
+        }
     }
     let keys_cutoff = now.saturating_sub(IDEMPOTENCY_MIN_RETENTION_MS.max(history_max_age_ms));
     let n = tx
