@@ -9,8 +9,9 @@ use std::path::Path;
 use std::time::Duration;
 use switchboard_core::backend::BackendError;
 
-/// The schema version this build writes and understands. Version 2 stores messages in the order
-/// they were written and no longer rewrites a conversation's head row on every append; a
+/// The schema version this build writes and understands. Version 2 stores messages and
+/// idempotency keys in the order they were written and no longer rewrites a conversation's head
+/// row on every append; a
 /// version-1 database is migrated on open (see [`open_writer`]).
 pub(crate) const SCHEMA_VERSION: u32 = 2;
 
@@ -91,16 +92,18 @@ CREATE TABLE IF NOT EXISTS convs (
     head INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- In write order like messages (`ts` never goes backwards): a new key costs one random index
+-- entry, and expiry deletes an `id` prefix.
 CREATE TABLE IF NOT EXISTS idempotency (
+    id INTEGER PRIMARY KEY,
     owner TEXT NOT NULL,
     client_msg_id TEXT NOT NULL,
     conv TEXT NOT NULL,
     seq INTEGER NOT NULL,
     message_id TEXT NOT NULL,
-    ts INTEGER NOT NULL,
-    PRIMARY KEY (owner, client_msg_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS idempotency_by_ts ON idempotency (ts);
+    ts INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS idempotency_by_key ON idempotency (owner, client_msg_id);
 ";
 
 /// Opens the writer's connection, creating the file and the schema if needed, and returns it
@@ -178,19 +181,26 @@ pub(crate) fn open_writer(dir: &Path) -> Result<(Connection, String), BackendErr
     Ok((conn, epoch))
 }
 
-/// Moves a version-1 database's messages aside before the schema is applied. Version 1 kept them
-/// in a `WITHOUT ROWID` table clustered on (conv, seq), with an index on `ts`; every other table
-/// is the same in version 2.
-const V1_SET_ASIDE: &str = "ALTER TABLE messages RENAME TO messages_v1;";
+/// Moves a version-1 database's messages and idempotency keys aside before the schema is applied.
+/// Version 1 kept them in `WITHOUT ROWID` tables clustered on (conv, seq) and (owner,
+/// client_msg_id), each with an index on `ts`; every other table is the same in version 2.
+const V1_SET_ASIDE: &str = "
+ALTER TABLE messages RENAME TO messages_v1;
+ALTER TABLE idempotency RENAME TO idempotency_v1;
+";
 
-/// Copies the set-aside messages into the new table in `ts` order, so that `id` order is time
-/// order as the writer keeps it, and drops the old table with its index. Runs in the schema
+/// Copies the set-aside rows into the new tables in `ts` order, so that `id` order is time order
+/// as the writer keeps it, and drops the old tables with their indexes. Runs in the schema
 /// transaction: a crash leaves the database at version 1.
 const V1_COPY: &str = "
 INSERT INTO messages (conv, seq, message_id, from_user, to_user, ts, client_msg_id, body)
     SELECT conv, seq, message_id, from_user, to_user, ts, client_msg_id, body
     FROM messages_v1 ORDER BY ts, conv, seq;
 DROP TABLE messages_v1;
+INSERT INTO idempotency (owner, client_msg_id, conv, seq, message_id, ts)
+    SELECT owner, client_msg_id, conv, seq, message_id, ts
+    FROM idempotency_v1 ORDER BY ts, owner, client_msg_id;
+DROP TABLE idempotency_v1;
 ";
 
 /// Keeps each cached statement's plan. Without it SQLite compiles a statement again whenever a

@@ -407,12 +407,13 @@ fn a_version_1_database_is_migrated_on_open() {
     assert_eq!(version, schema::SCHEMA_VERSION.to_string());
     let leftovers: i64 = conn
         .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE name IN ('messages_v1', 'messages_by_ts')",
+            "SELECT count(*) FROM sqlite_master WHERE name IN
+             ('messages_v1', 'messages_by_ts', 'idempotency_v1', 'idempotency_by_ts')",
             [],
             |r| r.get(0),
         )
         .expect("leftovers");
-    assert_eq!(leftovers, 0, "the old table and its index are gone");
+    assert_eq!(leftovers, 0, "the old tables and their indexes are gone");
     let by_id: Vec<i64> = conn
         .prepare("SELECT ts FROM messages ORDER BY id")
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
@@ -502,4 +503,57 @@ fn a_version_1_database_is_migrated_on_open() {
     assert_eq!(seqs, vec![4, 3, 8], "seqs go on from the migrated heads");
     let (conn, _) = schema::open_writer(dir.path()).expect("reopen at version 2");
     assert_eq!(reads::position(&conn, &room).expect("room"), (4, Some(1)));
+}
+
+/// Idempotency keys expire oldest first: a newer key still answers with its receipt.
+#[test]
+fn idempotency_keys_expire_as_a_prefix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conv = Conv::room("keys");
+    let sink = RecordingSink::new();
+    let (jobs, rx) = mpsc::channel();
+    let old = queue_append(&jobs, keyed(&conv, Some("old")));
+    run_writer(dir.path(), jobs, rx, &sink);
+    let old = old
+        .blocking_recv()
+        .expect("answered")
+        .expect("append")
+        .receipt;
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let (jobs, rx) = mpsc::channel();
+    let new = queue_append(&jobs, keyed(&conv, Some("new")));
+    run_writer(dir.path(), jobs, rx, &sink);
+    let new = new
+        .blocking_recv()
+        .expect("answered")
+        .expect("append")
+        .receipt;
+    assert!(new.ts > old.ts);
+
+    let (mut conn, _) = schema::open_writer(dir.path()).expect("open");
+    let now = old.ts + 1 + crate::writer::IDEMPOTENCY_MIN_RETENTION_MS;
+    assert!(!maintenance(&mut conn, 0, now).expect("maintenance"));
+    let keys: Vec<String> = conn
+        .prepare("SELECT client_msg_id FROM idempotency")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("keys");
+    assert_eq!(keys, vec!["new".to_owned()]);
+    drop(conn);
+
+    let (jobs, rx) = mpsc::channel();
+    let retry_new = queue_append(&jobs, keyed(&conv, Some("new")));
+    let retry_old = queue_append(&jobs, keyed(&conv, Some("old")));
+    run_writer(dir.path(), jobs, rx, &sink);
+    let receipt = |r: AppendReply| {
+        r.blocking_recv()
+            .expect("answered")
+            .expect("append")
+            .receipt
+    };
+    assert_eq!(
+        receipt(retry_new),
+        new,
+        "a live key answers with its receipt"
+    );
+    assert_eq!(receipt(retry_old).seq, 3, "an expired key is a new message");
 }

@@ -616,8 +616,10 @@ pub(crate) fn maintenance(
     let keys_cutoff = now.saturating_sub(IDEMPOTENCY_MIN_RETENTION_MS.max(history_max_age_ms));
     let n = tx
         .execute(
-            "DELETE FROM idempotency WHERE (owner, client_msg_id) IN
-               (SELECT owner, client_msg_id FROM idempotency WHERE ts < ?1 LIMIT ?2)",
+            // In time order too: the expired keys are a prefix (see the history above).
+            "DELETE FROM idempotency WHERE id <=
+               (SELECT max(id) FROM (SELECT id, ts FROM idempotency ORDER BY id LIMIT ?2)
+                WHERE ts < ?1)",
             params![keys_cutoff as i64, MAINTENANCE_CHUNK],
         )
         .ctx("deleting old idempotency keys")?;

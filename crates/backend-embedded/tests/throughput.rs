@@ -104,8 +104,9 @@ fn write_bytes() -> u64 {
 
 /// The `dm` pattern at the writer: direct messages between random users of `SB_DM_USERS`
 /// (10,000) at `SB_DM_RATE` (5,000/s) for `SB_DM_SECONDS` (10 s), each stored twice (the
-/// recipient's stream and the sender's copy), as the server does. Prints the writer thread's CPU
-/// and the bytes written per message, the figures that the write path's layout changes.
+/// recipient's stream and the sender's copy), as the server does; with `SB_DM_KEYED=1` each has
+/// a `client_msg_id`, as the client library sends. Prints the writer thread's CPU and the bytes
+/// written per message, the figures that the write path's layout changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 #[ignore = "benchmark; run in release with --ignored --nocapture"]
 async fn dm_pattern_writer_cost() {
@@ -120,6 +121,7 @@ async fn dm_pattern_writer_cost() {
         env("SB_DM_RATE", 5_000),
         env("SB_DM_SECONDS", 10),
     );
+    let keyed = env("SB_DM_KEYED", 0) != 0;
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let eb = common::open(dir.path(), 0, Arc::new(Discard));
     let b = eb.backend();
@@ -155,7 +157,8 @@ async fn dm_pattern_writer_cost() {
                 r#"{{"i":{i},"p":"{padding}"}}"#
             ))
             .expect("json"),
-            client_msg_id: None,
+            // Made as the client library makes them.
+            client_msg_id: keyed.then(|| switchboard_proto::ids::new_id("c")),
             idempotency_owner: from.clone(),
             copy_to: Some(Conv::user(from)),
         };
@@ -171,7 +174,8 @@ async fn dm_pattern_writer_cost() {
     let wall = t0.elapsed().as_secs_f64();
     let (cpu, io) = (thread_cpu_s("sb-sqlite-writer") - cpu0, write_bytes() - io0);
     println!(
-        "dm pattern: {total} DMs in {wall:.2} s; writer thread {:.1} µs CPU per DM, {:.0} bytes written per DM",
+        "dm pattern{}: {total} DMs in {wall:.2} s; writer thread {:.1} µs CPU per DM, {:.0} bytes written per DM",
+        if keyed { " (keyed)" } else { "" },
         cpu * 1e6 / total as f64,
         io as f64 / total as f64
     );
