@@ -106,7 +106,7 @@ fn write_bytes() -> u64 {
 /// (10,000) at `SB_DM_RATE` (5,000/s) for `SB_DM_SECONDS` (10 s), each stored twice (the
 /// recipient's stream and the sender's copy), as the server does; with `SB_DM_KEYED=1` each has
 /// a `client_msg_id`, as the client library sends. Prints the writer thread's CPU and the bytes
-/// written per message, the figures that the write path's layout changes.
+/// written per message, the figures that the write path's layout changes, and the append latency.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 #[ignore = "benchmark; run in release with --ignored --nocapture"]
 async fn dm_pattern_writer_cost() {
@@ -141,6 +141,7 @@ async fn dm_pattern_writer_cost() {
     let (cpu0, io0) = (thread_cpu_s("sb-sqlite-writer"), write_bytes());
     let t0 = Instant::now();
     let mut pending = tokio::task::JoinSet::new();
+    let mut latencies = Vec::with_capacity(total as usize);
     for i in 0..total {
         let due = t0 + std::time::Duration::from_secs_f64(i as f64 / rate as f64);
         tokio::time::sleep_until(due.into()).await;
@@ -163,21 +164,30 @@ async fn dm_pattern_writer_cost() {
             copy_to: Some(Conv::user(from)),
         };
         let broker = b.broker.clone();
-        pending.spawn(async move { broker.append(request).await.expect("append") });
+        pending.spawn(async move {
+            let sent = Instant::now();
+            broker.append(request).await.expect("append");
+            sent.elapsed()
+        });
         while let Some(done) = pending.try_join_next() {
-            done.expect("task");
+            latencies.push(done.expect("task"));
         }
     }
     while let Some(done) = pending.join_next().await {
-        done.expect("task");
+        latencies.push(done.expect("task"));
     }
     let wall = t0.elapsed().as_secs_f64();
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
     let (cpu, io) = (thread_cpu_s("sb-sqlite-writer") - cpu0, write_bytes() - io0);
     println!(
-        "dm pattern{}: {total} DMs in {wall:.2} s; writer thread {:.1} µs CPU per DM, {:.0} bytes written per DM",
+        "dm pattern{}: {total} DMs in {wall:.2} s; writer thread {:.1} µs CPU per DM, {:.0} bytes \
+         written per DM; append latency p50 {:.2} ms, p99 {:.2} ms",
         if keyed { " (keyed)" } else { "" },
         cpu * 1e6 / total as f64,
-        io as f64 / total as f64
+        io as f64 / total as f64,
+        at(0.5),
+        at(0.99)
     );
     b.lifecycle.close().await;
 }
