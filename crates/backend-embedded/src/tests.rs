@@ -557,3 +557,64 @@ fn idempotency_keys_expire_as_a_prefix() {
     );
     assert_eq!(receipt(retry_old).seq, 3, "an expired key is a new message");
 }
+
+/// The writer skips recording conversations it knows are recorded; a conversation whose first
+/// batch failed is still recorded by the next one (the `convs` table must name every
+/// conversation with messages: a restart loads the set of stored conversations from it).
+#[test]
+fn every_conversation_with_messages_is_recorded_across_batches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (c1, c2) = (Conv::room("one"), Conv::room("two"));
+    let sink = RecordingSink::new();
+    let (jobs, rx) = mpsc::channel();
+    let (conn, _epoch) = schema::open_writer(dir.path()).expect("open");
+    let writer = Writer::new(conn, rx, sink.as_sink(), LIMITS).expect("writer");
+    let thread = std::thread::spawn(move || writer.run(Arc::new(AtomicBool::new(true))));
+    let ok = |r: AppendReply| r.blocking_recv().expect("answered").expect("append");
+
+    ok(queue_append(&jobs, keyed(&c1, None)));
+    ok(queue_append(&jobs, keyed(&c1, None)));
+    // Keep the writer busy so that the next jobs share one batch, which the database rolls back.
+    let (reply, busy) = oneshot::channel();
+    let (started, running) = mpsc::channel();
+    let job = TypedJob::boxed(
+        move |_: &rusqlite::Connection| -> Result<(), BackendError> {
+            started.send(()).expect("signal");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            Ok(())
+        },
+        reply,
+    );
+    jobs.send(Job::Write(job)).expect("queue");
+    running.recv().expect("the busy job runs");
+    let lost = queue_append(&jobs, keyed(&c2, None));
+    let (reply, rolled) = oneshot::channel();
+    let job = TypedJob::boxed(
+        |c: &rusqlite::Connection| -> Result<(), BackendError> {
+            c.execute_batch("ROLLBACK")
+                .map_err(|e| BackendError::Internal(e.to_string()))?;
+            Err(BackendError::Internal("disk full (simulated)".into()))
+        },
+        reply,
+    );
+    jobs.send(Job::Write(job)).expect("queue");
+    busy.blocking_recv().expect("answered").expect("busy job");
+    assert!(lost.blocking_recv().expect("answered").is_err());
+    assert!(rolled.blocking_recv().expect("answered").is_err());
+    let again = ok(queue_append(&jobs, keyed(&c2, None)));
+    assert_eq!(again.receipt.seq, 1, "the lost message took no seq");
+    ok(queue_append(&jobs, keyed(&c1, None)));
+    let (reply, closed) = oneshot::channel();
+    jobs.send(Job::Close { reply }).expect("queue close");
+    closed.blocking_recv().expect("closed");
+    thread.join().expect("writer thread");
+
+    let conn = schema::open_reader(dir.path()).expect("reader");
+    let recorded: Vec<String> = conn
+        .prepare("SELECT conv FROM convs ORDER BY conv")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("convs");
+    assert_eq!(recorded, vec!["room:one".to_owned(), "room:two".to_owned()]);
+    assert_eq!(reads::position(&conn, &c1).expect("position"), (3, Some(1)));
+    assert_eq!(reads::position(&conn, &c2).expect("position"), (1, Some(1)));
+}

@@ -116,10 +116,19 @@ pub(crate) struct WriterLimits {
     pub max_batch: usize,
 }
 
+/// A conversation's committed head as the writer caches it.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    seq: u64,
+    /// The conversation's `convs` row is committed (rows are never deleted): the batch need not
+    /// record the conversation again (see `finish_heads`).
+    recorded: bool,
+}
+
 /// Sequencing state that lives across batches.
 struct Sequencer {
-    /// Committed head seq of recently used conversations.
-    heads: HashMap<Conv, u64>,
+    /// Committed heads of recently used conversations.
+    heads: HashMap<Conv, Head>,
     /// The last `ts` given out: timestamps never go backwards, so age-based trimming always
     /// removes a prefix of each conversation.
     last_ts: u64,
@@ -138,20 +147,24 @@ impl Sequencer {
         overlay: &HashMap<Conv, u64>,
         conv: &Conv,
     ) -> Result<u64, BackendError> {
-        if let Some(h) = overlay.get(conv).or_else(|| self.heads.get(conv)) {
+        if let Some(h) = overlay.get(conv) {
             return Ok(*h);
         }
+        if let Some(h) = self.heads.get(conv) {
+            return Ok(h.seq);
+        }
         // Outside the overlay the database holds only committed data for this conversation.
-        let head: i64 = conn
+        let (row, newest): (Option<i64>, Option<i64>) = conn
             .prepare_cached(
-                "SELECT max(coalesce((SELECT head FROM convs WHERE conv = ?1), 0),
-                            coalesce((SELECT max(seq) FROM messages WHERE conv = ?1), 0))",
+                "SELECT (SELECT head FROM convs WHERE conv = ?1),
+                        (SELECT max(seq) FROM messages WHERE conv = ?1)",
             )
-            .and_then(|mut s| s.query_row([conv.as_str()], |r| r.get(0)))
+            .and_then(|mut s| s.query_row([conv.as_str()], |r| Ok((r.get(0)?, r.get(1)?))))
             .ctx("loading a conversation head")?;
-        let head = u64::try_from(head).unwrap_or(0);
-        self.heads.insert(conv.clone(), head);
-        Ok(head)
+        let seq = row.max(newest).map_or(0, |h| u64::try_from(h).unwrap_or(0));
+        let recorded = row.is_some();
+        self.heads.insert(conv.clone(), Head { seq, recorded });
+        Ok(seq)
     }
 }
 
@@ -317,9 +330,14 @@ impl Writer {
                     if let Some(stored) = &self.stored {
                         stored.add(overlay.keys());
                     }
-                    finish_heads(&tx, &overlay, self.limits.history_max_messages)
-                        .and_then(|()| tx.commit().ctx("committing"))
-                        .err()
+                    finish_heads(
+                        &tx,
+                        &overlay,
+                        &self.seq.heads,
+                        self.limits.history_max_messages,
+                    )
+                    .and_then(|()| tx.commit().ctx("committing"))
+                    .err()
                 }
             }
         };
@@ -328,7 +346,17 @@ impl Writer {
             // The database holds none of this batch; forget cached heads to be safe.
             self.seq.heads.clear();
         } else {
-            self.seq.heads.extend(overlay);
+            // Committed: every conversation of the batch now has its `convs` row.
+            let committed = overlay.into_iter().map(|(conv, seq)| {
+                (
+                    conv,
+                    Head {
+                        seq,
+                        recorded: true,
+                    },
+                )
+            });
+            self.seq.heads.extend(committed);
             for outcome in &outcomes {
                 if let Outcome::Append(_, Ok(appended)) = outcome {
                     for m in &appended.stored {
@@ -550,9 +578,13 @@ fn insert_message(conn: &Connection, m: &Message) -> Result<(), BackendError> {
 /// the row is written once, with the conversation's first messages, and raised only by the age
 /// trim, which can delete a conversation's newest messages. The count trim always keeps the
 /// newest message.
+///
+/// `committed` tells which conversations already have their row: for those the (read-only)
+/// insert is skipped, which was two statements per DM.
 fn finish_heads(
     conn: &Connection,
     overlay: &HashMap<Conv, u64>,
+    committed: &HashMap<Conv, Head>,
     max_messages: u64,
 ) -> Result<(), BackendError> {
     let mut record = conn
@@ -564,9 +596,11 @@ fn finish_heads(
         .prepare_cached("DELETE FROM messages WHERE conv = ?1 AND seq <= ?2")
         .ctx("preparing the trim")?;
     for (conv, head) in overlay {
-        record
-            .execute(params![conv.as_str(), *head as i64])
-            .ctx("recording a conversation")?;
+        if !committed.get(conv).is_some_and(|h| h.recorded) {
+            record
+                .execute(params![conv.as_str(), *head as i64])
+                .ctx("recording a conversation")?;
+        }
         if max_messages > 0 && *head > max_messages {
             trim.execute(params![conv.as_str(), (*head - max_messages) as i64])
                 .ctx("trimming history")?;
