@@ -129,8 +129,8 @@ struct Head {
 struct Sequencer {
     /// Committed heads of recently used conversations.
     heads: HashMap<Conv, Head>,
-    /// The last `ts` given out: timestamps never go backwards, so age-based trimming always
-    /// removes a prefix of each conversation.
+    /// The last `ts` given out: timestamps never go backwards, so messages and idempotency keys
+    /// are stored in time order and age-based trimming removes a prefix of each table (by `id`).
     last_ts: u64,
 }
 
