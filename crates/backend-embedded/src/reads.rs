@@ -284,7 +284,8 @@ pub(crate) fn members(conn: &Connection, room_id: &str) -> Result<Vec<String>, B
 pub(crate) fn position(conn: &Connection, conv: &Conv) -> Result<(u64, Option<u64>), BackendError> {
     let (head, oldest): (Option<i64>, Option<i64>) = conn
         .prepare_cached(
-            "SELECT (SELECT head FROM convs WHERE conv = ?1),
+            "SELECT max(coalesce((SELECT head FROM convs WHERE conv = ?1), 0),
+                        coalesce((SELECT max(seq) FROM messages WHERE conv = ?1), 0)),
                     (SELECT min(seq) FROM messages WHERE conv = ?1)",
         )
         .and_then(|mut s| s.query_row([conv.as_str()], |r| Ok((r.get(0)?, r.get(1)?))))

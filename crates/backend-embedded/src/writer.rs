@@ -116,12 +116,21 @@ pub(crate) struct WriterLimits {
     pub max_batch: usize,
 }
 
+/// A conversation's committed head as the writer caches it.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    seq: u64,
+    /// The conversation's `convs` row is committed (rows are never deleted): the batch need not
+    /// record the conversation again (see `finish_heads`).
+    recorded: bool,
+}
+
 /// Sequencing state that lives across batches.
 struct Sequencer {
-    /// Committed head seq of recently used conversations.
-    heads: HashMap<Conv, u64>,
-    /// The last `ts` given out: timestamps never go backwards, so age-based trimming always
-    /// removes a prefix of each conversation.
+    /// Committed heads of recently used conversations.
+    heads: HashMap<Conv, Head>,
+    /// The last `ts` given out: timestamps never go backwards, so messages and idempotency keys
+    /// are stored in time order and age-based trimming removes a prefix of each table (by `id`).
     last_ts: u64,
 }
 
@@ -138,20 +147,24 @@ impl Sequencer {
         overlay: &HashMap<Conv, u64>,
         conv: &Conv,
     ) -> Result<u64, BackendError> {
-        if let Some(h) = overlay.get(conv).or_else(|| self.heads.get(conv)) {
+        if let Some(h) = overlay.get(conv) {
             return Ok(*h);
         }
+        if let Some(h) = self.heads.get(conv) {
+            return Ok(h.seq);
+        }
         // Outside the overlay the database holds only committed data for this conversation.
-        let head: i64 = conn
+        let (row, newest): (Option<i64>, Option<i64>) = conn
             .prepare_cached(
-                "SELECT max(coalesce((SELECT head FROM convs WHERE conv = ?1), 0),
-                            coalesce((SELECT max(seq) FROM messages WHERE conv = ?1), 0))",
+                "SELECT (SELECT head FROM convs WHERE conv = ?1),
+                        (SELECT max(seq) FROM messages WHERE conv = ?1)",
             )
-            .and_then(|mut s| s.query_row([conv.as_str()], |r| r.get(0)))
+            .and_then(|mut s| s.query_row([conv.as_str()], |r| Ok((r.get(0)?, r.get(1)?))))
             .ctx("loading a conversation head")?;
-        let head = u64::try_from(head).unwrap_or(0);
-        self.heads.insert(conv.clone(), head);
-        Ok(head)
+        let seq = row.max(newest).map_or(0, |h| u64::try_from(h).unwrap_or(0));
+        let recorded = row.is_some();
+        self.heads.insert(conv.clone(), Head { seq, recorded });
+        Ok(seq)
     }
 }
 
@@ -184,9 +197,12 @@ impl Writer {
         limits: WriterLimits,
     ) -> Result<Writer, BackendError> {
         let last_ts: i64 = conn
-            .query_row("SELECT coalesce(max(ts), 0) FROM messages", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                // Rows are in time order: the last one is the latest.
+                "SELECT coalesce((SELECT ts FROM messages ORDER BY id DESC LIMIT 1), 0)",
+                [],
+                |r| r.get(0),
+            )
             .ctx("reading the latest message time")?;
         Ok(Writer {
             conn,
@@ -314,9 +330,14 @@ impl Writer {
                     if let Some(stored) = &self.stored {
                         stored.add(overlay.keys());
                     }
-                    finish_heads(&tx, &overlay, self.limits.history_max_messages)
-                        .and_then(|()| tx.commit().ctx("committing"))
-                        .err()
+                    finish_heads(
+                        &tx,
+                        &overlay,
+                        &self.seq.heads,
+                        self.limits.history_max_messages,
+                    )
+                    .and_then(|()| tx.commit().ctx("committing"))
+                    .err()
                 }
             }
         };
@@ -325,7 +346,17 @@ impl Writer {
             // The database holds none of this batch; forget cached heads to be safe.
             self.seq.heads.clear();
         } else {
-            self.seq.heads.extend(overlay);
+            // Committed: every conversation of the batch now has its `convs` row.
+            let committed = overlay.into_iter().map(|(conv, seq)| {
+                (
+                    conv,
+                    Head {
+                        seq,
+                        recorded: true,
+                    },
+                )
+            });
+            self.seq.heads.extend(committed);
             for outcome in &outcomes {
                 if let Outcome::Append(_, Ok(appended)) = outcome {
                     for m in &appended.stored {
@@ -540,25 +571,36 @@ fn insert_message(conn: &Connection, m: &Message) -> Result<(), BackendError> {
     Ok(())
 }
 
-/// Records the batch's new heads and trims each touched conversation to the count limit.
+/// Records the batch's new conversations and trims each touched conversation to the count limit.
+///
+/// A conversation's head is the larger of its `convs` row and its newest stored seq, so an
+/// append does not rewrite the row (that was one more random page per message in every commit):
+/// the row is written once, with the conversation's first messages, and raised only by the age
+/// trim, which can delete a conversation's newest messages. The count trim always keeps the
+/// newest message.
+///
+/// `committed` tells which conversations already have their row: for those the (read-only)
+/// insert is skipped, which was two statements per DM.
 fn finish_heads(
     conn: &Connection,
     overlay: &HashMap<Conv, u64>,
+    committed: &HashMap<Conv, Head>,
     max_messages: u64,
 ) -> Result<(), BackendError> {
-    let mut upsert = conn
+    let mut record = conn
         .prepare_cached(
-            "INSERT INTO convs (conv, head) VALUES (?1, ?2)
-             ON CONFLICT (conv) DO UPDATE SET head = excluded.head",
+            "INSERT INTO convs (conv, head) VALUES (?1, ?2) ON CONFLICT (conv) DO NOTHING",
         )
-        .ctx("preparing the head update")?;
+        .ctx("preparing the conversation record")?;
     let mut trim = conn
         .prepare_cached("DELETE FROM messages WHERE conv = ?1 AND seq <= ?2")
         .ctx("preparing the trim")?;
     for (conv, head) in overlay {
-        upsert
-            .execute(params![conv.as_str(), *head as i64])
-            .ctx("updating a conversation head")?;
+        if !committed.get(conv).is_some_and(|h| h.recorded) {
+            record
+                .execute(params![conv.as_str(), *head as i64])
+                .ctx("recording a conversation")?;
+        }
         if max_messages > 0 && *head > max_messages {
             trim.execute(params![conv.as_str(), (*head - max_messages) as i64])
                 .ctx("trimming history")?;
@@ -579,20 +621,39 @@ pub(crate) fn maintenance(
     let mut more = false;
     if history_max_age_ms > 0 {
         let cutoff = now.saturating_sub(history_max_age_ms) as i64;
-        let n = tx
-            .execute(
-                "DELETE FROM messages WHERE (conv, seq) IN
-                   (SELECT conv, seq FROM messages WHERE ts < ?1 LIMIT ?2)",
+        // Rows are in time order, so the expired ones are a prefix: find its end within the
+        // first chunk (a filter over the whole table would scan all of it when little expired).
+        let last: Option<i64> = tx
+            .query_row(
+                "SELECT max(id) FROM (SELECT id, ts FROM messages ORDER BY id LIMIT ?2)
+                 WHERE ts < ?1",
                 params![cutoff, MAINTENANCE_CHUNK],
+                |r| r.get(0),
             )
-            .ctx("deleting old history")?;
-        more |= n as i64 >= MAINTENANCE_CHUNK;
+            .ctx("finding old history")?;
+        if let Some(last) = last {
+            // The head is the larger of the `convs` row and the newest stored seq (see
+            // `finish_heads`): raise the rows before the newest messages may go.
+            tx.execute(
+                "INSERT INTO convs (conv, head)
+                 SELECT conv, max(seq) FROM messages WHERE id <= ?1 GROUP BY conv
+                 ON CONFLICT (conv) DO UPDATE SET head = max(head, excluded.head)",
+                [last],
+            )
+            .ctx("keeping the heads of old history")?;
+            let n = tx
+                .execute("DELETE FROM messages WHERE id <= ?1", [last])
+                .ctx("deleting old history")?;
+            more |= n as i64 >= MAINTENANCE_CHUNK;
+        }
     }
     let keys_cutoff = now.saturating_sub(IDEMPOTENCY_MIN_RETENTION_MS.max(history_max_age_ms));
     let n = tx
         .execute(
-            "DELETE FROM idempotency WHERE (owner, client_msg_id) IN
-               (SELECT owner, client_msg_id FROM idempotency WHERE ts < ?1 LIMIT ?2)",
+            // In time order too: the expired keys are a prefix (see the history above).
+            "DELETE FROM idempotency WHERE id <=
+               (SELECT max(id) FROM (SELECT id, ts FROM idempotency ORDER BY id LIMIT ?2)
+                WHERE ts < ?1)",
             params![keys_cutoff as i64, MAINTENANCE_CHUNK],
         )
         .ctx("deleting old idempotency keys")?;
