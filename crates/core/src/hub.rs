@@ -27,6 +27,10 @@ use switchboard_proto::{Conv, DisconnectReason, Message};
 /// A message on its way to local subscribers: the message and its encoded frame, shared.
 #[derive(Debug)]
 pub struct Delivery {
+    /// The conversation, as the hub names it: the very name its subscribers were given by
+    /// [`Hub::subscribe`], so the fan-out finds a connection's subscription by a pointer
+    /// compare instead of reading and comparing the text of every connection's copy.
+    pub conv: Conv,
     /// The message (its conv and seq drive ordering and deduplication).
     pub message: Arc<Message>,
     /// The `{"type":"message",...}` frame, encoded once per node.
@@ -169,10 +173,16 @@ impl Hub {
         }
     }
 
-    /// Adds a subscriber; true if it is the first local one for `conv`.
-    pub fn subscribe(&self, conv: &Conv, key: u64, conn: Arc<Conn>) -> bool {
+    /// Adds a subscriber. Returns the hub's own name for `conv` (equal to it; the one
+    /// deliveries carry: use it for the connection's subscription) and whether this is the first
+    /// local subscriber.
+    pub fn subscribe(&self, conv: &Conv, key: u64, conn: Arc<Conn>) -> (Conv, bool) {
+        use std::collections::hash_map::Entry;
         let mut shard = self.shard(conv).write();
-        let subs = shard.entry(conv.clone()).or_default();
+        let (name, subs) = match shard.entry(conv.clone()) {
+            Entry::Occupied(e) => (e.key().clone(), e.into_mut()),
+            Entry::Vacant(e) => (e.key().clone(), e.insert(Subscribers::default())),
+        };
         let first = subs.is_empty();
         if !subs.iter().any(|(k, _)| *k == key) {
             let subs = Arc::make_mut(subs);
@@ -183,7 +193,7 @@ impl Hub {
             subs.push((key, conn));
             self.metrics.subscriptions.inc();
         }
-        first
+        (name, first)
     }
 
     /// Removes a subscriber; true if no local subscriber of `conv` is left.
@@ -259,10 +269,16 @@ fn offer_all(delivery: &Arc<Delivery>, subs: &Subscribers, part: usize, parts: u
 impl BusSink for Hub {
     fn deliver(&self, message: Arc<Message>) {
         self.metrics.bus_messages_received.inc();
-        let Some(subs) = self.shard(&message.conv).read().get(&message.conv).cloned() else {
+        let Some((conv, subs)) = self
+            .shard(&message.conv)
+            .read()
+            .get_key_value(&message.conv)
+            .map(|(c, s)| (c.clone(), s.clone()))
+        else {
             return;
         };
         let delivery = Arc::new(Delivery {
+            conv,
             frame: message.encode_frame(),
             message: message.clone(),
         });

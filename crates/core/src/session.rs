@@ -521,15 +521,15 @@ impl<T: Transport> Session<T> {
         let mut replays = Vec::new();
         let mut refused = Vec::new();
 
-        let pos = self.attach(&own).await?;
+        let (own, pos) = self.attach(&own).await?;
         match own_since {
             Some(p) => {
                 let r = decide(&p, &pos);
                 subs.push((own.clone(), r.from_seq - 1));
                 resumed.insert(own.clone(), r);
-                replays.push(own.clone());
+                replays.push(own);
             }
-            None => subs.push((own.clone(), pos.head_seq)),
+            None => subs.push((own, pos.head_seq)),
         }
         for (conv, p) in resume {
             if subs.len() >= self.node.limits.max_subscriptions {
@@ -540,8 +540,8 @@ impl<T: Transport> Session<T> {
                 refused.push((conv, e));
                 continue;
             }
-            let pos = match self.attach(&conv).await {
-                Ok(pos) => pos,
+            let (conv, pos) = match self.attach(&conv).await {
+                Ok(attached) => attached,
                 Err(e) => {
                     refused.push((conv, e));
                     continue;
@@ -594,13 +594,9 @@ impl<T: Transport> Session<T> {
             .into());
         }
         self.node.check_read(user_id, &conv).await?;
-        let pos = if already {
-            self.node
-                .backend
-                .broker
-                .position(&conv)
-                .await
-                .map_err(Error::from)?
+        let (conv, pos) = if already {
+            let pos = self.node.backend.broker.position(&conv).await;
+            (conv, pos.map_err(Error::from)?)
         } else {
             self.attach(&conv).await?
         };
@@ -632,10 +628,11 @@ impl<T: Transport> Session<T> {
         Ok(())
     }
 
-    /// Adds a local subscription and bus interest, then reads the position. On failure the
+    /// Adds a local subscription and bus interest, then reads the position. Returns the hub's
+    /// name of `conv` (to record the subscription under) and the position. On failure the
     /// subscription is taken back.
-    async fn attach(&mut self, conv: &Conv) -> Result<Position, Error> {
-        self.node.hub.subscribe(conv, self.key, self.conn.clone());
+    async fn attach(&mut self, conv: &Conv) -> Result<(Conv, Position), Error> {
+        let (name, _) = self.node.hub.subscribe(conv, self.key, self.conn.clone());
         let result = async {
             self.node.ensure_interest(conv).await?;
             if conv.kind() == ConvKind::Room
@@ -647,7 +644,7 @@ impl<T: Transport> Session<T> {
                     .add_room_subscriber(conv.id(), &a.entry)
                     .await?;
             }
-            Ok::<_, Error>(self.node.backend.broker.position(conv).await?)
+            Ok::<_, Error>((name, self.node.backend.broker.position(conv).await?))
         }
         .await;
         if result.is_err() {
@@ -698,7 +695,7 @@ impl<T: Transport> Session<T> {
     /// A message the fan-out could not simply write: a repeat, a gap to fill from history
     /// first, or one that waited behind other work.
     async fn deliver(&mut self, d: Arc<Delivery>) -> Result<(), End> {
-        let (conv, seq) = (&d.message.conv, d.message.seq);
+        let (conv, seq) = (&d.conv, d.message.seq);
         if let Sent::Gap(last) = self
             .conn
             .write_message(conv, seq, &d.frame, false, How::Now)?

@@ -113,7 +113,15 @@ impl<F: Framing> Wire for SocketWire<F> {
         let written = if total == 0 {
             0
         } else {
-            match self.stream.try_write_vectored(&slices[..k]) {
+            // Straight to `sendmsg`: tokio's readiness state (another cache line per
+            // connection) is only needed when the socket is full. Then the same write through
+            // tokio either goes through or clears that state, so `poll_writable` waits.
+            match socket2::SockRef::from(&*self.stream)
+                .send_vectored(&slices[..k])
+                .or_else(|e| match e.kind() {
+                    io::ErrorKind::WouldBlock => self.stream.try_write_vectored(&slices[..k]),
+                    _ => Err(e),
+                }) {
                 Ok(w) => w,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
                 Err(e) => return Err(e),

@@ -60,6 +60,12 @@ impl Conv {
         &self.0[5..]
     }
 
+    /// Whether both are the same shared name (not just equal): a pointer compare, for hot
+    /// paths that then fall back to comparing the text.
+    pub fn same(&self, other: &Conv) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// The full name, e.g. `room:r_1`.
     pub fn as_str(&self) -> &str {
         &self.0
