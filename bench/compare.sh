@@ -9,6 +9,8 @@
 #
 #   bench/compare.sh                  # full run (the figures of docs/PERFORMANCE.md)
 #   QUICK=1 bench/compare.sh          # the same with small numbers (about 3 minutes)
+#   ONLY="fanout cluster" bench/compare.sh  # just these scenarios (idle storm fanout rooms dm
+#                                     # dispatch cluster)
 #   OUT=dir bench/compare.sh          # where the JSON reports and logs go
 #                                     # (default target/bench-results/<date-time>)
 #
@@ -20,7 +22,7 @@ cd "$(dirname "$0")/.."
 if [ "${QUICK:-0}" = 1 ]; then
   : "${IDLE_CONNS:=2000}" "${STORM_CONNS:=2000}" "${FANOUT_SUBS:=1000}" "${FANOUT_RATE:=20}"
   : "${ROOMS_CONNS:=1000}" "${ROOMS_RATE:=500}" "${DM_CONNS:=1000}" "${DM_RATE:=1000}"
-  : "${CLUSTER_RATE:=500}" "${DURATION:=5}"
+  : "${CLUSTER_RATE:=500}" "${DURATION:=5}" "${CLUSTER_DURATION:=5}"
 fi
 IDLE_CONNS="${IDLE_CONNS:-15000}"        # idle connections (target: ≤ 8 KiB each at 15,000)
 STORM_CONNS="${STORM_CONNS:-15000}"      # connections opened as fast as possible
@@ -35,6 +37,9 @@ DM_RATE="${DM_RATE:-5000}"               # direct messages/s, all senders togeth
 CLUSTER_SUBS="${CLUSTER_SUBS:-100}"      # subscribers of the busy room, on node A
 CLUSTER_IDLE="${CLUSTER_IDLE:-1000}"     # connections on node B, none in that room
 CLUSTER_RATE="${CLUSTER_RATE:-2000}"     # messages/s into the busy room
+# The cluster windows (quiet, then traffic) are one heartbeat period long (25 s on both
+# servers), so each holds exactly one round of pings on the idle node and the two compare.
+CLUSTER_DURATION="${CLUSTER_DURATION:-25}"
 DISPATCH_CONNS="${DISPATCH_CONNS:-64}"   # keep-alive connections on GET /v1/dispatch
 DURATION="${DURATION:-15}"               # seconds of publishing / sending / requests
 WORKERS="${WORKERS:-2}"                  # client processes
@@ -126,37 +131,53 @@ both() {
   bench_stop "$SIO_PID"
 }
 
+# want SCENARIO: whether this run includes it (all of them unless ONLY names some).
+want() {
+  [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]
+}
+
 START=$(date +%s)
-both idle --connections "$IDLE_CONNS"
-both storm --connections "$STORM_CONNS" --connect-concurrency "$STORM_CONCURRENCY"
-both fanout --connections "$FANOUT_SUBS" --rate "$FANOUT_RATE" --duration "$DURATION"
-both rooms --connections "$ROOMS_CONNS" --room-size "$ROOM_SIZE" --rate "$ROOMS_RATE" --duration "$DURATION"
-both dm --connections "$DM_CONNS" --rate "$DM_RATE" --duration "$DURATION"
+want idle && both idle --connections "$IDLE_CONNS"
+want storm && both storm --connections "$STORM_CONNS" --connect-concurrency "$STORM_CONCURRENCY"
+if want fanout; then
+  # The kernel's own cost of one delivery-sized write, no server: the floor under fan-out CPU.
+  echo "== floor (kernel only)"
+  next_srcs
+  "$BENCH" floor --connections "$FANOUT_SUBS" --rate "$FANOUT_RATE" --duration "$DURATION" \
+    --source-ips "$SRCS" --json "$OUT/floor-kernel.json" 2>>"$WORK/bench.log" || true
+fi
+want fanout && both fanout --connections "$FANOUT_SUBS" --rate "$FANOUT_RATE" --duration "$DURATION"
+want rooms && both rooms --connections "$ROOMS_CONNS" --room-size "$ROOM_SIZE" --rate "$ROOMS_RATE" --duration "$DURATION"
+want dm && both dm --connections "$DM_CONNS" --rate "$DM_RATE" --duration "$DURATION"
 
 # Dispatch: Switchboard only (Socket.IO has no dispatcher).
-start_switchboard sb-dispatch
-bench_run dispatch-switchboard switchboard switchboard "$SB_URL" "$SB_PID" dispatch \
-  --connections "$DISPATCH_CONNS" --duration "$DURATION"
-bench_stop "$SB_PID"
+if want dispatch; then
+  start_switchboard sb-dispatch
+  bench_run dispatch-switchboard switchboard switchboard "$SB_URL" "$SB_PID" dispatch \
+    --connections "$DISPATCH_CONNS" --duration "$DURATION"
+  bench_stop "$SB_PID"
+fi
 
 # Cluster routing cost: two nodes on one Redis; B holds connections, none in the busy room.
-start_redis
-CLUSTER_ARGS=(--connections "$CLUSTER_SUBS" --idle-connections "$CLUSTER_IDLE"
-  --rate "$CLUSTER_RATE" --duration "$DURATION" --redis-pid "$REDIS_PID")
-start_switchboard sb-cluster-a --redis "$REDIS_URL" --node-id bench-a
-A_URL=$SB_URL A_PID=$SB_PID
-start_switchboard sb-cluster-b --redis "$REDIS_URL" --node-id bench-b
-bench_run cluster-switchboard switchboard-cluster switchboard "$A_URL" "$A_PID" cluster \
-  --other-target "$SB_URL" --other-pid "$SB_PID" "${CLUSTER_ARGS[@]}"
-bench_stop "$A_PID"
-bench_stop "$SB_PID"
-start_socketio sio-cluster-a --redis "$REDIS_URL"
-A_URL=$SIO_URL A_PID=$SIO_PID
-start_socketio sio-cluster-b --redis "$REDIS_URL"
-bench_run cluster-socketio socketio-redis socketio "$A_URL" "$A_PID" cluster \
-  --other-target "$SIO_URL" --other-pid "$SIO_PID" "${CLUSTER_ARGS[@]}"
-bench_stop "$A_PID"
-bench_stop "$SIO_PID"
+if want cluster; then
+  start_redis
+  CLUSTER_ARGS=(--connections "$CLUSTER_SUBS" --idle-connections "$CLUSTER_IDLE"
+    --rate "$CLUSTER_RATE" --duration "$CLUSTER_DURATION" --redis-pid "$REDIS_PID")
+  start_switchboard sb-cluster-a --redis "$REDIS_URL" --node-id bench-a
+  A_URL=$SB_URL A_PID=$SB_PID
+  start_switchboard sb-cluster-b --redis "$REDIS_URL" --node-id bench-b
+  bench_run cluster-switchboard switchboard-cluster switchboard "$A_URL" "$A_PID" cluster \
+    --other-target "$SB_URL" --other-pid "$SB_PID" "${CLUSTER_ARGS[@]}"
+  bench_stop "$A_PID"
+  bench_stop "$SB_PID"
+  start_socketio sio-cluster-a --redis "$REDIS_URL"
+  A_URL=$SIO_URL A_PID=$SIO_PID
+  start_socketio sio-cluster-b --redis "$REDIS_URL"
+  bench_run cluster-socketio socketio-redis socketio "$A_URL" "$A_PID" cluster \
+    --other-target "$SIO_URL" --other-pid "$SIO_PID" "${CLUSTER_ARGS[@]}"
+  bench_stop "$A_PID"
+  bench_stop "$SIO_PID"
+fi
 
 echo
 echo "== results ($(($(date +%s) - START)) s of scenarios; JSON and logs in $OUT)"

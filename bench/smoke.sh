@@ -54,6 +54,7 @@ run rooms rooms "${COMMON[@]}" --connections 50 --room-size 5 --rate 50 --durati
 run dm dm "${COMMON[@]}" --connections 50 --rate 50 --duration 2 --workers 2
 run dispatch dispatch "${COMMON[@]}" --connections 4 --duration 2
 bench_stop "$SB_PID"
+run floor floor --connections 50 --rate 20 --duration 1
 
 start_redis
 start_switchboard node-a --redis "$REDIS_URL" --node-id smoke-a

@@ -24,6 +24,9 @@ pub struct Cli {
     /// Internal: run as a worker process (reads its plan from stdin).
     #[arg(long, hide = true)]
     pub worker: bool,
+    /// Internal: run as the `floor` scenario's reader (`ADDR/N/SOURCE_IPS`).
+    #[arg(long, hide = true)]
+    pub floor_reader: Option<String>,
     /// The scenario to run.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -46,6 +49,9 @@ pub enum Command {
     Cluster(ClusterArgs),
     /// Requests per second of GET /v1/dispatch (Switchboard only).
     Dispatch(DispatchArgs),
+    /// The kernel's own cost of one delivery: CPU per small TCP write to one of N loopback
+    /// connections, with no server at all (the floor under CPU per delivery).
+    Floor(FloorArgs),
     /// Prints the comparison tables (runs, peer ratios, targets) of a directory of JSON reports.
     Report(ReportArgs),
     /// Prints a free TCP port on 127.0.0.1 (for scripts).
@@ -121,6 +127,35 @@ pub struct PublishOpts {
     /// Keep-alive HTTP connections publishing (one request in flight each).
     #[arg(long, default_value_t = 8)]
     pub publishers: usize,
+}
+
+/// `floor`.
+#[derive(Args, Clone, Debug)]
+pub struct FloorArgs {
+    /// Connections written to.
+    #[arg(long, default_value_t = 10_000)]
+    pub connections: usize,
+    /// Rounds per second (one write to every connection each).
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+    /// Seconds of writing.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Bytes per write (a Switchboard message frame of the fan-out scenario is about 320).
+    #[arg(long, default_value_t = 320)]
+    pub frame_bytes: usize,
+    /// Source addresses of the reader's connections (each in 127.0.0.0/8).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub source_ips: String,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// What to print on stdout.
+    #[arg(long, value_enum, default_value = "markdown")]
+    pub format: Format,
+    /// Exit non-zero if any write found a full socket.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// `idle`.

@@ -167,20 +167,19 @@ pub fn render(dir: &Path) -> Result<String> {
             }
         );
         if let (Some(xb), Some(yb)) = (&a.other_server_baseline, &b.other_server_baseline) {
-            // What the traffic itself cost the node: the window minus the quiet window's rate.
-            let traffic = |w: &crate::procfs::Usage, q: &crate::procfs::Usage, n: u64| {
-                1e6 * (w.cpu_s - q.cpu_s * w.wall_s / q.wall_s.max(1e-9)) / n.max(1) as f64
-            };
             let _ = writeln!(
                 s,
                 "| cluster | the same node in a quiet window of {:.0} s before the traffic | {:.3} s | {:.3} s | - | - |",
                 xb.wall_s, xb.cpu_s, yb.cpu_s
             );
+            let (tx, ty) = (
+                traffic_us(x, xb, a.published),
+                traffic_us(y, yb, b.published),
+            );
             let _ = writeln!(
                 s,
-                "| cluster | its CPU due to the traffic (beyond the quiet rate), per published message | {:.2} µs | {:.2} µs | - | - |",
-                traffic(x, xb, a.published),
-                traffic(y, yb, b.published),
+                "| cluster | its CPU due to the traffic (beyond the quiet rate), per published message | {tx:.2} µs | {ty:.2} µs | {:.2}% of Socket.IO's | < 1% |",
+                if ty > 0.0 { 100.0 * tx / ty } else { f64::NAN }
             );
         }
     }
@@ -218,6 +217,25 @@ pub fn render(dir: &Path) -> Result<String> {
                     x - 2.0,
                     x / 2.0
                 ))
+            );
+        }
+        if let Some(f) = find(&rs, "floor", "kernel")
+            && let Some(fx) = f.cpu_us_per_op()
+        {
+            let _ = writeln!(
+                s,
+                "| … the kernel's own cost of one {}-byte loopback TCP write to one of {} connections, no server (`floor`) | {fx:.2} µs | {} |",
+                f.params["frame_bytes"].as_u64().unwrap_or(0),
+                thousands(f.connections as f64),
+                if fx > 2.0 {
+                    "the target is below what the kernel charges for one write per delivery here"
+                        .to_owned()
+                } else {
+                    format!(
+                        "Switchboard adds {:.2} µs per delivery to it",
+                        a.cpu_us_per_op().unwrap_or(0.0) - fx
+                    )
+                }
             );
         }
         if let Some(l) = &a.latency_us {
@@ -304,6 +322,27 @@ pub fn render(dir: &Path) -> Result<String> {
             y.cpu_s,
             verdict(pct < 1.0, || format!("{pct:.2}%"))
         );
+        if let (Some(xb), Some(yb)) = (&a.other_server_baseline, &b.other_server_baseline) {
+            let (tx, ty) = (
+                traffic_us(x, xb, a.published),
+                traffic_us(y, yb, b.published),
+            );
+            let tpct = 100.0 * tx.max(0.0) / ty.max(1e-9);
+            let _ = writeln!(
+                s,
+                "| the same, counting only the CPU the traffic caused (beyond the node's quiet rate) | {tpct:.2}% ({tx:.2} vs {ty:.2} µs per published message; bus messages taken: {}) | {} |",
+                a.other_bus_messages
+                    .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+                verdict(tpct < 1.0, || format!("{tpct:.2}%"))
+            );
+        }
     }
     Ok(s)
+}
+
+/// What traffic cost the node with no interested connection, per published message (µs): its
+/// CPU over the traffic window minus its quiet window's rate over the same time.
+fn traffic_us(window: &crate::procfs::Usage, quiet: &crate::procfs::Usage, published: u64) -> f64 {
+    1e6 * (window.cpu_s - quiet.cpu_s * window.wall_s / quiet.wall_s.max(1e-9))
+        / published.max(1) as f64
 }

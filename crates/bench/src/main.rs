@@ -32,6 +32,15 @@ fn main() -> ExitCode {
     if cli.worker {
         return worker::main();
     }
+    if let Some(spec) = &cli.floor_reader {
+        return match scenario::floor::reader(spec) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("switchboard-bench floor reader: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let Some(command) = cli.command else {
         eprintln!("switchboard-bench: name a scenario (see --help)");
         return ExitCode::from(2);
@@ -43,6 +52,16 @@ fn main() -> ExitCode {
                     print!("{s}");
                     ExitCode::SUCCESS
                 }
+                Err(e) => {
+                    eprintln!("switchboard-bench: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        Command::Floor(a) => {
+            return match scenario::floor::run(a) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
                 Err(e) => {
                     eprintln!("switchboard-bench: {e}");
                     ExitCode::from(1)
@@ -83,7 +102,9 @@ fn main() -> ExitCode {
             Command::Storm(a) => scenario::storm::run(a).await,
             Command::Cluster(a) => scenario::cluster::run(a).await,
             Command::Dispatch(a) => scenario::dispatch::run(a).await,
-            Command::Report(_) | Command::FreePort => unreachable!("handled above"),
+            Command::Report(_) | Command::FreePort | Command::Floor(_) => {
+                unreachable!("handled above")
+            }
         }
     });
     match result {

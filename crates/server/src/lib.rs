@@ -315,14 +315,18 @@ fn start_dispatcher(config: &ServerConfig, node: &Arc<Node>, api: &ApiConfig) ->
         }) as LocalSource
     });
     let registry = node.backend.registry.clone();
+    // This node is read from memory (above) when it is a gateway: probing it over HTTP every
+    // round would only cost CPU on an idle node.
+    let own_id = config.roles.gateway.then(|| node.id.clone());
     let discover: GatewaySource = Arc::new(move || {
-        let registry = registry.clone();
+        let (registry, own_id) = (registry.clone(), own_id.clone());
         Box::pin(async move {
             match registry.live_nodes().await {
                 Ok(nodes) => nodes
                     .into_iter()
                     // Only gateways take clients; api or dispatcher-only nodes announce too.
                     .filter(|n| n.info["gateway"] == true)
+                    .filter(|n| Some(&n.node_id) != own_id.as_ref())
                     .filter_map(|n| n.info["public_url"].as_str().map(str::to_owned))
                     .collect(),
                 Err(e) => {

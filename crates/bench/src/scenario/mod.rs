@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod dispatch;
 pub mod dm;
+pub mod floor;
 pub mod idle;
 pub mod rooms;
 pub mod storm;
