@@ -74,14 +74,12 @@ pub enum Outbound {
     Revoke(Conv),
 }
 
-/// Who writes, which decides what happens when frames are waiting.
+/// How a frame is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum How {
-    /// The fan-out: bounded, a connection with too much waiting is cut.
-    FanOut,
-    /// The session, now: behind what waits, or straight to the wire.
+    /// Now: behind what waits, or straight to the wire.
     Now,
-    /// The session, in a batch it flushes itself (history replays): always queued.
+    /// In a batch the session flushes itself (history replays): always queued.
     Later,
 }
 
@@ -211,18 +209,27 @@ impl Conn {
     /// consumer because too much is waiting).
     pub fn offer(&self, d: &Arc<Delivery>) -> bool {
         let mut st = self.state.lock();
-        if st.closed || st.failed {
+        // A connection asked to end sends nothing more (the protocol: waiting frames are not
+        // sent); its client resumes from history.
+        if st.closed || st.failed || st.kill.is_some() {
             return false;
         }
         if st.inbox.is_empty() && !st.held {
             let seq = d.message.seq;
+            let full = self.full(&st);
             if let Some(last) = st.sub(&d.conv) {
                 if seq <= *last {
                     return false;
                 }
                 if seq == *last + 1 {
+                    if full {
+                        // Refused before `last` moves: nothing is recorded as sent that was not.
+                        drop(st);
+                        self.cut();
+                        return false;
+                    }
                     *last = seq;
-                    return self.push(st, Out::Text(d.frame.clone()), How::FanOut);
+                    return self.push(st, Out::Text(d.frame.clone()), How::Now);
                 }
             }
         }
@@ -232,18 +239,28 @@ impl Conn {
     /// Ends a subscription from outside (access withdrawn), in order with the messages.
     pub fn revoke(&self, conv: Conv) {
         let st = self.state.lock();
-        if !st.closed {
+        if !st.closed && st.kill.is_none() {
             self.hand_over(st, Outbound::Revoke(conv));
+        }
+    }
+
+    /// Whether the fan-out may leave nothing more waiting.
+    fn full(&self, st: &State) -> bool {
+        st.inbox.len() + st.backlog.len() >= self.max_queued
+    }
+
+    /// Cuts the connection as a slow consumer (too much waiting).
+    fn cut(&self) {
+        if self.kill(DisconnectReason::SlowConsumer) {
+            tracing::debug!("slow consumer: too many frames waiting");
         }
     }
 
     /// Leaves `o` to the session, or cuts the connection if too much is waiting.
     fn hand_over(&self, mut st: MutexGuard<'_, State>, o: Outbound) -> bool {
-        if st.inbox.len() + st.backlog.len() >= self.max_queued {
+        if self.full(&st) {
             drop(st);
-            if self.kill(DisconnectReason::SlowConsumer) {
-                tracing::debug!("slow consumer: too many frames waiting");
-            }
+            self.cut();
             return false;
         }
         st.inbox.push_back(o);
@@ -254,19 +271,12 @@ impl Conn {
     }
 
     /// Writes `out` behind whatever is waiting, or straight to the wire when nothing is. False
-    /// if it could not be taken (the wire failed, or the fan-out found too much waiting).
+    /// if the wire failed. (The fan-out checks its bound before it calls this.)
     fn push(&self, mut st: MutexGuard<'_, State>, out: Out, how: How) -> bool {
         if st.failed {
             return false;
         }
         if !st.backlog.is_empty() || how == How::Later {
-            if how == How::FanOut && st.inbox.len() + st.backlog.len() >= self.max_queued {
-                drop(st);
-                if self.kill(DisconnectReason::SlowConsumer) {
-                    tracing::debug!("slow consumer: too many frames unsent");
-                }
-                return false;
-            }
             if st.backlog.is_empty() {
                 st.moved_at = Some(Instant::now());
             }
@@ -470,6 +480,17 @@ impl Conn {
         }
     }
 
+    /// Drops the frames not yet started (a slow consumer's: the protocol does not send them),
+    /// keeping a partly written one so the stream stays well formed.
+    pub(crate) fn discard_unsent(&self) {
+        let mut st = self.state.lock();
+        let keep = usize::from(st.offset > 0);
+        st.backlog.truncate(keep);
+        if st.backlog.is_empty() {
+            st.moved_at = None;
+        }
+    }
+
     /// Makes the session look at the connection again at its next turn (more was handed
     /// over than it takes at once).
     pub(crate) fn poke(&self) {
@@ -642,6 +663,17 @@ mod tests {
         assert!(conn.offer(&delivery(&c, 3)));
         assert!(!conn.offer(&delivery(&c, 4)), "over the bound");
         assert_eq!(conn.reason(), Some(DisconnectReason::SlowConsumer));
+        assert_eq!(
+            conn.last_seq(&c),
+            Some(3),
+            "a refused message is not counted as sent"
+        );
+        pipe.room.store(1 << 20, Ordering::SeqCst);
+        assert!(
+            !conn.offer(&delivery(&c, 4)),
+            "a cut connection takes nothing more"
+        );
+        pipe.room.store(0, Ordering::SeqCst);
         pipe.room.store(1 << 20, Ordering::SeqCst);
         assert_eq!(conn.flush(), Ok(true));
         assert_eq!(written(&pipe), "[s]<1><2><3>");

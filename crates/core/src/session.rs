@@ -39,6 +39,8 @@ const MISSED_PINGS_ALLOWED: u32 = 2;
 const DELIVERY_BATCH: usize = 256;
 /// Unsent frames past which the session's own writes wait for the client to read.
 const SESSION_HIGH_WATER: usize = 64;
+/// While waiting for room, how often the session looks whether it was asked to end.
+const ROOM_CHECK: Duration = Duration::from_millis(100);
 /// Time allowed for the last frames when a connection is being closed.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -140,11 +142,52 @@ pub fn run_session<T: Transport>(
     let pre_auth = pre_auth.map(Box::new);
     // The future every connection holds for its life: only the session and what its loop
     // needs. (An async fn would keep its arguments twice in its future, hence the block.)
+    let mut unfinished = Unfinished {
+        node: session.node.clone(),
+        conn: session.conn.clone(),
+        key,
+        armed: true,
+    };
     async move {
         let end = session.serve(pre_auth).await;
         // Cold paths are boxed: their state is allocated only while they run, which keeps the
         // per-connection future small (it is what every idle connection holds).
         Box::pin(session.finish(end)).await;
+        unfinished.disarm();
+    }
+}
+
+/// Forgets a connection whose session never reached its end (a panic in the task): the hub
+/// would otherwise keep it, its socket, and the fan-out would go on writing to it.
+struct Unfinished {
+    node: Arc<Node>,
+    conn: Arc<Conn>,
+    key: u64,
+    armed: bool,
+}
+
+impl Unfinished {
+    /// The session finished normally (a method, so the block captures the whole guard).
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        tracing::error!(
+            key = self.key,
+            "a session ended without finishing; forgetting it"
+        );
+        self.conn.close();
+        self.conn.shutdown();
+        for conv in self.conn.take_subs() {
+            self.node.hub.unsubscribe(&conv, self.key);
+        }
+        self.node.hub.close_connection(self.key);
     }
 }
 
@@ -186,6 +229,11 @@ impl<T: Transport> Session<T> {
         loop {
             let unsent = self.conn.backlog() > 0;
             if unsent {
+                // Checked here too, not only by the timer: a client that keeps its socket busy
+                // could keep the timer from ever being polled.
+                if let Err(e) = self.check_stall(Instant::now()) {
+                    return e;
+                }
                 // A backlog that does not move is a slow consumer: wake up for that too.
                 let deadline = self.next_deadline();
                 if deadline < timer_at {
@@ -202,7 +250,13 @@ impl<T: Transport> Session<T> {
                     Some(Inbound::Alive) => { self.last_seen = Instant::now(); Ok(()) }
                     Some(Inbound::Ping(payload)) => {
                         self.last_seen = Instant::now();
-                        self.conn.write(Out::Pong(payload)).map_err(End::from)
+                        // Pings count as frames, and a client that is not reading gets no pong
+                        // (RFC 6455 lets an endpoint answer only the latest): pongs cannot pile up.
+                        if self.frame_bucket.try_take() && self.conn.backlog() == 0 {
+                            self.conn.write(Out::Pong(payload)).map_err(End::from)
+                        } else {
+                            Ok(())
+                        }
                     }
                     Some(Inbound::Frame(b)) => { self.last_seen = Instant::now(); Box::pin(self.on_frame(b)).await }
                     Some(Inbound::TooLarge(n)) => Box::pin(self.on_too_large(n)).await,
@@ -246,7 +300,7 @@ impl<T: Transport> Session<T> {
                 None => return Ok(()),
             }
         }
-        // More is waiting: take it at the next turn, after the socket and timers had theirs.
+        // More is waiting: take it at the next turn (a bounded inbox keeps this finite).
         self.conn.poke();
         Ok(())
     }
@@ -268,12 +322,8 @@ impl<T: Transport> Session<T> {
             }
             _ => {}
         }
-        if let Some(moved) = self.conn.backlog_moved_at()
-            && now >= moved + self.node.limits.write_timeout
-        {
-            // A client that does not read for this long is a slow consumer.
-            return Err(End::Disconnect(DisconnectReason::SlowConsumer));
-        }
+        // A client that does not read for the write timeout is a slow consumer.
+        self.check_stall(now)?;
         if now >= self.next_ping {
             // A ping is missed when nothing at all arrived between it and the next one.
             match self.last_ping {
@@ -297,21 +347,36 @@ impl<T: Transport> Session<T> {
     // ----- writing -----
 
     /// Waits while more than `limit` frames are unsent; a client that takes nothing for the
-    /// write timeout is a slow consumer.
+    /// write timeout is a slow consumer. Gives up at once when the connection is asked to end
+    /// (it is looked at at least every [`ROOM_CHECK`]).
     async fn make_room(&mut self, limit: usize) -> Result<(), End> {
         while self.conn.backlog() > limit {
-            if self.conn.flush()? {
+            if let Some(reason) = self.conn.reason() {
+                return Err(End::Disconnect(reason));
+            }
+            if self.conn.flush()? || self.conn.backlog() <= limit {
                 return Ok(());
             }
-            if self.conn.backlog() <= limit {
-                return Ok(());
+            self.check_stall(Instant::now())?;
+            let _ = timeout(ROOM_CHECK, self.conn.writable()).await;
+        }
+        Ok(())
+    }
+
+    /// A backlog that has not moved for the write timeout is a slow consumer.
+    fn check_stall(&self, now: Instant) -> Result<(), End> {
+        match self.conn.backlog_moved_at() {
+            Some(moved) if now >= moved + self.node.limits.write_timeout => {
+                Err(End::Disconnect(DisconnectReason::SlowConsumer))
             }
-            if timeout(self.node.limits.write_timeout, self.conn.writable())
-                .await
-                .is_err()
-            {
-                return Err(End::Disconnect(DisconnectReason::SlowConsumer));
-            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes out everything unsent (the last frames; the caller bounds the time).
+    async fn drain(&mut self) -> Result<(), End> {
+        while !self.conn.flush()? {
+            self.conn.writable().await;
         }
         Ok(())
     }
@@ -447,7 +512,8 @@ impl<T: Transport> Session<T> {
                     Err(e) => Err(Fail::Reply(e)),
                 };
                 self.conn.hold(false);
-                r
+                r?;
+                Ok(self.make_room(SESSION_HIGH_WATER).await?)
             }
             ClientFrame::History {
                 conv,
@@ -484,7 +550,22 @@ impl<T: Transport> Session<T> {
 
     // ----- auth and subscriptions -----
 
+    /// Authenticates, sets up the resumed subscriptions and replays what they missed. Live
+    /// messages wait meanwhile (held), so the order is `welcome`, refusals, missed messages,
+    /// then live ones.
     async fn authenticate(
+        &mut self,
+        id: Option<RequestId>,
+        principal: Principal,
+        resume: BTreeMap<Conv, ResumePosition>,
+    ) -> Result<(), Fail> {
+        self.conn.hold(true);
+        let r = self.authenticate_held(id, principal, resume).await;
+        self.conn.hold(false);
+        r
+    }
+
+    async fn authenticate_held(
         &mut self,
         id: Option<RequestId>,
         principal: Principal,
@@ -725,18 +806,23 @@ impl<T: Transport> Session<T> {
                 }
             };
             let n = page.len();
-            for m in page {
+            for (i, m) in page.into_iter().enumerate() {
                 if m.seq <= cursor {
                     continue;
                 }
                 cursor = m.seq;
-                // Queued and written as one batch below; anything the client already got
-                // (live, meanwhile) is skipped.
+                // Queued and written in batches; anything the client already got (live,
+                // meanwhile) is skipped. Batches stay small so that a replay does not use up
+                // the room live messages may take (`--outbound-queue`).
                 let sent =
                     self.conn
                         .write_message(conv, m.seq, &m.encode_frame(), true, How::Later)?;
                 if sent == Sent::NotSubscribed {
                     return Ok(());
+                }
+                if (i + 1) % SESSION_HIGH_WATER == 0 {
+                    self.conn.flush()?;
+                    self.make_room(SESSION_HIGH_WATER).await?;
                 }
             }
             self.conn.flush()?;
@@ -753,6 +839,10 @@ impl<T: Transport> Session<T> {
         // From here on the fan-out leaves this connection alone.
         self.conn.close();
         let code = self.t.close_code();
+        let end_reason = match end {
+            End::Disconnect(reason) => Some(reason),
+            _ => None,
+        };
         let jitter_ms = self.node.limits.reconnect_jitter.as_millis() as u64;
         let _ = timeout(CLOSE_GRACE, async {
             let mut last = Vec::new();
@@ -770,11 +860,16 @@ impl<T: Transport> Session<T> {
                 }
                 last.push(ServerFrame::Disconnect { reason }.encode());
             }
+            if end_reason == Some(DisconnectReason::SlowConsumer) {
+                // What waited is not sent (the client resumes from history): the disconnect
+                // goes out now, not behind a backlog the client is not reading.
+                self.conn.discard_unsent();
+            }
             for frame in last {
                 self.conn.write(Out::Text(frame))?;
             }
             self.conn.write(Out::Close(code))?;
-            self.make_room(0).await
+            self.drain().await
         })
         .await;
         self.conn.shutdown();

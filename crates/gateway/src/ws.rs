@@ -8,9 +8,10 @@
 //!
 //! Client frames up to `max_frame_bytes` are handed to the session; larger ones up to four times
 //! that are skipped without being buffered and answered `too_large` (the connection goes on);
-//! beyond that the socket is closed with 1009. Invalid UTF-8 in a text message closes it with
-//! 1007, any other protocol violation (unmasked frame, reserved bits or opcodes, a bad
-//! fragment sequence, an oversized control frame) with 1002.
+//! beyond that (counting every fragment) the socket is closed with 1009. Invalid UTF-8 in a text
+//! message or a close reason closes it with 1007, any other protocol violation (unmasked frame,
+//! reserved bits or opcodes, a bad fragment sequence, an oversized control frame, a malformed
+//! close frame) with 1002. A client's close is answered with its own status code.
 
 use crate::http_error::{ApiError, bearer};
 use crate::wire::{SocketWire, WsFraming, poll_read_into};
@@ -183,6 +184,10 @@ pub struct WsReader {
     skipping: usize,
     /// The rest of an oversized fragmented message is thrown away too.
     skipping_message: bool,
+    /// Bytes of the message being thrown away so far (past the hard limit it closes with 1009).
+    skipped: u64,
+    /// The status code of the client's close frame, echoed in ours.
+    peer_close: Option<u16>,
     /// Set once the connection cannot go on, with the close code to send.
     broken: Option<u16>,
     /// The client closed (or the socket failed).
@@ -209,6 +214,8 @@ impl WsReader {
             message: None,
             skipping: 0,
             skipping_message: false,
+            skipped: 0,
+            peer_close: None,
             broken: None,
             ended: false,
         }
@@ -267,7 +274,7 @@ impl WsReader {
             0x8..=0xA if !fin || len > 125 => {
                 return self.fail(1002, "control frames are short and unfragmented");
             }
-            0x1 | 0x2 if self.message.is_some() => {
+            0x1 | 0x2 if self.message.is_some() || self.skipping_message => {
                 return self.fail(1002, "a new message inside a fragmented one");
             }
             0x0 if self.message.is_none() && !self.skipping_message => {
@@ -278,7 +285,11 @@ impl WsReader {
         }
         if !control {
             if opcode == 0 && self.skipping_message {
-                // The rest of an oversized message.
+                // The rest of an oversized message, still counted against the hard limit.
+                self.skipped = self.skipped.saturating_add(len);
+                if self.skipped > self.config.hard_limit() as u64 {
+                    return self.fail(1009, "a fragmented message past the hard limit");
+                }
                 self.buf.advance(head);
                 self.skipping = len as usize;
                 self.skipping_message = !fin;
@@ -291,6 +302,7 @@ impl WsReader {
                 return Parsed::Event(Inbound::TooLarge(total as usize));
             }
             if total > self.config.max_frame_bytes as u64 {
+                self.skipped = total;
                 self.message = None;
                 self.buf.advance(head);
                 self.skipping = len as usize;
@@ -317,9 +329,24 @@ impl WsReader {
         match opcode {
             0x8 => {
                 self.ended = true;
+                match payload.len() {
+                    0 => {}
+                    1 => return self.fail(1002, "a close frame with a one-byte payload"),
+                    _ => {
+                        let code = u16::from_be_bytes([payload[0], payload[1]]);
+                        if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+                            return self.fail(1002, "a close frame with an invalid code");
+                        }
+                        if std::str::from_utf8(&payload[2..]).is_err() {
+                            return self.fail(1007, "a close reason that is not UTF-8");
+                        }
+                        self.peer_close = Some(code);
+                    }
+                }
                 Parsed::More
             }
-            0x9 => Parsed::Event(Inbound::Ping(payload.freeze())),
+            // Copied: the payload would otherwise keep the whole read chunk alive.
+            0x9 => Parsed::Event(Inbound::Ping(Bytes::copy_from_slice(&payload))),
             0xA => Parsed::Event(Inbound::Alive),
             _ => {
                 let (opcode, data) = match self.message.take() {
@@ -370,13 +397,131 @@ impl Transport for WsReader {
     }
 
     fn close_code(&self) -> u16 {
-        self.broken.unwrap_or(1000)
+        self.broken.or(self.peer_close).unwrap_or(1000)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A client frame: FIN and opcode, masked unless `mask` is false.
+    fn frame(fin: bool, opcode: u8, payload: &[u8], mask: bool) -> Vec<u8> {
+        let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
+        let m = if mask { 0x80 } else { 0 };
+        match payload.len() {
+            n if n < 126 => f.push(m | n as u8),
+            n if n <= 65535 => {
+                f.push(m | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(m | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        let key = [0x12, 0x34, 0x56, 0x78];
+        if mask {
+            f.extend_from_slice(&key);
+            f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
+        } else {
+            f.extend_from_slice(payload);
+        }
+        f
+    }
+
+    /// A reader whose bytes all arrived with the upgrade request (no socket reads needed).
+    async fn reader(bytes: Vec<u8>, max_frame_bytes: usize) -> (WsReader, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let cfg = WsConfig { max_frame_bytes };
+        (
+            WsReader::new(Arc::new(server), Bytes::from(bytes), cfg),
+            client,
+        )
+    }
+
+    fn text(e: Option<Inbound>) -> String {
+        match e {
+            Some(Inbound::Frame(b)) => String::from_utf8(b.to_vec()).unwrap(),
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_fragments_and_control_frames() {
+        let mut bytes = frame(true, 0x1, b"{\"a\":1}", true);
+        bytes.extend(frame(false, 0x1, b"{\"b\"", true));
+        bytes.extend(frame(true, 0x9, b"hi", true)); // a ping between fragments is fine
+        bytes.extend(frame(true, 0x0, b":2}", true));
+        bytes.extend(frame(true, 0x2, b"[]", true)); // binary carries JSON too
+        bytes.extend(frame(true, 0xA, b"", true));
+        bytes.extend(frame(true, 0x8, &1001u16.to_be_bytes(), true));
+        let (mut r, _c) = reader(bytes, 1024).await;
+        assert_eq!(text(r.recv().await), r#"{"a":1}"#);
+        assert!(matches!(r.recv().await, Some(Inbound::Ping(p)) if &p[..] == b"hi"));
+        assert_eq!(text(r.recv().await), r#"{"b":2}"#);
+        assert_eq!(text(r.recv().await), "[]");
+        assert!(matches!(r.recv().await, Some(Inbound::Alive)));
+        assert!(r.recv().await.is_none());
+        assert_eq!(r.close_code(), 1001, "the client's close code is echoed");
+    }
+
+    #[tokio::test]
+    async fn oversized_messages_are_skipped_then_the_hard_limit_closes() {
+        // max 1024, hard limit 16 KiB.
+        let mut bytes = frame(true, 0x1, &[b'x'; 2000], true);
+        bytes.extend(frame(true, 0x1, b"{}", true));
+        // A fragmented message over the limit, whose continuations then pass the hard limit.
+        bytes.extend(frame(false, 0x1, &[b'y'; 1500], true));
+        for _ in 0..20 {
+            bytes.extend(frame(false, 0x0, &[b'y'; 1000], true));
+        }
+        let (mut r, _c) = reader(bytes, 1024).await;
+        assert!(matches!(r.recv().await, Some(Inbound::TooLarge(2000))));
+        assert_eq!(text(r.recv().await), "{}", "the connection goes on");
+        assert!(matches!(r.recv().await, Some(Inbound::TooLarge(1500))));
+        assert!(r.recv().await.is_none());
+        assert_eq!(r.close_code(), 1009);
+    }
+
+    #[tokio::test]
+    async fn protocol_violations_close_with_their_codes() {
+        let cases: Vec<(Vec<u8>, u16)> = vec![
+            (frame(true, 0x1, b"{}", false), 1002),    // unmasked
+            (frame(true, 0x3, b"", true), 1002),       // reserved opcode
+            (frame(true, 0x0, b"x", true), 1002),      // continuation of nothing
+            (frame(false, 0x9, b"", true), 1002),      // fragmented control frame
+            (frame(true, 0x9, &[0; 126], true), 1002), // control frame over 125 bytes
+            (frame(true, 0x8, &[3], true), 1002),      // one-byte close payload
+            (frame(true, 0x8, &1005u16.to_be_bytes(), true), 1002), // reserved close code
+            (frame(true, 0x1, &[0xff, 0xfe], true), 1007), // not UTF-8
+            (
+                {
+                    let mut f = frame(true, 0x1, b"{}", true);
+                    f[0] |= 0x40; // RSV1 without an extension
+                    f
+                },
+                1002,
+            ),
+            (
+                {
+                    let mut f = frame(false, 0x1, b"{", true);
+                    f.extend(frame(true, 0x1, b"{}", true)); // a new message inside one
+                    f
+                },
+                1002,
+            ),
+        ];
+        for (bytes, code) in cases {
+            let (mut r, _c) = reader(bytes.clone(), 1024).await;
+            assert!(r.recv().await.is_none(), "{bytes:?}");
+            assert_eq!(r.close_code(), code, "{bytes:?}");
+        }
+    }
 
     #[test]
     fn the_accept_key_of_rfc_6455() {
