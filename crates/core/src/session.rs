@@ -114,7 +114,7 @@ impl From<Principal> for PreAuth {
 pub fn run_session<T: Transport>(
     node: Arc<Node>,
     transport: T,
-    wire: Box<dyn Wire>,
+    wire: Arc<dyn Wire>,
     pre_auth: Option<PreAuth>,
 ) -> impl Future<Output = ()> + Send {
     let conn = Conn::new(wire, node.limits.outbound_queue);

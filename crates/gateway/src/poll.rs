@@ -214,7 +214,7 @@ async fn open(State(polls): State<Arc<PollSessions>>, headers: HeaderMap, body: 
         ended_at: Mutex::new(None),
     });
     polls.sessions.lock().insert(id.clone(), shared.clone());
-    let wire = Box::new(PollWire {
+    let wire = Arc::new(PollWire {
         shared: shared.clone(),
         max: polls.config.max_buffered.max(8),
     });

@@ -43,9 +43,8 @@ pub async fn serve_tcp(listener: TcpListener, node: Arc<Node>, stop: Cancellatio
                         return;
                     }
                     let max = node.limits.max_frame_bytes;
-                    let stream = Arc::new(stream);
-                    let wire = Box::new(SocketWire::new(stream.clone(), TcpFraming));
-                    run_session(node, TcpReader::new(stream, max), wire, None).await;
+                    let wire = Arc::new(SocketWire::new(stream, TcpFraming));
+                    run_session(node, TcpReader::new(wire.clone(), max), wire, None).await;
                 });
             }
             Err(e) => {
@@ -73,7 +72,7 @@ async fn refuse(mut stream: TcpStream) {
 
 /// The reading half of a TCP connection.
 pub struct TcpReader {
-    stream: Arc<TcpStream>,
+    socket: Arc<SocketWire<TcpFraming>>,
     max_frame: usize,
     /// Bytes read but not yet parsed; empty (no allocation) between frames.
     read: BytesMut,
@@ -85,9 +84,9 @@ pub struct TcpReader {
 
 impl TcpReader {
     /// Reads frames from `stream`.
-    pub fn new(stream: Arc<TcpStream>, max_frame: usize) -> TcpReader {
+    pub fn new(socket: Arc<SocketWire<TcpFraming>>, max_frame: usize) -> TcpReader {
         TcpReader {
-            stream,
+            socket,
             max_frame,
             read: BytesMut::new(),
             skipping: 0,
@@ -146,7 +145,7 @@ impl TcpReader {
                 return Poll::Ready(Some(inbound));
             }
             // A clean close, or one in the middle of a frame (a truncated frame is dropped).
-            if !std::task::ready!(poll_read_into(&self.stream, &mut self.read, cx)) {
+            if !std::task::ready!(poll_read_into(self.socket.stream(), &mut self.read, cx)) {
                 self.done = true;
                 return Poll::Ready(None);
             }

@@ -1,13 +1,12 @@
 //! Writing frames to a socket that a connection's session and the fan-out share.
 //!
-//! The socket is a plain `TcpStream` behind an `Arc`: `try_write_vectored` takes `&self` and
-//! never waits, so whoever holds the connection's lock (see `switchboard_core::conn`) can write.
+//! The socket is a plain `TcpStream` inside the wire, which the connection and its reader
+//! share through an `Arc`: writes take `&self` and never wait, so whoever holds the connection's lock (see `switchboard_core::conn`) can write.
 //! A frame is its transport's head (a WebSocket header, a TCP length) followed by the shared
 //! payload bytes, written with one `writev` per batch: payloads are never copied.
 
 use bytes::{Bytes, BytesMut};
 use std::io::{self, IoSlice};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use switchboard_core::conn::{Out, Progress, Wire};
 use tokio::net::TcpStream;
@@ -62,16 +61,21 @@ pub trait Framing: Send + Sync + 'static {
     fn payload<'a>(&self, frame: &'a Out) -> &'a [u8];
 }
 
-/// A shared socket as a [`Wire`].
+/// A socket as a [`Wire`] (and, through [`SocketWire::stream`], its reader's source).
 pub struct SocketWire<F> {
-    stream: Arc<TcpStream>,
+    stream: TcpStream,
     framing: F,
 }
 
 impl<F: Framing> SocketWire<F> {
     /// Writes to `stream` with `framing`.
-    pub fn new(stream: Arc<TcpStream>, framing: F) -> SocketWire<F> {
+    pub fn new(stream: TcpStream, framing: F) -> SocketWire<F> {
         SocketWire { stream, framing }
+    }
+
+    /// The socket, for reading.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
     }
 }
 
@@ -116,7 +120,7 @@ impl<F: Framing> Wire for SocketWire<F> {
             // Straight to `sendmsg`: tokio's readiness state (another cache line per
             // connection) is only needed when the socket is full. Then the same write through
             // tokio either goes through or clears that state, so `poll_writable` waits.
-            match socket2::SockRef::from(&*self.stream)
+            match socket2::SockRef::from(&self.stream)
                 .send_vectored(&slices[..k])
                 .or_else(|e| match e.kind() {
                     io::ErrorKind::WouldBlock => self.stream.try_write_vectored(&slices[..k]),
@@ -153,7 +157,7 @@ impl<F: Framing> Wire for SocketWire<F> {
 
     fn shutdown(&self) {
         // FIN after the last frame; the descriptor closes when the last reference goes.
-        let _ = socket2::SockRef::from(&*self.stream).shutdown(std::net::Shutdown::Write);
+        let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Write);
     }
 }
 
@@ -278,7 +282,7 @@ mod tests {
         socket2::SockRef::from(&client)
             .set_recv_buffer_size(4096)
             .unwrap();
-        let wire = SocketWire::new(Arc::new(server), TcpFraming);
+        let wire = SocketWire::new(server, TcpFraming);
         // Enough frames to fill the socket buffers, so some write stops midway.
         let frames: Vec<Out> = (0..600)
             .map(|i| Out::Text(Bytes::from(format!("frame-{i:06}-{}", "y".repeat(100)))))

@@ -120,9 +120,8 @@ async fn upgrade(State(node): State<Arc<Node>>, mut req: Request) -> Response {
                     None
                 }
                 Ok(parts) => {
-                    let stream = Arc::new(parts.io.into_inner());
-                    let reader = WsReader::new(stream.clone(), parts.read_buf, cfg);
-                    let wire = Box::new(SocketWire::new(stream, WsFraming));
+                    let wire = Arc::new(SocketWire::new(parts.io.into_inner(), WsFraming));
+                    let reader = WsReader::new(wire.clone(), parts.read_buf, cfg);
                     Some(run_session(node, reader, wire, principal.map(Into::into)))
                 }
             },
@@ -174,7 +173,7 @@ fn accept_key(key: &[u8]) -> HeaderValue {
 
 /// The reading half of a WebSocket connection.
 pub struct WsReader {
-    stream: Arc<TcpStream>,
+    socket: Arc<SocketWire<WsFraming>>,
     config: WsConfig,
     /// Bytes read but not yet parsed; empty (no allocation) between frames.
     buf: BytesMut,
@@ -206,9 +205,9 @@ enum Parsed {
 
 impl WsReader {
     /// Reads from `stream`, starting with `pending` (bytes read past the upgrade request).
-    pub fn new(stream: Arc<TcpStream>, pending: Bytes, config: WsConfig) -> WsReader {
+    pub fn new(socket: Arc<SocketWire<WsFraming>>, pending: Bytes, config: WsConfig) -> WsReader {
         WsReader {
-            stream,
+            socket,
             config,
             buf: BytesMut::from(&pending[..]),
             message: None,
@@ -383,7 +382,7 @@ impl WsReader {
                 Parsed::More if self.broken.is_some() || self.ended => return Poll::Ready(None),
                 Parsed::More => {}
             }
-            if !std::task::ready!(poll_read_into(&self.stream, &mut self.buf, cx)) {
+            if !std::task::ready!(poll_read_into(self.socket.stream(), &mut self.buf, cx)) {
                 self.ended = true;
                 return Poll::Ready(None);
             }
@@ -439,7 +438,11 @@ mod tests {
         let (server, _) = listener.accept().await.unwrap();
         let cfg = WsConfig { max_frame_bytes };
         (
-            WsReader::new(Arc::new(server), Bytes::from(bytes), cfg),
+            WsReader::new(
+                Arc::new(SocketWire::new(server, WsFraming)),
+                Bytes::from(bytes),
+                cfg,
+            ),
             client,
         )
     }
