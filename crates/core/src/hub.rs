@@ -316,6 +316,25 @@ impl Hub {
     }
 }
 
+/// Queues a job for a fan-out thread. A full queue makes the delivering thread wait (the bus
+/// slows down rather than memory growing); on a tokio worker (the Redis backend delivers from a
+/// task) that wait is announced to the runtime, so the worker's other tasks move elsewhere.
+fn send_job(tx: &mpsc::SyncSender<Job>, job: Job) -> Result<(), ()> {
+    let job = match tx.try_send(job) {
+        Ok(()) => return Ok(()),
+        Err(mpsc::TrySendError::Disconnected(_)) => return Err(()),
+        Err(mpsc::TrySendError::Full(job)) => job,
+    };
+    let on_worker = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let r = if on_worker {
+        tokio::task::block_in_place(|| tx.send(job))
+    } else {
+        tx.send(job)
+    };
+    r.map_err(|_| ())
+}
+
 /// Offers `delivery` to the subscribers in `part` of `parts`; returns how many took it.
 fn offer_all(delivery: &Arc<Delivery>, subs: &Subscribers, part: usize, parts: usize) -> u64 {
     let mut delivered = 0;
@@ -356,7 +375,7 @@ impl BusSink for Hub {
                 part,
                 parts,
             };
-            if tx.send(job).is_err() {
+            if send_job(tx, job).is_err() {
                 tracing::error!("a fan-out thread is gone");
             }
         }
