@@ -37,6 +37,21 @@ fn queue_append(jobs: &mpsc::Sender<Job>, request: AppendRequest) -> AppendReply
     rx
 }
 
+/// A job that makes SQLite roll the batch's transaction back by itself, as a full disk would.
+fn queue_rollback(jobs: &mpsc::Sender<Job>) -> oneshot::Receiver<Result<(), BackendError>> {
+    let (reply, rolled) = oneshot::channel();
+    let job = TypedJob::boxed(
+        |c: &rusqlite::Connection| -> Result<(), BackendError> {
+            c.execute_batch("ROLLBACK")
+                .map_err(|e| BackendError::Internal(e.to_string()))?;
+            Err(BackendError::Internal("disk full (simulated)".into()))
+        },
+        reply,
+    );
+    jobs.send(Job::Write(job)).expect("queue");
+    rolled
+}
+
 fn queue_session(
     jobs: &mpsc::Sender<Job>,
     token: [u8; 32],
@@ -82,16 +97,7 @@ fn a_transaction_rolled_back_by_the_database_fails_the_whole_batch() {
     let sink = RecordingSink::new();
     let (jobs, rx) = mpsc::channel();
     let a1 = queue_append(&jobs, keyed(&conv, None));
-    let (reply, rolled) = oneshot::channel();
-    let job = TypedJob::boxed(
-        |c: &rusqlite::Connection| -> Result<(), BackendError> {
-            c.execute_batch("ROLLBACK")
-                .map_err(|e| BackendError::Internal(e.to_string()))?;
-            Err(BackendError::Internal("disk full (simulated)".into()))
-        },
-        reply,
-    );
-    jobs.send(Job::Write(job)).expect("queue");
+    let rolled = queue_rollback(&jobs);
     let a2 = queue_append(&jobs, keyed(&conv, None));
     let s1 = queue_session(&jobs, [2; 32], u64::MAX / 2);
     run_writer(dir.path(), jobs, rx, &sink);
@@ -588,16 +594,7 @@ fn every_conversation_with_messages_is_recorded_across_batches() {
     jobs.send(Job::Write(job)).expect("queue");
     running.recv().expect("the busy job runs");
     let lost = queue_append(&jobs, keyed(&c2, None));
-    let (reply, rolled) = oneshot::channel();
-    let job = TypedJob::boxed(
-        |c: &rusqlite::Connection| -> Result<(), BackendError> {
-            c.execute_batch("ROLLBACK")
-                .map_err(|e| BackendError::Internal(e.to_string()))?;
-            Err(BackendError::Internal("disk full (simulated)".into()))
-        },
-        reply,
-    );
-    jobs.send(Job::Write(job)).expect("queue");
+    let rolled = queue_rollback(&jobs);
     busy.blocking_recv().expect("answered").expect("busy job");
     assert!(lost.blocking_recv().expect("answered").is_err());
     assert!(rolled.blocking_recv().expect("answered").is_err());

@@ -101,13 +101,22 @@ pub struct Common {
     /// A name for the server set-up in reports (for example `socketio-redis`).
     #[arg(long)]
     pub label: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: Output,
+}
+
+/// Where the report goes, and what fails a run.
+#[derive(Args, Clone, Debug)]
+pub struct Output {
     /// Also write the JSON report to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// What to print on stdout.
     #[arg(long, value_enum, default_value = "markdown")]
     pub format: Format,
-    /// Exit non-zero on any failed connection, lost delivery, error frame or server disconnect.
+    /// Exit non-zero on any failed connection, lost delivery (or write), error frame or server
+    /// disconnect.
     #[arg(long)]
     pub strict: bool,
 }
@@ -147,15 +156,9 @@ pub struct FloorArgs {
     /// Source addresses of the reader's connections (each in 127.0.0.0/8).
     #[arg(long, default_value = "127.0.0.1")]
     pub source_ips: String,
-    /// Also write the JSON report to this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// What to print on stdout.
-    #[arg(long, value_enum, default_value = "markdown")]
-    pub format: Format,
-    /// Exit non-zero if any write found a full socket.
-    #[arg(long)]
-    pub strict: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: Output,
 }
 
 /// `idle`.

@@ -146,7 +146,7 @@ pub async fn run(a: ClusterArgs) -> Result<bool> {
     if r.deliveries == 0 {
         hard.push("nothing was delivered".into());
     }
-    finish(&a.common, r, hard)
+    finish(&a.common.output, r, hard)
 }
 
 /// Switchboard only: the node's `switchboard_bus_messages_received_total` (messages it took from

@@ -89,5 +89,5 @@ pub async fn run(a: DispatchArgs) -> Result<bool> {
     if requests == 0 {
         hard.push("no request answered".into());
     }
-    finish(&a.common, r, hard)
+    finish(&a.common.output, r, hard)
 }

@@ -82,5 +82,5 @@ pub async fn run(a: DmArgs) -> Result<bool> {
     set_elapsed(&mut r, elapsed.as_secs_f64().max(a.duration));
     r.server = usage.map(|u| u.per_op(r.deliveries));
     let hard = basic_failures(&r, true);
-    finish(&a.common, r, hard)
+    finish(&a.common.output, r, hard)
 }

@@ -40,5 +40,5 @@ pub async fn run(a: IdleArgs) -> Result<bool> {
     merge_results(&mut r, &results);
     r.server = usage.map(|u| u.per_connection(r.connections));
     let hard = basic_failures(&r, false);
-    finish(&a.common, r, hard)
+    finish(&a.common.output, r, hard)
 }

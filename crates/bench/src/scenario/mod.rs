@@ -11,7 +11,7 @@ pub mod rooms;
 pub mod storm;
 
 use crate::cli::{
-    Common, Format, MAX_CONNECTIONS, MAX_DURATION_S, MAX_PAYLOAD, MAX_RATE, MAX_WORKERS,
+    Common, Format, MAX_CONNECTIONS, MAX_DURATION_S, MAX_PAYLOAD, MAX_RATE, MAX_WORKERS, Output,
 };
 use crate::coord::Workers;
 use crate::error::{BenchError, Result};
@@ -446,17 +446,17 @@ pub fn strict_checks(r: &mut Report) {
 
 /// Prints the report, writes its JSON, and says whether the run passed: `hard` failures always
 /// fail it, the standard checks only with `--strict`.
-pub fn finish(ctx_common: &Common, mut r: Report, hard: Vec<String>) -> Result<bool> {
+pub fn finish(output: &Output, mut r: Report, hard: Vec<String>) -> Result<bool> {
     // Failures a scenario noted itself count like the standard checks (`--strict` only).
     strict_checks(&mut r);
     let soft_failed = !r.failures.is_empty();
     r.failures.extend(hard.iter().cloned());
     let json = serde_json::to_string_pretty(&r).expect("reports serialize");
-    if let Some(path) = &ctx_common.json {
+    if let Some(path) = &output.json {
         std::fs::write(path, format!("{json}\n"))
             .map_err(|e| BenchError::io(format!("writing {}", path.display()), e))?;
     }
-    match ctx_common.format {
+    match output.format {
         Format::Json => println!("{json}"),
         Format::Markdown => print!("{}", report::markdown(std::slice::from_ref(&r))),
     }
@@ -466,5 +466,5 @@ pub fn finish(ctx_common: &Common, mut r: Report, hard: Vec<String>) -> Result<b
     for f in &r.failures {
         eprintln!("FAILED: {f}");
     }
-    Ok(hard.is_empty() && !(ctx_common.strict && soft_failed))
+    Ok(hard.is_empty() && !(output.strict && soft_failed))
 }

@@ -117,5 +117,5 @@ async fn run(
     set_elapsed(&mut r, elapsed.as_secs_f64().max(published.elapsed_s));
     r.server = usage.map(|u| u.per_op(r.deliveries));
     let hard = basic_failures(&r, true);
-    finish(common, r, hard)
+    finish(&common.output, r, hard)
 }

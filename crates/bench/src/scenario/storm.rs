@@ -43,5 +43,5 @@ pub async fn run(a: StormArgs) -> Result<bool> {
     r.latency_us = r.connect_latency_us.clone();
     r.server = usage.map(|u| u.per_connection(r.connections));
     let hard = basic_failures(&r, false);
-    finish(&a.common, r, hard)
+    finish(&a.common.output, r, hard)
 }
