@@ -517,23 +517,20 @@ fn idempotency_keys_expire_as_a_prefix() {
     let dir = tempfile::tempdir().expect("tempdir");
     let conv = Conv::room("keys");
     let sink = RecordingSink::new();
-    let (jobs, rx) = mpsc::channel();
-    let old = queue_append(&jobs, keyed(&conv, Some("old")));
-    run_writer(dir.path(), jobs, rx, &sink);
-    let old = old
-        .blocking_recv()
-        .expect("answered")
-        .expect("append")
-        .receipt;
+    // One keyed append in a writer run of its own.
+    let append_alone = |key: &str| {
+        let (jobs, rx) = mpsc::channel();
+        let reply = queue_append(&jobs, keyed(&conv, Some(key)));
+        run_writer(dir.path(), jobs, rx, &sink);
+        reply
+            .blocking_recv()
+            .expect("answered")
+            .expect("append")
+            .receipt
+    };
+    let old = append_alone("old");
     std::thread::sleep(std::time::Duration::from_millis(5));
-    let (jobs, rx) = mpsc::channel();
-    let new = queue_append(&jobs, keyed(&conv, Some("new")));
-    run_writer(dir.path(), jobs, rx, &sink);
-    let new = new
-        .blocking_recv()
-        .expect("answered")
-        .expect("append")
-        .receipt;
+    let new = append_alone("new");
     assert!(new.ts > old.ts);
 
     let (mut conn, _) = schema::open_writer(dir.path()).expect("open");
