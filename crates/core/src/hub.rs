@@ -15,27 +15,14 @@
 
 use crate::backend::{BusSink, ControlEvent};
 use crate::conn::Conn;
+use crate::delivery::Delivery;
 use crate::metrics::Metrics;
-use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use switchboard_proto::{Conv, DisconnectReason, Message};
-
-/// A message on its way to local subscribers: the message and its encoded frame, shared.
-#[derive(Debug)]
-pub struct Delivery {
-    /// The conversation, as the hub names it: the very name its subscribers were given by
-    /// [`Hub::subscribe`], so the fan-out finds a connection's subscription by a pointer
-    /// compare instead of reading and comparing the text of every connection's copy.
-    pub conv: Conv,
-    /// The message (its conv and seq drive ordering and deduplication).
-    pub message: Arc<Message>,
-    /// The `{"type":"message",...}` frame, encoded once per node.
-    pub frame: Bytes,
-}
 
 /// A local connection, for control events (logout, kick, revoke, shutdown). `auth` is set
 /// once it authenticated: (user id, auth session id).
@@ -405,7 +392,7 @@ impl BusSink for Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::{Out, Progress, Wire};
+    use crate::transport::{Out, Progress, Wire};
     use std::task::{Context, Poll};
 
     struct Sink;

@@ -6,12 +6,15 @@ pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod conn;
+pub mod delivery;
 pub mod error;
 pub mod hub;
+pub mod interest;
 pub mod metrics;
 pub mod node;
 pub mod ratelimit;
 pub mod session;
+pub(crate) mod subscriptions;
 pub mod transport;
 
 pub use error::{Error, Result};

@@ -1,6 +1,5 @@
 //! The node's services, shared by the HTTP API and every transport: accounts and tokens,
-//! access rules, publishing, history, presence, rooms, and the bus interest that follows
-//! local subscriptions.
+//! access rules, publishing, history, presence and rooms.
 //!
 //! Access rules (from the contract): public rooms are open to every signed-in user; private
 //! rooms to members only (`not_member`), and only the owner adds or removes others;
@@ -15,9 +14,9 @@ use crate::backend::{
 use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::hub::Hub;
+use crate::interest::BusInterest;
 use crate::metrics::Metrics;
 use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -72,9 +71,9 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     /// Password hashing off the runtime.
     pub passwords: PasswordHasherPool,
+    /// Which conversations this node is subscribed to on the bus.
+    pub interest: BusInterest,
     offline: Mutex<Option<Arc<dyn OfflineNotifier>>>,
-    /// conv -> "this node is subscribed on the bus"; the async mutex serializes changes per conv.
-    interest: Mutex<HashMap<Conv, Arc<tokio::sync::Mutex<bool>>>>,
     draining: AtomicBool,
     /// Set when a drain is asked for (SIGTERM or the server API). A watch, not a Notify: several
     /// tasks wait for it (the drain sequence and the binary's main loop), and all must wake.
@@ -102,7 +101,7 @@ impl Node {
             metrics,
             passwords: PasswordHasherPool::new(cores),
             offline: Mutex::new(None),
-            interest: Mutex::new(HashMap::new()),
+            interest: BusInterest::default(),
             draining: AtomicBool::new(false),
             drain_requested: tokio::sync::watch::Sender::new(false),
             dummy_hash: tokio::sync::OnceCell::new(),
@@ -500,56 +499,6 @@ impl Node {
                         connections,
                     }],
                 })
-            }
-        }
-    }
-
-    // ----- bus interest -----
-
-    /// Makes sure this node receives `conv` from the bus. Call after adding a local subscriber
-    /// and before reading history, so that nothing published in between is missed.
-    pub async fn ensure_interest(&self, conv: &Conv) -> Result<()> {
-        if !self.backend.broker.needs_subscriptions() {
-            return Ok(());
-        }
-        let slot = self
-            .interest
-            .lock()
-            .entry(conv.clone())
-            .or_default()
-            .clone();
-        let mut subscribed = slot.lock().await;
-        if !*subscribed {
-            self.backend.broker.subscribe(conv).await?;
-            *subscribed = true;
-        }
-        Ok(())
-    }
-
-    /// Drops the bus subscription of `conv` if no local subscriber is left.
-    pub async fn release_interest(&self, conv: &Conv) {
-        if !self.backend.broker.needs_subscriptions() {
-            return;
-        }
-        let Some(slot) = self.interest.lock().get(conv).cloned() else {
-            return;
-        };
-        let mut subscribed = slot.lock().await;
-        if *subscribed && self.hub.subscriber_count(conv) == 0 {
-            if let Err(e) = self.backend.broker.unsubscribe(conv).await {
-                tracing::warn!(%conv, error = %e, "bus unsubscribe failed");
-                return;
-            }
-            *subscribed = false;
-        }
-        if !*subscribed {
-            let mut map = self.interest.lock();
-            // Only drop the slot if nobody else holds it (they cloned it under this lock).
-            if map
-                .get(conv)
-                .is_some_and(|s| Arc::ptr_eq(s, &slot) && Arc::strong_count(s) == 2)
-            {
-                map.remove(conv);
             }
         }
     }

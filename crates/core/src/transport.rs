@@ -1,10 +1,11 @@
 //! The seam between a transport (WebSocket, long-poll, TCP) and the core: a transport reads
 //! frames and hands them over ([`Transport`]); the core writes through the transport's
-//! [`Wire`](crate::conn::Wire), from the session or straight from the fan-out. Nothing else
-//! crosses.
+//! [`Wire`], from the session or straight from the fan-out. Nothing else crosses.
 
 use bytes::Bytes;
 use std::future::Future;
+use std::io;
+use std::task::{Context, Poll};
 
 /// What a transport read from its client.
 #[derive(Debug)]
@@ -30,4 +31,44 @@ pub trait Transport: Send + 'static {
     fn close_code(&self) -> u16 {
         1000
     }
+}
+
+/// A frame on its way out, before the transport's framing.
+#[derive(Debug, Clone)]
+pub enum Out {
+    /// A JSON frame (a WebSocket text frame, a TCP length-prefixed frame, a long-poll entry).
+    Text(Bytes),
+    /// A heartbeat: a WebSocket ping frame, or `{"type":"ping"}` where there is none.
+    Ping,
+    /// The answer to a client's WebSocket ping, with its payload.
+    Pong(Bytes),
+    /// The very last frame: a WebSocket close frame with this code (nothing elsewhere).
+    Close(u16),
+}
+
+/// How far a [`Wire::try_write`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Frames written completely, from the first one given.
+    pub frames: usize,
+    /// Bytes of the framed form of the next frame written so far.
+    pub offset: usize,
+    /// The peer took less than was offered: wait for [`Wire::poll_writable`] before trying again.
+    pub blocked: bool,
+}
+
+/// The write side of a transport, usable from any thread without waiting.
+pub trait Wire: Send + Sync + 'static {
+    /// Writes frames in order, the first starting `offset` bytes into its framed form, as far
+    /// as the peer takes without waiting. A wire may take only some of the frames offered (a
+    /// batch); `blocked` says whether it stopped because the peer would not take more.
+    fn try_write(
+        &self,
+        frames: &mut dyn Iterator<Item = &Out>,
+        offset: usize,
+    ) -> io::Result<Progress>;
+    /// Ready when `try_write` may make progress again.
+    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Ends the write side after the last frame (best effort).
+    fn shutdown(&self);
 }

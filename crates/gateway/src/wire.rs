@@ -8,7 +8,7 @@
 use bytes::{Bytes, BytesMut};
 use std::io::{self, IoSlice};
 use std::task::{Context, Poll};
-use switchboard_core::conn::{Out, Progress, Wire};
+use switchboard_core::transport::{Out, Progress, Wire};
 use tokio::net::TcpStream;
 
 /// Longest head any framing writes before a payload.

@@ -6,63 +6,44 @@
 //! socket right where the fan-out runs: one `writev`, no queue, no task wake-up. Anything else
 //! (a gap to fill from history, a subscription still being set up, a socket that did not take
 //! all the bytes) is left to the connection's session task, which owns the ordering rules (see
-//! `session.rs`). "Is this seq next? Then write it and remember it" is one step under the lock,
-//! whoever takes it, so no frame of a conversation can overtake another, and none is sent twice.
+//! [`crate::session`]). "Is this seq next? Then write it and remember it" is one step under the
+//! lock, whoever takes it, so no frame of a conversation can overtake another, and none is sent
+//! twice.
 //!
 //! Everything here is bounded: frames the fan-out hands over (written-but-unsent bytes and
 //! deliveries left to the session) count against `max_queued`, and a connection past it is a
 //! slow consumer. The session's own writes (replies, history replays) wait for room instead.
+//!
+//! # The rules between the session and `Conn`
+//! Each rule is kept here, where it can be, so the session cannot get it wrong:
+//! 1. **A subscription is pending until its reply is written.** [`Conn::add_pending`] (called by
+//!    [`crate::subscriptions::Subscriptions::attach`] right after the hub subscription) records
+//!    the conversation with no position: the fan-out hands every delivery of it to the session
+//!    instead of writing it. [`Conn::subscribe_with`] then sets the client's position and writes
+//!    the `subscribed`/`welcome` reply in one step under the lock, so no message of the
+//!    conversation can precede that reply; what was handed over meanwhile is then written or
+//!    dropped by seq. The pending entry is also what makes teardown total: a subscription is in
+//!    this list from the moment the hub has it.
+//! 2. **Work handed over is never stranded.** [`Conn::attention`] is ready while anything waits
+//!    in the inbox (not only when a new hand-over raised the flag), so a session that takes a
+//!    bounded batch per turn comes back for the rest by itself.
+//! 3. **A reply is not overtaken by what it answers.** While the session answers a publish (or
+//!    authenticates), it holds a [`Held`] guard: the fan-out hands everything over, so the
+//!    `published` reply reaches the sender before its own copy of the message. The guard lets
+//!    go when dropped, on every path out, errors and panics included.
+//! 4. **One writer at a time, in order.** Whoever writes (fan-out or session) does it under the
+//!    lock and behind any backlog: only [`Conn::flush`] (the session) moves the backlog.
 
-use crate::hub::Delivery;
+use crate::delivery::Delivery;
+use crate::transport::{Out, Wire};
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::future::Future;
-use std::io;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Poll, Waker};
 use std::time::Instant;
 use switchboard_proto::{Conv, DisconnectReason};
-
-/// A frame on its way out, before the transport's framing.
-#[derive(Debug, Clone)]
-pub enum Out {
-    /// A JSON frame (a WebSocket text frame, a TCP length-prefixed frame, a long-poll entry).
-    Text(Bytes),
-    /// A heartbeat: a WebSocket ping frame, or `{"type":"ping"}` where there is none.
-    Ping,
-    /// The answer to a client's WebSocket ping, with its payload.
-    Pong(Bytes),
-    /// The very last frame: a WebSocket close frame with this code (nothing elsewhere).
-    Close(u16),
-}
-
-/// How far a [`Wire::try_write`] got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
-    /// Frames written completely, from the first one given.
-    pub frames: usize,
-    /// Bytes of the framed form of the next frame written so far.
-    pub offset: usize,
-    /// The peer took less than was offered: wait for [`Wire::poll_writable`] before trying again.
-    pub blocked: bool,
-}
-
-/// The write side of a transport, usable from any thread without waiting.
-pub trait Wire: Send + Sync + 'static {
-    /// Writes frames in order, the first starting `offset` bytes into its framed form, as far
-    /// as the peer takes without waiting. A wire may take only some of the frames offered (a
-    /// batch); `blocked` says whether it stopped because the peer would not take more.
-    fn try_write(
-        &self,
-        frames: &mut dyn Iterator<Item = &Out>,
-        offset: usize,
-    ) -> io::Result<Progress>;
-    /// Ready when `try_write` may make progress again.
-    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-    /// Ends the write side after the last frame (best effort).
-    fn shutdown(&self);
-}
 
 /// What the fan-out leaves to a connection's session instead of writing it.
 #[derive(Debug)]
@@ -100,6 +81,10 @@ pub(crate) enum Sent {
     NotSubscribed,
 }
 
+/// The position of a subscription whose reply is not written yet (rule 1): the fan-out hands
+/// its deliveries over instead of writing them, and the session's writes see no subscription.
+const PENDING: u64 = u64::MAX;
+
 /// One connection's shared state.
 pub struct Conn {
     state: Mutex<State>,
@@ -113,7 +98,8 @@ pub struct Conn {
 
 #[derive(Default)]
 struct State {
-    /// Subscribed conversations, sorted, each with the last seq written for it.
+    /// Subscribed conversations, sorted, each with the last seq written for it ([`PENDING`]
+    /// until the subscription's reply is written).
     subs: Vec<(Conv, u64)>,
     /// Frames accepted but not yet (fully) written, in order; the first is `offset` bytes in.
     backlog: VecDeque<Out>,
@@ -137,6 +123,11 @@ struct State {
 }
 
 impl State {
+    /// The position of a subscription whose reply was written (not a pending one).
+    fn live_sub(&mut self, conv: &Conv) -> Option<&mut u64> {
+        self.sub(conv).filter(|last| **last != PENDING)
+    }
+
     fn sub(&mut self, conv: &Conv) -> Option<&mut u64> {
         // The fan-out's name is usually the very one stored here: a pointer compare (a few of
         // them) spares reading the text of this connection's copy.
@@ -219,7 +210,7 @@ impl Conn {
         if st.inbox.is_empty() && !st.held {
             let seq = d.message.seq;
             let full = self.full(&st);
-            if let Some(last) = st.sub(&d.conv) {
+            if let Some(last) = st.live_sub(&d.conv) {
                 if seq <= *last {
                     return false;
                 }
@@ -308,12 +299,13 @@ impl Conn {
 
     // ----- from the session task -----
 
-    /// Completes when something was handed over, the connection was asked to end, a write
-    /// failed, or the backlog started. Clears the signal.
+    /// Completes when something waits in the inbox, the connection was asked to end, a write
+    /// failed, or the backlog started. Clears the signal (rule 2: a non-empty inbox keeps it
+    /// ready, so what a session leaves for its next turn is not stranded).
     pub(crate) fn attention(&self) -> impl Future<Output = ()> + '_ {
         std::future::poll_fn(move |cx| {
             let mut st = self.state.lock();
-            if st.attention {
+            if st.attention || !st.inbox.is_empty() {
                 st.attention = false;
                 return Poll::Ready(());
             }
@@ -324,13 +316,10 @@ impl Conn {
         })
     }
 
-    /// Holds deliveries back for the session (`true`) or lets the fan-out write again.
-    pub(crate) fn hold(&self, held: bool) {
-        let mut st = self.state.lock();
-        st.held = held;
-        if !held && !st.inbox.is_empty() {
-            st.attention = true;
-        }
+    /// Holds deliveries back for the session until the guard is dropped (rule 3).
+    pub(crate) fn hold(self: &Arc<Self>) -> Held {
+        self.state.lock().held = true;
+        Held(self.clone())
     }
 
     /// Whether a write failed.
@@ -369,7 +358,7 @@ impl Conn {
         if st.failed {
             return Err(Broken);
         }
-        let Some(last) = st.sub(conv) else {
+        let Some(last) = st.live_sub(conv) else {
             return Ok(Sent::NotSubscribed);
         };
         if seq <= *last {
@@ -400,9 +389,18 @@ impl Conn {
         }
     }
 
-    /// The last seq the client has of `conv`, if subscribed.
+    /// Records a subscription being set up (rule 1): known for teardown and for the count,
+    /// but every delivery of it goes to the session until [`Conn::subscribe_with`].
+    pub(crate) fn add_pending(&self, conv: &Conv) {
+        let mut st = self.state.lock();
+        if st.sub(conv).is_none() {
+            st.set_sub(conv, PENDING);
+        }
+    }
+
+    /// The last seq the client has of `conv`, if subscribed (and not pending).
     pub(crate) fn last_seq(&self, conv: &Conv) -> Option<u64> {
-        self.state.lock().sub(conv).copied()
+        self.state.lock().live_sub(conv).copied()
     }
 
     /// Whether `conv` is subscribed.
@@ -423,7 +421,7 @@ impl Conn {
         }
     }
 
-    /// Forgets every subscription, returning them.
+    /// Forgets every subscription, pending ones too, returning them.
     pub(crate) fn take_subs(&self) -> Vec<Conv> {
         let mut st = self.state.lock();
         std::mem::take(&mut st.subs)
@@ -493,12 +491,6 @@ impl Conn {
         }
     }
 
-    /// Makes the session look at the connection again at its next turn (more was handed
-    /// over than it takes at once).
-    pub(crate) fn poke(&self) {
-        self.state.lock().attention = true;
-    }
-
     /// Ready when the wire may take more of the backlog.
     pub(crate) fn writable(&self) -> impl Future<Output = ()> + '_ {
         std::future::poll_fn(move |cx| match self.wire.poll_writable(cx) {
@@ -521,177 +513,14 @@ impl Conn {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use switchboard_proto::Message;
+/// Deliveries are held back for the session while this lives (see [`Conn::hold`]).
+pub(crate) struct Held(Arc<Conn>);
 
-    /// A wire that takes `room` bytes, then would block; records what it wrote.
-    #[derive(Default)]
-    struct Pipe {
-        room: AtomicUsize,
-        written: Mutex<Vec<u8>>,
-    }
-
-    impl Wire for Arc<Pipe> {
-        fn try_write(
-            &self,
-            frames: &mut dyn Iterator<Item = &Out>,
-            offset: usize,
-        ) -> io::Result<Progress> {
-            let mut p = Progress {
-                frames: 0,
-                offset,
-                blocked: false,
-            };
-            for frame in frames {
-                let bytes: Vec<u8> = match frame {
-                    Out::Text(b) => b.to_vec(),
-                    Out::Ping => b"PING".to_vec(),
-                    Out::Pong(_) => b"PONG".to_vec(),
-                    Out::Close(_) => b"CLOSE".to_vec(),
-                };
-                let left = &bytes[p.offset..];
-                let n = left.len().min(self.room.load(Ordering::SeqCst));
-                self.room.fetch_sub(n, Ordering::SeqCst);
-                self.written.lock().extend_from_slice(&left[..n]);
-                if n < left.len() {
-                    p.offset += n;
-                    p.blocked = true;
-                    return Ok(p);
-                }
-                p.frames += 1;
-                p.offset = 0;
-            }
-            Ok(p)
-        }
-        fn poll_writable(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-        fn shutdown(&self) {}
-    }
-
-    fn delivery(conv: &Conv, seq: u64) -> Arc<Delivery> {
-        let message = Arc::new(Message {
-            conv: conv.clone(),
-            seq,
-            message_id: format!("m{seq}"),
-            from: None,
-            to: None,
-            ts: 0,
-            client_msg_id: None,
-            body: switchboard_proto::MessageBody::from_json("1".into()).unwrap(),
-        });
-        Arc::new(Delivery {
-            conv: conv.clone(),
-            frame: Bytes::from(format!("<{seq}>")),
-            message,
-        })
-    }
-
-    fn written(p: &Pipe) -> String {
-        String::from_utf8(p.written.lock().clone()).unwrap()
-    }
-
-    #[test]
-    fn next_in_order_is_written_at_once_others_go_to_the_session() {
-        let pipe = Arc::new(Pipe::default());
-        pipe.room.store(1 << 20, Ordering::SeqCst);
-        let conn = Conn::new(Arc::new(pipe.clone()), 8);
-        let c = Conv::room("r");
-        conn.subscribe_with(&[(c.clone(), 3)], Bytes::from_static(b"[sub]"))
-            .unwrap();
-        assert!(conn.offer(&delivery(&c, 4)));
-        assert!(!conn.offer(&delivery(&c, 4)), "a repeat is dropped");
-        assert!(conn.offer(&delivery(&c, 6)), "a gap is handed over");
-        assert_eq!(written(&pipe), "[sub]<4>");
-        // While something is handed over, even the next seq waits behind it.
-        assert!(conn.offer(&delivery(&c, 5)));
-        assert_eq!(written(&pipe), "[sub]<4>");
-        assert!(
-            matches!(conn.next_handed_over(), Some(Outbound::Message(d)) if d.message.seq == 6)
-        );
-        assert_eq!(
-            conn.write_message(&c, 6, &Bytes::from_static(b"<6>"), false, How::Now),
-            Ok(Sent::Gap(4))
-        );
-        assert_eq!(
-            conn.write_message(&c, 5, &Bytes::from_static(b"<5>"), true, How::Now),
-            Ok(Sent::Written)
-        );
-        assert_eq!(
-            conn.write_message(&c, 6, &Bytes::from_static(b"<6>"), false, How::Now),
-            Ok(Sent::Written)
-        );
-        assert!(
-            matches!(conn.next_handed_over(), Some(Outbound::Message(d)) if d.message.seq == 5)
-        );
-        assert_eq!(
-            conn.write_message(&c, 5, &Bytes::from_static(b"<5>"), false, How::Now),
-            Ok(Sent::Duplicate)
-        );
-        assert!(conn.offer(&delivery(&c, 7)), "back to direct writes");
-        assert_eq!(written(&pipe), "[sub]<4><5><6><7>");
-        // While held (a publish is being answered), even the next seq goes to the session.
-        conn.hold(true);
-        assert!(conn.offer(&delivery(&c, 8)));
-        assert_eq!(written(&pipe), "[sub]<4><5><6><7>");
-        conn.hold(false);
-        assert!(
-            matches!(conn.next_handed_over(), Some(Outbound::Message(d)) if d.message.seq == 8)
-        );
-        // Unsubscribed conversations are left to the session (it may be setting one up).
-        let other = Conv::room("o");
-        assert!(conn.offer(&delivery(&other, 1)));
-        assert_eq!(
-            conn.write_message(&other, 1, &Bytes::from_static(b"x"), true, How::Now),
-            Ok(Sent::NotSubscribed)
-        );
-    }
-
-    #[test]
-    fn a_partial_write_keeps_the_order_and_a_full_queue_is_a_slow_consumer() {
-        let pipe = Arc::new(Pipe::default());
-        pipe.room.store(5, Ordering::SeqCst);
-        let conn = Conn::new(Arc::new(pipe.clone()), 3);
-        let c = Conv::room("r");
-        conn.subscribe_with(&[(c.clone(), 0)], Bytes::from_static(b"[s]"))
-            .unwrap();
-        assert!(conn.offer(&delivery(&c, 1)), "partly written");
-        assert!(conn.offer(&delivery(&c, 2)), "queued behind");
-        assert_eq!(conn.backlog(), 2);
-        assert!(conn.backlog_moved_at().is_some());
-        assert!(conn.offer(&delivery(&c, 3)));
-        assert!(!conn.offer(&delivery(&c, 4)), "over the bound");
-        assert_eq!(conn.reason(), Some(DisconnectReason::SlowConsumer));
-        assert_eq!(
-            conn.last_seq(&c),
-            Some(3),
-            "a refused message is not counted as sent"
-        );
-        pipe.room.store(1 << 20, Ordering::SeqCst);
-        assert!(
-            !conn.offer(&delivery(&c, 4)),
-            "a cut connection takes nothing more"
-        );
-        pipe.room.store(0, Ordering::SeqCst);
-        pipe.room.store(1 << 20, Ordering::SeqCst);
-        assert_eq!(conn.flush(), Ok(true));
-        assert_eq!(written(&pipe), "[s]<1><2><3>");
-        assert_eq!(conn.backlog_moved_at(), None);
-    }
-
-    #[test]
-    fn a_closed_connection_takes_nothing_more() {
-        let pipe = Arc::new(Pipe::default());
-        pipe.room.store(1 << 20, Ordering::SeqCst);
-        let conn = Conn::new(Arc::new(pipe.clone()), 8);
-        let c = Conv::room("r");
-        conn.subscribe_with(&[(c.clone(), 0)], Bytes::from_static(b""))
-            .unwrap();
-        conn.close();
-        assert!(!conn.offer(&delivery(&c, 1)));
-        assert_eq!(written(&pipe), "");
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.state.lock().held = false;
     }
 }
+
+#[cfg(test)]
+mod tests;

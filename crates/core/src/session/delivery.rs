@@ -1,0 +1,100 @@
+//! What the fan-out leaves to the session: messages that are not simply next (a repeat, a gap
+//! to fill from history first, one that waited behind other work), revocations, and the
+//! history replays that fill gaps and resumes.
+
+use super::output::SESSION_HIGH_WATER;
+use super::{End, Session};
+use crate::backend::HistoryQuery;
+use crate::conn::{How, Outbound, Sent};
+use crate::delivery::Delivery;
+use crate::node::MAX_HISTORY_LIMIT;
+use crate::transport::Transport;
+use std::sync::Arc;
+use switchboard_proto::{Conv, ServerFrame};
+
+impl<T: Transport> Session<T> {
+    /// One thing the fan-out handed over, in the order it was handed over.
+    pub(super) async fn on_outbound(&mut self, o: Outbound) -> Result<(), End> {
+        match o {
+            Outbound::Message(d) => self.deliver(d).await,
+            Outbound::Revoke(conv) => {
+                if !self.conn.is_subscribed(&conv) {
+                    return Ok(());
+                }
+                self.subs.detach(&conv).await;
+                let reason = Some("not_member".to_owned());
+                self.reply(ServerFrame::Unsubscribed {
+                    id: None,
+                    conv,
+                    reason,
+                })
+                .await
+            }
+        }
+    }
+
+    /// A message the fan-out could not simply write: a repeat, a gap to fill from history
+    /// first, or one that waited behind other work.
+    async fn deliver(&mut self, d: Arc<Delivery>) -> Result<(), End> {
+        let (conv, seq) = (&d.conv, d.message.seq);
+        if let Sent::Gap(last) = self
+            .conn
+            .write_message(conv, seq, &d.frame, false, How::Now)?
+        {
+            Box::pin(self.replay(conv, last, Some(seq))).await?;
+            self.conn
+                .write_message(conv, seq, &d.frame, true, How::Now)?;
+        }
+        Ok(())
+    }
+
+    /// Sends stored messages of `conv` after `after` (and before `before`), in pages.
+    pub(super) async fn replay(
+        &mut self,
+        conv: &Conv,
+        after: u64,
+        before: Option<u64>,
+    ) -> Result<(), End> {
+        let mut cursor = after;
+        loop {
+            let q = HistoryQuery {
+                after: Some(cursor),
+                before,
+                limit: MAX_HISTORY_LIMIT,
+            };
+            let page = match self.node.backend.broker.history(conv, q).await {
+                Ok(p) => p,
+                Err(e) => {
+                    // The client sees the jump in seq and fills it from history itself.
+                    tracing::warn!(%conv, error = %e, "replay failed; leaving the gap to the client");
+                    return Ok(());
+                }
+            };
+            let n = page.len();
+            for (i, m) in page.into_iter().enumerate() {
+                if m.seq <= cursor {
+                    continue;
+                }
+                cursor = m.seq;
+                // Queued and written in batches; anything the client already got (live,
+                // meanwhile) is skipped. Batches stay small so that a replay does not use up
+                // the room live messages may take (`--outbound-queue`).
+                let sent =
+                    self.conn
+                        .write_message(conv, m.seq, &m.encode_frame(), true, How::Later)?;
+                if sent == Sent::NotSubscribed {
+                    return Ok(());
+                }
+                if (i + 1) % SESSION_HIGH_WATER == 0 {
+                    self.conn.flush()?;
+                    self.make_room(SESSION_HIGH_WATER).await?;
+                }
+            }
+            self.conn.flush()?;
+            self.make_room(SESSION_HIGH_WATER).await?;
+            if n < MAX_HISTORY_LIMIT as usize {
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The session's own writes: replies and errors, waiting for room, and the write stall. The
+//! fan-out's writes are bounded by the connection (`--outbound-queue`); the session's are
+//! bounded here: past [`SESSION_HIGH_WATER`] unsent frames it waits for the client to read.
+
+use super::{End, Session};
+use crate::error::Error;
+use crate::transport::{Out, Transport};
+use std::time::{Duration, Instant};
+use switchboard_proto::frame::RequestId;
+use switchboard_proto::{DisconnectReason, ServerFrame};
+use tokio::time::timeout;
+
+/// Unsent frames past which the session's own writes wait for the client to read.
+pub(super) const SESSION_HIGH_WATER: usize = 64;
+/// While waiting for room, how often the session looks whether it was asked to end.
+const ROOM_CHECK: Duration = Duration::from_millis(100);
+
+impl<T: Transport> Session<T> {
+    /// Waits while more than `limit` frames are unsent; a client that takes nothing for the
+    /// write timeout is a slow consumer. Gives up at once when the connection is asked to end
+    /// (it is looked at at least every [`ROOM_CHECK`]).
+    pub(super) async fn make_room(&mut self, limit: usize) -> Result<(), End> {
+        while self.conn.backlog() > limit {
+            if let Some(reason) = self.conn.reason() {
+                return Err(End::Disconnect(reason));
+            }
+            if self.conn.flush()? || self.conn.backlog() <= limit {
+                return Ok(());
+            }
+            self.check_stall(Instant::now())?;
+            let _ = timeout(ROOM_CHECK, self.conn.writable()).await;
+        }
+        Ok(())
+    }
+
+    /// A backlog that has not moved for the write timeout is a slow consumer.
+    pub(super) fn check_stall(&self, now: Instant) -> Result<(), End> {
+        match self.conn.backlog_moved_at() {
+            Some(moved) if now >= moved + self.node.limits.write_timeout => {
+                Err(End::Disconnect(DisconnectReason::SlowConsumer))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes out everything unsent (the last frames; the caller bounds the time).
+    pub(super) async fn drain(&mut self) -> Result<(), End> {
+        while !self.conn.flush()? {
+            self.conn.writable().await;
+        }
+        Ok(())
+    }
+
+    /// Writes a reply, then waits for room if the client is behind.
+    pub(super) async fn reply(&mut self, frame: ServerFrame) -> Result<(), End> {
+        self.conn.write(Out::Text(frame.encode()))?;
+        self.make_room(SESSION_HIGH_WATER).await
+    }
+
+    /// Writes an error reply (counted by code).
+    pub(super) async fn reply_error(&mut self, id: Option<RequestId>, e: Error) -> Result<(), End> {
+        self.node.metrics.error(e.code);
+        self.reply(ServerFrame::error(id, e.code, e.message)).await
+    }
+}

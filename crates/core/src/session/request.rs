@@ -1,0 +1,160 @@
+//! One client frame: size and parse checks, the frame rate, dispatch, and the requests that
+//! need no subscription of their own (publish, history, presence).
+
+use super::output::SESSION_HIGH_WATER;
+use super::{BAD_FRAME_WINDOW, End, Fail, MAX_BAD_FRAMES, Session};
+use crate::backend::HistoryQuery;
+use crate::error::Error;
+use crate::node::{Publisher, clamp_limit};
+use crate::transport::{Out, Transport};
+use bytes::Bytes;
+use std::time::Instant;
+use switchboard_proto::frame::{ClientFrame, RequestId, parse_client_frame};
+use switchboard_proto::{DisconnectReason, ErrorCode, ServerFrame};
+
+impl<T: Transport> Session<T> {
+    /// A frame over the size limit: an error reply, and it counts as a bad frame.
+    pub(super) async fn on_too_large(&mut self, size: usize) -> Result<(), End> {
+        let max = self.node.limits.max_frame_bytes;
+        self.reply_error(
+            None,
+            Error::new(
+                ErrorCode::TooLarge,
+                format!("frame of {size} bytes is over the {max}-byte limit"),
+            ),
+        )
+        .await?;
+        self.count_bad_frame()
+    }
+
+    /// Too many bad frames in a window end the connection.
+    fn count_bad_frame(&mut self) -> Result<(), End> {
+        let now = Instant::now();
+        if now.duration_since(self.bad_window) > BAD_FRAME_WINDOW {
+            self.bad_window = now;
+            self.bad_frames = 0;
+        }
+        self.bad_frames += 1;
+        if self.bad_frames > MAX_BAD_FRAMES {
+            return Err(End::Disconnect(DisconnectReason::ProtocolError));
+        }
+        Ok(())
+    }
+
+    /// One complete frame from the client.
+    pub(super) async fn on_frame(&mut self, bytes: Bytes) -> Result<(), End> {
+        if bytes.len() > self.node.limits.max_frame_bytes {
+            return self.on_too_large(bytes.len()).await;
+        }
+        let (id, frame) = match parse_client_frame(&bytes) {
+            Ok(parsed) => parsed,
+            Err(fe) => {
+                self.reply_error(fe.id, Error::bad_request(fe.message))
+                    .await?;
+                return self.count_bad_frame();
+            }
+        };
+        if !self.frame_bucket.try_take() {
+            return self
+                .reply_error(id, Error::new(ErrorCode::RateLimited, "too many frames"))
+                .await;
+        }
+        match self.handle(id.clone(), frame).await {
+            Ok(()) => Ok(()),
+            Err(Fail::Reply(e)) => self.reply_error(id, e).await,
+            Err(Fail::End(e)) => Err(e),
+        }
+    }
+
+    /// Dispatches a parsed frame; only `auth`, `ping` and `pong` are taken before auth.
+    async fn handle(&mut self, id: Option<RequestId>, frame: ClientFrame) -> Result<(), Fail> {
+        let user_id = match (self.subs.entry(), &frame) {
+            (_, ClientFrame::Ping) => return Ok(self.reply(ServerFrame::Pong { id }).await?),
+            (_, ClientFrame::Pong) => return Ok(()),
+            (None, ClientFrame::Auth { .. }) => String::new(),
+            (Some(_), ClientFrame::Auth { .. }) => {
+                return Err(Error::bad_request("already authenticated").into());
+            }
+            (None, _) => return Err(Error::unauthorized("send an auth frame first").into()),
+            (Some(entry), _) => entry.user_id.clone(),
+        };
+        match frame {
+            ClientFrame::Auth { token, resume } => {
+                let principal = match self.node.authenticate(&token).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.reply_error(id, e).await?;
+                        return Err(End::Close.into());
+                    }
+                };
+                self.authenticate(id, principal, resume).await
+            }
+            ClientFrame::Subscribe { conv, since, epoch } => {
+                self.subscribe(id, &user_id, conv, since, epoch).await
+            }
+            ClientFrame::Unsubscribe { conv } => {
+                if self.conn.is_subscribed(&conv) {
+                    self.subs.detach(&conv).await;
+                }
+                let reply = ServerFrame::Unsubscribed {
+                    id,
+                    conv,
+                    reason: None,
+                };
+                Ok(self.reply(reply).await?)
+            }
+            ClientFrame::Publish {
+                conv,
+                body,
+                client_msg_id,
+            } => {
+                if !self.publish_bucket.try_take() {
+                    return Err(
+                        Error::new(ErrorCode::RateLimited, "publish rate limit exceeded").into(),
+                    );
+                }
+                // The sender's own copy must not overtake the reply: deliveries wait until
+                // the guard is dropped, on every path out of this block.
+                let held = self.conn.hold();
+                let r = self
+                    .node
+                    .publish(Publisher::User(&user_id), conv, body, client_msg_id)
+                    .await?;
+                let reply = ServerFrame::Published {
+                    id,
+                    conv: r.conv,
+                    seq: r.seq,
+                    message_id: r.message_id,
+                    ts: r.ts,
+                };
+                self.conn.write(Out::Text(reply.encode()))?;
+                drop(held);
+                Ok(self.make_room(SESSION_HIGH_WATER).await?)
+            }
+            ClientFrame::History {
+                conv,
+                after,
+                before,
+                limit,
+            } => {
+                let limit = clamp_limit(limit)?;
+                let query = HistoryQuery {
+                    after,
+                    before,
+                    limit,
+                };
+                let messages = self.node.history(&user_id, &conv, query).await?;
+                Ok(self
+                    .reply(ServerFrame::History { id, conv, messages })
+                    .await?)
+            }
+            ClientFrame::Presence { conv } => {
+                let users = self.node.presence(&user_id, &conv).await?;
+                Ok(self
+                    .reply(ServerFrame::Presence { id, conv, users })
+                    .await?)
+            }
+            ClientFrame::Ping | ClientFrame::Pong => Ok(()),
+        }
+    }
+}

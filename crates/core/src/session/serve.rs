@@ -1,0 +1,144 @@
+//! The session's loop: what the fan-out handed over, the socket becoming writable, the client's
+//! next frame, and the timers (auth deadline, token expiry, write stall, heartbeats).
+
+use super::{End, PreAuth, Session};
+use crate::error::Error;
+use crate::transport::{Inbound, Out, Transport};
+use std::time::Instant;
+use switchboard_proto::DisconnectReason;
+
+/// Heartbeats a peer may leave unanswered; at the next one it is considered dead.
+const MISSED_PINGS_ALLOWED: u32 = 2;
+/// Handed-over messages handled per turn of the loop (the rest is taken at the next turn:
+/// `Conn::attention` stays ready while anything waits).
+const DELIVERY_BATCH: usize = 256;
+
+impl<T: Transport> Session<T> {
+    /// Runs the connection until it ends, and says how.
+    pub(super) async fn serve(&mut self, pre_auth: Option<Box<PreAuth>>) -> End {
+        if let Some(p) = pre_auth
+            && let Err(end) = Box::pin(self.pre_authenticated(*p)).await
+        {
+            return end;
+        }
+        let mut timer_at = self.next_deadline();
+        let timer = tokio::time::sleep_until(timer_at.into());
+        tokio::pin!(timer);
+        loop {
+            let unsent = self.conn.backlog() > 0;
+            if unsent {
+                // Checked here too, not only by the timer: a client that keeps its socket busy
+                // could keep the timer from ever being polled.
+                if let Err(e) = self.check_stall(Instant::now()) {
+                    return e;
+                }
+                // A backlog that does not move is a slow consumer: wake up for that too.
+                let deadline = self.next_deadline();
+                if deadline < timer_at {
+                    timer_at = deadline;
+                    timer.as_mut().reset(timer_at.into());
+                }
+            }
+            let r = tokio::select! {
+                biased;
+                () = self.conn.attention() => Box::pin(self.on_attention()).await,
+                () = self.conn.writable(), if unsent => self.conn.flush().map(|_| ()).map_err(End::from),
+                ev = self.t.recv() => match ev {
+                    None => Err(End::Gone),
+                    Some(Inbound::Alive) => { self.last_seen = Instant::now(); Ok(()) }
+                    Some(Inbound::Ping(payload)) => {
+                        self.last_seen = Instant::now();
+                        // Pings count as frames, and a client that is not reading gets no pong
+                        // (RFC 6455 lets an endpoint answer only the latest): pongs cannot pile up.
+                        if self.frame_bucket.try_take() && self.conn.backlog() == 0 {
+                            self.conn.write(Out::Pong(payload)).map_err(End::from)
+                        } else {
+                            Ok(())
+                        }
+                    }
+                    Some(Inbound::Frame(b)) => { self.last_seen = Instant::now(); Box::pin(self.on_frame(b)).await }
+                    Some(Inbound::TooLarge(n)) => Box::pin(self.on_too_large(n)).await,
+                },
+                () = &mut timer => {
+                    let r = Box::pin(self.on_timer()).await;
+                    timer_at = self.next_deadline();
+                    timer.as_mut().reset(timer_at.into());
+                    r
+                }
+            };
+            if let Err(e) = r {
+                return e;
+            }
+        }
+    }
+
+    /// The earliest of: the next heartbeat, the auth deadline or token expiry, the write stall.
+    fn next_deadline(&self) -> Instant {
+        let mut at = match self.expires_at {
+            None => self
+                .next_ping
+                .min(self.started + self.node.limits.auth_timeout),
+            Some(expires_at) => self.next_ping.min(expires_at),
+        };
+        if let Some(moved) = self.conn.backlog_moved_at() {
+            at = at.min(moved + self.node.limits.write_timeout);
+        }
+        at
+    }
+
+    /// The connection was asked to end, a write failed, or work was handed over.
+    async fn on_attention(&mut self) -> Result<(), End> {
+        if let Some(reason) = self.conn.reason() {
+            return Err(End::Disconnect(reason));
+        }
+        if self.conn.failed() {
+            return Err(End::Gone);
+        }
+        for _ in 0..DELIVERY_BATCH {
+            match self.conn.next_handed_over() {
+                Some(o) => self.on_outbound(o).await?,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_timer(&mut self) -> Result<(), End> {
+        let now = Instant::now();
+        match self.expires_at {
+            None if now >= self.started + self.node.limits.auth_timeout => {
+                let ms = self.node.limits.auth_timeout.as_millis();
+                self.reply_error(
+                    None,
+                    Error::unauthorized(format!("no auth frame within {ms} ms")),
+                )
+                .await?;
+                return Err(End::Close);
+            }
+            Some(expires_at) if now >= expires_at => {
+                return Err(End::Disconnect(DisconnectReason::AuthExpired));
+            }
+            _ => {}
+        }
+        // A client that does not read for the write timeout is a slow consumer.
+        self.check_stall(now)?;
+        if now >= self.next_ping {
+            // A ping is missed when nothing at all arrived between it and the next one.
+            match self.last_ping {
+                Some(sent) if self.last_seen < sent => self.missed_pings += 1,
+                _ => self.missed_pings = 0,
+            }
+            if self.missed_pings >= MISSED_PINGS_ALLOWED {
+                tracing::debug!(key = self.subs.key(), "peer missed two heartbeats");
+                self.node
+                    .metrics
+                    .disconnect(DisconnectReason::ProtocolError);
+                return Err(End::Gone);
+            }
+            self.conn.write(Out::Ping)?;
+            self.last_ping = Some(now);
+            self.next_ping = now + self.node.limits.heartbeat;
+        }
+        Ok(())
+    }
+}
