@@ -34,14 +34,17 @@
 //! 4. **One writer at a time, in order.** Whoever writes (fan-out or session) does it under the
 //!    lock and behind any backlog: only [`Conn::flush`] (the session) moves the backlog.
 
+mod state;
+
 use crate::delivery::Delivery;
 use crate::transport::{Out, Wire};
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
+use state::{PENDING, State, wake};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
-use std::task::{Poll, Waker};
+use std::task::Poll;
 use std::time::Instant;
 use switchboard_proto::{Conv, DisconnectReason};
 
@@ -81,10 +84,6 @@ pub(crate) enum Sent {
     NotSubscribed,
 }
 
-/// The position of a subscription whose reply is not written yet (rule 1): the fan-out hands
-/// its deliveries over instead of writing them, and the session's writes see no subscription.
-const PENDING: u64 = u64::MAX;
-
 /// One connection's shared state.
 pub struct Conn {
     state: Mutex<State>,
@@ -94,76 +93,6 @@ pub struct Conn {
     /// Frames the fan-out may leave waiting (unsent plus handed to the session) before the
     /// connection is cut as a slow consumer.
     max_queued: usize,
-}
-
-#[derive(Default)]
-struct State {
-    /// Subscribed conversations, sorted, each with the last seq written for it ([`PENDING`]
-    /// until the subscription's reply is written).
-    subs: Vec<(Conv, u64)>,
-    /// Frames accepted but not yet (fully) written, in order; the first is `offset` bytes in.
-    backlog: VecDeque<Out>,
-    offset: usize,
-    /// When the backlog last moved (set while it is not empty): the write timeout's clock.
-    moved_at: Option<Instant>,
-    /// Deliveries and revocations for the session task, in arrival order.
-    inbox: VecDeque<Outbound>,
-    /// The session task, woken when `attention` is raised.
-    waker: Option<Waker>,
-    attention: bool,
-    /// Asked to end, and why (the first reason wins).
-    kill: Option<DisconnectReason>,
-    /// A write failed: nothing more can be sent.
-    failed: bool,
-    /// The session is ending: the fan-out leaves the connection alone.
-    closed: bool,
-    /// The session is answering a publish: deliveries wait for it, so that the `published`
-    /// reply comes before the sender's own copy of the message, as a client expects.
-    held: bool,
-}
-
-impl State {
-    /// The position of a subscription whose reply was written (not a pending one).
-    fn live_sub(&mut self, conv: &Conv) -> Option<&mut u64> {
-        self.sub(conv).filter(|last| **last != PENDING)
-    }
-
-    fn sub(&mut self, conv: &Conv) -> Option<&mut u64> {
-        // The fan-out's name is usually the very one stored here: a pointer compare (a few of
-        // them) spares reading the text of this connection's copy.
-        if self.subs.len() <= 4
-            && let Some(i) = self.subs.iter().position(|(c, _)| c.same(conv))
-        {
-            return Some(&mut self.subs[i].1);
-        }
-        match self.subs.binary_search_by(|(c, _)| c.cmp(conv)) {
-            Ok(i) => Some(&mut self.subs[i].1),
-            Err(_) => None,
-        }
-    }
-
-    fn set_sub(&mut self, conv: &Conv, last: u64) {
-        match self.subs.binary_search_by(|(c, _)| c.cmp(conv)) {
-            Ok(i) => self.subs[i].1 = last,
-            Err(i) => {
-                // Most connections hold one or two subscriptions: grow one at a time.
-                self.subs.reserve_exact(1);
-                self.subs.insert(i, (conv.clone(), last))
-            }
-        }
-    }
-
-    /// Raises attention; the waker to wake once the lock is released.
-    fn attend(&mut self) -> Option<Waker> {
-        self.attention = true;
-        self.waker.take()
-    }
-}
-
-fn wake(w: Option<Waker>) {
-    if let Some(w) = w {
-        w.wake();
-    }
 }
 
 impl Conn {
