@@ -126,13 +126,7 @@ async fn one_room_with_1000_subscribers() {
     let http = proc.http.clone();
     let publisher = tokio::spawn(async move {
         for _ in 0..MESSAGES {
-            let (s, _) = http
-                .server(
-                    "/v1/server/publish",
-                    json!({"conv": conv, "body": {"t": now_us()}}),
-                )
-                .await;
-            assert_eq!(s, 201);
+            publish_now(&http, &conv).await;
         }
     });
     let mut all = Vec::with_capacity(SUBS * MESSAGES);
@@ -153,6 +147,17 @@ async fn one_room_with_1000_subscribers() {
         pct(0.5),
         pct(0.99)
     );
+}
+
+/// Publishes the current time (`{"t": now_us()}`) to `conv` through the server API.
+async fn publish_now(http: &Http, conv: &str) {
+    let (s, _) = http
+        .server(
+            "/v1/server/publish",
+            json!({"conv": conv, "body": {"t": now_us()}}),
+        )
+        .await;
+    assert_eq!(s, 201);
 }
 
 fn now_us() -> u64 {
@@ -326,13 +331,7 @@ async fn per_transport_latency_and_idle_memory() {
             let mut tick = tokio::time::interval(Duration::from_millis(2));
             for _ in 0..N {
                 tick.tick().await;
-                let (s, _) = http
-                    .server(
-                        "/v1/server/publish",
-                        json!({"conv": conv2, "body": {"t": now_us()}}),
-                    )
-                    .await;
-                assert_eq!(s, 201);
+                publish_now(&http, &conv2).await;
             }
         });
         let mut lat = Vec::with_capacity(N);
