@@ -5,6 +5,50 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each `== phase` prints how long it took when it ends, and a table of all of them at exit
+# (also when one fails), so a slow phase shows in CI's log.
+PHASE_NAMES=()
+PHASE_SECONDS=()
+phase_name=""
+phase_start=0
+
+# Ends the current phase, if any, printing its time.
+end_phase() {
+  if [ -n "$phase_name" ]; then
+    local took=$((SECONDS - phase_start))
+    echo "== $phase_name: ${took}s"
+    PHASE_NAMES+=("$phase_name")
+    PHASE_SECONDS+=("$took")
+    phase_name=""
+  fi
+}
+
+# Ends the current phase and starts the one named "$1".
+phase() {
+  end_phase
+  phase_name="$1"
+  phase_start=$SECONDS
+  echo "== $1"
+}
+
+# The summary table: phase, seconds (the phase that failed, if one did, says so).
+summary() {
+  local status=$?
+  if [ "$status" != 0 ] && [ -n "$phase_name" ]; then
+    phase_name="$phase_name (failed)"
+  fi
+  end_phase
+  [ "${#PHASE_NAMES[@]}" -gt 0 ] || return 0
+  echo "== phase times"
+  printf '%-56s %8s\n' phase seconds
+  local i
+  for i in "${!PHASE_NAMES[@]}"; do
+    printf '%-56s %8s\n' "${PHASE_NAMES[$i]}" "${PHASE_SECONDS[$i]}"
+  done
+  printf '%-56s %8s\n' total "$SECONDS"
+}
+trap summary EXIT
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "test.sh: cargo is required (install Rust with rustup)" >&2
   exit 1
@@ -12,7 +56,7 @@ fi
 
 # Cluster tests start their own redis-server on a free port; install it if this machine lacks it.
 if ! command -v redis-server >/dev/null 2>&1 && [ -z "${REDIS_SERVER:-}" ]; then
-  echo "== installing redis-server (apt-get)"
+  phase "installing redis-server (apt-get)"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo -n"; fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
@@ -21,7 +65,7 @@ fi
 
 # The long-polling test puts a real nginx (round-robin, not sticky) in front of two nodes.
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] && [ -z "${NGINX:-}" ]; then
-  echo "== installing nginx (apt-get)"
+  phase "installing nginx (apt-get)"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo -n"; fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx >/dev/null
@@ -30,21 +74,21 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] && [ -z "${NGI
 fi
 
 if cargo fmt --version >/dev/null 2>&1; then
-  echo "== cargo fmt --check"
+  phase "cargo fmt --check"
   cargo fmt --all -- --check
 else
   echo "test.sh: rustfmt not installed; skipping the format check" >&2
 fi
 
 if cargo clippy --version >/dev/null 2>&1; then
-  echo "== cargo clippy"
+  phase "cargo clippy"
   cargo clippy --workspace --all-targets --locked -- -D warnings
 else
   echo "test.sh: clippy not installed; skipping lints" >&2
 fi
 
-echo "== cargo test"
+phase "cargo test"
 cargo test --workspace --locked
 
-echo "== benchmark smoke (seconds-long run of every scenario)"
+phase "benchmark smoke (seconds-long run of every scenario)"
 bench/smoke.sh target/debug/switchboard

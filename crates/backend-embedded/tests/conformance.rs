@@ -1,4 +1,5 @@
-//! Runs the shared backend conformance suite against the embedded backend.
+//! Runs the shared backend conformance suite against the embedded backend: one test per case,
+//! each with a factory (and temporary directories) of its own.
 
 mod common;
 
@@ -35,7 +36,4 @@ impl BackendFactory for Factory {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn conformance() {
-    switchboard_conformance::run_all(&Factory::default()).await;
-}
+switchboard_conformance::conformance_tests!(Factory::default());

@@ -12,6 +12,15 @@ use switchboard_proto::Conv;
 const CRASH_DIR_ENV: &str = "SB_EMBEDDED_CRASH_CHILD_DIR";
 
 async fn all_seqs(b: &Backend, conv: &Conv) -> Vec<u64> {
+    all_keys(b, conv)
+        .await
+        .into_iter()
+        .map(|(seq, _)| seq)
+        .collect()
+}
+
+/// Every stored message of `conv` as (seq, client_msg_id), in order.
+async fn all_keys(b: &Backend, conv: &Conv) -> Vec<(u64, Option<String>)> {
     let mut out = Vec::new();
     let mut after = 0;
     loop {
@@ -23,7 +32,7 @@ async fn all_seqs(b: &Backend, conv: &Conv) -> Vec<u64> {
         let page = b.broker.history(conv, q).await.expect("history");
         let Some(last) = page.last() else { break };
         after = last.seq;
-        out.extend(page.iter().map(|m| m.seq));
+        out.extend(page.iter().map(|m| (m.seq, m.client_msg_id.clone())));
     }
     out
 }
@@ -146,43 +155,58 @@ async fn close_checkpoints_the_wal() {
     assert_eq!(len, 0, "the WAL is truncated (or removed) on close");
 }
 
-/// The child half of [`kill_9_loses_nothing_acknowledged`]: appends until killed, printing each
-/// acknowledged seq. Does nothing when run as an ordinary test.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_child() {
-    let Ok(dir) = std::env::var(CRASH_DIR_ENV) else {
-        return;
-    };
-    let eb = common::open(std::path::Path::new(&dir), 0, RecordingSink::new());
-    let b = eb.backend();
-    let conv = Conv::room("crash");
-    let mut tasks = Vec::new();
-    for t in 0..8u64 {
-        let broker = b.broker.clone();
-        let conv = conv.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0.. {
-                let a = broker
-                    .append(common::keyed(&conv, t * 1_000_000 + i))
-                    .await
-                    .expect("append");
-                println!("ack {} {}", a.receipt.seq, t * 1_000_000 + i);
-            }
-        }));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
+/// The child half of [`kill_9_loses_nothing_acknowledged`], run in a copy of this test binary
+/// that the parent starts with `dir` in [`CRASH_DIR_ENV`]: appends until killed, printing each
+/// acknowledged seq. Never returns, so it cannot pass as a test of its own.
+fn crash_child(dir: &std::path::Path) -> ! {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let eb = common::open(dir, 0, RecordingSink::new());
+        let b = eb.backend();
+        let conv = Conv::room("crash");
+        let mut tasks = Vec::new();
+        for t in 0..8u64 {
+            let broker = b.broker.clone();
+            let conv = conv.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0.. {
+                    let a = broker
+                        .append(common::keyed(&conv, t * 1_000_000 + i))
+                        .await
+                        .expect("append");
+                    println!("ack {} {}", a.receipt.seq, t * 1_000_000 + i);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("an appending task failed");
+        }
+    });
+    unreachable!("the appending tasks never end");
 }
 
 #[test]
 fn kill_9_loses_nothing_acknowledged() {
+    if let Some(dir) = std::env::var_os(CRASH_DIR_ENV) {
+        crash_child(std::path::Path::new(&dir));
+    }
     let dir = tempfile::tempdir().expect("tempdir");
+    // This same test, in a copy of this binary, with the variable that makes it the child.
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["crash_child", "--exact", "--nocapture"])
+        .args([
+            "kill_9_loses_nothing_acknowledged",
+            "--exact",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env(CRASH_DIR_ENV, dir.path())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn the child");
     let stdout = child.stdout.take().expect("stdout");
@@ -213,7 +237,8 @@ fn kill_9_loses_nothing_acknowledged() {
         let eb = common::open(dir.path(), 0, RecordingSink::new());
         let b = eb.backend();
         let conv = Conv::room("crash");
-        let seqs = all_seqs(&b, &conv).await;
+        let stored = all_keys(&b, &conv).await;
+        let seqs: Vec<u64> = stored.iter().map(|m| m.0).collect();
         let head = b.broker.position(&conv).await.expect("position").head_seq;
         assert_eq!(
             seqs,
@@ -222,6 +247,15 @@ fn kill_9_loses_nothing_acknowledged() {
         );
         let max_acked = acked.iter().map(|a| a.0).max().unwrap_or(0);
         assert!(head >= max_acked, "head {head} < acknowledged {max_acked}");
+        // Every acknowledged append is stored at the seq it was acknowledged with.
+        for &(seq, n) in &acked {
+            let key = stored[(seq - 1) as usize].1.as_deref();
+            assert_eq!(
+                key,
+                Some(format!("k{n}").as_str()),
+                "acknowledged seq {seq}"
+            );
+        }
         // Every acknowledged message is there, with its seq: its key answers with it.
         for &(seq, n) in acked.iter().step_by(97) {
             let retry = b

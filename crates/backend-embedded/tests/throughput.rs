@@ -1,5 +1,6 @@
 //! Append throughput (ignored by default; run in release):
 //! `cargo test --release -p switchboard-backend-embedded -- --ignored --nocapture`.
+//! Each measurement also checks that every append was stored and delivered, in order.
 
 mod common;
 
@@ -60,7 +61,39 @@ async fn throughput_one_conversation_50_tasks() {
     let pos = b.broker.position(&conv).await.expect("position");
     assert_eq!(pos.head_seq, TOTAL);
     assert_eq!(sink.messages_in(&conv).len() as u64, TOTAL);
+    let base_head = b.broker.position(&base).await.expect("position").head_seq;
+    assert_eq!(base_head, n_seq, "every sequential append stored");
+    assert_in_task_order(&sink.messages_in(&conv), TOTAL);
     b.lifecycle.close().await;
+}
+
+/// `delivered` holds seqs 1..=`total` once each, and each task's appends (keys `k<t*1e6+i>`,
+/// made one after another) have increasing seqs.
+fn assert_in_task_order(delivered: &[Arc<switchboard_proto::Message>], total: u64) {
+    let mut by_seq: Vec<(u64, u64)> = delivered
+        .iter()
+        .map(|m| {
+            let key = m.client_msg_id.as_deref().expect("a keyed append");
+            (m.seq, key[1..].parse().expect("k<n>"))
+        })
+        .collect();
+    by_seq.sort_unstable();
+    let seqs: Vec<u64> = by_seq.iter().map(|m| m.0).collect();
+    assert_eq!(
+        seqs,
+        (1..=total).collect::<Vec<_>>(),
+        "each seq delivered once"
+    );
+    let mut last = std::collections::HashMap::new();
+    for (seq, n) in by_seq {
+        let (task, i) = (n / 1_000_000, n % 1_000_000);
+        if let Some(before) = last.insert(task, i) {
+            assert!(
+                before < i,
+                "task {task}: append {i} got seq {seq}, before append {before}"
+            );
+        }
+    }
 }
 
 /// A bus that drops what it is given (a recording one would hold every message).
@@ -166,7 +199,12 @@ async fn dm_pattern_writer_cost() {
         let broker = b.broker.clone();
         pending.spawn(async move {
             let sent = Instant::now();
-            broker.append(request).await.expect("append");
+            let appended = broker.append(request).await.expect("append");
+            assert_eq!(
+                appended.stored.len(),
+                2,
+                "the message and the sender's copy"
+            );
             sent.elapsed()
         });
         while let Some(done) = pending.try_join_next() {
@@ -177,6 +215,7 @@ async fn dm_pattern_writer_cost() {
         latencies.push(done.expect("task"));
     }
     let wall = t0.elapsed().as_secs_f64();
+    assert_eq!(latencies.len() as u64, total, "every DM answered");
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
     let (cpu, io) = (thread_cpu_s("sb-sqlite-writer") - cpu0, write_bytes() - io0);

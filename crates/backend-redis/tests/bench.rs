@@ -1,5 +1,6 @@
 //! Measurements (ignored by default):
 //! `cargo test -p switchboard-backend-redis --test bench -- --ignored --nocapture`.
+//! They also check that every append was stored, and delivered in order to the subscriber.
 
 mod common;
 
@@ -122,5 +123,18 @@ async fn redis_commands_per_message_and_append_rate() {
     );
     let pos = b.position(&busy).await.unwrap();
     assert_eq!(pos.head_seq, TOTAL);
+    for t in 0..TASKS {
+        let conv = Conv::room(&format!("spread-{t}"));
+        assert_eq!(b.position(&conv).await.unwrap().head_seq, TOTAL / TASKS);
+    }
+    // The subscribed conversation: every append delivered once, in seq order.
+    let expected: Vec<u64> = (1..=2 * N + 1).collect();
+    common::eventually(std::time::Duration::from_secs(10), "all delivered", || {
+        let done = sink.messages_in(&conv).len() >= expected.len();
+        async move { done }
+    })
+    .await;
+    let seqs: Vec<u64> = sink.messages_in(&conv).iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, expected, "delivered once each, in order");
     b.close().await;
 }

@@ -1,5 +1,6 @@
-//! Runs the shared backend conformance suite against the Redis backend: one real Redis for the
-//! whole run, a fresh key prefix and node id per case.
+//! Runs the shared backend conformance suite against the Redis backend: one test per case, each
+//! with a real Redis of its own (so cases running in parallel share nothing), and a fresh key
+//! prefix and node id per backend a case makes.
 
 mod common;
 
@@ -16,6 +17,7 @@ struct Factory {
 }
 
 impl Factory {
+    /// A backend under a key prefix and node id of its own.
     async fn open(&self, sink: Arc<dyn BusSink>, history_max_messages: u64) -> Backend {
         let n = self.cases.fetch_add(1, Ordering::SeqCst);
         let mut config = common::config(&self.redis, &format!("sb:t{n}:"), &format!("node-{n}"));
@@ -35,13 +37,14 @@ impl BackendFactory for Factory {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn conformance() {
-    let factory = Factory {
-        redis: RedisServer::start(),
-        cases: AtomicU64::new(0),
-    };
-    let started = std::time::Instant::now();
-    switchboard_conformance::run_all(&factory).await;
-    eprintln!("conformance run took {:?}", started.elapsed());
+impl Factory {
+    /// A factory on a Redis of its own, stopped when the factory is dropped.
+    fn start() -> Factory {
+        Factory {
+            redis: RedisServer::start(),
+            cases: AtomicU64::new(0),
+        }
+    }
 }
+
+switchboard_conformance::conformance_tests!(Factory::start());

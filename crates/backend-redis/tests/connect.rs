@@ -21,8 +21,8 @@ async fn fails_fast(url: &str) -> String {
 
 #[tokio::test]
 async fn nothing_listening_fails_within_seconds_naming_the_url() {
-    let port = switchboard_testkit::free_port();
-    let url = format!("redis://127.0.0.1:{port}/");
+    let closed = switchboard_testkit::closed_port();
+    let url = format!("redis://127.0.0.1:{}/", closed.port());
     let msg = fails_fast(&url).await;
     assert!(msg.contains(&url), "{msg}");
 }
@@ -42,8 +42,9 @@ async fn an_unroutable_address_fails_within_seconds() {
 
 #[tokio::test]
 async fn a_password_is_not_shown() {
-    let port = switchboard_testkit::free_port();
-    let msg = fails_fast(&format!("redis://user:hunter2@127.0.0.1:{port}/")).await;
+    let closed = switchboard_testkit::closed_port();
+    let url = format!("redis://user:hunter2@127.0.0.1:{}/", closed.port());
+    let msg = fails_fast(&url).await;
     assert!(!msg.contains("hunter2"), "{msg}");
     assert!(msg.contains("user:***@127.0.0.1"), "{msg}");
 }

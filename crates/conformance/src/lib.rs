@@ -2,14 +2,16 @@
 //! and the Redis backends keep the same contract (the one documented in
 //! `switchboard_core::backend`).
 //!
-//! A backend crate implements [`BackendFactory`] in its tests and calls [`run_all`]:
+//! A backend crate implements [`BackendFactory`] in its tests and invokes [`conformance_tests!`]
+//! once, with an expression that makes a factory:
 //!
 //! ```ignore
-//! #[tokio::test(flavor = "multi_thread")]
-//! async fn conformance() {
-//!     switchboard_conformance::run_all(&MyFactory::new()).await;
-//! }
+//! switchboard_conformance::conformance_tests!(MyFactory::new());
 //! ```
+//!
+//! That expands to one `#[tokio::test]` per case, named after it, each with a factory of its
+//! own: a failure names its case, and does not hide the cases after it. The cases are listed
+//! once, in [`for_each_case!`], which both the macro and [`run_all`] read.
 //!
 //! Each case is also public (e.g. [`cases::idempotency`]) so that a backend can run one alone.
 //! Every case asks the factory for a fresh, empty backend wired to a [`RecordingSink`], and
@@ -46,22 +48,48 @@ pub trait BackendFactory: Send + Sync {
 /// The longest one case may take.
 const CASE_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Invokes the macro at path `$callback` with `$args` followed by the name of every case, in
+/// the order [`run_all`] runs them: the one list of cases. A new case is added here (and in
+/// [`cases`]).
+#[macro_export]
+macro_rules! for_each_case {
+    ([$($callback:tt)*] $($args:tt)*) => {
+        $($callback)*! {
+            $($args)*
+            users sessions rooms append_sequencing append_many idempotency copy_to history
+            position retention_by_count concurrency broadcast registry lifecycle
+        }
+    };
+}
+
+/// Expands to one `#[tokio::test]` per conformance case, named after the case, each running it
+/// (through [`run_case`], with its timeout) against a factory of its own, made by evaluating
+/// `$factory`. The invoking crate needs `tokio` (with its test macro) as a dev-dependency.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr) => {
+        $crate::for_each_case!([$crate::conformance_tests] @cases ($factory));
+    };
+    (@cases ($factory:expr) $($case:ident)*) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let factory = $factory;
+                $crate::run_case(stringify!($case), $crate::cases::$case(&factory)).await;
+            }
+        )*
+    };
+}
+
 /// Runs every case, in order, panicking with a message naming the case on the first failure.
+/// Tests should prefer [`conformance_tests!`], which reports every failing case.
 pub async fn run_all(factory: &dyn BackendFactory) {
-    run_case("users", cases::users(factory)).await;
-    run_case("sessions", cases::sessions(factory)).await;
-    run_case("rooms", cases::rooms(factory)).await;
-    run_case("append_sequencing", cases::append_sequencing(factory)).await;
-    run_case("append_many", cases::append_many(factory)).await;
-    run_case("idempotency", cases::idempotency(factory)).await;
-    run_case("copy_to", cases::copy_to(factory)).await;
-    run_case("history", cases::history(factory)).await;
-    run_case("position", cases::position(factory)).await;
-    run_case("retention_by_count", cases::retention_by_count(factory)).await;
-    run_case("concurrency", cases::concurrency(factory)).await;
-    run_case("broadcast", cases::broadcast(factory)).await;
-    run_case("registry", cases::registry(factory)).await;
-    run_case("lifecycle", cases::lifecycle(factory)).await;
+    macro_rules! run_each {
+        ($($case:ident)*) => {
+            $(run_case(stringify!($case), cases::$case(factory)).await;)*
+        };
+    }
+    for_each_case!([run_each]);
 }
 
 /// Runs one case with a timeout, naming it in the output if it fails or hangs.

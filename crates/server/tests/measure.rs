@@ -6,7 +6,8 @@
 //! ```
 //!
 //! They start the real binary, so RSS and CPU are the server's alone (the clients run in this
-//! test process on the same 2-core machine).
+//! test process on the same 2-core machine). Each also checks what it measured: every
+//! connection still served, every message delivered, in order.
 
 mod common;
 use common::*;
@@ -59,6 +60,18 @@ async fn rss_per_idle_websocket_connection() {
     println!(
         "idle WebSocket connections: {N}; server RSS {before} KiB -> {after} KiB; {per:.0} bytes per connection"
     );
+    // Every connection measured is alive and served.
+    for (i, c) in clients.iter_mut().enumerate() {
+        let pong = c.request(json!({"type": "ping"}), i as u64).await;
+        assert_eq!(pong["type"], "pong", "connection {i}");
+    }
+}
+
+/// `seqs` are consecutive: each message delivered once, in order.
+fn assert_consecutive(seqs: &[u64], what: &str) {
+    let first = seqs.first().copied().unwrap_or(0);
+    let expected: Vec<u64> = (first..first + seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "{what}: delivered once each, in order");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,6 +97,7 @@ async fn one_room_with_1000_subscribers() {
         readers.push(tokio::spawn(async move {
             ready_tx.send(()).await.unwrap();
             let mut latencies = Vec::with_capacity(MESSAGES);
+            let mut seqs = Vec::with_capacity(MESSAGES);
             let mut got = 0;
             while got < MESSAGES {
                 let Some(Ok(m)) = c.ws.next().await else {
@@ -97,8 +111,10 @@ async fn one_room_with_1000_subscribers() {
                     got += 1;
                     let sent = v["body"]["t"].as_u64().unwrap();
                     latencies.push(now_us().saturating_sub(sent));
+                    seqs.push(v["seq"].as_u64().unwrap());
                 }
             }
+            assert_consecutive(&seqs, "a subscriber");
             done_tx.send(latencies).await.unwrap();
         }));
     }
@@ -110,13 +126,7 @@ async fn one_room_with_1000_subscribers() {
     let http = proc.http.clone();
     let publisher = tokio::spawn(async move {
         for _ in 0..MESSAGES {
-            let (s, _) = http
-                .server(
-                    "/v1/server/publish",
-                    json!({"conv": conv, "body": {"t": now_us()}}),
-                )
-                .await;
-            assert_eq!(s, 201);
+            publish_now(&http, &conv).await;
         }
     });
     let mut all = Vec::with_capacity(SUBS * MESSAGES);
@@ -137,6 +147,17 @@ async fn one_room_with_1000_subscribers() {
         pct(0.5),
         pct(0.99)
     );
+}
+
+/// Publishes the current time (`{"t": now_us()}`) to `conv` through the server API.
+async fn publish_now(http: &Http, conv: &str) {
+    let (s, _) = http
+        .server(
+            "/v1/server/publish",
+            json!({"conv": conv, "body": {"t": now_us()}}),
+        )
+        .await;
+    assert_eq!(s, 201);
 }
 
 fn now_us() -> u64 {
@@ -192,12 +213,15 @@ async fn cluster_latency_across_nodes_and_redis_commands_per_message() {
         publ
     });
     let mut lat = Vec::with_capacity(N);
+    let mut seqs = Vec::with_capacity(N);
     while lat.len() < N {
         let v = sub.next().await.expect("subscriber closed");
         if v["type"] == "message" {
             lat.push(now_us().saturating_sub(v["body"]["t"].as_u64().unwrap()));
+            seqs.push(v["seq"].as_u64().unwrap());
         }
     }
+    assert_consecutive(&seqs, "the subscriber on node B");
     let _publ = publisher.await.unwrap();
     let stats_after = redis.command("INFO commandstats");
     let calls = |s: &str| -> u64 {
@@ -307,20 +331,19 @@ async fn per_transport_latency_and_idle_memory() {
             let mut tick = tokio::time::interval(Duration::from_millis(2));
             for _ in 0..N {
                 tick.tick().await;
-                http.server(
-                    "/v1/server/publish",
-                    json!({"conv": conv2, "body": {"t": now_us()}}),
-                )
-                .await;
+                publish_now(&http, &conv2).await;
             }
         });
         let mut lat = Vec::with_capacity(N);
+        let mut seqs = Vec::with_capacity(N);
         while lat.len() < N {
             let v = c.next().await.expect("closed");
             if v["type"] == "message" {
                 lat.push(now_us().saturating_sub(v["body"]["t"].as_u64().unwrap()));
+                seqs.push(v["seq"].as_u64().unwrap());
             }
         }
+        assert_consecutive(&seqs, kind);
         publisher.await.unwrap();
         let (p50, p99) = percentiles(lat);
         println!(

@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -116,13 +116,28 @@ async fn malformed_unknown_and_oversized_frames_get_errors_and_the_connection_su
     assert_eq!(c.expect("error").await["code"], "too_large");
     assert_eq!(c.request(json!({"type": "ping"}), 9).await["type"], "pong");
 
-    // Far over the limit: the socket is closed, and the node is fine.
+    // Far over the limit: the socket is closed with 1009 (message too big), and the node is fine.
     let huge = "y".repeat(1_000_000);
     let _ = c.ws.send(WsMessage::text(huge)).await;
-    let _ = c.until_closed().await;
+    assert_eq!(close_code(&mut c).await, 1009);
     let (s, _) = node.http.call("GET", "/healthz", None, None).await;
     assert_eq!(s, 200);
     node.stop().await;
+}
+
+/// Reads until the server's close frame and returns its status code; panics if the connection
+/// ends without one.
+async fn close_code(c: &mut WsClient) -> u16 {
+    loop {
+        match tokio::time::timeout(WAIT, c.ws.next()).await {
+            Err(_) => panic!("no close frame within {WAIT:?}"),
+            Ok(Some(Ok(WsMessage::Close(Some(frame))))) => return frame.code.into(),
+            Ok(Some(Ok(WsMessage::Close(None)))) => panic!("a close frame without a code"),
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(e))) => panic!("the connection failed before its close frame: {e}"),
+            Ok(None) => panic!("the connection ended without a close frame"),
+        }
+    }
 }
 
 #[tokio::test]
