@@ -92,3 +92,6 @@ cargo test --workspace --locked
 
 phase "benchmark smoke (seconds-long run of every scenario)"
 bench/smoke.sh target/debug/switchboard
+
+phase "quick start (the README's run and curl commands on a fresh node)"
+scripts/quickstart.sh
