@@ -7,6 +7,7 @@
 //! `user:<id>` is readable by that user alone and writable by anyone signed in (a direct
 //! message), whose copy also lands in the sender's own stream.
 
+use crate::admission::Admission;
 use crate::auth::{PasswordHasherPool, Principal, now_ms, token_hash};
 use crate::backend::{
     AppendRequest, AuthSession, Backend, ControlEvent, HistoryQuery, Receipt, Room,
@@ -72,6 +73,8 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     /// Password hashing off the runtime.
     pub passwords: PasswordHasherPool,
+    /// Session slots (`max_connections`) and the tracker of session tasks the drain waits on.
+    pub admission: Admission,
     offline: Mutex<Option<Arc<dyn OfflineNotifier>>>,
     /// conv -> "this node is subscribed on the bus"; the async mutex serializes changes per conv.
     interest: Mutex<HashMap<Conv, Arc<tokio::sync::Mutex<bool>>>>,
@@ -94,6 +97,7 @@ impl Node {
         metrics: Arc<Metrics>,
     ) -> Node {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let admission = Admission::new(limits.max_connections);
         Node {
             id,
             limits,
@@ -101,6 +105,7 @@ impl Node {
             hub,
             metrics,
             passwords: PasswordHasherPool::new(cores),
+            admission,
             offline: Mutex::new(None),
             interest: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),

@@ -34,18 +34,17 @@ pub async fn serve_tcp(listener: TcpListener, node: Arc<Node>, stop: Cancellatio
             Ok((stream, _)) => {
                 backoff.reset();
                 let _ = stream.set_nodelay(true);
-                let node = node.clone();
-                tokio::spawn(async move {
-                    if node.is_draining()
-                        || node.hub.open_connections() >= node.limits.max_connections
-                    {
-                        refuse(stream).await;
-                        return;
-                    }
-                    let max = node.limits.max_frame_bytes;
-                    let wire = Arc::new(SocketWire::new(stream, TcpFraming));
-                    run_session(node, TcpReader::new(wire.clone(), max), wire, None).await;
-                });
+                // The slot is taken here, before the session exists, and held by its task.
+                let permit = (!node.is_draining()).then(|| node.admission.try_admit());
+                let Some(Some(permit)) = permit else {
+                    tokio::spawn(refuse(stream));
+                    continue;
+                };
+                let max = node.limits.max_frame_bytes;
+                let wire = Arc::new(SocketWire::new(stream, TcpFraming));
+                let session =
+                    run_session(node.clone(), TcpReader::new(wire.clone(), max), wire, None);
+                node.admission.spawn(permit, session);
             }
             Err(e) => {
                 let delay = backoff.next_delay();
