@@ -11,6 +11,7 @@ pub mod error;
 pub mod hub;
 pub mod metrics;
 pub mod node;
+mod offline;
 pub mod ratelimit;
 pub mod session;
 pub mod transport;

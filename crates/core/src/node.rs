@@ -17,6 +17,7 @@ use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::offline::OfflineTrigger;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -75,7 +76,8 @@ pub struct Node {
     pub passwords: PasswordHasherPool,
     /// Session slots (`max_connections`) and the tracker of session tasks the drain waits on.
     pub admission: Admission,
-    offline: Mutex<Option<Arc<dyn OfflineNotifier>>>,
+    /// The bounded queue to the offline webhook's presence check, once a notifier is set.
+    offline: Mutex<Option<OfflineTrigger>>,
     /// conv -> "this node is subscribed on the bus"; the async mutex serializes changes per conv.
     interest: Mutex<HashMap<Conv, Arc<tokio::sync::Mutex<bool>>>>,
     draining: AtomicBool,
@@ -114,9 +116,12 @@ impl Node {
         }
     }
 
-    /// Sets who is told about messages for offline users (the webhook).
+    /// Sets who is told about messages for offline users (the webhook), and starts the worker
+    /// that checks their presence (so it needs a tokio runtime).
     pub fn set_offline_notifier(&self, notifier: Arc<dyn OfflineNotifier>) {
-        *self.offline.lock() = Some(notifier);
+        let registry = self.backend.registry.clone();
+        let trigger = OfflineTrigger::start(notifier, registry, self.metrics.clone());
+        *self.offline.lock() = Some(trigger);
     }
 
     /// Whether the node is draining (no new clients; existing ones are told to reconnect).
@@ -443,25 +448,12 @@ impl Node {
         Ok(appended.receipt)
     }
 
+    /// Queues a message of `user:<id>` for the offline webhook (bounded: see
+    /// [`crate::offline`]).
     fn notify_if_offline(&self, message: Arc<Message>) {
-        let Some(notifier) = self.offline.lock().clone() else {
-            return;
-        };
-        let registry = self.backend.registry.clone();
-        tokio::spawn(async move {
-            let user = message.conv.id().to_owned();
-            match registry.user_connections(std::slice::from_ref(&user)).await {
-                Ok(counts) if counts.first().copied().unwrap_or(0) == 0 => {
-                    notifier.offline_message(&user, message)
-                }
-                Ok(_) => {}
-                // Unknown presence: telling the back end twice beats never telling it.
-                Err(e) => {
-                    tracing::warn!(error = %e, "presence unknown; sending the offline hook anyway");
-                    notifier.offline_message(&user, message)
-                }
-            }
-        });
+        if let Some(trigger) = &*self.offline.lock() {
+            trigger.offer(message);
+        }
     }
 
     /// A page of history `user_id` may read.
