@@ -26,10 +26,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use switchboard_core::backend::{BackendError, ControlEvent};
+use switchboard_proto::backoff::Backoff;
 use switchboard_proto::{Conv, Message};
 use tokio::sync::{mpsc, oneshot};
 
-/// First reconnect delay; doubles up to [`MAX_BACKOFF`].
+/// Ceiling of the first reconnect delay; doubles up to [`MAX_BACKOFF`] (full jitter, never
+/// under half of this, so that nodes do not reconnect in step nor spin).
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest reconnect delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -122,7 +124,7 @@ pub(crate) async fn run(
 ) {
     let mut interest = Interest::default();
     let mut up = Some(up);
-    let mut delay = MIN_BACKOFF;
+    let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF).with_floor(MIN_BACKOFF / 2);
     loop {
         let opened = tokio::select! {
             _ = s.cancel.cancelled() => return,
@@ -136,7 +138,7 @@ pub(crate) async fn run(
                 } else {
                     tracing::info!(url = %s.redis.url(), "Redis pub/sub connection restored");
                 }
-                delay = MIN_BACKOFF;
+                backoff.reset();
                 let ended = serve(&s, &mut interest, &mut rx, sink, stream).await;
                 s.health.pubsub_up.store(false, Ordering::SeqCst);
                 match ended {
@@ -154,17 +156,10 @@ pub(crate) async fn run(
                 tracing::debug!(error = %e, "Redis pub/sub reconnect failed");
             }
         }
-        if !wait(&s, &mut interest, &mut rx, jittered(delay)).await {
+        if !wait(&s, &mut interest, &mut rx, backoff.next_delay()).await {
             return;
         }
-        delay = (delay * 2).min(MAX_BACKOFF);
     }
-}
-
-/// A delay between half and all of `d`, so that nodes do not reconnect in step.
-fn jittered(d: Duration) -> Duration {
-    let frac = (switchboard_proto::ids::random_u64() % 1000) as f64 / 2000.0;
-    d.mul_f64(0.5 + frac)
 }
 
 /// Opens the connection, subscribes to the control channel and every channel of interest, then

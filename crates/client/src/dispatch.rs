@@ -91,57 +91,40 @@ pub(crate) async fn dispatch(
         .map_err(|e| DispatchError::Failed(format!("{url}: unreadable answer: {e}")))
 }
 
-/// A random duration in `[0, max]`.
-pub(crate) fn jitter(max: Duration) -> Duration {
-    let ms = max.as_millis().min(u64::MAX as u128) as u64;
-    if ms == 0 {
-        return Duration::ZERO;
-    }
-    Duration::from_millis(switchboard_proto::ids::random_u64() % (ms + 1))
-}
+pub(crate) use switchboard_proto::backoff::jitter;
 
-/// Exponential backoff with full jitter: attempt `n` sleeps a random time in
-/// `[0, min(max, base * 2^n)]`.
+/// Exponential backoff with full jitter (`switchboard_proto::backoff`): attempt `n` sleeps a
+/// random time in `[0, min(max, base * 2^n)]`. A wrapper only to take the dispatcher's hints.
 #[derive(Debug, Clone)]
-pub(crate) struct Backoff {
-    pub base: Duration,
-    pub max: Duration,
-    attempt: u32,
-}
+pub(crate) struct Backoff(switchboard_proto::backoff::Backoff);
 
 impl Backoff {
     pub fn new(base: Duration, max: Duration) -> Backoff {
-        Backoff {
-            base,
-            max,
-            attempt: 0,
-        }
-    }
-
-    /// The ceiling of the next sleep.
-    pub fn ceiling(&self) -> Duration {
-        let factor = 1u32.checked_shl(self.attempt.min(31)).unwrap_or(u32::MAX);
-        self.base.saturating_mul(factor).min(self.max)
-    }
-
-    /// The next sleep (and one more attempt counted).
-    pub fn next_delay(&mut self) -> Duration {
-        let d = jitter(self.ceiling());
-        self.attempt = self.attempt.saturating_add(1);
-        d
-    }
-
-    /// Back to the first attempt (after a successful welcome).
-    pub fn reset(&mut self) {
-        self.attempt = 0;
+        Backoff(switchboard_proto::backoff::Backoff::new(base, max))
     }
 
     /// Takes the dispatcher's hints.
     pub fn hint(&mut self, h: BackoffHint) {
         if h.base_ms > 0 && h.max_ms >= h.base_ms {
-            self.base = Duration::from_millis(h.base_ms);
-            self.max = Duration::from_millis(h.max_ms);
+            self.0.set_range(
+                Duration::from_millis(h.base_ms),
+                Duration::from_millis(h.max_ms),
+            );
         }
+    }
+}
+
+/// The shared backoff's `base`, `next_delay`, `reset`, `ceiling`, as if they were ours.
+impl std::ops::Deref for Backoff {
+    type Target = switchboard_proto::backoff::Backoff;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Backoff {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
     }
 }
 

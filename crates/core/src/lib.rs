@@ -2,6 +2,7 @@
 //! and the rules of sequencing and resume. It knows nothing of where data lives (see
 //! [`backend`]) nor of how bytes reach a client (see [`transport`]).
 
+pub mod admission;
 pub mod auth;
 pub mod backend;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod hub;
 pub mod interest;
 pub mod metrics;
 pub mod node;
+mod offline;
 pub mod ratelimit;
 pub mod session;
 pub(crate) mod subscriptions;

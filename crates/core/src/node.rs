@@ -6,6 +6,7 @@
 //! `user:<id>` is readable by that user alone and writable by anyone signed in (a direct
 //! message), whose copy also lands in the sender's own stream.
 
+use crate::admission::Admission;
 use crate::auth::{PasswordHasherPool, Principal, now_ms, token_hash};
 use crate::backend::{
     AppendRequest, AuthSession, Backend, ControlEvent, HistoryQuery, Receipt, Room,
@@ -16,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::interest::BusInterest;
 use crate::metrics::Metrics;
+use crate::offline::OfflineTrigger;
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,9 +73,12 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     /// Password hashing off the runtime.
     pub passwords: PasswordHasherPool,
+    /// Session slots (`max_connections`) and the tracker of session tasks the drain waits on.
+    pub admission: Admission,
     /// Which conversations this node is subscribed to on the bus.
     pub interest: BusInterest,
-    offline: Mutex<Option<Arc<dyn OfflineNotifier>>>,
+    /// The bounded queue to the offline webhook's presence check, once a notifier is set.
+    offline: Mutex<Option<OfflineTrigger>>,
     draining: AtomicBool,
     /// Set when a drain is asked for (SIGTERM or the server API). A watch, not a Notify: several
     /// tasks wait for it (the drain sequence and the binary's main loop), and all must wake.
@@ -93,6 +98,7 @@ impl Node {
         metrics: Arc<Metrics>,
     ) -> Node {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let admission = Admission::new(limits.max_connections);
         Node {
             id,
             limits,
@@ -100,6 +106,7 @@ impl Node {
             hub,
             metrics,
             passwords: PasswordHasherPool::new(cores),
+            admission,
             offline: Mutex::new(None),
             interest: BusInterest::default(),
             draining: AtomicBool::new(false),
@@ -108,9 +115,12 @@ impl Node {
         }
     }
 
-    /// Sets who is told about messages for offline users (the webhook).
+    /// Sets who is told about messages for offline users (the webhook), and starts the worker
+    /// that checks their presence (so it needs a tokio runtime).
     pub fn set_offline_notifier(&self, notifier: Arc<dyn OfflineNotifier>) {
-        *self.offline.lock() = Some(notifier);
+        let registry = self.backend.registry.clone();
+        let trigger = OfflineTrigger::start(notifier, registry, self.metrics.clone());
+        *self.offline.lock() = Some(trigger);
     }
 
     /// Whether the node is draining (no new clients; existing ones are told to reconnect).
@@ -437,25 +447,12 @@ impl Node {
         Ok(appended.receipt)
     }
 
+    /// Queues a message of `user:<id>` for the offline webhook (bounded: see
+    /// [`crate::offline`]).
     fn notify_if_offline(&self, message: Arc<Message>) {
-        let Some(notifier) = self.offline.lock().clone() else {
-            return;
-        };
-        let registry = self.backend.registry.clone();
-        tokio::spawn(async move {
-            let user = message.conv.id().to_owned();
-            match registry.user_connections(std::slice::from_ref(&user)).await {
-                Ok(counts) if counts.first().copied().unwrap_or(0) == 0 => {
-                    notifier.offline_message(&user, message)
-                }
-                Ok(_) => {}
-                // Unknown presence: telling the back end twice beats never telling it.
-                Err(e) => {
-                    tracing::warn!(error = %e, "presence unknown; sending the offline hook anyway");
-                    notifier.offline_message(&user, message)
-                }
-            }
-        });
+        if let Some(trigger) = &*self.offline.lock() {
+            trigger.offer(message);
+        }
     }
 
     /// A page of history `user_id` may read.

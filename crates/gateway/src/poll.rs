@@ -171,13 +171,16 @@ struct OpenBody {
 
 async fn open(State(polls): State<Arc<PollSessions>>, headers: HeaderMap, body: Bytes) -> Response {
     let node = &polls.node;
-    if node.is_draining() || node.hub.open_connections() >= node.limits.max_connections {
+    // The session's slot, held through the token check and then by the session's task for as
+    // long as the poll session runs.
+    let permit = (!node.is_draining()).then(|| node.admission.try_admit());
+    let Some(Some(permit)) = permit else {
         return ApiError(Error::new(
             ErrorCode::Overloaded,
             "this node is full or draining; ask the dispatcher",
         ))
         .into_response();
-    }
+    };
     let Some(token) = bearer(&headers) else {
         return ApiError(Error::unauthorized("missing bearer token")).into_response();
     };
@@ -227,7 +230,8 @@ async fn open(State(polls): State<Arc<PollSessions>>, headers: HeaderMap, body: 
         principal,
         resume: body.resume.unwrap_or_default(),
     };
-    tokio::spawn(run_session(node.clone(), transport, wire, Some(pre)));
+    let session = run_session(node.clone(), transport, wire, Some(pre));
+    node.admission.spawn(permit, session);
     let poll = format!(
         "{}/v1/poll/{id}",
         polls.config.public_url.trim_end_matches('/')

@@ -12,16 +12,24 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use std::time::Duration;
+use switchboard_proto::backoff::Backoff;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// The delays of an accept loop whose `accept` fails (out of descriptors, say): from 5 ms up to
+/// 1 s, never under 5 ms so the loop does not spin while nothing has been freed.
+pub(crate) fn accept_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(5), Duration::from_secs(1))
+        .with_floor(Duration::from_millis(5))
+}
 
 /// Serves `router` on `listener` until `stop` is cancelled, then waits for the connections it
 /// is serving (not the upgraded ones, which their sessions own) to finish.
 pub async fn serve_http(listener: TcpListener, router: Router, stop: CancellationToken) {
     let connections = TaskTracker::new();
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
-    let mut backoff = Duration::from_millis(5);
+    let mut backoff = accept_backoff();
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
@@ -30,13 +38,13 @@ pub async fn serve_http(listener: TcpListener, router: Router, stop: Cancellatio
         let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(e) => {
-                tracing::warn!(error = %e, ?backoff, "HTTP accept failed; backing off");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, ?delay, "HTTP accept failed; backing off");
+                tokio::time::sleep(delay).await;
                 continue;
             }
         };
-        backoff = Duration::from_millis(5);
+        backoff.reset();
         let _ = stream.set_nodelay(true);
         // A `Router` clone is a reference count: its routes were built once, by the caller.
         let service = TowerToHyperService::new(router.clone());

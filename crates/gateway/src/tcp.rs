@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 /// Accepts TCP clients until `stop` is cancelled. A failing `accept` (e.g. out of file
 /// descriptors) backs off and retries; it never ends the loop.
 pub async fn serve_tcp(listener: TcpListener, node: Arc<Node>, stop: CancellationToken) {
-    let mut backoff = Duration::from_millis(5);
+    let mut backoff = crate::serve::accept_backoff();
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => return,
@@ -32,25 +32,24 @@ pub async fn serve_tcp(listener: TcpListener, node: Arc<Node>, stop: Cancellatio
         };
         match accepted {
             Ok((stream, _)) => {
-                backoff = Duration::from_millis(5);
+                backoff.reset();
                 let _ = stream.set_nodelay(true);
-                let node = node.clone();
-                tokio::spawn(async move {
-                    if node.is_draining()
-                        || node.hub.open_connections() >= node.limits.max_connections
-                    {
-                        refuse(stream).await;
-                        return;
-                    }
-                    let max = node.limits.max_frame_bytes;
-                    let wire = Arc::new(SocketWire::new(stream, TcpFraming));
-                    run_session(node, TcpReader::new(wire.clone(), max), wire, None).await;
-                });
+                // The slot is taken here, before the session exists, and held by its task.
+                let permit = (!node.is_draining()).then(|| node.admission.try_admit());
+                let Some(Some(permit)) = permit else {
+                    tokio::spawn(refuse(stream));
+                    continue;
+                };
+                let max = node.limits.max_frame_bytes;
+                let wire = Arc::new(SocketWire::new(stream, TcpFraming));
+                let session =
+                    run_session(node.clone(), TcpReader::new(wire.clone(), max), wire, None);
+                node.admission.spawn(permit, session);
             }
             Err(e) => {
-                tracing::warn!(error = %e, ?backoff, "TCP accept failed; backing off");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, ?delay, "TCP accept failed; backing off");
+                tokio::time::sleep(delay).await;
             }
         }
     }

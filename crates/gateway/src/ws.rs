@@ -83,13 +83,15 @@ async fn upgrade(State(node): State<Arc<Node>>, mut req: Request) -> Response {
         ))
         .into_response();
     }
-    if node.hub.open_connections() >= node.limits.max_connections {
+    // The session's slot, held from here (through the token check and the upgrade) until the
+    // session ends: taking it is the admission, so no two upgrades can share the last one.
+    let Some(permit) = node.admission.try_admit() else {
         return ApiError(Error::new(
             ErrorCode::Overloaded,
             "this node is at its connection limit",
         ))
         .into_response();
-    }
+    };
     let query = Query::<WsQuery>::try_from_uri(req.uri())
         .map(|q| q.0.token)
         .unwrap_or(None);
@@ -105,6 +107,7 @@ async fn upgrade(State(node): State<Arc<Node>>, mut req: Request) -> Response {
         max_frame_bytes: node.limits.max_frame_bytes,
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
+    let spawner = node.clone();
     // Two stages rather than one async block: what the first needs (the token's principal
     // among it) is gone once the session runs, and the task holds no more than the session.
     let connection = on_upgrade.then(move |upgraded| {
@@ -128,7 +131,7 @@ async fn upgrade(State(node): State<Arc<Node>>, mut req: Request) -> Response {
         };
         OptionFuture::from(session)
     });
-    tokio::spawn(connection);
+    spawner.admission.spawn(permit, connection.map(drop));
     let mut resp = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let h = resp.headers_mut();
     h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

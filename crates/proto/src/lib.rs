@@ -5,6 +5,7 @@
 //! the transports and the backends depend on one definition of the contract
 //! (`docs/PROTOCOL.md` describes the same thing for people).
 
+pub mod backoff;
 pub mod conv;
 pub mod error;
 pub mod frame;

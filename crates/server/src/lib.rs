@@ -267,12 +267,24 @@ impl Lifecycle {
             "draining"
         );
         let deadline = started + self.drain_window + self.shutdown_timeout;
-        while self.node.hub.open_connections() > 0 && Instant::now() < deadline {
+        // No session is admitted from now on (the transports check `draining` first); the
+        // tracker's wait ends when the last session task has ended, sessions admitted just
+        // before the drain began included.
+        let sessions = &self.node.admission;
+        sessions.close();
+        let all_ended = sessions.wait();
+        tokio::pin!(all_ended);
+        let mut ended = false;
+        while !ended && Instant::now() < deadline {
             // Paced: a batch per tick; connections opened meanwhile are told too.
             self.node
                 .hub
                 .kill_some(per_batch, DisconnectReason::Shutdown);
-            tokio::time::sleep(TICK).await;
+            let tick = tokio::time::sleep_until((Instant::now() + TICK).min(deadline).into());
+            ended = tokio::select! {
+                _ = &mut all_ended => true,
+                _ = tick => false,
+            };
         }
         let left = self.node.hub.open_connections();
         if left > 0 {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use switchboard_core::metrics::Metrics;
 use switchboard_core::node::OfflineNotifier;
 use switchboard_proto::Message;
+use switchboard_proto::backoff::Backoff;
 use tokio::sync::{Semaphore, mpsc};
 
 /// Webhook settings.
@@ -116,6 +117,7 @@ async fn deliver(
     body: Vec<u8>,
 ) {
     let sig = signature(&config.secret, &body);
+    let mut backoff = retry_backoff(config);
     for attempt in 1..=config.max_attempts.max(1) {
         let result = client
             .post(&config.url)
@@ -138,22 +140,17 @@ async fn deliver(
             return;
         }
         metrics.webhook("retry");
-        let delay = backoff(config, attempt);
+        let delay = backoff.next_delay();
         tracing::info!(url = %config.url, attempt, error = %failure, ?delay, "offline webhook failed; retrying");
         tokio::time::sleep(delay).await;
     }
 }
 
-/// Full-jitter exponential backoff: a random delay up to `base * 2^(attempt-1)`, capped, and
-/// never below a tenth of the cap so retries are not immediate.
-fn backoff(config: &WebhookConfig, attempt: u32) -> Duration {
-    let cap = config
-        .base_delay
-        .saturating_mul(1u32 << (attempt - 1).min(16))
-        .min(config.max_delay);
-    let cap_ms = cap.as_millis().max(1) as u64;
-    let ms = cap_ms / 10 + switchboard_proto::ids::random_u64() % (cap_ms - cap_ms / 10).max(1);
-    Duration::from_millis(ms)
+/// The retry delays of one event (`switchboard_proto::backoff`, full jitter): the n-th retry
+/// waits a random time up to `base_delay * 2^(n-1)`, capped at `max_delay`, and never under a
+/// tenth of `base_delay`, so a retry is never immediate.
+fn retry_backoff(config: &WebhookConfig) -> Backoff {
+    Backoff::new(config.base_delay, config.max_delay).with_floor(config.base_delay / 10)
 }
 
 #[cfg(test)]
@@ -167,6 +164,15 @@ mod tests {
             signature("Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    /// The delay before try `attempt + 1` of a fresh event.
+    fn backoff(config: &WebhookConfig, attempt: u32) -> Duration {
+        let mut b = retry_backoff(config);
+        for _ in 1..attempt {
+            b.next_delay();
+        }
+        b.next_delay()
     }
 
     #[test]
