@@ -41,6 +41,16 @@
 //!
 //! `examples/tail.rs` is a complete program that prints a room's messages as they come.
 //!
+//! # Backpressure
+//!
+//! Every buffer in the client is bounded. The [`Events`] stream holds up to [`EVENT_BUFFER`]
+//! events; when it is full the client waits for the application to read, and meanwhile reads
+//! nothing more from the server (whose own limit then ends the connection as a slow consumer,
+//! after which the client resumes where the application stopped). Requests wait meanwhile too,
+//! so read events in a task of their own rather than between requests. Up to
+//! [`COMMAND_BUFFER`] requests from the application wait for the background task; more wait in
+//! their callers (within the request timeout).
+//!
 //! # Transports
 //!
 //! | [`TransportChoice`] | what happens |
@@ -59,6 +69,7 @@
 //! its head when the first connection was made (its messages arrive as [`Event::Message`] and
 //! are resumed after reconnects); [`Client::unsubscribe`] it to stop that.
 
+mod connect;
 mod dispatch;
 mod driver;
 mod link;
@@ -70,6 +81,16 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+
+use switchboard_proto::ServerFrame;
+pub use switchboard_proto::frame::PresenceEntry;
+
+/// How many events the [`Events`] stream holds before the client waits for the application
+/// to read (see "Backpressure" above).
+pub const EVENT_BUFFER: usize = 1024;
+
+/// How many requests can wait for the background task before callers wait to hand theirs over.
+pub const COMMAND_BUFFER: usize = 64;
 
 /// Which transport to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -170,6 +191,22 @@ pub struct Message {
     pub body: Value,
 }
 
+impl Message {
+    /// From a decoded `message` frame or history entry: the body's raw JSON becomes a value.
+    pub(crate) fn from_wire(m: &switchboard_proto::Message) -> Result<Message, serde_json::Error> {
+        Ok(Message {
+            conv: m.conv.to_string(),
+            seq: m.seq,
+            message_id: m.message_id.clone(),
+            from: m.from.clone(),
+            to: m.to.clone(),
+            ts: m.ts,
+            client_msg_id: m.client_msg_id.clone(),
+            body: serde_json::from_str(m.body.get())?,
+        })
+    }
+}
+
 /// The answer to a publish: where and when the message was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
@@ -194,15 +231,6 @@ pub struct Subscribed {
     pub head_seq: u64,
     /// Its epoch (a new epoch means its history was lost and seqs restarted).
     pub epoch: String,
-}
-
-/// One online user in a presence answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PresenceEntry {
-    /// The user.
-    pub user_id: String,
-    /// Their live connections (subscribed to the conversation, for a room).
-    pub connections: u32,
 }
 
 /// What the client tells the application.
@@ -251,10 +279,12 @@ pub enum Event {
 }
 
 /// The stream of [`Event`]s of one [`Client`]. It ends (`None`) when the client is closed or
-/// the server ended the session. Events are buffered without bound: read them promptly.
+/// the server ended the session. It holds up to [`EVENT_BUFFER`] events; when it is full the
+/// client waits for the application to read (and stops reading the server meanwhile), so
+/// read it promptly, in a task of its own.
 #[derive(Debug)]
 pub struct Events {
-    rx: mpsc::UnboundedReceiver<Event>,
+    rx: mpsc::Receiver<Event>,
 }
 
 impl Events {
@@ -342,7 +372,7 @@ pub(crate) enum Request {
 pub(crate) enum Cmd {
     Request {
         req: Request,
-        reply: oneshot::Sender<Result<Value, ClientError>>,
+        reply: oneshot::Sender<Result<ServerFrame, ClientError>>,
     },
     Close {
         done: oneshot::Sender<()>,
@@ -365,7 +395,7 @@ pub(crate) fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, SharedState> {
 }
 
 struct Inner {
-    cmds: mpsc::UnboundedSender<Cmd>,
+    cmds: mpsc::Sender<Cmd>,
     shared: Shared,
     request_timeout: Duration,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -406,8 +436,8 @@ impl Client {
         if config.token.is_empty() {
             return Err(ClientError::Config("the token is empty".into()));
         }
-        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_BUFFER);
+        let (ev_tx, ev_rx) = mpsc::channel(EVENT_BUFFER);
         let (ready_tx, ready_rx) = oneshot::channel();
         let shared: Shared = Arc::default();
         let wait = config.request_timeout.saturating_mul(3);
@@ -448,17 +478,21 @@ impl Client {
         }
     }
 
-    async fn request(&self, req: Request, within: Duration) -> Result<Value, ClientError> {
-        let (reply, rx) = oneshot::channel();
-        self.inner
-            .cmds
-            .send(Cmd::Request { req, reply })
-            .map_err(|_| ClientError::Closed)?;
-        match tokio::time::timeout(within, rx).await {
-            Err(_) => Err(ClientError::Timeout),
-            Ok(Err(_)) => Err(ClientError::Closed),
-            Ok(Ok(r)) => r,
-        }
+    /// Sends a request and waits for its answer frame (an `error` frame is an `Err`). Waiting
+    /// for room in the command buffer counts toward `within`.
+    async fn request(&self, req: Request, within: Duration) -> Result<ServerFrame, ClientError> {
+        let asked = async {
+            let (reply, rx) = oneshot::channel();
+            self.inner
+                .cmds
+                .send(Cmd::Request { req, reply })
+                .await
+                .map_err(|_| ClientError::Closed)?;
+            rx.await.map_err(|_| ClientError::Closed)?
+        };
+        tokio::time::timeout(within, asked)
+            .await
+            .map_err(|_| ClientError::Timeout)?
     }
 
     /// Subscribes to `conv` (`room:<room_id>` or `user:<own user_id>`). Its messages then
@@ -469,12 +503,19 @@ impl Client {
         let req = Request::Subscribe {
             conv: conv.to_owned(),
         };
-        let v = self.request(req, self.inner.request_timeout).await?;
-        Ok(Subscribed {
-            conv: v["conv"].as_str().unwrap_or(conv).to_owned(),
-            head_seq: v["head_seq"].as_u64().unwrap_or(0),
-            epoch: v["epoch"].as_str().unwrap_or_default().to_owned(),
-        })
+        match self.request(req, self.inner.request_timeout).await? {
+            ServerFrame::Subscribed {
+                conv,
+                head_seq,
+                epoch,
+                ..
+            } => Ok(Subscribed {
+                conv: conv.to_string(),
+                head_seq,
+                epoch,
+            }),
+            other => Err(unexpected("subscribe", &other)),
+        }
     }
 
     /// Ends the subscription to `conv` and forgets its position.
@@ -509,19 +550,23 @@ impl Client {
             body,
             client_msg_id: client_msg_id.to_owned(),
         };
-        let v = self
-            .request(req, self.inner.request_timeout.saturating_mul(3))
-            .await?;
-        let seq = v["seq"]
-            .as_u64()
-            .ok_or_else(|| ClientError::Protocol(format!("published without seq: {v}")))?;
-        Ok(Receipt {
-            conv: v["conv"].as_str().unwrap_or(conv).to_owned(),
-            seq,
-            message_id: v["message_id"].as_str().unwrap_or_default().to_owned(),
-            ts: v["ts"].as_u64().unwrap_or(0),
-            client_msg_id: client_msg_id.to_owned(),
-        })
+        let within = self.inner.request_timeout.saturating_mul(3);
+        match self.request(req, within).await? {
+            ServerFrame::Published {
+                conv,
+                seq,
+                message_id,
+                ts,
+                ..
+            } => Ok(Receipt {
+                conv: conv.to_string(),
+                seq,
+                message_id,
+                ts,
+                client_msg_id: client_msg_id.to_owned(),
+            }),
+            other => Err(unexpected("publish", &other)),
+        }
     }
 
     /// Reads stored messages of `conv`, ascending: `after` gives those with a larger seq,
@@ -539,9 +584,14 @@ impl Client {
             before,
             limit,
         };
-        let v = self.request(req, self.inner.request_timeout).await?;
-        serde_json::from_value(v["messages"].clone())
-            .map_err(|e| ClientError::Protocol(format!("history: {e}")))
+        match self.request(req, self.inner.request_timeout).await? {
+            ServerFrame::History { messages, .. } => messages
+                .iter()
+                .map(|m| Message::from_wire(m))
+                .collect::<Result<_, _>>()
+                .map_err(|e| ClientError::Protocol(format!("history: {e}"))),
+            other => Err(unexpected("history", &other)),
+        }
     }
 
     /// Who is subscribed to a room (or, for `user:<own id>`, the own live connections).
@@ -549,9 +599,10 @@ impl Client {
         let req = Request::Presence {
             conv: conv.to_owned(),
         };
-        let v = self.request(req, self.inner.request_timeout).await?;
-        serde_json::from_value(v["users"].clone())
-            .map_err(|e| ClientError::Protocol(format!("presence: {e}")))
+        match self.request(req, self.inner.request_timeout).await? {
+            ServerFrame::Presence { users, .. } => Ok(users),
+            other => Err(unexpected("presence", &other)),
+        }
     }
 
     /// The position of a subscribed conversation: its epoch and the last seq delivered to the
@@ -574,19 +625,32 @@ impl Client {
     /// [`ClientError::Closed`], and ends the event stream.
     pub async fn close(self) {
         let (done, rx) = oneshot::channel();
-        if self.inner.cmds.send(Cmd::Close { done }).is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
-        }
+        let polite = async {
+            if self.inner.cmds.send(Cmd::Close { done }).await.is_ok() {
+                let _ = rx.await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), polite).await;
         let task = self
             .inner
             .task
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        if let Some(t) = task {
-            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        if let Some(mut t) = task
+            && tokio::time::timeout(Duration::from_secs(2), &mut t)
+                .await
+                .is_err()
+        {
+            // Stuck, e.g. waiting for room in an event stream nobody reads: stop it.
+            t.abort();
         }
     }
+}
+
+/// An answer of the wrong frame type (the server and this client disagree on the protocol).
+fn unexpected(request: &str, answer: &ServerFrame) -> ClientError {
+    ClientError::Protocol(format!("{request} answered with {answer:?}"))
 }
 
 #[cfg(test)]
