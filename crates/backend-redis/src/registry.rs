@@ -629,7 +629,7 @@ pub(crate) async fn release_lease(s: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchboard_core::backend::NodeEndpoints;
+    use switchboard_proto::Endpoints;
 
     #[test]
     fn announcements_read_what_earlier_nodes_stored() {
@@ -642,7 +642,7 @@ mod tests {
             NodeAnnouncement {
                 node_id: "n_1".into(),
                 public_url: Some("http://h:1".into()),
-                endpoints: NodeEndpoints {
+                endpoints: Endpoints {
                     ws: Some("ws://h:1/v1/ws".into()),
                     poll: Some("http://h:1/v1/poll".into()),
                     tcp: None,

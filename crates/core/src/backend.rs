@@ -355,7 +355,7 @@ pub struct NodeAnnouncement {
     pub public_url: Option<String>,
     /// Where clients connect to it.
     #[serde(default)]
-    pub endpoints: NodeEndpoints,
+    pub endpoints: switchboard_proto::Endpoints,
     /// Placement weight relative to other nodes.
     #[serde(default)]
     pub weight: u32,
@@ -365,20 +365,6 @@ pub struct NodeAnnouncement {
     /// Whether it takes client connections (api or dispatcher-only nodes announce too).
     #[serde(default)]
     pub gateway: bool,
-}
-
-/// A node's client endpoints, as in `GET /v1/node` and dispatch answers.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct NodeEndpoints {
-    /// WebSocket URL (`ws://host:port/v1/ws`).
-    #[serde(default)]
-    pub ws: Option<String>,
-    /// Long-poll URL (`http://host:port/v1/poll`).
-    #[serde(default)]
-    pub poll: Option<String>,
-    /// Raw TCP address (`tcp://host:port`), when it listens for TCP.
-    #[serde(default)]
-    pub tcp: Option<String>,
 }
 
 impl NodeAnnouncement {

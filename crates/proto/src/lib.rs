@@ -6,12 +6,14 @@
 //! (`docs/PROTOCOL.md` describes the same thing for people).
 
 pub mod conv;
+pub mod endpoints;
 pub mod error;
 pub mod frame;
 pub mod ids;
 pub mod message;
 
 pub use conv::Conv;
+pub use endpoints::Endpoints;
 pub use error::{DisconnectReason, ErrorCode};
 pub use frame::{ClientFrame, FrameError, RequestId, ResumePosition, ServerFrame};
 pub use message::{Message, MessageBody};
