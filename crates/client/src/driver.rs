@@ -437,7 +437,12 @@ impl Driver {
                     }
                 }
                 _ = tokio::time::sleep_until(dead_at), if silence.is_some() => {
-                    return self.reconnect("heartbeat timeout: the server went silent".into());
+                    // Frames waiting means the driver was held up (by a full event stream),
+                    // not that the server went silent.
+                    if link.inc.is_empty() {
+                        return self.reconnect("heartbeat timeout: the server went silent".into());
+                    }
+                    dead_at = Instant::now() + silence.unwrap_or(far);
                 }
             }
         }
