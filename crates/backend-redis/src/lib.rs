@@ -67,24 +67,25 @@ pub struct RedisConfig {
     /// The longest any Redis command may take, including waiting for a reconnect (default 2 s);
     /// a slower one fails with [`BackendError::Unavailable`].
     pub response_timeout: Duration,
-    /// Stored with this node's lease (its endpoints, weight...), for dispatchers: see
+    /// Stored with this node's lease (its URL, endpoints, weight...), for dispatchers: see
     /// [`RedisBackend::live_nodes`].
-    pub announce: serde_json::Value,
+    pub announce: NodeAnnouncement,
 }
 
 impl RedisConfig {
     /// Defaults for `url` and `node_id`: prefix `sb:`, unlimited history, 10 s lease, 2 s
-    /// response timeout, no announce data.
+    /// response timeout, an announcement naming the node only.
     pub fn new(url: impl Into<String>, node_id: impl Into<String>) -> RedisConfig {
+        let node_id = node_id.into();
         RedisConfig {
             url: url.into(),
-            node_id: node_id.into(),
+            announce: NodeAnnouncement::new(node_id.clone()),
+            node_id,
             key_prefix: "sb:".into(),
             history_max_messages: 0,
             history_max_age_ms: 0,
             lease: Duration::from_secs(10),
             response_timeout: Duration::from_secs(2),
-            announce: serde_json::Value::Null,
         }
     }
 }
@@ -215,8 +216,8 @@ impl RedisBackend {
         }
     }
 
-    /// Live nodes (lease not expired) with their announce value, for dispatchers.
-    pub async fn live_nodes(&self) -> Result<Vec<(String, serde_json::Value)>, BackendError> {
+    /// Live nodes (lease not expired) with what they announced, for dispatchers.
+    pub async fn live_nodes(&self) -> Result<Vec<NodeAnnouncement>, BackendError> {
         self.shared.check_open()?;
         registry::live_nodes(&self.shared).await
     }
@@ -427,11 +428,7 @@ impl Registry for RedisBackend {
     }
 
     async fn live_nodes(&self) -> Result<Vec<NodeAnnouncement>, BackendError> {
-        Ok(RedisBackend::live_nodes(self)
-            .await?
-            .into_iter()
-            .map(|(node_id, info)| NodeAnnouncement { node_id, info })
-            .collect())
+        RedisBackend::live_nodes(self).await
     }
 }
 

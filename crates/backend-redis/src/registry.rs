@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use switchboard_core::backend::{BackendError, ConnEntry};
+use switchboard_core::backend::{BackendError, ConnEntry, NodeAnnouncement};
 use switchboard_proto::frame::PresenceEntry;
 
 /// Entries removed per sweep script call, and written per pipeline when registering again.
@@ -389,7 +389,7 @@ async fn write_lease(s: &Shared) -> Result<(), BackendError> {
     p.atomic()
         .cmd("SET")
         .arg(s.keys.node(me))
-        .arg(s.config.announce.to_string())
+        .arg(announcement(s))
         .arg("PX")
         .arg(lease_ms(s))
         .ignore()
@@ -457,7 +457,7 @@ pub(crate) async fn take_lease(s: &Shared) -> Result<(), BackendError> {
 async fn renew(s: &Shared) -> Result<(), BackendError> {
     let mut c = redis::cmd("SET");
     c.arg(s.keys.node(&s.config.node_id))
-        .arg(s.config.announce.to_string())
+        .arg(announcement(s))
         .arg("PX")
         .arg(lease_ms(s))
         .arg("XX");
@@ -565,10 +565,15 @@ async fn sweep(s: &Shared) -> Result<(), BackendError> {
     Ok(())
 }
 
-/// Live nodes with their announce values.
-pub(crate) async fn live_nodes(
-    s: &Shared,
-) -> Result<Vec<(String, serde_json::Value)>, BackendError> {
+/// This node's lease value: its announcement's JSON.
+fn announcement(s: &Shared) -> String {
+    serde_json::to_string(&s.config.announce).expect("a node announcement serializes")
+}
+
+/// Live nodes with what they announced. The node id is the lease's (whatever the stored JSON
+/// says); a lease whose value cannot be read (e.g. `null` from a node that announced nothing)
+/// still counts, as an announcement naming the node only.
+pub(crate) async fn live_nodes(s: &Shared) -> Result<Vec<NodeAnnouncement>, BackendError> {
     let mut c = redis::cmd("SMEMBERS");
     c.arg(s.keys.nodes());
     let mut nodes: Vec<String> = s.redis.query("listing nodes", &c).await?;
@@ -584,11 +589,17 @@ pub(crate) async fn live_nodes(
     Ok(nodes
         .into_iter()
         .zip(leases)
-        .filter_map(|(n, lease)| {
-            let announce = serde_json::from_str(&lease?).unwrap_or(serde_json::Value::Null);
-            Some((n, announce))
-        })
+        .filter_map(|(n, lease)| Some(read_announcement(n, &lease?)))
         .collect())
+}
+
+/// A lease value as an announcement of `node_id`.
+fn read_announcement(node_id: String, lease: &str) -> NodeAnnouncement {
+    let announced = serde_json::from_str(lease).unwrap_or_default();
+    NodeAnnouncement {
+        node_id,
+        ..announced
+    }
 }
 
 /// At close: removes this node's entries and lease, so that its connections stop counting at
@@ -613,4 +624,47 @@ pub(crate) async fn release_lease(s: &Shared) {
         tracing::warn!(error = %e, "releasing the node lease failed; it expires on its own");
     }
     *s.mirror.lock() = Mirror::default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_proto::Endpoints;
+
+    #[test]
+    fn announcements_read_what_earlier_nodes_stored() {
+        // As written before the struct (a JSON object built field by field).
+        let stored = r#"{"endpoints":{"poll":"http://h:1/v1/poll","tcp":null,"ws":"ws://h:1/v1/ws"},
+            "gateway":true,"max_connections":5000,"node_id":"n_1","public_url":"http://h:1","weight":2}"#;
+        let a = read_announcement("n_1".into(), stored);
+        assert_eq!(
+            a,
+            NodeAnnouncement {
+                node_id: "n_1".into(),
+                public_url: Some("http://h:1".into()),
+                endpoints: Endpoints {
+                    ws: Some("ws://h:1/v1/ws".into()),
+                    poll: Some("http://h:1/v1/poll".into()),
+                    tcp: None,
+                },
+                weight: 2,
+                max_connections: 5000,
+                gateway: true,
+            }
+        );
+        // And back: the same fields, so earlier nodes read this one.
+        let again: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+        assert_eq!(
+            again,
+            serde_json::from_str::<serde_json::Value>(stored).unwrap()
+        );
+        // No announce data (`null`), or another node id inside: the lease's node, nothing else.
+        assert_eq!(
+            read_announcement("n_2".into(), "null"),
+            NodeAnnouncement::new("n_2")
+        );
+        let other = read_announcement("n_3".into(), r#"{"node_id":"x","gateway":true}"#);
+        assert_eq!((other.node_id.as_str(), other.gateway), ("n_3", true));
+    }
 }

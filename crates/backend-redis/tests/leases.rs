@@ -5,11 +5,10 @@
 mod common;
 
 use common::{connect, eventually};
-use serde_json::json;
 use std::time::{Duration, Instant};
 use switchboard_backend_redis::RedisConfig;
 use switchboard_conformance::RecordingSink;
-use switchboard_core::backend::{ConnEntry, Lifecycle, Registry};
+use switchboard_core::backend::{ConnEntry, Lifecycle, NodeAnnouncement, Registry};
 use switchboard_proto::frame::PresenceEntry;
 use switchboard_testkit::RedisServer;
 
@@ -18,7 +17,10 @@ const LEASE: Duration = Duration::from_secs(1);
 fn node_config(redis: &RedisServer, node: &str) -> RedisConfig {
     let mut c = common::config(redis, "sb:", node);
     c.lease = LEASE;
-    c.announce = json!({ "node_id": node, "public_url": format!("http://{node}.example") });
+    c.announce = NodeAnnouncement {
+        public_url: Some(format!("http://{node}.example")),
+        ..NodeAnnouncement::new(node)
+    };
     c
 }
 
@@ -70,12 +72,13 @@ async fn a_crashed_nodes_connections_vanish_within_two_leases() {
         .await
         .unwrap()
         .into_iter()
-        .map(|(n, _)| n)
+        .map(|n| n.node_id)
         .collect();
     assert_eq!(nodes, vec!["a", "b"]);
-    let announce = &a.live_nodes().await.unwrap()[1].1;
+    let announce = &a.live_nodes().await.unwrap()[1];
     assert_eq!(
-        announce["public_url"], "http://b.example",
+        announce.public_url.as_deref(),
+        Some("http://b.example"),
         "the announce value is kept"
     );
 
@@ -102,7 +105,7 @@ async fn a_crashed_nodes_connections_vanish_within_two_leases() {
         .await
         .unwrap()
         .into_iter()
-        .map(|(n, _)| n)
+        .map(|n| n.node_id)
         .collect();
     assert_eq!(nodes, vec!["a"], "B is no longer a live node");
     eprintln!("lease {LEASE:?}: offline for A after {offline:?}, swept after {swept:?}");
@@ -159,7 +162,7 @@ async fn closing_a_node_removes_its_entries_at_once() {
         .await
         .unwrap()
         .into_iter()
-        .map(|(n, _)| n)
+        .map(|n| n.node_id)
         .collect();
     assert_eq!(nodes, vec!["a"]);
     a.close().await;

@@ -2,17 +2,7 @@
 
 use serde::Deserialize;
 use std::time::Duration;
-
-/// Where one node takes connections.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub(crate) struct Endpoints {
-    #[serde(default)]
-    pub ws: Option<String>,
-    #[serde(default)]
-    pub poll: Option<String>,
-    #[serde(default)]
-    pub tcp: Option<String>,
-}
+use switchboard_proto::Endpoints;
 
 /// One placement: a node and its endpoints.
 #[derive(Debug, Clone, Deserialize)]

@@ -1,29 +1,36 @@
 //! The background task that owns the live connection: dispatch, connect, authenticate with
 //! resume, route replies to waiting requests, feed messages through the tracker, and start over
 //! on any failure.
+//!
+//! Every frame comes in typed ([`ServerFrame`]); one that cannot be decoded is logged and, when
+//! its `id` could be read, fails the request it answers. Events go out through a bounded
+//! channel: while the application does not read them, the driver waits (and so stops reading
+//! the connection), which is backpressure rather than an unbounded buffer.
 
-use crate::dispatch::{Backoff, BackoffHint, DispatchError, Placement, dispatch, jitter};
-use crate::link::{Incoming, Link, OpenError, open_poll, open_tcp, open_ws};
+use crate::connect::{RoundError, Welcome, attempt_round, numeric_id, server_error};
+use crate::dispatch::{Backoff, jitter};
+use crate::link::{Incoming, Link};
 use crate::tracker::{Action, FILL_PAGE};
-use crate::{
-    ClientConfig, ClientError, Cmd, Event, Message, Request, Shared, Transport, TransportChoice,
-    lock,
-};
-use serde::Deserialize;
+use crate::{ClientConfig, ClientError, Cmd, Event, Message, Request, Shared, Transport, lock};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
+use switchboard_proto::{DisconnectReason, FrameError, ServerFrame};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 /// Disconnect reasons after which reconnecting cannot help.
-const FINAL_REASONS: [&str; 3] = ["logged_out", "kicked", "auth_expired"];
+const FINAL_REASONS: [DisconnectReason; 3] = [
+    DisconnectReason::LoggedOut,
+    DisconnectReason::Kicked,
+    DisconnectReason::AuthExpired,
+];
 
 /// Who waits for a request's answer.
 enum Waiter {
     /// The application.
-    App(oneshot::Sender<Result<Value, ClientError>>),
+    App(oneshot::Sender<Result<ServerFrame, ClientError>>),
     /// The first connection's subscription of the own stream (`connect` returns after it).
     Setup,
     /// A gap fill of this conversation.
@@ -87,25 +94,6 @@ impl Request {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct ResumedEntry {
-    recovered: bool,
-    from_seq: u64,
-    #[serde(default)]
-    epoch: String,
-}
-
-/// The `welcome` frame.
-#[derive(Debug, Deserialize)]
-pub(crate) struct Welcome {
-    user_id: String,
-    node_id: String,
-    #[serde(default)]
-    heartbeat_ms: u64,
-    #[serde(default)]
-    resumed: BTreeMap<String, ResumedEntry>,
-}
-
 /// Why a live connection ended.
 enum After {
     /// Reconnect after this delay.
@@ -122,23 +110,11 @@ enum Stop {
     Fatal(ClientError),
 }
 
-enum NodeError {
-    Fatal(ClientError),
-    Refused(u16),
-    Failed(String),
-}
-
-enum RoundError {
-    Fatal(ClientError),
-    Overloaded(Duration),
-    Failed(String),
-}
-
 pub(crate) struct Driver {
     cfg: Arc<ClientConfig>,
     http: reqwest::Client,
-    cmds: mpsc::UnboundedReceiver<Cmd>,
-    events: mpsc::UnboundedSender<Event>,
+    cmds: mpsc::Receiver<Cmd>,
+    events: mpsc::Sender<Event>,
     shared: Shared,
     next_id: u64,
     /// Requests waiting for a connection.
@@ -156,8 +132,8 @@ pub(crate) struct Driver {
 impl Driver {
     pub fn new(
         cfg: ClientConfig,
-        cmds: mpsc::UnboundedReceiver<Cmd>,
-        events: mpsc::UnboundedSender<Event>,
+        cmds: mpsc::Receiver<Cmd>,
+        events: mpsc::Sender<Event>,
         shared: Shared,
         ready: oneshot::Sender<Result<(), ClientError>>,
     ) -> Driver {
@@ -184,8 +160,10 @@ impl Driver {
         self.next_id
     }
 
-    fn emit(&self, e: Event) {
-        let _ = self.events.send(e);
+    /// Hands an event to the application, waiting while its buffer is full (an application
+    /// that dropped [`crate::Events`] gets nothing, at no cost).
+    async fn emit(&self, e: Event) {
+        let _ = self.events.send(e).await;
     }
 
     /// Runs until the client is closed or the server ends the session.
@@ -203,12 +181,15 @@ impl Driver {
                         Some(ready) => {
                             let _ = ready.send(Err(e));
                         }
-                        None => self.emit(Event::ServerDisconnect {
-                            reason: match &e {
-                                ClientError::Server { code, .. } => code.clone(),
-                                other => other.to_string(),
-                            },
-                        }),
+                        None => {
+                            self.emit(Event::ServerDisconnect {
+                                reason: match &e {
+                                    ClientError::Server { code, .. } => code.clone(),
+                                    other => other.to_string(),
+                                },
+                            })
+                            .await
+                        }
                     }
                     break;
                 }
@@ -220,12 +201,12 @@ impl Driver {
             match after {
                 After::Reconnect { delay: d, reason } => {
                     tracing::info!(%reason, delay_ms = d.as_millis() as u64, "disconnected; reconnecting");
-                    self.emit(Event::Disconnected { reason });
+                    self.emit(Event::Disconnected { reason }).await;
                     delay = d;
                 }
                 After::Final(reason) => {
                     tracing::info!(%reason, "the server ended the session");
-                    self.emit(Event::ServerDisconnect { reason });
+                    self.emit(Event::ServerDisconnect { reason }).await;
                     break;
                 }
                 After::Closed => break,
@@ -350,7 +331,7 @@ impl Driver {
         }
     }
 
-    fn send_request(&mut self, link: &Link, p: Pending) {
+    async fn send_request(&mut self, link: &Link, p: Pending) {
         if p.abandoned() {
             return;
         }
@@ -363,7 +344,7 @@ impl Driver {
         {
             let id = self.next_id();
             let req = Request::Unsubscribe { conv: conv.clone() };
-            link.send(&req.frame(id));
+            link.send(&req.frame(id)).await;
             self.inflight.insert(
                 id,
                 Pending {
@@ -373,7 +354,7 @@ impl Driver {
             );
         }
         let id = self.next_id();
-        link.send(&p.req.frame(id));
+        link.send(&p.req.frame(id)).await;
         self.inflight.insert(id, p);
     }
 
@@ -391,16 +372,18 @@ impl Driver {
         self.emit(Event::Connected {
             node_id: welcome.node_id.clone(),
             transport: link.transport,
-        });
+        })
+        .await;
         for (conv, r) in &welcome.resumed {
             lock(&self.shared)
                 .tracker
-                .on_resumed(conv, r.recovered, r.from_seq, &r.epoch);
+                .on_resumed(conv.as_str(), r.recovered, r.from_seq, &r.epoch);
             self.emit(Event::Resumed {
-                conv: conv.clone(),
+                conv: conv.to_string(),
                 recovered: r.recovered,
                 from_seq: r.from_seq,
-            });
+            })
+            .await;
         }
         let own_tracked = lock(&self.shared).tracker.is_tracked(&own);
         if self.own_wanted && !own_tracked {
@@ -410,12 +393,12 @@ impl Driver {
                 Waiter::Nobody
             };
             let req = Request::Subscribe { conv: own };
-            self.send_request(link, Pending { req, waiter });
+            self.send_request(link, Pending { req, waiter }).await;
         } else if let Some(ready) = self.ready.take() {
             let _ = ready.send(Ok(()));
         }
         while let Some(p) = self.queue.pop_front() {
-            self.send_request(link, p);
+            self.send_request(link, p).await;
         }
 
         let silence = match link.transport {
@@ -436,7 +419,7 @@ impl Driver {
                         return After::Closed;
                     }
                     Some(Cmd::Request { req, reply }) => {
-                        self.send_request(link, Pending { req, waiter: Waiter::App(reply) });
+                        self.send_request(link, Pending { req, waiter: Waiter::App(reply) }).await;
                     }
                 },
                 inc = link.inc.recv() => {
@@ -445,15 +428,21 @@ impl Driver {
                         None => return self.reconnect("connection closed".into()),
                         Some(Incoming::Closed(reason)) => return self.reconnect(reason),
                         Some(Incoming::Alive) => {}
-                        Some(Incoming::Frame(v)) => {
-                            if let Some(after) = self.on_frame(link, v, auth_id) {
+                        Some(Incoming::Frame(f)) => {
+                            if let Some(after) = self.on_frame(link, f, auth_id).await {
                                 return after;
                             }
                         }
+                        Some(Incoming::Unreadable(e)) => self.on_unreadable(link, e).await,
                     }
                 }
                 _ = tokio::time::sleep_until(dead_at), if silence.is_some() => {
-                    return self.reconnect("heartbeat timeout: the server went silent".into());
+                    // Frames waiting means the driver was held up (by a full event stream),
+                    // not that the server went silent.
+                    if link.inc.is_empty() {
+                        return self.reconnect("heartbeat timeout: the server went silent".into());
+                    }
+                    dead_at = Instant::now() + silence.unwrap_or(far);
                 }
             }
         }
@@ -467,64 +456,86 @@ impl Driver {
     }
 
     /// One server frame. `Some` when the connection must end.
-    fn on_frame(&mut self, link: &Link, v: Value, auth_id: u64) -> Option<After> {
-        let kind = v["type"].as_str().unwrap_or_default().to_owned();
-        let id = v["id"].as_u64();
-        match kind.as_str() {
-            "message" => {
-                match serde_json::from_value::<Message>(v) {
+    async fn on_frame(&mut self, link: &Link, f: ServerFrame, auth_id: u64) -> Option<After> {
+        match f {
+            ServerFrame::Message(m) => {
+                match Message::from_wire(&m) {
                     Ok(m) => {
                         let actions = lock(&self.shared).tracker.on_message(m);
-                        self.apply(link, actions);
+                        self.apply(link, actions).await;
                     }
-                    Err(e) => tracing::warn!(error = %e, "unreadable message frame ignored"),
+                    Err(e) => tracing::warn!(error = %e, "unreadable message body ignored"),
                 }
                 None
             }
-            "ping" => {
-                link.send(&json!({"type": "pong"}));
+            ServerFrame::Ping {} => {
+                link.send(&json!({"type": "pong"})).await;
                 None
             }
-            "reconnect" => {
-                let delay = Duration::from_millis(v["delay_ms"].as_u64().unwrap_or(0));
-                let reason = v["reason"].as_str().unwrap_or("reconnect").to_owned();
-                Some(After::Reconnect { delay, reason })
-            }
-            "disconnect" => {
-                let reason = v["reason"].as_str().unwrap_or("disconnect").to_owned();
-                if FINAL_REASONS.contains(&reason.as_str()) {
+            ServerFrame::Reconnect { reason, delay_ms } => Some(After::Reconnect {
+                delay: Duration::from_millis(delay_ms),
+                reason,
+            }),
+            ServerFrame::Disconnect { reason } => {
+                let final_ = FINAL_REASONS.contains(&reason);
+                let reason = reason.as_str().to_owned();
+                if final_ {
                     Some(After::Final(reason))
                 } else {
                     Some(self.reconnect(reason))
                 }
             }
-            "unsubscribed" if id.is_none() => {
+            ServerFrame::Unsubscribed {
+                id: None,
+                conv,
+                reason,
+            } => {
                 // The server ended a subscription (e.g. removed from a private room).
-                let conv = v["conv"].as_str().unwrap_or_default().to_owned();
-                let reason = v["reason"].as_str().unwrap_or("unsubscribed").to_owned();
-                self.forget(&conv, reason);
+                let reason = reason.unwrap_or_else(|| "unsubscribed".into());
+                self.forget(conv.as_str(), reason).await;
                 None
             }
-            _ => {
+            f => {
+                let id = numeric_id(f.id());
                 if let Some(p) = id.and_then(|id| self.inflight.remove(&id)) {
-                    self.on_reply(link, p, &kind, v);
-                } else if kind == "error" && id == Some(auth_id) {
-                    // A resumed conversation that could not be subscribed again; the message
-                    // starts with its name.
-                    let message = v["message"].as_str().unwrap_or_default();
-                    let code = v["code"].as_str().unwrap_or("error").to_owned();
-                    if let Some((conv, _)) = message.split_once(": ") {
-                        self.forget(conv, code);
+                    self.on_reply(link, p, Ok(f)).await;
+                } else if let ServerFrame::Error {
+                    code,
+                    message,
+                    conv,
+                    ..
+                } = &f
+                {
+                    if id == Some(auth_id) {
+                        // A resumed conversation that could not be subscribed again. Servers
+                        // before the `conv` field only named it at the start of the message.
+                        let conv = match conv {
+                            Some(c) => Some(c.as_str()),
+                            None => message.split_once(": ").map(|(c, _)| c),
+                        };
+                        if let Some(conv) = conv {
+                            self.forget(conv, code.as_str().to_owned()).await;
+                        }
+                    } else {
+                        tracing::warn!(code = code.as_str(), %message, "error from the server");
                     }
-                } else if kind == "error" {
-                    tracing::warn!(frame = %v, "error from the server");
                 }
                 None
             }
         }
     }
 
-    fn forget(&mut self, conv: &str, reason: String) {
+    /// A frame that could not be decoded: logged, and the request it answers (when its id
+    /// could be read) fails instead of waiting for its timeout.
+    async fn on_unreadable(&mut self, link: &Link, e: FrameError) {
+        tracing::warn!(error = %e, id = ?e.id, "unreadable server frame");
+        if let Some(p) = numeric_id(e.id.as_ref()).and_then(|id| self.inflight.remove(&id)) {
+            let error = ClientError::Protocol(format!("unreadable answer: {e}"));
+            self.on_reply(link, p, Err(error)).await;
+        }
+    }
+
+    async fn forget(&mut self, conv: &str, reason: String) {
         let tracked = {
             let mut s = lock(&self.shared);
             let t = s.tracker.is_tracked(conv);
@@ -535,47 +546,65 @@ impl Driver {
             self.emit(Event::Unsubscribed {
                 conv: conv.to_owned(),
                 reason,
-            });
+            })
+            .await;
         }
     }
 
-    fn on_reply(&mut self, link: &Link, p: Pending, kind: &str, v: Value) {
-        let failed = kind == "error";
-        match (&p.req, &p.waiter) {
-            (Request::Subscribe { conv }, _) if !failed => {
-                let head = v["head_seq"].as_u64().unwrap_or(0);
-                let epoch = v["epoch"].as_str().unwrap_or_default();
-                lock(&self.shared).tracker.on_subscribed(conv, head, epoch);
+    /// The answer to a request: an `error` frame is a failure like an unreadable answer.
+    async fn on_reply(
+        &mut self,
+        link: &Link,
+        p: Pending,
+        answer: Result<ServerFrame, ClientError>,
+    ) {
+        let answer = match answer {
+            Ok(ServerFrame::Error { code, message, .. }) => Err(server_error(code, &message)),
+            other => other,
+        };
+        match (&p.req, &p.waiter, &answer) {
+            (
+                Request::Subscribe { conv },
+                _,
+                Ok(ServerFrame::Subscribed {
+                    head_seq, epoch, ..
+                }),
+            ) => {
+                lock(&self.shared)
+                    .tracker
+                    .on_subscribed(conv, *head_seq, epoch);
                 if self.own_conv.as_deref() == Some(conv.as_str()) {
                     self.own_wanted = true;
                 }
             }
-            (Request::Unsubscribe { conv }, Waiter::App(_)) if !failed => {
+            (Request::Unsubscribe { conv }, Waiter::App(_), Ok(_)) => {
                 lock(&self.shared).tracker.remove(conv);
                 if self.own_conv.as_deref() == Some(conv.as_str()) {
                     self.own_wanted = false;
                 }
             }
-            (_, Waiter::Fill(conv)) => {
-                let actions = if failed {
-                    tracing::warn!(%conv, frame = %v, "gap fill failed");
-                    lock(&self.shared).tracker.on_fill_failed(conv)
-                } else {
-                    let page: Vec<Message> =
-                        serde_json::from_value(v["messages"].clone()).unwrap_or_default();
-                    lock(&self.shared).tracker.on_fill(conv, page)
+            (_, Waiter::Fill(conv), _) => {
+                let actions = match &answer {
+                    Ok(ServerFrame::History { messages, .. }) => {
+                        let page = messages.iter().filter_map(|m| Message::from_wire(m).ok());
+                        lock(&self.shared).tracker.on_fill(conv, page.collect())
+                    }
+                    other => {
+                        tracing::warn!(%conv, answer = ?other, "gap fill failed");
+                        lock(&self.shared).tracker.on_fill_failed(conv)
+                    }
                 };
-                self.apply(link, actions);
+                self.apply(link, actions).await;
             }
             _ => {}
         }
         match p.waiter {
             Waiter::App(tx) => {
-                let _ = tx.send(if failed { Err(server_error(&v)) } else { Ok(v) });
+                let _ = tx.send(answer);
             }
             Waiter::Setup => {
-                if failed {
-                    tracing::warn!(frame = %v, "could not subscribe to the own stream");
+                if let Err(e) = &answer {
+                    tracing::warn!(error = %e, "could not subscribe to the own stream");
                 }
                 if let Some(ready) = self.ready.take() {
                     let _ = ready.send(Ok(()));
@@ -585,10 +614,10 @@ impl Driver {
         }
     }
 
-    fn apply(&mut self, link: &Link, actions: Vec<Action>) {
+    async fn apply(&mut self, link: &Link, actions: Vec<Action>) {
         for a in actions {
             match a {
-                Action::Deliver(m) => self.emit(Event::Message(m)),
+                Action::Deliver(m) => self.emit(Event::Message(m)).await,
                 Action::Fetch {
                     conv,
                     after,
@@ -607,178 +636,14 @@ impl Driver {
                             req,
                             waiter: Waiter::Fill(conv),
                         },
-                    );
+                    )
+                    .await;
                 }
             }
         }
     }
 }
 
-fn server_error(v: &Value) -> ClientError {
-    ClientError::Server {
-        code: v["code"].as_str().unwrap_or("internal").to_owned(),
-        message: v["message"].as_str().unwrap_or_default().to_owned(),
-    }
-}
-
-/// One round: ask the dispatcher, then try the chosen node and the alternates in order.
-async fn attempt_round(
-    cfg: Arc<ClientConfig>,
-    http: reqwest::Client,
-    resume: Value,
-    auth_id: u64,
-) -> (Option<BackoffHint>, Result<(Link, Welcome), RoundError>) {
-    let d = match dispatch(&http, &cfg.dispatcher, &cfg.token, cfg.request_timeout).await {
-        Ok(d) => d,
-        Err(DispatchError::Overloaded { retry_after }) => {
-            return (None, Err(RoundError::Overloaded(retry_after)));
-        }
-        Err(DispatchError::Failed(e)) => return (None, Err(RoundError::Failed(e))),
-    };
-    let mut failures = Vec::new();
-    for node in d.nodes() {
-        match connect_node(&cfg, &http, node, &resume, auth_id).await {
-            Ok(x) => return (d.backoff, Ok(x)),
-            Err(NodeError::Fatal(e)) => return (d.backoff, Err(RoundError::Fatal(e))),
-            Err(NodeError::Refused(status)) => failures.push(format!(
-                "{}: WebSocket upgrade refused with {status}",
-                node.node_id
-            )),
-            Err(NodeError::Failed(e)) => failures.push(format!("{}: {e}", node.node_id)),
-        }
-    }
-    (d.backoff, Err(RoundError::Failed(failures.join("; "))))
-}
-
-fn open_error(e: OpenError) -> NodeError {
-    match e {
-        OpenError::Unauthorized(message) => NodeError::Fatal(ClientError::Server {
-            code: "unauthorized".into(),
-            message,
-        }),
-        OpenError::UpgradeRefused(s) => NodeError::Refused(s),
-        OpenError::Failed(e) => NodeError::Failed(e),
-    }
-}
-
-async fn connect_node(
-    cfg: &ClientConfig,
-    http: &reqwest::Client,
-    node: &Placement,
-    resume: &Value,
-    auth_id: u64,
-) -> Result<(Link, Welcome), NodeError> {
-    let t = cfg.request_timeout;
-    let ep = &node.endpoints;
-    let via_poll = || async {
-        let poll = ep
-            .poll
-            .as_deref()
-            .ok_or_else(|| NodeError::Failed("no long-poll endpoint".into()))?;
-        let mut link = open_poll(http, poll, &cfg.token, resume.clone(), t)
-            .await
-            .map_err(open_error)?;
-        let w = await_welcome(&mut link, None, t).await?;
-        Ok((link, w))
-    };
-    let via_ws = || async {
-        let url = ep.ws.as_deref().ok_or(NodeError::Refused(0))?;
-        let mut link = open_ws(url, t).await.map_err(open_error)?;
-        let w = authenticate(&mut link, &cfg.token, resume, auth_id, t).await?;
-        Ok((link, w))
-    };
-    match cfg.transport {
-        TransportChoice::LongPoll => via_poll().await,
-        TransportChoice::WebSocket => match via_ws().await {
-            Err(NodeError::Refused(s)) => Err(NodeError::Failed(format!(
-                "WebSocket upgrade refused ({s})"
-            ))),
-            other => other,
-        },
-        TransportChoice::Auto => match via_ws().await {
-            Err(NodeError::Refused(status)) => {
-                tracing::info!(
-                    node_id = %node.node_id,
-                    status,
-                    "WebSocket upgrade refused; falling back to long-polling"
-                );
-                via_poll().await
-            }
-            other => other,
-        },
-        TransportChoice::Tcp => {
-            let url = ep
-                .tcp
-                .as_deref()
-                .ok_or_else(|| NodeError::Failed("no TCP endpoint".into()))?;
-            let mut link = open_tcp(url, t).await.map_err(open_error)?;
-            let w = authenticate(&mut link, &cfg.token, resume, auth_id, t).await?;
-            Ok((link, w))
-        }
-    }
-}
-
-/// Sends the `auth` frame (with `resume`) and waits for `welcome`.
-async fn authenticate(
-    link: &mut Link,
-    token: &str,
-    resume: &Value,
-    auth_id: u64,
-    timeout: Duration,
-) -> Result<Welcome, NodeError> {
-    let mut frame = json!({"type": "auth", "id": auth_id, "token": token});
-    if resume.as_object().is_some_and(|m| !m.is_empty()) {
-        frame["resume"] = resume.clone();
-    }
-    link.send(&frame);
-    await_welcome(link, Some(auth_id), timeout).await
-}
-
-/// Reads frames until `welcome` (answering pings); what follows it stays in the link.
-async fn await_welcome(
-    link: &mut Link,
-    auth_id: Option<u64>,
-    timeout: Duration,
-) -> Result<Welcome, NodeError> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let inc = match tokio::time::timeout_at(deadline, link.inc.recv()).await {
-            Err(_) => return Err(NodeError::Failed("no welcome in time".into())),
-            Ok(None) => return Err(NodeError::Failed("connection closed before welcome".into())),
-            Ok(Some(i)) => i,
-        };
-        let v = match inc {
-            Incoming::Frame(v) => v,
-            Incoming::Alive => continue,
-            Incoming::Closed(reason) => return Err(NodeError::Failed(reason)),
-        };
-        match v["type"].as_str().unwrap_or_default() {
-            "welcome" => {
-                return serde_json::from_value(v)
-                    .map_err(|e| NodeError::Failed(format!("unreadable welcome: {e}")));
-            }
-            "ping" => {
-                link.send(&json!({"type": "pong"}));
-            }
-            "error" => {
-                let code = v["code"].as_str().unwrap_or_default();
-                let for_auth = auth_id.is_none() || v["id"].as_u64() == auth_id;
-                if code == "unauthorized" && for_auth {
-                    return Err(NodeError::Fatal(server_error(&v)));
-                }
-                if code == "unauthorized" {
-                    // An auth timeout (id null): the node was too slow to read us.
-                    return Err(NodeError::Failed(format!("auth refused: {v}")));
-                }
-                return Err(NodeError::Failed(format!("refused before welcome: {code}")));
-            }
-            "reconnect" | "disconnect" => {
-                return Err(NodeError::Failed(format!(
-                    "the node ended the connection before welcome: {}",
-                    v["reason"].as_str().unwrap_or_default()
-                )));
-            }
-            _ => {}
-        }
-    }
-}
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;

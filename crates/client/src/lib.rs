@@ -41,6 +41,16 @@
 //!
 //! `examples/tail.rs` is a complete program that prints a room's messages as they come.
 //!
+//! # Backpressure
+//!
+//! Every buffer in the client is bounded. The [`Events`] stream holds up to [`EVENT_BUFFER`]
+//! events; when it is full the client waits for the application to read, and meanwhile reads
+//! nothing more from the server (whose own limit then ends the connection as a slow consumer,
+//! after which the client resumes where the application stopped). Requests wait meanwhile too,
+//! so read events in a task of their own rather than between requests. Up to
+//! [`COMMAND_BUFFER`] requests from the application wait for the background task; more wait in
+//! their callers (within the request timeout).
+//!
 //! # Transports
 //!
 //! | [`TransportChoice`] | what happens |
@@ -59,259 +69,33 @@
 //! its head when the first connection was made (its messages arrive as [`Event::Message`] and
 //! are resumed after reconnects); [`Client::unsubscribe`] it to stop that.
 
+mod connect;
 mod dispatch;
 mod driver;
 mod link;
 mod tracker;
+mod types;
 
-use serde::{Deserialize, Serialize};
+pub use types::{
+    ClientConfig, ClientError, Event, Events, Message, Receipt, Subscribed, Transport,
+    TransportChoice,
+};
+
 use serde_json::Value;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-/// Which transport to speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TransportChoice {
-    /// WebSocket, falling back to long-polling on the same node when the upgrade is refused.
-    #[default]
-    Auto,
-    /// WebSocket only.
-    WebSocket,
-    /// Long-polling only (works through any HTTP proxy or non-sticky load balancer).
-    LongPoll,
-    /// Raw TCP (4-byte big-endian length + JSON).
-    Tcp,
-}
+use switchboard_proto::ServerFrame;
+pub use switchboard_proto::frame::PresenceEntry;
 
-/// The transport a connection actually uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// WebSocket (`GET /v1/ws`).
-    WebSocket,
-    /// Long-polling (`/v1/poll`).
-    LongPoll,
-    /// Raw TCP.
-    Tcp,
-}
+/// How many events the [`Events`] stream holds before the client waits for the application
+/// to read (see "Backpressure" above).
+pub const EVENT_BUFFER: usize = 1024;
 
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Transport::WebSocket => "websocket",
-            Transport::LongPoll => "long-poll",
-            Transport::Tcp => "tcp",
-        })
-    }
-}
-
-/// How to reach the server and how to behave. Build it with [`ClientConfig::new`] and adjust
-/// the public fields.
-#[derive(Debug, Clone)]
-pub struct ClientConfig {
-    /// The dispatcher's base URL, e.g. `http://127.0.0.1:7700` (the client asks
-    /// `GET {dispatcher}/v1/dispatch` before every connection).
-    pub dispatcher: String,
-    /// The bearer token (from `POST /v1/sessions` or the server API).
-    pub token: String,
-    /// The transport to use (default [`TransportChoice::Auto`]).
-    pub transport: TransportChoice,
-    /// First backoff step between connection rounds (default 250 ms). Replaced by the
-    /// dispatcher's `backoff.base_ms` hint once it gave one.
-    pub backoff_base: Duration,
-    /// Longest backoff step (default 10 s). Replaced by the dispatcher's `backoff.max_ms` hint
-    /// once it gave one.
-    pub backoff_max: Duration,
-    /// How long a request waits for its answer (default 10 s). A publish waits three times
-    /// this, across reconnects; [`Client::connect`] waits three times this for the first
-    /// `welcome`.
-    pub request_timeout: Duration,
-}
-
-impl ClientConfig {
-    /// A configuration with the defaults: `Auto` transport, backoff 250 ms to 10 s, requests
-    /// answered within 10 s.
-    pub fn new(dispatcher: impl Into<String>, token: impl Into<String>) -> ClientConfig {
-        ClientConfig {
-            dispatcher: dispatcher.into(),
-            token: token.into(),
-            transport: TransportChoice::Auto,
-            backoff_base: Duration::from_millis(250),
-            backoff_max: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// One stored message of a conversation. `(conv, seq)` identifies it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Message {
-    /// The conversation (`room:<room_id>` or `user:<user_id>`).
-    pub conv: String,
-    /// Its position in `conv`: 1, 2, 3 ...
-    pub seq: u64,
-    /// Server-made unique id (both copies of a direct message share it).
-    pub message_id: String,
-    /// The sender; `None` for messages published by the server API.
-    #[serde(default)]
-    pub from: Option<String>,
-    /// The recipient of a direct message.
-    #[serde(default)]
-    pub to: Option<String>,
-    /// Storage time, milliseconds since the Unix epoch (informational: `seq` is the order).
-    #[serde(default)]
-    pub ts: u64,
-    /// The sender's idempotency key, if it gave one.
-    #[serde(default)]
-    pub client_msg_id: Option<String>,
-    /// The payload, any JSON value.
-    #[serde(default)]
-    pub body: Value,
-}
-
-/// The answer to a publish: where and when the message was stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Receipt {
-    /// Where it was stored (for a direct message, `user:<to>`).
-    pub conv: String,
-    /// Its seq there.
-    pub seq: u64,
-    /// Its id.
-    pub message_id: String,
-    /// Its storage time (ms).
-    pub ts: u64,
-    /// The idempotency key the client sent with it.
-    pub client_msg_id: String,
-}
-
-/// The answer to a subscribe.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Subscribed {
-    /// The conversation.
-    pub conv: String,
-    /// Its latest seq when the subscription started; later messages follow as events.
-    pub head_seq: u64,
-    /// Its epoch (a new epoch means its history was lost and seqs restarted).
-    pub epoch: String,
-}
-
-/// One online user in a presence answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PresenceEntry {
-    /// The user.
-    pub user_id: String,
-    /// Their live connections (subscribed to the conversation, for a room).
-    pub connections: u32,
-}
-
-/// What the client tells the application.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// A message of a subscribed conversation: each `(conv, seq)` once, in seq order.
-    Message(Message),
-    /// A connection is up (after every `welcome`, the first one included).
-    Connected {
-        /// The node connected to.
-        node_id: String,
-        /// The transport in use.
-        transport: Transport,
-    },
-    /// The connection ended; the client is reconnecting by itself.
-    Disconnected {
-        /// Why (`shutdown`, `slow_consumer`, `heartbeat timeout`, an IO error ...).
-        reason: String,
-    },
-    /// A subscribed conversation was resumed after a reconnect. With `recovered: false` the
-    /// messages between the last delivered one and `from_seq` are gone (history trimmed, or
-    /// lost with a new epoch); delivery goes on from `from_seq`.
-    Resumed {
-        /// The conversation.
-        conv: String,
-        /// Whether everything missed is being delivered.
-        recovered: bool,
-        /// The first seq the server sends.
-        from_seq: u64,
-    },
-    /// The server ended a subscription (e.g. removal from a private room: `not_member`; or a
-    /// conversation that could not be resumed). It is no longer tracked.
-    Unsubscribed {
-        /// The conversation.
-        conv: String,
-        /// The server's reason or error code.
-        reason: String,
-    },
-    /// The server ended the session for good (`logged_out`, `kicked`, `auth_expired`, or
-    /// `unauthorized` when the token was refused on a reconnect). The client does not
-    /// reconnect; this is the last event.
-    ServerDisconnect {
-        /// Why.
-        reason: String,
-    },
-}
-
-/// The stream of [`Event`]s of one [`Client`]. It ends (`None`) when the client is closed or
-/// the server ended the session. Events are buffered without bound: read them promptly.
-#[derive(Debug)]
-pub struct Events {
-    rx: mpsc::UnboundedReceiver<Event>,
-}
-
-impl Events {
-    /// The next event, or `None` once the client stopped.
-    pub async fn next(&mut self) -> Option<Event> {
-        self.rx.recv().await
-    }
-
-    /// The next event if one is already waiting.
-    pub fn try_next(&mut self) -> Option<Event> {
-        self.rx.try_recv().ok()
-    }
-}
-
-impl futures_util::Stream for Events {
-    type Item = Event;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Event>> {
-        self.rx.poll_recv(cx)
-    }
-}
-
-/// What can go wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ClientError {
-    /// The server answered with an error (`code` is the contract's snake_case code, e.g.
-    /// `not_found`, `not_member`, `rate_limited`, `unauthorized`).
-    #[error("{code}: {message}")]
-    Server {
-        /// The error code.
-        code: String,
-        /// Human-readable detail.
-        message: String,
-    },
-    /// The connection dropped before the answer (history and presence requests; publishes,
-    /// subscribes and unsubscribes are resent after the reconnect instead).
-    #[error("the connection dropped before the answer")]
-    Disconnected,
-    /// No answer within the request timeout.
-    #[error("no answer in time")]
-    Timeout,
-    /// The first connection could not be made in time; the last failure is given.
-    #[error("could not connect: {0}")]
-    Unreachable(String),
-    /// The client was closed, or the server ended the session.
-    #[error("the client is closed")]
-    Closed,
-    /// The configuration cannot work.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// The server's answer was not what the protocol says.
-    #[error("unexpected answer: {0}")]
-    Protocol(String),
-}
+/// How many requests can wait for the background task before callers wait to hand theirs over.
+pub const COMMAND_BUFFER: usize = 64;
 
 /// A request to the background task.
 #[derive(Debug, Clone)]
@@ -342,7 +126,7 @@ pub(crate) enum Request {
 pub(crate) enum Cmd {
     Request {
         req: Request,
-        reply: oneshot::Sender<Result<Value, ClientError>>,
+        reply: oneshot::Sender<Result<ServerFrame, ClientError>>,
     },
     Close {
         done: oneshot::Sender<()>,
@@ -365,7 +149,7 @@ pub(crate) fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, SharedState> {
 }
 
 struct Inner {
-    cmds: mpsc::UnboundedSender<Cmd>,
+    cmds: mpsc::Sender<Cmd>,
     shared: Shared,
     request_timeout: Duration,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -406,8 +190,8 @@ impl Client {
         if config.token.is_empty() {
             return Err(ClientError::Config("the token is empty".into()));
         }
-        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_BUFFER);
+        let (ev_tx, ev_rx) = mpsc::channel(EVENT_BUFFER);
         let (ready_tx, ready_rx) = oneshot::channel();
         let shared: Shared = Arc::default();
         let wait = config.request_timeout.saturating_mul(3);
@@ -448,17 +232,21 @@ impl Client {
         }
     }
 
-    async fn request(&self, req: Request, within: Duration) -> Result<Value, ClientError> {
-        let (reply, rx) = oneshot::channel();
-        self.inner
-            .cmds
-            .send(Cmd::Request { req, reply })
-            .map_err(|_| ClientError::Closed)?;
-        match tokio::time::timeout(within, rx).await {
-            Err(_) => Err(ClientError::Timeout),
-            Ok(Err(_)) => Err(ClientError::Closed),
-            Ok(Ok(r)) => r,
-        }
+    /// Sends a request and waits for its answer frame (an `error` frame is an `Err`). Waiting
+    /// for room in the command buffer counts toward `within`.
+    async fn request(&self, req: Request, within: Duration) -> Result<ServerFrame, ClientError> {
+        let asked = async {
+            let (reply, rx) = oneshot::channel();
+            self.inner
+                .cmds
+                .send(Cmd::Request { req, reply })
+                .await
+                .map_err(|_| ClientError::Closed)?;
+            rx.await.map_err(|_| ClientError::Closed)?
+        };
+        tokio::time::timeout(within, asked)
+            .await
+            .map_err(|_| ClientError::Timeout)?
     }
 
     /// Subscribes to `conv` (`room:<room_id>` or `user:<own user_id>`). Its messages then
@@ -469,12 +257,19 @@ impl Client {
         let req = Request::Subscribe {
             conv: conv.to_owned(),
         };
-        let v = self.request(req, self.inner.request_timeout).await?;
-        Ok(Subscribed {
-            conv: v["conv"].as_str().unwrap_or(conv).to_owned(),
-            head_seq: v["head_seq"].as_u64().unwrap_or(0),
-            epoch: v["epoch"].as_str().unwrap_or_default().to_owned(),
-        })
+        match self.request(req, self.inner.request_timeout).await? {
+            ServerFrame::Subscribed {
+                conv,
+                head_seq,
+                epoch,
+                ..
+            } => Ok(Subscribed {
+                conv: conv.to_string(),
+                head_seq,
+                epoch,
+            }),
+            other => Err(unexpected("subscribe", &other)),
+        }
     }
 
     /// Ends the subscription to `conv` and forgets its position.
@@ -509,19 +304,23 @@ impl Client {
             body,
             client_msg_id: client_msg_id.to_owned(),
         };
-        let v = self
-            .request(req, self.inner.request_timeout.saturating_mul(3))
-            .await?;
-        let seq = v["seq"]
-            .as_u64()
-            .ok_or_else(|| ClientError::Protocol(format!("published without seq: {v}")))?;
-        Ok(Receipt {
-            conv: v["conv"].as_str().unwrap_or(conv).to_owned(),
-            seq,
-            message_id: v["message_id"].as_str().unwrap_or_default().to_owned(),
-            ts: v["ts"].as_u64().unwrap_or(0),
-            client_msg_id: client_msg_id.to_owned(),
-        })
+        let within = self.inner.request_timeout.saturating_mul(3);
+        match self.request(req, within).await? {
+            ServerFrame::Published {
+                conv,
+                seq,
+                message_id,
+                ts,
+                ..
+            } => Ok(Receipt {
+                conv: conv.to_string(),
+                seq,
+                message_id,
+                ts,
+                client_msg_id: client_msg_id.to_owned(),
+            }),
+            other => Err(unexpected("publish", &other)),
+        }
     }
 
     /// Reads stored messages of `conv`, ascending: `after` gives those with a larger seq,
@@ -539,9 +338,14 @@ impl Client {
             before,
             limit,
         };
-        let v = self.request(req, self.inner.request_timeout).await?;
-        serde_json::from_value(v["messages"].clone())
-            .map_err(|e| ClientError::Protocol(format!("history: {e}")))
+        match self.request(req, self.inner.request_timeout).await? {
+            ServerFrame::History { messages, .. } => messages
+                .iter()
+                .map(|m| Message::from_wire(m))
+                .collect::<Result<_, _>>()
+                .map_err(|e| ClientError::Protocol(format!("history: {e}"))),
+            other => Err(unexpected("history", &other)),
+        }
     }
 
     /// Who is subscribed to a room (or, for `user:<own id>`, the own live connections).
@@ -549,9 +353,10 @@ impl Client {
         let req = Request::Presence {
             conv: conv.to_owned(),
         };
-        let v = self.request(req, self.inner.request_timeout).await?;
-        serde_json::from_value(v["users"].clone())
-            .map_err(|e| ClientError::Protocol(format!("presence: {e}")))
+        match self.request(req, self.inner.request_timeout).await? {
+            ServerFrame::Presence { users, .. } => Ok(users),
+            other => Err(unexpected("presence", &other)),
+        }
     }
 
     /// The position of a subscribed conversation: its epoch and the last seq delivered to the
@@ -574,19 +379,32 @@ impl Client {
     /// [`ClientError::Closed`], and ends the event stream.
     pub async fn close(self) {
         let (done, rx) = oneshot::channel();
-        if self.inner.cmds.send(Cmd::Close { done }).is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
-        }
+        let polite = async {
+            if self.inner.cmds.send(Cmd::Close { done }).await.is_ok() {
+                let _ = rx.await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), polite).await;
         let task = self
             .inner
             .task
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        if let Some(t) = task {
-            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        if let Some(mut t) = task
+            && tokio::time::timeout(Duration::from_secs(2), &mut t)
+                .await
+                .is_err()
+        {
+            // Stuck, e.g. waiting for room in an event stream nobody reads: stop it.
+            t.abort();
         }
     }
+}
+
+/// An answer of the wrong frame type (the server and this client disagree on the protocol).
+fn unexpected(request: &str, answer: &ServerFrame) -> ClientError {
+    ClientError::Protocol(format!("{request} answered with {answer:?}"))
 }
 
 #[cfg(test)]

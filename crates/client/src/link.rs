@@ -1,11 +1,18 @@
 //! One live connection to one node, whatever the transport: frames out through a channel,
 //! frames in through another. Each transport runs as small tasks that end with the link.
+//!
+//! Both channels are bounded ([`INCOMING_BUFFER`], [`OUTGOING_BUFFER`]): when the driver falls
+//! behind, the reader stops reading the socket (the server then sees a slow consumer), and a
+//! driver sending faster than the socket takes waits. Nothing buffers without bound.
 
 use crate::Transport;
 use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use switchboard_proto::{FrameError, ServerFrame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -16,20 +23,29 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 const MAX_TCP_FRAME: usize = 16 * 1024 * 1024;
 /// How long a long-poll GET asks the server to hold the request.
 pub(crate) const POLL_WAIT_MS: u64 = 25_000;
+/// Frames read from the server and not yet taken by the driver; when full, the reader waits.
+pub(crate) const INCOMING_BUFFER: usize = 256;
+/// Frames the driver queued and the writer has not sent yet; when full, the driver waits.
+pub(crate) const OUTGOING_BUFFER: usize = 256;
 
 /// Something that came from the server.
 #[derive(Debug)]
 pub(crate) enum Incoming {
-    /// One JSON frame.
-    Frame(Value),
+    /// One server frame.
+    Frame(ServerFrame),
+    /// A frame that could not be decoded (with its `id`, when the envelope was readable).
+    Unreadable(FrameError),
     /// A sign of life without a frame (a WebSocket ping or pong, an empty poll answer).
     Alive,
     /// The connection is over, and why.
     Closed(String),
 }
 
-enum Out {
+/// What the driver hands the writer.
+pub(crate) enum Out {
+    /// One frame's JSON text.
     Frame(String),
+    /// End the connection politely.
     Close,
 }
 
@@ -48,25 +64,45 @@ pub(crate) enum OpenError {
 /// A live connection.
 pub(crate) struct Link {
     pub transport: Transport,
-    out: mpsc::UnboundedSender<Out>,
-    pub inc: mpsc::UnboundedReceiver<Incoming>,
+    out: mpsc::Sender<Out>,
+    pub inc: mpsc::Receiver<Incoming>,
     writer: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Link {
-    /// Queues one frame; false when the link is already gone.
-    pub fn send(&self, frame: &Value) -> bool {
-        self.out.send(Out::Frame(frame.to_string())).is_ok()
+    /// Queues one frame, waiting while the outgoing buffer is full; false when the link is
+    /// already gone.
+    pub async fn send(&self, frame: &Value) -> bool {
+        self.out.send(Out::Frame(frame.to_string())).await.is_ok()
     }
 
     /// Ends the connection politely (WebSocket close, TCP shutdown, `DELETE` of the poll
     /// session), waiting a moment for that to go out.
     pub async fn close(mut self) {
-        let _ = self.out.send(Out::Close);
+        // The writer may be gone or stuck; the close is a courtesy, so never wait for room.
+        let _ = self.out.try_send(Out::Close);
         if let Some(w) = self.writer.take() {
             let _ = tokio::time::timeout(Duration::from_secs(1), w).await;
         }
+    }
+}
+
+#[cfg(test)]
+impl Link {
+    /// A link with no connection behind it, for driver tests: what is fed into the returned
+    /// sender comes in, what the driver sends stays in the returned receiver.
+    pub(crate) fn for_test() -> (Link, mpsc::Sender<Incoming>, mpsc::Receiver<Out>) {
+        let (out, out_rx) = mpsc::channel(OUTGOING_BUFFER);
+        let (inc_tx, inc) = mpsc::channel(INCOMING_BUFFER);
+        let link = Link {
+            transport: Transport::Tcp,
+            out,
+            inc,
+            writer: None,
+            tasks: Vec::new(),
+        };
+        (link, inc_tx, out_rx)
     }
 }
 
@@ -96,15 +132,15 @@ pub(crate) async fn open_ws(url: &str, timeout: Duration) -> Result<Link, OpenEr
         Ok(Ok((ws, _))) => ws,
     };
     let (mut sink, mut stream) = ws.split();
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Out>();
-    let (inc_tx, inc_rx) = mpsc::unbounded_channel();
+    let (out_tx, mut out_rx) = mpsc::channel::<Out>(OUTGOING_BUFFER);
+    let (inc_tx, inc_rx) = mpsc::channel(INCOMING_BUFFER);
     let inc = inc_tx.clone();
     let writer = tokio::spawn(async move {
         while let Some(o) = out_rx.recv().await {
             match o {
                 Out::Frame(text) => {
                     if let Err(e) = sink.send(WsMessage::text(text)).await {
-                        let _ = inc.send(Incoming::Closed(format!("write failed: {e}")));
+                        closed(&inc, format!("write failed: {e}"));
                         return;
                     }
                 }
@@ -121,15 +157,15 @@ pub(crate) async fn open_ws(url: &str, timeout: Duration) -> Result<Link, OpenEr
             match stream.next().await {
                 None => break "connection closed".to_owned(),
                 Some(Err(e)) => break format!("read failed: {e}"),
-                Some(Ok(WsMessage::Text(t))) => forward(&inc_tx, t.as_bytes()),
-                Some(Ok(WsMessage::Binary(b))) => forward(&inc_tx, &b),
+                Some(Ok(WsMessage::Text(t))) => forward(&inc_tx, t.as_bytes()).await,
+                Some(Ok(WsMessage::Binary(b))) => forward(&inc_tx, &b).await,
                 Some(Ok(WsMessage::Close(_))) => break "closed by the server".to_owned(),
                 Some(Ok(_)) => {
-                    let _ = inc_tx.send(Incoming::Alive);
+                    let _ = inc_tx.send(Incoming::Alive).await;
                 }
             }
         };
-        let _ = inc_tx.send(Incoming::Closed(reason));
+        let _ = inc_tx.send(Incoming::Closed(reason)).await;
     });
     Ok(Link {
         transport: Transport::WebSocket,
@@ -140,13 +176,23 @@ pub(crate) async fn open_ws(url: &str, timeout: Duration) -> Result<Link, OpenEr
     })
 }
 
-fn forward(inc: &mpsc::UnboundedSender<Incoming>, bytes: &[u8]) {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(v) => {
-            let _ = inc.send(Incoming::Frame(v));
-        }
-        Err(e) => tracing::warn!(error = %e, "server sent a frame that is not JSON; ignored"),
+/// Decodes one frame and hands it to the driver, waiting while the incoming buffer is full.
+async fn forward(inc: &mpsc::Sender<Incoming>, bytes: &[u8]) {
+    let _ = inc.send(decode(bytes)).await;
+}
+
+fn decode(bytes: &[u8]) -> Incoming {
+    match ServerFrame::decode(bytes) {
+        Ok(f) => Incoming::Frame(f),
+        Err(e) => Incoming::Unreadable(e),
     }
+}
+
+/// A writer's last word. It must not wait: the driver may itself be waiting for the writer's
+/// room, and the writer ending (dropping its receiver) is what frees it. The reader reports
+/// the closed connection anyway.
+fn closed(inc: &mpsc::Sender<Incoming>, reason: String) {
+    let _ = inc.try_send(Incoming::Closed(reason));
 }
 
 /// Opens a TCP connection to `tcp://host:port` (not yet authenticated).
@@ -163,8 +209,8 @@ pub(crate) async fn open_tcp(url: &str, timeout: Duration) -> Result<Link, OpenE
     };
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Out>();
-    let (inc_tx, inc_rx) = mpsc::unbounded_channel();
+    let (out_tx, mut out_rx) = mpsc::channel::<Out>(OUTGOING_BUFFER);
+    let (inc_tx, inc_rx) = mpsc::channel(INCOMING_BUFFER);
     let inc = inc_tx.clone();
     let writer = tokio::spawn(async move {
         while let Some(o) = out_rx.recv().await {
@@ -174,7 +220,7 @@ pub(crate) async fn open_tcp(url: &str, timeout: Duration) -> Result<Link, OpenE
                     buf.extend_from_slice(&(text.len() as u32).to_be_bytes());
                     buf.extend_from_slice(text.as_bytes());
                     if let Err(e) = wr.write_all(&buf).await {
-                        let _ = inc.send(Incoming::Closed(format!("write failed: {e}")));
+                        closed(&inc, format!("write failed: {e}"));
                         return;
                     }
                 }
@@ -199,9 +245,9 @@ pub(crate) async fn open_tcp(url: &str, timeout: Duration) -> Result<Link, OpenE
             if let Err(e) = rd.read_exact(&mut frame).await {
                 break format!("connection closed: {e}");
             }
-            forward(&inc_tx, &frame);
+            forward(&inc_tx, &frame).await;
         };
-        let _ = inc_tx.send(Incoming::Closed(reason));
+        let _ = inc_tx.send(Incoming::Closed(reason)).await;
     });
     Ok(Link {
         transport: Transport::Tcp,
@@ -260,8 +306,8 @@ pub(crate) async fn open_poll(
         }
     };
     let url = Arc::new(Mutex::new(url));
-    let (out_tx, out_rx) = mpsc::unbounded_channel::<Out>();
-    let (inc_tx, inc_rx) = mpsc::unbounded_channel();
+    let (out_tx, out_rx) = mpsc::channel::<Out>(OUTGOING_BUFFER);
+    let (inc_tx, inc_rx) = mpsc::channel(INCOMING_BUFFER);
     let poller = tokio::spawn(poll_loop(
         http.clone(),
         url.clone(),
@@ -298,7 +344,7 @@ fn follow_wrong_node(url: &Mutex<String>, answer: &Value) -> bool {
 async fn poll_loop(
     http: reqwest::Client,
     url: Arc<Mutex<String>>,
-    inc: mpsc::UnboundedSender<Incoming>,
+    inc: mpsc::Sender<Incoming>,
     timeout: Duration,
 ) {
     let mut after = 0u64;
@@ -330,37 +376,46 @@ async fn poll_loop(
             s => break format!("poll answered {s}"),
         }
         redirects = 0;
-        let frames: Vec<Value> = match resp.json().await {
+        let text = match resp.bytes().await {
+            Ok(t) => t,
+            Err(e) => break format!("poll answer unreadable: {e}"),
+        };
+        let frames: Vec<Box<RawValue>> = match serde_json::from_slice(&text) {
             Ok(f) => f,
             Err(e) => break format!("poll answer unreadable: {e}"),
         };
-        if frames.is_empty() {
-            let _ = inc.send(Incoming::Alive);
+        if frames.is_empty() && inc.send(Incoming::Alive).await.is_err() {
+            return;
         }
-        for mut f in frames {
-            if let Some(p) = f.get("pseq").and_then(Value::as_u64) {
+        for f in frames {
+            // `pseq` numbers the session's frames; the frame decoder ignores it.
+            if let Ok(PollSeq { pseq: Some(p) }) = serde_json::from_str(f.get()) {
                 if p <= after {
                     continue;
                 }
                 after = p;
             }
-            if let Some(obj) = f.as_object_mut() {
-                obj.remove("pseq");
-            }
-            if inc.send(Incoming::Frame(f)).is_err() {
+            if inc.send(decode(f.get().as_bytes())).await.is_err() {
                 return;
             }
         }
     };
-    let _ = inc.send(Incoming::Closed(reason));
+    let _ = inc.send(Incoming::Closed(reason)).await;
+}
+
+/// The sequence number a long-poll answer puts on each frame.
+#[derive(Deserialize)]
+struct PollSeq {
+    #[serde(default)]
+    pseq: Option<u64>,
 }
 
 /// `POST {poll}` with the frames to send, batching what is queued.
 async fn post_loop(
     http: reqwest::Client,
     url: Arc<Mutex<String>>,
-    mut out: mpsc::UnboundedReceiver<Out>,
-    inc: mpsc::UnboundedSender<Incoming>,
+    mut out: mpsc::Receiver<Out>,
+    inc: mpsc::Sender<Incoming>,
     timeout: Duration,
 ) {
     let mut closing = false;
@@ -390,7 +445,7 @@ async fn post_loop(
             let resp = match resp {
                 Ok(r) => r,
                 Err(e) => {
-                    let _ = inc.send(Incoming::Closed(format!("poll send failed: {e}")));
+                    closed(&inc, format!("poll send failed: {e}"));
                     return;
                 }
             };
@@ -411,7 +466,7 @@ async fn post_loop(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 s => {
-                    let _ = inc.send(Incoming::Closed(format!("poll send answered {s}")));
+                    closed(&inc, format!("poll send answered {s}"));
                     return;
                 }
             }

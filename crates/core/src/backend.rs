@@ -342,13 +342,39 @@ pub trait Registry: Send + Sync + 'static {
     }
 }
 
-/// A live node as it announced itself with its lease.
-#[derive(Debug, Clone, PartialEq)]
+/// What a node announces with its lease (stored as this struct's JSON), so that dispatchers
+/// find the gateways and poll sessions can be followed to their node. Every field but
+/// `node_id` may be absent from what is stored (it then reads as its default), so older and
+/// newer nodes read each other's announcements.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct NodeAnnouncement {
     /// The node.
     pub node_id: String,
-    /// What it announced: at least `public_url` (its base URL) for gateways.
-    pub info: serde_json::Value,
+    /// Its base URL, e.g. `http://10.0.0.5:7700` (set for every node that serves HTTP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// Where clients connect to it.
+    #[serde(default)]
+    pub endpoints: switchboard_proto::Endpoints,
+    /// Placement weight relative to other nodes.
+    #[serde(default)]
+    pub weight: u32,
+    /// Its connection limit.
+    #[serde(default)]
+    pub max_connections: u64,
+    /// Whether it takes client connections (api or dispatcher-only nodes announce too).
+    #[serde(default)]
+    pub gateway: bool,
+}
+
+impl NodeAnnouncement {
+    /// An announcement that names the node only (no URL: dispatchers will not use it).
+    pub fn new(node_id: impl Into<String>) -> NodeAnnouncement {
+        NodeAnnouncement {
+            node_id: node_id.into(),
+            ..NodeAnnouncement::default()
+        }
+    }
 }
 
 /// Start and end of a backend.

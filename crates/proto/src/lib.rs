@@ -7,12 +7,14 @@
 
 pub mod backoff;
 pub mod conv;
+pub mod endpoints;
 pub mod error;
 pub mod frame;
 pub mod ids;
 pub mod message;
 
 pub use conv::Conv;
+pub use endpoints::Endpoints;
 pub use error::{DisconnectReason, ErrorCode};
 pub use frame::{ClientFrame, FrameError, RequestId, ResumePosition, ServerFrame};
 pub use message::{Message, MessageBody};

@@ -21,6 +21,13 @@ impl MessageBody {
     }
 }
 
+/// Bodies are equal when their JSON text is (no normalization: the text is what is sent).
+impl PartialEq for MessageBody {
+    fn eq(&self, other: &MessageBody) -> bool {
+        self.get() == other.get()
+    }
+}
+
 impl Serialize for MessageBody {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.0.serialize(s)
@@ -34,7 +41,7 @@ impl<'de> Deserialize<'de> for MessageBody {
 }
 
 /// One stored message. `(conv, seq)` identifies it; `seq` is its order in `conv`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     /// The conversation it belongs to.
     pub conv: Conv,

@@ -13,7 +13,7 @@ use switchboard_api::{ApiConfig, AppState};
 use switchboard_backend_embedded::{EmbeddedBackend, EmbeddedConfig};
 use switchboard_backend_redis::{RedisBackend, RedisConfig};
 use switchboard_core::Node;
-use switchboard_core::backend::{Backend, BusSink};
+use switchboard_core::backend::{Backend, BusSink, NodeAnnouncement};
 use switchboard_core::hub::Hub;
 use switchboard_core::metrics::Metrics;
 use switchboard_dispatcher::prober::LocalSource;
@@ -182,7 +182,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             Box::pin(async move {
                 let nodes = registry.live_nodes().await.ok()?;
                 let n = nodes.into_iter().find(|n| n.node_id == owner)?;
-                n.info["public_url"].as_str().map(str::to_owned)
+                n.public_url
             })
         }));
         let sessions = PollSessions::new(node.clone(), poll_config);
@@ -337,9 +337,9 @@ fn start_dispatcher(config: &ServerConfig, node: &Arc<Node>, api: &ApiConfig) ->
                 Ok(nodes) => nodes
                     .into_iter()
                     // Only gateways take clients; api or dispatcher-only nodes announce too.
-                    .filter(|n| n.info["gateway"] == true)
+                    .filter(|n| n.gateway)
                     .filter(|n| Some(&n.node_id) != own_id.as_ref())
-                    .filter_map(|n| n.info["public_url"].as_str().map(str::to_owned))
+                    .filter_map(|n| n.public_url)
                     .collect(),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot list gateways from the registry");
@@ -371,14 +371,16 @@ async fn open_backend(
             rc.history_max_messages = config.history_max_messages;
             rc.history_max_age_ms = config.history_max_age.as_millis() as u64;
             rc.lease = config.lease;
-            rc.announce = serde_json::json!({
-                "node_id": config.node_id,
-                "public_url": public_url,
-                "endpoints": switchboard_api::ops::endpoints_for(public_url, tcp_url),
-                "weight": config.weight,
-                "max_connections": config.limits.max_connections,
-                "gateway": config.roles.gateway,
-            });
+            let endpoints = switchboard_api::ops::endpoints_for(public_url, tcp_url);
+            rc.announce = NodeAnnouncement {
+                node_id: config.node_id.clone(),
+                public_url: Some(public_url.to_owned()),
+                // Same shape (ws, poll, tcp): the conversion cannot fail.
+                endpoints: serde_json::from_value(endpoints).unwrap_or_default(),
+                weight: config.weight,
+                max_connections: config.limits.max_connections as u64,
+                gateway: config.roles.gateway,
+            };
             let redis = RedisBackend::connect(rc, sink)
                 .await
                 .map_err(|e| StartError::Backend(format!("cannot use Redis at {url}: {e}")))?;

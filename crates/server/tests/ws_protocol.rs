@@ -278,6 +278,44 @@ async fn subscribe_since_history_presence_and_unsubscribe() {
 }
 
 #[tokio::test]
+async fn a_refused_resume_entry_names_its_conversation() {
+    let node = TestNode::start().await;
+    let (_, alice) = node.user("alice").await;
+    let (bob_id, bob) = node.user("bob").await;
+    let secret = node.http.room(&bob, "secret", "private").await;
+    let (theirs, private) = (format!("user:{bob_id}"), format!("room:{secret}"));
+    let mut c = WsClient::connect(&node.ws_url()).await;
+    let resume = json!({theirs.clone(): 0, private.clone(): 0});
+    c.send(json!({"type": "auth", "id": 1, "token": alice, "resume": resume}))
+        .await;
+    let w = c.expect("welcome").await;
+    assert!(w["resumed"].get(&theirs).is_none() && w["resumed"].get(&private).is_none());
+    let mut refused = Vec::new();
+    for _ in 0..2 {
+        let e = c.expect("error").await;
+        assert_eq!(e["id"], 1);
+        let conv = e["conv"]
+            .as_str()
+            .expect("the refused conv, structured")
+            .to_owned();
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{conv}: "))
+        );
+        refused.push((conv, e["code"].as_str().unwrap().to_owned()));
+    }
+    refused.sort();
+    let mut want = vec![
+        (theirs, "forbidden".to_owned()),
+        (private, "not_member".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(refused, want);
+}
+
+#[tokio::test]
 async fn resume_on_auth_replays_then_goes_live_and_says_when_history_is_gone() {
     let node = TestNode::start_with(|c| c.history_max_messages = 5).await;
     let (_, alice) = node.user("alice").await;

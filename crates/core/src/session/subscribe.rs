@@ -113,8 +113,11 @@ impl<T: Transport> Session<T> {
         self.conn.subscribe_with(&subs, welcome.encode())?;
         self.make_room(SESSION_HIGH_WATER).await?;
         for (conv, e) in refused {
-            let e = Error::new(e.code, format!("{conv}: {}", e.message));
-            self.reply_error(id.clone(), e).await?;
+            // The conversation is named in `conv` (and, for older clients, in the text).
+            self.node.metrics.error(e.code);
+            let message = format!("{conv}: {}", e.message);
+            let frame = ServerFrame::error_for(id.clone(), e.code, message, Some(conv));
+            self.reply(frame).await?;
         }
         for conv in replays {
             let last = subs

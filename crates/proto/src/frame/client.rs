@@ -1,19 +1,12 @@
-//! Client and server frames: JSON objects with a `type`, the same on every transport.
+//! Client frames: what a client sends, parsed in two steps (see the module above).
 //!
-//! Parsing is two steps: a cheap envelope read (`id`, `type`) so that even a frame with bad
-//! fields gets an error that echoes its `id`, then the typed body of that one frame type.
 //! Per-type structs (rather than one internally tagged enum) keep publish bodies as raw JSON.
 
+use super::{FrameError, RequestId, read_envelope, shown};
 use crate::conv::Conv;
-use crate::error::{DisconnectReason, ErrorCode};
-use crate::message::{Message, MessageBody};
+use crate::message::MessageBody;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::Arc;
-
-/// A client's request id: a number or a string, echoed in the reply.
-pub type RequestId = Value;
 
 /// A position a client resumes from: a bare last seq, or a seq with the epoch it belongs to.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -102,23 +95,6 @@ pub enum ClientFrame {
     Pong,
 }
 
-/// Why a frame could not be parsed: the id to echo (if the envelope was readable) and a message.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FrameError {
-    /// The request id, when the frame was JSON with a usable `id`.
-    pub id: Option<RequestId>,
-    /// Human-readable reason.
-    pub message: String,
-}
-
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(default)]
-    id: Option<Value>,
-    #[serde(default, rename = "type")]
-    kind: Option<String>,
-}
-
 #[derive(Deserialize)]
 struct AuthFrame {
     token: String,
@@ -161,28 +137,11 @@ pub const MAX_CLIENT_MSG_ID_LEN: usize = 128;
 /// Parses one client frame. On error, the returned [`FrameError`] carries the request id when it
 /// could be read, so the error reply can echo it (`null` when the frame was not even JSON).
 pub fn parse_client_frame(text: &[u8]) -> Result<(Option<RequestId>, ClientFrame), FrameError> {
-    let env: Envelope = serde_json::from_slice(text).map_err(|e| FrameError {
-        id: None,
-        message: format!("frame is not a JSON object: {e}"),
-    })?;
-    let id = match env.id {
-        Some(Value::Null) | None => None,
-        Some(v @ (Value::Number(_) | Value::String(_))) => Some(v),
-        Some(_) => {
-            return Err(FrameError {
-                id: None,
-                message: "id must be a number or a string".into(),
-            });
-        }
-    };
+    let (id, kind) = read_envelope(text)?;
     let fail = |e: serde_json::Error| FrameError {
         id: id.clone(),
         message: e.to_string(),
     };
-    let kind = env.kind.ok_or_else(|| FrameError {
-        id: id.clone(),
-        message: "missing field `type`".into(),
-    })?;
     let frame = match kind.as_str() {
         "auth" => {
             let f: AuthFrame = serde_json::from_slice(text).map_err(fail)?;
@@ -236,167 +195,20 @@ pub fn parse_client_frame(text: &[u8]) -> Result<(Option<RequestId>, ClientFrame
         "ping" => ClientFrame::Ping,
         "pong" => ClientFrame::Pong,
         other => {
-            let shown: String = other.chars().take(40).collect();
             return Err(FrameError {
                 id,
-                message: format!("unknown frame type `{shown}`"),
+                message: format!("unknown frame type `{}`", shown(other)),
             });
         }
     };
     Ok((id, frame))
 }
 
-/// How a resumed conversation was recovered (in `welcome.resumed`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Resumed {
-    /// True when every message after the client's position is being sent.
-    pub recovered: bool,
-    /// The first seq the server sends (the client's seq + 1 when recovered).
-    pub from_seq: u64,
-    /// The conversation's current epoch.
-    pub epoch: String,
-}
-
-/// One online user of a presence answer.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PresenceEntry {
-    /// The user.
-    pub user_id: String,
-    /// Their live connections (subscribed to the conversation, for rooms).
-    pub connections: u32,
-}
-
-/// Frames the server sends. Replies carry the request's `id` (null when it had none).
-#[derive(Debug, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ServerFrame {
-    /// Answer to a good `auth` (or sent unasked when the token came with the upgrade request).
-    Welcome {
-        /// Request id.
-        id: Option<RequestId>,
-        /// Who is connected.
-        user_id: String,
-        /// This node.
-        node_id: String,
-        /// This connection.
-        conn_id: String,
-        /// How often the server pings; two missed answers end the connection.
-        heartbeat_ms: u64,
-        /// Result per conversation named in `resume`.
-        resumed: BTreeMap<Conv, Resumed>,
-    },
-    /// Answer to `subscribe`; replayed messages follow.
-    Subscribed {
-        /// Request id.
-        id: Option<RequestId>,
-        /// The conversation.
-        conv: Conv,
-        /// Its latest seq when the subscription started.
-        head_seq: u64,
-        /// Its epoch.
-        epoch: String,
-        /// With `since`: whether every message after `since` follows.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        recovered: Option<bool>,
-        /// With `since`: the first seq that follows.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        from_seq: Option<u64>,
-    },
-    /// Answer to `unsubscribe`; also sent unasked (`id` null, with `reason`) when the server
-    /// ends a subscription, e.g. `not_member` after removal from a private room.
-    Unsubscribed {
-        /// Request id.
-        id: Option<RequestId>,
-        /// The conversation.
-        conv: Conv,
-        /// Why the server ended it (absent when the client asked).
-        #[serde(skip_serializing_if = "Option::is_none")]
-        reason: Option<String>,
-    },
-    /// Answer to `publish`.
-    Published {
-        /// Request id.
-        id: Option<RequestId>,
-        /// Where it was stored (for a DM: `user:<to>`).
-        conv: Conv,
-        /// Its seq there.
-        seq: u64,
-        /// Its id.
-        message_id: String,
-        /// Its storage time.
-        ts: u64,
-    },
-    /// Answer to `history`.
-    History {
-        /// Request id.
-        id: Option<RequestId>,
-        /// The conversation.
-        conv: Conv,
-        /// Ascending seq.
-        messages: Vec<Arc<Message>>,
-    },
-    /// Answer to `presence`.
-    Presence {
-        /// Request id.
-        id: Option<RequestId>,
-        /// The conversation.
-        conv: Conv,
-        /// Online users.
-        users: Vec<PresenceEntry>,
-    },
-    /// Answer to a client `ping`.
-    Pong {
-        /// Request id.
-        id: Option<RequestId>,
-    },
-    /// Server heartbeat on transports without protocol pings (TCP, long-poll).
-    Ping {},
-    /// A failed request; the connection goes on.
-    Error {
-        /// Request id, or null when the frame was unreadable.
-        id: Option<RequestId>,
-        /// Error code.
-        code: ErrorCode,
-        /// Human-readable detail.
-        message: String,
-    },
-    /// Go back to the dispatcher after `delay_ms`, then resume.
-    Reconnect {
-        /// Why (e.g. `shutdown`, `drain`).
-        reason: String,
-        /// How long to wait first (jittered, to spread reconnects).
-        delay_ms: u64,
-    },
-    /// The connection is being closed.
-    Disconnect {
-        /// Why.
-        reason: DisconnectReason,
-    },
-}
-
-impl ServerFrame {
-    /// Encodes to JSON text bytes.
-    pub fn encode(&self) -> bytes::Bytes {
-        bytes::Bytes::from(serde_json::to_vec(self).expect("server frames serialize"))
-    }
-
-    /// An error reply.
-    pub fn error(
-        id: Option<RequestId>,
-        code: ErrorCode,
-        message: impl Into<String>,
-    ) -> ServerFrame {
-        ServerFrame::Error {
-            id,
-            code,
-            message: message.into(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Conv;
+    use serde_json::Value;
 
     #[test]
     fn unparsable_frame_has_null_id() {
@@ -439,13 +251,5 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn replies_carry_null_id_when_absent() {
-        let t = ServerFrame::Pong { id: None }.encode();
-        assert_eq!(&t[..], br#"{"type":"pong","id":null}"#);
-        let t = ServerFrame::Ping {}.encode();
-        assert_eq!(&t[..], br#"{"type":"ping"}"#);
     }
 }

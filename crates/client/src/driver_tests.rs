@@ -1,0 +1,114 @@
+//! The driver's handling of typed frames, without a server: refused resumes, unreadable
+//! answers, and the bounded event stream.
+
+use super::*;
+use crate::ClientConfig;
+use switchboard_proto::{Conv, ErrorCode};
+
+struct Rig {
+    driver: Driver,
+    link: Link,
+    events: mpsc::Receiver<Event>,
+    _keep: (mpsc::Sender<Cmd>, mpsc::Sender<Incoming>),
+}
+
+fn rig() -> Rig {
+    let (cmd_tx, cmd_rx) = mpsc::channel(4);
+    let (ev_tx, events) = mpsc::channel(4);
+    let (ready, _) = oneshot::channel();
+    let cfg = ClientConfig::new("http://127.0.0.1:1", "t");
+    let driver = Driver::new(cfg, cmd_rx, ev_tx, Shared::default(), ready);
+    let (link, inc, _out) = Link::for_test();
+    Rig {
+        driver,
+        link,
+        events,
+        _keep: (cmd_tx, inc),
+    }
+}
+
+fn track(d: &Driver, conv: &str) {
+    lock(&d.shared).tracker.on_subscribed(conv, 0, "e");
+}
+
+#[tokio::test]
+async fn a_refused_resume_is_read_from_the_conv_field_then_from_the_text() {
+    let mut r = rig();
+    track(&r.driver, "room:a");
+    track(&r.driver, "room:b");
+    // The structured field wins over the text (here deliberately naming no conversation).
+    let f = ServerFrame::error_for(
+        Some(Value::from(1)),
+        ErrorCode::NotMember,
+        "not a member",
+        Some(Conv::room("a")),
+    );
+    assert!(r.driver.on_frame(&r.link, f, 1).await.is_none());
+    // An older server: only "{conv}: {message}".
+    let f = ServerFrame::error(Some(Value::from(1)), ErrorCode::NotFound, "room:b: gone");
+    assert!(r.driver.on_frame(&r.link, f, 1).await.is_none());
+    let mut got = Vec::new();
+    while let Ok(e) = r.events.try_recv() {
+        got.push(e);
+    }
+    assert_eq!(
+        got,
+        vec![
+            Event::Unsubscribed {
+                conv: "room:a".into(),
+                reason: "not_member".into()
+            },
+            Event::Unsubscribed {
+                conv: "room:b".into(),
+                reason: "not_found".into()
+            },
+        ]
+    );
+    assert!(!lock(&r.driver.shared).tracker.is_tracked("room:a"));
+}
+
+#[tokio::test]
+async fn an_unreadable_answer_fails_the_request_it_answers() {
+    let mut r = rig();
+    let (tx, rx) = oneshot::channel();
+    let req = Request::Presence {
+        conv: "room:a".into(),
+    };
+    r.driver.inflight.insert(
+        3,
+        Pending {
+            req,
+            waiter: Waiter::App(tx),
+        },
+    );
+    let e = ServerFrame::decode(br#"{"type":"presence","id":3,"conv":"room:a","users":7}"#)
+        .unwrap_err();
+    r.driver.on_unreadable(&r.link, e).await;
+    match rx.await.unwrap() {
+        Err(ClientError::Protocol(m)) => assert!(m.contains("unreadable answer"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(r.driver.inflight.is_empty());
+    // Without a readable id there is nothing to fail; it is only logged.
+    let e = ServerFrame::decode(b"not json").unwrap_err();
+    r.driver.on_unreadable(&r.link, e).await;
+}
+
+#[tokio::test]
+async fn a_full_event_stream_makes_the_driver_wait() {
+    let r = rig();
+    for i in 0..4 {
+        r.driver
+            .emit(Event::Disconnected {
+                reason: i.to_string(),
+            })
+            .await;
+    }
+    let fifth = r.driver.emit(Event::Disconnected { reason: "5".into() });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), fifth)
+            .await
+            .is_err(),
+        "the fifth event waits for room"
+    );
+}
