@@ -3,7 +3,7 @@
 //! cases (authorization, validation, limits, 404s) with the `{"error":{"code":..., "message":...}}`
 //! body. What needs sockets, WebSocket clients or a restart is in `http_api.rs`.
 
-mod common;
+use crate::common;
 use axum::body::Bytes;
 use common::*;
 use serde_json::{Value, json};

@@ -2,7 +2,7 @@
 //! connection counts, refused upgrades) and a restart. The request/response checks of every
 //! endpoint run in-process, in `http_inprocess.rs`.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite;

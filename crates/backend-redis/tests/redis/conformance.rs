@@ -1,7 +1,7 @@
 //! Runs the shared backend conformance suite against the Redis backend: one real Redis for the
 //! whole run, a fresh key prefix and node id per case.
 
-mod common;
+use crate::common;
 
 use async_trait::async_trait;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Append throughput (ignored by default; run in release):
 //! `cargo test --release -p switchboard-backend-embedded -- --ignored --nocapture`.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Instant;

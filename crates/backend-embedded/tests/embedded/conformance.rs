@@ -1,6 +1,6 @@
 //! Runs the shared backend conformance suite against the embedded backend.
 
-mod common;
+use crate::common;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
