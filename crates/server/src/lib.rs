@@ -1,6 +1,6 @@
 //! The `switchboard` server: builds a node from a [`ServerConfig`] (backend, hub, services,
 //! webhook, routes for the configured roles), serves it, and shuts it down in order.
-//! `main.rs` and the integration tests both use [`start`].
+//! `main.rs` and the integration tests both use [`start`]; in-process tests use [`build`].
 
 pub mod chat;
 pub mod config;
@@ -128,70 +128,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let metrics = Arc::new(Metrics::new());
-    let hub = Arc::new(Hub::new(metrics.clone(), config.fanout_threads));
-    let sink: Arc<dyn BusSink> = hub.clone();
-    let backend = open_backend(&config, &public_url, tcp_url.as_deref(), sink).await?;
-    let node = Arc::new(Node::new(
-        config.node_id.clone(),
-        config.limits.clone(),
-        backend,
-        hub,
-        metrics.clone(),
-    ));
-    if let (Some(url), Some(secret)) = (&config.webhook_url, &config.webhook_secret) {
-        let hook = switchboard_webhook::Webhook::start(
-            switchboard_webhook::WebhookConfig::new(url.clone(), secret.clone()),
-            metrics.clone(),
-        );
-        node.set_offline_notifier(hook);
-    }
-
-    let api_config = ApiConfig {
-        public_url,
-        tcp_url: tcp_url.clone(),
-        weight: config.weight,
-        api_key: config.api_key.clone(),
-        gateway: config.roles.gateway,
-    };
-    let dispatcher = config
-        .roles
-        .dispatcher
-        .then(|| start_dispatcher(&config, &node, &api_config));
-    let state = AppState {
-        node: node.clone(),
-        config: Arc::new(api_config),
-        dispatcher,
-    };
-    let mut polls = None;
-    let mut router = Router::new().merge(switchboard_api::ops_routes(state.clone()));
-    if config.roles.api {
-        router = router.merge(switchboard_api::api_routes(state.clone()));
-    }
-    if config.roles.dispatcher {
-        router = router.merge(switchboard_api::dispatch_routes(state.clone()));
-    }
-    if config.roles.gateway {
-        let mut poll_config = PollConfig::new(state.config.public_url.clone());
-        poll_config.max_buffered = config.limits.outbound_queue.max(64);
-        poll_config.idle = config.poll_idle;
-        // wrong_node answers name the owner's URL, from what live nodes announced (cluster).
-        let registry = node.backend.registry.clone();
-        poll_config.locate = Some(Arc::new(move |owner: String| {
-            let registry = registry.clone();
-            Box::pin(async move {
-                let nodes = registry.live_nodes().await.ok()?;
-                let n = nodes.into_iter().find(|n| n.node_id == owner)?;
-                n.public_url
-            })
-        }));
-        let sessions = PollSessions::new(node.clone(), poll_config);
-        polls = Some(sessions.clone());
-        router = router
-            .merge(switchboard_gateway::ws_route(node.clone()))
-            .merge(switchboard_gateway::poll::poll_routes(sessions));
-    }
-    let router = switchboard_api::finish(router, node.clone(), config.limits.max_frame_bytes);
+    let App {
+        node,
+        router,
+        polls,
+    } = build(&config, public_url, tcp_url).await?;
 
     let stop_accepting = CancellationToken::new();
     if let Some(listener) = tcp_listener {
@@ -230,6 +171,95 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         tcp_addr,
         node,
         finished,
+    })
+}
+
+/// A node's services and its HTTP app, before anything listens.
+pub struct App {
+    /// The node's services.
+    pub node: Arc<Node>,
+    /// Every route of the configured roles, with the shared layers (errors, body limit).
+    pub router: Router,
+    /// The long-polling sessions, when this node is a gateway (the drain waits on them).
+    polls: Option<Arc<PollSessions>>,
+}
+
+/// Builds the node (backend, hub, webhook, dispatcher) and the router for its roles, as
+/// [`start`] serves them; in-process tests call the router directly. `public_url` and
+/// `tcp_url` are what the node advertises.
+pub async fn build(
+    config: &ServerConfig,
+    public_url: String,
+    tcp_url: Option<String>,
+) -> Result<App, StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let hub = Arc::new(Hub::new(metrics.clone(), config.fanout_threads));
+    let sink: Arc<dyn BusSink> = hub.clone();
+    let backend = open_backend(config, &public_url, tcp_url.as_deref(), sink).await?;
+    let node = Arc::new(Node::new(
+        config.node_id.clone(),
+        config.limits.clone(),
+        backend,
+        hub,
+        metrics.clone(),
+    ));
+    if let (Some(url), Some(secret)) = (&config.webhook_url, &config.webhook_secret) {
+        let hook = switchboard_webhook::Webhook::start(
+            switchboard_webhook::WebhookConfig::new(url.clone(), secret.clone()),
+            metrics.clone(),
+        );
+        node.set_offline_notifier(hook);
+    }
+
+    let api_config = ApiConfig {
+        public_url,
+        tcp_url,
+        weight: config.weight,
+        api_key: config.api_key.clone(),
+        gateway: config.roles.gateway,
+    };
+    let dispatcher = config
+        .roles
+        .dispatcher
+        .then(|| start_dispatcher(config, &node, &api_config));
+    let state = AppState {
+        node: node.clone(),
+        config: Arc::new(api_config),
+        dispatcher,
+    };
+    let mut polls = None;
+    let mut router = Router::new().merge(switchboard_api::ops_routes(state.clone()));
+    if config.roles.api {
+        router = router.merge(switchboard_api::api_routes(state.clone()));
+    }
+    if config.roles.dispatcher {
+        router = router.merge(switchboard_api::dispatch_routes(state.clone()));
+    }
+    if config.roles.gateway {
+        let mut poll_config = PollConfig::new(state.config.public_url.clone());
+        poll_config.max_buffered = config.limits.outbound_queue.max(64);
+        poll_config.idle = config.poll_idle;
+        // wrong_node answers name the owner's URL, from what live nodes announced (cluster).
+        let registry = node.backend.registry.clone();
+        poll_config.locate = Some(Arc::new(move |owner: String| {
+            let registry = registry.clone();
+            Box::pin(async move {
+                let nodes = registry.live_nodes().await.ok()?;
+                let n = nodes.into_iter().find(|n| n.node_id == owner)?;
+                n.public_url
+            })
+        }));
+        let sessions = PollSessions::new(node.clone(), poll_config);
+        polls = Some(sessions.clone());
+        router = router
+            .merge(switchboard_gateway::ws_route(node.clone()))
+            .merge(switchboard_gateway::poll::poll_routes(sessions));
+    }
+    let router = switchboard_api::finish(router, node.clone(), config.limits.max_frame_bytes);
+    Ok(App {
+        node,
+        router,
+        polls,
     })
 }
 

@@ -1,6 +1,15 @@
 //! Test fixtures: nodes started in-process on port 0 (or as real `switchboard` processes when a
-//! test kills them), an HTTP helper, and a WebSocket client over a real socket.
+//! test kills them), an HTTP helper, and a WebSocket client over a real socket; and the same
+//! router called in-process ([`InProcess`]) for request/response checks.
 #![allow(dead_code, missing_docs)]
+
+mod checks;
+mod inprocess;
+// Not every test binary uses them all.
+#[allow(unused_imports)]
+pub use checks::{assert_error, eventually, ids, now_ms, seqs};
+#[allow(unused_imports)]
+pub use inprocess::InProcess;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -138,9 +147,10 @@ impl Http {
             client: reqwest::Client::new(),
         }
     }
+}
 
-    /// Sends a request; returns (status, JSON body or Null).
-    pub async fn call(
+impl JsonApi for Http {
+    async fn call(
         &self,
         method: &str,
         path: &str,
@@ -161,16 +171,7 @@ impl Http {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
-        self.call("GET", path, Some(token), None).await
-    }
-
-    pub async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
-        self.call("POST", path, Some(token), Some(body)).await
-    }
-
-    /// Server API call with the test key.
-    pub async fn server(&self, path: &str, body: Value) -> (u16, Value) {
+    async fn server(&self, path: &str, body: Value) -> (u16, Value) {
         let resp = self
             .client
             .post(format!("{}{path}", self.base))
@@ -183,8 +184,33 @@ impl Http {
         let text = resp.text().await.unwrap_or_default();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
+}
 
-    pub async fn user(&self, name: &str) -> (String, String) {
+/// JSON requests to one node's HTTP API, over a socket ([`Http`]) or in-process
+/// ([`InProcess`]); the provided methods build on `call` and `server`.
+#[allow(async_fn_in_trait)]
+pub trait JsonApi {
+    /// Sends a request; returns (status, JSON body or Null).
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value);
+
+    /// Server API call with the test key.
+    async fn server(&self, path: &str, body: Value) -> (u16, Value);
+
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call("GET", path, Some(token), None).await
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.call("POST", path, Some(token), Some(body)).await
+    }
+
+    async fn user(&self, name: &str) -> (String, String) {
         let creds = json!({"username": name, "password": PASSWORD});
         let (s, v) = self
             .call("POST", "/v1/users", None, Some(creds.clone()))
@@ -199,7 +225,7 @@ impl Http {
     }
 
     /// Creates a room owned by the token's user; returns its id.
-    pub async fn room(&self, token: &str, name: &str, visibility: &str) -> String {
+    async fn room(&self, token: &str, name: &str, visibility: &str) -> String {
         let (s, v) = self
             .post(
                 "/v1/rooms",
@@ -212,7 +238,7 @@ impl Http {
     }
 
     /// Publishes a room message over HTTP; returns its seq.
-    pub async fn publish(&self, token: &str, room: &str, body: Value) -> u64 {
+    async fn publish(&self, token: &str, room: &str, body: Value) -> u64 {
         let (s, v) = self
             .post(
                 &format!("/v1/rooms/{room}/messages"),

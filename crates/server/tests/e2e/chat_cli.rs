@@ -1,7 +1,7 @@
 //! The README demo, end to end: two `switchboard chat` processes talk through a real node, and
 //! a chat that loses its node reconnects and shows what was said meanwhile, exactly once.
 
-mod common;
+use crate::common;
 use common::*;
 use std::process::Stdio;
 use std::time::Duration;

@@ -1,7 +1,5 @@
 //! Starting against a Redis that is not there fails quickly with a message naming it.
 
-mod common;
-
 use std::time::{Duration, Instant};
 use switchboard_backend_redis::{RedisBackend, RedisConfig};
 use switchboard_conformance::RecordingSink;

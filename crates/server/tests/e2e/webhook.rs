@@ -2,7 +2,7 @@
 //! HMAC-SHA256, retried after failures, fired for recipients with no live connection only,
 //! and never for the sender's own copy of a direct message.
 
-mod common;
+use crate::common;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};

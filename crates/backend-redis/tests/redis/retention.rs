@@ -1,7 +1,7 @@
 //! Retention by age (the background pass, run on demand here) and message details the
 //! conformance suite leaves out.
 
-mod common;
+use crate::common;
 
 use common::{connect, keyed, req};
 use std::time::Duration;

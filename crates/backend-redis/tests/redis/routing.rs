@@ -3,7 +3,7 @@
 //! one connection's messages in publication order, so once the sentinel arrives, anything
 //! published before it would have arrived too.
 
-mod common;
+use crate::common;
 
 use common::{connect, req};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! One scenario suite, run over every transport: the same stories must hold on WebSocket,
 //! raw TCP and long-polling. Then what is specific to TCP framing and to long-polling.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::{Value, json};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! with a real Redis of its own (so cases running in parallel share nothing), and a fresh key
 //! prefix and node id per backend a case makes.
 
-mod common;
+use crate::common;
 
 use async_trait::async_trait;
 use std::sync::Arc;

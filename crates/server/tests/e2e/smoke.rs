@@ -1,6 +1,6 @@
 //! The quickest story: two people chat through one node.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::json;
 

@@ -3,7 +3,7 @@
 //! published afterwards, in order. A dropped pub/sub connection loses nothing: the gap is filled
 //! from the stream.
 
-mod common;
+use crate::common;
 
 use common::{connect, eventually, keyed, req};
 use std::time::{Duration, Instant};

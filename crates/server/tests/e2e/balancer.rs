@@ -7,7 +7,7 @@
 //! over both nodes, and routes `/n1/` and `/n2/` to one node each; each node's `--public-url`
 //! is its path on the balancer.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::{Value, json};
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! order; a node with no interested connection receives nothing; a crashed node's users go
 //! offline within the lease; a Redis outage fails publishes fast and heals when Redis returns.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! `cargo test --release -p switchboard-backend-embedded -- --ignored --nocapture`.
 //! Each measurement also checks that every append was stored and delivered, in order.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -3,7 +3,7 @@
 //! with every message of its room exactly once and in seq order, and must never connect to a
 //! node after the dispatcher dropped it. Reconnect times are printed (p50/p99).
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::json;
 use std::collections::HashMap;

@@ -2,7 +2,7 @@
 //! presence within about one lease, its entries are swept from Redis, and it leaves the list of
 //! live nodes. A node whose lease vanished while it was alive registers everything again.
 
-mod common;
+use crate::common;
 
 use common::{connect, eventually};
 use std::time::{Duration, Instant};

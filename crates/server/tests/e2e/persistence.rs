@@ -2,7 +2,7 @@
 //! of heavy publishing loses no message whose `published` answer was sent; SIGTERM tells every
 //! client to reconnect, then exits cleanly.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::json;
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //! nodes skipped, everyone full answered 503, a killed gateway dropped within 5 s, a drained
 //! gateway's clients told to reconnect and landing elsewhere.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::{Value, json};
 use std::collections::HashMap;

@@ -5,7 +5,7 @@
 //! grows past that size. And a slow consumer is cut off without hurting anyone, then resumes
 //! with nothing lost.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::json;
 use std::time::Duration;

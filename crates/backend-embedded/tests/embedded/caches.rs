@@ -1,6 +1,6 @@
 //! The embedded backend's in-memory caches stay exact when callers misbehave.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 use switchboard_conformance::RecordingSink;

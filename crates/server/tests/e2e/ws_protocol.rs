@@ -1,7 +1,7 @@
 //! The WebSocket protocol, frame by frame: auth in its three forms, every request frame,
 //! resume, direct messages across devices, rate limits, and bad input of every kind.
 
-mod common;
+use crate::common;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};

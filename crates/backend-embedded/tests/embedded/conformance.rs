@@ -1,7 +1,7 @@
 //! Runs the shared backend conformance suite against the embedded backend: one test per case,
 //! each with a factory (and temporary directories) of its own.
 
-mod common;
+use crate::common;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;

@@ -2,7 +2,7 @@
 //! over real sockets: every transport, restarts, `reconnect` frames, lost history, the
 //! WebSocket-to-long-polling fallback behind a proxy that refuses upgrades, and logout.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::{Value, json};
 use std::net::SocketAddr;

@@ -1,0 +1,22 @@
+//! The server's integration tests, as one test binary: each links the whole server, so one
+//! binary instead of fourteen saves most of the link time. Run one suite with a filter, e.g.
+//! `cargo test -p switchboard-server --test e2e sdk::`. `measure` stays a binary of its own:
+//! it is run alone, in release, with `--test-threads 1`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod balancer;
+mod chaos;
+mod chat_cli;
+mod cluster;
+mod dispatcher;
+mod http_api;
+mod http_inprocess;
+mod ordering;
+mod persistence;
+mod sdk;
+mod smoke;
+mod transports;
+mod webhook;
+mod ws_protocol;
