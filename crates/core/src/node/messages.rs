@@ -1,0 +1,132 @@
+//! Messages and presence: publish (with the DM copy and the offline trigger), history, and
+//! who is online.
+
+use super::*;
+
+impl Node {
+    // ----- messages -----
+
+    /// Stores and publishes a message. For `user:<to>` from a user, this is a direct message:
+    /// stored in `user:<to>` (the answer) and in the sender's `user:<from>`.
+    pub async fn publish(
+        &self,
+        publisher: Publisher<'_>,
+        conv: Conv,
+        body: MessageBody,
+        client_msg_id: Option<String>,
+    ) -> Result<Receipt> {
+        let started = Instant::now();
+        if let Some(c) = &client_msg_id
+            && (c.is_empty() || c.len() > switchboard_proto::frame::MAX_CLIENT_MSG_ID_LEN)
+        {
+            return Err(Error::bad_request("client_msg_id must be 1 to 128 bytes"));
+        }
+        let (from, owner) = match publisher {
+            Publisher::User(u) => (Some(u.to_owned()), u.to_owned()),
+            Publisher::Server => (None, SERVER_IDEMPOTENCY_OWNER.to_owned()),
+        };
+        let (to, copy_to) = match conv.kind() {
+            ConvKind::Room => {
+                match publisher {
+                    Publisher::User(u) => {
+                        self.visible_room(u, conv.id()).await?;
+                    }
+                    Publisher::Server => {
+                        self.room(conv.id()).await?;
+                    }
+                }
+                (None, None)
+            }
+            ConvKind::User => {
+                let recipient = conv.id();
+                self.user(recipient).await?;
+                match publisher {
+                    Publisher::User(u) if u != recipient => {
+                        (Some(recipient.to_owned()), Some(Conv::user(u)))
+                    }
+                    Publisher::User(_) => (Some(recipient.to_owned()), None),
+                    Publisher::Server => (None, None),
+                }
+            }
+        };
+        let request = AppendRequest {
+            conv,
+            from,
+            to,
+            body,
+            client_msg_id,
+            idempotency_owner: owner,
+            copy_to,
+        };
+        let appended = self.backend.broker.append(request).await?;
+        self.metrics
+            .messages_published
+            .inc_by(appended.stored.len() as u64);
+        self.metrics
+            .publish_latency
+            .observe(started.elapsed().as_secs_f64());
+        let sender = match publisher {
+            Publisher::User(u) => Some(u),
+            Publisher::Server => None,
+        };
+        for m in &appended.stored {
+            if m.conv.kind() == ConvKind::User && sender != Some(m.conv.id()) {
+                self.notify_if_offline(m.clone());
+            }
+        }
+        Ok(appended.receipt)
+    }
+
+    /// Queues a message of `user:<id>` for the offline webhook (bounded: see
+    /// [`crate::offline`]).
+    fn notify_if_offline(&self, message: Arc<Message>) {
+        if let Some(trigger) = &*self.offline.lock() {
+            trigger.offer(message);
+        }
+    }
+
+    /// A page of history `user_id` may read.
+    pub async fn history(
+        &self,
+        user_id: &str,
+        conv: &Conv,
+        mut query: HistoryQuery,
+    ) -> Result<Vec<Arc<Message>>> {
+        self.check_read(user_id, conv).await?;
+        query.limit = clamp_limit(Some(query.limit))?;
+        Ok(self.backend.broker.history(conv, query).await?)
+    }
+
+    // ----- presence -----
+
+    /// Live connection counts of users.
+    pub async fn user_presence(&self, ids: &[String]) -> Result<Vec<u32>> {
+        if ids.len() > MAX_PRESENCE_IDS {
+            return Err(Error::bad_request(format!(
+                "at most {MAX_PRESENCE_IDS} ids"
+            )));
+        }
+        Ok(self.backend.registry.user_connections(ids).await?)
+    }
+
+    /// Online subscribers of a conversation `user_id` may read (for `user:<id>`: its owner's
+    /// connection count).
+    pub async fn presence(&self, user_id: &str, conv: &Conv) -> Result<Vec<PresenceEntry>> {
+        self.check_read(user_id, conv).await?;
+        match conv.kind() {
+            ConvKind::Room => Ok(self.backend.registry.room_presence(conv.id()).await?),
+            ConvKind::User => {
+                let ids = [conv.id().to_owned()];
+                let n = self.backend.registry.user_connections(&ids).await?;
+                let [id] = ids;
+                Ok(match n.first().copied().unwrap_or(0) {
+                    0 => vec![],
+                    connections => vec![PresenceEntry {
+                        user_id: id,
+                        connections,
+                    }],
+                })
+            }
+        }
+    }
+}
