@@ -45,8 +45,8 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Instant;
 use switchboard_proto::{Conv, DisconnectReason};
+use tokio::time::Instant;
 
 /// What the fan-out leaves to a connection's session instead of writing it.
 #[derive(Debug)]

@@ -5,8 +5,8 @@ use super::Outbound;
 use crate::transport::Out;
 use std::collections::VecDeque;
 use std::task::Waker;
-use std::time::Instant;
 use switchboard_proto::{Conv, DisconnectReason};
+use tokio::time::Instant;
 
 /// The position of a subscription whose reply is not written yet (rule 1): the fan-out hands
 /// its deliveries over instead of writing them, and the session's writes see no subscription.

@@ -40,9 +40,10 @@ use crate::transport::{Transport, Wire};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchboard_proto::frame::ResumePosition;
 use switchboard_proto::{Conv, DisconnectReason};
+use tokio::time::Instant;
 
 /// Invalid frames tolerated per [`BAD_FRAME_WINDOW`] before the connection is closed.
 pub const MAX_BAD_FRAMES: u32 = 20;

@@ -5,9 +5,10 @@
 use super::{End, Session};
 use crate::error::Error;
 use crate::transport::{Out, Transport};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchboard_proto::frame::RequestId;
 use switchboard_proto::{DisconnectReason, ServerFrame};
+use tokio::time::Instant;
 use tokio::time::timeout;
 
 /// Unsent frames past which the session's own writes wait for the client to read.

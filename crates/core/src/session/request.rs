@@ -8,9 +8,9 @@ use crate::error::Error;
 use crate::node::{Publisher, clamp_limit};
 use crate::transport::{Out, Transport};
 use bytes::Bytes;
-use std::time::Instant;
 use switchboard_proto::frame::{ClientFrame, RequestId, parse_client_frame};
 use switchboard_proto::{DisconnectReason, ErrorCode, ServerFrame};
+use tokio::time::Instant;
 
 impl<T: Transport> Session<T> {
     /// A frame over the size limit: an error reply, and it counts as a bad frame.

@@ -4,8 +4,8 @@
 use super::{End, PreAuth, Session};
 use crate::error::Error;
 use crate::transport::{Inbound, Out, Transport};
-use std::time::Instant;
 use switchboard_proto::DisconnectReason;
+use tokio::time::Instant;
 
 /// Heartbeats a peer may leave unanswered; at the next one it is considered dead.
 const MISSED_PINGS_ALLOWED: u32 = 2;
@@ -22,7 +22,7 @@ impl<T: Transport> Session<T> {
             return end;
         }
         let mut timer_at = self.next_deadline();
-        let timer = tokio::time::sleep_until(timer_at.into());
+        let timer = tokio::time::sleep_until(timer_at);
         tokio::pin!(timer);
         loop {
             let unsent = self.conn.backlog() > 0;
@@ -36,7 +36,7 @@ impl<T: Transport> Session<T> {
                 let deadline = self.next_deadline();
                 if deadline < timer_at {
                     timer_at = deadline;
-                    timer.as_mut().reset(timer_at.into());
+                    timer.as_mut().reset(timer_at);
                 }
             }
             let r = tokio::select! {
@@ -62,7 +62,7 @@ impl<T: Transport> Session<T> {
                 () = &mut timer => {
                     let r = Box::pin(self.on_timer()).await;
                     timer_at = self.next_deadline();
-                    timer.as_mut().reset(timer_at.into());
+                    timer.as_mut().reset(timer_at);
                     r
                 }
             };

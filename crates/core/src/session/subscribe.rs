@@ -11,9 +11,10 @@ use crate::backend::ConnEntry;
 use crate::error::Error;
 use crate::transport::{Out, Transport};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchboard_proto::frame::{RequestId, ResumePosition};
 use switchboard_proto::{Conv, ServerFrame};
+use tokio::time::Instant;
 
 impl<T: Transport> Session<T> {
     /// Authenticates a client the transport already identified; `welcome` goes out unasked.

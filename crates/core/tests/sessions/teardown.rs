@@ -3,20 +3,17 @@
 //! Run on both backends: the embedded one (in-process registry) and the Redis one (bus
 //! subscriptions and presence in a real Redis).
 
+use crate::common::{Reads, embedded_node, eventually};
 use bytes::Bytes;
-use std::io;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
-use switchboard_backend_embedded::{EmbeddedBackend, EmbeddedConfig};
 use switchboard_backend_redis::{RedisBackend, RedisConfig};
 use switchboard_core::Node;
-use switchboard_core::backend::{Backend, BusSink, Visibility};
+use switchboard_core::backend::Visibility;
 use switchboard_core::config::Limits;
 use switchboard_core::hub::Hub;
 use switchboard_core::metrics::Metrics;
 use switchboard_core::session::{PreAuth, run_session};
-use switchboard_core::transport::{Inbound, Out, Progress, Transport, Wire};
+use switchboard_core::transport::{Inbound, Transport};
 use switchboard_proto::Conv;
 use switchboard_testkit::RedisServer;
 use tokio::sync::oneshot;
@@ -34,49 +31,6 @@ impl Transport for Panicking {
         }
         let _ = (&mut self.go).await;
         panic!("a bug in the session's task");
-    }
-}
-
-/// A client that reads everything at once.
-struct Reads;
-
-impl Wire for Reads {
-    fn try_write(
-        &self,
-        frames: &mut dyn Iterator<Item = &Out>,
-        _offset: usize,
-    ) -> io::Result<Progress> {
-        Ok(Progress {
-            frames: frames.count(),
-            offset: 0,
-            blocked: false,
-        })
-    }
-    fn poll_writable(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-    fn shutdown(&self) {}
-}
-
-fn node_over(open: impl FnOnce(Arc<dyn BusSink>) -> Backend) -> Arc<Node> {
-    let metrics = Arc::new(Metrics::new());
-    let hub = Arc::new(Hub::new(metrics.clone(), 0));
-    let backend = open(hub.clone());
-    Arc::new(Node::new(
-        "n1".into(),
-        Limits::default(),
-        backend,
-        hub,
-        metrics,
-    ))
-}
-
-/// Waits until `check` holds, for at most 5 s.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !check().await {
-        assert!(Instant::now() < deadline, "still not so after 5 s: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -119,7 +73,7 @@ async fn a_panicking_session_releases_everything(node: Arc<Node>, bus: bool) {
     let task = tokio::spawn(run_session(
         node.clone(),
         transport,
-        Arc::new(Reads),
+        Arc::new(Reads::default()),
         Some(PreAuth::from(principal)),
     ));
 
@@ -141,16 +95,7 @@ async fn a_panicking_session_releases_everything(node: Arc<Node>, bus: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_session_releases_everything_on_the_embedded_backend() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = node_over(|sink| {
-        let config = EmbeddedConfig {
-            data_dir: dir.path().to_path_buf(),
-            history_max_messages: 0,
-            history_max_age_ms: 0,
-            max_batch: 64,
-        };
-        EmbeddedBackend::open(config, sink).unwrap().backend()
-    });
+    let (node, _dir) = embedded_node(Limits::default());
     a_panicking_session_releases_everything(node, false).await;
 }
 
