@@ -80,15 +80,29 @@ else
   echo "test.sh: rustfmt not installed; skipping the format check" >&2
 fi
 
-if cargo clippy --version >/dev/null 2>&1; then
-  phase "cargo clippy"
-  cargo clippy --workspace --all-targets --locked -- -D warnings
+# Lints while building: clippy-driver compiles the workspace's own crates (dependencies are
+# built by plain rustc, as always), so one build gives both the lints (denied, as `cargo clippy
+# --workspace --all-targets -- -D warnings` would) and the test binaries. A separate `cargo
+# clippy` would build every crate a second time in check mode: on two cores that was 130 s of
+# a 345 s run. The two variables are how `cargo clippy` itself drives clippy-driver; every
+# cargo command below (the smoke's and the quick start's builds too) keeps them, so nothing is
+# built twice. Without the clippy component, the tests still run, unlinted.
+CLIPPY_DRIVER="$(rustc --print sysroot)/bin/clippy-driver"
+if [ -x "$CLIPPY_DRIVER" ]; then
+  export RUSTC_WORKSPACE_WRAPPER="$CLIPPY_DRIVER"
+  export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+  build_phase="build every target, with clippy's lints denied"
 else
-  echo "test.sh: clippy not installed; skipping lints" >&2
+  echo "test.sh: clippy not installed; building without lints" >&2
+  build_phase="build every target (no clippy)"
 fi
+phase "$build_phase"
+cargo test --workspace --all-targets --locked --no-run
 
+# Most tests wait on sockets, processes and timers, not the CPU: the end-to-end binary takes
+# 57 s at the default two threads (one per core) and 23 s at six.
 phase "cargo test"
-cargo test --workspace --locked
+RUST_TEST_THREADS="${RUST_TEST_THREADS:-6}" cargo test --workspace --all-targets --locked
 
 phase "benchmark smoke (seconds-long run of every scenario)"
 bench/smoke.sh target/debug/switchboard
