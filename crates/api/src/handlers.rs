@@ -9,12 +9,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use switchboard_core::Error;
 use switchboard_core::backend::{HistoryQuery, Room, Visibility};
 use switchboard_core::node::{Publisher, clamp_limit};
 use switchboard_gateway::http_error::ApiError;
-use switchboard_proto::{Conv, Message, MessageBody};
+use switchboard_proto::{Conv, MessageBody};
 
 type ApiResult<T = Response> = Result<T, ApiError>;
 
@@ -198,19 +197,19 @@ pub struct Page {
 
 async fn page(s: &AppState, user_id: &str, conv: Conv, p: Page) -> ApiResult {
     let limit = clamp_limit(p.limit)?;
-    let messages: Vec<Arc<Message>> = s
-        .node
-        .history(
-            user_id,
-            &conv,
-            HistoryQuery {
-                after: p.after,
-                before: p.before,
-                limit,
-            },
-        )
-        .await?;
-    Ok(Json(json!({"messages": messages})).into_response())
+    let query = HistoryQuery {
+        after: p.after,
+        before: p.before,
+        limit,
+    };
+    let page = s.node.history(user_id, &conv, query).await?;
+    // `more` only when the byte cap cut the page short, as in the `history` frame.
+    let body = if page.more {
+        json!({"messages": page.messages, "more": true})
+    } else {
+        json!({"messages": page.messages})
+    };
+    Ok(Json(body).into_response())
 }
 
 /// `GET /v1/rooms/{room_id}/messages`.

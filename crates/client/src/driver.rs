@@ -585,9 +585,11 @@ impl Driver {
             }
             (_, Waiter::Fill(conv), _) => {
                 let actions = match &answer {
-                    Ok(ServerFrame::History { messages, .. }) => {
+                    Ok(ServerFrame::History { messages, more, .. }) => {
                         let page = messages.iter().filter_map(|m| Message::from_wire(m).ok());
-                        lock(&self.shared).tracker.on_fill(conv, page.collect())
+                        lock(&self.shared)
+                            .tracker
+                            .on_fill(conv, page.collect(), *more)
                     }
                     other => {
                         tracing::warn!(%conv, answer = ?other, "gap fill failed");

@@ -325,6 +325,8 @@ impl Client {
 
     /// Reads stored messages of `conv`, ascending: `after` gives those with a larger seq,
     /// `before` those just below it, neither the latest; `limit` defaults to 50 (at most 500).
+    /// A reply the server cut short by its byte cap (`more`) is continued from where it ends,
+    /// so the answer has `limit` messages unless history has fewer.
     pub async fn history(
         &self,
         conv: &str,
@@ -332,19 +334,46 @@ impl Client {
         before: Option<u64>,
         limit: Option<u32>,
     ) -> Result<Vec<Message>, ClientError> {
-        let req = Request::History {
-            conv: conv.to_owned(),
-            after,
-            before,
-            limit,
-        };
-        match self.request(req, self.inner.request_timeout).await? {
-            ServerFrame::History { messages, .. } => messages
-                .iter()
-                .map(|m| Message::from_wire(m))
-                .collect::<Result<_, _>>()
-                .map_err(|e| ClientError::Protocol(format!("history: {e}"))),
-            other => Err(unexpected("history", &other)),
+        let want = limit.unwrap_or(50).clamp(1, 500) as usize;
+        // Ascending from `after` (continue after the last one), or backwards from `before` or
+        // the newest (continue before the first one).
+        let forward = after.is_some();
+        let (mut after, mut before) = (after, before);
+        let mut got: Vec<Message> = Vec::new();
+        loop {
+            let req = Request::History {
+                conv: conv.to_owned(),
+                after,
+                before,
+                limit: Some((want - got.len()) as u32),
+            };
+            let (page, more) = match self.request(req, self.inner.request_timeout).await? {
+                ServerFrame::History { messages, more, .. } => (
+                    messages
+                        .iter()
+                        .map(|m| Message::from_wire(m))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| ClientError::Protocol(format!("history: {e}")))?,
+                    more,
+                ),
+                other => return Err(unexpected("history", &other)),
+            };
+            let (first, last) = (page.first().map(|m| m.seq), page.last().map(|m| m.seq));
+            if forward {
+                got.extend(page);
+            } else {
+                got.splice(0..0, page);
+            }
+            match (more, first, last) {
+                (true, Some(first), Some(last)) if got.len() < want => {
+                    if forward {
+                        after = Some(last);
+                    } else {
+                        before = Some(first);
+                    }
+                }
+                _ => return Ok(got),
+            }
         }
     }
 

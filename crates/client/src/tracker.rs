@@ -136,8 +136,9 @@ impl Tracker {
     }
 
     /// History answered a [`Action::Fetch`] of `conv`: deliver what fills the gap, then the
-    /// held messages. A full page that did not reach the held message asks for the next page.
-    pub fn on_fill(&mut self, conv: &str, mut page: Vec<Message>) -> Vec<Action> {
+    /// held messages. A full page, or one the server cut short by its byte cap (`more`), that did
+    /// not reach the held message asks for the next page.
+    pub fn on_fill(&mut self, conv: &str, mut page: Vec<Message>, more: bool) -> Vec<Action> {
         let mut out = Vec::new();
         let Some(s) = self.convs.get_mut(conv) else {
             return out;
@@ -146,7 +147,7 @@ impl Tracker {
             return out;
         };
         let before = fill.held.first().map(|m| m.seq).unwrap_or(u64::MAX);
-        let full = page.len() >= FILL_PAGE as usize;
+        let full = more || page.len() >= FILL_PAGE as usize;
         page.sort_by_key(|m| m.seq);
         for m in page {
             if m.conv == conv && m.seq > s.last && m.seq < before {
@@ -269,7 +270,7 @@ mod tests {
             msg("room:a", 4),
             msg("room:a", 5),
         ];
-        let got = seqs(&t.on_fill("room:a", page));
+        let got = seqs(&t.on_fill("room:a", page, false));
         assert_eq!(got, vec![3, 4, 5, 6, 7]);
         assert_eq!(t.position("room:a").unwrap().1, 7);
         assert_eq!(seqs(&t.on_message(msg("room:a", 8))), vec![8]);
@@ -281,7 +282,7 @@ mod tests {
         t.on_subscribed("room:a", 0, "e");
         t.on_message(msg("room:a", 3));
         t.on_message(msg("room:a", 6));
-        let a = t.on_fill("room:a", vec![msg("room:a", 1), msg("room:a", 2)]);
+        let a = t.on_fill("room:a", vec![msg("room:a", 1), msg("room:a", 2)], false);
         assert_eq!(seqs(&a), vec![1, 2, 3]);
         assert_eq!(
             a.last(),
@@ -291,7 +292,7 @@ mod tests {
                 before: 6
             })
         );
-        let a = t.on_fill("room:a", vec![msg("room:a", 4), msg("room:a", 5)]);
+        let a = t.on_fill("room:a", vec![msg("room:a", 4), msg("room:a", 5)], false);
         assert_eq!(seqs(&a), vec![4, 5, 6]);
     }
 
@@ -301,7 +302,7 @@ mod tests {
         t.on_subscribed("room:a", 0, "e");
         t.on_message(msg("room:a", 1000));
         let page: Vec<Message> = (1..=500).map(|s| msg("room:a", s)).collect();
-        let a = t.on_fill("room:a", page);
+        let a = t.on_fill("room:a", page, false);
         assert_eq!(seqs(&a).len(), 500);
         assert_eq!(
             a.last(),
@@ -312,8 +313,28 @@ mod tests {
             })
         );
         let page: Vec<Message> = (501..1000).map(|s| msg("room:a", s)).collect();
-        let a = t.on_fill("room:a", page);
+        let a = t.on_fill("room:a", page, false);
         assert_eq!(seqs(&a), (501..=1000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_page_cut_short_by_the_byte_cap_asks_for_the_rest() {
+        let mut t = Tracker::default();
+        t.on_subscribed("room:a", 0, "e");
+        t.on_message(msg("room:a", 10));
+        let a = t.on_fill("room:a", vec![msg("room:a", 1), msg("room:a", 2)], true);
+        assert_eq!(seqs(&a), vec![1, 2], "the held message waits for the rest");
+        assert_eq!(
+            a.last(),
+            Some(&Action::Fetch {
+                conv: "room:a".into(),
+                after: 2,
+                before: 10
+            })
+        );
+        let page: Vec<Message> = (3..10).map(|s| msg("room:a", s)).collect();
+        let a = t.on_fill("room:a", page, false);
+        assert_eq!(seqs(&a), (3..=10).collect::<Vec<_>>());
     }
 
     #[test]
@@ -324,7 +345,7 @@ mod tests {
         t.on_message(msg("room:a", 6));
         // History was trimmed: only 4 is left.
         assert_eq!(
-            seqs(&t.on_fill("room:a", vec![msg("room:a", 4)])),
+            seqs(&t.on_fill("room:a", vec![msg("room:a", 4)], false)),
             vec![4, 5, 6]
         );
         t.on_message(msg("room:a", 9));
@@ -339,7 +360,10 @@ mod tests {
         t.on_disconnect();
         assert_eq!(t.position("room:a").unwrap().1, 4);
         // After the reconnect the fill's answer is stale and ignored.
-        assert!(t.on_fill("room:a", vec![msg("room:a", 5)]).is_empty());
+        assert!(
+            t.on_fill("room:a", vec![msg("room:a", 5)], false)
+                .is_empty()
+        );
         // Recovered in the same epoch: nothing moves.
         t.on_resumed("room:a", true, 5, "e1");
         assert_eq!(t.position("room:a"), Some(("e1".into(), 4)));

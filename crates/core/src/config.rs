@@ -14,6 +14,13 @@ pub struct Limits {
     pub heartbeat: Duration,
     /// Per-connection outbound queue, in frames; overflow ends the connection (`slow_consumer`).
     pub outbound_queue: usize,
+    /// The same queue in bytes (frames not yet taken by the socket plus deliveries left to the
+    /// session); overflow ends the connection too. A connection's own replies wait once a
+    /// quarter of it is unsent.
+    pub outbound_queue_bytes: usize,
+    /// Largest history reply (HTTP or frame), in bytes of messages: a page that would be larger
+    /// is cut short and says `more` (always at least one message).
+    pub history_page_bytes: usize,
     /// Publishes per connection per second (0 = unlimited).
     pub publish_rate: u32,
     /// Publish burst per connection.
@@ -42,6 +49,8 @@ impl Default for Limits {
             auth_timeout: Duration::from_secs(10),
             heartbeat: Duration::from_secs(25),
             outbound_queue: 1024,
+            outbound_queue_bytes: 4 << 20,
+            history_page_bytes: 1 << 20,
             publish_rate: 100,
             publish_burst: 200,
             frame_rate: 1000,

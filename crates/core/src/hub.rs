@@ -416,7 +416,7 @@ mod tests {
 
     #[test]
     fn subscriber_chunks_add_remove_and_copy_on_write() {
-        let conn = Conn::new(Arc::new(Sink), 8);
+        let conn = Conn::new(Arc::new(Sink), 8, 1 << 20);
         let mut subs = Subscribers::default();
         for k in 0..600 {
             assert!(subs.add(k, conn.clone()));

@@ -76,6 +76,13 @@ pub struct ServeArgs {
     /// Per-connection outbound queue in frames; overflow disconnects with slow_consumer [default: 1024].
     #[arg(long, env = "SWITCHBOARD_OUTBOUND_QUEUE", value_name = "N")]
     pub outbound_queue: Option<usize>,
+    /// Per-connection outbound queue in bytes; overflow disconnects with slow_consumer, and a
+    /// connection's own replies wait once a quarter of it is unsent [default: 4194304].
+    #[arg(long, env = "SWITCHBOARD_OUTBOUND_QUEUE_BYTES", value_name = "N")]
+    pub outbound_queue_bytes: Option<usize>,
+    /// Largest history reply in bytes of messages; a page cut short says `more` [default: 1048576].
+    #[arg(long, env = "SWITCHBOARD_HISTORY_PAGE_BYTES", value_name = "N")]
+    pub history_page_bytes: Option<usize>,
     /// Largest frame or HTTP body in bytes [default: 65536].
     #[arg(long, env = "SWITCHBOARD_MAX_FRAME_BYTES", value_name = "N")]
     pub max_frame_bytes: Option<usize>,
@@ -215,6 +222,12 @@ impl ServeArgs {
         if let Some(v) = a.outbound_queue {
             limits.outbound_queue = v.max(1);
         }
+        if let Some(v) = a.outbound_queue_bytes {
+            limits.outbound_queue_bytes = v.max(64 * 1024);
+        }
+        if let Some(v) = a.history_page_bytes {
+            limits.history_page_bytes = v.max(1);
+        }
         if let Some(v) = a.max_frame_bytes {
             limits.max_frame_bytes = v.max(256);
         }
@@ -314,6 +327,8 @@ impl ServeArgs {
             publish_burst,
             frame_rate,
             outbound_queue,
+            outbound_queue_bytes,
+            history_page_bytes,
             max_frame_bytes,
             heartbeat_ms,
             auth_timeout_ms,

@@ -11,8 +11,8 @@
 //! twice.
 //!
 //! Everything here is bounded: frames the fan-out hands over (written-but-unsent bytes and
-//! deliveries left to the session) count against `max_queued`, and a connection past it is a
-//! slow consumer. The session's own writes (replies, history replays) wait for room instead.
+//! deliveries left to the session) count against `max_queued` frames and `max_queued_bytes`
+//! bytes, and a connection past either is a slow consumer. The session's own writes (replies, history replays) wait for room instead.
 //!
 //! # The rules between the session and `Conn`
 //! Each rule is kept here, where it can be, so the session cannot get it wrong:
@@ -93,15 +93,19 @@ pub struct Conn {
     /// Frames the fan-out may leave waiting (unsent plus handed to the session) before the
     /// connection is cut as a slow consumer.
     max_queued: usize,
+    /// The same bound in bytes.
+    max_queued_bytes: usize,
 }
 
 impl Conn {
-    /// A connection writing through `wire`, cut as a slow consumer past `max_queued` frames.
-    pub fn new(wire: Arc<dyn Wire>, max_queued: usize) -> Arc<Conn> {
+    /// A connection writing through `wire`, cut as a slow consumer past `max_queued` frames or
+    /// `max_queued_bytes` bytes waiting.
+    pub fn new(wire: Arc<dyn Wire>, max_queued: usize, max_queued_bytes: usize) -> Arc<Conn> {
         Arc::new(Conn {
             state: Mutex::new(State::default()),
             wire,
             max_queued: max_queued.max(1),
+            max_queued_bytes: max_queued_bytes.max(1),
         })
     }
 
@@ -168,7 +172,8 @@ impl Conn {
 
     /// Whether the fan-out may leave nothing more waiting.
     fn full(&self, st: &State) -> bool {
-        st.inbox.len() + st.backlog.len() >= self.max_queued
+        let (frames, bytes) = st.queued();
+        frames >= self.max_queued || bytes >= self.max_queued_bytes
     }
 
     /// Cuts the connection as a slow consumer (too much waiting).
@@ -185,7 +190,7 @@ impl Conn {
             self.cut();
             return false;
         }
-        st.inbox.push_back(o);
+        st.push_inbox(o);
         let w = st.attend();
         drop(st);
         wake(w);
@@ -203,13 +208,13 @@ impl Conn {
                 st.moved_at = Some(Instant::now());
             }
             // Whoever started the backlog raised attention; the session flushes it.
-            st.backlog.push_back(out);
+            st.push_backlog(out);
             return true;
         }
         let w = match self.wire.try_write(&mut std::iter::once(&out), 0) {
             Ok(p) if p.frames == 1 => return true,
             Ok(p) => {
-                st.backlog.push_back(out);
+                st.push_backlog(out);
                 st.offset = p.offset;
                 st.moved_at = Some(Instant::now());
                 st.attend()
@@ -258,7 +263,7 @@ impl Conn {
 
     /// The oldest thing handed over to the session.
     pub(crate) fn next_handed_over(&self) -> Option<Outbound> {
-        self.state.lock().inbox.pop_front()
+        self.state.lock().pop_inbox()
     }
 
     /// Writes a frame of the session's own (a reply, a heartbeat, the last frames), in order
@@ -364,6 +369,12 @@ impl Conn {
         self.state.lock().backlog.len()
     }
 
+    /// Whether more than `frames` frames or `bytes` bytes are unsent.
+    pub(crate) fn backlog_over(&self, frames: usize, bytes: usize) -> bool {
+        let st = self.state.lock();
+        st.backlog.len() > frames || st.backlog_bytes > bytes
+    }
+
     /// When the backlog last moved, while there is one.
     pub(crate) fn backlog_moved_at(&self) -> Option<Instant> {
         self.state.lock().moved_at
@@ -381,7 +392,7 @@ impl Conn {
             match self.wire.try_write(&mut st.backlog.iter(), offset) {
                 Ok(p) => {
                     moved |= p.frames > 0 || p.offset > offset;
-                    st.backlog.drain(..p.frames);
+                    st.drain_backlog(p.frames);
                     st.offset = p.offset;
                     if p.blocked {
                         break;
@@ -414,7 +425,7 @@ impl Conn {
     pub(crate) fn discard_unsent(&self) {
         let mut st = self.state.lock();
         let keep = usize::from(st.offset > 0);
-        st.backlog.truncate(keep);
+        st.truncate_backlog(keep);
         if st.backlog.is_empty() {
             st.moved_at = None;
         }
@@ -433,7 +444,7 @@ impl Conn {
     pub(crate) fn close(&self) {
         let mut st = self.state.lock();
         st.closed = true;
-        st.inbox = VecDeque::new();
+        st.clear_inbox();
     }
 
     /// Ends the write side (after the last frames were flushed).

@@ -22,6 +22,10 @@ pub(super) struct State {
     pub(super) offset: usize,
     /// When the backlog last moved (set while it is not empty): the write timeout's clock.
     pub(super) moved_at: Option<Instant>,
+    /// Bytes of the frames in `backlog` (a partly written one counts whole until it is gone).
+    pub(super) backlog_bytes: usize,
+    /// Bytes of the frames of the deliveries in `inbox`.
+    pub(super) inbox_bytes: usize,
     /// Deliveries and revocations for the session task, in arrival order.
     pub(super) inbox: VecDeque<Outbound>,
     /// The session task, woken when `attention` is raised.
@@ -79,5 +83,70 @@ impl State {
 pub(super) fn wake(w: Option<Waker>) {
     if let Some(w) = w {
         w.wake();
+    }
+}
+
+/// The bytes a frame holds while it waits.
+fn out_bytes(o: &Out) -> usize {
+    match o {
+        Out::Text(b) | Out::Pong(b) => b.len(),
+        Out::Ping | Out::Close(_) => 0,
+    }
+}
+
+/// The bytes a hand-over holds while it waits.
+fn outbound_bytes(o: &Outbound) -> usize {
+    match o {
+        Outbound::Message(d) => d.frame.len(),
+        Outbound::Revoke(_) => 0,
+    }
+}
+
+/// The queues change only through these, so their byte counts stay exact.
+impl State {
+    /// Frames and bytes waiting: unsent plus handed over.
+    pub(super) fn queued(&self) -> (usize, usize) {
+        (
+            self.inbox.len() + self.backlog.len(),
+            self.inbox_bytes + self.backlog_bytes,
+        )
+    }
+
+    pub(super) fn push_backlog(&mut self, out: Out) {
+        self.backlog_bytes += out_bytes(&out);
+        self.backlog.push_back(out);
+    }
+
+    /// Forgets the first `n` frames of the backlog (written).
+    pub(super) fn drain_backlog(&mut self, n: usize) {
+        for out in self.backlog.drain(..n) {
+            self.backlog_bytes -= out_bytes(&out);
+        }
+    }
+
+    /// Keeps only the first `keep` frames of the backlog.
+    pub(super) fn truncate_backlog(&mut self, keep: usize) {
+        while self.backlog.len() > keep {
+            if let Some(out) = self.backlog.pop_back() {
+                self.backlog_bytes -= out_bytes(&out);
+            }
+        }
+    }
+
+    pub(super) fn push_inbox(&mut self, o: Outbound) {
+        self.inbox_bytes += outbound_bytes(&o);
+        self.inbox.push_back(o);
+    }
+
+    pub(super) fn pop_inbox(&mut self) -> Option<Outbound> {
+        let o = self.inbox.pop_front()?;
+        self.inbox_bytes -= outbound_bytes(&o);
+        Some(o)
+    }
+
+    /// Drops everything handed over (and its memory).
+    pub(super) fn clear_inbox(&mut self) {
+        self.inbox = VecDeque::new();
+        self.inbox_bytes = 0;
     }
 }

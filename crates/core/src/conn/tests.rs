@@ -72,9 +72,14 @@ fn delivery(conv: &Conv, seq: u64) -> Arc<Delivery> {
 
 /// A connection over a pipe with `room` bytes of room, cut past `max_queued` frames.
 fn open(room: usize, max_queued: usize) -> (Arc<Pipe>, Arc<Conn>) {
+    open_bytes(room, max_queued, usize::MAX)
+}
+
+/// The same, also cut past `max_bytes` bytes waiting.
+fn open_bytes(room: usize, max_queued: usize, max_bytes: usize) -> (Arc<Pipe>, Arc<Conn>) {
     let pipe = Arc::new(Pipe::default());
     pipe.room.store(room, Ordering::SeqCst);
-    let conn = Conn::new(Arc::new(pipe.clone()), max_queued);
+    let conn = Conn::new(Arc::new(pipe.clone()), max_queued, max_bytes);
     (pipe, conn)
 }
 
@@ -246,4 +251,26 @@ fn attention_stays_ready_while_work_waits_and_a_hold_ends_with_its_guard() {
         "<1><2>",
         "written directly once the hold ended"
     );
+}
+
+#[test]
+fn the_queue_is_bounded_in_bytes_too() {
+    // Room for 3 bytes in the socket, 12 bytes of queue: frames are 3 bytes ("<n>").
+    let (pipe, conn) = open_bytes(3, 100, 12);
+    let c = Conv::room("r");
+    conn.subscribe_with(&[(c.clone(), 0)], Bytes::new())
+        .unwrap();
+    assert!(conn.offer(&delivery(&c, 1)), "written");
+    for seq in 2..=5 {
+        assert!(conn.offer(&delivery(&c, seq)), "{seq} waits");
+    }
+    assert!(!conn.backlog_over(4, 12));
+    assert!(conn.backlog_over(4, 11), "12 bytes wait");
+    assert!(!conn.offer(&delivery(&c, 6)), "past 12 bytes");
+    assert_eq!(conn.reason(), Some(DisconnectReason::SlowConsumer));
+    // What leaves the queue leaves its count.
+    pipe.room.store(1 << 20, Ordering::SeqCst);
+    assert_eq!(conn.flush(), Ok(true));
+    assert!(!conn.backlog_over(0, 0));
+    assert_eq!(written(&pipe), "<1><2><3><4><5>");
 }

@@ -85,18 +85,6 @@ impl Node {
         }
     }
 
-    /// A page of history `user_id` may read.
-    pub async fn history(
-        &self,
-        user_id: &str,
-        conv: &Conv,
-        mut query: HistoryQuery,
-    ) -> Result<Vec<Arc<Message>>> {
-        self.check_read(user_id, conv).await?;
-        query.limit = clamp_limit(Some(query.limit))?;
-        Ok(self.backend.broker.history(conv, query).await?)
-    }
-
     // ----- presence -----
 
     /// Live connection counts of users.

@@ -27,8 +27,11 @@ use switchboard_proto::frame::PresenceEntry;
 use switchboard_proto::{Conv, DisconnectReason, ErrorCode, Message, MessageBody};
 
 mod accounts;
+mod history;
 mod messages;
 mod rooms;
+
+pub use history::HistoryPage;
 
 /// Largest history page.
 pub const MAX_HISTORY_LIMIT: u32 = 500;

@@ -48,7 +48,9 @@ impl<T: Transport> Session<T> {
         Ok(())
     }
 
-    /// Sends stored messages of `conv` after `after` (and before `before`), in pages.
+    /// Sends stored messages of `conv` after `after` (and before `before`), in pages bounded
+    /// in messages and bytes, waiting for the client to read whenever a quarter of its
+    /// outbound bytes (or [`SESSION_HIGH_WATER`] frames) are unsent.
     pub(super) async fn replay(
         &mut self,
         conv: &Conv,
@@ -56,13 +58,15 @@ impl<T: Transport> Session<T> {
         before: Option<u64>,
     ) -> Result<(), End> {
         let mut cursor = after;
+        let high_water_bytes = self.high_water_bytes();
         loop {
             let q = HistoryQuery {
                 after: Some(cursor),
                 before,
                 limit: MAX_HISTORY_LIMIT,
             };
-            let page = match self.node.backend.broker.history(conv, q).await {
+            let max_bytes = self.node.limits.history_page_bytes;
+            let page = match self.node.read_history(conv, q, max_bytes).await {
                 Ok(p) => p,
                 Err(e) => {
                     // The client sees the jump in seq and fills it from history itself.
@@ -70,8 +74,8 @@ impl<T: Transport> Session<T> {
                     return Ok(());
                 }
             };
-            let n = page.len();
-            for (i, m) in page.into_iter().enumerate() {
+            let (n, more) = (page.messages.len(), page.more);
+            for m in page.messages {
                 if m.seq <= cursor {
                     continue;
                 }
@@ -85,14 +89,17 @@ impl<T: Transport> Session<T> {
                 if sent == Sent::NotSubscribed {
                     return Ok(());
                 }
-                if (i + 1) % SESSION_HIGH_WATER == 0 {
+                if self
+                    .conn
+                    .backlog_over(SESSION_HIGH_WATER - 1, high_water_bytes)
+                {
                     self.conn.flush()?;
                     self.make_room(SESSION_HIGH_WATER).await?;
                 }
             }
             self.conn.flush()?;
             self.make_room(SESSION_HIGH_WATER).await?;
-            if n < MAX_HISTORY_LIMIT as usize {
+            if !more && n < MAX_HISTORY_LIMIT as usize {
                 return Ok(());
             }
         }

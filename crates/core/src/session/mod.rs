@@ -118,7 +118,11 @@ pub fn run_session<T: Transport>(
     wire: Arc<dyn Wire>,
     pre_auth: Option<PreAuth>,
 ) -> impl Future<Output = ()> + Send {
-    let conn = Conn::new(wire, node.limits.outbound_queue);
+    let conn = Conn::new(
+        wire,
+        node.limits.outbound_queue,
+        node.limits.outbound_queue_bytes,
+    );
     let subs = Subscriptions::open(node.clone(), conn.clone());
     let now = Instant::now();
     let mut session = Session {

@@ -1,6 +1,7 @@
 //! The session's own writes: replies and errors, waiting for room, and the write stall. The
-//! fan-out's writes are bounded by the connection (`--outbound-queue`); the session's are
-//! bounded here: past [`SESSION_HIGH_WATER`] unsent frames it waits for the client to read.
+//! fan-out's writes are bounded by the connection (`--outbound-queue`, `--outbound-queue-bytes`);
+//! the session's are bounded here: past [`SESSION_HIGH_WATER`] unsent frames, or a quarter of
+//! `--outbound-queue-bytes`, it waits for the client to read before it takes another request.
 
 use super::{End, Session};
 use crate::error::Error;
@@ -21,17 +22,23 @@ impl<T: Transport> Session<T> {
     /// write timeout is a slow consumer. Gives up at once when the connection is asked to end
     /// (it is looked at at least every [`ROOM_CHECK`]).
     pub(super) async fn make_room(&mut self, limit: usize) -> Result<(), End> {
-        while self.conn.backlog() > limit {
+        let bytes = self.high_water_bytes();
+        while self.conn.backlog_over(limit, bytes) {
             if let Some(reason) = self.conn.reason() {
                 return Err(End::Disconnect(reason));
             }
-            if self.conn.flush()? || self.conn.backlog() <= limit {
+            if self.conn.flush()? || !self.conn.backlog_over(limit, bytes) {
                 return Ok(());
             }
             self.check_stall(Instant::now())?;
             let _ = timeout(ROOM_CHECK, self.conn.writable()).await;
         }
         Ok(())
+    }
+
+    /// Unsent bytes past which the session's own writes wait.
+    pub(super) fn high_water_bytes(&self) -> usize {
+        self.node.limits.outbound_queue_bytes / 4
     }
 
     /// A backlog that has not moved for the write timeout is a slow consumer.

@@ -143,10 +143,14 @@ impl<T: Transport> Session<T> {
                     before,
                     limit,
                 };
-                let messages = self.node.history(&user_id, &conv, query).await?;
-                Ok(self
-                    .reply(ServerFrame::History { id, conv, messages })
-                    .await?)
+                let page = self.node.history(&user_id, &conv, query).await?;
+                let reply = ServerFrame::History {
+                    id,
+                    conv,
+                    messages: page.messages,
+                    more: page.more,
+                };
+                Ok(self.reply(reply).await?)
             }
             ClientFrame::Presence { conv } => {
                 let users = self.node.presence(&user_id, &conv).await?;

@@ -106,6 +106,9 @@ pub enum ServerFrame {
         conv: Conv,
         /// Ascending seq.
         messages: Vec<Arc<Message>>,
+        /// The page was cut short by the reply's byte cap: ask again from where it ends.
+        #[serde(default, skip_serializing_if = "is_false")]
+        more: bool,
     },
     /// Answer to `presence`.
     Presence {
@@ -222,6 +225,7 @@ impl ServerFrame {
                     id: h.id,
                     conv: h.conv,
                     messages: h.messages,
+                    more: h.more,
                 })
             }
             "welcome" | "subscribed" | "unsubscribed" | "published" | "presence" | "pong"
@@ -245,6 +249,13 @@ struct HistoryReply {
     id: Option<RequestId>,
     conv: Conv,
     messages: Vec<Arc<Message>>,
+    #[serde(default)]
+    more: bool,
+}
+
+/// For `skip_serializing_if`: a `false` flag is left out of the frame.
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Serialize for ServerFrame {

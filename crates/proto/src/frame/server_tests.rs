@@ -76,6 +76,13 @@ fn every_variant() -> Vec<ServerFrame> {
             id: id.clone(),
             conv: Conv::room("r1"),
             messages: vec![message(1, r#"{"a": [1, 2]}"#), message(2, "\"x\"")],
+            more: true,
+        },
+        ServerFrame::History {
+            id: None,
+            conv: Conv::room("r1"),
+            messages: vec![],
+            more: false,
         },
         ServerFrame::Presence {
             id: id.clone(),
