@@ -351,6 +351,20 @@ impl Broker for EmbeddedBackend {
         self.send_append(request)?.await.map_err(|_| closed())?
     }
 
+    fn append_queued(
+        self: Arc<Self>,
+        request: AppendRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Appended, BackendError>> + Send>>
+    {
+        // The job is in the writer's queue when this returns: the writer takes jobs in order.
+        let queued = self.send_append(request);
+        Box::pin(async move { queued?.await.map_err(|_| closed())? })
+    }
+
+    fn queues_in_order(&self) -> bool {
+        true
+    }
+
     async fn append_many(
         &self,
         requests: Vec<AppendRequest>,

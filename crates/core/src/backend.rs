@@ -265,6 +265,23 @@ pub trait BusSink: Send + Sync + 'static {
 pub trait Broker: Send + Sync + 'static {
     /// Stores and publishes one message (and its copy, see [`AppendRequest::copy_to`]).
     async fn append(&self, request: AppendRequest) -> Result<Appended, BackendError>;
+    /// Queues `request` and returns its result to await later. Where
+    /// [`Broker::queues_in_order`] is true, the append is ordered at this call: appends queued
+    /// one after the other by one caller get their seqs in that order even while several are
+    /// in flight. Otherwise the append starts when the returned future is first polled, and a
+    /// caller that needs an order waits for each before queuing the next.
+    fn append_queued(
+        self: Arc<Self>,
+        request: AppendRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Appended, BackendError>> + Send>>
+    {
+        Box::pin(async move { self.append(request).await })
+    }
+    /// Whether [`Broker::append_queued`] orders appends at the call (so a connection may
+    /// pipeline its publishes).
+    fn queues_in_order(&self) -> bool {
+        false
+    }
     /// Stores many; each answer is independent. Implementations may group them into one write.
     async fn append_many(
         &self,

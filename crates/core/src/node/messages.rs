@@ -2,6 +2,11 @@
 //! who is online.
 
 use super::*;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A publish whose append is queued: await it for the receipt (the message is then stored).
+pub type PendingPublish = Pin<Box<dyn Future<Output = Result<Receipt>> + Send>>;
 
 impl Node {
     // ----- messages -----
@@ -9,12 +14,28 @@ impl Node {
     /// Stores and publishes a message. For `user:<to>` from a user, this is a direct message:
     /// stored in `user:<to>` (the answer) and in the sender's `user:<from>`.
     pub async fn publish(
-        &self,
+        self: &Arc<Self>,
         publisher: Publisher<'_>,
         conv: Conv,
         body: MessageBody,
         client_msg_id: Option<String>,
     ) -> Result<Receipt> {
+        self.queue_publish(publisher, conv, body, client_msg_id)
+            .await?
+            .await
+    }
+
+    /// Checks a publish (access, limits), then queues its append and returns the rest to await:
+    /// the receipt, once the message is stored. When the broker queues in order
+    /// ([`crate::backend::Broker::queues_in_order`]), publishes queued one after the other get
+    /// their seqs in that order even while several are in flight (a pipelining connection).
+    pub async fn queue_publish(
+        self: &Arc<Self>,
+        publisher: Publisher<'_>,
+        conv: Conv,
+        body: MessageBody,
+        client_msg_id: Option<String>,
+    ) -> Result<PendingPublish> {
         let started = Instant::now();
         if let Some(c) = &client_msg_id
             && (c.is_empty() || c.len() > switchboard_proto::frame::MAX_CLIENT_MSG_ID_LEN)
@@ -58,23 +79,27 @@ impl Node {
             idempotency_owner: owner,
             copy_to,
         };
-        let appended = self.backend.broker.append(request).await?;
-        self.metrics
-            .messages_published
-            .inc_by(appended.stored.len() as u64);
-        self.metrics
-            .publish_latency
-            .observe(started.elapsed().as_secs_f64());
+        let appending = self.backend.broker.clone().append_queued(request);
         let sender = match publisher {
-            Publisher::User(u) => Some(u),
+            Publisher::User(u) => Some(u.to_owned()),
             Publisher::Server => None,
         };
-        for m in &appended.stored {
-            if m.conv.kind() == ConvKind::User && sender != Some(m.conv.id()) {
-                self.notify_if_offline(m.clone());
+        let node = self.clone();
+        Ok(Box::pin(async move {
+            let appended = appending.await?;
+            node.metrics
+                .messages_published
+                .inc_by(appended.stored.len() as u64);
+            node.metrics
+                .publish_latency
+                .observe(started.elapsed().as_secs_f64());
+            for m in &appended.stored {
+                if m.conv.kind() == ConvKind::User && sender.as_deref() != Some(m.conv.id()) {
+                    node.notify_if_offline(m.clone());
+                }
             }
-        }
-        Ok(appended.receipt)
+            Ok(appended.receipt)
+        }))
     }
 
     /// Queues a message of `user:<id>` for the offline webhook (bounded: see

@@ -32,6 +32,7 @@ mod messages;
 mod rooms;
 
 pub use history::HistoryPage;
+pub use messages::PendingPublish;
 
 /// Largest history page.
 pub const MAX_HISTORY_LIMIT: u32 = 500;

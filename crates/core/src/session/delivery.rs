@@ -36,6 +36,8 @@ impl<T: Transport> Session<T> {
     /// A message the fan-out could not simply write: a repeat, a gap to fill from history
     /// first, or one that waited behind other work.
     async fn deliver(&mut self, d: Arc<Delivery>) -> Result<(), End> {
+        // The sender's own copy comes after the answer to its publish.
+        self.settle_publishes_to(&d.conv).await?;
         let (conv, seq) = (&d.conv, d.message.seq);
         if let Sent::Gap(last) = self
             .conn

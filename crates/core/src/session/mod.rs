@@ -8,6 +8,7 @@
 //! - [`request`]: one client frame: parse, rate limits, and the requests that need no
 //!   subscription (publish, history, presence);
 //! - [`subscribe`]: authentication, resume and `subscribe`;
+//! - [`pipeline`]: publishes in flight, answered in order;
 //! - [`delivery`]: what the fan-out hands over, gap fills and history replays;
 //! - [`resume`]: where a resume starts (a pure function);
 //! - [`teardown`]: the last frames and the release of everything the connection held.
@@ -24,6 +25,7 @@
 
 mod delivery;
 mod output;
+mod pipeline;
 mod request;
 mod resume;
 mod serve;
@@ -49,6 +51,7 @@ use tokio::time::Instant;
 pub const MAX_BAD_FRAMES: u32 = 20;
 /// Window for [`MAX_BAD_FRAMES`].
 pub const BAD_FRAME_WINDOW: Duration = Duration::from_secs(10);
+pub use pipeline::PIPELINE_DEPTH;
 
 /// How a session ends.
 #[derive(Debug)]
@@ -137,6 +140,7 @@ pub fn run_session<T: Transport>(
         subs,
         conn,
         expires_at: None,
+        pipeline: None,
         bad_frames: 0,
         bad_window: now,
         last_seen: now,
@@ -166,6 +170,8 @@ struct Session<T: Transport> {
     conn: Arc<Conn>,
     /// When the token it authenticated with expires; `None` until it authenticated.
     expires_at: Option<Instant>,
+    /// Publishes in flight (boxed: most connections never have one).
+    pipeline: Option<Box<pipeline::Pipeline>>,
     publish_bucket: TokenBucket,
     frame_bucket: TokenBucket,
     bad_frames: u32,

@@ -1,15 +1,15 @@
 //! One client frame: size and parse checks, the frame rate, dispatch, and the requests that
 //! need no subscription of their own (publish, history, presence).
 
-use super::output::SESSION_HIGH_WATER;
 use super::{BAD_FRAME_WINDOW, End, Fail, MAX_BAD_FRAMES, Session};
 use crate::backend::HistoryQuery;
 use crate::error::Error;
 use crate::node::{Publisher, clamp_limit};
-use crate::transport::{Out, Transport};
+use crate::transport::Transport;
 use bytes::Bytes;
+use switchboard_proto::conv::ConvKind;
 use switchboard_proto::frame::{ClientFrame, RequestId, parse_client_frame};
-use switchboard_proto::{DisconnectReason, ErrorCode, ServerFrame};
+use switchboard_proto::{Conv, DisconnectReason, ErrorCode, ServerFrame};
 use tokio::time::Instant;
 
 impl<T: Transport> Session<T> {
@@ -54,6 +54,10 @@ impl<T: Transport> Session<T> {
                 return self.count_bad_frame();
             }
         };
+        if !matches!(frame, ClientFrame::Publish { .. }) {
+            // Replies stay in request order: publishes before this one are answered first.
+            self.settle_publishes().await?;
+        }
         if !self.frame_bucket.try_take() {
             return self
                 .reply_error(id, Error::new(ErrorCode::RateLimited, "too many frames"))
@@ -108,28 +112,26 @@ impl<T: Transport> Session<T> {
                 body,
                 client_msg_id,
             } => {
-                if !self.publish_bucket.try_take() {
-                    return Err(
-                        Error::new(ErrorCode::RateLimited, "publish rate limit exceeded").into(),
-                    );
-                }
-                // The sender's own copy must not overtake the reply: deliveries wait until
-                // the guard is dropped, on every path out of this block.
-                let held = self.conn.hold();
-                let r = self
-                    .node
-                    .publish(Publisher::User(&user_id), conv, body, client_msg_id)
-                    .await?;
-                let reply = ServerFrame::Published {
-                    id,
-                    conv: r.conv,
-                    seq: r.seq,
-                    message_id: r.message_id,
-                    ts: r.ts,
+                // A direct message is also stored in the sender's own stream.
+                let copy = (conv.kind() == ConvKind::User && conv.id() != user_id)
+                    .then(|| Conv::user(&user_id));
+                let targets = [Some(conv.clone()), copy];
+                let answer = if self.publish_bucket.try_take() {
+                    // Held before the append is queued, so the sender's own copy cannot
+                    // overtake the answer (see `pipeline`).
+                    self.hold_for_publish();
+                    self.node
+                        .queue_publish(Publisher::User(&user_id), conv, body, client_msg_id)
+                        .await
+                } else {
+                    Err(Error::new(
+                        ErrorCode::RateLimited,
+                        "publish rate limit exceeded",
+                    ))
                 };
-                self.conn.write(Out::Text(reply.encode()))?;
-                drop(held);
-                Ok(self.make_room(SESSION_HIGH_WATER).await?)
+                // Answered in the order sent, once stored (the loop takes the answers).
+                self.push_publish(id, targets, answer);
+                Ok(())
             }
             ClientFrame::History {
                 conv,

@@ -1,6 +1,7 @@
 //! The session's loop: what the fan-out handed over, the socket becoming writable, the client's
 //! next frame, and the timers (auth deadline, token expiry, write stall, heartbeats).
 
+use super::pipeline::next_answer;
 use super::{End, PreAuth, Session};
 use crate::error::Error;
 use crate::transport::{Inbound, Out, Transport};
@@ -39,11 +40,16 @@ impl<T: Transport> Session<T> {
                     timer.as_mut().reset(timer_at);
                 }
             }
+            // With the most publishes in flight, the next frame waits for an answer.
+            let full = self.pipeline_full();
             let r = tokio::select! {
                 biased;
                 () = self.conn.attention() => Box::pin(self.on_attention()).await,
                 () = self.conn.writable(), if unsent => self.conn.flush().map(|_| ()).map_err(End::from),
-                ev = self.t.recv() => match ev {
+                answer = next_answer(&mut self.pipeline), if self.pipeline.is_some() => {
+                    Box::pin(self.on_answer(answer)).await
+                }
+                ev = self.t.recv(), if !full => match ev {
                     None => Err(End::Gone),
                     Some(Inbound::Alive) => { self.last_seen = Instant::now(); Ok(()) }
                     Some(Inbound::Ping(payload)) => {

@@ -16,6 +16,7 @@ mod http_inprocess;
 mod memory;
 mod ordering;
 mod persistence;
+mod pipelining;
 mod sdk;
 mod smoke;
 mod transports;

@@ -1,0 +1,157 @@
+//! Publishes in flight on one connection. A client may send its next `publish` before the
+//! last one is answered: the session checks it and queues its append at once (so the writer
+//! can commit several of them together), and answers them in the order they were sent, each
+//! once its message is stored. The order of seqs is the order of sending, because the broker
+//! queues appends in call order ([`crate::backend::Broker::queues_in_order`]); a broker that
+//! does not gets one publish at a time.
+//!
+//! Three rules keep the answers where a client expects them:
+//! - answers of publishes come back in the order the publishes were sent, failures included;
+//! - any other request waits until every publish before it is answered (replies stay in
+//!   request order);
+//! - a message of a conversation the connection has a publish in flight to is written only
+//!   after that publish's answer: while publishes are in flight the connection is held (the
+//!   fan-out hands everything to the session, see [`crate::conn`]), and the session settles
+//!   the publishes to that conversation first. So a sender sees `published` before its own
+//!   copy of the message.
+
+use super::output::SESSION_HIGH_WATER;
+use super::{End, Session};
+use crate::conn::Held;
+use crate::error::{Error, Result};
+use crate::node::PendingPublish;
+use crate::transport::{Out, Transport};
+use std::collections::VecDeque;
+use std::future::Future;
+use switchboard_proto::frame::RequestId;
+use switchboard_proto::{Conv, ServerFrame};
+
+/// Publishes one connection may have in flight (when the broker queues in order).
+pub const PIPELINE_DEPTH: usize = 64;
+
+/// One publish in flight.
+struct InFlight {
+    id: Option<RequestId>,
+    /// The conversations it appends to: the target, and the sender's own stream for a DM.
+    convs: [Option<Conv>; 2],
+    answer: PendingPublish,
+}
+
+/// The publishes in flight, in the order they were sent.
+pub(super) struct Pipeline {
+    queue: VecDeque<InFlight>,
+    /// Deliveries wait for the session while this lives (dropped with the last answer).
+    _held: Held,
+}
+
+impl Pipeline {
+    fn targets(&self, conv: &Conv) -> bool {
+        self.queue
+            .iter()
+            .any(|f| f.convs.iter().flatten().any(|c| c == conv))
+    }
+}
+
+/// The next answer, once the oldest publish is stored. Cancel-safe: the publish stays queued
+/// until its answer is taken.
+pub(super) fn next_answer(
+    pipeline: &mut Option<Box<Pipeline>>,
+) -> impl Future<Output = (Option<RequestId>, Result<crate::backend::Receipt>)> + '_ {
+    std::future::poll_fn(move |cx| {
+        let Some(p) = pipeline.as_mut() else {
+            return std::task::Poll::Pending;
+        };
+        let Some(front) = p.queue.front_mut() else {
+            return std::task::Poll::Pending;
+        };
+        let r = std::task::ready!(front.answer.as_mut().poll(cx));
+        let id = p.queue.pop_front().and_then(|f| f.id);
+        std::task::Poll::Ready((id, r))
+    })
+}
+
+impl<T: Transport> Session<T> {
+    /// Whether the connection may not send another publish before an answer (the loop stops
+    /// reading until one comes).
+    pub(super) fn pipeline_full(&self) -> bool {
+        let depth = if self.node.backend.broker.queues_in_order() {
+            PIPELINE_DEPTH
+        } else {
+            1
+        };
+        self.pipeline
+            .as_ref()
+            .is_some_and(|p| p.queue.len() >= depth)
+    }
+
+    /// Holds deliveries for the session from now until the last publish in flight is answered
+    /// (call before queuing an append, so its copy cannot slip past).
+    pub(super) fn hold_for_publish(&mut self) {
+        if self.pipeline.is_none() {
+            self.pipeline = Some(Box::new(Pipeline {
+                queue: VecDeque::new(),
+                _held: self.conn.hold(),
+            }));
+        }
+    }
+
+    /// Puts a publish in line (checked and queued, or already failed).
+    pub(super) fn push_publish(
+        &mut self,
+        id: Option<RequestId>,
+        convs: [Option<Conv>; 2],
+        answer: std::result::Result<PendingPublish, Error>,
+    ) {
+        self.hold_for_publish();
+        let answer = answer.unwrap_or_else(|e| Box::pin(async move { Err(e) }));
+        if let Some(p) = self.pipeline.as_mut() {
+            p.queue.push_back(InFlight { id, convs, answer });
+        }
+    }
+
+    /// Writes the answer of the oldest publish; the hold ends with the last one.
+    pub(super) async fn on_answer(
+        &mut self,
+        (id, r): (Option<RequestId>, Result<crate::backend::Receipt>),
+    ) -> std::result::Result<(), End> {
+        if self.pipeline.as_ref().is_some_and(|p| p.queue.is_empty()) {
+            self.pipeline = None;
+        }
+        match r {
+            Ok(r) => {
+                let reply = ServerFrame::Published {
+                    id,
+                    conv: r.conv,
+                    seq: r.seq,
+                    message_id: r.message_id,
+                    ts: r.ts,
+                };
+                self.conn.write(Out::Text(reply.encode()))?;
+                self.make_room(SESSION_HIGH_WATER).await
+            }
+            Err(e) => self.reply_error(id, e).await,
+        }
+    }
+
+    /// Answers every publish in flight, in order (before any other request is taken).
+    pub(super) async fn settle_publishes(&mut self) -> std::result::Result<(), End> {
+        while self.pipeline.is_some() {
+            let answer = next_answer(&mut self.pipeline).await;
+            self.on_answer(answer).await?;
+        }
+        Ok(())
+    }
+
+    /// Answers the publishes in flight up to the last one to `conv` (before a message of
+    /// `conv` is written).
+    pub(super) async fn settle_publishes_to(
+        &mut self,
+        conv: &Conv,
+    ) -> std::result::Result<(), End> {
+        while self.pipeline.as_ref().is_some_and(|p| p.targets(conv)) {
+            let answer = next_answer(&mut self.pipeline).await;
+            self.on_answer(answer).await?;
+        }
+        Ok(())
+    }
+}
