@@ -89,7 +89,16 @@ async fn partial_heads_are_closed_at_the_header_timeout_and_healthz_answers_mean
         }
         None
     });
+    // A keep-alive connection that got its answer and then idles is closed by the same clock.
+    let mut kept = TcpStream::connect(node.addr).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     healthz_answers(node.addr).await;
+    let End::Closed(answer) = read_to_close(&mut kept, Duration::from_secs(4)).await else {
+        panic!("an idle keep-alive connection is held");
+    };
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
     for s in &mut held {
         let end = read_to_close(s, Duration::from_secs(4)).await;
         assert!(matches!(end, End::Closed(_)), "a partial head still held");
