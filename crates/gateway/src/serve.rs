@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use switchboard_core::Error;
+use switchboard_core::metrics::Metrics;
 use switchboard_proto::ErrorCode;
 use switchboard_proto::backoff::Backoff;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -55,11 +56,14 @@ const MAX_REFUSING: usize = 256;
 const REFUSAL_TIME: Duration = Duration::from_secs(1);
 
 /// Serves `router` on `listener` within `limits` until `stop` is cancelled, then waits for the
-/// connections it is serving (not the upgraded ones, which their sessions own) to finish.
+/// connections it is serving (not the upgraded ones, which their sessions own) to finish. The
+/// answers given before the routes run (413, and 503 over a cap) are counted in `metrics` by
+/// code, as the routes' errors are.
 pub async fn serve_http(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
+    metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
     let connections = TaskTracker::new();
@@ -93,6 +97,7 @@ pub async fn serve_http(
         let slot = match caps.try_admit(peer.ip()) {
             Ok(slot) => slot,
             Err(why) => {
+                metrics.error(ErrorCode::Overloaded);
                 refuse(stream, peer, why, &refusing);
                 continue;
             }
@@ -100,8 +105,9 @@ pub async fn serve_http(
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(TimedStream::new(stream, limits.write_timeout));
         // A `Router` clone is a reference count: its routes were built once, by the caller.
-        let (router, limits) = (router.clone(), limits.clone());
-        let service = hyper::service::service_fn(move |req| guarded(router.clone(), &limits, req));
+        let (router, limits, metrics) = (router.clone(), limits.clone(), metrics.clone());
+        let service =
+            hyper::service::service_fn(move |req| guarded(router.clone(), &limits, &metrics, req));
         let conn = builder.serve_connection(io, service).with_upgrades();
         let mut closing = closing_rx.clone();
         connections.spawn(async move {
@@ -131,11 +137,15 @@ pub async fn serve_http(
 fn guarded(
     mut router: Router,
     limits: &HttpLimits,
+    metrics: &Metrics,
     req: Request<Incoming>,
 ) -> impl Future<Output = Result<Response, Infallible>> + use<> {
     let refused = announced_len(&req)
         .filter(|&n| n > limits.max_body_bytes as u64)
-        .map(|n| too_large(n, limits.max_body_bytes));
+        .map(|n| {
+            metrics.error(ErrorCode::TooLarge);
+            too_large(n, limits.max_body_bytes)
+        });
     let body_timeout = limits.body_timeout;
     async move {
         if let Some(resp) = refused {

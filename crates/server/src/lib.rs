@@ -121,6 +121,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             listener,
             metrics.with_state(()),
             config.http.clone(),
+            node.metrics.clone(),
             stop_accepting.clone(),
         ));
     }
@@ -130,6 +131,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         listener,
         router.with_state(()),
         config.http.clone(),
+        node.metrics.clone(),
         stop_accepting.clone(),
     ));
     tracing::info!(node_id = %node.id, %addr, "listening on {addr}");

@@ -48,6 +48,20 @@ async fn exchange(addr: SocketAddr, request: &str) -> (String, String) {
 
 const HEALTHZ: &str = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 
+/// The node's count of error answers with `code`.
+async fn errors(addr: SocketAddr, code: &str) -> f64 {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metric(
+        &text,
+        &format!("switchboard_errors_total{{code=\"{code}\"}}"),
+    )
+}
+
 /// `n` connections that send nothing.
 async fn connected(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
     let mut held = Vec::new();
@@ -156,6 +170,7 @@ async fn connections_over_the_per_address_cap_get_503_and_upgraded_ones_do_not_c
             .ok_or(status)
     })
     .await;
+    assert!(errors(node.addr, "overloaded").await >= 1.0);
     drop(idle);
     // WebSockets count while they are HTTP; once upgraded they are sessions, not HTTP.
     let (_, token) = node.user("cap").await;
@@ -208,6 +223,7 @@ async fn a_huge_content_length_gets_413_before_any_body_is_sent() {
     let body: Value = serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).unwrap();
     assert_eq!(body["error"]["code"], "too_large");
     healthz_answers(node.addr).await;
+    assert_eq!(errors(node.addr, "too_large").await, 1.0);
     node.stop().await;
 }
 
