@@ -88,6 +88,8 @@ async fn partial_heads_are_closed_at_the_header_timeout_and_healthz_answers_mean
             .unwrap();
         held.push(s);
     }
+    // And some that connect and say nothing.
+    held.extend(connected(node.addr, 10).await);
     // One of them trickles a header byte every 200 ms: the timeout is a total, not reset.
     let mut trickler = TcpStream::connect(node.addr).await.unwrap();
     trickler
