@@ -70,14 +70,21 @@ pub fn api_routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Node info, health, readiness and metrics (every role).
+/// Node info, health, readiness and drain (every role); `/metrics` is [`metrics_routes`], served
+/// with these or on `--metrics-listen`.
 pub fn ops_routes(state: AppState) -> Router {
     Router::new()
         .route("/v1/node", get(ops::node_info))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
         .route("/v1/server/nodes/self/drain", post(ops::drain))
+        .with_state(state)
+}
+
+/// `/metrics` (every role), on the main listener or on a listener of its own.
+pub fn metrics_routes(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics))
         .with_state(state)
 }
 

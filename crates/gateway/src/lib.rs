@@ -3,9 +3,11 @@
 //! behind the same small [`switchboard_core::transport::Transport`] seam.
 
 pub mod http_error;
+pub mod limits;
 pub mod poll;
 pub mod serve;
 pub mod tcp;
+pub mod timed;
 pub mod wire;
 pub mod ws;
 

@@ -6,16 +6,39 @@
 //! connection in a private type that cannot be taken back apart). It also sets `TCP_NODELAY`,
 //! backs off when `accept` fails (out of descriptors, say) instead of ending, and shuts down
 //! gracefully: stop accepting, let requests in flight finish, close idle keep-alive connections.
+//!
+//! What one client may hold ([`HttpLimits`]): a connection is admitted only under the total and
+//! per-address caps (over them it gets a short 503 written on the raw socket, and is closed);
+//! its request head must arrive whole within the header timeout (hyper's timer, a total that
+//! bytes trickling in do not reset; it also runs while a keep-alive connection waits for its
+//! next request) and fit in `max_head_bytes`; a body announced larger than `max_body_bytes` is
+//! refused with 413 before any of it is read; a body must arrive within the body timeout; and a
+//! response the client does not read ends the connection after the write timeout. An upgraded
+//! WebSocket leaves the caps: it is a session then, under `max_connections`.
 
+use crate::http_error::ApiError;
+use crate::limits::{ConnCaps, HttpLimits, MIN_HEAD_BYTES, Refused};
+use crate::timed::{DeadlineBody, TimedStream};
 use axum::Router;
+use axum::http::{Request, header};
+use axum::response::{IntoResponse, Response};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use switchboard_core::Error;
+use switchboard_core::metrics::Metrics;
+use switchboard_proto::ErrorCode;
 use switchboard_proto::backoff::Backoff;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::Service;
 
 /// The delays of an accept loop whose `accept` fails (out of descriptors, say): from 5 ms up to
 /// 1 s, never under 5 ms so the loop does not spin while nothing has been freed.
@@ -24,19 +47,45 @@ pub(crate) fn accept_backoff() -> Backoff {
         .with_floor(Duration::from_millis(5))
 }
 
-/// Serves `router` on `listener` until `stop` is cancelled, then waits for the connections it
-/// is serving (not the upgraded ones, which their sessions own) to finish.
-pub async fn serve_http(listener: TcpListener, router: Router, stop: CancellationToken) {
+/// Refusals being written at once; past it a refused socket is closed without an answer, so a
+/// flood of connections cannot turn the refusals themselves into held descriptors.
+const MAX_REFUSING: usize = 256;
+
+/// Longest a refusal may take (writing the 503, then reading what the client sent so that
+/// closing does not reset the connection before the client has read the answer).
+const REFUSAL_TIME: Duration = Duration::from_secs(1);
+
+/// Serves `router` on `listener` within `limits` until `stop` is cancelled, then waits for the
+/// connections it is serving (not the upgraded ones, which their sessions own) to finish. The
+/// answers given before the routes run (413, and 503 over a cap) are counted in `metrics` by
+/// code, as the routes' errors are.
+pub async fn serve_http(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
     let connections = TaskTracker::new();
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
+    let caps = ConnCaps::new(limits.max_connections, limits.max_connections_per_ip);
+    let refusing = Arc::new(AtomicUsize::new(0));
+    let mut builder = http1::Builder::new();
+    let head = limits.max_head_bytes.max(MIN_HEAD_BYTES);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(head)
+        .max_header_size(head);
+    let limits = Arc::new(limits);
     let mut backoff = accept_backoff();
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
             a = listener.accept() => a,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %e, ?delay, "HTTP accept failed; backing off");
@@ -45,14 +94,25 @@ pub async fn serve_http(listener: TcpListener, router: Router, stop: Cancellatio
             }
         };
         backoff.reset();
+        let slot = match caps.try_admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                metrics.error(ErrorCode::Overloaded);
+                refuse(stream, peer, why, &refusing);
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(TimedStream::new(stream, limits.write_timeout));
         // A `Router` clone is a reference count: its routes were built once, by the caller.
-        let service = TowerToHyperService::new(router.clone());
+        let (router, limits, metrics) = (router.clone(), limits.clone(), metrics.clone());
+        let service =
+            hyper::service::service_fn(move |req| guarded(router.clone(), &limits, &metrics, req));
+        let conn = builder.serve_connection(io, service).with_upgrades();
         let mut closing = closing_rx.clone();
         connections.spawn(async move {
-            let conn = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
+            // Held while the connection is plain HTTP: an upgrade ends this future.
+            let _slot = slot;
             tokio::pin!(conn);
             let result = tokio::select! {
                 r = conn.as_mut() => r,
@@ -70,4 +130,98 @@ pub async fn serve_http(listener: TcpListener, router: Router, stop: Cancellatio
     let _ = closing_tx.send(true);
     connections.close();
     connections.wait().await;
+}
+
+/// One request: a body announced over the limit is refused before it is read; any other gets
+/// its body deadline and goes to the routes.
+fn guarded(
+    mut router: Router,
+    limits: &HttpLimits,
+    metrics: &Metrics,
+    req: Request<Incoming>,
+) -> impl Future<Output = Result<Response, Infallible>> + use<> {
+    let refused = announced_len(&req)
+        .filter(|&n| n > limits.max_body_bytes as u64)
+        .map(|n| {
+            metrics.error(ErrorCode::TooLarge);
+            too_large(n, limits.max_body_bytes)
+        });
+    let body_timeout = limits.body_timeout;
+    async move {
+        if let Some(resp) = refused {
+            return Ok(resp);
+        }
+        let req = req.map(|body| DeadlineBody::new(body, body_timeout));
+        router.call(req).await
+    }
+}
+
+/// The request's `Content-Length`, when it has one that parses.
+fn announced_len(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The 413 of a body announced at `len` bytes; the connection is closed after it (hyper does
+/// not keep a connection whose body was not read), so the body is never read.
+fn too_large(len: u64, max: usize) -> Response {
+    let mut resp = ApiError(Error::new(
+        ErrorCode::TooLarge,
+        format!("request body of {len} bytes is over the limit of {max}"),
+    ))
+    .into_response();
+    resp.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    resp
+}
+
+/// Answers a connection over a cap with a plain 503 on the raw socket and closes it, in a task
+/// of its own bounded by [`REFUSAL_TIME`]; past [`MAX_REFUSING`] refusals at once, closes it
+/// at once.
+fn refuse(stream: TcpStream, peer: SocketAddr, why: Refused, refusing: &Arc<AtomicUsize>) {
+    let message = match why {
+        Refused::Total => "this node serves its maximum of HTTP connections; retry later",
+        Refused::PerIp => "too many connections from your address; retry later",
+    };
+    tracing::debug!(%peer, ?why, "HTTP connection refused");
+    if refusing.fetch_add(1, Ordering::Relaxed) >= MAX_REFUSING {
+        refusing.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    let refusing = refusing.clone();
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(REFUSAL_TIME, write_503(stream, message)).await;
+        refusing.fetch_sub(1, Ordering::Relaxed);
+    });
+}
+
+/// The whole 503 exchange: the answer, a half close, then what the client sent is read and
+/// dropped (up to 64 KiB) until it closes, so the answer is not lost to a reset.
+async fn write_503(mut stream: TcpStream, message: &str) {
+    let body = serde_json::json!({"error": {"code": ErrorCode::Overloaded, "message": message}})
+        .to_string();
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    if stream.write_all(answer.as_bytes()).await.is_err() {
+        return;
+    }
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let mut left: usize = 64 * 1024;
+    while left > 0 {
+        match stream.read(&mut sink).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
 }

@@ -8,6 +8,7 @@
 //! goes on); a length over four times that closes the connection. Nothing is buffered without
 //! bound.
 
+use crate::limits::ConnCaps;
 use crate::wire::{SocketWire, TcpFraming, poll_read_into};
 use bytes::{Buf, BufMut, BytesMut};
 use std::sync::Arc;
@@ -21,9 +22,16 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-/// Accepts TCP clients until `stop` is cancelled. A failing `accept` (e.g. out of file
-/// descriptors) backs off and retries; it never ends the loop.
-pub async fn serve_tcp(listener: TcpListener, node: Arc<Node>, stop: CancellationToken) {
+/// Accepts TCP clients until `stop` is cancelled, at most `max_per_ip` at once from one client
+/// address (`0` = no cap; see [`crate::limits::client_key`]). A failing `accept` (e.g. out of
+/// file descriptors) backs off and retries; it never ends the loop.
+pub async fn serve_tcp(
+    listener: TcpListener,
+    node: Arc<Node>,
+    max_per_ip: usize,
+    stop: CancellationToken,
+) {
+    let caps = ConnCaps::new(0, max_per_ip);
     let mut backoff = crate::serve::accept_backoff();
     loop {
         let accepted = tokio::select! {
@@ -31,8 +39,13 @@ pub async fn serve_tcp(listener: TcpListener, node: Arc<Node>, stop: Cancellatio
             a = listener.accept() => a,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 backoff.reset();
+                let Ok(slot) = caps.try_admit(peer.ip()) else {
+                    tracing::debug!(%peer, "TCP connection over the per-address cap refused");
+                    tokio::spawn(refuse(stream));
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 // The slot is taken here, before the session exists, and held by its task.
                 let permit = (!node.is_draining()).then(|| node.admission.try_admit());
@@ -44,7 +57,11 @@ pub async fn serve_tcp(listener: TcpListener, node: Arc<Node>, stop: Cancellatio
                 let wire = Arc::new(SocketWire::new(stream, TcpFraming));
                 let session =
                     run_session(node.clone(), TcpReader::new(wire.clone(), max), wire, None);
-                node.admission.spawn(permit, session);
+                // The address's place is held for as long as the session runs.
+                node.admission.spawn(permit, async move {
+                    session.await;
+                    drop(slot);
+                });
             }
             Err(e) => {
                 let delay = backoff.next_delay();
@@ -55,7 +72,8 @@ pub async fn serve_tcp(listener: TcpListener, node: Arc<Node>, stop: Cancellatio
     }
 }
 
-/// Tells a client the node is full (or draining), then closes.
+/// Tells a client the node (or its share for the client's address) is full, or draining, then
+/// closes.
 async fn refuse(mut stream: TcpStream) {
     let frame = ServerFrame::error(
         None,

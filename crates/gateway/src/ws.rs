@@ -14,6 +14,7 @@
 //! close frame) with 1002. A client's close is answered with its own status code.
 
 use crate::http_error::{ApiError, bearer};
+use crate::timed::TimedStream;
 use crate::wire::{SocketWire, WsFraming, poll_read_into};
 use axum::Router;
 use axum::extract::{Query, Request, State};
@@ -32,6 +33,7 @@ use switchboard_core::session::run_session;
 use switchboard_core::transport::{Inbound, Transport};
 use switchboard_core::{Error, auth::Principal};
 use switchboard_proto::ErrorCode;
+#[cfg(test)]
 use tokio::net::TcpStream;
 
 /// WebSocket settings derived from the node's limits.
@@ -116,14 +118,18 @@ async fn upgrade(State(node): State<Arc<Node>>, mut req: Request) -> Response {
                 tracing::debug!(error = %e, "WebSocket upgrade failed");
                 None
             }
-            // The server (crate::serve) serves plain TCP streams, so this is one.
-            Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
+            // The server (crate::serve) serves TCP streams with a write timer; the session has
+            // its own (slow consumers), so it takes the plain stream.
+            Ok(upgraded) => match upgraded.downcast::<TokioIo<TimedStream>>() {
                 Err(_) => {
                     tracing::error!("WebSocket upgrade on a connection that is not a TCP stream");
                     None
                 }
                 Ok(parts) => {
-                    let wire = Arc::new(SocketWire::new(parts.io.into_inner(), WsFraming));
+                    let wire = Arc::new(SocketWire::new(
+                        parts.io.into_inner().into_inner(),
+                        WsFraming,
+                    ));
                     let reader = WsReader::new(wire.clone(), parts.read_buf, cfg);
                     Some(run_session(node, reader, wire, principal.map(Into::into)))
                 }

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
 use switchboard_core::config::Limits;
+use switchboard_gateway::limits::{HttpLimits, MIN_HEAD_BYTES};
 
 /// Flags of `switchboard serve`. Every flag also reads `SWITCHBOARD_<NAME>`; every one may be
 /// set in the `--config` TOML file under its name with underscores (`max_connections = 5000`).
@@ -120,6 +121,33 @@ pub struct ServeArgs {
     /// share of the connections [default: the number of CPUs].
     #[arg(long, env = "SWITCHBOARD_FANOUT_THREADS", value_name = "N")]
     pub fanout_threads: Option<usize>,
+    /// HTTP: total time a client has to send a request head, also the longest a keep-alive
+    /// connection waits for its next request [default: 20000].
+    #[arg(long, env = "SWITCHBOARD_HTTP_HEADER_TIMEOUT_MS", value_name = "MS")]
+    pub http_header_timeout_ms: Option<u64>,
+    /// HTTP: total time a client has to send a request body, from the end of its head
+    /// [default: 20000].
+    #[arg(long, env = "SWITCHBOARD_HTTP_BODY_TIMEOUT_MS", value_name = "MS")]
+    pub http_body_timeout_ms: Option<u64>,
+    /// HTTP: a response write blocked this long (the client does not read) ends the connection
+    /// [default: 10000].
+    #[arg(long, env = "SWITCHBOARD_HTTP_WRITE_TIMEOUT_MS", value_name = "MS")]
+    pub http_write_timeout_ms: Option<u64>,
+    /// HTTP: largest request head (request line and headers), at least 8192; larger get 431
+    /// [default: 16384].
+    #[arg(long, env = "SWITCHBOARD_HTTP_MAX_HEAD_BYTES", value_name = "N")]
+    pub http_max_head_bytes: Option<usize>,
+    /// HTTP connections served at once (not counting upgraded WebSockets), 0 = no cap; more get
+    /// 503 [default: 10000].
+    #[arg(long, env = "SWITCHBOARD_HTTP_MAX_CONNECTIONS", value_name = "N")]
+    pub http_max_connections: Option<usize>,
+    /// HTTP connections (not counting upgraded WebSockets), and separately raw TCP connections,
+    /// held at once from one client address (IPv6: one /64), 0 = no cap [default: 256].
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Serve `/metrics` on this address instead of on `--listen` [default: on --listen].
+    #[arg(long, env = "SWITCHBOARD_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
     /// Log format: text or json [default: text].
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -185,6 +213,12 @@ pub struct ServerConfig {
     pub fanout_threads: usize,
     /// JSON logs.
     pub json_logs: bool,
+    /// What the HTTP server allows a client (timeouts, head and body size, connection caps).
+    pub http: HttpLimits,
+    /// Per-address cap of the raw TCP transport (`0` = none).
+    pub tcp_max_connections_per_ip: usize,
+    /// A listener of its own for `/metrics` (then not served on `listen`).
+    pub metrics_listen: Option<String>,
 }
 
 /// A configuration error, reported before anything starts.
@@ -243,6 +277,29 @@ impl ServeArgs {
         if let Some(v) = a.reconnect_jitter_ms {
             limits.reconnect_jitter = Duration::from_millis(v);
         }
+        let mut http = HttpLimits {
+            max_body_bytes: limits.max_frame_bytes,
+            ..HttpLimits::default()
+        };
+        let ms = |v: u64| Duration::from_millis(v.max(100));
+        if let Some(v) = a.http_header_timeout_ms {
+            http.header_timeout = ms(v);
+        }
+        if let Some(v) = a.http_body_timeout_ms {
+            http.body_timeout = ms(v);
+        }
+        if let Some(v) = a.http_write_timeout_ms {
+            http.write_timeout = ms(v);
+        }
+        if let Some(v) = a.http_max_head_bytes {
+            http.max_head_bytes = v.max(MIN_HEAD_BYTES);
+        }
+        if let Some(v) = a.http_max_connections {
+            http.max_connections = v;
+        }
+        if let Some(v) = a.max_connections_per_ip {
+            http.max_connections_per_ip = v;
+        }
         let roles = parse_roles(a.roles.as_deref().unwrap_or("gateway,api,dispatcher"))?;
         let tcp_listen = match a.tcp_listen.as_deref().unwrap_or("127.0.0.1:7701") {
             "off" | "" => None,
@@ -299,6 +356,9 @@ impl ServeArgs {
                 .fanout_threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             json_logs,
+            tcp_max_connections_per_ip: http.max_connections_per_ip,
+            http,
+            metrics_listen: a.metrics_listen.filter(|m| !m.is_empty()),
         })
     }
 
@@ -341,6 +401,13 @@ impl ServeArgs {
             probe_interval_ms,
             fanout_threads,
             drain_window_ms,
+            http_header_timeout_ms,
+            http_body_timeout_ms,
+            http_write_timeout_ms,
+            http_max_head_bytes,
+            http_max_connections,
+            max_connections_per_ip,
+            metrics_listen,
             log_format
         )
     }
@@ -380,7 +447,8 @@ mod tests {
         let path = dir.path().join("sb.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:9\"\nmax_connections = 5\npublish_rate = 7\n",
+            "listen = \"127.0.0.1:9\"\nmax_connections = 5\npublish_rate = 7\n\
+             http_header_timeout_ms = 1500\nmax_connections_per_ip = 3\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -394,6 +462,12 @@ mod tests {
         assert_eq!(c.limits.publish_rate, 9);
         assert_eq!(c.limits.outbound_queue, 1024);
         assert!(c.roles.gateway && c.roles.api && c.roles.dispatcher);
+        assert_eq!(c.http.header_timeout, Duration::from_millis(1500));
+        assert_eq!(c.http.max_connections_per_ip, 3);
+        assert_eq!(c.tcp_max_connections_per_ip, 3);
+        assert_eq!(c.http.max_body_bytes, c.limits.max_frame_bytes);
+        assert_eq!(c.http.write_timeout, HttpLimits::default().write_timeout);
+        assert_eq!(c.metrics_listen, None);
     }
 
     #[test]

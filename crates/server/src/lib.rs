@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod config;
+pub mod listen;
 
 use axum::Router;
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use switchboard_proto::DisconnectReason;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{ServeArgs, ServerConfig};
+pub use listen::{LISTEN_BACKLOG, bind_listener, raise_open_files_limit};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The bound TCP transport address, if it is on.
     pub tcp_addr: Option<SocketAddr>,
+    /// The bound `/metrics` address, when it has a listener of its own.
+    pub metrics_addr: Option<SocketAddr>,
     /// The node's services (tests look inside).
     pub node: Arc<Node>,
     /// Set when the node has drained and stopped.
@@ -65,64 +69,31 @@ struct Lifecycle {
     shutdown_timeout: Duration,
 }
 
-/// The listen backlog asked for (the kernel caps it at `net.core.somaxconn`). The standard
-/// library's 128 overflowed under a reconnect storm: connects then wait for SYN retransmits.
-pub const LISTEN_BACKLOG: u32 = 4096;
-
-/// Binds a listening socket to `addr` (`host:port`, the first address that binds wins) with
-/// [`LISTEN_BACKLOG`] and `SO_REUSEADDR`, as the standard library's `bind` would with 128.
-pub async fn bind_listener(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
-    let mut last = None;
-    for a in tokio::net::lookup_host(addr).await? {
-        let socket = if a.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        match socket.bind(a).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
-            Ok(listener) => return Ok(listener),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("{addr} resolves to no address"),
-        )
-    }))
+/// A listener on `addr` ([`bind_listener`]) and the address it got.
+async fn bind(addr: &str) -> Result<(tokio::net::TcpListener, SocketAddr), StartError> {
+    let bound = match bind_listener(addr).await {
+        Ok(l) => l.local_addr().map(|a| (l, a)),
+        Err(e) => Err(e),
+    };
+    bound.map_err(|source| StartError::Bind {
+        addr: addr.to_owned(),
+        source,
+    })
 }
 
 /// Builds and starts a node. Returns once it listens.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
-    let listener = bind_listener(&config.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.listen.clone(),
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.listen.clone(),
-        source,
-    })?;
-    let tcp_listener = match (&config.tcp_listen, config.roles.gateway) {
-        (Some(tcp), true) => Some(
-            bind_listener(tcp)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: tcp.clone(),
-                    source,
-                })?,
-        ),
+    let (listener, addr) = bind(&config.listen).await?;
+    let tcp = match (&config.tcp_listen, config.roles.gateway) {
+        (Some(tcp), true) => Some(bind(tcp).await?),
         _ => None,
     };
-    let tcp_addr = match &tcp_listener {
-        Some(l) => Some(l.local_addr().map_err(|source| StartError::Bind {
-            addr: config.tcp_listen.clone().unwrap_or_default(),
-            source,
-        })?),
+    let tcp_addr = tcp.as_ref().map(|(_, a)| *a);
+    let metrics = match &config.metrics_listen {
+        Some(m) => Some(bind(m).await?),
         None => None,
     };
+    let metrics_addr = metrics.as_ref().map(|(_, a)| *a);
     let tcp_url = tcp_addr.map(|a| format!("tcp://{a}"));
     let public_url = config
         .public_url
@@ -131,14 +102,26 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     let App {
         node,
         router,
+        metrics_router,
         polls,
     } = build(&config, public_url, tcp_url).await?;
 
     let stop_accepting = CancellationToken::new();
-    if let Some(listener) = tcp_listener {
+    if let Some((listener, _)) = tcp {
         tokio::spawn(switchboard_gateway::tcp::serve_tcp(
             listener,
             node.clone(),
+            config.tcp_max_connections_per_ip,
+            stop_accepting.clone(),
+        ));
+    }
+    if let (Some((listener, _)), Some(metrics)) = (metrics, metrics_router) {
+        tracing::info!(addr = ?metrics_addr, "metrics on their own listener");
+        tokio::spawn(switchboard_gateway::serve::serve_http(
+            listener,
+            metrics.with_state(()),
+            config.http.clone(),
+            node.metrics.clone(),
             stop_accepting.clone(),
         ));
     }
@@ -147,6 +130,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     let server = tokio::spawn(switchboard_gateway::serve::serve_http(
         listener,
         router.with_state(()),
+        config.http.clone(),
+        node.metrics.clone(),
         stop_accepting.clone(),
     ));
     tracing::info!(node_id = %node.id, %addr, "listening on {addr}");
@@ -169,6 +154,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     Ok(RunningServer {
         addr,
         tcp_addr,
+        metrics_addr,
         node,
         finished,
     })
@@ -180,6 +166,8 @@ pub struct App {
     pub node: Arc<Node>,
     /// Every route of the configured roles, with the shared layers (errors, body limit).
     pub router: Router,
+    /// `/metrics` alone, when `--metrics-listen` serves it (it is then not in `router`).
+    pub metrics_router: Option<Router>,
     /// The long-polling sessions, when this node is a gateway (the drain waits on them).
     polls: Option<Arc<PollSessions>>,
 }
@@ -229,6 +217,18 @@ pub async fn build(
     };
     let mut polls = None;
     let mut router = Router::new().merge(switchboard_api::ops_routes(state.clone()));
+    let metrics = switchboard_api::metrics_routes(state.clone());
+    let metrics_router = match config.metrics_listen {
+        Some(_) => Some(switchboard_api::finish(
+            metrics,
+            node.clone(),
+            config.limits.max_frame_bytes,
+        )),
+        None => {
+            router = router.merge(metrics);
+            None
+        }
+    };
     if config.roles.api {
         router = router.merge(switchboard_api::api_routes(state.clone()));
     }
@@ -259,6 +259,7 @@ pub async fn build(
     Ok(App {
         node,
         router,
+        metrics_router,
         polls,
     })
 }

@@ -46,6 +46,8 @@ async fn serve(args: ServeArgs) -> std::process::ExitCode {
         }
     };
     init_logging(config.json_logs);
+    // Before any socket: every connection, and every refusal being written, is a descriptor.
+    switchboard_server::raise_open_files_limit();
     let server = match switchboard_server::start(config).await {
         Ok(s) => s,
         Err(e) => {

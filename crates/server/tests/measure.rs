@@ -248,7 +248,15 @@ async fn per_transport_latency_and_idle_memory() {
     let dir = tempfile::tempdir().unwrap();
     let proc = NodeProcess::start(
         dir.path(),
-        &["--tcp-listen", "127.0.0.1:0", "--publish-rate", "0"],
+        // A thousand TCP clients and long polls from one address: past the per-address cap.
+        &[
+            "--tcp-listen",
+            "127.0.0.1:0",
+            "--publish-rate",
+            "0",
+            "--max-connections-per-ip",
+            "0",
+        ],
     )
     .await;
     let pid = proc.child.id().unwrap();

@@ -83,7 +83,11 @@ async fn sixty_four_publishes_in_flight_are_answered_in_order_before_their_copie
     );
     assert_eq!(history["id"], "h", "the history reply after every publish");
     assert_eq!(last_seq.get(&room_conv), Some(&32));
-    assert_eq!(last_seq.get(&dm_conv), Some(&31), "31 DMs: the odd ones but 31");
+    assert_eq!(
+        last_seq.get(&dm_conv),
+        Some(&31),
+        "31 DMs: the odd ones but 31"
+    );
     // Every copy arrives, once, in order.
     let rest = c
         .messages(
