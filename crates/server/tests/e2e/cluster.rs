@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use switchboard_testkit::RedisServer;
 
 /// An in-process node in cluster mode on `redis`.
-async fn cluster_node(redis: &RedisServer, id: &str) -> TestNode {
+pub(crate) async fn cluster_node(redis: &RedisServer, id: &str) -> TestNode {
     let (url, id) = (redis.url(), id.to_owned());
     TestNode::start_with(move |c| {
         c.redis = Some(url);
