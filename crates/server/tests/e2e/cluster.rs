@@ -278,7 +278,7 @@ async fn sigkill_of_a_node_makes_its_users_offline_and_they_resume_elsewhere() {
         "--webhook-url",
         hook_url.as_str(),
         "--webhook-secret",
-        "s",
+        "a-webhook-secret-of-32-bytes-or-more",
     ];
     let d1 = tempfile::tempdir().unwrap();
     let d2 = tempfile::tempdir().unwrap();
