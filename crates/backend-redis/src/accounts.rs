@@ -29,18 +29,22 @@ pub(crate) async fn delete_user_sessions(
         p.cmd("HGET").arg(s.keys.session_hex(h)).arg("session_id");
     }
     let ids: Vec<Option<String>> = s.redis.pipe("delete_user_sessions", &p).await?;
-    let mut deleted = Vec::new();
+    let (mut deleted, mut doomed) = (Vec::new(), 0);
     let mut p = redis::pipe();
     p.atomic();
     for (h, id) in hexes.iter().zip(ids) {
         if id.is_some() && id.as_deref() == except {
             continue;
         }
+        // Expired entries (no session left) are dropped from the index on the way.
         p.cmd("DEL").arg(s.keys.session_hex(h)).ignore();
         p.cmd("ZREM").arg(&index).arg(h).ignore();
         deleted.extend(id);
+        doomed += 1;
     }
-    s.redis.pipe::<()>("delete_user_sessions", &p).await?;
+    if doomed > 0 {
+        s.redis.pipe::<()>("delete_user_sessions", &p).await?;
+    }
     Ok(deleted)
 }
 

@@ -133,6 +133,12 @@ pub async fn revocation(factory: &dyn BackendFactory) {
         Some(tokens[3].1.clone()),
         "another user's session stays"
     );
+    assert_eq!(
+        s.delete_user_sessions("u_1", Some("s_b"))
+            .await
+            .expect("again, only the kept one left"),
+        Vec::<String>::new()
+    );
     let rest = s
         .delete_user_sessions("u_1", None)
         .await
