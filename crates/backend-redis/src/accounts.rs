@@ -2,8 +2,9 @@
 //! usernames older versions wrote.
 //!
 //! Each user's tokens are listed in `usersessions:<user>` (a zset of token-hash hex scored by
-//! expiry), written with the session. Tokens issued by a version before this one are not in it:
-//! they are not found by a user-wide revoke and end with their expiry (see docs/SECURITY.md).
+//! expiry), written with the session. The first start of this version adds the sessions an
+//! older version wrote ([`index_user_sessions`]); sessions that nodes of an older version still
+//! make during a rolling upgrade are not indexed (see docs/SECURITY.md).
 
 use crate::error::bad_reply;
 use crate::{Shared, now_ms};
@@ -77,23 +78,14 @@ pub(crate) async fn set_password(
 /// and is logged. Safe to run from several nodes at once (each entry is set only if absent).
 pub(crate) async fn index_username_keys(s: &Shared) -> Result<(), BackendError> {
     let done = s.keys.username_keys_done();
-    let mut c = redis::cmd("EXISTS");
-    c.arg(&done);
-    let marked: i64 = s.redis.query("index_username_keys", &c).await?;
-    if marked == 1 {
+    if already_done(s, &done).await? {
         return Ok(());
     }
     let prefix = s.keys.username("");
     let (mut cursor, mut indexed, mut collisions) = (0u64, 0u64, 0u64);
     loop {
-        let mut c = redis::cmd("SCAN");
-        c.arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{}*", glob_escape(&prefix)))
-            .arg("COUNT")
-            .arg(1000);
-        let (next, names): (String, Vec<String>) = s.redis.query("index_username_keys", &c).await?;
-        cursor = next.parse().map_err(|e| bad_reply("SCAN cursor", e))?;
+        let names;
+        (cursor, names) = scan_step(s, &prefix, cursor).await?;
         for full in names {
             let Some(name) = full.strip_prefix(&prefix) else {
                 continue;
@@ -128,9 +120,7 @@ pub(crate) async fn index_username_keys(s: &Shared) -> Result<(), BackendError> 
             break;
         }
     }
-    let mut c = redis::cmd("SET");
-    c.arg(&done).arg(now_ms());
-    s.redis.query::<()>("index_username_keys", &c).await?;
+    mark_done(s, &done).await?;
     if indexed + collisions > 0 {
         tracing::info!(
             indexed,
@@ -139,6 +129,86 @@ pub(crate) async fn index_username_keys(s: &Shared) -> Result<(), BackendError> 
         );
     }
     Ok(())
+}
+
+/// Adds every session an older version stored to its user's index, once per database (a marker
+/// key records it). Safe to run from several nodes at once (ZADD of the same member).
+pub(crate) async fn index_user_sessions(s: &Shared) -> Result<(), BackendError> {
+    let done = s.keys.user_sessions_done();
+    if already_done(s, &done).await? {
+        return Ok(());
+    }
+    let prefix = s.keys.session_hex("");
+    let (mut cursor, mut indexed) = (0u64, 0u64);
+    loop {
+        let keys;
+        (cursor, keys) = scan_step(s, &prefix, cursor).await?;
+        if !keys.is_empty() {
+            let mut p = redis::pipe();
+            for k in &keys {
+                p.cmd("HMGET").arg(k).arg("user_id").arg("expires_at");
+            }
+            let found: Vec<(Option<String>, Option<u64>)> =
+                s.redis.pipe("index_user_sessions", &p).await?;
+            let (mut p, before) = (redis::pipe(), indexed);
+            for (k, (user, expires)) in keys.iter().zip(found) {
+                let (Some(user), Some(expires), Some(hex)) =
+                    (user, expires, k.strip_prefix(&prefix))
+                else {
+                    continue;
+                };
+                p.cmd("ZADD")
+                    .arg(s.keys.user_sessions(&user))
+                    .arg(expires)
+                    .arg(hex)
+                    .ignore();
+                indexed += 1;
+            }
+            if indexed > before {
+                s.redis.pipe::<()>("index_user_sessions", &p).await?;
+            }
+        }
+        if cursor == 0 {
+            break;
+        }
+    }
+    mark_done(s, &done).await?;
+    if indexed > 0 {
+        tracing::info!(indexed, "redis backend: indexed older sessions by user");
+    }
+    Ok(())
+}
+
+/// Whether the one-time job whose marker key is `marker` already ran on this database.
+async fn already_done(s: &Shared, marker: &str) -> Result<bool, BackendError> {
+    let mut c = redis::cmd("EXISTS");
+    c.arg(marker);
+    Ok(s.redis.query::<i64>("one-time index", &c).await? == 1)
+}
+
+/// Records that the one-time job of `marker` ran.
+async fn mark_done(s: &Shared, marker: &str) -> Result<(), BackendError> {
+    let mut c = redis::cmd("SET");
+    c.arg(marker).arg(now_ms());
+    s.redis.query::<()>("one-time index", &c).await
+}
+
+/// One SCAN step over the keys that start with `prefix`: the next cursor (0 at the end) and
+/// the keys found.
+async fn scan_step(
+    s: &Shared,
+    prefix: &str,
+    cursor: u64,
+) -> Result<(u64, Vec<String>), BackendError> {
+    let mut c = redis::cmd("SCAN");
+    c.arg(cursor)
+        .arg("MATCH")
+        .arg(format!("{}*", glob_escape(prefix)))
+        .arg("COUNT")
+        .arg(1000);
+    let (next, keys): (String, Vec<String>) = s.redis.query("one-time index", &c).await?;
+    let next = next.parse().map_err(|e| bad_reply("SCAN cursor", e))?;
+    Ok((next, keys))
 }
 
 /// `s` with the glob pattern characters escaped.

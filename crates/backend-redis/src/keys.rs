@@ -14,6 +14,7 @@
 //! | `Psession:<hex sha256>` | hash | auth session (expires with it) |
 //! | `Pusersessions:<user>` | zset | a user's token hashes (hex), score = expiry |
 //! | `Pmeta:username_keys` | string | set once names written before keys were indexed |
+//! | `Pmeta:user_sessions` | string | set once sessions written before the index are in it |
 //!
 //! A username is stored under its key (`switchboard_core::names::username_key`: NFKC,
 //! lowercased). Names written by older versions sit under their exact spelling; the first start
@@ -124,6 +125,11 @@ impl Keys {
     /// A user's token hashes (hex), scored by expiry.
     pub(crate) fn user_sessions(&self, user_id: &str) -> String {
         format!("{}usersessions:{user_id}", self.prefix)
+    }
+
+    /// Set once the sessions of older versions are in their users' indexes.
+    pub(crate) fn user_sessions_done(&self) -> String {
+        format!("{}meta:user_sessions", self.prefix)
     }
 
     /// Set once the usernames of older versions have their keys.

@@ -173,6 +173,7 @@ impl RedisBackend {
             renewing_stopped: AtomicBool::new(false),
         });
         accounts::index_username_keys(&shared).await?;
+        accounts::index_user_sessions(&shared).await?;
         registry::take_lease(&shared).await?;
         let backend = Arc::new(RedisBackend {
             shared: shared.clone(),

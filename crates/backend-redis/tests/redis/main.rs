@@ -10,4 +10,4 @@ mod leases;
 mod outage;
 mod retention;
 mod routing;
-mod usernames;
+mod upgrade;

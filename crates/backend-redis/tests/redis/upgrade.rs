@@ -1,5 +1,6 @@
-//! Usernames an older version stored under their exact spelling are indexed by their
-//! case-insensitive key at start, so that nobody registers another spelling next to them.
+//! What an older version stored is indexed at the first start of this one: usernames by their
+//! case-insensitive key (so nobody registers another spelling next to them), and sessions by
+//! their user (so a user-wide revoke reaches them).
 
 use crate::common;
 
@@ -46,5 +47,26 @@ async fn older_usernames_are_indexed_by_key_and_older_names_win() {
             "{taken}"
         );
     }
+    backend.backend().lifecycle.close().await;
+}
+
+/// Sessions an older version stored (no per-user index) are indexed at start, so a user-wide
+/// revoke reaches them too.
+#[tokio::test]
+async fn older_sessions_are_revoked_with_the_rest() {
+    let redis = RedisServer::start();
+    let hex = "ab".repeat(32);
+    redis.command(&format!(
+        "HSET t:session:{hex} session_id s_old user_id u_1 expires_at 4000000000000"
+    ));
+    let backend = common::connect(common::config(&redis, "t:", "n1"), RecordingSink::new()).await;
+    let s = backend.backend().store;
+    let hash = [0xab_u8; 32];
+    assert!(s.session(hash).await.expect("read").is_some());
+    assert_eq!(
+        s.delete_user_sessions("u_1", None).await.expect("revoke"),
+        vec!["s_old".to_owned()]
+    );
+    assert_eq!(s.session(hash).await.expect("read"), None);
     backend.backend().lifecycle.close().await;
 }
