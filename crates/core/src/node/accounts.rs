@@ -122,26 +122,28 @@ impl Node {
                 .delete_user_sessions(&user_id, except.as_deref())
                 .await?;
             let broker = &node.backend.broker;
-            match except {
+            if except.is_none() {
                 // Every token is gone: every connection of the user goes, whatever it was
                 // opened with.
-                None => {
-                    broker
-                        .broadcast(ControlEvent::DisconnectUser { user_id, reason })
-                        .await?
-                }
-                Some(_) => {
-                    for session_id in deleted {
-                        broker
-                            .broadcast(ControlEvent::DisconnectSession {
-                                user_id: user_id.clone(),
-                                session_id,
-                                reason,
-                            })
-                            .await?;
-                    }
-                }
+                broker
+                    .broadcast(ControlEvent::DisconnectUser {
+                        user_id: user_id.clone(),
+                        reason,
+                    })
+                    .await?;
+            } else {
+                disconnect_sessions(&node, &user_id, &deleted, reason).await?;
             }
+            // A connection that looked its token up just before the delete may join the hub
+            // just after the broadcast passed: a second pass, for the deleted sessions only
+            // (a fresh login's connections are not touched), closes it.
+            let again = node.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(RESWEEP_AFTER).await;
+                if let Err(e) = disconnect_sessions(&again, &user_id, &deleted, reason).await {
+                    tracing::debug!(error = %e.message, "second revocation pass failed");
+                }
+            });
             Ok::<(), Error>(())
         });
         task.await
@@ -206,6 +208,29 @@ impl Node {
             .await?
             .ok_or_else(|| Error::not_found("no such user"))
     }
+}
+
+/// When revocation sends its second pass (see [`Node::revoke_sessions`]).
+const RESWEEP_AFTER: Duration = Duration::from_secs(2);
+
+/// Ends the connections opened with these (deleted) sessions, on every node.
+async fn disconnect_sessions(
+    node: &Node,
+    user_id: &str,
+    session_ids: &[String],
+    reason: DisconnectReason,
+) -> Result<()> {
+    for session_id in session_ids {
+        node.backend
+            .broker
+            .broadcast(ControlEvent::DisconnectSession {
+                user_id: user_id.to_owned(),
+                session_id: session_id.clone(),
+                reason,
+            })
+            .await?;
+    }
+    Ok(())
 }
 
 fn validate_password(p: &str) -> Result<()> {
