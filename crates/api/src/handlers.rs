@@ -52,6 +52,39 @@ pub async fn logout(State(s): State<AppState>, a: Authed) -> ApiResult {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// `DELETE /v1/sessions`: revokes every token of the caller and ends their live connections
+/// everywhere (`disconnect` `logged_out`).
+pub async fn logout_everywhere(State(s): State<AppState>, a: Authed) -> ApiResult {
+    s.node
+        .revoke_sessions(
+            &a.principal.user_id,
+            None,
+            switchboard_proto::DisconnectReason::LoggedOut,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `{password, new_password}`.
+#[derive(Deserialize)]
+pub struct PasswordChange {
+    password: String,
+    new_password: String,
+}
+
+/// `PUT /v1/me/password`: changes the password (a wrong current one is 401) and revokes every
+/// other token of the user, ending their connections everywhere.
+pub async fn change_password(
+    State(s): State<AppState>,
+    a: Authed,
+    JsonBody(c): JsonBody<PasswordChange>,
+) -> ApiResult {
+    s.node
+        .change_password(&a.principal, &c.password, &c.new_password)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 /// `GET /v1/me`.
 pub async fn me(State(s): State<AppState>, a: Authed) -> ApiResult {
     let u = s.node.user(&a.principal.user_id).await?;

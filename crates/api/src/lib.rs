@@ -47,9 +47,10 @@ pub fn api_routes(state: AppState) -> Router {
     use handlers::*;
     Router::new()
         .route("/v1/users", post(register))
-        .route("/v1/sessions", post(login))
+        .route("/v1/sessions", post(login).delete(logout_everywhere))
         .route("/v1/sessions/current", axum::routing::delete(logout))
         .route("/v1/me", get(me))
+        .route("/v1/me/password", put(change_password))
         .route("/v1/users/me/messages", get(my_messages))
         .route("/v1/users/{user_id}", get(user))
         .route("/v1/users/{user_id}/messages", post(send_direct))

@@ -1,5 +1,6 @@
 //! The server API for application back ends, authenticated by `X-Api-Key`: publish anywhere,
-//! issue tokens for your own users (bring-your-own-auth), disconnect a user everywhere.
+//! issue tokens for your own users (bring-your-own-auth), disconnect a user everywhere, revoke
+//! every token of a user.
 
 use crate::AppState;
 use crate::extract::{JsonBody, OptionalJsonBody, ServerKey};
@@ -22,6 +23,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/server/publish", post(publish))
         .route("/v1/server/users/{user_id}/tokens", post(token))
         .route("/v1/server/users/{user_id}/disconnect", post(disconnect))
+        .route("/v1/server/users/{user_id}/revoke", post(revoke))
 }
 
 /// `{conv, body, client_msg_id?}`.
@@ -83,5 +85,18 @@ pub async fn disconnect(
 ) -> Result<Response, ApiError> {
     let reason = body.reason.unwrap_or(DisconnectReason::Kicked);
     s.node.disconnect_user(&user_id, reason).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /v1/server/users/{user_id}/revoke` (`{reason?}`, default `logged_out`): revokes every
+/// token of the user and ends their connections on every node with that reason.
+pub async fn revoke(
+    State(s): State<AppState>,
+    _k: ServerKey,
+    Path(user_id): Path<String>,
+    OptionalJsonBody(body): OptionalJsonBody<DisconnectRequest>,
+) -> Result<Response, ApiError> {
+    let reason = body.reason.unwrap_or(DisconnectReason::LoggedOut);
+    s.node.revoke_sessions(&user_id, None, reason).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -6,7 +6,8 @@
 //! is a storm of these reads. A session is cached when it is created (after its commit) or first
 //! read, and removed when it is deleted (after that commit). Expiry needs no bookkeeping: the entry
 //! carries `expires_at_ms`, which the caller checks as it would for a stored row. The one race is
-//! a read that began before a delete and fills the cache after it. A generation counter closes it:
+//! a read that began before a delete and fills the cache after it. Revoking every session of a
+//! user scans the map (rare, and at most [`MAX_CACHED`] entries). A generation counter closes it:
 //! deletes bump it under the lock, and a fill is dropped when the generation moved since its read
 //! began.
 //!
@@ -74,6 +75,16 @@ impl SessionCache {
     pub(crate) fn deleted(&self, hash: &TokenHash) {
         let mut inner = self.inner.lock();
         inner.map.remove(hash);
+        inner.generation += 1;
+    }
+
+    /// Forgets every session of `user_id` but `except` (a session id) after their deletion
+    /// was committed (or failed: a cached session must never outlive its row).
+    pub(crate) fn deleted_user(&self, user_id: &str, except: Option<&str>) {
+        let mut inner = self.inner.lock();
+        inner
+            .map
+            .retain(|_, s| s.user_id != user_id || Some(s.session_id.as_str()) == except);
         inner.generation += 1;
     }
 

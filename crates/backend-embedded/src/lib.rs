@@ -14,6 +14,7 @@
 
 mod cache;
 mod error;
+mod files;
 mod reads;
 mod registry;
 mod relay;
@@ -295,6 +296,36 @@ impl Store for EmbeddedBackend {
         forget
             .await
             .map_err(|e| BackendError::Internal(format!("logout task failed: {e}")))??
+    }
+
+    async fn delete_user_sessions(
+        &self,
+        user_id: &str,
+        except: Option<&str>,
+    ) -> Result<Vec<String>, BackendError> {
+        // As for `delete_session`: the cache is cleared by a task of its own after the commit.
+        let (tx, rx) = oneshot::channel();
+        let (user, keep) = (user_id.to_owned(), except.map(str::to_owned));
+        self.send(Job::Write(TypedJob::boxed(
+            move |c| writes::delete_user_sessions(c, &user, keep.as_deref()),
+            tx,
+        )))?;
+        let sessions = self.sessions.clone();
+        let (user, keep) = (user_id.to_owned(), except.map(str::to_owned));
+        let forget = tokio::spawn(async move {
+            let deleted = rx.await.map_err(|_| closed());
+            sessions.deleted_user(&user, keep.as_deref());
+            deleted
+        });
+        forget
+            .await
+            .map_err(|e| BackendError::Internal(format!("revocation task failed: {e}")))??
+    }
+
+    async fn set_password(&self, user_id: &str, password_hash: &str) -> Result<(), BackendError> {
+        let (user_id, hash) = (user_id.to_owned(), password_hash.to_owned());
+        self.write(move |c| writes::set_password(c, &user_id, &hash))
+            .await
     }
 
     async fn create_room(

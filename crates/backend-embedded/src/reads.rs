@@ -158,9 +158,32 @@ pub(crate) fn user_by_username(
     conn: &Connection,
     username: &str,
 ) -> Result<Option<UserCredentials>, BackendError> {
-    conn.prepare_cached("SELECT user_id, username, password_hash FROM users WHERE username = ?1")
+    // The exact spelling first: a name stored before names compared ignoring case, that
+    // collided with an older one when keys were assigned (schema module), has no key and is
+    // found only this way. Then the key, as every other name is.
+    let exact = credentials(
+        conn,
+        "SELECT user_id, username, password_hash FROM users WHERE username = ?1",
+        username,
+    )?;
+    if exact.is_some() {
+        return Ok(exact);
+    }
+    credentials(
+        conn,
+        "SELECT user_id, username, password_hash FROM users WHERE username_key = ?1",
+        &switchboard_core::names::username_key(username),
+    )
+}
+
+fn credentials(
+    conn: &Connection,
+    sql: &str,
+    arg: &str,
+) -> Result<Option<UserCredentials>, BackendError> {
+    conn.prepare_cached(sql)
         .and_then(|mut s| {
-            s.query_row([username], |r| {
+            s.query_row([arg], |r| {
                 Ok(UserCredentials {
                     user: User {
                         user_id: r.get(0)?,

@@ -11,9 +11,10 @@ use switchboard_core::backend::BackendError;
 
 /// The schema version this build writes and understands. Version 2 stores messages and
 /// idempotency keys in the order they were written and no longer rewrites a conversation's head
-/// row on every append; a
-/// version-1 database is migrated on open (see [`open_writer`]).
-pub(crate) const SCHEMA_VERSION: u32 = 2;
+/// row on every append; version 3 gives every named user a `username_key` (NFKC, lowercased),
+/// unique, by which names compare. Version-1 and version-2 databases are migrated on open (see
+/// [`open_writer`] and [`assign_username_keys`]).
+pub(crate) const SCHEMA_VERSION: u32 = 3;
 
 /// The file name inside the data directory.
 pub(crate) const DB_FILE: &str = "switchboard.db";
@@ -40,8 +41,12 @@ CREATE TABLE IF NOT EXISTS users (
     user_id TEXT PRIMARY KEY,
     username TEXT UNIQUE,
     password_hash TEXT,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    username_key TEXT
 );
+-- What names compare by (switchboard_core::names::username_key); NULL for users without a
+-- name, and for names that collided with an older one when version 3 assigned the keys.
+CREATE UNIQUE INDEX IF NOT EXISTS users_by_key ON users (username_key);
 
 CREATE TABLE IF NOT EXISTS sessions (
     token_hash BLOB PRIMARY KEY,
@@ -50,6 +55,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sessions_expires ON sessions (expires_at);
+-- Revoking every token of a user.
+CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id);
 
 CREATE TABLE IF NOT EXISTS rooms (
     room_id TEXT PRIMARY KEY,
@@ -109,9 +116,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS idempotency_by_key ON idempotency (owner, clie
 /// Opens the writer's connection, creating the file and the schema if needed, and returns it
 /// with the database's epoch.
 pub(crate) fn open_writer(dir: &Path) -> Result<(Connection, String), BackendError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| BackendError::Internal(format!("creating data dir {}: {e}", dir.display())))?;
+    crate::files::prepare_dir(dir)?;
     let path = dir.join(DB_FILE);
+    crate::files::prepare_db(&path)?;
     let mut conn = Connection::open(&path).ctx("opening the database")?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .ctx("setting busy_timeout")?;
@@ -142,25 +149,33 @@ pub(crate) fn open_writer(dir: &Path) -> Result<(Connection, String), BackendErr
         )
         .optional()
         .ctx("reading the schema version")?;
-    let from_v1 = match version.as_deref() {
-        None => false,
-        Some("1") => true,
-        Some(v) if v == SCHEMA_VERSION.to_string() => false,
+    let from_v1 = version.as_deref() == Some("1");
+    let before_v3 = matches!(version.as_deref(), Some("1" | "2"));
+    match version.as_deref() {
+        None | Some("1" | "2") => {}
+        Some(v) if v == SCHEMA_VERSION.to_string() => {}
         Some(v) => {
             return Err(BackendError::Internal(format!(
                 "the database has schema version {v}; this build understands {SCHEMA_VERSION}"
             )));
         }
-    };
+    }
     if from_v1 {
         tx.execute_batch(V1_SET_ASIDE)
             .ctx("migrating from schema version 1")?;
+    }
+    if before_v3 {
+        tx.execute_batch("ALTER TABLE users ADD COLUMN username_key TEXT")
+            .ctx("adding username keys")?;
     }
     tx.execute_batch(SCHEMA).ctx("creating the schema")?;
     if from_v1 {
         tx.execute_batch(V1_COPY)
             .ctx("migrating messages from schema version 1")?;
         tracing::info!("embedded backend: migrated the database from schema version 1");
+    }
+    if before_v3 {
+        assign_username_keys(&tx)?;
     }
     tx.execute(
         "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)
@@ -179,6 +194,49 @@ pub(crate) fn open_writer(dir: &Path) -> Result<(Connection, String), BackendErr
         .ctx("reading the epoch")?;
     tx.commit().ctx("committing the schema")?;
     Ok((conn, epoch))
+}
+
+/// Gives every named user without one its `username_key`, oldest user first. A name whose key
+/// an older user already has (`Alice` registered after `alice`, when names compared exactly)
+/// keeps no key: that user still logs in with the exact name, and nobody can register another
+/// spelling of it. Each such name is logged.
+pub(crate) fn assign_username_keys(conn: &Connection) -> Result<(), BackendError> {
+    let users: Vec<(String, String)> = conn
+        .prepare(
+            "SELECT user_id, username FROM users
+             WHERE username IS NOT NULL AND username_key IS NULL
+             ORDER BY created_at, rowid",
+        )
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .ctx("reading usernames")?;
+    let mut collisions = 0;
+    for (user_id, name) in &users {
+        let key = switchboard_core::names::username_key(name);
+        match conn.execute(
+            "UPDATE users SET username_key = ?1 WHERE user_id = ?2",
+            [&key, user_id],
+        ) {
+            Ok(_) => {}
+            Err(e) if crate::error::is_unique_violation(&e) => {
+                collisions += 1;
+                tracing::warn!(
+                    user_id = %user_id, username = %name, key = %key,
+                    "embedded backend: this username differs from an older one only in case or \
+                     form; it keeps working by its exact spelling"
+                );
+            }
+            Err(e) => return Err(crate::error::internal("assigning a username key", e)),
+        }
+    }
+    tracing::info!(
+        users = users.len(),
+        collisions,
+        "embedded backend: migrated the database to schema version 3 (usernames ignore case)"
+    );
+    Ok(())
 }
 
 /// Moves a version-1 database's messages and idempotency keys aside before the schema is applied.

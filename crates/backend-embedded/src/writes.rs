@@ -15,10 +15,19 @@ pub(crate) fn create_user(
     let user_id = switchboard_proto::ids::new_id("u");
     let r = conn
         .prepare_cached(
-            "INSERT INTO users (user_id, username, password_hash, created_at)
-             VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO users (user_id, username, username_key, password_hash, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )
-        .and_then(|mut s| s.execute(params![user_id, username, password_hash, now_ms() as i64]));
+        .and_then(|mut s| {
+            let key = switchboard_core::names::username_key(username);
+            s.execute(params![
+                user_id,
+                username,
+                key,
+                password_hash,
+                now_ms() as i64
+            ])
+        });
     match r {
         Ok(_) => Ok(User {
             user_id,
@@ -74,6 +83,41 @@ pub(crate) fn delete_session(
             .ctx("deleting a session")?;
     }
     Ok(found)
+}
+
+/// Deletes every session of `user_id` but `except` (a session id); returns the deleted ids.
+pub(crate) fn delete_user_sessions(
+    conn: &Connection,
+    user_id: &str,
+    except: Option<&str>,
+) -> Result<Vec<String>, BackendError> {
+    let except = except.unwrap_or("");
+    let ids = conn
+        .prepare_cached(
+            "DELETE FROM sessions WHERE user_id = ?1 AND session_id != ?2 RETURNING session_id",
+        )
+        .and_then(|mut s| {
+            s.query_map([user_id, except], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .ctx("deleting a user's sessions")?;
+    Ok(ids)
+}
+
+/// Replaces a user's password hash; `NotFound` for an unknown user.
+pub(crate) fn set_password(
+    conn: &Connection,
+    user_id: &str,
+    password_hash: &str,
+) -> Result<(), BackendError> {
+    let changed = conn
+        .prepare_cached("UPDATE users SET password_hash = ?2 WHERE user_id = ?1")
+        .and_then(|mut s| s.execute([user_id, password_hash]))
+        .ctx("setting a password")?;
+    if changed == 0 {
+        return Err(BackendError::NotFound);
+    }
+    Ok(())
 }
 
 /// Creates a room with a fresh id; the owner is its first member.

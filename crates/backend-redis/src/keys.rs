@@ -10,8 +10,15 @@
 //! | `P{<conv>}:ch` | channel | message JSON, published by the append script |
 //! | `Pcontrol` | channel | [`ControlEvent`](switchboard_core::backend::ControlEvent) JSON |
 //! | `Pconvs` | zset | conversations whose history may need age trimming, score = oldest ts |
-//! | `Puser:<id>`, `Pusername:<name>` | hash, string | users; name -> id |
+//! | `Puser:<id>`, `Pusername:<key>` | hash, string | users; name key -> id (see below) |
 //! | `Psession:<hex sha256>` | hash | auth session (expires with it) |
+//! | `Pusersessions:<user>` | zset | a user's token hashes (hex), score = expiry |
+//! | `Pmeta:username_keys` | string | set once names written before keys were indexed |
+//! | `Pmeta:user_sessions` | string | set once sessions written before the index are in it |
+//!
+//! A username is stored under its key (`switchboard_core::names::username_key`: NFKC,
+//! lowercased). Names written by older versions sit under their exact spelling; the first start
+//! of this version adds their key too (accounts module).
 //! | `Proom:<id>`, `Proomseq` | hash, counter | rooms; creation order |
 //! | `Prooms:public`, `Puserrooms:<user>` | zset | rooms by creation order |
 //! | `Pmembers:<room>` | zset | members by join order |
@@ -107,7 +114,27 @@ impl Keys {
 
     /// An auth session.
     pub(crate) fn session(&self, token_hash: &TokenHash) -> String {
-        format!("{}session:{}", self.prefix, hex::encode(token_hash))
+        self.session_hex(&hex::encode(token_hash))
+    }
+
+    /// An auth session, by the hex of its token hash.
+    pub(crate) fn session_hex(&self, hex: &str) -> String {
+        format!("{}session:{hex}", self.prefix)
+    }
+
+    /// A user's token hashes (hex), scored by expiry.
+    pub(crate) fn user_sessions(&self, user_id: &str) -> String {
+        format!("{}usersessions:{user_id}", self.prefix)
+    }
+
+    /// Set once the sessions of older versions are in their users' indexes.
+    pub(crate) fn user_sessions_done(&self) -> String {
+        format!("{}meta:user_sessions", self.prefix)
+    }
+
+    /// Set once the usernames of older versions have their keys.
+    pub(crate) fn username_keys_done(&self) -> String {
+        format!("{}meta:username_keys", self.prefix)
     }
 
     /// A room.

@@ -18,6 +18,7 @@
 //! tag, so the message path carries over to Redis Cluster; the few places that touch several
 //! slots at once say so.
 
+mod accounts;
 mod broker;
 mod conn;
 mod error;
@@ -171,6 +172,8 @@ impl RedisBackend {
             mirror: Mutex::new(registry::Mirror::default()),
             renewing_stopped: AtomicBool::new(false),
         });
+        accounts::index_username_keys(&shared).await?;
+        accounts::index_user_sessions(&shared).await?;
         registry::take_lease(&shared).await?;
         let backend = Arc::new(RedisBackend {
             shared: shared.clone(),
@@ -297,6 +300,20 @@ impl Store for RedisBackend {
     ) -> Result<Option<AuthSession>, BackendError> {
         self.shared.check_open()?;
         store::delete_session(&self.shared, &token_hash).await
+    }
+
+    async fn delete_user_sessions(
+        &self,
+        user_id: &str,
+        except: Option<&str>,
+    ) -> Result<Vec<String>, BackendError> {
+        self.shared.check_open()?;
+        accounts::delete_user_sessions(&self.shared, user_id, except).await
+    }
+
+    async fn set_password(&self, user_id: &str, password_hash: &str) -> Result<(), BackendError> {
+        self.shared.check_open()?;
+        accounts::set_password(&self.shared, user_id, password_hash).await
     }
 
     async fn create_room(

@@ -17,7 +17,8 @@ pub(crate) async fn create_user(
     password_hash: &str,
 ) -> Result<User, BackendError> {
     let user_id = switchboard_proto::ids::new_id("u");
-    let keys = [s.keys.username(username), s.keys.user(&user_id)];
+    let name_key = switchboard_core::names::username_key(username);
+    let keys = [s.keys.username(&name_key), s.keys.user(&user_id)];
     let args = [
         user_id.as_str(),
         username,
@@ -38,14 +39,20 @@ pub(crate) async fn create_user(
     }
 }
 
-/// Finds a user by login name, with the password hash.
+/// Finds a user by login name, with the password hash: by the exact spelling first (a name an
+/// older version stored, whose key an older name had; see the accounts module), then by key.
 pub(crate) async fn user_by_username(
     s: &Shared,
     username: &str,
 ) -> Result<Option<UserCredentials>, BackendError> {
-    let mut c = redis::cmd("GET");
-    c.arg(s.keys.username(username));
-    let Some(user_id): Option<String> = s.redis.query("user_by_username", &c).await? else {
+    let mut c = redis::cmd("MGET");
+    c.arg(s.keys.username(username)).arg(
+        s.keys
+            .username(&switchboard_core::names::username_key(username)),
+    );
+    let (exact, by_key): (Option<String>, Option<String>) =
+        s.redis.query("user_by_username", &c).await?;
+    let Some(user_id) = exact.or(by_key) else {
         return Ok(None);
     };
     let mut c = redis::cmd("HMGET");
@@ -100,8 +107,20 @@ pub(crate) async fn create_session(
     session: &AuthSession,
 ) -> Result<(), BackendError> {
     let key = s.keys.session(token_hash);
+    let user_sessions = s.keys.user_sessions(&session.user_id);
     let mut p = redis::pipe();
     p.atomic()
+        // The user's index of tokens, for revoking them all; expired ones leave it here.
+        .cmd("ZREMRANGEBYSCORE")
+        .arg(&user_sessions)
+        .arg("-inf")
+        .arg(now_ms())
+        .ignore()
+        .cmd("ZADD")
+        .arg(&user_sessions)
+        .arg(session.expires_at_ms)
+        .arg(hex::encode(token_hash))
+        .ignore()
         .cmd("HSET")
         .arg(&key)
         .arg("session_id")

@@ -56,7 +56,7 @@ macro_rules! for_each_case {
     ([$($callback:tt)*] $($args:tt)*) => {
         $($callback)*! {
             $($args)*
-            users sessions rooms append_sequencing append_many idempotency copy_to history
+            users sessions revocation rooms append_sequencing append_many idempotency copy_to history
             position retention_by_count concurrency broadcast registry lifecycle
         }
     };

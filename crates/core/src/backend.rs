@@ -99,10 +99,13 @@ pub struct Room {
 /// Users, auth sessions, rooms and members.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Creates a user with a fresh id; [`BackendError::UsernameTaken`] if the name exists
-    /// (names compare exactly, case-sensitively).
+    /// Creates a user with a fresh id; [`BackendError::UsernameTaken`] if the name exists.
+    /// Names compare by [`crate::names::username_key`] (NFKC, ignoring case): `Alice` and
+    /// `ａｌｉｃｅ` are taken once `alice` is. The name is stored as given (callers pass it
+    /// already validated and NFKC-normalized).
     async fn create_user(&self, username: &str, password_hash: &str) -> Result<User, BackendError>;
-    /// Finds a user by login name, with the password hash.
+    /// Finds a user by login name (compared as [`Store::create_user`] does), with the password
+    /// hash.
     async fn user_by_username(
         &self,
         username: &str,
@@ -126,6 +129,17 @@ pub trait Store: Send + Sync + 'static {
         &self,
         token_hash: TokenHash,
     ) -> Result<Option<AuthSession>, BackendError>;
+
+    /// Deletes every auth session of `user_id` except the one whose session id is `except`
+    /// (a password change keeps the caller's own), and returns the deleted sessions' ids. A
+    /// deleted session is no longer returned by [`Store::session`] on any node once this returns.
+    async fn delete_user_sessions(
+        &self,
+        user_id: &str,
+        except: Option<&str>,
+    ) -> Result<Vec<String>, BackendError>;
+    /// Replaces a user's password hash; [`BackendError::NotFound`] for an unknown user.
+    async fn set_password(&self, user_id: &str, password_hash: &str) -> Result<(), BackendError>;
 
     /// Creates a room with a fresh id; the owner becomes its first member.
     async fn create_room(

@@ -319,6 +319,16 @@ impl ServeArgs {
                 "--webhook-url needs --webhook-secret to sign its requests".into(),
             ));
         }
+        if let Some(secret) = &a.webhook_secret
+            && secret.len() < switchboard_webhook::MIN_SECRET_BYTES
+        {
+            return Err(ConfigError(format!(
+                "--webhook-secret must be at least {} bytes (it is {}): a short key lets anyone \
+                 forge webhook deliveries; make one with `openssl rand -hex 32`",
+                switchboard_webhook::MIN_SECRET_BYTES,
+                secret.len()
+            )));
+        }
         Ok(ServerConfig {
             listen: a.listen.unwrap_or_else(|| "127.0.0.1:7700".into()),
             tcp_listen,
@@ -496,5 +506,22 @@ mod tests {
             ..Default::default()
         };
         assert!(hook.resolve().is_err());
+        for short in ["", "s", &"k".repeat(31)] {
+            let hook = ServeArgs {
+                webhook_url: Some("http://127.0.0.1:1".into()),
+                webhook_secret: Some(short.into()),
+                ..Default::default()
+            };
+            let err = hook
+                .resolve()
+                .expect_err("a short webhook secret is refused");
+            assert!(err.0.contains("at least 32 bytes"), "{}", err.0);
+        }
+        let hook = ServeArgs {
+            webhook_url: Some("http://127.0.0.1:1".into()),
+            webhook_secret: Some("k".repeat(32)),
+            ..Default::default()
+        };
+        assert!(hook.resolve().is_ok());
     }
 }

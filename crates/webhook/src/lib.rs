@@ -1,7 +1,11 @@
 //! The offline webhook. When a message lands in `user:<id>` and that user has no live
 //! connection on any node, the node POSTs
 //! `{"event":"offline_message","user_id":...,"message":{...}}` to the configured URL with
-//! `X-Switchboard-Signature: sha256=<hex HMAC-SHA256 of the raw body>`.
+//! `X-Switchboard-Timestamp: <Unix seconds>` and
+//! `X-Switchboard-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>">`: the
+//! timestamp is signed with the body, so a receiver that refuses old timestamps (five minutes,
+//! say) cannot be fed a recorded delivery again. Each attempt is signed afresh. The secret is at
+//! least [`MIN_SECRET_BYTES`] long (the server refuses to start otherwise).
 //!
 //! Deliveries run off the publish path: `offline_message` only queues (bounded; a full queue
 //! drops the event and counts it). Failures (network error, non-2xx) are retried with
@@ -54,12 +58,26 @@ impl WebhookConfig {
     }
 }
 
-/// The HMAC-SHA256 signature header value for a body: `sha256=<hex>`.
-pub fn signature(secret: &str, body: &[u8]) -> String {
+/// The shortest secret accepted: 32 bytes, the size of the HMAC-SHA256 output.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The HMAC-SHA256 signature header value for a body sent at `timestamp` (Unix seconds):
+/// `sha256=<hex>` of `"<timestamp>.<raw body>"`.
+pub fn signature(secret: &str, timestamp: u64, body: &[u8]) -> String {
     let mut mac =
         Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any size");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Now, in Unix seconds.
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Queues and sends offline events.
@@ -116,12 +134,15 @@ async fn deliver(
     metrics: &Metrics,
     body: Vec<u8>,
 ) {
-    let sig = signature(&config.secret, &body);
     let mut backoff = retry_backoff(config);
     for attempt in 1..=config.max_attempts.max(1) {
+        // Signed at each attempt: a retry a minute later carries a fresh timestamp.
+        let timestamp = unix_seconds();
+        let sig = signature(&config.secret, timestamp, &body);
         let result = client
             .post(&config.url)
             .header("content-type", "application/json")
+            .header("x-switchboard-timestamp", timestamp.to_string())
             .header("x-switchboard-signature", &sig)
             .body(body.clone())
             .send()
@@ -158,11 +179,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signature_matches_a_known_vector() {
-        // RFC 4231 test case 2.
+    fn signature_covers_the_timestamp_and_the_body() {
+        // Checked against an independent computation:
+        // `printf '1700000000.{}' | openssl dgst -sha256 -hmac Jefe`.
         assert_eq!(
-            signature("Jefe", b"what do ya want for nothing?"),
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+            signature("Jefe", 1700000000, b"{}"),
+            "sha256=d3793e2b4103edfbd98cc19591832f5fad701d413db9fcae0ae7dab8184ed207"
+        );
+        assert_ne!(
+            signature("Jefe", 1700000001, b"{}"),
+            signature("Jefe", 1700000000, b"{}")
         );
     }
 

@@ -8,3 +8,4 @@ mod common;
 mod caches;
 mod conformance;
 mod throughput;
+mod upgrade;

@@ -10,3 +10,4 @@ mod leases;
 mod outage;
 mod retention;
 mod routing;
+mod upgrade;

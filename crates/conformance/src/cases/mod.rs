@@ -9,4 +9,4 @@ mod store;
 pub use messages::{append_many, append_sequencing, concurrency, copy_to, history, idempotency};
 pub use nodes::{broadcast, lifecycle, registry};
 pub use retention::{position, retention_by_count};
-pub use store::{rooms, sessions, users};
+pub use store::{revocation, rooms, sessions, users};

@@ -19,11 +19,22 @@ pub async fn users(factory: &dyn BackendFactory) {
         Err(BackendError::UsernameTaken),
         "a taken username is refused"
     );
-    let upper = s
-        .create_user("Alice", "hash-c")
+    for variant in ["Alice", "ALICE", "ａｌｉｃｅ"] {
+        assert_eq!(
+            s.create_user(variant, "hash-c").await,
+            Err(BackendError::UsernameTaken),
+            "names compare NFKC-normalized, ignoring case: {variant}"
+        );
+    }
+    let bob = s.create_user("Bob", "hash-b").await.expect("create Bob");
+    assert_ne!(bob.user_id, alice.user_id, "each user gets its own id");
+    assert_eq!(bob.username.as_deref(), Some("Bob"), "stored as given");
+    let found = s
+        .user_by_username("bob")
         .await
-        .expect("names compare case-sensitively");
-    assert_ne!(upper.user_id, alice.user_id, "each user gets its own id");
+        .expect("lookup")
+        .expect("Bob is found ignoring case");
+    assert_eq!(found.user, bob);
 
     let creds = s
         .user_by_username("alice")
@@ -80,6 +91,81 @@ pub async fn sessions(factory: &dyn BackendFactory) {
     assert_eq!(s.delete_session(h1).await.expect("delete"), Some(s1));
     assert_eq!(s.session(h1).await.expect("session"), None, "deleted");
     assert_eq!(s.delete_session(h1).await.expect("delete again"), None);
+    b.lifecycle.close().await;
+}
+
+/// Revocation: every session of a user, or all but one, are deleted (and no longer returned,
+/// even after being read once); other users' sessions stay; password hashes are replaced.
+pub async fn revocation(factory: &dyn BackendFactory) {
+    let b = factory.make(RecordingSink::new()).await;
+    let s = &b.store;
+    let session = |id: &str, user: &str| AuthSession {
+        session_id: id.into(),
+        user_id: user.into(),
+        expires_at_ms: 4_000_000_000_000,
+    };
+    let tokens = [
+        ([11u8; 32], session("s_a", "u_1")),
+        ([12u8; 32], session("s_b", "u_1")),
+        ([13u8; 32], session("s_c", "u_1")),
+        ([14u8; 32], session("s_d", "u_2")),
+    ];
+    for (hash, sess) in &tokens {
+        s.create_session(*hash, sess).await.expect("create_session");
+        // Read once, so that a backend that caches sessions has them cached.
+        assert!(s.session(*hash).await.expect("session").is_some());
+    }
+    let mut deleted = s
+        .delete_user_sessions("u_1", Some("s_b"))
+        .await
+        .expect("delete all but s_b");
+    deleted.sort();
+    assert_eq!(deleted, vec!["s_a".to_owned(), "s_c".to_owned()]);
+    assert_eq!(s.session([11; 32]).await.expect("session"), None);
+    assert_eq!(s.session([13; 32]).await.expect("session"), None);
+    assert_eq!(
+        s.session([12; 32]).await.expect("session"),
+        Some(tokens[1].1.clone()),
+        "the kept session stays"
+    );
+    assert_eq!(
+        s.session([14; 32]).await.expect("session"),
+        Some(tokens[3].1.clone()),
+        "another user's session stays"
+    );
+    assert_eq!(
+        s.delete_user_sessions("u_1", Some("s_b"))
+            .await
+            .expect("again, only the kept one left"),
+        Vec::<String>::new()
+    );
+    let rest = s
+        .delete_user_sessions("u_1", None)
+        .await
+        .expect("delete all");
+    assert_eq!(rest, vec!["s_b".to_owned()]);
+    assert_eq!(s.session([12; 32]).await.expect("session"), None);
+    assert_eq!(
+        s.delete_user_sessions("u_1", None)
+            .await
+            .expect("none left"),
+        Vec::<String>::new()
+    );
+
+    let carol = s.create_user("carol", "old-hash").await.expect("carol");
+    s.set_password(&carol.user_id, "new-hash")
+        .await
+        .expect("set_password");
+    let creds = s
+        .user_by_username("carol")
+        .await
+        .expect("lookup")
+        .expect("carol");
+    assert_eq!(creds.password_hash.as_deref(), Some("new-hash"));
+    assert_eq!(
+        s.set_password("u_nobody", "h").await,
+        Err(BackendError::NotFound)
+    );
     b.lifecycle.close().await;
 }
 

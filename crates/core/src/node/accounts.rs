@@ -1,17 +1,19 @@
 //! Accounts and tokens: registration, login (in constant time whether or not the name
-//! exists), token issue and check, logout and kicks.
+//! exists), token issue and check, logout, revocation of every token of a user, password
+//! changes and kicks.
 
 use super::*;
+use crate::backend::BackendError;
 
 impl Node {
     // ----- accounts and tokens -----
 
     /// Registers a user with a password.
     pub async fn register(&self, username: &str, password: &str) -> Result<User> {
-        validate_username(username)?;
+        let username = crate::names::username(username)?;
         validate_password(password)?;
         let hash = self.passwords.hash(password.to_owned()).await?;
-        Ok(self.backend.store.create_user(username, &hash).await?)
+        Ok(self.backend.store.create_user(&username, &hash).await?)
     }
 
     /// Checks a password and issues a login token.
@@ -101,6 +103,91 @@ impl Node {
         Ok(())
     }
 
+    /// Revokes every token of `user_id` but the session `except` (a password change keeps the
+    /// caller's own), and ends their live connections on every node with `reason`.
+    ///
+    /// Runs in a task of its own, awaited: a caller that goes away mid-request (a client closing
+    /// its HTTP connection) cannot leave the tokens deleted but their connections open.
+    pub async fn revoke_sessions(
+        self: &Arc<Self>,
+        user_id: &str,
+        except: Option<&str>,
+        reason: DisconnectReason,
+    ) -> Result<()> {
+        let node = self.clone();
+        let (user_id, except) = (user_id.to_owned(), except.map(str::to_owned));
+        let task = tokio::spawn(async move {
+            let store = &node.backend.store;
+            let deleted = store
+                .delete_user_sessions(&user_id, except.as_deref())
+                .await?;
+            let broker = &node.backend.broker;
+            if except.is_none() {
+                // Every token is gone: every connection of the user goes, whatever it was
+                // opened with.
+                broker
+                    .broadcast(ControlEvent::DisconnectUser {
+                        user_id: user_id.clone(),
+                        reason,
+                    })
+                    .await?;
+            } else {
+                disconnect_sessions(&node, &user_id, &deleted, reason).await?;
+            }
+            // A connection that looked its token up just before the delete may join the hub
+            // just after the broadcast passed: a second pass, for the deleted sessions only
+            // (a fresh login's connections are not touched), closes it.
+            let again = node.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(RESWEEP_AFTER).await;
+                if let Err(e) = disconnect_sessions(&again, &user_id, &deleted, reason).await {
+                    tracing::debug!(error = %e.message, "second revocation pass failed");
+                }
+            });
+            Ok::<(), Error>(())
+        });
+        task.await
+            .map_err(|e| Error::from(BackendError::Internal(format!("revocation task: {e}"))))?
+    }
+
+    /// Changes the password of the principal's user after checking the current one (a wrong one
+    /// is `unauthorized`), then revokes every other token of the user and ends their
+    /// connections everywhere.
+    pub async fn change_password(
+        self: &Arc<Self>,
+        principal: &Principal,
+        password: &str,
+        new_password: &str,
+    ) -> Result<()> {
+        validate_password(new_password)?;
+        let store = &self.backend.store;
+        let user = self.user(&principal.user_id).await?;
+        let creds = match &user.username {
+            Some(name) => store.user_by_username(name).await?,
+            None => None,
+        };
+        let hash = match creds {
+            Some(c) if c.user.user_id == user.user_id => c.password_hash,
+            _ => None,
+        };
+        let Some(hash) = hash else {
+            return Err(Error::bad_request(
+                "this user has no password (made by the server API)",
+            ));
+        };
+        if !self.passwords.verify(password.to_owned(), hash).await? {
+            return Err(Error::unauthorized("wrong password"));
+        }
+        let new_hash = self.passwords.hash(new_password.to_owned()).await?;
+        store.set_password(&user.user_id, &new_hash).await?;
+        self.revoke_sessions(
+            &user.user_id,
+            Some(&principal.session_id),
+            DisconnectReason::LoggedOut,
+        )
+        .await
+    }
+
     /// Ends every connection of a user, on every node.
     pub async fn disconnect_user(&self, user_id: &str, reason: DisconnectReason) -> Result<()> {
         Ok(self
@@ -123,11 +210,25 @@ impl Node {
     }
 }
 
-fn validate_username(u: &str) -> Result<()> {
-    if u.is_empty() || u.len() > 64 || u.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(Error::bad_request(
-            "username must be 1 to 64 characters without spaces",
-        ));
+/// When revocation sends its second pass (see [`Node::revoke_sessions`]).
+const RESWEEP_AFTER: Duration = Duration::from_secs(2);
+
+/// Ends the connections opened with these (deleted) sessions, on every node.
+async fn disconnect_sessions(
+    node: &Node,
+    user_id: &str,
+    session_ids: &[String],
+    reason: DisconnectReason,
+) -> Result<()> {
+    for session_id in session_ids {
+        node.backend
+            .broker
+            .broadcast(ControlEvent::DisconnectSession {
+                user_id: user_id.to_owned(),
+                session_id: session_id.clone(),
+                reason,
+            })
+            .await?;
     }
     Ok(())
 }

@@ -12,16 +12,11 @@ impl Node {
         name: &str,
         visibility: Visibility,
     ) -> Result<Room> {
-        let name = name.trim();
-        if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
-            return Err(Error::bad_request(
-                "name must be 1 to 200 printable characters",
-            ));
-        }
+        let name = crate::names::room_name(name.trim())?;
         Ok(self
             .backend
             .store
-            .create_room(name, visibility, owner)
+            .create_room(&name, visibility, owner)
             .await?)
     }
 

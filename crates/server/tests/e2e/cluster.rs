@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use switchboard_testkit::RedisServer;
 
 /// An in-process node in cluster mode on `redis`.
-async fn cluster_node(redis: &RedisServer, id: &str) -> TestNode {
+pub(crate) async fn cluster_node(redis: &RedisServer, id: &str) -> TestNode {
     let (url, id) = (redis.url(), id.to_owned());
     TestNode::start_with(move |c| {
         c.redis = Some(url);
@@ -278,7 +278,7 @@ async fn sigkill_of_a_node_makes_its_users_offline_and_they_resume_elsewhere() {
         "--webhook-url",
         hook_url.as_str(),
         "--webhook-secret",
-        "s",
+        "a-webhook-secret-of-32-bytes-or-more",
     ];
     let d1 = tempfile::tempdir().unwrap();
     let d2 = tempfile::tempdir().unwrap();

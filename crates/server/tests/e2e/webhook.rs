@@ -1,6 +1,7 @@
 //! The offline webhook, against a real HTTP receiver started by the test: signed with
-//! HMAC-SHA256, retried after failures, fired for recipients with no live connection only,
-//! and never for the sender's own copy of a direct message.
+//! HMAC-SHA256 over its timestamp and body (so a receiver can refuse replays), retried after
+//! failures, fired for recipients with no live connection only, and never for the sender's own
+//! copy of a direct message. A node refuses to start with a short secret.
 
 use crate::common;
 use axum::body::Bytes;
@@ -12,23 +13,29 @@ use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const SECRET: &str = "hook-secret";
+const SECRET: &str = "a-webhook-secret-of-32-bytes-or-more";
 
 #[derive(Clone, Default)]
 struct Receiver {
-    /// Every request: (signature header, raw body).
-    seen: Arc<Mutex<Vec<(String, Bytes)>>>,
+    /// Every request: (signature header, raw body, timestamp header).
+    seen: Arc<Mutex<Vec<(String, Bytes, String)>>>,
     /// How many requests to fail with 500 before accepting.
     fail_first: Arc<Mutex<u32>>,
 }
 
 async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let sig = headers
-        .get("x-switchboard-signature")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    r.seen.lock().unwrap().push((sig, body));
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (sig, ts) = (
+        header("x-switchboard-signature"),
+        header("x-switchboard-timestamp"),
+    );
+    r.seen.lock().unwrap().push((sig, body, ts));
     let mut fail = r.fail_first.lock().unwrap();
     if *fail > 0 {
         *fail -= 1;
@@ -52,7 +59,7 @@ async fn receiver(fail_first: u32) -> (Receiver, String) {
     (r, url)
 }
 
-async fn wait_for(r: &Receiver, n: usize, within: Duration) -> Vec<(String, Bytes)> {
+async fn wait_for(r: &Receiver, n: usize, within: Duration) -> Vec<(String, Bytes, String)> {
     let deadline = std::time::Instant::now() + within;
     loop {
         let seen = r.seen.lock().unwrap().clone();
@@ -92,11 +99,23 @@ async fn offline_recipient_fires_a_signed_hook_retried_after_failure() {
     // First attempt fails with 500, the retry succeeds: two requests with identical bodies.
     let seen = wait_for(&rx, 2, Duration::from_secs(15)).await;
     assert_eq!(seen[0].1, seen[1].1, "a retry resends the same body");
-    for (sig, body) in &seen {
+    let now_s = now_ms() / 1000;
+    for (sig, body, ts) in &seen {
+        // What a receiver checks: a recent timestamp, and the signature of "<timestamp>.<body>".
+        let ts: u64 = ts.parse().expect("X-Switchboard-Timestamp is Unix seconds");
+        assert!(
+            ts.abs_diff(now_s) <= 60,
+            "timestamp {ts} is not now ({now_s})"
+        );
         assert_eq!(
             sig,
-            &switchboard_webhook::signature(SECRET, body),
+            &switchboard_webhook::signature(SECRET, ts, body),
             "bad signature"
+        );
+        assert_ne!(
+            sig,
+            &switchboard_webhook::signature(SECRET, ts - 600, body),
+            "the timestamp is part of what is signed"
         );
     }
     let v: Value = serde_json::from_slice(&seen[1].1).unwrap();
@@ -165,4 +184,35 @@ async fn an_online_recipient_gets_no_hook_and_server_pushes_to_offline_users_do(
     assert_eq!(v["user_id"], bob_id.as_str());
     assert_eq!(v["message"]["from"], Value::Null);
     node.stop().await;
+}
+
+/// `--webhook-secret ""` (or any key under 32 bytes) let anyone forge deliveries: the real
+/// binary now exits at start with a message naming the flag.
+#[tokio::test]
+async fn a_short_webhook_secret_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for short in ["", "hook-secret"] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--tcp-listen", "off"])
+            .args([
+                "--webhook-url",
+                "http://127.0.0.1:9/hook",
+                "--webhook-secret",
+                short,
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(WAIT, out)
+            .await
+            .expect("exits at once")
+            .expect("runs");
+        assert!(!out.status.success(), "started with secret {short:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--webhook-secret must be at least 32 bytes"),
+            "{stderr}"
+        );
+    }
 }
