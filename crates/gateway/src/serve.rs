@@ -16,6 +16,7 @@ use switchboard_proto::backoff::Backoff;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::Layer;
 
 /// The delays of an accept loop whose `accept` fails (out of descriptors, say): from 5 ms up to
 /// 1 s, never under 5 ms so the loop does not spin while nothing has been freed.
@@ -35,8 +36,8 @@ pub async fn serve_http(listener: TcpListener, router: Router, stop: Cancellatio
             _ = stop.cancelled() => break,
             a = listener.accept() => a,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %e, ?delay, "HTTP accept failed; backing off");
@@ -47,7 +48,11 @@ pub async fn serve_http(listener: TcpListener, router: Router, stop: Cancellatio
         backoff.reset();
         let _ = stream.set_nodelay(true);
         // A `Router` clone is a reference count: its routes were built once, by the caller.
-        let service = TowerToHyperService::new(router.clone());
+        // Every request carries the peer's address (`ConnectInfo`): per-IP limits read it.
+        // (A wrapper around the whole router, not `Router::layer`, which would redo every route.)
+        let service = TowerToHyperService::new(
+            axum::Extension(axum::extract::ConnectInfo(peer)).layer(router.clone()),
+        );
         let mut closing = closing_rx.clone();
         connections.spawn(async move {
             let conn = http1::Builder::new()

@@ -18,6 +18,7 @@ impl Node {
                 "name must be 1 to 200 printable characters",
             ));
         }
+        self.guards.create_room(owner)?;
         Ok(self
             .backend
             .store

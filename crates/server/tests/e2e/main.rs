@@ -13,6 +13,7 @@ mod cluster;
 mod dispatcher;
 mod http_api;
 mod http_inprocess;
+mod limits;
 mod ordering;
 mod persistence;
 mod sdk;
