@@ -112,3 +112,44 @@ async fn a_full_event_stream_makes_the_driver_wait() {
         "the fifth event waits for room"
     );
 }
+
+/// A `message` frame of `room:a` at `seq` with the body `body` (raw JSON text).
+fn message_frame(seq: u64, body: &str) -> ServerFrame {
+    let text = format!(
+        r#"{{"type":"message","conv":"room:a","seq":{seq},"message_id":"m{seq}","from":"u","to":null,"ts":1,"client_msg_id":null,"body":{body}}}"#
+    );
+    ServerFrame::decode(text.as_bytes()).expect("the frame itself decodes")
+}
+
+#[tokio::test]
+async fn a_message_too_deep_to_read_is_an_event_in_its_place_and_the_stream_goes_on() {
+    let mut r = rig();
+    track(&r.driver, "room:a");
+    // Stored before the server refused such bodies: deeper than serde_json's 128 levels.
+    let poison = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    for (seq, body) in [(1, "1"), (2, poison.as_str()), (3, "3")] {
+        assert!(
+            r.driver
+                .on_frame(&r.link, message_frame(seq, body), 1)
+                .await
+                .is_none()
+        );
+    }
+    let mut got = Vec::new();
+    while let Ok(e) = r.events.try_recv() {
+        got.push(e);
+    }
+    let shown: Vec<String> = got
+        .iter()
+        .map(|e| match e {
+            Event::Message(m) => format!("message {} {}", m.seq, m.body),
+            Event::Unreadable { conv, seq, error } => {
+                assert!(error.contains("recursion"), "{error}");
+                format!("unreadable {conv} {seq}")
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(shown, ["message 1 1", "unreadable room:a 2", "message 3 3"]);
+    assert!(r.driver.unreadable.is_empty());
+}

@@ -153,6 +153,17 @@ pub struct Subscribed {
 pub enum Event {
     /// A message of a subscribed conversation: each `(conv, seq)` once, in seq order.
     Message(Message),
+    /// A message of a subscribed conversation whose body this client cannot read (say,
+    /// nested deeper than its JSON parser allows), in its place in seq order. Its position
+    /// is passed like any message's, so the messages after it still come.
+    Unreadable {
+        /// The conversation.
+        conv: String,
+        /// The message's seq.
+        seq: u64,
+        /// Why its body could not be read.
+        error: String,
+    },
     /// A connection is up (after every `welcome`, the first one included).
     Connected {
         /// The node connected to.
