@@ -542,16 +542,7 @@ impl Driver {
                 }
                 self.unreadable
                     .insert((m.conv.to_string(), m.seq), e.to_string());
-                Message {
-                    conv: m.conv.to_string(),
-                    seq: m.seq,
-                    message_id: m.message_id.clone(),
-                    from: m.from.clone(),
-                    to: m.to.clone(),
-                    ts: m.ts,
-                    client_msg_id: m.client_msg_id.clone(),
-                    body: Value::Null,
-                }
+                Message::with_body(m, Value::Null)
             }
         }
     }

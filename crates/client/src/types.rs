@@ -109,7 +109,12 @@ pub struct Message {
 impl Message {
     /// From a decoded `message` frame or history entry: the body's raw JSON becomes a value.
     pub(crate) fn from_wire(m: &switchboard_proto::Message) -> Result<Message, serde_json::Error> {
-        Ok(Message {
+        Ok(Message::with_body(m, serde_json::from_str(m.body.get())?))
+    }
+
+    /// From a decoded message, with `body` in place of its own.
+    pub(crate) fn with_body(m: &switchboard_proto::Message, body: Value) -> Message {
+        Message {
             conv: m.conv.to_string(),
             seq: m.seq,
             message_id: m.message_id.clone(),
@@ -117,8 +122,8 @@ impl Message {
             to: m.to.clone(),
             ts: m.ts,
             client_msg_id: m.client_msg_id.clone(),
-            body: serde_json::from_str(m.body.get())?,
-        })
+            body,
+        }
     }
 }
 
