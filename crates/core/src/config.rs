@@ -65,6 +65,9 @@ pub struct AbuseLimits {
     pub hash_queue: usize,
     /// Long-poll sessions one user may hold on a node at once.
     pub poll_sessions_per_user: usize,
+    /// Messages a user may publish per day on every path (a storage quota; a direct message
+    /// counts once), kept per node; `0` (the default) turns it off.
+    pub messages_per_day: u32,
 }
 
 impl Default for AbuseLimits {
@@ -80,6 +83,7 @@ impl Default for AbuseLimits {
             login_backoff_max: Duration::from_secs(60),
             hash_queue: 64,
             poll_sessions_per_user: 16,
+            messages_per_day: 0,
         }
     }
 }

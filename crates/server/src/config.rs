@@ -159,6 +159,10 @@ pub struct ServeArgs {
     /// bound) the session is a slow consumer [default: 4194304].
     #[arg(long, env = "SWITCHBOARD_POLL_BUFFER_BYTES", value_name = "N")]
     pub poll_buffer_bytes: Option<usize>,
+    /// Messages a user may publish per day on every path (a storage quota, per node; a direct
+    /// message counts once), 0 = no quota [default: 0].
+    #[arg(long, env = "SWITCHBOARD_MESSAGES_PER_DAY", value_name = "N")]
+    pub messages_per_day: Option<u32>,
     /// Log format: text or json [default: text].
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -295,7 +299,8 @@ impl ServeArgs {
             register_per_ip_per_min,
             login_per_ip_per_min,
             login_free_failures,
-            hash_queue
+            hash_queue,
+            messages_per_day
         );
         if let Some(v) = a.login_backoff_max_ms {
             abuse.login_backoff_max = Duration::from_millis(v.max(1_000));
@@ -414,6 +419,7 @@ impl ServeArgs {
             poll_sessions_per_user,
             poll_first_get_ms,
             poll_buffer_bytes,
+            messages_per_day,
             log_format
         )
     }

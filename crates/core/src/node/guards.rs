@@ -17,6 +17,7 @@ pub struct Guards {
     login_ip: KeyedLimiter,
     login_fail_user: FailureBackoff,
     login_fail_ip: FailureBackoff,
+    quota: KeyedLimiter,
 }
 
 /// `rate_limited`, telling when to retry.
@@ -47,6 +48,11 @@ impl Guards {
                 DEFAULT_CAPACITY,
             ),
             login_fail_ip: FailureBackoff::new(free_ip, limits.login_backoff_max, DEFAULT_CAPACITY),
+            quota: KeyedLimiter::new(
+                limits.messages_per_day as f32 / 86_400.0,
+                limits.messages_per_day,
+                DEFAULT_CAPACITY,
+            ),
         }
     }
 
@@ -55,6 +61,13 @@ impl Guards {
         self.http_publish
             .check(user_id)
             .map_err(|w| limited("HTTP publish rate limit exceeded", w))
+    }
+
+    /// One message stored by `user_id`, on any path, within the daily quota.
+    pub(super) fn store(&self, user_id: &str) -> Result<()> {
+        self.quota
+            .check(user_id)
+            .map_err(|w| limited("daily message quota used up", w))
     }
 
     /// One direct message by `user_id`, on any path.

@@ -61,6 +61,9 @@ impl Node {
                 }
             }
         };
+        if let Publisher::User(u) = publisher {
+            self.guards.store(u)?;
+        }
         let request = AppendRequest {
             conv,
             from,

@@ -110,6 +110,8 @@ async fn a_poll_buffer_is_bounded_in_bytes() {
     let node = TestNode::start_with(|c| {
         c.poll_buffer_bytes = 64 << 10;
         c.limits.outbound_queue = 4;
+        // A queue that does not move for this long is cut (10 s by default).
+        c.limits.write_timeout = Duration::from_secs(1);
     })
     .await;
     let (_, alice) = node.user("alice").await;

@@ -234,3 +234,50 @@ async fn the_password_hash_queue_is_bounded() {
     assert_eq!(s, 201, "{v}");
     node.stop().await;
 }
+
+#[tokio::test]
+async fn a_daily_message_quota_can_be_set_and_holds_on_every_path() {
+    let node = TestNode::start_with(|c| c.limits.abuse.messages_per_day = 3).await;
+    let (_, alice) = node.user("alice").await;
+    let room = node.http.room(&alice, "lobby", "public").await;
+    let path = format!("/v1/rooms/{room}/messages");
+    for _ in 0..3 {
+        let (s, v, _) = call(
+            &node.http,
+            "POST",
+            &path,
+            Some(&alice),
+            Some(json!({"body": 1})),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let got = call(
+        &node.http,
+        "POST",
+        &path,
+        Some(&alice),
+        Some(json!({"body": 1})),
+    )
+    .await;
+    assert_limited(&got);
+    // A day's quota refills over the day: the wait is about 8 hours (a third of it).
+    assert!(got.2.is_some_and(|r| r > 3600), "{:?}", got.2);
+    let mut ws = node.connect(&alice).await;
+    let r = ws
+        .request(
+            json!({"type": "publish", "conv": format!("room:{room}"), "body": 1}),
+            1,
+        )
+        .await;
+    assert_eq!(r["code"], "rate_limited", "{r}");
+    // The application's back end has no quota.
+    let (s, _, _) = server(
+        &node.http,
+        "/v1/server/publish",
+        json!({"conv": format!("room:{room}"), "body": 1}),
+    )
+    .await;
+    assert_eq!(s, 201);
+    node.stop().await;
+}
