@@ -44,10 +44,11 @@ pub struct Limits {
 /// token bucket: the burst is available at once, then the rate; `0` turns a limit off.
 #[derive(Debug, Clone)]
 pub struct AbuseLimits {
-    /// HTTP publishes (rooms and direct messages) per user per second.
-    pub http_publish_rate: u32,
-    /// HTTP publish burst per user.
-    pub http_publish_burst: u32,
+    /// HTTP publishes (rooms and direct messages) per user per second; `None` follows
+    /// `publish_rate`, so one setting governs publishing on every path.
+    pub http_publish_rate: Option<u32>,
+    /// HTTP publish burst per user; `None` follows `publish_burst`.
+    pub http_publish_burst: Option<u32>,
     /// Direct messages per user per minute, on every path (burst: the same number).
     pub dm_per_min: u32,
     /// Rooms a user may create per minute (burst: the same number).
@@ -73,8 +74,8 @@ pub struct AbuseLimits {
 impl Default for AbuseLimits {
     fn default() -> Self {
         AbuseLimits {
-            http_publish_rate: 100,
-            http_publish_burst: 200,
+            http_publish_rate: None,
+            http_publish_burst: None,
             dm_per_min: 600,
             rooms_per_min: 10,
             register_per_ip_per_min: 20,

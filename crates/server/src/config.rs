@@ -118,10 +118,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHBOARD_MAX_BODY_DEPTH", value_name = "N")]
     pub max_body_depth: Option<usize>,
     /// HTTP publishes (rooms and direct messages) per user per second, 0 = unlimited
-    /// [default: 100].
+    /// [default: --publish-rate].
     #[arg(long, env = "SWITCHBOARD_HTTP_PUBLISH_RATE", value_name = "N")]
     pub http_publish_rate: Option<u32>,
-    /// HTTP publish burst per user [default: 200].
+    /// HTTP publish burst per user [default: --publish-burst].
     #[arg(long, env = "SWITCHBOARD_HTTP_PUBLISH_BURST", value_name = "N")]
     pub http_publish_burst: Option<u32>,
     /// Direct messages per user per minute on every path (all at once at most), 0 = unlimited
@@ -291,9 +291,9 @@ impl ServeArgs {
         macro_rules! set {
             ($($f:ident),*) => { $(if let Some(v) = a.$f { abuse.$f = v; })* };
         }
+        abuse.http_publish_rate = a.http_publish_rate.or(abuse.http_publish_rate);
+        abuse.http_publish_burst = a.http_publish_burst.or(abuse.http_publish_burst);
         set!(
-            http_publish_rate,
-            http_publish_burst,
             dm_per_min,
             rooms_per_min,
             register_per_ip_per_min,

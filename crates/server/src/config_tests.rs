@@ -51,3 +51,25 @@ fn bad_settings_are_refused() {
     };
     assert!(hook.resolve().is_err());
 }
+
+#[test]
+fn abuse_limits_come_from_flags_and_http_publishing_follows_the_publish_rate() {
+    let c = ServeArgs::default().resolve().unwrap();
+    assert_eq!(c.limits.max_body_depth, 64);
+    assert_eq!(c.limits.abuse.http_publish_rate, None);
+    assert_eq!(c.limits.abuse.messages_per_day, 0);
+    assert_eq!(c.poll_buffer_bytes, 4 << 20);
+    let c = ServeArgs {
+        http_publish_rate: Some(3),
+        login_backoff_max_ms: Some(5_000),
+        poll_sessions_per_user: Some(0),
+        register_per_ip_per_min: Some(0),
+        ..Default::default()
+    }
+    .resolve()
+    .unwrap();
+    assert_eq!(c.limits.abuse.http_publish_rate, Some(3));
+    assert_eq!(c.limits.abuse.login_backoff_max, Duration::from_secs(5));
+    assert_eq!(c.limits.abuse.poll_sessions_per_user, 1);
+    assert_eq!(c.limits.abuse.register_per_ip_per_min, 0);
+}

@@ -4,7 +4,7 @@
 //! wait. Per-connection limits (publishes and frames on one socket) stay in the session.
 
 use super::*;
-use crate::config::AbuseLimits;
+use crate::config::Limits;
 use crate::ratelimit::keyed::{DEFAULT_CAPACITY, FailureBackoff, KeyedLimiter};
 use std::net::IpAddr;
 
@@ -30,14 +30,15 @@ fn limited(what: &str, wait: Duration) -> Error {
 
 impl Guards {
     /// Limiters for `limits`.
-    pub fn new(limits: &AbuseLimits) -> Guards {
+    pub fn new(node_limits: &Limits) -> Guards {
+        let limits = &node_limits.abuse;
         let free_ip = limits.login_free_failures.saturating_mul(4);
+        let http_rate = limits.http_publish_rate.unwrap_or(node_limits.publish_rate);
+        let http_burst = limits
+            .http_publish_burst
+            .unwrap_or(node_limits.publish_burst);
         Guards {
-            http_publish: KeyedLimiter::new(
-                limits.http_publish_rate as f32,
-                limits.http_publish_burst,
-                DEFAULT_CAPACITY,
-            ),
+            http_publish: KeyedLimiter::new(http_rate as f32, http_burst, DEFAULT_CAPACITY),
             dm: KeyedLimiter::per_minute(limits.dm_per_min),
             rooms: KeyedLimiter::per_minute(limits.rooms_per_min),
             register_ip: KeyedLimiter::per_minute(limits.register_per_ip_per_min),

@@ -109,7 +109,7 @@ impl Node {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let admission = Admission::new(limits.max_connections);
         let passwords = PasswordHasherPool::new(cores, limits.abuse.hash_queue);
-        let guards = Guards::new(&limits.abuse);
+        let guards = Guards::new(&limits);
         Node {
             id,
             limits,

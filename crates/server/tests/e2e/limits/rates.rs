@@ -11,8 +11,8 @@ use std::time::Duration;
 #[tokio::test]
 async fn http_publishes_are_limited_per_user_but_not_the_server_api() {
     let node = TestNode::start_with(|c| {
-        c.limits.abuse.http_publish_rate = 5;
-        c.limits.abuse.http_publish_burst = 10;
+        c.limits.abuse.http_publish_rate = Some(5);
+        c.limits.abuse.http_publish_burst = Some(10);
     })
     .await;
     let (_, alice) = node.user("alice").await;
