@@ -1,5 +1,5 @@
 //! The driver's handling of typed frames, without a server: refused resumes, unreadable
-//! answers, and the bounded event stream.
+//! answers and message bodies, and the bounded event stream.
 
 use super::*;
 use crate::ClientConfig;
@@ -152,4 +152,43 @@ async fn a_message_too_deep_to_read_is_an_event_in_its_place_and_the_stream_goes
         .collect();
     assert_eq!(shown, ["message 1 1", "unreadable room:a 2", "message 3 3"]);
     assert!(r.driver.unreadable.is_empty());
+}
+
+#[tokio::test]
+async fn a_message_too_deep_to_read_in_a_gap_fill_is_an_event_too() {
+    let mut r = rig();
+    track(&r.driver, "room:a");
+    let poison = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    // 1 arrives, 2 does not, 3 does: a gap, filled from history, whose page holds the poison.
+    for seq in [1, 3] {
+        let f = message_frame(seq, &seq.to_string());
+        assert!(r.driver.on_frame(&r.link, f, 1).await.is_none());
+    }
+    let ServerFrame::Message(two) = message_frame(2, &poison) else {
+        unreachable!()
+    };
+    let page = ServerFrame::History {
+        id: None,
+        conv: Conv::room("a"),
+        messages: vec![two],
+    };
+    let fill = Pending {
+        req: Request::History {
+            conv: "room:a".into(),
+            after: Some(1),
+            before: Some(3),
+            limit: Some(FILL_PAGE),
+        },
+        waiter: Waiter::Fill("room:a".into()),
+    };
+    r.driver.on_reply(&r.link, fill, Ok(page)).await;
+    let mut got = Vec::new();
+    while let Ok(e) = r.events.try_recv() {
+        got.push(match e {
+            Event::Message(m) => format!("message {}", m.seq),
+            Event::Unreadable { seq, .. } => format!("unreadable {seq}"),
+            other => panic!("{other:?}"),
+        });
+    }
+    assert_eq!(got, ["message 1", "unreadable 2", "message 3"]);
 }
