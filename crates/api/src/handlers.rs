@@ -3,6 +3,7 @@
 
 use crate::AppState;
 use crate::extract::{Authed, JsonBody, QueryParams};
+use crate::limits::ClientIp;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -32,17 +33,26 @@ pub struct Credentials {
     password: String,
 }
 
-/// `POST /v1/users`: registers a user.
-pub async fn register(State(s): State<AppState>, JsonBody(c): JsonBody<Credentials>) -> ApiResult {
-    let user = s.node.register(&c.username, &c.password).await?;
+/// `POST /v1/users`: registers a user (limited per client address).
+pub async fn register(
+    State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
+    JsonBody(c): JsonBody<Credentials>,
+) -> ApiResult {
+    let user = s.node.register_from(ip, &c.username, &c.password).await?;
     Ok(created(
         json!({"user_id": user.user_id, "username": user.username}),
     ))
 }
 
-/// `POST /v1/sessions`: logs in and returns a token.
-pub async fn login(State(s): State<AppState>, JsonBody(c): JsonBody<Credentials>) -> ApiResult {
-    let t = s.node.login(&c.username, &c.password).await?;
+/// `POST /v1/sessions`: logs in and returns a token (limited per client address, with a
+/// backoff after failures per username and per address).
+pub async fn login(
+    State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
+    JsonBody(c): JsonBody<Credentials>,
+) -> ApiResult {
+    let t = s.node.login_from(ip, &c.username, &c.password).await?;
     Ok(created(json!(t)))
 }
 
@@ -202,8 +212,10 @@ pub async fn send_direct(
     publish_as_user(&s, &a, conv, m).await
 }
 
-/// Publishes `m` into `conv` as the authenticated user; `201` with the receipt.
+/// Publishes `m` into `conv` as the authenticated user (within the user's HTTP publish rate);
+/// `201` with the receipt.
 async fn publish_as_user(s: &AppState, a: &Authed, conv: Conv, m: NewMessage) -> ApiResult {
+    s.node.guards.http_publish(&a.principal.user_id)?;
     let r = s
         .node
         .publish(

@@ -4,6 +4,7 @@
 
 pub mod extract;
 pub mod handlers;
+pub mod limits;
 pub mod ops;
 pub mod server_api;
 

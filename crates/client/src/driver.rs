@@ -127,7 +127,15 @@ pub(crate) struct Driver {
     own_conv: Option<String>,
     ready: Option<oneshot::Sender<Result<(), ClientError>>>,
     closing: Option<oneshot::Sender<()>>,
+    /// Messages whose body could not be read, by `(conv, seq)`, with the reason: they go
+    /// through the tracker like any message (so no gap stalls on them) and come out as
+    /// [`Event::Unreadable`]. Bounded: see [`Driver::readable`].
+    unreadable: BTreeMap<(String, u64), String>,
 }
+
+/// Unreadable messages remembered at once; past it some are forgotten (held behind a gap that
+/// a reconnect dropped, they come again and are remembered again).
+const MAX_UNREADABLE: usize = 256;
 
 impl Driver {
     pub fn new(
@@ -152,6 +160,7 @@ impl Driver {
             own_conv: None,
             ready: Some(ready),
             closing: None,
+            unreadable: BTreeMap::new(),
         }
     }
 
@@ -459,13 +468,9 @@ impl Driver {
     async fn on_frame(&mut self, link: &Link, f: ServerFrame, auth_id: u64) -> Option<After> {
         match f {
             ServerFrame::Message(m) => {
-                match Message::from_wire(&m) {
-                    Ok(m) => {
-                        let actions = lock(&self.shared).tracker.on_message(m);
-                        self.apply(link, actions).await;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "unreadable message body ignored"),
-                }
+                let m = self.readable(&m);
+                let actions = lock(&self.shared).tracker.on_message(m);
+                self.apply(link, actions).await;
                 None
             }
             ServerFrame::Ping {} => {
@@ -521,6 +526,23 @@ impl Driver {
                     }
                 }
                 None
+            }
+        }
+    }
+
+    /// A message for the tracker. One whose body cannot be read gets a null body and is
+    /// remembered, to come out as [`Event::Unreadable`] in its place: never dropped silently.
+    fn readable(&mut self, m: &switchboard_proto::Message) -> Message {
+        match Message::from_wire(m) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, conv = %m.conv, seq = m.seq, "unreadable message body");
+                if self.unreadable.len() >= MAX_UNREADABLE {
+                    self.unreadable.pop_first();
+                }
+                self.unreadable
+                    .insert((m.conv.to_string(), m.seq), e.to_string());
+                Message::with_body(m, Value::Null)
             }
         }
     }
@@ -586,10 +608,8 @@ impl Driver {
             (_, Waiter::Fill(conv), _) => {
                 let actions = match &answer {
                     Ok(ServerFrame::History { messages, more, .. }) => {
-                        let page = messages.iter().filter_map(|m| Message::from_wire(m).ok());
-                        lock(&self.shared)
-                            .tracker
-                            .on_fill(conv, page.collect(), *more)
+                        let page = messages.iter().map(|m| self.readable(m)).collect();
+                        lock(&self.shared).tracker.on_fill(conv, page, *more)
                     }
                     other => {
                         tracing::warn!(%conv, answer = ?other, "gap fill failed");
@@ -619,7 +639,17 @@ impl Driver {
     async fn apply(&mut self, link: &Link, actions: Vec<Action>) {
         for a in actions {
             match a {
-                Action::Deliver(m) => self.emit(Event::Message(m)).await,
+                Action::Deliver(m) => {
+                    let event = match self.unreadable.remove(&(m.conv.clone(), m.seq)) {
+                        Some(error) => Event::Unreadable {
+                            conv: m.conv,
+                            seq: m.seq,
+                            error,
+                        },
+                        None => Event::Message(m),
+                    };
+                    self.emit(event).await
+                }
                 Action::Fetch {
                     conv,
                     after,

@@ -1,5 +1,5 @@
 //! The driver's handling of typed frames, without a server: refused resumes, unreadable
-//! answers, and the bounded event stream.
+//! answers and message bodies, and the bounded event stream.
 
 use super::*;
 use crate::ClientConfig;
@@ -111,4 +111,85 @@ async fn a_full_event_stream_makes_the_driver_wait() {
             .is_err(),
         "the fifth event waits for room"
     );
+}
+
+/// A `message` frame of `room:a` at `seq` with the body `body` (raw JSON text).
+fn message_frame(seq: u64, body: &str) -> ServerFrame {
+    let text = format!(
+        r#"{{"type":"message","conv":"room:a","seq":{seq},"message_id":"m{seq}","from":"u","to":null,"ts":1,"client_msg_id":null,"body":{body}}}"#
+    );
+    ServerFrame::decode(text.as_bytes()).expect("the frame itself decodes")
+}
+
+#[tokio::test]
+async fn a_message_too_deep_to_read_is_an_event_in_its_place_and_the_stream_goes_on() {
+    let mut r = rig();
+    track(&r.driver, "room:a");
+    // Stored before the server refused such bodies: deeper than serde_json's 128 levels.
+    let poison = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    for (seq, body) in [(1, "1"), (2, poison.as_str()), (3, "3")] {
+        assert!(
+            r.driver
+                .on_frame(&r.link, message_frame(seq, body), 1)
+                .await
+                .is_none()
+        );
+    }
+    let mut got = Vec::new();
+    while let Ok(e) = r.events.try_recv() {
+        got.push(e);
+    }
+    let shown: Vec<String> = got
+        .iter()
+        .map(|e| match e {
+            Event::Message(m) => format!("message {} {}", m.seq, m.body),
+            Event::Unreadable { conv, seq, error } => {
+                assert!(error.contains("recursion"), "{error}");
+                format!("unreadable {conv} {seq}")
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(shown, ["message 1 1", "unreadable room:a 2", "message 3 3"]);
+    assert!(r.driver.unreadable.is_empty());
+}
+
+#[tokio::test]
+async fn a_message_too_deep_to_read_in_a_gap_fill_is_an_event_too() {
+    let mut r = rig();
+    track(&r.driver, "room:a");
+    let poison = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    // 1 arrives, 2 does not, 3 does: a gap, filled from history, whose page holds the poison.
+    for seq in [1, 3] {
+        let f = message_frame(seq, &seq.to_string());
+        assert!(r.driver.on_frame(&r.link, f, 1).await.is_none());
+    }
+    let ServerFrame::Message(two) = message_frame(2, &poison) else {
+        unreachable!()
+    };
+    let page = ServerFrame::History {
+        id: None,
+        conv: Conv::room("a"),
+        messages: vec![two],
+        more: false,
+    };
+    let fill = Pending {
+        req: Request::History {
+            conv: "room:a".into(),
+            after: Some(1),
+            before: Some(3),
+            limit: Some(FILL_PAGE),
+        },
+        waiter: Waiter::Fill("room:a".into()),
+    };
+    r.driver.on_reply(&r.link, fill, Ok(page)).await;
+    let mut got = Vec::new();
+    while let Ok(e) = r.events.try_recv() {
+        got.push(match e {
+            Event::Message(m) => format!("message {}", m.seq),
+            Event::Unreadable { seq, .. } => format!("unreadable {seq}"),
+            other => panic!("{other:?}"),
+        });
+    }
+    assert_eq!(got, ["message 1", "unreadable 2", "message 3"]);
 }

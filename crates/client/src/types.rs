@@ -109,7 +109,12 @@ pub struct Message {
 impl Message {
     /// From a decoded `message` frame or history entry: the body's raw JSON becomes a value.
     pub(crate) fn from_wire(m: &switchboard_proto::Message) -> Result<Message, serde_json::Error> {
-        Ok(Message {
+        Ok(Message::with_body(m, serde_json::from_str(m.body.get())?))
+    }
+
+    /// From a decoded message, with `body` in place of its own.
+    pub(crate) fn with_body(m: &switchboard_proto::Message, body: Value) -> Message {
+        Message {
             conv: m.conv.to_string(),
             seq: m.seq,
             message_id: m.message_id.clone(),
@@ -117,8 +122,8 @@ impl Message {
             to: m.to.clone(),
             ts: m.ts,
             client_msg_id: m.client_msg_id.clone(),
-            body: serde_json::from_str(m.body.get())?,
-        })
+            body,
+        }
     }
 }
 
@@ -153,6 +158,17 @@ pub struct Subscribed {
 pub enum Event {
     /// A message of a subscribed conversation: each `(conv, seq)` once, in seq order.
     Message(Message),
+    /// A message of a subscribed conversation whose body this client cannot read (say,
+    /// nested deeper than its JSON parser allows), in its place in seq order. Its position
+    /// is passed like any message's, so the messages after it still come.
+    Unreadable {
+        /// The conversation.
+        conv: String,
+        /// The message's seq.
+        seq: u64,
+        /// Why its body could not be read.
+        error: String,
+    },
     /// A connection is up (after every `welcome`, the first one included).
     Connected {
         /// The node connected to.

@@ -40,6 +40,60 @@ pub struct Limits {
     /// `reconnect` frames sent at shutdown carry a random `delay_ms` below this, so clients
     /// do not all come back at once.
     pub reconnect_jitter: Duration,
+    /// Deepest nesting of arrays and objects a message body may have; deeper is `bad_request`
+    /// on every path (clients' JSON parsers have depth limits of their own).
+    pub max_body_depth: usize,
+    /// Abuse limits of the HTTP API and of long-poll sessions (per user, per IP).
+    pub abuse: AbuseLimits,
+}
+
+/// Rate limits and caps against one client eating a node's resources. Every rate here is a
+/// token bucket: the burst is available at once, then the rate; `0` turns a limit off.
+#[derive(Debug, Clone)]
+pub struct AbuseLimits {
+    /// HTTP publishes (rooms and direct messages) per user per second; `None` follows
+    /// `publish_rate`, so one setting governs publishing on every path.
+    pub http_publish_rate: Option<u32>,
+    /// HTTP publish burst per user; `None` follows `publish_burst`.
+    pub http_publish_burst: Option<u32>,
+    /// Direct messages per user per minute, on every path (burst: the same number).
+    pub dm_per_min: u32,
+    /// Rooms a user may create per minute (burst: the same number).
+    pub rooms_per_min: u32,
+    /// Registrations per client IP per minute (burst: the same number).
+    pub register_per_ip_per_min: u32,
+    /// Login attempts per client IP per minute (burst: the same number).
+    pub login_per_ip_per_min: u32,
+    /// Failed logins per username before each further attempt waits (1 s, doubling up to
+    /// `login_backoff_max`); per client IP four times as many. `0` turns the backoff off.
+    pub login_free_failures: u32,
+    /// Longest wait the login backoff imposes.
+    pub login_backoff_max: Duration,
+    /// Password hashes waiting for a core before more are refused with `overloaded`.
+    pub hash_queue: usize,
+    /// Long-poll sessions one user may hold on a node at once.
+    pub poll_sessions_per_user: usize,
+    /// Messages a user may publish per day on every path (a storage quota; a direct message
+    /// counts once), kept per node; `0` (the default) turns it off.
+    pub messages_per_day: u32,
+}
+
+impl Default for AbuseLimits {
+    fn default() -> Self {
+        AbuseLimits {
+            http_publish_rate: None,
+            http_publish_burst: None,
+            dm_per_min: 600,
+            rooms_per_min: 10,
+            register_per_ip_per_min: 20,
+            login_per_ip_per_min: 60,
+            login_free_failures: 5,
+            login_backoff_max: Duration::from_secs(60),
+            hash_queue: 64,
+            poll_sessions_per_user: 16,
+            messages_per_day: 0,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -60,6 +114,8 @@ impl Default for Limits {
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             server_token_ttl: Duration::from_secs(24 * 3600),
             reconnect_jitter: Duration::from_secs(5),
+            max_body_depth: 64,
+            abuse: AbuseLimits::default(),
         }
     }
 }

@@ -12,6 +12,8 @@ pub struct Error {
     pub code: ErrorCode,
     /// Detail for people.
     pub message: String,
+    /// When to try again, for `rate_limited` and `overloaded` (HTTP sends it as `Retry-After`).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Error {
@@ -20,6 +22,21 @@ impl Error {
         Error {
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+    /// `rate_limited`, to be retried after `retry_after`.
+    pub fn rate_limited(message: impl Into<String>, retry_after: std::time::Duration) -> Error {
+        Error {
+            retry_after: Some(retry_after),
+            ..Error::new(ErrorCode::RateLimited, message)
+        }
+    }
+    /// `overloaded`, to be retried after `retry_after`.
+    pub fn overloaded(message: impl Into<String>, retry_after: std::time::Duration) -> Error {
+        Error {
+            retry_after: Some(retry_after),
+            ..Error::new(ErrorCode::Overloaded, message)
         }
     }
     /// `bad_request`.

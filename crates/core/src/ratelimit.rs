@@ -1,7 +1,10 @@
 //! A token bucket, one per connection and purpose. Small (16 bytes) and lock-free because a
-//! connection's frames are handled by one task.
+//! connection's frames are handled by one task. Limits kept per user or per client IP (the
+//! HTTP API's) are in [`keyed`].
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+pub mod keyed;
 
 /// Allows `rate` events per second on average and `burst` at once. `rate == 0` means unlimited.
 #[derive(Debug, Clone)]
@@ -15,13 +18,35 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket.
     pub fn new(rate: u32, burst: u32) -> TokenBucket {
+        TokenBucket::with_rate(rate as f32, burst, Instant::now())
+    }
+
+    /// A full bucket refilling `rate` tokens per second (fractions allowed: `n / 60.0` is `n`
+    /// a minute), as of `now`.
+    pub fn with_rate(rate: f32, burst: u32, now: Instant) -> TokenBucket {
         let burst = burst.max(1) as f32;
         TokenBucket {
-            rate: rate as f32,
+            rate,
             burst,
             tokens: burst,
-            last: Instant::now(),
+            last: now,
         }
+    }
+
+    /// Takes one token, or says how long until one is there.
+    pub fn take_or_wait_at(&mut self, now: Instant) -> Result<(), Duration> {
+        if self.try_take_at(now) {
+            return Ok(());
+        }
+        let missing = (1.0 - self.tokens).max(0.0);
+        Err(Duration::from_secs_f32(missing / self.rate))
+    }
+
+    /// Whether the bucket has refilled completely by `now`: then it holds nothing a fresh
+    /// bucket would not, and may be forgotten.
+    pub fn is_full_at(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f32();
+        self.rate == 0.0 || self.tokens + elapsed * self.rate >= self.burst
     }
 
     /// Takes one token if there is one. Rejected events take nothing, so only the excess fails.

@@ -29,7 +29,14 @@ impl IntoResponse for ApiError {
         let mut resp = (status, axum::Json(body)).into_response();
         // Read by the metrics layer, so every HTTP error is counted once, by code.
         resp.extensions_mut().insert(self.0.code);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(after) = self.0.retry_after {
+            // Whole seconds, rounded up: never `0`, which would invite an immediate retry.
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        } else if status == StatusCode::SERVICE_UNAVAILABLE
+            || status == StatusCode::TOO_MANY_REQUESTS
+        {
             // Spread retries: 1 to 5 seconds.
             let secs = 1 + switchboard_proto::ids::random_u64() % 5;
             resp.headers_mut()

@@ -85,7 +85,7 @@ pub async fn serve_http(
             a = listener.accept() => a,
         };
         let (stream, peer) = match accepted {
-            Ok(a) => a,
+            Ok(accepted) => accepted,
             Err(e) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %e, ?delay, "HTTP accept failed; backing off");
@@ -106,8 +106,9 @@ pub async fn serve_http(
         let io = TokioIo::new(TimedStream::new(stream, limits.write_timeout));
         // A `Router` clone is a reference count: its routes were built once, by the caller.
         let (router, limits, metrics) = (router.clone(), limits.clone(), metrics.clone());
-        let service =
-            hyper::service::service_fn(move |req| guarded(router.clone(), &limits, &metrics, req));
+        let service = hyper::service::service_fn(move |req| {
+            guarded(router.clone(), &limits, &metrics, peer, req)
+        });
         let conn = builder.serve_connection(io, service).with_upgrades();
         let mut closing = closing_rx.clone();
         connections.spawn(async move {
@@ -133,13 +134,17 @@ pub async fn serve_http(
 }
 
 /// One request: a body announced over the limit is refused before it is read; any other gets
-/// its body deadline and goes to the routes.
+/// its body deadline and the peer's address (`ConnectInfo`, which per-IP limits read) and goes
+/// to the routes.
 fn guarded(
     mut router: Router,
     limits: &HttpLimits,
     metrics: &Metrics,
-    req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+    mut req: Request<Incoming>,
 ) -> impl Future<Output = Result<Response, Infallible>> + use<> {
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
     let refused = announced_len(&req)
         .filter(|&n| n > limits.max_body_bytes as u64)
         .map(|n| {

@@ -7,6 +7,7 @@
 
 pub mod backoff;
 pub mod conv;
+pub mod depth;
 pub mod endpoints;
 pub mod error;
 pub mod frame;

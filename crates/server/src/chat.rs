@@ -222,6 +222,9 @@ async fn chat(args: ChatArgs) -> Result<(), String> {
                     Some(Event::Resumed { recovered: false, from_seq, .. }) => {
                         eprintln!("* some history was lost; continuing from #{from_seq}")
                     }
+                    Some(Event::Unreadable { conv, seq, error }) => {
+                        eprintln!("* message #{seq} of {conv} could not be read: {error}")
+                    }
                     Some(Event::ServerDisconnect { reason }) => {
                         eprintln!("* the server closed the session: {reason}");
                         break;

@@ -148,6 +148,56 @@ pub struct ServeArgs {
     /// Serve `/metrics` on this address instead of on `--listen` [default: on --listen].
     #[arg(long, env = "SWITCHBOARD_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+    /// Deepest nesting of arrays and objects in a message body; deeper is refused with
+    /// bad_request on every path [default: 64].
+    #[arg(long, env = "SWITCHBOARD_MAX_BODY_DEPTH", value_name = "N")]
+    pub max_body_depth: Option<usize>,
+    /// HTTP publishes (rooms and direct messages) per user per second, 0 = unlimited
+    /// [default: --publish-rate].
+    #[arg(long, env = "SWITCHBOARD_HTTP_PUBLISH_RATE", value_name = "N")]
+    pub http_publish_rate: Option<u32>,
+    /// HTTP publish burst per user [default: --publish-burst].
+    #[arg(long, env = "SWITCHBOARD_HTTP_PUBLISH_BURST", value_name = "N")]
+    pub http_publish_burst: Option<u32>,
+    /// Direct messages per user per minute on every path (all at once at most), 0 = unlimited
+    /// [default: 600].
+    #[arg(long, env = "SWITCHBOARD_DM_PER_MIN", value_name = "N")]
+    pub dm_per_min: Option<u32>,
+    /// Rooms a user may create per minute (all at once at most), 0 = unlimited [default: 10].
+    #[arg(long, env = "SWITCHBOARD_ROOMS_PER_MIN", value_name = "N")]
+    pub rooms_per_min: Option<u32>,
+    /// Registrations per client IP per minute (all at once at most), 0 = unlimited [default: 20].
+    #[arg(long, env = "SWITCHBOARD_REGISTER_PER_IP_PER_MIN", value_name = "N")]
+    pub register_per_ip_per_min: Option<u32>,
+    /// Login attempts per client IP per minute (all at once at most), 0 = unlimited [default: 60].
+    #[arg(long, env = "SWITCHBOARD_LOGIN_PER_IP_PER_MIN", value_name = "N")]
+    pub login_per_ip_per_min: Option<u32>,
+    /// Failed logins per username (per client IP: four times as many) before each further
+    /// attempt waits 1 s, doubling up to --login-backoff-max-ms; 0 = no backoff [default: 5].
+    #[arg(long, env = "SWITCHBOARD_LOGIN_FREE_FAILURES", value_name = "N")]
+    pub login_free_failures: Option<u32>,
+    /// Longest wait the login backoff imposes [default: 60000].
+    #[arg(long, env = "SWITCHBOARD_LOGIN_BACKOFF_MAX_MS", value_name = "MS")]
+    pub login_backoff_max_ms: Option<u64>,
+    /// Password hashes (logins, registrations) waiting for a core before more are refused with
+    /// 503 overloaded [default: 64].
+    #[arg(long, env = "SWITCHBOARD_HASH_QUEUE", value_name = "N")]
+    pub hash_queue: Option<usize>,
+    /// Long-poll sessions one user may hold on this node; more are refused with 429
+    /// rate_limited [default: 16].
+    #[arg(long, env = "SWITCHBOARD_POLL_SESSIONS_PER_USER", value_name = "N")]
+    pub poll_sessions_per_user: Option<usize>,
+    /// A long-poll session that has never been polled (GET) ends after this long [default: 10000].
+    #[arg(long, env = "SWITCHBOARD_POLL_FIRST_GET_MS", value_name = "MS")]
+    pub poll_first_get_ms: Option<u64>,
+    /// Bytes of frames a long-poll session buffers for its client; past it (or past the frame
+    /// bound) the session is a slow consumer [default: 4194304].
+    #[arg(long, env = "SWITCHBOARD_POLL_BUFFER_BYTES", value_name = "N")]
+    pub poll_buffer_bytes: Option<usize>,
+    /// Messages a user may publish per day on every path (a storage quota, per node; a direct
+    /// message counts once), 0 = no quota [default: 0].
+    #[arg(long, env = "SWITCHBOARD_MESSAGES_PER_DAY", value_name = "N")]
+    pub messages_per_day: Option<u32>,
     /// Log format: text or json [default: text].
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -205,6 +255,10 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Long-poll idle expiry.
     pub poll_idle: Duration,
+    /// Long-poll expiry of a session never polled.
+    pub poll_first_get: Duration,
+    /// Long-poll buffer bound in bytes.
+    pub poll_buffer_bytes: usize,
     /// Dispatcher probe interval.
     pub probe_interval: Duration,
     /// Drain pacing window.
@@ -300,6 +354,30 @@ impl ServeArgs {
         if let Some(v) = a.max_connections_per_ip {
             http.max_connections_per_ip = v;
         }
+        if let Some(v) = a.max_body_depth {
+            limits.max_body_depth = v.max(1);
+        }
+        let abuse = &mut limits.abuse;
+        macro_rules! set {
+            ($($f:ident),*) => { $(if let Some(v) = a.$f { abuse.$f = v; })* };
+        }
+        abuse.http_publish_rate = a.http_publish_rate.or(abuse.http_publish_rate);
+        abuse.http_publish_burst = a.http_publish_burst.or(abuse.http_publish_burst);
+        set!(
+            dm_per_min,
+            rooms_per_min,
+            register_per_ip_per_min,
+            login_per_ip_per_min,
+            login_free_failures,
+            hash_queue,
+            messages_per_day
+        );
+        if let Some(v) = a.login_backoff_max_ms {
+            abuse.login_backoff_max = Duration::from_millis(v.max(1_000));
+        }
+        if let Some(v) = a.poll_sessions_per_user {
+            abuse.poll_sessions_per_user = v.max(1);
+        }
         let roles = parse_roles(a.roles.as_deref().unwrap_or("gateway,api,dispatcher"))?;
         let tcp_listen = match a.tcp_listen.as_deref().unwrap_or("127.0.0.1:7701") {
             "off" | "" => None,
@@ -360,6 +438,8 @@ impl ServeArgs {
             history_max_age: Duration::from_secs(a.history_max_age_s.unwrap_or(0)),
             shutdown_timeout: Duration::from_millis(a.shutdown_timeout_ms.unwrap_or(30_000)),
             poll_idle: Duration::from_millis(a.poll_idle_ms.unwrap_or(60_000).max(1_000)),
+            poll_first_get: Duration::from_millis(a.poll_first_get_ms.unwrap_or(10_000).max(100)),
+            poll_buffer_bytes: a.poll_buffer_bytes.unwrap_or(4 << 20).max(64 << 10),
             probe_interval: Duration::from_millis(a.probe_interval_ms.unwrap_or(1_000).max(50)),
             drain_window: Duration::from_millis(a.drain_window_ms.unwrap_or(30_000)),
             fanout_threads: a
@@ -418,6 +498,20 @@ impl ServeArgs {
             http_max_connections,
             max_connections_per_ip,
             metrics_listen,
+            max_body_depth,
+            http_publish_rate,
+            http_publish_burst,
+            dm_per_min,
+            rooms_per_min,
+            register_per_ip_per_min,
+            login_per_ip_per_min,
+            login_free_failures,
+            login_backoff_max_ms,
+            hash_queue,
+            poll_sessions_per_user,
+            poll_first_get_ms,
+            poll_buffer_bytes,
+            messages_per_day,
             log_format
         )
     }
@@ -448,80 +542,5 @@ fn parse_roles(s: &str) -> Result<Roles, ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flags_win_over_file_and_defaults_fill_the_rest() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sb.toml");
-        std::fs::write(
-            &path,
-            "listen = \"127.0.0.1:9\"\nmax_connections = 5\npublish_rate = 7\n\
-             http_header_timeout_ms = 1500\nmax_connections_per_ip = 3\n",
-        )
-        .unwrap();
-        let args = ServeArgs {
-            config: Some(path),
-            publish_rate: Some(9),
-            ..Default::default()
-        };
-        let c = args.resolve().unwrap();
-        assert_eq!(c.listen, "127.0.0.1:9");
-        assert_eq!(c.limits.max_connections, 5);
-        assert_eq!(c.limits.publish_rate, 9);
-        assert_eq!(c.limits.outbound_queue, 1024);
-        assert!(c.roles.gateway && c.roles.api && c.roles.dispatcher);
-        assert_eq!(c.http.header_timeout, Duration::from_millis(1500));
-        assert_eq!(c.http.max_connections_per_ip, 3);
-        assert_eq!(c.tcp_max_connections_per_ip, 3);
-        assert_eq!(c.http.max_body_bytes, c.limits.max_frame_bytes);
-        assert_eq!(c.http.write_timeout, HttpLimits::default().write_timeout);
-        assert_eq!(c.metrics_listen, None);
-    }
-
-    #[test]
-    fn bad_settings_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sb.toml");
-        std::fs::write(&path, "no_such_setting = 1\n").unwrap();
-        assert!(
-            ServeArgs {
-                config: Some(path),
-                ..Default::default()
-            }
-            .resolve()
-            .is_err()
-        );
-        assert!(
-            ServeArgs {
-                roles: Some("gateway,brain".into()),
-                ..Default::default()
-            }
-            .resolve()
-            .is_err()
-        );
-        let hook = ServeArgs {
-            webhook_url: Some("http://127.0.0.1:1".into()),
-            ..Default::default()
-        };
-        assert!(hook.resolve().is_err());
-        for short in ["", "s", &"k".repeat(31)] {
-            let hook = ServeArgs {
-                webhook_url: Some("http://127.0.0.1:1".into()),
-                webhook_secret: Some(short.into()),
-                ..Default::default()
-            };
-            let err = hook
-                .resolve()
-                .expect_err("a short webhook secret is refused");
-            assert!(err.0.contains("at least 32 bytes"), "{}", err.0);
-        }
-        let hook = ServeArgs {
-            webhook_url: Some("http://127.0.0.1:1".into()),
-            webhook_secret: Some("k".repeat(32)),
-            ..Default::default()
-        };
-        assert!(hook.resolve().is_ok());
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

@@ -239,6 +239,8 @@ pub async fn build(
         let mut poll_config = PollConfig::new(state.config.public_url.clone());
         poll_config.max_buffered = config.limits.outbound_queue.max(64);
         poll_config.idle = config.poll_idle;
+        poll_config.first_get = config.poll_first_get;
+        poll_config.max_buffered_bytes = config.poll_buffer_bytes;
         // wrong_node answers name the owner's URL, from what live nodes announced (cluster).
         let registry = node.backend.registry.clone();
         poll_config.locate = Some(Arc::new(move |owner: String| {

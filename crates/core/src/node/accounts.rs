@@ -8,6 +8,38 @@ use crate::backend::BackendError;
 impl Node {
     // ----- accounts and tokens -----
 
+    /// Registers a user with a password, for a client at `ip` (limited per address; `None`
+    /// is not limited).
+    pub async fn register_from(
+        &self,
+        ip: Option<std::net::IpAddr>,
+        username: &str,
+        password: &str,
+    ) -> Result<User> {
+        self.guards.register(ip)?;
+        self.register(username, password).await
+    }
+
+    /// Checks a password and issues a login token, for a client at `ip`: attempts are limited
+    /// per address, and failures slow further attempts for the username and the address.
+    pub async fn login_from(
+        &self,
+        ip: Option<std::net::IpAddr>,
+        username: &str,
+        password: &str,
+    ) -> Result<IssuedToken> {
+        self.guards.login_attempt(ip, username)?;
+        let result = self.login(username, password).await;
+        match &result {
+            Ok(_) => self.guards.login_result(ip, username, true),
+            Err(e) if e.code == ErrorCode::Unauthorized => {
+                self.guards.login_result(ip, username, false)
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
     /// Registers a user with a password.
     pub async fn register(&self, username: &str, password: &str) -> Result<User> {
         let username = crate::names::username(username)?;

@@ -42,6 +42,17 @@ impl Node {
         {
             return Err(Error::bad_request("client_msg_id must be 1 to 128 bytes"));
         }
+        // Clients' JSON parsers have depth limits (serde_json's is 128): a body past them
+        // would be stored and then jam every reader of the conversation.
+        if switchboard_proto::depth::exceeds_depth(
+            body.get().as_bytes(),
+            self.limits.max_body_depth,
+        ) {
+            return Err(Error::bad_request(format!(
+                "body nests deeper than {} levels",
+                self.limits.max_body_depth
+            )));
+        }
         let (from, owner) = match publisher {
             Publisher::User(u) => (Some(u.to_owned()), u.to_owned()),
             Publisher::Server => (None, SERVER_IDEMPOTENCY_OWNER.to_owned()),
@@ -63,6 +74,7 @@ impl Node {
                 self.user(recipient).await?;
                 match publisher {
                     Publisher::User(u) if u != recipient => {
+                        self.guards.direct_message(u)?;
                         (Some(recipient.to_owned()), Some(Conv::user(u)))
                     }
                     Publisher::User(_) => (Some(recipient.to_owned()), None),
@@ -70,6 +82,9 @@ impl Node {
                 }
             }
         };
+        if let Publisher::User(u) = publisher {
+            self.guards.store(u)?;
+        }
         let request = AppendRequest {
             conv,
             from,

@@ -27,10 +27,12 @@ use switchboard_proto::frame::PresenceEntry;
 use switchboard_proto::{Conv, DisconnectReason, ErrorCode, Message, MessageBody};
 
 mod accounts;
+mod guards;
 mod history;
 mod messages;
 mod rooms;
 
+pub use guards::Guards;
 pub use history::HistoryPage;
 pub use messages::PendingPublish;
 
@@ -81,6 +83,8 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     /// Password hashing off the runtime.
     pub passwords: PasswordHasherPool,
+    /// Limits per user and per client IP (HTTP publishes, DMs, rooms, registration, login).
+    pub guards: Guards,
     /// Session slots (`max_connections`) and the tracker of session tasks the drain waits on.
     pub admission: Admission,
     /// Which conversations this node is subscribed to on the bus.
@@ -107,13 +111,16 @@ impl Node {
     ) -> Node {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let admission = Admission::new(limits.max_connections);
+        let passwords = PasswordHasherPool::new(cores, limits.abuse.hash_queue);
+        let guards = Guards::new(&limits);
         Node {
             id,
             limits,
             backend,
             hub,
             metrics,
-            passwords: PasswordHasherPool::new(cores),
+            passwords,
+            guards,
             admission,
             offline: Mutex::new(None),
             interest: BusInterest::default(),

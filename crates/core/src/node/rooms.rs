@@ -13,6 +13,7 @@ impl Node {
         visibility: Visibility,
     ) -> Result<Room> {
         let name = crate::names::room_name(name.trim())?;
+        self.guards.create_room(owner)?;
         Ok(self
             .backend
             .store

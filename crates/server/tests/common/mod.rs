@@ -46,6 +46,10 @@ pub fn test_config(dir: &Path) -> ServerConfig {
         api_key: Some(API_KEY.into()),
         shutdown_timeout_ms: Some(5_000),
         reconnect_jitter_ms: Some(200),
+        // Every test registers and logs in its users from 127.0.0.1, many a second: the
+        // per-address limits are off here (the abuse tests turn them on).
+        register_per_ip_per_min: Some(0),
+        login_per_ip_per_min: Some(0),
         ..Default::default()
     }
     .resolve()
@@ -459,6 +463,9 @@ impl NodeProcess {
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "warn")
+            // As in `test_config`: many registrations and logins from one address.
+            .env("SWITCHBOARD_REGISTER_PER_IP_PER_MIN", "0")
+            .env("SWITCHBOARD_LOGIN_PER_IP_PER_MIN", "0")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);

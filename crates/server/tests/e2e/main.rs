@@ -14,6 +14,7 @@ mod dispatcher;
 mod http_abuse;
 mod http_api;
 mod http_inprocess;
+mod limits;
 mod memory;
 mod names;
 mod ops_listen;

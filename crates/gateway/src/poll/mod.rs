@@ -7,7 +7,9 @@
 //! is nothing yet. Frames stay buffered until a later GET acknowledges them with a larger
 //! `after`, so a lost response loses nothing. The buffer is bounded: a client that stops
 //! collecting frames stops the session from draining its queue, and the session is cut as a
-//! slow consumer like any other. A session id names its node (`<random>~<node_id>`): a request
+//! slow consumer like any other (see [`session`]). A user holds a bounded number of sessions on
+//! a node (more are `429 rate_limited`), and a session never polled ends quickly. A session id
+//! names its node (`<random>~<node_id>`): a request
 //! that reaches another node is answered `421 wrong_node` with the right node's poll URL.
 
 use crate::http_error::{ApiError, bearer};
@@ -20,19 +22,22 @@ use axum::routing::post;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use session::{PollWire, Shared};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchboard_core::session::{PreAuth, run_session};
-use switchboard_core::transport::{Inbound, Transport};
-use switchboard_core::transport::{Out, Progress, Wire};
+use switchboard_core::transport::Inbound;
 use switchboard_core::{Error, Node};
 use switchboard_proto::frame::ResumePosition;
-use switchboard_proto::{Conv, ErrorCode, ServerFrame};
-use tokio::sync::{Notify, mpsc};
+use switchboard_proto::{Conv, ErrorCode};
+use tokio::sync::mpsc;
+
+mod session;
+
+pub use session::PollTransport;
 
 /// Finds the base URL (`http://host:port`) of another node, for `wrong_node` answers.
 pub type NodeLocator =
@@ -49,6 +54,11 @@ pub struct PollConfig {
     pub max_wait: Duration,
     /// Frames buffered per session before the session stops draining (then is cut).
     pub max_buffered: usize,
+    /// Bytes buffered per session before the session stops draining (then is cut).
+    pub max_buffered_bytes: usize,
+    /// A session with no GET at all for this long ends (shorter than `idle`: a session nobody
+    /// polls holds a connection slot and shows its user online).
+    pub first_get: Duration,
     /// Client frames queued per session before `POST` answers `rate_limited`.
     pub inbound_queue: usize,
     /// Resolves other nodes' URLs (cluster mode); `None` on a single node.
@@ -56,40 +66,20 @@ pub struct PollConfig {
 }
 
 impl PollConfig {
-    /// Defaults: 60 s idle expiry, 30 s longest wait, 1024 buffered frames, 256 queued inbound.
+    /// Defaults: 60 s idle expiry (10 s before the first GET), 30 s longest wait, 1024
+    /// buffered frames and 4 MiB, 256 queued inbound.
     pub fn new(public_url: String) -> PollConfig {
         PollConfig {
             public_url,
             idle: Duration::from_secs(60),
             max_wait: Duration::from_secs(30),
             max_buffered: 1024,
+            max_buffered_bytes: 4 << 20,
+            first_get: Duration::from_secs(10),
             inbound_queue: 256,
             locate: None,
         }
     }
-}
-
-#[derive(Default)]
-struct Buffer {
-    frames: VecDeque<(u64, Bytes)>,
-    next_pseq: u64,
-    /// The session task ended (no more frames will come).
-    ended: bool,
-    /// Bumped by every GET; an older waiting GET sees the change and returns.
-    get_generation: u64,
-}
-
-/// One session's shared state, between its task, the fan-out and the HTTP handlers.
-struct Shared {
-    buffer: Mutex<Buffer>,
-    /// New frames, the end, or a newer GET.
-    changed: Notify,
-    /// The session waiting for room in the buffer (woken when a GET acknowledges frames).
-    space: Mutex<Option<Waker>>,
-    /// Client frames to the session; taken (closed) by `DELETE`.
-    inbound: Mutex<Option<mpsc::Sender<Inbound>>>,
-    last_get: Mutex<Instant>,
-    ended_at: Mutex<Option<Instant>>,
 }
 
 /// The node's long-poll sessions.
@@ -205,26 +195,34 @@ async fn open(State(polls): State<Arc<PollSessions>>, headers: HeaderMap, body: 
         node.id
     );
     let (tx, rx) = mpsc::channel(polls.config.inbound_queue.max(1));
-    let shared = Arc::new(Shared {
-        buffer: Mutex::new(Buffer {
-            next_pseq: 1,
-            ..Default::default()
-        }),
-        changed: Notify::new(),
-        space: Mutex::new(None),
-        inbound: Mutex::new(Some(tx)),
-        last_get: Mutex::new(Instant::now()),
-        ended_at: Mutex::new(None),
-    });
-    polls.sessions.lock().insert(id.clone(), shared.clone());
+    let shared = Arc::new(Shared::new(principal.user_id.clone(), tx));
+    {
+        // Counted and added under one lock, so racing opens cannot pass the cap together.
+        let mut sessions = polls.sessions.lock();
+        let cap = node.limits.abuse.poll_sessions_per_user;
+        let held = sessions
+            .values()
+            .filter(|s| s.user_id == principal.user_id && s.is_running())
+            .count();
+        if held >= cap {
+            return ApiError(Error::rate_limited(
+                format!("at most {cap} long-poll sessions per user; close one (DELETE) first"),
+                polls.config.first_get,
+            ))
+            .into_response();
+        }
+        sessions.insert(id.clone(), shared.clone());
+    }
     let wire = Arc::new(PollWire {
         shared: shared.clone(),
         max: polls.config.max_buffered.max(8),
+        max_bytes: polls.config.max_buffered_bytes.max(1),
     });
     let transport = PollTransport {
         shared,
         rx,
         idle: polls.config.idle,
+        first_get: polls.config.first_get,
     };
     let pre = PreAuth {
         principal,
@@ -326,16 +324,14 @@ async fn receive(
         Ok(s) => s,
         Err(r) => return r,
     };
-    *shared.last_get.lock() = Instant::now();
+    shared.got();
     if let Some(tx) = shared.inbound.lock().as_ref() {
         let _ = tx.try_send(Inbound::Alive);
     }
     let generation = {
         let mut b = shared.buffer.lock();
         b.get_generation += 1;
-        while b.frames.front().is_some_and(|(p, _)| *p <= q.after) {
-            b.frames.pop_front();
-        }
+        b.acknowledge(q.after);
         b.get_generation
     };
     // Wake an older GET of this session (it answers empty) and a session waiting for room.
@@ -404,95 +400,6 @@ async fn close(State(polls): State<Arc<PollSessions>>, Path(id): Path<String>) -
     shared.inbound.lock().take();
     polls.sessions.lock().remove(&id);
     StatusCode::NO_CONTENT.into_response()
-}
-
-/// The reading half of a long-poll session: frames from `POST`, proof of life from `GET`.
-pub struct PollTransport {
-    shared: Arc<Shared>,
-    rx: mpsc::Receiver<Inbound>,
-    idle: Duration,
-}
-
-impl Transport for PollTransport {
-    async fn recv(&mut self) -> Option<Inbound> {
-        loop {
-            let idle_until = *self.shared.last_get.lock() + self.idle;
-            tokio::select! {
-                inbound = self.rx.recv() => return inbound,
-                _ = tokio::time::sleep_until(idle_until.into()) => {
-                    if self.shared.last_get.lock().elapsed() >= self.idle {
-                        tracing::debug!("poll session idle; ending it");
-                        return None;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The writing half of a long-poll session: frames go into the session's buffer, numbered, for
-/// the next `GET`. A full buffer takes nothing more until a `GET` acknowledges frames.
-struct PollWire {
-    shared: Arc<Shared>,
-    max: usize,
-}
-
-impl Wire for PollWire {
-    fn try_write(
-        &self,
-        frames: &mut dyn Iterator<Item = &Out>,
-        _offset: usize,
-    ) -> std::io::Result<Progress> {
-        let mut p = Progress {
-            frames: 0,
-            offset: 0,
-            blocked: false,
-        };
-        let mut b = self.shared.buffer.lock();
-        let before = b.frames.len();
-        for frame in frames {
-            let bytes = match frame {
-                Out::Text(bytes) => bytes.clone(),
-                Out::Ping => ServerFrame::Ping {}.encode(),
-                // Long-polling has no protocol pings to answer and no close frame.
-                Out::Pong(_) | Out::Close(_) => {
-                    p.frames += 1;
-                    continue;
-                }
-            };
-            if b.frames.len() >= self.max {
-                p.blocked = true;
-                break;
-            }
-            let pseq = b.next_pseq;
-            b.next_pseq += 1;
-            b.frames.push_back((pseq, bytes));
-            p.frames += 1;
-        }
-        let added = b.frames.len() > before;
-        drop(b);
-        if added {
-            self.shared.changed.notify_waiters();
-        }
-        Ok(p)
-    }
-
-    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        // Register first, then look: a GET that acknowledges in between wakes us.
-        *self.shared.space.lock() = Some(cx.waker().clone());
-        if self.shared.buffer.lock().frames.len() < self.max {
-            Poll::Ready(Ok(()))
-        } else {
-            Poll::Pending
-        }
-    }
-
-    fn shutdown(&self) {
-        self.shared.buffer.lock().ended = true;
-        *self.shared.ended_at.lock() = Some(Instant::now());
-        self.shared.inbound.lock().take();
-        self.shared.changed.notify_waiters();
-    }
 }
 
 /// A node's poll URL from its announced base URL.

@@ -1,0 +1,99 @@
+//! Tests of the configuration: precedence of flags, file and defaults; refused settings.
+
+use super::*;
+
+#[test]
+fn flags_win_over_file_and_defaults_fill_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sb.toml");
+    std::fs::write(
+        &path,
+        "listen = \"127.0.0.1:9\"\nmax_connections = 5\npublish_rate = 7\n\
+         http_header_timeout_ms = 1500\nmax_connections_per_ip = 3\n",
+    )
+    .unwrap();
+    let args = ServeArgs {
+        config: Some(path),
+        publish_rate: Some(9),
+        ..Default::default()
+    };
+    let c = args.resolve().unwrap();
+    assert_eq!(c.listen, "127.0.0.1:9");
+    assert_eq!(c.limits.max_connections, 5);
+    assert_eq!(c.limits.publish_rate, 9);
+    assert_eq!(c.limits.outbound_queue, 1024);
+    assert!(c.roles.gateway && c.roles.api && c.roles.dispatcher);
+    assert_eq!(c.http.header_timeout, Duration::from_millis(1500));
+    assert_eq!(c.http.max_connections_per_ip, 3);
+    assert_eq!(c.tcp_max_connections_per_ip, 3);
+    assert_eq!(c.http.max_body_bytes, c.limits.max_frame_bytes);
+    assert_eq!(c.http.write_timeout, HttpLimits::default().write_timeout);
+    assert_eq!(c.metrics_listen, None);
+}
+
+#[test]
+fn bad_settings_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sb.toml");
+    std::fs::write(&path, "no_such_setting = 1\n").unwrap();
+    assert!(
+        ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        }
+        .resolve()
+        .is_err()
+    );
+    assert!(
+        ServeArgs {
+            roles: Some("gateway,brain".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .is_err()
+    );
+    let hook = ServeArgs {
+        webhook_url: Some("http://127.0.0.1:1".into()),
+        ..Default::default()
+    };
+    assert!(hook.resolve().is_err());
+    for short in ["", "s", &"k".repeat(31)] {
+        let hook = ServeArgs {
+            webhook_url: Some("http://127.0.0.1:1".into()),
+            webhook_secret: Some(short.into()),
+            ..Default::default()
+        };
+        let err = hook
+            .resolve()
+            .expect_err("a short webhook secret is refused");
+        assert!(err.0.contains("at least 32 bytes"), "{}", err.0);
+    }
+    let hook = ServeArgs {
+        webhook_url: Some("http://127.0.0.1:1".into()),
+        webhook_secret: Some("k".repeat(32)),
+        ..Default::default()
+    };
+    assert!(hook.resolve().is_ok());
+}
+
+#[test]
+fn abuse_limits_come_from_flags_and_http_publishing_follows_the_publish_rate() {
+    let c = ServeArgs::default().resolve().unwrap();
+    assert_eq!(c.limits.max_body_depth, 64);
+    assert_eq!(c.limits.abuse.http_publish_rate, None);
+    assert_eq!(c.limits.abuse.messages_per_day, 0);
+    assert_eq!(c.poll_buffer_bytes, 4 << 20);
+    let c = ServeArgs {
+        http_publish_rate: Some(3),
+        login_backoff_max_ms: Some(5_000),
+        poll_sessions_per_user: Some(0),
+        register_per_ip_per_min: Some(0),
+        ..Default::default()
+    }
+    .resolve()
+    .unwrap();
+    assert_eq!(c.limits.abuse.http_publish_rate, Some(3));
+    assert_eq!(c.limits.abuse.login_backoff_max, Duration::from_secs(5));
+    assert_eq!(c.limits.abuse.poll_sessions_per_user, 1);
+    assert_eq!(c.limits.abuse.register_per_ip_per_min, 0);
+}
