@@ -66,7 +66,7 @@ start_switchboard() {
   RUST_LOG=warn "$SERVER" serve --listen "127.0.0.1:$port" --tcp-listen off \
     --data-dir "$WORK/$name" --api-key "$SWITCHBOARD_BENCH_API_KEY" \
     --publish-rate 0 --frame-rate 0 --max-connections 100000 --outbound-queue 4096 \
-    --http-max-connections 0 --max-connections-per-ip 0 \
+    --http-max-connections 0 --max-connections-per-ip 0 --dm-per-min 0 --rooms-per-min 0 \
     --drain-window-ms 200 --shutdown-timeout-ms 3000 --reconnect-jitter-ms 100 \
     "$@" >"$WORK/$name.out" 2>"$WORK/$name.out.err" &
   SB_PID=$!
