@@ -10,7 +10,7 @@
 #   bench/compare.sh                  # full run (the figures of docs/PERFORMANCE.md)
 #   QUICK=1 bench/compare.sh          # the same with small numbers (about 3 minutes)
 #   ONLY="fanout cluster" bench/compare.sh  # just these scenarios (idle storm fanout rooms dm
-#                                     # dispatch cluster)
+#                                     # pipeline dispatch cluster)
 #   OUT=dir bench/compare.sh          # where the JSON reports and logs go
 #                                     # (default target/bench-results/<date-time>)
 #
@@ -23,7 +23,7 @@ if [ "${QUICK:-0}" = 1 ]; then
   : "${IDLE_CONNS:=2000}" "${STORM_CONNS:=2000}" "${FANOUT_SUBS:=1000}" "${FANOUT_RATE:=20}"
   : "${ROOMS_CONNS:=1000}" "${ROOMS_RATE:=500}" "${DM_CONNS:=1000}" "${DM_RATE:=1000}"
   : "${CLUSTER_RATE:=500}" "${DURATION:=5}" "${CLUSTER_DURATION:=5}"
-  : "${FANOUT_SMALL_SUBS:=200}" "${FANOUT_SMALL_RATE:=100}"
+  : "${FANOUT_SMALL_SUBS:=200}" "${FANOUT_SMALL_RATE:=100}" "${PIPELINE_DM_CONNS:=200}"
 fi
 IDLE_CONNS="${IDLE_CONNS:-15000}"        # idle connections (target: ≤ 8 KiB each at 15,000)
 STORM_CONNS="${STORM_CONNS:-15000}"      # connections opened as fast as possible
@@ -37,6 +37,13 @@ ROOM_SIZE="${ROOM_SIZE:-10}"
 ROOMS_RATE="${ROOMS_RATE:-2000}"         # messages/s spread over the rooms
 DM_CONNS="${DM_CONNS:-10000}"            # users, one connection each
 DM_RATE="${DM_RATE:-5000}"               # direct messages/s, all senders together
+# pipeline: ONE connection keeping PIPELINE_IN_FLIGHT publishes outstanding, to a room of
+# PIPELINE_ROOM_SIZE (publisher included) and as DMs to random users among PIPELINE_DM_CONNS;
+# each as fast as answered, then at PIPELINE_RATE publishes/s (the latency target's rate).
+PIPELINE_IN_FLIGHT="${PIPELINE_IN_FLIGHT:-64}"
+PIPELINE_ROOM_SIZE="${PIPELINE_ROOM_SIZE:-10}"
+PIPELINE_DM_CONNS="${PIPELINE_DM_CONNS:-1000}"
+PIPELINE_RATE="${PIPELINE_RATE:-5000}"
 CLUSTER_SUBS="${CLUSTER_SUBS:-100}"      # subscribers of the busy room, on node A
 CLUSTER_IDLE="${CLUSTER_IDLE:-1000}"     # connections on node B, none in that room
 CLUSTER_RATE="${CLUSTER_RATE:-2000}"     # messages/s into the busy room
@@ -163,6 +170,14 @@ want fanout && named fanout_small fanout --connections "$FANOUT_SMALL_SUBS" \
   --rate "$FANOUT_SMALL_RATE" --duration "$DURATION"
 want rooms && both rooms --connections "$ROOMS_CONNS" --room-size "$ROOM_SIZE" --rate "$ROOMS_RATE" --duration "$DURATION"
 want dm && both dm --connections "$DM_CONNS" --rate "$DM_RATE" --duration "$DURATION"
+if want pipeline; then
+  PIPELINE_ARGS=(--in-flight "$PIPELINE_IN_FLIGHT" --room-size "$PIPELINE_ROOM_SIZE"
+    --connections "$PIPELINE_DM_CONNS" --duration "$DURATION")
+  for to in room dm; do
+    named "pipeline_$to" pipeline --to "$to" "${PIPELINE_ARGS[@]}"
+    named "pipeline_${to}_rate" pipeline --to "$to" --rate "$PIPELINE_RATE" "${PIPELINE_ARGS[@]}"
+  done
+fi
 
 # Dispatch: Switchboard only (Socket.IO has no dispatcher).
 if want dispatch; then

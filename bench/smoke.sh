@@ -52,6 +52,11 @@ run storm storm "${COMMON[@]}" --connections 100 --workers 2
 run fanout fanout "${COMMON[@]}" --connections 50 --rate 20 --duration 2
 run rooms rooms "${COMMON[@]}" --connections 50 --room-size 5 --rate 50 --duration 2
 run dm dm "${COMMON[@]}" --connections 50 --rate 50 --duration 2 --workers 2
+# One connection, 64 publishes in flight: answers in send order, seqs growing per
+# conversation, every message delivered once to every subscriber (all checked by --strict).
+run pipeline_room pipeline "${COMMON[@]}" --to room --room-size 10 --duration 2
+run pipeline_dm pipeline "${COMMON[@]}" --to dm --connections 20 --duration 2 --workers 2
+run pipeline_room_rate pipeline "${COMMON[@]}" --to room --rate 200 --duration 1
 run dispatch dispatch "${COMMON[@]}" --connections 4 --duration 2
 bench_stop "$SB_PID"
 run floor floor --connections 50 --rate 20 --duration 1

@@ -13,6 +13,10 @@
 //   - event "sub" (room, ack)       -> joins the room, acks {"ok":true};
 //   - event "dm" ({to, body}, ack)  -> emits "message" {from, to, body} to room "user:<to>", acks;
 //   - event "pub" ({room, body}, ack) -> emits "message" {room, body} to the room, acks;
+//     (the `pipeline` scenario sends `pub` or `dm` events from ONE socket, each with an ack,
+//     keeping 64 outstanding: the same as Switchboard's pipelined `publish` frames and their
+//     `published` answers; Socket.IO handles a socket's events in order, so its acks come back
+//     in send order too);
 //   - POST /publish {"room","body"} -> emits "message" {room, body} to the room (the server-side
 //                                      publish an application back end would do);
 //   - GET /healthz.

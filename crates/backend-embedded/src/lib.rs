@@ -39,6 +39,7 @@ use switchboard_core::backend::{
     ControlEvent, HistoryQuery, Lifecycle, Position, Registry, Room, Store, TokenHash, User,
     UserCredentials, Visibility,
 };
+use switchboard_core::metrics::CommitMetrics;
 use switchboard_proto::frame::PresenceEntry;
 use switchboard_proto::{Conv, Message};
 use tokio::sync::oneshot;
@@ -55,6 +56,9 @@ pub struct EmbeddedConfig {
     pub history_max_age_ms: u64,
     /// Most jobs (appends and other writes) committed in one transaction, e.g. 512.
     pub max_batch: usize,
+    /// Where the writer records each group commit's time and messages (the node's
+    /// `switchboard_commit_seconds` and `switchboard_commit_messages`); `None` records nothing.
+    pub commit_metrics: Option<CommitMetrics>,
 }
 
 impl EmbeddedConfig {
@@ -65,6 +69,7 @@ impl EmbeddedConfig {
             history_max_messages: 0,
             history_max_age_ms: 0,
             max_batch: 512,
+            commit_metrics: None,
         }
     }
 }
@@ -101,7 +106,9 @@ impl EmbeddedBackend {
         };
         let bus = relay::Relay::start(sink);
         let stored = Arc::new(StoredConvs::load(&conn)?);
-        let writer = Writer::new(conn, rx, bus.clone(), limits)?.with_stored(stored.clone());
+        let writer = Writer::new(conn, rx, bus.clone(), limits)?
+            .with_stored(stored.clone())
+            .with_commit_metrics(config.commit_metrics.clone());
         let writer_alive = Arc::new(AtomicBool::new(true));
         let alive = writer_alive.clone();
         // The writer hands committed messages to the bus thread (relay module); if that thread

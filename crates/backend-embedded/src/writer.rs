@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 use switchboard_core::backend::{AppendRequest, Appended, BackendError, BusSink, Receipt};
+use switchboard_core::metrics::CommitMetrics;
 use switchboard_proto::{Conv, Message};
 use tokio::sync::oneshot;
 
@@ -186,6 +187,8 @@ pub(crate) struct Writer {
     seq: Sequencer,
     /// Told of every conversation before its messages are committed (see the cache module).
     stored: Option<Arc<StoredConvs>>,
+    /// Each commit's time and messages, if recorded.
+    commit_metrics: Option<CommitMetrics>,
 }
 
 impl Writer {
@@ -217,12 +220,19 @@ impl Writer {
                 last_ts: u64::try_from(last_ts).unwrap_or(0),
             },
             stored: None,
+            commit_metrics: None,
         })
     }
 
     /// Keeps `stored` complete: conversations are added before their messages are committed.
     pub(crate) fn with_stored(mut self, stored: Arc<StoredConvs>) -> Writer {
         self.stored = Some(stored);
+        self
+    }
+
+    /// Records each commit's time and messages in `metrics`.
+    pub(crate) fn with_commit_metrics(mut self, metrics: Option<CommitMetrics>) -> Writer {
+        self.commit_metrics = metrics;
         self
     }
 
@@ -269,6 +279,7 @@ impl Writer {
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
         let mut close = None;
         let mut overlay: HashMap<Conv, u64> = HashMap::new();
+        let began = Instant::now();
 
         let batch_error = match self
             .conn
@@ -357,6 +368,17 @@ impl Writer {
                 )
             });
             self.seq.heads.extend(committed);
+            if let Some(metrics) = &self.commit_metrics {
+                metrics.seconds.observe(began.elapsed().as_secs_f64());
+                let (appends, messages) = outcomes.iter().fold((0, 0), |(a, n), o| match o {
+                    Outcome::Append(_, Ok(appended)) => (a + 1, n + appended.stored.len()),
+                    _ => (a, n),
+                });
+                // Commits of other writes alone (users, rooms, tokens) are not message commits.
+                if appends > 0 {
+                    metrics.messages.observe(messages as f64);
+                }
+            }
             for outcome in &outcomes {
                 if let Outcome::Append(_, Ok(appended)) = outcome {
                     for m in &appended.stored {

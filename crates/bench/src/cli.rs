@@ -43,6 +43,10 @@ pub enum Command {
     Rooms(RoomsArgs),
     /// Direct messages from connected users to random users.
     Dm(DmArgs),
+    /// One connection keeping `--in-flight` publishes outstanding, to a room or as DMs:
+    /// acknowledged publishes/s (or, at `--rate`, publish-to-delivery latency), answer and seq
+    /// order.
+    Pipeline(PipelineArgs),
     /// A connection storm: authenticated connections per second.
     Storm(StormArgs),
     /// Cluster routing cost: CPU of a node with no interested connection while another is busy.
@@ -222,6 +226,55 @@ pub struct DmArgs {
     #[arg(long, default_value_t = 1000.0)]
     pub rate: f64,
     /// Seconds of sending.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Padding bytes in each message body.
+    #[arg(long, default_value_t = 100)]
+    pub payload: usize,
+}
+
+/// Where the `pipeline` scenario's publishes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PipelineTo {
+    /// One room of `--room-size`: the publisher and `--room-size` - 1 subscribers.
+    Room,
+    /// Direct messages to random users among `--connections`, each connected.
+    Dm,
+}
+
+impl PipelineTo {
+    /// The name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            PipelineTo::Room => "room",
+            PipelineTo::Dm => "dm",
+        }
+    }
+}
+
+/// `pipeline`.
+#[derive(Args, Clone, Debug)]
+pub struct PipelineArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    /// Where the publishes go (`--target` is the server's URL).
+    #[arg(long, value_enum, default_value = "room")]
+    pub to: PipelineTo,
+    /// Publishes outstanding at once: the next is sent as each answer arrives.
+    #[arg(long, default_value_t = 64)]
+    pub in_flight: usize,
+    /// `--to room`: members of the room, the publisher included.
+    #[arg(long, default_value_t = 10)]
+    pub room_size: usize,
+    /// `--to dm`: recipients, one connection each.
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    /// Publishes per second (open loop, still at most `--in-flight` outstanding); without it,
+    /// as fast as the answers come back.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds of publishing.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
     /// Padding bytes in each message body.

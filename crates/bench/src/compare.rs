@@ -7,8 +7,8 @@ use crate::report::{self, Report, thousands};
 use std::fmt::Write as _;
 use std::path::Path;
 
-const ORDER: [&str; 7] = [
-    "idle", "storm", "fanout", "rooms", "dm", "cluster", "dispatch",
+const ORDER: [&str; 8] = [
+    "idle", "storm", "fanout", "rooms", "dm", "pipeline", "cluster", "dispatch",
 ];
 
 /// Reads every `*.json` report in `dir`, in scenario order.
@@ -43,6 +43,29 @@ fn find<'a>(rs: &'a [Report], scenario: &str, protocol: &str) -> Option<&'a Repo
     rs.iter()
         .filter(|r| r.scenario == scenario && r.protocol == protocol)
         .max_by_key(|r| r.connections)
+}
+
+/// Which `pipeline` run this is: where to, and at what rate (`None`: as fast as answered).
+fn pipeline_variant(r: &Report) -> (String, Option<f64>) {
+    (
+        r.params["to"].as_str().unwrap_or("?").to_owned(),
+        r.params["rate"].as_f64(),
+    )
+}
+
+/// The `pipeline` runs against Switchboard, each with the Socket.IO run of the same variant.
+fn pipeline_pairs(rs: &[Report]) -> Vec<(&Report, Option<&Report>)> {
+    rs.iter()
+        .filter(|r| r.scenario == "pipeline" && r.protocol == "switchboard")
+        .map(|a| {
+            let b = rs.iter().find(|r| {
+                r.scenario == "pipeline"
+                    && r.protocol == "socketio"
+                    && pipeline_variant(r) == pipeline_variant(a)
+            });
+            (a, b)
+        })
+        .collect()
 }
 
 fn kib(bytes: f64) -> String {
@@ -82,7 +105,7 @@ pub fn render(dir: &Path) -> Result<String> {
     s.push_str(&report::markdown(&rs));
     s.push_str(
         "\n\"server CPU µs/op\" is per delivery (per connection for idle and storm, per request \
-         for dispatch); latency columns are publish-to-delivery (connect time for storm, request \
+         for dispatch, per acknowledged publish for pipeline); latency columns are publish-to-delivery (connect time for storm, request \
          time for dispatch).\n",
     );
 
@@ -152,6 +175,44 @@ pub fn render(dir: &Path) -> Result<String> {
                     x.p99 as f64 / y.p99.max(1) as f64
                 );
             }
+        }
+    }
+    for (a, b) in pipeline_pairs(&rs) {
+        let Some(b) = b else { continue };
+        let name = a.name();
+        if let (Some(x), Some(y)) = (a.publishes_per_s, b.publishes_per_s)
+            && a.params["rate"].is_null()
+        {
+            let _ = writeln!(
+                s,
+                "| {name} | acknowledged publishes/s from one connection | {} | {} | {:.2}x | ≥ 30,000/s |",
+                thousands(x),
+                thousands(y),
+                x / y.max(1e-9)
+            );
+        }
+        if let (Some(x), Some(y)) = (a.ops_per_cpu_s(), b.ops_per_cpu_s()) {
+            let _ = writeln!(
+                s,
+                "| {name} | publishes per server CPU-second | {} | {} | {:.2}x | - |",
+                thousands(x),
+                thousands(y),
+                x / y
+            );
+        }
+        if let (Some(x), Some(y)) = (&a.latency_us, &b.latency_us) {
+            let _ = writeln!(
+                s,
+                "| {name} | p99 publish-to-delivery | {} | {} | {:.2}x | {} |",
+                ms(x.p99),
+                ms(y.p99),
+                x.p99 as f64 / y.p99.max(1) as f64,
+                if a.params["rate"].is_null() {
+                    "-"
+                } else {
+                    "≤ 10 ms"
+                }
+            );
         }
     }
     if let (Some(a), Some(b)) = pair("cluster")
@@ -281,6 +342,45 @@ pub fn render(dir: &Path) -> Result<String> {
                 100.0 * (1.0 - x / 10_000.0)
             ))
         );
+    }
+    for (a, _) in pipeline_pairs(&rs) {
+        let name = a.name();
+        match a.params["rate"].as_f64() {
+            None => {
+                let x = a.publishes_per_s.unwrap_or(0.0);
+                let _ = writeln!(
+                    s,
+                    "| {name}: ≥ 30,000 acknowledged publishes/s from one connection, {} in flight | {} /s | {} |",
+                    a.params["in_flight"].as_u64().unwrap_or(0),
+                    thousands(x),
+                    verdict(x >= 30_000.0, || format!(
+                        "{:.0}% short",
+                        100.0 * (1.0 - x / 30_000.0)
+                    ))
+                );
+            }
+            Some(rate) => {
+                let Some(l) = &a.latency_us else { continue };
+                let p99 = l.p99 as f64 / 1000.0;
+                let reached = a.publishes_per_s.unwrap_or(0.0);
+                let kept_up = reached >= 0.95 * rate;
+                let _ = writeln!(
+                    s,
+                    "| {name}: p99 publish-to-delivery ≤ 10 ms at 5,000 publishes/s | {p99:.2} ms at {} acknowledged/s | {} |",
+                    thousands(reached),
+                    verdict_at(rate >= 5_000.0, p99 <= 10.0 && kept_up, || {
+                        if kept_up {
+                            format!("{:.2} ms over", p99 - 10.0)
+                        } else {
+                            format!(
+                                "{p99:.2} ms, and only {} publishes/s reached",
+                                thousands(reached)
+                            )
+                        }
+                    })
+                );
+            }
+        }
     }
     let mut ratios = Vec::new();
     for sc in ["fanout", "rooms", "dm"] {

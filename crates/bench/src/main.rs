@@ -1,7 +1,7 @@
 //! `switchboard-bench`: the load generator of the Switchboard benchmark suite.
 //!
-//! Each subcommand is one scenario (idle connections, fan-out, many rooms, direct messages, a
-//! connection storm, cluster routing cost, dispatch), bounded in connections, rate and time,
+//! Each subcommand is one scenario (idle connections, fan-out, many rooms, direct messages, one
+//! connection's pipelined publishes, a connection storm, cluster routing cost, dispatch), bounded in connections, rate and time,
 //! aimed only at 127.0.0.0/8. Client connections live in worker processes (this binary
 //! re-executed with `--worker`) so that runs can exceed the per-process open-file limit; the
 //! coordinator sets up users and rooms, publishes, reads the server's CPU and RSS from /proc,
@@ -99,6 +99,7 @@ fn main() -> ExitCode {
             Command::Fanout(a) => scenario::rooms::fanout(a).await,
             Command::Rooms(a) => scenario::rooms::rooms(a).await,
             Command::Dm(a) => scenario::dm::run(a).await,
+            Command::Pipeline(a) => scenario::pipeline::run(a).await,
             Command::Storm(a) => scenario::storm::run(a).await,
             Command::Cluster(a) => scenario::cluster::run(a).await,
             Command::Dispatch(a) => scenario::dispatch::run(a).await,

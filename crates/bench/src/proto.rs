@@ -74,6 +74,34 @@ fn number_after(text: &str, key: &str) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
+/// The JSON string right after `key` in `text` (no escapes: conversation names have none).
+fn string_after<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let at = text.find(key)? + key.len();
+    let rest = text[at..].trim_start().strip_prefix('"')?;
+    Some(&rest[..rest.find('"')?])
+}
+
+/// The conversation and seq of a Switchboard message frame (`None` for Socket.IO's, which
+/// carry neither).
+pub fn conv_seq(text: &str) -> Option<(&str, u64)> {
+    let conv = string_after(text, "\"conv\":")?;
+    let seq = number_after(text, "\"seq\":")?;
+    Some((conv, u64::try_from(seq).ok()?))
+}
+
+/// A publish's answer, as [`Protocol::answer`] reads it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The publish's request id.
+    pub id: u64,
+    /// Stored (`published`, or a Socket.IO acknowledgement); false for an error frame.
+    pub ok: bool,
+    /// Where it was stored (Switchboard; for a DM `user:<to>`).
+    pub conv: Option<String>,
+    /// Its seq there (Switchboard).
+    pub seq: Option<u64>,
+}
+
 fn delivery(text: &str) -> Option<Incoming> {
     let ts = number_after(text, "\"bench_ts\":")?;
     let src = number_after(text, "\"src\":").unwrap_or(-1);
@@ -162,6 +190,55 @@ impl Protocol {
                 Ok(format!("room:{id}"))
             }
             Protocol::Socketio => Ok(self.local_room(tag, k)),
+        }
+    }
+
+    /// A publish of `body` to room `conv` as the frame this protocol sends (request id `id`):
+    /// a `publish` frame, or a Socket.IO `pub` event with an acknowledgement.
+    pub fn pub_frame(self, conv: &str, body: &str, id: u64) -> String {
+        match self {
+            Protocol::Switchboard => {
+                format!(r#"{{"type":"publish","id":{id},"conv":"{conv}","body":{body}}}"#)
+            }
+            Protocol::Socketio => format!(r#"42{id}["pub",{{"room":"{conv}","body":{body}}}]"#),
+        }
+    }
+
+    /// The answer to a publish in `text`, if it is one: Switchboard's `published` (with the
+    /// conversation and seq) or `error` with an id, a Socket.IO acknowledgement (`43<id>[...]`).
+    pub fn answer(self, text: &str) -> Option<Answer> {
+        match self {
+            Protocol::Switchboard => {
+                let ok = text.starts_with(r#"{"type":"published""#);
+                if !ok && !text.starts_with(r#"{"type":"error""#) {
+                    return None;
+                }
+                let id = u64::try_from(number_after(text, "\"id\":")?).ok()?;
+                Some(Answer {
+                    id,
+                    ok,
+                    conv: if ok {
+                        string_after(text, "\"conv\":").map(str::to_owned)
+                    } else {
+                        None
+                    },
+                    seq: if ok {
+                        number_after(text, "\"seq\":").map(|s| s.max(0) as u64)
+                    } else {
+                        None
+                    },
+                })
+            }
+            Protocol::Socketio => {
+                let rest = text.strip_prefix("43")?;
+                let end = rest.find(|c: char| !c.is_ascii_digit())?;
+                Some(Answer {
+                    id: rest[..end].parse().ok()?,
+                    ok: true,
+                    conv: None,
+                    seq: None,
+                })
+            }
         }
     }
 
@@ -384,6 +461,53 @@ mod tests {
         assert_eq!(
             p.dm_frame("u2", "{}", 9),
             r#"429["dm",{"to":"u2","body":{}}]"#
+        );
+        assert_eq!(
+            p.pub_frame("room:a", "{}", 12),
+            r#"4212["pub",{"room":"room:a","body":{}}]"#
+        );
+        assert_eq!(
+            p.answer(r#"4312[{"ok":true}]"#),
+            Some(Answer {
+                id: 12,
+                ok: true,
+                conv: None,
+                seq: None
+            })
+        );
+        assert_eq!(p.answer(r#"42["message",{}]"#), None);
+    }
+
+    #[test]
+    fn switchboard_answers() {
+        let p = Protocol::Switchboard;
+        assert_eq!(
+            p.answer(
+                r#"{"type":"published","id":7,"conv":"user:b1","seq":42,"message_id":"m","ts":1}"#
+            ),
+            Some(Answer {
+                id: 7,
+                ok: true,
+                conv: Some("user:b1".into()),
+                seq: Some(42)
+            })
+        );
+        assert_eq!(
+            p.answer(r#"{"type":"error","id":8,"code":"rate_limited","message":"x"}"#),
+            Some(Answer {
+                id: 8,
+                ok: false,
+                conv: None,
+                seq: None
+            })
+        );
+        assert_eq!(
+            p.answer(r#"{"type":"message","conv":"room:a","seq":1}"#),
+            None
+        );
+        assert_eq!(
+            conv_seq(r#"{"type":"message","conv":"room:r_1","seq":3,"body":{}}"#),
+            Some(("room:r_1", 3))
         );
     }
 }

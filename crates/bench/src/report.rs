@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 /// The figures of one scenario run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Report {
-    /// Scenario name (`idle`, `fanout`, `rooms`, `dm`, `storm`, `cluster`, `dispatch`).
+    /// Scenario name (`idle`, `fanout`, `rooms`, `dm`, `pipeline`, `storm`, `cluster`,
+    /// `dispatch`).
     pub scenario: String,
     /// `switchboard` or `socketio`.
     pub protocol: String,
@@ -41,6 +42,12 @@ pub struct Report {
     pub acks: u64,
     /// Error frames received.
     pub error_frames: u64,
+    /// Deliveries out of seq order or repeated on a connection (Switchboard only).
+    #[serde(default)]
+    pub out_of_order: u64,
+    /// Acknowledged publishes per second from the one publishing connection (pipeline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publishes_per_s: Option<f64>,
     /// Sessions the server ended during the run.
     pub server_disconnects: u64,
     /// New authenticated connections per second (storm).
@@ -113,6 +120,19 @@ pub fn server_name(r: &Report) -> String {
 }
 
 impl Report {
+    /// The scenario's name in tables; `pipeline` runs add where to and the rate
+    /// (`pipeline (dm, 5,000/s)`, `pipeline (room, as fast as answered)`).
+    pub fn name(&self) -> String {
+        if self.scenario != "pipeline" {
+            return self.scenario.clone();
+        }
+        let to = self.params["to"].as_str().unwrap_or("?");
+        match self.params["rate"].as_f64() {
+            Some(x) => format!("pipeline ({to}, {}/s)", thousands(x)),
+            None => format!("pipeline ({to}, as fast as answered)"),
+        }
+    }
+
     /// Server CPU microseconds per delivery (or per connection, per request).
     pub fn cpu_us_per_op(&self) -> Option<f64> {
         self.server.as_ref().and_then(|s| s.cpu_us_per_op)
@@ -135,6 +155,14 @@ impl Report {
         let mut parts = Vec::new();
         if let Some(c) = self.connects_per_s {
             parts.push(format!("{} connects/s", thousands(c)));
+        }
+        if let Some(p) = self.publishes_per_s {
+            parts.push(format!("{} acknowledged publishes/s", thousands(p)));
+        }
+        if let Some(l) = &self.publish_latency_us
+            && self.scenario == "pipeline"
+        {
+            parts.push(format!("p99 publish-to-answer {} ms", ms(l.p99)));
         }
         if let Some(r) = self.requests_per_s {
             parts.push(format!("{} requests/s", thousands(r)));
@@ -192,7 +220,7 @@ pub fn table_row(r: &Report) -> String {
     let lat = r.latency_us.as_ref();
     format!(
         "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-        r.scenario,
+        r.name(),
         server_name(r),
         thousands(r.connections as f64),
         if r.deliveries > 0 {

@@ -13,6 +13,7 @@ use crate::ws::{self, Ws};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -135,6 +136,10 @@ pub struct WorkerResult {
     pub acks: u64,
     /// Error frames received.
     pub error_frames: u64,
+    /// Deliveries whose seq was not above the last one the connection got in that
+    /// conversation (a duplicate or a reordering; Switchboard only, Socket.IO has no seq).
+    #[serde(default)]
+    pub out_of_order: u64,
     /// Sessions ended by the server before `stop`.
     pub closed: u64,
     /// The first error frame, to show.
@@ -156,6 +161,7 @@ struct Shared {
     echoes: AtomicU64,
     acks: AtomicU64,
     error_frames: AtomicU64,
+    out_of_order: AtomicU64,
     closed: AtomicU64,
     first_error_frame: Mutex<Option<String>>,
     first_close: Mutex<Option<String>>,
@@ -219,6 +225,7 @@ async fn run(plan: Plan) -> Result<()> {
         echoes: AtomicU64::new(0),
         acks: AtomicU64::new(0),
         error_frames: AtomicU64::new(0),
+        out_of_order: AtomicU64::new(0),
         closed: AtomicU64::new(0),
         first_error_frame: Mutex::new(None),
         first_close: Mutex::new(None),
@@ -277,6 +284,7 @@ async fn run(plan: Plan) -> Result<()> {
                     echoes: shared.echoes.load(Relaxed),
                     acks: shared.acks.load(Relaxed),
                     error_frames: shared.error_frames.load(Relaxed),
+                    out_of_order: shared.out_of_order.load(Relaxed),
                     closed: shared.closed.load(Relaxed),
                     first_error_frame: shared.first_error_frame.lock().expect("lock").clone(),
                     first_close: shared.first_close.lock().expect("lock").clone(),
@@ -381,6 +389,8 @@ async fn connection(
         }
     };
     let mut out_open = true;
+    // The last seq this connection got per conversation.
+    let mut heads: HashMap<String, u64> = HashMap::new();
     loop {
         tokio::select! {
             _ = stop.changed() => {
@@ -389,13 +399,13 @@ async fn connection(
             }
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(t))) => {
-                    if !handle(&shared, &mut ws, spec.user, t.as_str()).await {
+                    if !handle(&shared, &mut ws, spec.user, &mut heads, t.as_str()).await {
                         return;
                     }
                 }
                 Some(Ok(Message::Binary(b))) => {
                     let t = String::from_utf8_lossy(&b).into_owned();
-                    if !handle(&shared, &mut ws, spec.user, &t).await {
+                    if !handle(&shared, &mut ws, spec.user, &mut heads, &t).await {
                         return;
                     }
                 }
@@ -437,9 +447,27 @@ fn note_close(shared: &Shared, why: String) {
 }
 
 /// Handles one frame; false when the connection should end.
-async fn handle(shared: &Shared, ws: &mut Ws, me: u64, text: &str) -> bool {
+async fn handle(
+    shared: &Shared,
+    ws: &mut Ws,
+    me: u64,
+    heads: &mut HashMap<String, u64>,
+    text: &str,
+) -> bool {
     match shared.protocol.classify(text) {
         Incoming::Delivery { ts_us, src } => {
+            if let Some((conv, seq)) = proto::conv_seq(text) {
+                let in_order = match heads.get_mut(conv) {
+                    Some(last) => std::mem::replace(last, seq) < seq,
+                    None => {
+                        heads.insert(conv.to_owned(), seq);
+                        true
+                    }
+                };
+                if !in_order {
+                    shared.out_of_order.fetch_add(1, Relaxed);
+                }
+            }
             if src == Some(me) {
                 shared.echoes.fetch_add(1, Relaxed);
             } else {

@@ -183,7 +183,7 @@ pub async fn build(
     let metrics = Arc::new(Metrics::new());
     let hub = Arc::new(Hub::new(metrics.clone(), config.fanout_threads));
     let sink: Arc<dyn BusSink> = hub.clone();
-    let backend = open_backend(config, &public_url, tcp_url.as_deref(), sink).await?;
+    let backend = open_backend(config, &public_url, tcp_url.as_deref(), sink, &metrics).await?;
     let node = Arc::new(Node::new(
         config.node_id.clone(),
         config.limits.clone(),
@@ -396,6 +396,7 @@ async fn open_backend(
     public_url: &str,
     tcp_url: Option<&str>,
     sink: Arc<dyn BusSink>,
+    metrics: &Metrics,
 ) -> Result<Backend, StartError> {
     match &config.redis {
         Some(url) => {
@@ -426,6 +427,7 @@ async fn open_backend(
                     history_max_messages: config.history_max_messages,
                     history_max_age_ms: config.history_max_age.as_millis() as u64,
                     max_batch: 512,
+                    commit_metrics: Some(metrics.commits.clone()),
                 },
                 sink,
             )

@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod dm;
 pub mod floor;
 pub mod idle;
+pub mod pipeline;
 pub mod rooms;
 pub mod storm;
 
@@ -389,6 +390,7 @@ pub fn merge_results(report: &mut Report, results: &[WorkerResult]) {
         report.echoes += r.echoes;
         report.acks += r.acks;
         report.error_frames += r.error_frames;
+        report.out_of_order += r.out_of_order;
         report.server_disconnects += r.closed;
         latency::merge(&mut lat, &r.latency);
         latency::merge(&mut conn, &r.connect_latency);
@@ -432,6 +434,12 @@ pub fn strict_checks(r: &mut Report) {
     if r.publish_errors > 0 {
         r.failures
             .push(format!("{} publishes failed", r.publish_errors));
+    }
+    if r.out_of_order > 0 {
+        r.failures.push(format!(
+            "{} deliveries repeated or out of seq order",
+            r.out_of_order
+        ));
     }
     if r.error_frames > 0 {
         r.failures.push(format!("{} error frames", r.error_frames));

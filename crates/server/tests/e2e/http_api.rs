@@ -434,4 +434,55 @@ async fn metrics_expose_the_contract_series_and_count_publishes() {
     node.stop().await;
 }
 
+#[tokio::test]
+async fn metrics_count_group_commits_and_the_messages_in_them() {
+    let node = TestNode::start().await;
+    let (_, alice) = node.user("alice").await;
+    let (bob_id, _) = node.user("bob").await;
+    let room = node.http.room(&alice, "commits", "public").await;
+
+    let text = metrics_text(&node).await;
+    let commits_before = metric(&text, "switchboard_commit_seconds_count");
+    let message_commits_before = metric(&text, "switchboard_commit_messages_count");
+    let messages_before = metric(&text, "switchboard_commit_messages_sum");
+    assert!(
+        commits_before >= 1.0,
+        "creating users and a room committed:\n{text}"
+    );
+
+    // One at a time: each publish is answered after its own commit.
+    for i in 0..3 {
+        node.http.publish(&alice, &room, json!({"i": i})).await;
+    }
+    let (s, _) = node
+        .http
+        .post(
+            &format!("/v1/users/{bob_id}/messages"),
+            &alice,
+            json!({"body": "dm"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+
+    let text = metrics_text(&node).await;
+    let message_commits =
+        metric(&text, "switchboard_commit_messages_count") - message_commits_before;
+    assert!(
+        (1.0..=4.0).contains(&message_commits),
+        "4 publishes took {message_commits} commits with messages"
+    );
+    assert_eq!(
+        metric(&text, "switchboard_commit_messages_sum") - messages_before,
+        5.0,
+        "three room messages and a DM's two copies"
+    );
+    assert!(metric(&text, "switchboard_commit_seconds_count") - commits_before >= message_commits);
+    assert!(metric(&text, "switchboard_commit_seconds_sum") > 0.0);
+    assert!(
+        metric(&text, "switchboard_commit_messages_bucket{le=\"1.0\"}").is_finite(),
+        "a histogram with buckets:\n{text}"
+    );
+    node.stop().await;
+}
+
 // ----- unknown routes and methods -----

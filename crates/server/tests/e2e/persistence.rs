@@ -186,6 +186,192 @@ async fn sigkill_loses_no_acknowledged_message() {
     assert_eq!(next, head + 1, "seq continues after the crash");
 }
 
+/// What a pipelining publisher got back: per conversation, the acknowledged
+/// (seq, message_id, client_msg_id) in the order of the answers.
+type AckedByConv = BTreeMap<String, Vec<(u64, String, String)>>;
+
+/// Publishes over one WebSocket with `IN_FLIGHT` publishes outstanding, alternating between
+/// `room` and a DM to `dm_to`, each with a `client_msg_id` of its own, until the connection ends.
+/// Checks that the answers come back in the order the publishes were sent.
+async fn pipeline_until_killed(
+    mut ws: WsClient,
+    room: String,
+    dm_to: String,
+    acked: Arc<Mutex<AckedByConv>>,
+) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    const IN_FLIGHT: usize = 64;
+    let mut outstanding = std::collections::VecDeque::new();
+    let mut next: u64 = 1;
+    loop {
+        while outstanding.len() < IN_FLIGHT {
+            let conv = if next.is_multiple_of(2) {
+                format!("room:{room}")
+            } else {
+                format!("user:{dm_to}")
+            };
+            let cmid = format!("c{next}");
+            let frame = json!({"type": "publish", "id": next, "conv": conv, "body": {"n": next},
+                               "client_msg_id": cmid});
+            if ws
+                .ws
+                .feed(WsMessage::text(frame.to_string()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            outstanding.push_back((next, cmid));
+            next += 1;
+        }
+        if ws.ws.flush().await.is_err() {
+            return;
+        }
+        let text = match ws.ws.next().await {
+            Some(Ok(WsMessage::Text(t))) => t,
+            Some(Ok(_)) => continue,
+            // The node was killed.
+            None | Some(Err(_)) => return,
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        match v["type"].as_str() {
+            Some("published") => {
+                let (id, cmid) = outstanding.pop_front().expect("an answer to a publish");
+                assert_eq!(
+                    v["id"], id,
+                    "answers come back in the order of the publishes"
+                );
+                acked
+                    .lock()
+                    .unwrap()
+                    .entry(v["conv"].as_str().unwrap().to_owned())
+                    .or_default()
+                    .push((
+                        v["seq"].as_u64().unwrap(),
+                        v["message_id"].as_str().unwrap().to_owned(),
+                        cmid,
+                    ));
+            }
+            Some("error") => panic!("a publish failed before the kill: {v}"),
+            _ => {}
+        }
+    }
+}
+
+/// Every message of a conversation's history, read in pages after a restart.
+async fn whole_history(http: &Http, path: &str, token: &str) -> Vec<serde_json::Value> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let (s, h) = http
+            .get(&format!("{path}?after={after}&limit=500"), token)
+            .await;
+        assert_eq!(s, 200, "{path}: {h}");
+        let page = h["messages"].as_array().unwrap().clone();
+        let Some(last) = page.last() else {
+            return all;
+        };
+        after = last["seq"].as_u64().unwrap();
+        all.extend(page);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_64_publishes_in_flight_loses_no_acknowledged_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut proc =
+        NodeProcess::start(dir.path(), &["--publish-rate", "0", "--frame-rate", "0"]).await;
+    let (_, alice) = proc.http.user("alice").await;
+    let (bob_id, bob) = proc.http.user("bob").await;
+    let room = proc.http.room(&alice, "pipelined", "public").await;
+    let mut ws = WsClient::connect(&format!("{}?token={alice}", proc.ws_url())).await;
+    ws.expect("welcome").await;
+
+    let acked: Arc<Mutex<AckedByConv>> = Arc::default();
+    let publisher = tokio::spawn(pipeline_until_killed(
+        ws,
+        room.clone(),
+        bob_id.clone(),
+        acked.clone(),
+    ));
+    // About 2 s of pipelined publishing, then kill -9 in the middle of it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proc.signal("KILL");
+    proc.wait(WAIT).await;
+    tokio::time::timeout(WAIT, publisher)
+        .await
+        .expect("the publisher sees the connection end")
+        .unwrap();
+    let acked = acked.lock().unwrap().clone();
+    let room_conv = format!("room:{room}");
+    let dm_conv = format!("user:{bob_id}");
+    for conv in [&room_conv, &dm_conv] {
+        let n = acked.get(conv).map_or(0, Vec::len);
+        assert!(
+            n >= 10,
+            "only {n} publishes to {conv} acknowledged before the kill"
+        );
+    }
+
+    let proc = NodeProcess::start(dir.path(), &[]).await;
+    let histories = [
+        (
+            &room_conv,
+            whole_history(&proc.http, &format!("/v1/rooms/{room}/messages"), &alice).await,
+        ),
+        (
+            &dm_conv,
+            whole_history(&proc.http, "/v1/users/me/messages", &bob).await,
+        ),
+    ];
+    for (conv, history) in histories {
+        let stored: BTreeMap<u64, (String, String)> = history
+            .iter()
+            .map(|m| {
+                (
+                    m["seq"].as_u64().unwrap(),
+                    (
+                        m["message_id"].as_str().unwrap().to_owned(),
+                        m["client_msg_id"].as_str().unwrap_or_default().to_owned(),
+                    ),
+                )
+            })
+            .collect();
+        assert_eq!(stored.len(), history.len(), "{conv}: one message per seq");
+        let mine = &acked[conv];
+        eprintln!(
+            "{conv}: {} acknowledged before the kill, {} stored",
+            mine.len(),
+            stored.len()
+        );
+        let seqs: Vec<u64> = mine.iter().map(|(seq, _, _)| *seq).collect();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "{conv}: seqs grow in the order the publishes were sent"
+        );
+        for (seq, id, cmid) in mine {
+            assert_eq!(
+                stored.get(seq),
+                Some(&(id.clone(), cmid.clone())),
+                "{conv}: acknowledged seq {seq} was lost or changed by the crash"
+            );
+        }
+        let top = *seqs.last().unwrap();
+        for seq in 1..=top {
+            assert!(
+                stored.contains_key(&seq),
+                "{conv}: seq {seq} is missing below the highest acknowledged ({top})"
+            );
+        }
+        let mut cmids: Vec<&str> = stored.values().map(|(_, c)| c.as_str()).collect();
+        let n = cmids.len();
+        cmids.sort_unstable();
+        cmids.dedup();
+        assert_eq!(cmids.len(), n, "{conv}: a client_msg_id stored twice");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_tells_clients_to_reconnect_then_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
