@@ -7,6 +7,16 @@ use common::*;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
+/// Commits that stored messages so far (`switchboard_commit_messages_count`).
+async fn commits_with_messages(node: &TestNode) -> f64 {
+    let url = format!("{}/metrics", node.http.base);
+    let text = node.http.client.get(url).send().await.unwrap();
+    metric(
+        &text.text().await.unwrap(),
+        "switchboard_commit_messages_count",
+    )
+}
+
 #[tokio::test]
 async fn sixty_four_publishes_in_flight_are_answered_in_order_before_their_copies() {
     let node = TestNode::start().await;
@@ -21,6 +31,7 @@ async fn sixty_four_publishes_in_flight_are_answered_in_order_before_their_copie
     c.send(json!({"type": "subscribe", "id": "s", "conv": room_conv}))
         .await;
     c.expect("subscribed").await;
+    let commits_before = commits_with_messages(&node).await;
     // 64 publishes without waiting: rooms and DMs alternate, and one that must fail
     // (a private room alice is not in) sits in the middle; then a history request.
     let mut sent = Vec::new();
@@ -82,6 +93,11 @@ async fn sixty_four_publishes_in_flight_are_answered_in_order_before_their_copie
         "answers in the order sent, the failure included"
     );
     assert_eq!(history["id"], "h", "the history reply after every publish");
+    // In flight together, they were committed together: fewer commits than publishes (one
+    // publish per commit when a connection waited for each answer).
+    let commits = commits_with_messages(&node).await - commits_before;
+    eprintln!("63 publishes in {commits} commits");
+    assert!(commits < 40.0, "63 publishes took {commits} commits");
     assert_eq!(last_seq.get(&room_conv), Some(&32));
     assert_eq!(
         last_seq.get(&dm_conv),
