@@ -280,8 +280,20 @@ async fn whole_history(http: &Http, path: &str, token: &str) -> Vec<serde_json::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_with_64_publishes_in_flight_loses_no_acknowledged_one() {
     let dir = tempfile::tempdir().unwrap();
-    let mut proc =
-        NodeProcess::start(dir.path(), &["--publish-rate", "0", "--frame-rate", "0"]).await;
+    let mut proc = NodeProcess::start(
+        dir.path(),
+        &[
+            "--publish-rate",
+            "0",
+            "--frame-rate",
+            "0",
+            "--dm-per-min",
+            "0",
+            "--history-max-messages",
+            "0",
+        ],
+    )
+    .await;
     let (_, alice) = proc.http.user("alice").await;
     let (bob_id, bob) = proc.http.user("bob").await;
     let room = proc.http.room(&alice, "pipelined", "public").await;
@@ -314,7 +326,8 @@ async fn sigkill_with_64_publishes_in_flight_loses_no_acknowledged_one() {
         );
     }
 
-    let proc = NodeProcess::start(dir.path(), &[]).await;
+    // Pipelined, a connection stores thousands per second: keep them all (no count limit).
+    let proc = NodeProcess::start(dir.path(), &["--history-max-messages", "0"]).await;
     let histories = [
         (
             &room_conv,
