@@ -114,23 +114,27 @@ impl<T: Transport> Session<T> {
         &mut self,
         (id, r): (Option<RequestId>, Result<crate::backend::Receipt>),
     ) -> std::result::Result<(), End> {
+        // The answer is written while the connection is still held: let go first, and the
+        // fan-out could write the sender's own copy in between.
+        let frame = match r {
+            Ok(r) => ServerFrame::Published {
+                id,
+                conv: r.conv,
+                seq: r.seq,
+                message_id: r.message_id,
+                ts: r.ts,
+            },
+            Err(e) => {
+                self.node.metrics.error(e.code);
+                ServerFrame::error(id, e.code, e.message)
+            }
+        };
+        let written = self.conn.write(Out::Text(frame.encode()));
         if self.pipeline.as_ref().is_some_and(|p| p.queue.is_empty()) {
             self.pipeline = None;
         }
-        match r {
-            Ok(r) => {
-                let reply = ServerFrame::Published {
-                    id,
-                    conv: r.conv,
-                    seq: r.seq,
-                    message_id: r.message_id,
-                    ts: r.ts,
-                };
-                self.conn.write(Out::Text(reply.encode()))?;
-                self.make_room(SESSION_HIGH_WATER).await
-            }
-            Err(e) => self.reply_error(id, e).await,
-        }
+        written?;
+        self.make_room(SESSION_HIGH_WATER).await
     }
 
     /// Answers every publish in flight, in order (before any other request is taken).
