@@ -56,6 +56,9 @@ pub struct EmbeddedConfig {
     pub history_max_age_ms: u64,
     /// Most jobs (appends and other writes) committed in one transaction, e.g. 512.
     pub max_batch: usize,
+    /// When a commit would carry two or more jobs (the writer is busy), how long it waits for
+    /// more before committing (`--commit-delay-us`); zero commits at once.
+    pub commit_delay: std::time::Duration,
     /// Where the writer records each group commit's time and messages (the node's
     /// `switchboard_commit_seconds` and `switchboard_commit_messages`); `None` records nothing.
     pub commit_metrics: Option<CommitMetrics>,
@@ -69,6 +72,7 @@ impl EmbeddedConfig {
             history_max_messages: 0,
             history_max_age_ms: 0,
             max_batch: 512,
+            commit_delay: std::time::Duration::ZERO,
             commit_metrics: None,
         }
     }
@@ -103,6 +107,7 @@ impl EmbeddedBackend {
             history_max_messages: config.history_max_messages,
             history_max_age_ms: config.history_max_age_ms,
             max_batch: config.max_batch,
+            commit_delay: config.commit_delay,
         };
         let bus = relay::Relay::start(sink);
         let stored = Arc::new(StoredConvs::load(&conn)?);

@@ -15,6 +15,7 @@ const LIMITS: WriterLimits = WriterLimits {
     history_max_messages: 0,
     history_max_age_ms: 0,
     max_batch: 512,
+    commit_delay: std::time::Duration::ZERO,
 };
 
 fn keyed(conv: &Conv, cmid: Option<&str>) -> AppendRequest {
@@ -611,4 +612,64 @@ fn every_conversation_with_messages_is_recorded_across_batches() {
     assert_eq!(recorded, vec!["room:one".to_owned(), "room:two".to_owned()]);
     assert_eq!(reads::position(&conn, &c1).expect("position"), (3, Some(1)));
     assert_eq!(reads::position(&conn, &c2).expect("position"), (1, Some(1)));
+}
+
+/// With a commit delay, a busy writer's batch of two or more jobs waits for more before it
+/// commits (so one fsync carries more messages); a lone job is committed at once.
+#[test]
+fn a_commit_delay_holds_a_busy_batch_open_but_not_a_lone_job() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conv = Conv::room("delayed");
+    let sink = RecordingSink::new();
+    let (jobs, rx) = mpsc::channel();
+    let (conn, _epoch) = schema::open_writer(dir.path()).expect("open");
+    let limits = WriterLimits {
+        commit_delay: Duration::from_millis(400),
+        ..LIMITS
+    };
+    let writer = Writer::new(conn, rx, sink.as_sink(), limits).expect("writer");
+    let thread = std::thread::spawn(move || writer.run(Arc::new(AtomicBool::new(true))));
+    let answered = |r: AppendReply| r.blocking_recv().expect("answered").expect("append");
+
+    // A lone job on an idle writer: no wait.
+    let started = Instant::now();
+    answered(queue_append(&jobs, keyed(&conv, None)));
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "a lone job waited"
+    );
+
+    // Keep the writer busy so that the next two jobs meet in one batch.
+    let (reply, busy) = oneshot::channel();
+    let (running_tx, running) = mpsc::channel();
+    let job = TypedJob::boxed(
+        move |_: &rusqlite::Connection| -> Result<(), BackendError> {
+            running_tx.send(()).expect("signal");
+            std::thread::sleep(Duration::from_millis(50));
+            Ok(())
+        },
+        reply,
+    );
+    jobs.send(Job::Write(job)).expect("queue");
+    running.recv().expect("the busy job runs");
+    let mut a = queue_append(&jobs, keyed(&conv, None));
+    let b = queue_append(&jobs, keyed(&conv, None));
+    busy.blocking_recv().expect("answered").expect("busy job");
+    // The batch of two waits for more: a third queued meanwhile joins it.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(a.try_recv().is_err(), "the batch did not wait");
+    let c = queue_append(&jobs, keyed(&conv, None));
+    let (a, b, c) = (
+        a.blocking_recv().expect("answered").expect("append"),
+        answered(b),
+        answered(c),
+    );
+    assert_eq!(
+        (a.receipt.seq, b.receipt.seq, c.receipt.seq),
+        (2, 3, 4),
+        "one batch, in order"
+    );
+    drop(jobs);
+    thread.join().expect("writer thread");
 }

@@ -115,6 +115,8 @@ pub(crate) struct WriterLimits {
     pub history_max_age_ms: u64,
     /// Jobs per transaction.
     pub max_batch: usize,
+    /// How long a commit of two or more jobs waits for more (zero: none).
+    pub commit_delay: std::time::Duration,
 }
 
 /// A conversation's committed head as the writer caches it.
@@ -260,6 +262,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            self.wait_for_more(&mut batch);
             if let Some(reply) = self.run_batch(batch) {
                 self.checkpoint();
                 let _ = reply.send(());
@@ -267,6 +270,29 @@ impl Writer {
             }
             if Instant::now() >= next_maintenance {
                 next_maintenance = self.maintenance();
+            }
+        }
+    }
+
+    /// With a commit delay, a batch of two or more jobs (the writer is busy: others are coming)
+    /// waits up to the delay for more, so one commit (its page writes and fsync) carries more
+    /// messages. A lone job is committed at once: a quiet node adds no latency.
+    fn wait_for_more(&self, batch: &mut Vec<Job>) {
+        let delay = self.limits.commit_delay;
+        if delay.is_zero() || batch.len() < 2 {
+            return;
+        }
+        let until = Instant::now() + delay;
+        while batch.len() < self.limits.max_batch
+            && !matches!(batch.last(), Some(Job::Close { .. }))
+        {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match self.jobs.recv_timeout(left) {
+                Ok(job) => batch.push(job),
+                Err(_) => return,
             }
         }
     }

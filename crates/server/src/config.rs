@@ -99,6 +99,10 @@ pub struct ServeArgs {
     /// Age after which messages leave history, in seconds, 0 = forever [default: 0].
     #[arg(long, env = "SWITCHBOARD_HISTORY_MAX_AGE_S", value_name = "S")]
     pub history_max_age_s: Option<u64>,
+    /// Embedded backend: when a commit would carry two or more writes (the writer is busy), how
+    /// long it waits for more first, in microseconds; 0 commits at once [default: 0].
+    #[arg(long, env = "SWITCHBOARD_COMMIT_DELAY_US", value_name = "US")]
+    pub commit_delay_us: Option<u64>,
     /// Lifetime of login tokens in seconds [default: 2592000 (30 days)].
     #[arg(long, env = "SWITCHBOARD_SESSION_TTL_S", value_name = "S")]
     pub session_ttl_s: Option<u64>,
@@ -251,6 +255,8 @@ pub struct ServerConfig {
     pub history_max_messages: u64,
     /// History retention by age.
     pub history_max_age: Duration,
+    /// Embedded backend: a busy writer's wait for more writes before it commits.
+    pub commit_delay: Duration,
     /// Shutdown wait.
     pub shutdown_timeout: Duration,
     /// Long-poll idle expiry.
@@ -436,6 +442,7 @@ impl ServeArgs {
             limits,
             history_max_messages: a.history_max_messages.unwrap_or(10_000),
             history_max_age: Duration::from_secs(a.history_max_age_s.unwrap_or(0)),
+            commit_delay: Duration::from_micros(a.commit_delay_us.unwrap_or(0).min(100_000)),
             shutdown_timeout: Duration::from_millis(a.shutdown_timeout_ms.unwrap_or(30_000)),
             poll_idle: Duration::from_millis(a.poll_idle_ms.unwrap_or(60_000).max(1_000)),
             poll_first_get: Duration::from_millis(a.poll_first_get_ms.unwrap_or(10_000).max(100)),
@@ -484,6 +491,7 @@ impl ServeArgs {
             auth_timeout_ms,
             history_max_messages,
             history_max_age_s,
+            commit_delay_us,
             session_ttl_s,
             shutdown_timeout_ms,
             reconnect_jitter_ms,

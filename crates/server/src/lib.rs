@@ -427,6 +427,7 @@ async fn open_backend(
                     history_max_messages: config.history_max_messages,
                     history_max_age_ms: config.history_max_age.as_millis() as u64,
                     max_batch: 512,
+                    commit_delay: config.commit_delay,
                     commit_metrics: Some(metrics.commits.clone()),
                 },
                 sink,

@@ -16,6 +16,7 @@ pub fn open(dir: &Path, history_max_messages: u64, sink: Arc<dyn BusSink>) -> Ar
             history_max_messages,
             history_max_age_ms: 0,
             max_batch: 512,
+            commit_delay: std::time::Duration::ZERO,
             commit_metrics: None,
         },
         sink,

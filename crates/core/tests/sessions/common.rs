@@ -66,6 +66,7 @@ pub fn embedded_node(limits: Limits) -> (Arc<Node>, tempfile::TempDir) {
         history_max_messages: 0,
         history_max_age_ms: 0,
         max_batch: 64,
+        commit_delay: Duration::ZERO,
         commit_metrics: Some(metrics.commits.clone()),
     };
     let backend = EmbeddedBackend::open(config, hub.clone())
