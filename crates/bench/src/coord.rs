@@ -145,15 +145,16 @@ impl Workers {
     }
 }
 
-/// Waits until `expected` deliveries were counted, or none arrived for `quiet`, or `max`
-/// passed. Returns the time from `since` to the last change seen (or to completion).
-pub async fn drain(
-    workers: &Workers,
-    expected: u64,
-    since: tokio::time::Instant,
-    quiet: Duration,
-    max: Duration,
-) -> Duration {
+/// How long `drain` waits with no new delivery before it gives up on the rest.
+const DRAIN_QUIET: Duration = Duration::from_secs(2);
+/// The longest `drain` waits in all.
+const DRAIN_MAX: Duration = Duration::from_secs(30);
+
+/// Waits until `expected` deliveries were counted, or none arrived for [`DRAIN_QUIET`], or
+/// [`DRAIN_MAX`] passed. Returns the time from `since` to the last change seen (or to
+/// completion).
+pub async fn drain(workers: &Workers, expected: u64, since: tokio::time::Instant) -> Duration {
+    let (quiet, max) = (DRAIN_QUIET, DRAIN_MAX);
     let start = tokio::time::Instant::now();
     let mut last = workers.deliveries();
     let mut last_change = start;

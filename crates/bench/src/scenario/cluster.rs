@@ -101,14 +101,7 @@ pub async fn run(a: ClusterArgs) -> Result<bool> {
     )
     .await;
     let expected = published.ok * n as u64;
-    let elapsed = drain(
-        &w,
-        expected,
-        since,
-        Duration::from_secs(2),
-        Duration::from_secs(30),
-    )
-    .await;
+    let elapsed = drain(&w, expected, since).await;
     let (u_a, u_b, u_r) = (
         ctx.probe.usage_since(&b_a),
         other_probe.usage_since(&b_b),

@@ -59,14 +59,7 @@ pub async fn run(a: DmArgs) -> Result<bool> {
         .await?;
     let sent: u64 = done.iter().map(|d| d.0).sum();
     let dropped: u64 = done.iter().map(|d| d.1).sum();
-    let elapsed = drain(
-        &w,
-        sent,
-        since,
-        Duration::from_secs(2),
-        Duration::from_secs(30),
-    )
-    .await;
+    let elapsed = drain(&w, sent, since).await;
     let usage = ctx.probe.usage_since(&before);
     let results = w.stop().await?;
     let mut r = ctx.report(

@@ -122,14 +122,7 @@ pub async fn run(a: PipelineArgs) -> Result<bool> {
         PipelineTo::Room => p.acked * subscribers as u64,
         PipelineTo::Dm => p.acked,
     };
-    let elapsed = drain(
-        &w,
-        expected,
-        since,
-        Duration::from_secs(2),
-        Duration::from_secs(30),
-    )
-    .await;
+    let elapsed = drain(&w, expected, since).await;
     let usage = ctx.probe.usage_since(&before);
     let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
     let results = w.stop().await?;

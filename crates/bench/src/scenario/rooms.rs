@@ -94,14 +94,7 @@ async fn run(
         .zip(&members)
         .map(|(p, m)| p * m)
         .sum();
-    let elapsed = drain(
-        &w,
-        expected,
-        since,
-        Duration::from_secs(2),
-        Duration::from_secs(30),
-    )
-    .await;
+    let elapsed = drain(&w, expected, since).await;
     let usage = ctx.probe.usage_since(&before);
     let results = w.stop().await?;
     let mut r = ctx.report(

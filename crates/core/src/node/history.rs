@@ -62,16 +62,14 @@ impl Node {
                 before,
                 limit: ask,
             };
-            let read = self.backend.broker.history(conv, q).await?;
+            let mut read = self.backend.broker.history(conv, q).await?;
             let n = read.len();
             let (first, last) = (read.first().map(|m| m.seq), read.last().map(|m| m.seq));
-            let in_order: Box<dyn Iterator<Item = Arc<Message>> + Send> = if forward {
-                Box::new(read.into_iter())
-            } else {
-                Box::new(read.into_iter().rev())
-            };
+            if !forward {
+                read.reverse();
+            }
             let mut cut = false;
-            for m in in_order {
+            for m in read {
                 let size = size_of(&m);
                 if !got.is_empty() && bytes + size > max_bytes {
                     cut = true;

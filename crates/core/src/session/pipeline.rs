@@ -95,7 +95,9 @@ impl<T: Transport> Session<T> {
         }
     }
 
-    /// Puts a publish in line (checked and queued, or already failed).
+    /// Puts a publish in line (checked and queued, or already failed). The caller holds the
+    /// connection before it queues the append; holding again here is a no-op that makes sure
+    /// the line exists.
     pub(super) fn push_publish(
         &mut self,
         id: Option<RequestId>,

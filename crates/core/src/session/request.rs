@@ -116,10 +116,10 @@ impl<T: Transport> Session<T> {
                 let copy = (conv.kind() == ConvKind::User && conv.id() != user_id)
                     .then(|| Conv::user(&user_id));
                 let targets = [Some(conv.clone()), copy];
+                // Held before the append is queued, so the sender's own copy cannot overtake
+                // the answer (see `pipeline`).
+                self.hold_for_publish();
                 let answer = if self.publish_bucket.try_take() {
-                    // Held before the append is queued, so the sender's own copy cannot
-                    // overtake the answer (see `pipeline`).
-                    self.hold_for_publish();
                     self.node
                         .queue_publish(Publisher::User(&user_id), conv, body, client_msg_id)
                         .await
