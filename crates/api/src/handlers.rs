@@ -107,6 +107,26 @@ pub async fn user(State(s): State<AppState>, _a: Authed, Path(user_id): Path<Str
     Ok(Json(json!({"user_id": u.user_id, "username": u.username})).into_response())
 }
 
+/// `?username=` on `GET /v1/users`.
+#[derive(Deserialize)]
+pub struct UsernameQuery {
+    username: Option<String>,
+}
+
+/// `GET /v1/users?username=`: finds a user by username (compared as at login: NFKC, ignoring
+/// case), so a client can open a direct message to a name. Any signed-in user may ask.
+pub async fn find_user(
+    State(s): State<AppState>,
+    _a: Authed,
+    QueryParams(q): QueryParams<UsernameQuery>,
+) -> ApiResult {
+    let Some(name) = q.username.filter(|n| !n.is_empty()) else {
+        return Err(Error::bad_request("the username query parameter is required").into());
+    };
+    let u = s.node.user_by_username(&name).await?;
+    Ok(Json(json!({"user_id": u.user_id, "username": u.username})).into_response())
+}
+
 /// `{name, visibility}`.
 #[derive(Deserialize)]
 pub struct NewRoom {

@@ -2,11 +2,13 @@
 //! presence), the server API for application back ends, and the operational endpoints
 //! (dispatch, node info, health, metrics). `router(state)` is used by the binary and by tests.
 
+pub mod cluster;
 pub mod extract;
 pub mod handlers;
 pub mod limits;
 pub mod ops;
 pub mod server_api;
+pub mod web;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -30,6 +32,8 @@ pub struct ApiConfig {
     pub api_key: Option<String>,
     /// Whether this process holds client connections (the gateway role).
     pub gateway: bool,
+    /// The roles this process runs (`gateway`, `api`, `dispatcher`), as the ops page shows them.
+    pub roles: Vec<String>,
 }
 
 /// Shared state of every handler.
@@ -47,7 +51,7 @@ pub struct AppState {
 pub fn api_routes(state: AppState) -> Router {
     use handlers::*;
     Router::new()
-        .route("/v1/users", post(register))
+        .route("/v1/users", post(register).get(find_user))
         .route("/v1/sessions", post(login).delete(logout_everywhere))
         .route("/v1/sessions/current", axum::routing::delete(logout))
         .route("/v1/me", get(me))
@@ -68,6 +72,7 @@ pub fn api_routes(state: AppState) -> Router {
         )
         .route("/v1/rooms/{room_id}/presence", get(room_presence))
         .route("/v1/presence/users", get(user_presence))
+        .route("/v1/server/nodes", get(cluster::nodes))
         .merge(server_api::routes())
         .with_state(state)
 }
@@ -80,6 +85,7 @@ pub fn ops_routes(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/v1/server/nodes/self/drain", post(ops::drain))
+        .route("/v1/server/stats", get(cluster::stats))
         .with_state(state)
 }
 

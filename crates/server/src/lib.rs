@@ -205,6 +205,14 @@ pub async fn build(
         weight: config.weight,
         api_key: config.api_key.clone(),
         gateway: config.roles.gateway,
+        roles: [
+            (config.roles.gateway, "gateway"),
+            (config.roles.api, "api"),
+            (config.roles.dispatcher, "dispatcher"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then(|| name.to_owned()))
+        .collect(),
     };
     let dispatcher = config
         .roles
@@ -231,6 +239,7 @@ pub async fn build(
     };
     if config.roles.api {
         router = router.merge(switchboard_api::api_routes(state.clone()));
+        router = router.merge(switchboard_api::web::routes());
     }
     if config.roles.dispatcher {
         router = router.merge(switchboard_api::dispatch_routes(state.clone()));

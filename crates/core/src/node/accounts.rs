@@ -232,6 +232,20 @@ impl Node {
             .await?)
     }
 
+    /// A user by username (compared as at login); `not_found` when none has it. Names that
+    /// could never be registered (too long, control characters) are `not_found` too.
+    pub async fn user_by_username(&self, username: &str) -> Result<User> {
+        if username.len() > 4 * crate::names::MAX_USERNAME_BYTES {
+            return Err(Error::not_found("no such user"));
+        }
+        self.backend
+            .store
+            .user_by_username(username)
+            .await?
+            .map(|c| c.user)
+            .ok_or_else(|| Error::not_found("no such user"))
+    }
+
     /// A user by id.
     pub async fn user(&self, user_id: &str) -> Result<User> {
         self.backend
