@@ -73,6 +73,26 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] && [ -z "${NGI
   $SUDO service nginx stop >/dev/null 2>&1 || true
 fi
 
+# The browser tests drive Debian's Chromium with playwright-core (which downloads no browser).
+if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ] && [ -z "${CHROMIUM:-}" ]; then
+  phase "installing chromium (apt-get)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo -n"; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  command -v chromium >/dev/null 2>&1 || { echo "test.sh: chromium is required" >&2; exit 1; }
+fi
+# The TypeScript SDK and the web pages need Node.js 20 or newer and npm.
+if ! command -v npm >/dev/null 2>&1; then
+  phase "installing nodejs and npm (apt-get)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo -n"; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  echo "test.sh: Node.js 20 or newer is required (found $(node --version))" >&2
+  exit 1
+fi
+
 if cargo fmt --version >/dev/null 2>&1; then
   phase "cargo fmt --check"
   cargo fmt --all -- --check
@@ -103,6 +123,19 @@ cargo test --workspace --all-targets --locked --no-run
 # 57 s at the default two threads (one per core) and 23 s at six.
 phase "cargo test"
 RUST_TEST_THREADS="${RUST_TEST_THREADS:-6}" cargo test --workspace --all-targets --locked
+
+# The TypeScript SDK (clients/js) against target/debug/switchboard, the check that the pages
+# embedded in the binary (crates/api/web) are a fresh build of their sources, and the browser
+# tests in headless Chromium (screenshots in clients/js/artifacts/).
+phase "npm ci (clients/js)"
+npm --prefix clients/js ci --no-audit --no-fund --loglevel=error
+phase "JS SDK: build, tests against a real node, docs example"
+npm --prefix clients/js run --silent build
+npm --prefix clients/js test
+phase "web assets match a fresh build (npm run check:web)"
+npm --prefix clients/js run --silent check:web
+phase "browser tests (headless Chromium)"
+npm --prefix clients/js run test:browser
 
 phase "benchmark smoke (seconds-long run of every scenario)"
 bench/smoke.sh target/debug/switchboard

@@ -25,5 +25,6 @@ mod revocation;
 mod sdk;
 mod smoke;
 mod transports;
+mod web;
 mod webhook;
 mod ws_protocol;
