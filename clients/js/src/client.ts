@@ -117,6 +117,8 @@ export class Client extends Emitter<ClientEvents> {
     if (!(options.fetch ?? globalThis.fetch)) throw new SwitchboardError("config", "no fetch function");
     const c = new Client(options);
     const ready = new Promise<void>((resolve, reject) => (c.ready = { resolve, reject }));
+    // A refusal that comes after `connect` gave up is no one's to handle.
+    ready.catch(() => {});
     c.stopped = c.run();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {

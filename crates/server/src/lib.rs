@@ -211,7 +211,8 @@ pub async fn build(
             (config.roles.dispatcher, "dispatcher"),
         ]
         .into_iter()
-        .filter_map(|(on, name)| on.then(|| name.to_owned()))
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| name.to_owned())
         .collect(),
     };
     let dispatcher = config
