@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import WebSocket from "ws";
 import { Api, Client, SwitchboardError } from "../dist/index.js";
-import { API_KEY, Node, Proxy, collect, freePort, until } from "./helpers.mjs";
+import { API_KEY, Node, aliceAndRoom, collect, freePort, nodeBehindProxy, until } from "./helpers.mjs";
 
 const opts = (url, token, extra = {}) => ({ url, token, WebSocket, requestTimeoutMs: 3000, backoffBaseMs: 50, backoffMaxMs: 400, ...extra });
 
@@ -83,17 +83,10 @@ test("after a SIGKILL and restart the client resumes: nothing lost, nothing repe
 });
 
 test("a message missing on a live subscription is filled from history before later ones", { timeout: 30_000 }, async () => {
-  const port = await freePort();
-  const node = new Node({ publicUrl: "" });
-  node.port = port;
-  // The node advertises the proxy, so the WebSocket goes through it.
-  const proxy = await Proxy.start(port);
-  node.publicUrl = proxy.url;
-  await node.start();
+  const net = await nodeBehindProxy();
+  const { node, proxy } = net;
   try {
-    const alice = await node.user("alice");
-    const room = await node.room(alice.token);
-    const conv = `room:${room}`;
+    const { alice, room, conv } = await aliceAndRoom(node);
     const a = await Client.connect(opts(proxy.url, alice.token, { transport: "websocket" }));
     const got = collect(a);
     await a.subscribe(conv);
@@ -106,21 +99,15 @@ test("a message missing on a live subscription is filled from history before lat
     assert.deepEqual(got.texts(conv), ["m1", "m2", "m3", "m4"]);
     await a.close();
   } finally {
-    await node.stop();
-    await proxy.stop();
+    await net.stop();
   }
 });
 
 test("when WebSocket upgrades are refused, auto falls back to long-polling and keeps every guarantee", { timeout: 40_000 }, async () => {
-  const port = await freePort();
-  const proxy = await Proxy.start(port, { refuseUpgrades: true });
-  const node = new Node({ publicUrl: proxy.url });
-  node.port = port;
-  await node.start();
+  const net = await nodeBehindProxy({ refuseUpgrades: true });
+  const { node, proxy } = net;
   try {
-    const alice = await node.user("alice");
-    const room = await node.room(alice.token);
-    const conv = `room:${room}`;
+    const { alice, room, conv } = await aliceAndRoom(node);
     const a = await Client.connect(opts(proxy.url, alice.token));
     assert.equal(a.transport, "long-poll");
     assert.ok(proxy.refused >= 1, "the upgrade was tried first");
@@ -138,21 +125,15 @@ test("when WebSocket upgrades are refused, auto falls back to long-polling and k
     assert.equal(a.transport, "long-poll");
     await a.close();
   } finally {
-    await node.stop();
-    await proxy.stop();
+    await net.stop();
   }
 });
 
 test("a publish whose answer was lost is sent again with the same client_msg_id and stored once", { timeout: 30_000 }, async () => {
-  const port = await freePort();
-  const proxy = await Proxy.start(port);
-  const node = new Node({ publicUrl: proxy.url });
-  node.port = port;
-  await node.start();
+  const net = await nodeBehindProxy();
+  const { node, proxy } = net;
   try {
-    const alice = await node.user("alice");
-    const room = await node.room(alice.token);
-    const conv = `room:${room}`;
+    const { alice, room, conv } = await aliceAndRoom(node);
     const a = await Client.connect(opts(proxy.url, alice.token, { transport: "websocket" }));
     const got = collect(a);
     await a.subscribe(conv);
@@ -176,8 +157,7 @@ test("a publish whose answer was lost is sent again with the same client_msg_id 
     assert.equal(h.body.messages.length, 1, "stored once");
     await a.close();
   } finally {
-    await node.stop();
-    await proxy.stop();
+    await net.stop();
   }
 });
 

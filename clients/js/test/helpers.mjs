@@ -269,3 +269,27 @@ export function collect(client) {
     texts: (conv) => got.filter((m) => m.conv === conv).map((m) => m.body?.text),
   };
 }
+
+/** A node that advertises a {@link Proxy} in front of it as its public URL, so that every connection a client makes goes through the proxy. */
+export async function nodeBehindProxy(proxyOptions = {}) {
+  const port = await freePort();
+  const proxy = await Proxy.start(port, proxyOptions);
+  const node = new Node({ publicUrl: proxy.url });
+  node.port = port;
+  await node.start();
+  return {
+    node,
+    proxy,
+    async stop() {
+      await node.stop();
+      await proxy.stop();
+    },
+  };
+}
+
+/** Registers alice on `node` and makes her a public room: `{ alice, room, conv }`. */
+export async function aliceAndRoom(node) {
+  const alice = await node.user("alice");
+  const room = await node.room(alice.token);
+  return { alice, room, conv: `room:${room}` };
+}

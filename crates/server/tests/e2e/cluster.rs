@@ -31,7 +31,7 @@ async fn metrics_text(node: &TestNode) -> String {
 }
 
 /// Polls `check` until it returns true, for at most `within`.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

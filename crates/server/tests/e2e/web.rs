@@ -3,9 +3,10 @@
 //! chat's direct messages use, and the ops page's stats endpoints behind the server API key,
 //! on one node and across a cluster.
 
-use crate::cluster::cluster_node;
+use crate::cluster::{cluster_node, eventually};
 use crate::common::*;
 use serde_json::{Value, json};
+use std::time::Duration;
 use switchboard_testkit::RedisServer;
 
 async fn get(node: &TestNode, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
@@ -189,28 +190,18 @@ async fn the_nodes_endpoint_reads_every_live_node_of_a_cluster() {
     let redis = RedisServer::start();
     let a = cluster_node(&redis, "web-a").await;
     let b = cluster_node(&redis, "web-b").await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    eventually(Duration::from_secs(10), "both nodes listed", || async {
         let (s, v) = with_key(&a, "/v1/server/nodes", Some(API_KEY)).await;
-        assert_eq!(s, 200);
-        let ids: Vec<String> = v["nodes"]
+        let ids: Vec<&str> = v["nodes"]
             .as_array()
-            .unwrap()
-            .iter()
+            .into_iter()
+            .flatten()
             .filter(|n| n["reachable"] == true)
-            .map(|n| {
-                n["stats"]["node_id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned()
-            })
+            .filter_map(|n| n["stats"]["node_id"].as_str())
             .collect();
-        if ids.contains(&"web-a".to_owned()) && ids.contains(&"web-b".to_owned()) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{v}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        s == 200 && ids.contains(&"web-a") && ids.contains(&"web-b")
+    })
+    .await;
     b.stop().await;
     a.stop().await;
 }
