@@ -61,6 +61,7 @@ export async function dispatch(cfg: RoundConfig): Promise<DispatchAnswer | { ove
   } catch (e) {
     return `dispatch ${url}: ${String(e)}`;
   }
+  if (resp.status !== 200) await resp.arrayBuffer().catch(() => undefined);
   if (resp.status === 503) {
     const s = Number(resp.headers.get("retry-after"));
     return { overloaded: Math.min(Number.isFinite(s) && s > 0 ? s : 1, 60) * 1000 };

@@ -183,7 +183,10 @@ export class PollLink extends Link {
       throw new OpenFailed(`${poll}: ${String(e)}`);
     }
     if (resp.status === 401) throw await httpError(resp);
-    if (resp.status !== 201) throw new OpenFailed(`${poll}: answered ${resp.status}`);
+    if (resp.status !== 201) {
+      await resp.arrayBuffer().catch(() => undefined);
+      throw new OpenFailed(`${poll}: answered ${resp.status}`);
+    }
     const a = (await resp.json()) as { session?: string; poll?: string };
     const url = a.poll ?? (a.session ? `${poll.replace(/\/$/, "")}/${a.session}` : "");
     if (!url) throw new OpenFailed(`${poll}: no session in the answer`);
@@ -193,17 +196,14 @@ export class PollLink extends Link {
   private async pollLoop(): Promise<void> {
     let reason = "poll ended";
     while (!this.ended) {
-      let resp: Response;
-      try {
-        resp = await this.fetchFn(`${this.url}?after=${this.after}&wait_ms=${POLL_WAIT_MS}`, {
-          signal: AnySignal(this.abort.signal, POLL_WAIT_MS + 10_000),
-        });
-      } catch (e) {
-        reason = `poll failed: ${String(e)}`;
+      const outcome = await this.getOnce();
+      if (typeof outcome === "string") {
+        reason = outcome;
         break;
       }
+      const { resp, frames } = outcome;
       if (resp.status === 421) {
-        const e = (await resp.json().catch(() => ({}))) as { error?: { poll?: string } };
+        const e = (frames ?? {}) as { error?: { poll?: string } };
         if (e.error?.poll) {
           this.url = e.error.poll;
           continue;
@@ -219,10 +219,7 @@ export class PollLink extends Link {
         reason = `poll answered ${resp.status}`;
         break;
       }
-      let frames: unknown;
-      try {
-        frames = await resp.json();
-      } catch {
+      if (frames === undefined) {
         reason = "poll answer unreadable";
         break;
       }
@@ -241,6 +238,20 @@ export class PollLink extends Link {
     this.push({ kind: "closed", reason });
   }
 
+  /** One `GET ?after=N&wait_ms=W`: the answer and its JSON (`undefined` when unreadable), or why it failed. */
+  private async getOnce(): Promise<{ resp: Response; frames: unknown } | string> {
+    const l = linked(this.abort.signal, POLL_WAIT_MS + 10_000);
+    try {
+      const resp = await this.fetchFn(`${this.url}?after=${this.after}&wait_ms=${POLL_WAIT_MS}`, { signal: l.signal });
+      const frames = await resp.json().catch(() => undefined);
+      return { resp, frames };
+    } catch (e) {
+      return `poll failed: ${String(e)}`;
+    } finally {
+      l.done();
+    }
+  }
+
   send(frame: object): void {
     if (this.ended) return;
     this.outbox.push(frame);
@@ -252,12 +263,13 @@ export class PollLink extends Link {
     this.sending = true;
     while (this.outbox.length > 0 && !this.ended) {
       const batch = this.outbox.splice(0, 64);
+      const l = linked(this.abort.signal, 10_000);
       try {
         const resp = await this.fetchFn(this.url, {
           method: "POST",
           headers: { "content-type": "application/json" },
           body: JSON.stringify(batch),
-          signal: AnySignal(this.abort.signal, 10_000),
+          signal: l.signal,
         });
         if (resp.status === 429) {
           const a = (await resp.json().catch(() => ({}))) as { accepted?: number };
@@ -265,6 +277,8 @@ export class PollLink extends Link {
           await new Promise((r) => setTimeout(r, 100));
           continue;
         }
+        // Read every answer to its end, so the HTTP connection can be reused (or closed).
+        if (resp.status !== 429) await resp.arrayBuffer().catch(() => undefined);
         if (resp.status !== 202) {
           this.push({ kind: "closed", reason: `poll send answered ${resp.status}` });
           break;
@@ -272,6 +286,8 @@ export class PollLink extends Link {
       } catch (e) {
         this.push({ kind: "closed", reason: `poll send failed: ${String(e)}` });
         break;
+      } finally {
+        l.done();
       }
     }
     this.sending = false;
@@ -279,20 +295,29 @@ export class PollLink extends Link {
 
   close(): void {
     if (!this.ended) {
-      void this.fetchFn(this.url, { method: "DELETE", signal: AbortSignal.timeout(2000) }).catch(() => {});
+      void this.fetchFn(this.url, { method: "DELETE", signal: AbortSignal.timeout(2000) })
+        .then((r) => r.arrayBuffer())
+        .catch(() => undefined);
     }
     this.push({ kind: "closed", reason: "closed by the client" });
     this.abort.abort();
   }
 }
 
-/** A signal that aborts with `signal` or after `ms`. */
-function AnySignal(signal: AbortSignal, ms: number): AbortSignal {
+/** A signal that aborts with `signal` or after `ms`; `done()` drops its timer and listener once the request is over. */
+function linked(signal: AbortSignal, ms: number): { signal: AbortSignal; done: () => void } {
   const c = new AbortController();
   const t = setTimeout(() => c.abort(), ms);
-  signal.addEventListener("abort", () => {
+  const onAbort = () => {
     clearTimeout(t);
     c.abort();
-  }, { once: true });
-  return c.signal;
+  };
+  signal.addEventListener("abort", onAbort, { once: true });
+  return {
+    signal: c.signal,
+    done: () => {
+      clearTimeout(t);
+      signal.removeEventListener("abort", onAbort);
+    },
+  };
 }
