@@ -51,6 +51,15 @@ test("two users in two browsers sign up and chat in a room; a direct message sho
     await dm.click();
     await alice.getByTestId("message-item").filter({ hasText: "a private word" }).waitFor();
     assert.equal(await dm.getByTestId("unread-count").count(), 0);
+    // Alice reads the DM; what bob says in the room meanwhile counts as unread there.
+    await openRoom(bob, "general");
+    await say(bob, "back in the room");
+    await say(bob, "twice");
+    const general = alice.getByTestId("room-item").filter({ hasText: "general" });
+    await general.getByTestId("unread-count").filter({ hasText: "2" }).waitFor();
+    await general.click();
+    await alice.getByTestId("message-item").filter({ hasText: "twice" }).waitFor();
+    assert.equal(await general.getByTestId("unread-count").count(), 0);
     // An unknown name is an error shown on the page.
     await alice.getByTestId("dm-username").fill("nobody-here");
     await alice.getByTestId("dm-open").click();
