@@ -9,6 +9,17 @@ import { API_KEY, Node, aliceAndRoom, collect, freePort, nodeBehindProxy, until 
 
 const opts = (url, token, extra = {}) => ({ url, token, WebSocket, requestTimeoutMs: 3000, backoffBaseMs: 50, backoffMaxMs: 400, ...extra });
 
+/** A node behind a proxy, alice's room on it, and alice's client subscribed to it over a WebSocket through the proxy. */
+async function subscribedBehindProxy() {
+  const net = await nodeBehindProxy();
+  const { node, proxy } = net;
+  const { alice, room, conv } = await aliceAndRoom(node);
+  const a = await Client.connect(opts(proxy.url, alice.token, { transport: "websocket" }));
+  const got = collect(a);
+  await a.subscribe(conv);
+  return { net, node, proxy, alice, room, conv, a, got };
+}
+
 test("messages arrive once and in order; publish, history, presence and DMs work", { timeout: 30_000 }, async () => {
   const node = await Node.start();
   try {
@@ -27,7 +38,8 @@ test("messages arrive once and in order; publish, history, presence and DMs work
     for (let i = 1; i <= 5; i++) await a.publish(conv, { text: `m${i}` });
     await until("five messages", () => got.seqs(conv).length === 5);
     assert.deepEqual(got.texts(conv), ["m1", "m2", "m3", "m4", "m5"]);
-    assert.deepEqual(a.position(conv)?.[1], 5);
+    // The publisher gets its own copies too (each after its answer).
+    await until("the publisher's position at 5", () => a.position(conv)?.[1] === 5);
     // History pages backwards.
     const older = await a.history(conv, { before: 4, limit: 2 });
     assert.deepEqual(older.map((m) => m.seq), [2, 3]);
@@ -83,13 +95,8 @@ test("after a SIGKILL and restart the client resumes: nothing lost, nothing repe
 });
 
 test("a message missing on a live subscription is filled from history before later ones", { timeout: 30_000 }, async () => {
-  const net = await nodeBehindProxy();
-  const { node, proxy } = net;
+  const { net, node, proxy, alice, room, conv, a, got } = await subscribedBehindProxy();
   try {
-    const { alice, room, conv } = await aliceAndRoom(node);
-    const a = await Client.connect(opts(proxy.url, alice.token, { transport: "websocket" }));
-    const got = collect(a);
-    await a.subscribe(conv);
     // Seq 2 is lost on the way: the client sees 1, 3, 4 and must fetch 2 first.
     proxy.drop = (f) => f.type === "message" && f.seq === 2;
     for (let i = 1; i <= 4; i++) await node.say(alice.token, room, `m${i}`);
@@ -130,13 +137,8 @@ test("when WebSocket upgrades are refused, auto falls back to long-polling and k
 });
 
 test("a publish whose answer was lost is sent again with the same client_msg_id and stored once", { timeout: 30_000 }, async () => {
-  const net = await nodeBehindProxy();
-  const { node, proxy } = net;
+  const { net, node, proxy, alice, room, conv, a, got } = await subscribedBehindProxy();
   try {
-    const { alice, room, conv } = await aliceAndRoom(node);
-    const a = await Client.connect(opts(proxy.url, alice.token, { transport: "websocket" }));
-    const got = collect(a);
-    await a.subscribe(conv);
     proxy.mute();
     let settled = false;
     const pending = a.publish(conv, { text: "once" }, "retry-me-1").finally(() => (settled = true));
