@@ -33,6 +33,7 @@ test("two users in two browsers sign up and chat in a room; a direct message sho
     await openRoom(bob, "general");
     await bob.getByTestId("message-item").filter({ hasText: "alice" }).filter({ hasText: "hello from alice" }).waitFor();
     await say(bob, "hi alice, bob here");
+    await bob.getByTestId("message-item").filter({ hasText: "hi alice, bob here" }).waitFor();
     await alice.getByTestId("message-item").filter({ hasText: "bob" }).filter({ hasText: "hi alice, bob here" }).waitFor();
     await bob.getByTestId("presence-list").filter({ hasText: "alice" }).waitFor();
     assert.deepEqual((await messages(bob)).map((t) => t.split("\n").at(-1)), ["hello from alice", "hi alice, bob here"]);
