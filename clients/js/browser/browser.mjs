@@ -3,6 +3,7 @@
 import { copyFileSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { after, before } from "node:test";
 import { chromium } from "playwright-core";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -16,6 +17,18 @@ export function launch() {
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
     args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
   });
+}
+
+/** One Chromium for the tests of a file: launched before them, closed after; `.browser` is it. */
+export function useBrowser() {
+  const holder = { browser: null };
+  before(async () => {
+    holder.browser = await launch();
+  });
+  after(async () => {
+    await holder.browser?.close();
+  });
+  return holder;
 }
 
 /** A new page in its own context (own storage: another user), at a fixed viewport. */
