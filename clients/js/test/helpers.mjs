@@ -75,7 +75,11 @@ export class Node {
     });
     await until("the node to be ready", async () => {
       try {
-        return (await fetch(`${this.url}/v1/dispatch`)).status === 200;
+        // A node with the dispatcher role is ready for clients once it dispatches (it probed
+        // a gateway); any other once `/readyz` says so.
+        const roles = this.args[this.args.indexOf("--roles") + 1];
+        const dispatches = !this.args.includes("--roles") || roles.includes("dispatcher");
+        return (await fetch(`${this.url}${dispatches ? "/v1/dispatch" : "/readyz"}`)).status === 200;
       } catch {
         return false;
       }
@@ -292,4 +296,42 @@ export async function aliceAndRoom(node) {
   const alice = await node.user("alice");
   const room = await node.room(alice.token);
   return { alice, room, conv: `room:${room}` };
+}
+
+/** A real redis-server on a free port, without persistence (for cluster-mode nodes). */
+export class Redis {
+  static async start() {
+    const r = new Redis();
+    r.port = await freePort();
+    r.proc = spawn(process.env.REDIS_SERVER ?? "redis-server", ["--port", String(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
+    await until("redis to answer PING", () => ping(r.port), 10_000);
+    return r;
+  }
+
+  get url() {
+    return `redis://127.0.0.1:${this.port}/`;
+  }
+
+  async stop() {
+    if (this.proc.exitCode !== null) return;
+    const gone = new Promise((r) => this.proc.once("exit", r));
+    this.proc.kill("SIGKILL");
+    await gone;
+  }
+}
+
+function ping(port) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, "127.0.0.1");
+    s.setTimeout(500, () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.on("error", () => resolve(false));
+    s.on("connect", () => s.write("PING\r\n"));
+    s.on("data", (d) => {
+      s.destroy();
+      resolve(d.toString().startsWith("+PONG"));
+    });
+  });
 }
