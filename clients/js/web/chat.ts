@@ -4,6 +4,7 @@
 // tests drive has a stable `data-testid`.
 import { Api, Client, SwitchboardError } from "../src/index.js";
 import type { Message, Room } from "../src/index.js";
+import { type Conv, conversationItem, messageItem } from "./view.js";
 
 const TOKEN_KEY = "switchboard.token";
 const PAGE = 30;
@@ -12,22 +13,6 @@ const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getEleme
 const api = new Api(location.origin);
 let client: Client | null = null;
 let me: { user_id: string; username: string | null } | null = null;
-
-/** One conversation the sidebar lists: a room, or the DMs with one user. */
-interface Conv {
-  key: string; // `room:<id>` or `dm:<user_id>`
-  title: string;
-  kind: "room" | "dm";
-  roomId?: string;
-  peer?: string;
-  member: boolean;
-  unread: number;
-  /** Messages by seq of the stream they come from (the room, or my own stream for DMs). */
-  messages: Map<number, Message>;
-  /** The oldest seq loaded from history, when older ones may exist. */
-  oldest: number | null;
-  complete: boolean;
-}
 
 const convs = new Map<string, Conv>();
 let current: string | null = null;
@@ -183,35 +168,7 @@ function renderList(): void {
   const list = $("room-list");
   const items = [...convs.values()].sort((a, b) => (a.kind === b.kind ? Number(b.member) - Number(a.member) || a.title.localeCompare(b.title) : a.kind === "room" ? -1 : 1));
   list.replaceChildren(
-    ...items.map((c) => {
-      const li = document.createElement("li");
-      li.dataset.testid = c.kind === "room" ? "room-item" : "dm-item";
-      li.dataset.key = c.key;
-      const b = document.createElement("button");
-      b.type = "button";
-      b.className = "conv";
-      if (c.key === current) b.setAttribute("aria-current", "true");
-      const label = document.createElement("span");
-      label.textContent = c.kind === "room" ? `# ${c.title}` : `@ ${c.title}`;
-      b.append(label);
-      if (c.kind === "room" && !c.member) {
-        const tag = document.createElement("span");
-        tag.className = "tag";
-        tag.textContent = "join";
-        b.append(tag);
-      }
-      if (c.unread > 0) {
-        const u = document.createElement("span");
-        u.className = "unread";
-        u.dataset.testid = "unread-count";
-        u.textContent = String(c.unread);
-        u.setAttribute("aria-label", `${c.unread} unread`);
-        b.append(u);
-      }
-      b.addEventListener("click", () => void open(c.key));
-      li.append(b);
-      return li;
-    }),
+    ...items.map((c) => conversationItem(c, c.key === current, () => void open(c.key))),
   );
 }
 
@@ -322,21 +279,7 @@ async function drawMessages(toBottom: boolean): Promise<void> {
   const oldTop = list.scrollTop;
   const items: HTMLLIElement[] = [];
   for (const m of shown) {
-    const li = document.createElement("li");
-    li.dataset.testid = "message-item";
-    li.dataset.seq = String(m.seq);
-    const author = document.createElement("span");
-    author.className = "author";
-    author.textContent = await nameOf(m.from);
-    const time = document.createElement("time");
-    const d = new Date(m.ts);
-    time.dateTime = d.toISOString();
-    time.textContent = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    const text = document.createElement("p");
-    const body = m.body as { text?: unknown } | null;
-    text.textContent = body && typeof body.text === "string" ? body.text : JSON.stringify(m.body);
-    li.append(author, " ", time, text);
-    items.push(li);
+    items.push(messageItem(m, await nameOf(m.from)));
   }
   if (current !== c.key) return;
   list.replaceChildren(...items);
