@@ -1,0 +1,35 @@
+//! The Redis backend on a real Redis Cluster (3 masters, 3 replicas, started once for this
+//! binary and shared by its tests under distinct key prefixes): the conformance suite, and the
+//! cluster's own behaviour (slots, sharded pub/sub, replication). The failover and reshard tests
+//! start clusters of their own, since they change them.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod conformance;
+mod failover;
+mod layout;
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use switchboard_backend_redis::RedisConfig;
+use switchboard_testkit::RedisCluster;
+
+/// The cluster shared by the tests of this binary.
+pub fn shared() -> &'static RedisCluster {
+    static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| RedisCluster::start(2000))
+}
+
+/// A config for a fresh node on `cluster`, under a key prefix nobody else uses.
+pub fn config(cluster: &RedisCluster) -> RedisConfig {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let mut c = RedisConfig::new("", format!("node-{n}"));
+    c.cluster = cluster.urls();
+    c.key_prefix = format!("sb:c{n}:");
+    c.lease = Duration::from_secs(3);
+    c.wait_replicas = 1;
+    c
+}
