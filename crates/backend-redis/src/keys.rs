@@ -1,6 +1,6 @@
 //! Key and channel names. Everything of one conversation shares the hash tag `{<conv>}` so that
-//! the layout carries over to Redis Cluster (one slot per conversation); registry and store keys
-//! are plain.
+//! its append touches one slot on Redis Cluster; on one server registry and store keys are
+//! plain, on a cluster they are tagged by owner (see the second table).
 //!
 //! | key | type | holds |
 //! | --- | --- | --- |
@@ -26,6 +26,24 @@
 //! | `Pnodeentries:<node>` | set | what a node wrote into the registry (for cleanup) |
 //! | `Pconns:<user>` | hash | conn id -> node id |
 //! | `Proomsubs:<room>` | hash | conn id -> `<user>\t<node>` |
+//!
+//! **Redis Cluster layout** ([`Keys::cluster`]): the conversation keys above are unchanged (the
+//! channel is a shard channel, and the head also holds `rseq`, the last seq published, see
+//! `replicated`). A user's, a room's and a node's keys share their owner's hash tag, so each
+//! owner lives in one slot, the user's next to its direct-message stream and the room's next to
+//! its conversation:
+//!
+//! | one server | Redis Cluster |
+//! | --- | --- |
+//! | `Puser:<id>`, `Pusersessions:<id>`, `Puserrooms:<id>`, `Pconns:<id>` | `P{user:<id>}:user`, `:sessions`, `:rooms`, `:conns` |
+//! | `Proom:<id>`, `Pmembers:<id>`, `Proomsubs:<id>` | `P{room:<id>}:room`, `:members`, `:subs` |
+//! | `Pnode:<id>`, `Pnodeentries:<id>` | `P{node:<id>}:lease`, `:entries` |
+//!
+//! The rest stays one key each, spread over slots by their own names: `Pusername:<key>` and
+//! `Psession:<hex>` (one per name and token, so the hottest reads, token checks, spread evenly),
+//! and the few global keys `Pnodes`, `Proomseq`, `Prooms:public`, `Pconvs` (small, rarely
+//! written). Writes that span owners (a new user's name, a room's indexes, a membership) are
+//! ordered so that no reader finds an index entry without its object (store module).
 
 use switchboard_core::backend::TokenHash;
 use switchboard_proto::Conv;

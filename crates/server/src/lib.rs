@@ -398,9 +398,17 @@ async fn open_backend(
     sink: Arc<dyn BusSink>,
     metrics: &Metrics,
 ) -> Result<Backend, StartError> {
-    match &config.redis {
+    let redis_url = match (&config.redis, config.redis_cluster.is_empty()) {
+        (Some(url), _) => Some(url.clone()),
+        (None, false) => Some(config.redis_cluster.join(",")),
+        (None, true) => None,
+    };
+    match &redis_url {
         Some(url) => {
             let mut rc = RedisConfig::new(url.clone(), config.node_id.clone());
+            rc.cluster = config.redis_cluster.clone();
+            rc.wait_replicas = config.redis_wait_replicas;
+            rc.wait_timeout = config.redis_wait_timeout;
             rc.key_prefix = config.redis_prefix.clone();
             rc.history_max_messages = config.history_max_messages;
             rc.history_max_age_ms = config.history_max_age.as_millis() as u64;

@@ -8,7 +8,7 @@
 
 use crate::{START_TIMEOUT, log_tail};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ const NODES: usize = 6;
 /// A running Redis Cluster.
 pub struct RedisCluster {
     nodes: Vec<Node>,
+    node_timeout_ms: u64,
     watchdog: Option<Child>,
     _dir: tempfile::TempDir,
 }
@@ -26,6 +27,7 @@ struct Node {
     port: u16,
     child: Option<Child>,
     log: PathBuf,
+    dir: PathBuf,
 }
 
 /// The redis-cli binary: `$REDIS_CLI`, else `redis-cli` on the PATH.
@@ -71,6 +73,7 @@ impl RedisCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut c = RedisCluster {
             nodes: Vec::new(),
+            node_timeout_ms,
             watchdog: None,
             _dir: tempfile::tempdir().expect("tempdir"),
         };
@@ -79,27 +82,12 @@ impl RedisCluster {
             let nd = dir.path().join(format!("n{i}"));
             std::fs::create_dir_all(&nd).map_err(|e| e.to_string())?;
             let log = nd.join("redis.log");
-            let child = Command::new(server())
-                .arg("--port")
-                .arg(port.to_string())
-                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                .args(["--protected-mode", "no", "--daemonize", "no"])
-                .args(["--cluster-enabled", "yes"])
-                .args(["--cluster-require-full-coverage", "no"])
-                .arg("--cluster-node-timeout")
-                .arg(node_timeout_ms.to_string())
-                .arg("--dir")
-                .arg(&nd)
-                .arg("--logfile")
-                .arg(&log)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("cannot start redis-server ({e})"))?;
+            let child = spawn_node(port, &nd, &log, node_timeout_ms)?;
             c.nodes.push(Node {
                 port,
                 child: Some(child),
                 log,
+                dir: nd,
             });
         }
         c._dir = dir;
@@ -239,6 +227,32 @@ impl RedisCluster {
         }
     }
 
+    /// Starts a killed node again on its port and directory: it reads its cluster config and
+    /// rejoins (a failed-over master comes back as a replica of its successor). Then waits
+    /// until the cluster is ready again (every master with an online replica).
+    pub fn restart(&mut self, port: u16) -> Result<(), String> {
+        let timeout = self.node_timeout_ms;
+        let n = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .ok_or("unknown node")?;
+        if n.child.is_none() {
+            n.child = Some(spawn_node(n.port, &n.dir, &n.log, timeout)?);
+            wait_own(n)?;
+        }
+        self.watch_again();
+        self.wait_ready(START_TIMEOUT * 3)
+    }
+
+    fn watch_again(&mut self) {
+        if let Some(mut w) = self.watchdog.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+        self.watch();
+    }
+
     /// Runs `redis-cli -p <port> <args...>` and returns its output (empty on failure).
     pub fn run(&self, port: u16, args: &[&str]) -> String {
         Command::new(cli())
@@ -280,6 +294,50 @@ impl RedisCluster {
             .map(|n| log_tail(&n.log))
             .unwrap_or_default()
     }
+}
+
+/// The Redis Cluster hash slot of `key` (CRC16 of its hash tag, modulo 16384), to pick ids that
+/// land in a chosen slot.
+pub fn key_slot(key: &str) -> u16 {
+    let key = key.as_bytes();
+    let tag = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        let close = rest.iter().position(|&b| b == b'}')?;
+        (close > 0).then(|| &rest[..close])
+    });
+    let mut crc: u16 = 0;
+    for &b in tag.unwrap_or(key) {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
+/// Starts one cluster-mode `redis-server` on `port` in `dir`.
+fn spawn_node(port: u16, dir: &Path, log: &Path, node_timeout_ms: u64) -> Result<Child, String> {
+    Command::new(server())
+        .arg("--port")
+        .arg(port.to_string())
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(["--protected-mode", "no", "--daemonize", "no"])
+        .args(["--cluster-enabled", "yes"])
+        .args(["--cluster-require-full-coverage", "no"])
+        .arg("--cluster-node-timeout")
+        .arg(node_timeout_ms.to_string())
+        .arg("--dir")
+        .arg(dir)
+        .arg("--logfile")
+        .arg(log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start redis-server ({e})"))
 }
 
 /// Waits until the node's port answers as our child.

@@ -20,6 +20,7 @@ mod names;
 mod ops_listen;
 mod ordering;
 mod persistence;
+mod redis_cluster;
 mod pipelining;
 mod revocation;
 mod sdk;
