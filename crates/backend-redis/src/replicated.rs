@@ -21,12 +21,9 @@
 //! same `client_msg_id`: the retry finds the recipient's copy and adds the sender's once.
 
 use crate::Shared;
-use crate::batch::Batch;
 use crate::broker::{Prepared, finish, noted, prepare_with};
-use crate::conn::Conn;
 use crate::error::bad_reply;
 use redis::Value;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use switchboard_core::backend::{AppendRequest, Appended, BackendError};
 use switchboard_proto::Conv;
 
@@ -80,18 +77,7 @@ async fn store_replicated(
     p: Prepared,
 ) -> Result<Appended, BackendError> {
     let conv = req.conv.clone();
-    let (reply, acks) = match append_and_wait(s, &p).await {
-        Err(e) if is_noscript(&e) => {
-            for (name, script) in s.scripts.all() {
-                s.redis
-                    .load(&format!("loading script {name}"), script)
-                    .await?;
-            }
-            append_and_wait(s, &p).await
-        }
-        other => other,
-    }
-    .map_err(|e| crate::error::map(s.redis.url(), "append", e))?;
+    let (reply, acks) = append_and_wait(s, &p).await?;
     let appended = finish(req, p.message_id, reply)?;
     let wanted = s.config.wait_replicas;
     if acks < i64::from(wanted) {
@@ -107,67 +93,74 @@ async fn store_replicated(
     Ok(appended)
 }
 
-/// The append script and WAIT on the same connection to the conversation's master: one
-/// pipeline on one server; on a cluster the script (routed by its keys, following MOVED), then
-/// WAIT routed to the master of the script's slot (the cluster client keeps one connection per
-/// node, so it is the connection that ran the script).
-async fn append_and_wait(s: &Shared, p: &Prepared) -> redis::RedisResult<(Value, i64)> {
+/// Attempts of [`append_and_wait`] while the script is refused (topology changing).
+const ATTEMPTS: u32 = 5;
+
+/// The append script and `WAIT`, pipelined on one connection: when both answer, the WAIT ran
+/// on the node that ran the script, right after it, whatever the cluster client's routing
+/// believed. When the script is refused (MOVED, ASK, TRYAGAIN, a replica, a missing script)
+/// it did not run, so it is tried again (a few times, after the client learnt the new
+/// topology). Any other failure leaves the outcome unknown: `Unavailable`, and the client
+/// retries with its `client_msg_id`.
+async fn append_and_wait(s: &Shared, p: &Prepared) -> Result<(Value, i64), BackendError> {
     let wait_ms = u64::try_from(s.config.wait_timeout.as_millis()).unwrap_or(u64::MAX);
-    let conn = s
-        .redis
-        .manager()
-        .map_err(|e| redis::RedisError::from((redis::ErrorKind::Io, "closed", e.to_string())))?;
-    // Bounded: the response timeout covers the WAIT (its own timeout is shorter).
-    let budget = s.redis.timeout() + s.config.wait_timeout;
-    let work = async {
-        match conn {
-            Conn::Single(_) => {
-                let mut b = Batch::new();
-                b.cmd("EVALSHA")
-                    .arg(s.scripts.append.get_hash())
-                    .arg(p.keys.len())
-                    .arg(&p.keys)
-                    .arg(&p.args);
-                b.cmd("WAIT").arg(s.config.wait_replicas).arg(wait_ms);
-                let values = b.run(conn).await?;
-                let mut it = values.into_iter();
-                match (it.next(), it.next()) {
-                    (Some(reply), Some(Value::Int(acks))) => Ok((reply, acks)),
-                    other => Err(redis::RedisError::from((
-                        redis::ErrorKind::Parse,
-                        "unexpected reply to append and WAIT",
-                        format!("{other:?}"),
-                    ))),
+    let mut last = String::new();
+    for attempt in 0..ATTEMPTS {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.cmd("EVALSHA")
+            .arg(s.scripts.append.get_hash())
+            .arg(p.keys.len())
+            .arg(&p.keys)
+            .arg(&p.args);
+        pipe.cmd("WAIT").arg(s.config.wait_replicas).arg(wait_ms);
+        let replies: Vec<redis::RedisResult<Value>> = s.redis.pipe("append", &pipe).await?;
+        let mut it = replies.into_iter();
+        match (it.next(), it.next()) {
+            (Some(Ok(reply)), Some(Ok(Value::Int(acks)))) => return Ok((reply, acks)),
+            (Some(Err(e)), _) if is_noscript(&e) => {
+                for (name, script) in s.scripts.all() {
+                    s.redis
+                        .load(&format!("loading script {name}"), script)
+                        .await?;
                 }
             }
-            Conn::Cluster(mut c) => {
-                let mut inv = s.scripts.append.prepare_invoke();
-                for k in &p.keys {
-                    inv.key(k);
-                }
-                for a in &p.args {
-                    inv.arg(a);
-                }
-                let reply: Value = inv.invoke_async(&mut c).await?;
-                let slot = crate::batch::slot(p.keys[0].as_bytes());
-                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
-                    Route::new(slot, SlotAddr::Master),
-                ));
-                let mut wait = redis::cmd("WAIT");
-                wait.arg(s.config.wait_replicas).arg(wait_ms);
-                let acks: i64 = redis::from_redis_value(c.route_command(wait, route).await?)?;
-                Ok((reply, acks))
+            (Some(Err(e)), _) if crate::error::is_transient(&e) || is_misrouted(&e) => {
+                last = e.to_string();
+                // A plain command on the slot lets the cluster client follow the redirect and
+                // refresh its slot map before the next attempt.
+                let mut c = redis::cmd("EXISTS");
+                c.arg(&p.keys[0]);
+                let _ = s.redis.query::<i64>("finding the slot's master", &c).await;
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    50 * u64::from(attempt + 1),
+                ))
+                .await;
+            }
+            (Some(Err(e)), _) => return Err(crate::error::map(s.redis.url(), "append", e)),
+            other => {
+                return Err(BackendError::Unavailable(format!(
+                    "append: stored, but its replication is unknown ({other:?}); retry with the \
+                     same client_msg_id"
+                )));
             }
         }
-    };
-    match tokio::time::timeout(budget, work).await {
-        Ok(r) => r,
-        Err(_) => Err(redis::RedisError::from((
-            redis::ErrorKind::Io,
-            "timed out",
-            format!("no answer within {budget:?}"),
-        ))),
     }
+    Err(BackendError::Unavailable(format!(
+        "append: the conversation's slot is moving or failing over ({last})"
+    )))
+}
+
+/// A write refused because the node is not (or no longer) the slot's master.
+fn is_misrouted(e: &redis::RedisError) -> bool {
+    matches!(
+        e.kind(),
+        redis::ErrorKind::Server(
+            redis::ServerErrorKind::Moved
+                | redis::ServerErrorKind::Ask
+                | redis::ServerErrorKind::ReadOnly
+        )
+    ) || e.to_string().contains("replica")
 }
 
 fn is_noscript(e: &redis::RedisError) -> bool {

@@ -24,6 +24,8 @@ struct Ack {
     conv: String,
     seq: u64,
     message_id: String,
+    /// The slowest single answer (`published` or an error) while publishing it.
+    slowest: Duration,
 }
 
 /// What one phase saw.
@@ -34,6 +36,8 @@ struct Counts {
     repeated: usize,
     reordered: usize,
     missing_from_history: usize,
+    /// The slowest single answer to a publish.
+    slowest_answer: Duration,
 }
 
 async fn node(cluster: &RedisCluster, dir: &tempfile::TempDir, id: &str) -> NodeProcess {
@@ -73,28 +77,43 @@ async fn ws(node: &NodeProcess, token: &str) -> WsClient {
 
 /// Publishes `PER` messages to `conv`, each retried with its `client_msg_id` until answered
 /// `published`; returns the acknowledgements.
-async fn publisher(mut c: WsClient, conv: String, tag: String, progress: Arc<Mutex<u64>>) -> Vec<Ack> {
+async fn publisher(
+    mut c: WsClient,
+    conv: String,
+    tag: String,
+    progress: Arc<Mutex<u64>>,
+) -> Vec<Ack> {
     let mut acks = Vec::new();
     for k in 0..PER {
         let cmid = format!("{tag}-{k}");
         let deadline = Instant::now() + RETRY_FOR;
+        let mut slowest = Duration::ZERO;
         loop {
+            let asked = Instant::now();
             let r = c
                 .request(
                     json!({"type": "publish", "conv": conv, "client_msg_id": cmid, "body": {"k": k}}),
                     k,
                 )
                 .await;
+            slowest = slowest.max(asked.elapsed());
             if r["type"] == "published" {
                 acks.push(Ack {
                     conv: conv.clone(),
                     seq: r["seq"].as_u64().unwrap(),
                     message_id: r["message_id"].as_str().unwrap().to_owned(),
+                    slowest,
                 });
                 break;
             }
-            assert_eq!(r["code"], "unavailable", "only `unavailable` is expected: {r}");
-            assert!(Instant::now() < deadline, "{conv} unavailable for {RETRY_FOR:?}");
+            assert_eq!(
+                r["code"], "unavailable",
+                "only `unavailable` is expected: {r}"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{conv} unavailable for {RETRY_FOR:?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         *progress.lock().unwrap() += 1;
@@ -118,7 +137,9 @@ async fn collect(c: &mut WsClient, wanted: &HashMap<String, u64>) -> HashMap<Str
         match c.next_within(left).await {
             Ok(Some(v)) if v["type"] == "message" => {
                 let conv = v["conv"].as_str().unwrap().to_owned();
-                got.entry(conv).or_default().push(v["seq"].as_u64().unwrap());
+                got.entry(conv)
+                    .or_default()
+                    .push(v["seq"].as_u64().unwrap());
             }
             Ok(Some(_)) => {}
             Ok(None) | Err(()) => break,
@@ -238,7 +259,9 @@ impl Fixture {
         for n in &self.nodes {
             let mut c = ws(n, &self.owner_token).await;
             for conv in &room_convs {
-                let r = c.request(json!({"type": "subscribe", "conv": conv}), 1).await;
+                let r = c
+                    .request(json!({"type": "subscribe", "conv": conv}), 1)
+                    .await;
                 assert_eq!(r["type"], "subscribed", "{r}");
             }
             subs.push(c);
@@ -247,7 +270,17 @@ impl Fixture {
         let idle_token = token_for(&self.idle.http, "idler").await;
         let _idle_conn = ws(&self.idle, &idle_token).await;
         let idle_before = metric(
-            &self.idle.http.client.get(format!("{}/metrics", self.idle.http.base)).send().await.unwrap().text().await.unwrap(),
+            &self
+                .idle
+                .http
+                .client
+                .get(format!("{}/metrics", self.idle.http.base))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
             "switchboard_bus_messages_received_total",
         );
 
@@ -257,8 +290,18 @@ impl Fixture {
             let room_pub = ws(n, &token_for(&n.http, &format!("{name}-rp{i}")).await).await;
             let dm_pub = ws(n, &token_for(&n.http, &format!("{name}-dp{i}")).await).await;
             let room = room_convs[i % 2].clone();
-            pubs.push(tokio::spawn(publisher(room_pub, room, format!("{name}-r{i}"), progress.clone())));
-            pubs.push(tokio::spawn(publisher(dm_pub, dm_conv.clone(), format!("{name}-d{i}"), progress.clone())));
+            pubs.push(tokio::spawn(publisher(
+                room_pub,
+                room,
+                format!("{name}-r{i}"),
+                progress.clone(),
+            )));
+            pubs.push(tokio::spawn(publisher(
+                dm_pub,
+                dm_conv.clone(),
+                format!("{name}-d{i}"),
+                progress.clone(),
+            )));
         }
         let total = PER * 6;
         while *progress.lock().unwrap() < total / 3 {
@@ -272,6 +315,7 @@ impl Fixture {
 
         let mut counts = Counts {
             acknowledged: acks.len(),
+            slowest_answer: acks.iter().map(|a| a.slowest).max().unwrap_or_default(),
             ..Counts::default()
         };
         for (i, c) in subs.iter_mut().enumerate() {
@@ -294,17 +338,40 @@ impl Fixture {
         check_history(&self.nodes[2].http, &self.owner_token, &rooms, &mut counts).await;
         check_history(&self.nodes[2].http, &self.reader_token, &dms, &mut counts).await;
         let idle_after = metric(
-            &self.idle.http.client.get(format!("{}/metrics", self.idle.http.base)).send().await.unwrap().text().await.unwrap(),
+            &self
+                .idle
+                .http
+                .client
+                .get(format!("{}/metrics", self.idle.http.base))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
             "switchboard_bus_messages_received_total",
         );
-        assert_eq!(idle_after, idle_before, "{name}: the idle node received conversation traffic");
+        assert_eq!(
+            idle_after, idle_before,
+            "{name}: the idle node received conversation traffic"
+        );
         eprintln!("redis cluster {name}: {counts:?}");
         counts
     }
 }
 
 fn assert_clean(name: &str, c: &Counts) {
-    assert_eq!(c.acknowledged as u64, PER * 6, "{name}: every publish acknowledged: {c:?}");
+    // A shard without a master answers `unavailable` promptly; nothing hangs.
+    assert!(
+        c.slowest_answer < Duration::from_secs(10),
+        "{name}: a publish waited {:?} for its answer",
+        c.slowest_answer
+    );
+    assert_eq!(
+        c.acknowledged as u64,
+        PER * 6,
+        "{name}: every publish acknowledged: {c:?}"
+    );
     assert_eq!(
         (c.lost, c.repeated, c.reordered, c.missing_from_history),
         (0, 0, 0, 0),
@@ -362,6 +429,9 @@ async fn reshard_then_master_failover_under_traffic_lose_nothing() {
         })
         .await;
     let now = cluster.lock().unwrap().master_of_slot(room_slot);
-    assert!(now.is_some() && now != Some(victim), "a replica took over: {now:?}");
+    assert!(
+        now.is_some() && now != Some(victim),
+        "a replica took over: {now:?}"
+    );
     assert_clean("failover", &counts);
 }
