@@ -33,7 +33,7 @@ pub(crate) enum Target {
         /// Its client (the pub/sub connection is opened from it too).
         client: Client,
         /// Settings of each (re)made connection manager.
-        config: ConnectionManagerConfig,
+        config: Box<ConnectionManagerConfig>,
     },
     /// A Redis Cluster, reached through its seed nodes.
     Cluster {
@@ -117,7 +117,7 @@ impl Redis {
         let redis = Redis {
             target: Target::Single {
                 client,
-                config: manager_config,
+                config: Box::new(manager_config),
             },
             manager: RwLock::new(Some(Conn::Single(manager))),
             timeout,
@@ -289,7 +289,7 @@ impl Redis {
         let Target::Single { client, config } = &self.target else {
             return;
         };
-        match ConnectionManager::new_lazy_with_config(client.clone(), config.clone()) {
+        match ConnectionManager::new_lazy_with_config(client.clone(), (**config).clone()) {
             Ok(m) => *slot = Some(Conn::Single(m)),
             Err(e) => {
                 tracing::warn!(url = %self.url, error = %e, "cannot renew the Redis connection")

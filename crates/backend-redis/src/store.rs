@@ -356,8 +356,8 @@ pub(crate) async fn rooms_visible_to(s: &Shared, user_id: &str) -> Result<Vec<Ro
     for key in [s.keys.public_rooms(), s.keys.user_rooms(user_id)] {
         b.cmd("ZRANGE").arg(key).arg(0).arg(-1).arg("WITHSCORES");
     }
-    let (public, own): (Vec<(String, f64)>, Vec<(String, f64)>) =
-        s.redis.batch("rooms_visible_to", &b).await?;
+    type Scored = Vec<(String, f64)>;
+    let (public, own): (Scored, Scored) = s.redis.batch("rooms_visible_to", &b).await?;
     let mut by_id: HashMap<String, f64> = HashMap::new();
     for (id, score) in public.into_iter().chain(own) {
         let e = by_id.entry(id).or_insert(score);

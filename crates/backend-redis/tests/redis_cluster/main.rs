@@ -9,6 +9,7 @@ mod common;
 mod conformance;
 mod failover;
 mod layout;
+mod leases;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -7,7 +7,7 @@
 
 use crate::common;
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,13 +40,12 @@ struct Counts {
     slowest_answer: Duration,
 }
 
-async fn node(cluster: &RedisCluster, dir: &tempfile::TempDir, id: &str) -> NodeProcess {
-    let seeds = cluster.urls().join(",");
+async fn node(seeds: &str, dir: &tempfile::TempDir, id: &str) -> NodeProcess {
     NodeProcess::start(
         dir.path(),
         &[
             "--redis-cluster",
-            &seeds,
+            seeds,
             "--node-id",
             id,
             "--lease-ms",
@@ -216,19 +215,14 @@ struct Fixture {
 }
 
 impl Fixture {
-    async fn start(cluster: &RedisCluster) -> Fixture {
+    /// `low`: the lowest slot of some master.
+    async fn start(seeds: &str, low: u16) -> Fixture {
         let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
         let mut nodes = Vec::new();
         for (i, d) in dirs.iter().take(3).enumerate() {
-            nodes.push(node(cluster, d, &format!("n{i}")).await);
+            nodes.push(node(seeds, d, &format!("n{i}")).await);
         }
-        let idle = node(cluster, &dirs[3], "idle").await;
-        let low = cluster
-            .masters()
-            .into_iter()
-            .filter_map(|m| cluster.first_slot(m))
-            .min()
-            .unwrap();
+        let idle = node(seeds, &dirs[3], "idle").await;
         let reader = (0..200_000)
             .map(|i| format!("reader{i}"))
             .find(|u| key_slot(&format!("sb:{{user:{u}}}:log")) == low)
@@ -382,10 +376,17 @@ fn assert_clean(name: &str, c: &Counts) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reshard_then_master_failover_under_traffic_lose_nothing() {
     let cluster = Arc::new(Mutex::new(RedisCluster::start(1000)));
-    let f = {
+    let (seeds, low) = {
         let c = cluster.lock().unwrap();
-        Fixture::start(&c).await
+        let low = c
+            .masters()
+            .into_iter()
+            .filter_map(|m| c.first_slot(m))
+            .min()
+            .unwrap();
+        (c.urls().join(","), low)
     };
+    let f = Fixture::start(&seeds, low).await;
 
     // 1. Move the slot holding the reader's direct messages to another master.
     let dm_slot = key_slot(&format!("sb:{{user:{}}}:log", f.reader));
