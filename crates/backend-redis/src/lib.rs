@@ -274,6 +274,12 @@ impl RedisBackend {
     }
 }
 
+/// The Redis Cluster hash slot of `key` (CRC16 of its hash tag, modulo 16384), as the cluster
+/// computes it: tests use it to pick ids in a chosen slot.
+pub fn key_slot(key: &str) -> u16 {
+    batch::slot(key.as_bytes())
+}
+
 /// Current time in milliseconds since the Unix epoch (0 if the clock is before 1970).
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()

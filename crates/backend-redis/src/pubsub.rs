@@ -361,7 +361,35 @@ async fn commands(
     Ok(())
 }
 
-type Ack = oneshot::Sender<Result<(), BackendError>>;
+pub(crate) type Ack = oneshot::Sender<Result<(), BackendError>>;
+
+/// The conversations of a batch of subscribe requests still to subscribe, each with who waits
+/// for it, in first-asked order. Requests whose caller gave up are answered with a timeout, and
+/// those for conversations already received at once.
+pub(crate) fn wanted(
+    s: &Shared,
+    interest: &Interest,
+    requests: Vec<(Conv, Instant, Ack)>,
+) -> Vec<(Conv, Vec<Ack>)> {
+    let now = Instant::now();
+    let mut wanted: Vec<(Conv, Vec<Ack>)> = Vec::new();
+    for (conv, deadline, ack) in requests {
+        if now >= deadline || ack.is_closed() {
+            let _ = ack.send(Err(error::timed_out(
+                s.redis.url(),
+                "subscribe",
+                s.redis.timeout(),
+            )));
+        } else if interest.last.contains_key(&conv) {
+            let _ = ack.send(Ok(()));
+        } else if let Some((_, acks)) = wanted.iter_mut().find(|(c, _)| *c == conv) {
+            acks.push(ack);
+        } else {
+            wanted.push((conv, vec![ack]));
+        }
+    }
+    wanted
+}
 
 /// Subscribes to new conversations: one pipelined head read, then one SUBSCRIBE for all.
 async fn subscribe(
@@ -372,20 +400,7 @@ async fn subscribe(
 ) -> Result<(), String> {
     let t = s.redis.timeout();
     let url = s.redis.url();
-    let now = Instant::now();
-    // Conversation -> who waits for it, in first-asked order.
-    let mut wanted: Vec<(Conv, Vec<Ack>)> = Vec::new();
-    for (conv, deadline, ack) in requests {
-        if now >= deadline || ack.is_closed() {
-            let _ = ack.send(Err(error::timed_out(url, "subscribe", t)));
-        } else if interest.last.contains_key(&conv) {
-            let _ = ack.send(Ok(()));
-        } else if let Some((_, acks)) = wanted.iter_mut().find(|(c, _)| *c == conv) {
-            acks.push(ack);
-        } else {
-            wanted.push((conv, vec![ack]));
-        }
-    }
+    let wanted = wanted(s, interest, requests);
     if wanted.is_empty() {
         return Ok(());
     }

@@ -38,7 +38,7 @@ const REPAIR_EVERY: Duration = Duration::from_millis(250);
 /// Channels repaired per round (the rest wait for the next round).
 const REPAIR_BATCH: usize = 200;
 
-type Ack = oneshot::Sender<Result<(), BackendError>>;
+use crate::pubsub::Ack;
 
 /// The task's state besides the connection.
 struct State {
@@ -170,19 +170,7 @@ async fn subscribe(
 ) {
     let url = s.redis.url();
     let t = s.redis.timeout();
-    let now = Instant::now();
-    let mut wanted: Vec<(Conv, Vec<Ack>)> = Vec::new();
-    for (conv, deadline, ack) in requests {
-        if now >= deadline || ack.is_closed() {
-            let _ = ack.send(Err(error::timed_out(url, "subscribe", t)));
-        } else if st.interest.last.contains_key(&conv) {
-            let _ = ack.send(Ok(()));
-        } else if let Some((_, acks)) = wanted.iter_mut().find(|(c, _)| *c == conv) {
-            acks.push(ack);
-        } else {
-            wanted.push((conv, vec![ack]));
-        }
-    }
+    let wanted = crate::pubsub::wanted(s, &st.interest, requests);
     if wanted.is_empty() {
         return;
     }

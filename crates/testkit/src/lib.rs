@@ -15,7 +15,7 @@ mod redis_cluster;
 
 pub use nginx::Nginx;
 pub use redis::RedisServer;
-pub use redis_cluster::{RedisCluster, key_slot};
+pub use redis_cluster::RedisCluster;
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;

@@ -296,29 +296,6 @@ impl RedisCluster {
     }
 }
 
-/// The Redis Cluster hash slot of `key` (CRC16 of its hash tag, modulo 16384), to pick ids that
-/// land in a chosen slot.
-pub fn key_slot(key: &str) -> u16 {
-    let key = key.as_bytes();
-    let tag = key.iter().position(|&b| b == b'{').and_then(|open| {
-        let rest = &key[open + 1..];
-        let close = rest.iter().position(|&b| b == b'}')?;
-        (close > 0).then(|| &rest[..close])
-    });
-    let mut crc: u16 = 0;
-    for &b in tag.unwrap_or(key) {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc % 16384
-}
-
 /// Starts one cluster-mode `redis-server` on `port` in `dir`.
 fn spawn_node(port: u16, dir: &Path, log: &Path, node_timeout_ms: u64) -> Result<Child, String> {
     Command::new(server())

@@ -2,21 +2,27 @@
 //! connections and a room's subscribers are in different slots: a crashed node's entries stop
 //! counting within a lease and are swept from every slot; closing removes them at once.
 
-use crate::common::{connect, eventually};
+use crate::common::{conn, connect, eventually};
+use std::sync::Arc;
 use std::time::Duration;
+use switchboard_backend_redis::RedisBackend;
+use switchboard_backend_redis::key_slot;
 use switchboard_conformance::RecordingSink;
-use switchboard_core::backend::{ConnEntry, Lifecycle, Registry};
-use switchboard_testkit::{RedisCluster, key_slot};
+use switchboard_core::backend::{Lifecycle, Registry};
+use switchboard_testkit::RedisCluster;
 
 const LEASE: Duration = Duration::from_secs(1);
 
-fn conn(conn_id: &str, user_id: &str, node_id: &str) -> ConnEntry {
-    ConnEntry {
-        conn_id: conn_id.into(),
-        user_id: user_id.into(),
-        session_id: "s_1".into(),
-        node_id: node_id.into(),
-    }
+/// Two nodes on the shared cluster under one fresh prefix, with `lease`: (a, b, prefix, b's id).
+async fn two_nodes(lease: Duration) -> (Arc<RedisBackend>, Arc<RedisBackend>, String, String) {
+    let mut ca = crate::config(crate::shared());
+    ca.lease = lease;
+    let mut cb = ca.clone();
+    cb.node_id = format!("{}-b", ca.node_id);
+    let (p, b_id) = (ca.key_prefix.clone(), cb.node_id.clone());
+    let a = connect(ca, RecordingSink::new()).await;
+    let b = connect(cb, RecordingSink::new()).await;
+    (a, b, p, b_id)
 }
 
 /// A command on the master of `key`'s slot, as an integer.
@@ -33,14 +39,7 @@ fn int(cluster: &RedisCluster, args: &[&str], key: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_nodes_entries_vanish_and_are_swept_from_every_slot() {
     let cluster = crate::shared();
-    let mut ca = crate::config(cluster);
-    ca.lease = LEASE;
-    let p = ca.key_prefix.clone();
-    let mut cb = ca.clone();
-    cb.node_id = format!("{}-b", ca.node_id);
-    let b_id = cb.node_id.clone();
-    let a = connect(ca, RecordingSink::new()).await;
-    let b = connect(cb, RecordingSink::new()).await;
+    let (a, b, p, b_id) = two_nodes(LEASE).await;
     let users = vec!["u".to_owned()];
     let on_b = conn("c_b1", "u", &b_id);
     b.add_connection(&on_b).await.unwrap();
@@ -74,13 +73,7 @@ async fn a_crashed_nodes_entries_vanish_and_are_swept_from_every_slot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_a_node_removes_its_entries_at_once() {
     let cluster = crate::shared();
-    let ca = crate::config(cluster);
-    let p = ca.key_prefix.clone();
-    let mut cb = ca.clone();
-    cb.node_id = format!("{}-b", ca.node_id);
-    let b_id = cb.node_id.clone();
-    let a = connect(ca, RecordingSink::new()).await;
-    let b = connect(cb, RecordingSink::new()).await;
+    let (a, b, p, b_id) = two_nodes(Duration::from_secs(3)).await;
     b.add_connection(&conn("c1", "u", &b_id)).await.unwrap();
     b.add_room_subscriber("r1", &conn("c1", "u", &b_id))
         .await

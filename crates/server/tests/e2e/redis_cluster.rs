@@ -11,7 +11,8 @@ use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchboard_testkit::{RedisCluster, key_slot};
+use switchboard_backend_redis::key_slot;
+use switchboard_testkit::RedisCluster;
 
 /// Messages per publisher per phase.
 const PER: u64 = 40;
@@ -215,6 +216,16 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// What the idle node took from the bus so far.
+    async fn idle_bus_count(&self) -> f64 {
+        let url = format!("{}/metrics", self.idle.http.base);
+        let text = self.idle.http.client.get(url).send().await.unwrap();
+        metric(
+            &text.text().await.unwrap(),
+            "switchboard_bus_messages_received_total",
+        )
+    }
+
     /// `low`: the lowest slot of some master.
     async fn start(seeds: &str, low: u16) -> Fixture {
         let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -263,20 +274,7 @@ impl Fixture {
         }
         let idle_token = token_for(&self.idle.http, "idler").await;
         let _idle_conn = ws(&self.idle, &idle_token).await;
-        let idle_before = metric(
-            &self
-                .idle
-                .http
-                .client
-                .get(format!("{}/metrics", self.idle.http.base))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap(),
-            "switchboard_bus_messages_received_total",
-        );
+        let idle_before = self.idle_bus_count().await;
 
         let progress = Arc::new(Mutex::new(0u64));
         let mut pubs = Vec::new();
@@ -331,20 +329,7 @@ impl Fixture {
             acks.into_iter().partition(|a| a.conv.starts_with("room:"));
         check_history(&self.nodes[2].http, &self.owner_token, &rooms, &mut counts).await;
         check_history(&self.nodes[2].http, &self.reader_token, &dms, &mut counts).await;
-        let idle_after = metric(
-            &self
-                .idle
-                .http
-                .client
-                .get(format!("{}/metrics", self.idle.http.base))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap(),
-            "switchboard_bus_messages_received_total",
-        );
+        let idle_after = self.idle_bus_count().await;
         assert_eq!(
             idle_after, idle_before,
             "{name}: the idle node received conversation traffic"
