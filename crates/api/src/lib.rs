@@ -80,6 +80,7 @@ pub fn ops_routes(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/v1/server/nodes/self/drain", post(ops::drain))
+        .route("/v1/server/nodes/self/shed", post(ops::shed))
         .with_state(state)
 }
 

@@ -30,6 +30,14 @@ pub struct ServeArgs {
     /// Redis URL for cluster mode instead of the embedded backend (e.g. redis://127.0.0.1:6379/).
     #[arg(long, env = "SWITCHBOARD_REDIS", value_name = "URL")]
     pub redis: Option<String>,
+    /// Dispatcher: move clients off gateways whose connections exceed their share by more than
+    /// this fraction (e.g. after new gateways joined), paced; 0 = off [default: 0.2]. Needs
+    /// --api-key (the gateways' server API key).
+    #[arg(long, env = "SWITCHBOARD_REBALANCE_BAND", value_name = "FRACTION")]
+    pub rebalance_band: Option<f64>,
+    /// Dispatcher: the most of one gateway's connections moved per probe round [default: 0.05].
+    #[arg(long, env = "SWITCHBOARD_REBALANCE_STEP", value_name = "FRACTION")]
+    pub rebalance_step: Option<f64>,
     /// Redis Cluster seed nodes, comma separated (e.g. redis://10.0.0.1:6379,redis://10.0.0.2:6379),
     /// instead of `--redis`: keys hash-tagged per conversation, sharded pub/sub.
     #[arg(long, env = "SWITCHBOARD_REDIS_CLUSTER", value_name = "URL[,URL...]")]
@@ -240,6 +248,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Redis URL (cluster mode).
     pub redis: Option<String>,
+    /// Rebalancing band (0: off).
+    pub rebalance_band: f64,
+    /// Rebalancing step per round.
+    pub rebalance_step: f64,
     /// Redis Cluster seed URLs (cluster mode on Redis Cluster); empty otherwise.
     pub redis_cluster: Vec<String>,
     /// Replicas that must confirm a message (`WAIT`) before it is acknowledged.
@@ -450,6 +462,8 @@ impl ServeArgs {
             .redis_wait_replicas
             .unwrap_or(if redis_cluster.is_empty() { 0 } else { 1 });
         Ok(ServerConfig {
+            rebalance_band: a.rebalance_band.unwrap_or(0.2).clamp(0.0, 10.0),
+            rebalance_step: a.rebalance_step.unwrap_or(0.05).clamp(0.001, 1.0),
             redis_wait_timeout: Duration::from_millis(
                 a.redis_wait_timeout_ms.unwrap_or(500).clamp(1, 60_000),
             ),
@@ -513,6 +527,8 @@ impl ServeArgs {
             redis_cluster,
             redis_wait_replicas,
             redis_wait_timeout_ms,
+            rebalance_band,
+            rebalance_step,
             redis_prefix,
             lease_ms,
             node_id,

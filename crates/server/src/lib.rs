@@ -18,7 +18,9 @@ use switchboard_core::backend::{Backend, BusSink, NodeAnnouncement};
 use switchboard_core::hub::Hub;
 use switchboard_core::metrics::Metrics;
 use switchboard_dispatcher::prober::LocalSource;
-use switchboard_dispatcher::{Dispatcher, DispatcherConfig, GatewaySource, LocalGateway};
+use switchboard_dispatcher::{
+    Dispatcher, DispatcherConfig, GatewaySource, LocalGateway, Rebalance,
+};
 use switchboard_gateway::poll::{PollConfig, PollSessions};
 use switchboard_proto::DisconnectReason;
 use tokio_util::sync::CancellationToken;
@@ -381,9 +383,20 @@ fn start_dispatcher(config: &ServerConfig, node: &Arc<Node>, api: &ApiConfig) ->
             }
         })
     });
+    let rebalance = match (&config.api_key, config.rebalance_band > 0.0) {
+        (Some(key), true) => Some(Rebalance {
+            band: config.rebalance_band,
+            step: config.rebalance_step,
+            // Time for the moved clients' reconnect delays and a probe round or two.
+            cooldown: (config.probe_interval * 2).max(Duration::from_secs(1)),
+            api_key: key.clone(),
+        }),
+        _ => None,
+    };
     let dconfig = DispatcherConfig {
         static_gateways: config.gateways.clone(),
         probe_interval: config.probe_interval,
+        rebalance,
         ..DispatcherConfig::default()
     };
     Dispatcher::start(dconfig, local, Some(discover))
