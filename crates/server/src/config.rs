@@ -31,8 +31,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHBOARD_REDIS", value_name = "URL")]
     pub redis: Option<String>,
     /// Dispatcher: move clients off gateways whose connections exceed their share by more than
-    /// this fraction (e.g. after new gateways joined), paced; 0 = off [default: 0.2]. Needs
-    /// --api-key (the gateways' server API key).
+    /// this fraction (e.g. after new gateways joined), paced; 0 = off [default: 0]. Needs
+    /// --api-key (the gateways' server API key). Turn it on in one dispatcher per cluster.
     #[arg(long, env = "SWITCHBOARD_REBALANCE_BAND", value_name = "FRACTION")]
     pub rebalance_band: Option<f64>,
     /// Dispatcher: the most of one gateway's connections moved per probe round [default: 0.05].
@@ -462,7 +462,7 @@ impl ServeArgs {
             .redis_wait_replicas
             .unwrap_or(if redis_cluster.is_empty() { 0 } else { 1 });
         Ok(ServerConfig {
-            rebalance_band: a.rebalance_band.unwrap_or(0.2).clamp(0.0, 10.0),
+            rebalance_band: a.rebalance_band.unwrap_or(0.0).clamp(0.0, 10.0),
             rebalance_step: a.rebalance_step.unwrap_or(0.05).clamp(0.001, 1.0),
             redis_wait_timeout: Duration::from_millis(
                 a.redis_wait_timeout_ms.unwrap_or(500).clamp(1, 60_000),

@@ -10,6 +10,7 @@ mod conformance;
 mod failover;
 mod layout;
 mod leases;
+mod measure;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
