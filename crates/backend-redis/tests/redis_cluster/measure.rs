@@ -47,7 +47,20 @@ fn calls(cluster: &RedisCluster) -> u64 {
 }
 
 async fn run(label: &str, cluster: &RedisCluster, requests: Vec<AppendRequest>) {
-    let config = crate::config(cluster);
+    run_under(label, cluster, requests, "").await
+}
+
+/// [`run`] under `prefix` (empty: a fresh one).
+async fn run_under(
+    label: &str,
+    cluster: &RedisCluster,
+    requests: Vec<AppendRequest>,
+    prefix: &str,
+) {
+    let mut config = crate::config(cluster);
+    if !prefix.is_empty() {
+        config.key_prefix = prefix.into();
+    }
     let b = connect(config, RecordingSink::new().as_sink()).await;
     let n = requests.len();
     let (cpu0, calls0, t0) = (cpu(cluster), calls(cluster), Instant::now());
@@ -97,4 +110,20 @@ async fn measure_redis_cost_per_message() {
         })
         .collect();
     run("direct messages", cluster, dms).await;
+    // The same room traffic with 4 nodes subscribed to every room: what each receiving node
+    // adds on the shard (one shard-channel write per message per node).
+    let mut nodes = Vec::new();
+    for _ in 0..4 {
+        let mut c = crate::config(cluster);
+        c.key_prefix = "sb:measured:".into();
+        let b = connect(c, RecordingSink::new().as_sink()).await;
+        for r in 0..100 {
+            b.subscribe(&Conv::room(&format!("m{r}"))).await.unwrap();
+        }
+        nodes.push(b);
+    }
+    let rooms: Vec<AppendRequest> = (0..4000)
+        .map(|i| req(&Conv::room(&format!("m{}", i % 100)), i))
+        .collect();
+    run_under("rooms, 4 nodes receiving", cluster, rooms, "sb:measured:").await;
 }
