@@ -17,22 +17,8 @@ const CLIENTS: usize = 600;
 const ROOMS: usize = 6;
 
 async fn gateway(redis: &RedisServer, dir: &Path, id: &str) -> NodeProcess {
-    let url = redis.url();
-    let args = [
-        "--roles",
-        "gateway",
-        "--redis",
-        url.as_str(),
-        "--node-id",
-        id,
-        "--lease-ms",
-        "2000",
-        "--reconnect-jitter-ms",
-        "300",
-        "--publish-rate",
-        "0",
-    ];
-    NodeProcess::start(dir, &args).await
+    let extra = ["--reconnect-jitter-ms", "300", "--publish-rate", "0"];
+    redis_node(&redis.url(), dir, "gateway", id, &extra).await
 }
 
 /// Connections each gateway holds now.
@@ -51,16 +37,12 @@ async fn a_new_gateway_gets_its_share_and_no_client_loses_a_message() {
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let g1 = gateway(&redis, dirs[0].path(), "g1").await;
     let g2 = gateway(&redis, dirs[1].path(), "g2").await;
-    let url = redis.url();
-    let d = NodeProcess::start(
+    let d = redis_node(
+        &redis.url(),
         dirs[3].path(),
+        "api,dispatcher",
+        "d1",
         &[
-            "--roles",
-            "api,dispatcher",
-            "--redis",
-            url.as_str(),
-            "--node-id",
-            "d1",
             "--probe-interval-ms",
             "250",
             "--rebalance-band",
