@@ -83,6 +83,19 @@ pub struct RedisConfig {
     pub wait_replicas: u32,
     /// How long `append` waits for those replicas before answering `Unavailable`.
     pub wait_timeout: Duration,
+    /// On a cluster, called with the shard master's address (`host:port`) for every
+    /// conversation message this node receives (per-shard metrics).
+    pub on_shard_message: Option<ShardHook>,
+}
+
+/// A callback for each message received from a shard (see [`RedisConfig::on_shard_message`]).
+#[derive(Clone)]
+pub struct ShardHook(pub Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for ShardHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ShardHook")
+    }
 }
 
 impl RedisConfig {
@@ -102,6 +115,7 @@ impl RedisConfig {
             cluster: Vec::new(),
             wait_replicas: 0,
             wait_timeout: Duration::from_millis(500),
+            on_shard_message: None,
         }
     }
 }

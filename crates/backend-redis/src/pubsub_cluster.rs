@@ -45,6 +45,11 @@ struct State {
     interest: Interest,
     /// Channels to subscribe again (see the module doc).
     repair: HashSet<String>,
+    /// Slot ranges and their masters' addresses, for per-shard counts (refreshed when the
+    /// topology changes); empty without a counting hook.
+    shards: Vec<(u16, u16, String)>,
+    /// The topology changed since `shards` was read.
+    shards_stale: bool,
 }
 
 /// The task: connect, then serve until cancelled. `up` is answered after the first connection.
@@ -66,7 +71,10 @@ pub(crate) async fn run(
     let mut st = State {
         interest: Interest::default(),
         repair: HashSet::new(),
+        shards: Vec::new(),
+        shards_stale: false,
     };
+    refresh_shards(&s, &mut st).await;
     let control = s.keys.control();
     let mut tick = tokio::time::interval(REPAIR_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -91,6 +99,9 @@ pub(crate) async fn run(
             _ = tick.tick() => {
                 if !st.repair.is_empty() {
                     repair(&s, &mut st, &mut conn).await;
+                } else if st.shards_stale {
+                    st.shards_stale = false;
+                    refresh_shards(&s, &mut st).await;
                 }
             }
         }
@@ -215,12 +226,25 @@ async fn subscribe(
 
 /// One push from the cluster connection.
 async fn on_push(s: &Shared, st: &mut State, control: &str, push: PushInfo) {
+    let kind = push.kind.clone();
+    // Each message is counted for the shard it came from (see `RedisConfig::on_shard_message`).
     match push.kind {
         PushKind::Message | PushKind::SMessage => {
             let Some(msg) = Msg::from_push_info(push) else {
                 return;
             };
             let channel = msg.get_channel_name().to_owned();
+            if let Some(hook) = &s.config.on_shard_message
+                && st.interest.channels.contains_key(&channel)
+            {
+                let slot = crate::batch::slot(channel.as_bytes());
+                let shard = st
+                    .shards
+                    .iter()
+                    .find(|(a, b, _)| *a <= slot && slot <= *b)
+                    .map_or("unknown", |(_, _, addr)| addr.as_str());
+                (hook.0)(shard);
+            }
             if let Err(e) = on_message(s, &mut st.interest, control, msg).await {
                 tracing::warn!(%channel, error = %e, "filling a gap failed; will retry");
                 st.repair.insert(channel);
@@ -248,6 +272,51 @@ async fn on_push(s: &Shared, st: &mut State, control: &str, push: PushInfo) {
             st.repair.extend(st.interest.channels.keys().cloned());
         }
         _ => {}
+    }
+    if matches!(kind, PushKind::SUnsubscribe | PushKind::Disconnection) {
+        // The topology may have changed: read where the slots are once it settled.
+        st.shards_stale = true;
+    }
+}
+
+/// Reads the slot ranges' masters (`CLUSTER SLOTS`), when messages are counted per shard:
+/// at the start, and after a topology change once every subscription is repaired.
+async fn refresh_shards(s: &Shared, st: &mut State) {
+    if s.config.on_shard_message.is_none() {
+        return;
+    }
+    let v: Result<Value, _> = s
+        .redis
+        .query(
+            "reading the cluster's slots",
+            &redis::cmd("CLUSTER").arg("SLOTS"),
+        )
+        .await;
+    let Ok(Value::Array(ranges)) = v else {
+        return;
+    };
+    let mut shards = Vec::new();
+    for r in ranges {
+        let Value::Array(f) = r else { continue };
+        let (Some(Value::Int(a)), Some(Value::Int(b)), Some(Value::Array(master))) =
+            (f.first(), f.get(1), f.get(2))
+        else {
+            continue;
+        };
+        let host = match master.first() {
+            Some(Value::BulkString(h)) => String::from_utf8_lossy(h).into_owned(),
+            _ => continue,
+        };
+        let Some(Value::Int(port)) = master.get(1) else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (u16::try_from(*a), u16::try_from(*b)) else {
+            continue;
+        };
+        shards.push((a, b, format!("{host}:{port}")));
+    }
+    if !shards.is_empty() {
+        st.shards = shards;
     }
 }
 

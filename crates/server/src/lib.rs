@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_api::{ApiConfig, AppState};
 use switchboard_backend_embedded::{EmbeddedBackend, EmbeddedConfig};
-use switchboard_backend_redis::{RedisBackend, RedisConfig};
+use switchboard_backend_redis::{RedisBackend, RedisConfig, ShardHook};
 use switchboard_core::Node;
 use switchboard_core::backend::{Backend, BusSink, NodeAnnouncement};
 use switchboard_core::hub::Hub;
@@ -409,7 +409,7 @@ async fn open_backend(
     public_url: &str,
     tcp_url: Option<&str>,
     sink: Arc<dyn BusSink>,
-    metrics: &Metrics,
+    metrics: &Arc<Metrics>,
 ) -> Result<Backend, StartError> {
     let redis_url = match (&config.redis, config.redis_cluster.is_empty()) {
         (Some(url), _) => Some(url.clone()),
@@ -422,6 +422,10 @@ async fn open_backend(
             rc.cluster = config.redis_cluster.clone();
             rc.wait_replicas = config.redis_wait_replicas;
             rc.wait_timeout = config.redis_wait_timeout;
+            let counts = metrics.clone();
+            rc.on_shard_message = Some(ShardHook(Arc::new(move |shard: &str| {
+                counts.bus_shard_message(shard)
+            })));
             rc.key_prefix = config.redis_prefix.clone();
             rc.history_max_messages = config.history_max_messages;
             rc.history_max_age_ms = config.history_max_age.as_millis() as u64;

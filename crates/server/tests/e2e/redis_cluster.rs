@@ -215,6 +215,22 @@ struct Fixture {
     _dirs: Vec<tempfile::TempDir>,
 }
 
+/// `switchboard_bus_shard_messages_total` of a node, by shard.
+async fn shard_counts(node: &NodeProcess) -> HashMap<String, f64> {
+    let url = format!("{}/metrics", node.http.base);
+    let text = node.http.client.get(url).send().await.unwrap();
+    text.text()
+        .await
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("switchboard_bus_shard_messages_total{shard=\""))
+        .filter_map(|l| {
+            let (shard, rest) = l.split_once("\"}")?;
+            Some((shard.to_owned(), rest.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 impl Fixture {
     /// What the idle node took from the bus so far.
     async fn idle_bus_count(&self) -> f64 {
@@ -334,6 +350,19 @@ impl Fixture {
             idle_after, idle_before,
             "{name}: the idle node received conversation traffic"
         );
+        // Per shard: the idle node took nothing from any shard; a busy node's counts name the
+        // shards of its conversations.
+        let idle_shards = shard_counts(&self.idle).await;
+        assert!(
+            idle_shards.values().all(|&n| n == 0.0),
+            "{name}: the idle node took messages from shards: {idle_shards:?}"
+        );
+        let busy = shard_counts(&self.nodes[0]).await;
+        assert!(
+            busy.values().sum::<f64>() >= counts.acknowledged as f64,
+            "{name}: a busy node's shard counts: {busy:?}"
+        );
+        eprintln!("redis cluster {name}: node n0 took from shards {busy:?}");
         eprintln!("redis cluster {name}: {counts:?}");
         counts
     }
