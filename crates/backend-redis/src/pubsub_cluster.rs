@@ -289,7 +289,7 @@ async fn refresh_shards(s: &Shared, st: &mut State) {
         .redis
         .query(
             "reading the cluster's slots",
-            &redis::cmd("CLUSTER").arg("SLOTS"),
+            redis::cmd("CLUSTER").arg("SLOTS"),
         )
         .await;
     let Ok(Value::Array(ranges)) = v else {

@@ -1,13 +1,13 @@
 //! The Redis backend on a real Redis Cluster (3 masters, 3 replicas, started once for this
 //! binary and shared by its tests under distinct key prefixes): the conformance suite, and the
-//! cluster's own behaviour (slots, sharded pub/sub, replication). The failover and reshard tests
-//! start clusters of their own, since they change them.
+//! cluster's own behaviour (sharded pub/sub, replication, leases across slots). Failover and
+//! resharding are tested with real nodes in `switchboard-server`'s e2e `redis_cluster` test,
+//! on a cluster of its own, since they change it.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod conformance;
-mod failover;
 mod layout;
 mod leases;
 mod measure;
