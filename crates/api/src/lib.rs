@@ -77,7 +77,7 @@ pub fn api_routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Node info, health, readiness and drain (every role); `/metrics` is [`metrics_routes`], served
+/// Node info, health, readiness, drain, shedding and stats (every role); `/metrics` is [`metrics_routes`], served
 /// with these or on `--metrics-listen`.
 pub fn ops_routes(state: AppState) -> Router {
     Router::new()
@@ -86,6 +86,7 @@ pub fn ops_routes(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/v1/server/nodes/self/drain", post(ops::drain))
         .route("/v1/server/stats", get(cluster::stats))
+        .route("/v1/server/nodes/self/shed", post(ops::shed))
         .with_state(state)
 }
 

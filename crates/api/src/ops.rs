@@ -122,3 +122,29 @@ pub async fn drain(State(s): State<AppState>, _k: crate::extract::ServerKey) -> 
     )
         .into_response()
 }
+
+/// Body of [`shed`].
+#[derive(serde::Deserialize)]
+pub struct ShedRequest {
+    count: u64,
+}
+
+/// The most connections one shed request moves.
+const SHED_MAX: u64 = 10_000;
+
+/// `POST /v1/server/nodes/self/shed {count}` (server API key): tells up to `count` of this
+/// gateway's connections to reconnect through the dispatcher (`reconnect`, then `disconnect
+/// shutdown`; they resume where they were). The dispatcher's rebalancing sends it to gateways
+/// above their share after new gateways joined.
+pub async fn shed(
+    State(s): State<AppState>,
+    _k: crate::extract::ServerKey,
+    crate::extract::JsonBody(r): crate::extract::JsonBody<ShedRequest>,
+) -> Response {
+    let n = usize::try_from(r.count.min(SHED_MAX)).unwrap_or(0);
+    let told = s
+        .node
+        .hub
+        .kill_some(n, switchboard_proto::DisconnectReason::Shutdown);
+    Json(json!({"node_id": s.node.id, "told": told})).into_response()
+}

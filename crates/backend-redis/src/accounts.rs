@@ -6,6 +6,7 @@
 //! older version wrote ([`index_user_sessions`]); sessions that nodes of an older version still
 //! make during a rolling upgrade are not indexed (see docs/SECURITY.md).
 
+use crate::batch::Batch;
 use crate::error::bad_reply;
 use crate::{Shared, now_ms};
 use switchboard_core::backend::BackendError;
@@ -25,13 +26,13 @@ pub(crate) async fn delete_user_sessions(
     if hexes.is_empty() {
         return Ok(Vec::new());
     }
-    let mut p = redis::pipe();
+    let mut p = Batch::new();
     for h in &hexes {
         p.cmd("HGET").arg(s.keys.session_hex(h)).arg("session_id");
     }
-    let ids: Vec<Option<String>> = s.redis.pipe("delete_user_sessions", &p).await?;
+    let ids: Vec<Option<String>> = s.redis.batch("delete_user_sessions", &p).await?;
     let (mut deleted, mut doomed) = (Vec::new(), 0);
-    let mut p = redis::pipe();
+    let mut p = Batch::new();
     p.atomic();
     for (h, id) in hexes.iter().zip(ids) {
         if id.is_some() && id.as_deref() == except {
@@ -44,7 +45,7 @@ pub(crate) async fn delete_user_sessions(
         doomed += 1;
     }
     if doomed > 0 {
-        s.redis.pipe::<()>("delete_user_sessions", &p).await?;
+        s.redis.batch::<()>("delete_user_sessions", &p).await?;
     }
     Ok(deleted)
 }
@@ -144,13 +145,13 @@ pub(crate) async fn index_user_sessions(s: &Shared) -> Result<(), BackendError> 
         let keys;
         (cursor, keys) = scan_step(s, &prefix, cursor).await?;
         if !keys.is_empty() {
-            let mut p = redis::pipe();
+            let mut p = Batch::new();
             for k in &keys {
                 p.cmd("HMGET").arg(k).arg("user_id").arg("expires_at");
             }
             let found: Vec<(Option<String>, Option<u64>)> =
-                s.redis.pipe("index_user_sessions", &p).await?;
-            let (mut p, before) = (redis::pipe(), indexed);
+                s.redis.batch("index_user_sessions", &p).await?;
+            let (mut p, before) = (Batch::new(), indexed);
             for (k, (user, expires)) in keys.iter().zip(found) {
                 let (Some(user), Some(expires), Some(hex)) =
                     (user, expires, k.strip_prefix(&prefix))
@@ -165,7 +166,7 @@ pub(crate) async fn index_user_sessions(s: &Shared) -> Result<(), BackendError> 
                 indexed += 1;
             }
             if indexed > before {
-                s.redis.pipe::<()>("index_user_sessions", &p).await?;
+                s.redis.batch::<()>("index_user_sessions", &p).await?;
             }
         }
         if cursor == 0 {

@@ -25,10 +25,13 @@ pub(crate) const HISTORY_MAX_LIMIT: u32 = 500;
 /// Keys: `meta1, log1, [meta2, log2], [idem]`. Arguments: `now, maxlen, epoch candidate,
 /// idem ttl (s), has_copy, has_idem, mid, post, receipt prefix, ch1, pre1, ch2, pre2`, where a
 /// message's JSON is `pre + seq + mid + ts + post`.
-struct Prepared {
-    keys: Vec<String>,
-    args: Vec<String>,
-    message_id: String,
+pub(crate) struct Prepared {
+    /// The script's keys.
+    pub keys: Vec<String>,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The new message's id.
+    pub message_id: String,
 }
 
 fn json_str(s: &str) -> String {
@@ -45,8 +48,25 @@ fn message_prefix(conv: &Conv) -> String {
 }
 
 fn prepare(s: &Shared, req: &AppendRequest) -> Prepared {
-    let k = &s.keys;
     let message_id = switchboard_proto::ids::new_id("m");
+    let idem = req
+        .client_msg_id
+        .as_ref()
+        .map(|cmid| s.keys.idem(&req.conv, &req.idempotency_owner, cmid));
+    prepare_with(s, req, message_id, now_ms(), idem, !s.replicated)
+}
+
+/// [`prepare`] with a given message id, time, idempotency key and whether the script publishes
+/// (replicated mode publishes later, see [`crate::replicated`]).
+pub(crate) fn prepare_with(
+    s: &Shared,
+    req: &AppendRequest,
+    message_id: String,
+    now: u64,
+    idem: Option<String>,
+    publish: bool,
+) -> Prepared {
+    let k = &s.keys;
     let idem_ttl_s = IDEMPOTENCY_MIN_RETENTION_MS
         .max(s.config.history_max_age_ms)
         .div_ceil(1000);
@@ -75,17 +95,16 @@ fn prepare(s: &Shared, req: &AppendRequest) -> Prepared {
         }
         None => (String::new(), String::new()),
     };
-    if let Some(cmid) = &req.client_msg_id {
-        keys.push(k.idem(&req.conv, &req.idempotency_owner, cmid));
-    }
+    let has_idem = idem.is_some();
+    keys.extend(idem);
     let flag = |b: bool| if b { "1" } else { "0" }.to_owned();
     let args = vec![
-        now_ms().to_string(),
+        now.to_string(),
         s.config.history_max_messages.to_string(),
         new_epoch(),
         idem_ttl_s.to_string(),
         flag(req.copy_to.is_some()),
-        flag(req.client_msg_id.is_some()),
+        flag(has_idem),
         mid,
         post,
         receipt_prefix,
@@ -93,6 +112,7 @@ fn prepare(s: &Shared, req: &AppendRequest) -> Prepared {
         message_prefix(&req.conv),
         ch2,
         pre2,
+        flag(publish),
     ];
     Prepared {
         keys,
@@ -102,11 +122,11 @@ fn prepare(s: &Shared, req: &AppendRequest) -> Prepared {
 }
 
 /// A fresh random epoch.
-fn new_epoch() -> String {
+pub(crate) fn new_epoch() -> String {
     format!("{:016x}", switchboard_proto::ids::random_u64())
 }
 
-fn as_u64(v: &Value) -> Option<u64> {
+pub(crate) fn as_u64(v: &Value) -> Option<u64> {
     match v {
         Value::Int(n) => u64::try_from(*n).ok(),
         Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
@@ -116,7 +136,11 @@ fn as_u64(v: &Value) -> Option<u64> {
 }
 
 /// Turns the script's reply into the answer.
-fn finish(req: AppendRequest, message_id: String, reply: Value) -> Result<Appended, BackendError> {
+pub(crate) fn finish(
+    req: AppendRequest,
+    message_id: String,
+    reply: Value,
+) -> Result<Appended, BackendError> {
     let items = match reply {
         Value::Array(items) => items,
         other => return Err(bad_reply("append", format!("{other:?}"))),
@@ -166,7 +190,7 @@ fn finish(req: AppendRequest, message_id: String, reply: Value) -> Result<Append
 }
 
 /// Notes the conversations of a fresh append for age trimming.
-async fn noted(s: &Shared, appended: &Appended) {
+pub(crate) async fn noted(s: &Shared, appended: &Appended) {
     for m in &appended.stored {
         crate::retention::note(s, &m.conv, m.ts).await;
     }
@@ -178,6 +202,9 @@ async fn noted(s: &Shared, appended: &Appended) {
 /// keys of several hash slots in one script. Redis Cluster would need two calls (primary, then
 /// copy), losing the atomicity of the pair.
 pub(crate) async fn append(s: &Shared, req: AppendRequest) -> Result<Appended, BackendError> {
+    if s.replicated {
+        return crate::replicated::append(s, req).await;
+    }
     let p = prepare(s, &req);
     let reply: Value = s
         .redis
@@ -193,7 +220,7 @@ pub(crate) async fn append_many(
     s: &Shared,
     requests: Vec<AppendRequest>,
 ) -> Vec<Result<Appended, BackendError>> {
-    if requests.len() <= 1 {
+    if requests.len() <= 1 || s.replicated {
         let mut out = Vec::with_capacity(requests.len());
         for r in requests {
             out.push(append(s, r).await);

@@ -1,15 +1,21 @@
 //! The command connection: one auto-reconnecting multiplexed connection
-//! ([`ConnectionManager`]) shared by every request, and helpers that bound every command by the
-//! response timeout and map its errors.
+//! ([`ConnectionManager`]) shared by every request, or on Redis Cluster one cluster connection
+//! (a multiplexed connection per node, routed by slot), and helpers that bound every command by
+//! the response timeout and map its errors.
 //!
 //! The manager's own timeouts cover one network exchange; while it reconnects, a command waits
 //! for the new connection. The outer timeout here bounds the whole wait, so that during an
 //! outage a call fails with `Unavailable` after `response_timeout` instead of hanging.
 
+use crate::batch::Batch;
 use crate::error;
 use parking_lot::RwLock;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Cmd, FromRedisValue, Pipeline, RedisResult, Script, ToRedisArgs};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{
+    Client, Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Script, ToRedisArgs, Value,
+};
 use std::future::Future;
 use std::time::Duration;
 use switchboard_core::backend::BackendError;
@@ -20,13 +26,65 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long `connect` tries before it reports the server unreachable.
 const INITIAL_CONNECT_BUDGET: Duration = Duration::from_secs(4);
 
+/// Where commands go: one server, or a Redis Cluster.
+pub(crate) enum Target {
+    /// One Redis server.
+    Single {
+        /// Its client (the pub/sub connection is opened from it too).
+        client: Client,
+        /// Settings of each (re)made connection manager.
+        config: Box<ConnectionManagerConfig>,
+    },
+    /// A Redis Cluster, reached through its seed nodes.
+    Cluster {
+        /// The seed URLs, for the pub/sub client.
+        seeds: Vec<String>,
+    },
+}
+
+/// One command connection of either kind.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    /// To one server.
+    Single(ConnectionManager),
+    /// To a cluster: routes each command by its key's slot, follows MOVED/ASK.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 /// The command connection and its settings.
 pub(crate) struct Redis {
-    client: Client,
+    target: Target,
     /// `None` once closed. A lock rather than a plain field so that a connection that stopped
     /// answering can be replaced by a fresh one (see [`Redis::refresh`]).
-    manager: RwLock<Option<ConnectionManager>>,
-    manager_config: ConnectionManagerConfig,
+    manager: RwLock<Option<Conn>>,
     /// The most a command may take, including waiting for a reconnect.
     timeout: Duration,
     /// The server's URL without password, for messages.
@@ -57,25 +115,81 @@ impl Redis {
         .map_err(|_| unreachable(format!("no connection within {INITIAL_CONNECT_BUDGET:?}")))?
         .map_err(|e| unreachable(e.to_string()))?;
         let redis = Redis {
-            client,
-            manager: RwLock::new(Some(manager)),
-            manager_config,
+            target: Target::Single {
+                client,
+                config: Box::new(manager_config),
+            },
+            manager: RwLock::new(Some(Conn::Single(manager))),
             timeout,
             url: shown.clone(),
         };
-        let pong: String = redis
+        redis.ping(&unreachable).await?;
+        Ok(redis)
+    }
+
+    /// Connects to a Redis Cluster through `seeds` (any of its nodes), learns its slots and
+    /// checks that it answers. Fails with `Unavailable` naming the seeds within a few seconds.
+    pub(crate) async fn connect_cluster(
+        seeds: &[String],
+        timeout: Duration,
+    ) -> Result<Redis, BackendError> {
+        let shown = seeds
+            .iter()
+            .map(|u| error::redact_url(u))
+            .collect::<Vec<_>>()
+            .join(",");
+        let unreachable = |detail: String| {
+            BackendError::Unavailable(format!("cannot reach Redis Cluster at {shown}: {detail}"))
+        };
+        let client = cluster_builder(seeds, timeout)
+            .build()
+            .map_err(|e| BackendError::Unavailable(format!("invalid Redis URL in {shown}: {e}")))?;
+        let conn = tokio::time::timeout(INITIAL_CONNECT_BUDGET, client.get_async_connection())
+            .await
+            .map_err(|_| unreachable(format!("no connection within {INITIAL_CONNECT_BUDGET:?}")))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let redis = Redis {
+            target: Target::Cluster {
+                seeds: seeds.to_vec(),
+            },
+            manager: RwLock::new(Some(Conn::Cluster(conn))),
+            timeout,
+            url: shown.clone(),
+        };
+        redis.ping(&unreachable).await?;
+        Ok(redis)
+    }
+
+    async fn ping(
+        &self,
+        unreachable: &(dyn Fn(String) -> BackendError + Sync),
+    ) -> Result<(), BackendError> {
+        let pong: String = self
             .query("PING", &redis::cmd("PING"))
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         if pong != "PONG" {
             return Err(unreachable(format!("PING answered {pong:?}")));
         }
-        Ok(redis)
+        Ok(())
     }
 
-    /// The client, to open the pub/sub connection.
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
+    /// Where commands go (the pub/sub task opens its own connection from it).
+    pub(crate) fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The client of a single server (the pub/sub connection is opened from it).
+    pub(crate) fn client(&self) -> Option<&Client> {
+        match &self.target {
+            Target::Single { client, .. } => Some(client),
+            Target::Cluster { .. } => None,
+        }
+    }
+
+    /// Whether this is a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster { .. })
     }
 
     /// The URL without password.
@@ -88,7 +202,7 @@ impl Redis {
         self.timeout
     }
 
-    fn manager(&self) -> Result<ConnectionManager, BackendError> {
+    pub(crate) fn manager(&self) -> Result<Conn, BackendError> {
         self.manager.read().clone().ok_or_else(error::closed)
     }
 
@@ -125,6 +239,18 @@ impl Redis {
         self.timed(what, pipe.query_async(&mut c)).await
     }
 
+    /// Runs a [`Batch`]: one pipeline on one server; on a cluster one pipeline per slot, sent
+    /// concurrently (a MULTI batch is then atomic per slot only), answers in the batch's order.
+    pub(crate) async fn batch<T: FromRedisValue>(
+        &self,
+        what: &str,
+        batch: &Batch,
+    ) -> Result<T, BackendError> {
+        let c = self.manager()?;
+        let values = self.timed(what, batch.run(c)).await?;
+        T::from_redis_value(Value::Array(values)).map_err(|e| error::bad_reply(what, e))
+    }
+
     /// Runs a script by EVALSHA, loading it first if the server does not have it (after a
     /// restart, for instance).
     pub(crate) async fn eval<T: FromRedisValue>(
@@ -159,11 +285,12 @@ impl Redis {
         if slot.is_none() {
             return;
         }
-        match ConnectionManager::new_lazy_with_config(
-            self.client.clone(),
-            self.manager_config.clone(),
-        ) {
-            Ok(m) => *slot = Some(m),
+        // A cluster connection repairs itself (it reconnects per node and refreshes its slots).
+        let Target::Single { client, config } = &self.target else {
+            return;
+        };
+        match ConnectionManager::new_lazy_with_config(client.clone(), (**config).clone()) {
+            Ok(m) => *slot = Some(Conn::Single(m)),
             Err(e) => {
                 tracing::warn!(url = %self.url, error = %e, "cannot renew the Redis connection")
             }
@@ -174,4 +301,16 @@ impl Redis {
     pub(crate) fn close(&self) {
         self.manager.write().take();
     }
+}
+
+/// The cluster client settings shared by the command and pub/sub connections: one connection
+/// attempt per second at most, each exchange bounded by `timeout`, a few retries (they follow
+/// MOVED and ASK, and wait out a failover in steps).
+pub(crate) fn cluster_builder(seeds: &[String], timeout: Duration) -> ClusterClientBuilder {
+    ClusterClientBuilder::new(seeds.to_vec())
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(timeout)
+        .retries(3)
+        .min_retry_wait(50)
+        .max_retry_wait(500)
 }

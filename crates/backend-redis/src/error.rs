@@ -27,6 +27,10 @@ pub(crate) fn is_transient(e: &RedisError) -> bool {
         e.kind(),
         ErrorKind::Server(
             ServerErrorKind::BusyLoading
+                // A redirect the cluster client could not follow within its retries: the
+                // topology is changing (resharding, failover).
+                | ServerErrorKind::Moved
+                | ServerErrorKind::Ask
                 | ServerErrorKind::TryAgain
                 | ServerErrorKind::ClusterDown
                 | ServerErrorKind::MasterDown
@@ -35,7 +39,14 @@ pub(crate) fn is_transient(e: &RedisError) -> bool {
     ) {
         return true;
     }
-    e.code().is_some_and(|c| TRANSIENT_CODES.contains(&c))
+    if e.code().is_some_and(|c| TRANSIENT_CODES.contains(&c)) {
+        return true;
+    }
+    // A cluster pipeline or transaction reports its commands' errors in one aggregate.
+    let text = e.to_string();
+    ["Moved:", "Ask:", "TryAgain", "ClusterDown", "MasterDown"]
+        .iter()
+        .any(|t| text.contains(t))
 }
 
 /// Maps a Redis error met while doing `what` against the server at `url`.

@@ -1,6 +1,6 @@
 //! Key and channel names. Everything of one conversation shares the hash tag `{<conv>}` so that
-//! the layout carries over to Redis Cluster (one slot per conversation); registry and store keys
-//! are plain.
+//! its append touches one slot on Redis Cluster; on one server registry and store keys are
+//! plain, on a cluster they are tagged by owner (see the second table).
 //!
 //! | key | type | holds |
 //! | --- | --- | --- |
@@ -26,6 +26,24 @@
 //! | `Pnodeentries:<node>` | set | what a node wrote into the registry (for cleanup) |
 //! | `Pconns:<user>` | hash | conn id -> node id |
 //! | `Proomsubs:<room>` | hash | conn id -> `<user>\t<node>` |
+//!
+//! **Redis Cluster layout** ([`Keys::cluster`]): the conversation keys above are unchanged (the
+//! channel is a shard channel, and the head also holds `rseq`, the last seq published, see
+//! `replicated`). A user's, a room's and a node's keys share their owner's hash tag, so each
+//! owner lives in one slot, the user's next to its direct-message stream and the room's next to
+//! its conversation:
+//!
+//! | one server | Redis Cluster |
+//! | --- | --- |
+//! | `Puser:<id>`, `Pusersessions:<id>`, `Puserrooms:<id>`, `Pconns:<id>` | `P{user:<id>}:user`, `:sessions`, `:rooms`, `:conns` |
+//! | `Proom:<id>`, `Pmembers:<id>`, `Proomsubs:<id>` | `P{room:<id>}:room`, `:members`, `:subs` |
+//! | `Pnode:<id>`, `Pnodeentries:<id>` | `P{node:<id>}:lease`, `:entries` |
+//!
+//! The rest stays one key each, spread over slots by their own names: `Pusername:<key>` and
+//! `Psession:<hex>` (one per name and token, so the hottest reads, token checks, spread evenly),
+//! and the few global keys `Pnodes`, `Proomseq`, `Prooms:public`, `Pconvs` (small, rarely
+//! written). Writes that span owners (a new user's name, a room's indexes, a membership) are
+//! ordered so that no reader finds an index entry without its object (store module).
 
 use switchboard_core::backend::TokenHash;
 use switchboard_proto::Conv;
@@ -34,13 +52,37 @@ use switchboard_proto::Conv;
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     prefix: String,
+    /// Redis Cluster layout: a user's, a room's and a node's keys carry the hash tag
+    /// `{user:<id>}`, `{room:<id>}`, `{node:<id>}` (see the module doc).
+    cluster: bool,
 }
 
 impl Keys {
-    /// Keys under `prefix` (e.g. `sb:`).
+    /// Keys under `prefix` (e.g. `sb:`), in the one-server layout.
     pub(crate) fn new(prefix: &str) -> Keys {
         Keys {
             prefix: prefix.to_owned(),
+            cluster: false,
+        }
+    }
+
+    /// Keys under `prefix` in the Redis Cluster layout.
+    pub(crate) fn cluster(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_owned(),
+            cluster: true,
+        }
+    }
+
+    /// `P{<tag>}:<what>` in the cluster layout, `P<plain>` otherwise.
+    fn owned(&self, plain: &str, kind: &str, id: &str, what: &str) -> String {
+        if self.cluster {
+            let mut s = self.tagged(&format!("{kind}:{id}"));
+            s.push(':');
+            s.push_str(what);
+            s
+        } else {
+            format!("{}{plain}{id}", self.prefix)
         }
     }
 
@@ -52,10 +94,15 @@ impl Keys {
     /// `P{<conv>}`: the conversation's hash-tagged stem. Braces and `%` in the name are escaped so
     /// that the tag always covers the whole name and two conversations never share keys.
     fn conv(&self, conv: &Conv) -> String {
-        let mut s = String::with_capacity(self.prefix.len() + conv.as_str().len() + 2);
+        self.tagged(conv.as_str())
+    }
+
+    /// `P{<name>}` with braces and `%` in the name escaped.
+    fn tagged(&self, name: &str) -> String {
+        let mut s = String::with_capacity(self.prefix.len() + name.len() + 2);
         s.push_str(&self.prefix);
         s.push('{');
-        for c in conv.as_str().chars() {
+        for c in name.chars() {
             match c {
                 '%' => s.push_str("%25"),
                 '{' => s.push_str("%7B"),
@@ -104,7 +151,7 @@ impl Keys {
 
     /// A user.
     pub(crate) fn user(&self, user_id: &str) -> String {
-        format!("{}user:{user_id}", self.prefix)
+        self.owned("user:", "user", user_id, "user")
     }
 
     /// Login name -> user id.
@@ -124,7 +171,7 @@ impl Keys {
 
     /// A user's token hashes (hex), scored by expiry.
     pub(crate) fn user_sessions(&self, user_id: &str) -> String {
-        format!("{}usersessions:{user_id}", self.prefix)
+        self.owned("usersessions:", "user", user_id, "sessions")
     }
 
     /// Set once the sessions of older versions are in their users' indexes.
@@ -139,7 +186,7 @@ impl Keys {
 
     /// A room.
     pub(crate) fn room(&self, room_id: &str) -> String {
-        format!("{}room:{room_id}", self.prefix)
+        self.owned("room:", "room", room_id, "room")
     }
 
     /// The counter giving rooms their creation order.
@@ -154,17 +201,17 @@ impl Keys {
 
     /// Rooms a user belongs to, by creation order.
     pub(crate) fn user_rooms(&self, user_id: &str) -> String {
-        format!("{}userrooms:{user_id}", self.prefix)
+        self.owned("userrooms:", "user", user_id, "rooms")
     }
 
     /// A room's members by join order.
     pub(crate) fn members(&self, room_id: &str) -> String {
-        format!("{}members:{room_id}", self.prefix)
+        self.owned("members:", "room", room_id, "members")
     }
 
     /// A node's lease (its announce JSON, with a TTL).
     pub(crate) fn node(&self, node_id: &str) -> String {
-        format!("{}node:{node_id}", self.prefix)
+        self.owned("node:", "node", node_id, "lease")
     }
 
     /// Every node that took a lease and has not been swept.
@@ -174,17 +221,17 @@ impl Keys {
 
     /// What a node wrote into the registry.
     pub(crate) fn node_entries(&self, node_id: &str) -> String {
-        format!("{}nodeentries:{node_id}", self.prefix)
+        self.owned("nodeentries:", "node", node_id, "entries")
     }
 
     /// A user's live connections.
     pub(crate) fn conns(&self, user_id: &str) -> String {
-        format!("{}conns:{user_id}", self.prefix)
+        self.owned("conns:", "user", user_id, "conns")
     }
 
     /// A room's subscribed connections.
     pub(crate) fn room_subs(&self, room_id: &str) -> String {
-        format!("{}roomsubs:{room_id}", self.prefix)
+        self.owned("roomsubs:", "room", room_id, "subs")
     }
 }
 
@@ -202,5 +249,27 @@ mod tests {
         assert_eq!(k.idem(&c, "u_1", "c:1"), "sb:{room:r1}:idem:3:u_1:c:1");
         let odd = Conv::parse("room:a}b{%").unwrap();
         assert_eq!(k.meta(&odd), "sb:{room:a%7Db%7B%25}:meta");
+    }
+
+    #[test]
+    fn cluster_layout_tags_users_rooms_and_nodes() {
+        let k = Keys::cluster("sb:");
+        let slot = |s: &str| crate::batch::slot(s.as_bytes());
+        let dm = slot(&k.log(&Conv::user("u_1")));
+        for key in [
+            k.user("u_1"),
+            k.user_sessions("u_1"),
+            k.user_rooms("u_1"),
+            k.conns("u_1"),
+        ] {
+            assert_eq!(slot(&key), dm, "{key}");
+        }
+        let room = slot(&k.log(&Conv::room("r_1")));
+        for key in [k.room("r_1"), k.members("r_1"), k.room_subs("r_1")] {
+            assert_eq!(slot(&key), room, "{key}");
+        }
+        assert_eq!(k.room("r_1"), "sb:{room:r_1}:room");
+        assert_eq!(slot(&k.node("n")), slot(&k.node_entries("n")));
+        assert_eq!(Keys::new("sb:").conns("u_1"), "sb:conns:u_1");
     }
 }

@@ -19,12 +19,15 @@
 //! slots at once say so.
 
 mod accounts;
+mod batch;
 mod broker;
 mod conn;
 mod error;
 mod keys;
 mod pubsub;
+mod pubsub_cluster;
 mod registry;
+mod replicated;
 mod retention;
 mod scripts;
 mod store;
@@ -71,6 +74,28 @@ pub struct RedisConfig {
     /// Stored with this node's lease (its URL, endpoints, weight...), for dispatchers: see
     /// [`RedisBackend::live_nodes`].
     pub announce: NodeAnnouncement,
+    /// Seed nodes of a Redis Cluster (`redis://host:port`, any of its nodes). When not empty the
+    /// backend runs on that cluster, with the cluster key layout and sharded pub/sub, and `url`
+    /// is unused.
+    pub cluster: Vec<String>,
+    /// Replicas that must hold a message before `append` answers and it is published (`WAIT`).
+    /// 0 = do not wait (publish from the append script itself).
+    pub wait_replicas: u32,
+    /// How long `append` waits for those replicas before answering `Unavailable`.
+    pub wait_timeout: Duration,
+    /// On a cluster, called with the shard master's address (`host:port`) for every
+    /// conversation message this node receives (per-shard metrics).
+    pub on_shard_message: Option<ShardHook>,
+}
+
+/// A callback for each message received from a shard (see [`RedisConfig::on_shard_message`]).
+#[derive(Clone)]
+pub struct ShardHook(pub Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for ShardHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ShardHook")
+    }
 }
 
 impl RedisConfig {
@@ -87,6 +112,10 @@ impl RedisConfig {
             history_max_age_ms: 0,
             lease: Duration::from_secs(10),
             response_timeout: Duration::from_secs(2),
+            cluster: Vec::new(),
+            wait_replicas: 0,
+            wait_timeout: Duration::from_millis(500),
+            on_shard_message: None,
         }
     }
 }
@@ -120,6 +149,8 @@ pub(crate) struct Shared {
     pub renewing_stopped: AtomicBool,
     /// Conversations recently noted for age trimming (see [`retention`]).
     pub retention: retention::Noted,
+    /// Appends wait for replicas and publish afterwards (see [`replicated`]).
+    pub replicated: bool,
 }
 
 impl Shared {
@@ -150,7 +181,12 @@ impl RedisBackend {
         config: RedisConfig,
         sink: Arc<dyn BusSink>,
     ) -> Result<Arc<RedisBackend>, BackendError> {
-        let redis = Redis::connect(&config.url, config.response_timeout).await?;
+        let cluster = !config.cluster.is_empty();
+        let redis = if cluster {
+            Redis::connect_cluster(&config.cluster, config.response_timeout).await?
+        } else {
+            Redis::connect(&config.url, config.response_timeout).await?
+        };
         let scripts = Scripts::new();
         for (name, script) in scripts.all() {
             redis
@@ -159,7 +195,12 @@ impl RedisBackend {
         }
         let (pubsub_tx, pubsub_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            keys: Keys::new(&config.key_prefix),
+            keys: if cluster {
+                Keys::cluster(&config.key_prefix)
+            } else {
+                Keys::new(&config.key_prefix)
+            },
+            replicated: cluster || config.wait_replicas > 0,
             retention: retention::Noted::new(config.history_max_age_ms),
             config,
             redis,
@@ -172,8 +213,11 @@ impl RedisBackend {
             mirror: Mutex::new(registry::Mirror::default()),
             renewing_stopped: AtomicBool::new(false),
         });
-        accounts::index_username_keys(&shared).await?;
-        accounts::index_user_sessions(&shared).await?;
+        if !cluster {
+            // Upgrades of data older versions wrote on one server (no cluster deployment has any).
+            accounts::index_username_keys(&shared).await?;
+            accounts::index_user_sessions(&shared).await?;
+        }
         registry::take_lease(&shared).await?;
         let backend = Arc::new(RedisBackend {
             shared: shared.clone(),
@@ -181,7 +225,11 @@ impl RedisBackend {
         });
 
         let (up_tx, up_rx) = oneshot::channel();
-        backend.spawn(pubsub::run(shared.clone(), pubsub_rx, up_tx));
+        if cluster {
+            backend.spawn(pubsub_cluster::run(shared.clone(), pubsub_rx, up_tx));
+        } else {
+            backend.spawn(pubsub::run(shared.clone(), pubsub_rx, up_tx));
+        }
         let first = tokio::time::timeout(Duration::from_secs(5), up_rx).await;
         match first {
             Ok(Ok(Ok(()))) => {}
@@ -238,6 +286,12 @@ impl RedisBackend {
         self.shared.check_open()?;
         retention::pass(&self.shared).await
     }
+}
+
+/// The Redis Cluster hash slot of `key` (CRC16 of its hash tag, modulo 16384), as the cluster
+/// computes it: tests use it to pick ids in a chosen slot.
+pub fn key_slot(key: &str) -> u16 {
+    batch::slot(key.as_bytes())
 }
 
 /// Current time in milliseconds since the Unix epoch (0 if the clock is before 1970).

@@ -16,6 +16,7 @@
 //! Duplicates across a reconnect are possible in principle and harmless (sessions drop repeats by
 //! seq); gaps are not possible while the stream still holds the messages.
 
+use crate::batch::Batch;
 use crate::error::{self, is_transient};
 use crate::{Shared, broker};
 use futures_util::StreamExt;
@@ -40,7 +41,7 @@ const SUBSCRIBE_CHUNK: usize = 500;
 /// Messages per XRANGE when filling a gap.
 const FILL_BATCH: usize = 500;
 /// Requests handled together (one pipelined head read and one SUBSCRIBE for a burst).
-const COMMAND_BATCH: usize = 500;
+pub(crate) const COMMAND_BATCH: usize = 500;
 /// Conversations whose gaps are read in one pipeline after a reconnect.
 const RESUME_CHUNK: usize = 100;
 
@@ -87,21 +88,21 @@ pub(crate) async fn request(s: &Shared, conv: &Conv, subscribe: bool) -> Result<
 
 /// The conversations this node receives.
 #[derive(Default)]
-struct Interest {
+pub(crate) struct Interest {
     /// Conversation -> the last seq delivered to the sink.
-    last: HashMap<Conv, u64>,
+    pub(crate) last: HashMap<Conv, u64>,
     /// Channel name -> conversation.
-    channels: HashMap<String, Conv>,
+    pub(crate) channels: HashMap<String, Conv>,
 }
 
 impl Interest {
-    fn add(&mut self, conv: Conv, channel: String, last: u64) {
+    pub(crate) fn add(&mut self, conv: Conv, channel: String, last: u64) {
         self.last.insert(conv.clone(), last);
         self.channels.insert(channel, conv);
     }
 
     /// Forgets `conv`; returns its channel if it was there.
-    fn remove(&mut self, s: &Shared, conv: &Conv) -> Option<String> {
+    pub(crate) fn remove(&mut self, s: &Shared, conv: &Conv) -> Option<String> {
         self.last.remove(conv)?;
         let channel = s.keys.channel(conv);
         self.channels.remove(&channel);
@@ -170,7 +171,10 @@ async fn open(
 ) -> Result<(PubSubSink, PubSubStream), BackendError> {
     let t = s.redis.timeout();
     let url = s.redis.url();
-    let pubsub = tokio::time::timeout(t, s.redis.client().get_async_pubsub())
+    let client = s.redis.client().ok_or_else(|| {
+        BackendError::Internal("the one-server pub/sub task runs on a cluster".into())
+    })?;
+    let pubsub = tokio::time::timeout(t, client.get_async_pubsub())
         .await
         .map_err(|_| error::timed_out(url, "opening the pub/sub connection", t))?
         .map_err(|e| error::map(url, "opening the pub/sub connection", e))?;
@@ -193,7 +197,7 @@ async fn open(
 async fn resume_all(s: &Shared, interest: &mut Interest) -> Result<(), BackendError> {
     let convs: Vec<(Conv, u64)> = interest.last.iter().map(|(c, l)| (c.clone(), *l)).collect();
     for chunk in convs.chunks(RESUME_CHUNK) {
-        let mut p = redis::pipe();
+        let mut p = Batch::new();
         for (conv, last) in chunk {
             p.cmd("HGET").arg(s.keys.meta(conv)).arg("seq");
             p.cmd("XRANGE")
@@ -203,7 +207,7 @@ async fn resume_all(s: &Shared, interest: &mut Interest) -> Result<(), BackendEr
                 .arg("COUNT")
                 .arg(FILL_BATCH);
         }
-        let replies: Vec<redis::Value> = s.redis.pipe("resuming subscriptions", &p).await?;
+        let replies: Vec<redis::Value> = s.redis.batch("resuming subscriptions", &p).await?;
         if replies.len() != chunk.len() * 2 {
             return Err(crate::error::bad_reply(
                 "resuming subscriptions",
@@ -249,7 +253,7 @@ fn deliver_after(s: &Shared, interest: &mut Interest, conv: &Conv, page: Vec<Arc
 
 /// Delivers the stored messages of `conv` after the last one delivered, up to `until`
 /// (exclusive) or the head, a page at a time.
-async fn catch_up(
+pub(crate) async fn catch_up(
     s: &Shared,
     interest: &mut Interest,
     conv: &Conv,
@@ -357,7 +361,35 @@ async fn commands(
     Ok(())
 }
 
-type Ack = oneshot::Sender<Result<(), BackendError>>;
+pub(crate) type Ack = oneshot::Sender<Result<(), BackendError>>;
+
+/// The conversations of a batch of subscribe requests still to subscribe, each with who waits
+/// for it, in first-asked order. Requests whose caller gave up are answered with a timeout, and
+/// those for conversations already received at once.
+pub(crate) fn wanted(
+    s: &Shared,
+    interest: &Interest,
+    requests: Vec<(Conv, Instant, Ack)>,
+) -> Vec<(Conv, Vec<Ack>)> {
+    let now = Instant::now();
+    let mut wanted: Vec<(Conv, Vec<Ack>)> = Vec::new();
+    for (conv, deadline, ack) in requests {
+        if now >= deadline || ack.is_closed() {
+            let _ = ack.send(Err(error::timed_out(
+                s.redis.url(),
+                "subscribe",
+                s.redis.timeout(),
+            )));
+        } else if interest.last.contains_key(&conv) {
+            let _ = ack.send(Ok(()));
+        } else if let Some((_, acks)) = wanted.iter_mut().find(|(c, _)| *c == conv) {
+            acks.push(ack);
+        } else {
+            wanted.push((conv, vec![ack]));
+        }
+    }
+    wanted
+}
 
 /// Subscribes to new conversations: one pipelined head read, then one SUBSCRIBE for all.
 async fn subscribe(
@@ -368,20 +400,7 @@ async fn subscribe(
 ) -> Result<(), String> {
     let t = s.redis.timeout();
     let url = s.redis.url();
-    let now = Instant::now();
-    // Conversation -> who waits for it, in first-asked order.
-    let mut wanted: Vec<(Conv, Vec<Ack>)> = Vec::new();
-    for (conv, deadline, ack) in requests {
-        if now >= deadline || ack.is_closed() {
-            let _ = ack.send(Err(error::timed_out(url, "subscribe", t)));
-        } else if interest.last.contains_key(&conv) {
-            let _ = ack.send(Ok(()));
-        } else if let Some((_, acks)) = wanted.iter_mut().find(|(c, _)| *c == conv) {
-            acks.push(ack);
-        } else {
-            wanted.push((conv, vec![ack]));
-        }
-    }
+    let wanted = wanted(s, interest, requests);
     if wanted.is_empty() {
         return Ok(());
     }
@@ -394,11 +413,11 @@ async fn subscribe(
     };
     // The heads before subscribing: everything published after the SUBSCRIBE has a higher seq,
     // so it is never taken for a repeat.
-    let mut p = redis::pipe();
+    let mut p = Batch::new();
     for (conv, _) in &wanted {
         p.cmd("HGET").arg(s.keys.meta(conv)).arg("seq");
     }
-    let heads: Vec<Option<u64>> = match s.redis.pipe("reading heads", &p).await {
+    let heads: Vec<Option<u64>> = match s.redis.batch("reading heads", &p).await {
         Ok(h) => h,
         Err(e) => {
             answer(wanted, Err(e));
@@ -452,7 +471,7 @@ async fn unsubscribe(
 
 /// Forwards one pub/sub message. `Err` when a gap could not be filled (the caller reconnects,
 /// which fills it from the last delivered seq).
-async fn on_message(
+pub(crate) async fn on_message(
     s: &Shared,
     interest: &mut Interest,
     control: &str,

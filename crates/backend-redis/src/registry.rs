@@ -14,6 +14,7 @@
 //! `node_id` field of the [`ConnEntry`] says.
 
 use crate::Shared;
+use crate::batch::Batch;
 use crate::error::bad_reply;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -51,7 +52,7 @@ impl Entry {
     }
 
     /// Adds the commands that write (or delete) it to `p`.
-    fn write(&self, s: &Shared, p: &mut redis::Pipeline, add: bool) {
+    fn write(&self, s: &Shared, p: &mut Batch, add: bool) {
         let me = &s.config.node_id;
         let (key, conn_id, value) = match self {
             Entry::Conn { user_id, conn_id } => (s.keys.conns(user_id), conn_id, me.clone()),
@@ -137,12 +138,12 @@ async fn apply(s: &Shared, entries: &[Entry], add: bool) -> Result<(), BackendEr
     if entries.is_empty() {
         return Ok(());
     }
-    let mut p = redis::pipe();
+    let mut p = Batch::new();
     p.atomic();
     for e in entries {
         e.write(s, &mut p, add);
     }
-    s.redis.pipe::<()>("registry write", &p).await
+    s.redis.batch::<()>("registry write", &p).await
 }
 
 /// A write failed: whatever part of it Redis may have applied is deleted later.
@@ -260,11 +261,11 @@ async fn live(s: &Shared, nodes: &HashSet<&str>) -> Result<HashSet<String>, Back
     if nodes.is_empty() {
         return Ok(HashSet::new());
     }
-    let mut p = redis::pipe();
+    let mut p = Batch::new();
     for n in &nodes {
         p.cmd("EXISTS").arg(s.keys.node(n));
     }
-    let exists: Vec<bool> = s.redis.pipe("checking node leases", &p).await?;
+    let exists: Vec<bool> = s.redis.batch("checking node leases", &p).await?;
     Ok(nodes
         .into_iter()
         .zip(exists)
@@ -277,7 +278,12 @@ async fn live(s: &Shared, nodes: &HashSet<&str>) -> Result<HashSet<String>, Back
 /// checks the lease again, atomically, so a node that just took its lease back keeps them.
 async fn reap(s: &Shared, stale: HashMap<(String, String), Vec<String>>) {
     for ((node, hash), conns) in stale {
-        let keys = [s.keys.node(&node), hash];
+        // On a cluster the lease is in another slot; `live` found it gone just before.
+        let keys = if s.redis.is_cluster() {
+            vec![hash]
+        } else {
+            vec![s.keys.node(&node), hash]
+        };
         let mut args = vec![node];
         args.extend(conns);
         if let Err(e) = s
@@ -307,11 +313,11 @@ pub(crate) async fn user_connections(
     if user_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut p = redis::pipe();
+    let mut p = Batch::new();
     for u in user_ids {
         p.cmd("HGETALL").arg(s.keys.conns(u));
     }
-    let all: Vec<HashMap<String, String>> = s.redis.pipe("user_connections", &p).await?;
+    let all: Vec<HashMap<String, String>> = s.redis.batch("user_connections", &p).await?;
     let nodes: HashSet<&str> = all
         .iter()
         .flat_map(|h| h.values().map(String::as_str))
@@ -385,7 +391,7 @@ pub(crate) async fn room_presence(
 /// Writes the lease (and adds the node to the node set).
 async fn write_lease(s: &Shared) -> Result<(), BackendError> {
     let me = &s.config.node_id;
-    let mut p = redis::pipe();
+    let mut p = Batch::new();
     p.atomic()
         .cmd("SET")
         .arg(s.keys.node(me))
@@ -397,7 +403,7 @@ async fn write_lease(s: &Shared) -> Result<(), BackendError> {
         .arg(s.keys.nodes())
         .arg(me)
         .ignore();
-    s.redis.pipe::<()>("taking the node lease", &p).await
+    s.redis.batch::<()>("taking the node lease", &p).await
 }
 
 fn lease_ms(s: &Shared) -> u64 {
@@ -417,10 +423,13 @@ async fn sweep_node(s: &Shared, node: &str, force: bool) -> Result<(), BackendEr
         BATCH.to_string(),
     ];
     loop {
-        let n: i64 = s
-            .redis
-            .eval("sweeping a node", &s.scripts.sweep, &keys, &args)
-            .await?;
+        let n: i64 = if s.redis.is_cluster() {
+            sweep_step_cluster(s, node, force).await?
+        } else {
+            s.redis
+                .eval("sweeping a node", &s.scripts.sweep, &keys, &args)
+                .await?
+        };
         if n < BATCH as i64 {
             if n >= 0 && !force {
                 tracing::info!(
@@ -435,6 +444,58 @@ async fn sweep_node(s: &Shared, node: &str, force: bool) -> Result<(), BackendEr
 
 /// At start: clears what an earlier run with this node id left behind (its connections died
 /// with it), then takes the lease.
+/// The sweep script's step on a cluster, where the entries' hashes are in other slots than the
+/// node's index: pops a batch from the index (if the lease is gone, or `force`), then removes
+/// each entry that still names the node from its hash, one slot at a time. Returns -1 if the
+/// lease is alive, else the entries popped.
+async fn sweep_step_cluster(s: &Shared, node: &str, force: bool) -> Result<i64, BackendError> {
+    let mut c = redis::cmd("EVAL");
+    c.arg(
+        "if ARGV[1] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then return false end \
+         return redis.call('SPOP', KEYS[2], ARGV[2])",
+    )
+    .arg(2)
+    .arg(s.keys.node(node))
+    .arg(s.keys.node_entries(node))
+    .arg(if force { "1" } else { "0" })
+    .arg(BATCH);
+    let items: Option<Vec<String>> = s.redis.query("sweeping a node", &c).await?;
+    let Some(items) = items else {
+        return Ok(-1);
+    };
+    let mut by_hash: HashMap<String, Vec<String>> = HashMap::new();
+    for raw in &items {
+        let Ok(v) = serde_json::from_str::<Vec<String>>(raw) else {
+            continue;
+        };
+        match v.as_slice() {
+            [kind, owner, conn] if kind == "c" => by_hash
+                .entry(s.keys.conns(owner))
+                .or_default()
+                .push(conn.clone()),
+            [kind, room, conn] if kind == "r" => by_hash
+                .entry(s.keys.room_subs(room))
+                .or_default()
+                .push(conn.clone()),
+            _ => {}
+        }
+    }
+    for (hash, conns) in by_hash {
+        let mut args = vec![node.to_owned()];
+        args.extend(conns);
+        s.redis
+            .eval::<i64>("sweeping a node", &s.scripts.reap, &[hash], &args)
+            .await?;
+    }
+    let n = i64::try_from(items.len()).unwrap_or(i64::MAX);
+    if n < BATCH as i64 && !force {
+        let mut c = redis::cmd("SREM");
+        c.arg(s.keys.nodes()).arg(node);
+        s.redis.query::<i64>("sweeping a node", &c).await?;
+    }
+    Ok(n)
+}
+
 pub(crate) async fn take_lease(s: &Shared) -> Result<(), BackendError> {
     let me = &s.config.node_id;
     let mut c = redis::cmd("EXISTS");
@@ -581,11 +642,11 @@ pub(crate) async fn live_nodes(s: &Shared) -> Result<Vec<NodeAnnouncement>, Back
         return Ok(Vec::new());
     }
     nodes.sort();
-    let mut c = redis::cmd("MGET");
+    let mut b = Batch::new();
     for n in &nodes {
-        c.arg(s.keys.node(n));
+        b.cmd("GET").arg(s.keys.node(n));
     }
-    let leases: Vec<Option<String>> = s.redis.query("reading node leases", &c).await?;
+    let leases: Vec<Option<String>> = s.redis.batch("reading node leases", &b).await?;
     Ok(nodes
         .into_iter()
         .zip(leases)
@@ -608,7 +669,7 @@ pub(crate) async fn release_lease(s: &Shared) {
     let me = &s.config.node_id;
     let result = async {
         sweep_node(s, me, true).await?;
-        let mut p = redis::pipe();
+        let mut p = Batch::new();
         p.atomic()
             .cmd("DEL")
             .arg(s.keys.node(me))
@@ -617,7 +678,7 @@ pub(crate) async fn release_lease(s: &Shared) {
             .arg(s.keys.nodes())
             .arg(me)
             .ignore();
-        s.redis.pipe::<()>("releasing the node lease", &p).await
+        s.redis.batch::<()>("releasing the node lease", &p).await
     }
     .await;
     if let Err(e) = result {

@@ -12,6 +12,7 @@
 //! the set. (An appender skips the `ZADD` only if it added the conversation less than `max_age /
 //! 2` ago, and then the stream holds that young message and is not emptied.)
 
+use crate::batch::Batch;
 use crate::{Shared, now_ms};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -111,10 +112,10 @@ pub(crate) async fn pass(s: &Shared) -> Result<(), BackendError> {
         if names.is_empty() {
             return Ok(());
         }
-        let mut p = redis::pipe();
+        let mut p = Batch::new();
         p.cmd("ZREM").arg(&set).arg(&names).ignore();
-        s.redis.pipe::<()>("trimming by age", &p).await?;
-        let mut back = redis::pipe();
+        s.redis.batch::<()>("trimming by age", &p).await?;
+        let mut back = Batch::new();
         for name in &names {
             let Some(conv) = Conv::parse(name) else {
                 continue;
@@ -142,7 +143,7 @@ pub(crate) async fn pass(s: &Shared) -> Result<(), BackendError> {
                 .ignore();
         }
         if !back.is_empty() {
-            s.redis.pipe::<()>("trimming by age", &back).await?;
+            s.redis.batch::<()>("trimming by age", &back).await?;
         }
         if names.len() < BATCH {
             return Ok(());

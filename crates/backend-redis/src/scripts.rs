@@ -35,6 +35,8 @@ local now, maxlen, epoch, idem_ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[
 local has_copy, has_idem = ARGV[5] == '1', ARGV[6] == '1'
 local mid, post, rpre = ARGV[7], ARGV[8], ARGV[9]
 local ch1, pre1, ch2, pre2 = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+-- '0': replicated mode, the confirm script publishes once WAIT saw the write replicated.
+local publish = ARGV[14] ~= '0'
 local meta1, log1 = KEYS[1], KEYS[2]
 local meta2, log2, idem
 if has_copy then
@@ -47,7 +49,12 @@ end
 -- 1. A repeat of an earlier (owner, client_msg_id): its receipt; nothing stored or published.
 if has_idem then
   local earlier = redis.call('GET', idem)
-  if earlier then return {0, earlier} end
+  if earlier then
+    -- Replicated mode: a write of ours after the original one, so that the caller's WAIT
+    -- covers it too (the original may have been written by a node that died before its WAIT).
+    if not publish then redis.call('HSET', meta1, 'ack', now) end
+    return {0, earlier}
+  end
 end
 
 -- 2. Seqs and one time for both copies, never below the latest time of either conversation.
@@ -71,7 +78,8 @@ local function set_head(meta, seq, had_epoch)
   if had_epoch then
     redis.call('HSET', meta, 'seq', seq, 'ts', ts)
   else
-    redis.call('HSET', meta, 'seq', seq, 'ts', ts, 'epoch', epoch)
+    -- `rseq`: the last seq published in replicated mode (see CONFIRM_LUA).
+    redis.call('HSET', meta, 'seq', seq, 'ts', ts, 'epoch', epoch, 'rseq', seq - 1)
   end
 end
 local ts_s = string.format('%d', ts)
@@ -93,9 +101,36 @@ end
 if has_idem then
   redis.call('SET', idem, rpre .. string.format('%d', seq1) .. ',"ts":' .. ts_s .. '}', 'EX', idem_ttl)
 end
-redis.call('PUBLISH', ch1, m1)
-if has_copy then redis.call('PUBLISH', ch2, m2) end
+if publish then
+  redis.call('PUBLISH', ch1, m1)
+  if has_copy then redis.call('PUBLISH', ch2, m2) end
+end
 return {1, seq1, ts, seq2}
+"#;
+
+/// Replicated mode: publishes, in seq order, every stored message of a conversation up to seq
+/// ARGV[1] not yet published, once the caller's WAIT saw that seq's write replicated (a replica
+/// that has seq has every seq below it: one master writes them in order). KEYS: meta, log.
+/// ARGV: seq, channel, publish command (`SPUBLISH` on a cluster). `rseq` in the head is the last
+/// seq published. Returns the number published, or -1 when the head is below seq (the message
+/// was lost in a failover before it was replicated: nothing to publish).
+const CONFIRM_LUA: &str = r#"
+local meta, log, seq, ch, publish = KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local v = redis.call('HMGET', meta, 'seq', 'rseq')
+local head = tonumber(v[1]) or 0
+if seq > head then return -1 end
+local r = tonumber(v[2]) or (seq - 1)
+if seq <= r then return 0 end
+local from = math.max(r + 1, seq - 1000)
+local entries = redis.call('XRANGE', log, string.format('%d-0', from), string.format('%d-1', seq))
+for _, e in ipairs(entries) do
+  local f = e[2]
+  for j = 1, #f, 2 do
+    if f[j] == 'm' then redis.call(publish, ch, f[j + 1]) end
+  end
+end
+redis.call('HSET', meta, 'rseq', seq)
+return #entries
 "#;
 
 /// Position: head, epoch (made once, when first asked or written), oldest stored seq.
@@ -171,13 +206,17 @@ return #items
 /// Deletes entries of a node, if its lease is gone, from one registry hash.
 /// KEYS: the node's lease, the hash. ARGV: node id, then conn ids. Only entries still naming the
 /// node are removed (`<node>` in `conns`, `<user>\t<node>` in `roomsubs`).
+///
+/// On a cluster the lease lives in another slot: KEYS is then the hash alone, and the caller has
+/// checked the lease just before.
 const REAP_LUA: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local hash = KEYS[#KEYS]
+if #KEYS == 2 and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local node, n = ARGV[1], 0
 for i = 2, #ARGV do
-  local v = redis.call('HGET', KEYS[2], ARGV[i])
+  local v = redis.call('HGET', hash, ARGV[i])
   if v and (v == node or string.sub(v, -(#node + 1)) == '\t' .. node) then
-    redis.call('HDEL', KEYS[2], ARGV[i])
+    redis.call('HDEL', hash, ARGV[i])
     n = n + 1
   end
 end
@@ -218,10 +257,24 @@ redis.call('ZADD', KEYS[3], ord, ARGV[1])
 return 1
 "#;
 
+/// [`ADD_MEMBER_LUA`] without the user's index (another slot on a cluster). KEYS: room,
+/// members. ARGV: room id, user id. Returns -1 for an unknown room, else the room's order.
+const ADD_MEMBER_ROOM_LUA: &str = r#"
+local ord = redis.call('HGET', KEYS[1], 'ord')
+if not ord then return -1 end
+if not redis.call('ZSCORE', KEYS[2], ARGV[2]) then
+  local n = redis.call('HINCRBY', KEYS[1], 'joins', 1)
+  redis.call('ZADD', KEYS[2], n, ARGV[2])
+end
+return tonumber(ord)
+"#;
+
 /// Every script, compiled once (their SHA1 is what EVALSHA sends).
 pub(crate) struct Scripts {
     /// See `APPEND_LUA`.
     pub append: Script,
+    /// See `CONFIRM_LUA`.
+    pub confirm: Script,
     /// See `POSITION_LUA`.
     pub position: Script,
     /// See `TRIM_AGE_LUA`.
@@ -236,6 +289,8 @@ pub(crate) struct Scripts {
     pub create_room: Script,
     /// See `ADD_MEMBER_LUA`.
     pub add_member: Script,
+    /// See `ADD_MEMBER_ROOM_LUA`.
+    pub add_member_room: Script,
 }
 
 impl Scripts {
@@ -243,6 +298,7 @@ impl Scripts {
     pub(crate) fn new() -> Scripts {
         Scripts {
             append: Script::new(&format!("{HEAD_LUA}{APPEND_LUA}")),
+            confirm: Script::new(CONFIRM_LUA),
             position: Script::new(&format!("{HEAD_LUA}{POSITION_LUA}")),
             trim_age: Script::new(TRIM_AGE_LUA),
             sweep: Script::new(SWEEP_LUA),
@@ -250,13 +306,15 @@ impl Scripts {
             create_user: Script::new(CREATE_USER_LUA),
             create_room: Script::new(CREATE_ROOM_LUA),
             add_member: Script::new(ADD_MEMBER_LUA),
+            add_member_room: Script::new(ADD_MEMBER_ROOM_LUA),
         }
     }
 
     /// All of them, with names for messages.
-    pub(crate) fn all(&self) -> [(&'static str, &Script); 8] {
+    pub(crate) fn all(&self) -> [(&'static str, &Script); 10] {
         [
             ("append", &self.append),
+            ("confirm", &self.confirm),
             ("position", &self.position),
             ("trim_age", &self.trim_age),
             ("sweep", &self.sweep),
@@ -264,6 +322,7 @@ impl Scripts {
             ("create_user", &self.create_user),
             ("create_room", &self.create_room),
             ("add_member", &self.add_member),
+            ("add_member_room", &self.add_member_room),
         ]
     }
 }

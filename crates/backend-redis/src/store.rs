@@ -3,6 +3,7 @@
 //! Writes that must check and write together (a free username, the join order) are small
 //! scripts; the rest are single commands or MULTI pipelines.
 
+use crate::batch::Batch;
 use crate::error::bad_reply;
 use crate::{Shared, now_ms};
 use std::collections::HashMap;
@@ -18,6 +19,9 @@ pub(crate) async fn create_user(
 ) -> Result<User, BackendError> {
     let user_id = switchboard_proto::ids::new_id("u");
     let name_key = switchboard_core::names::username_key(username);
+    if s.redis.is_cluster() {
+        return create_user_cluster(s, username, password_hash, user_id, &name_key).await;
+    }
     let keys = [s.keys.username(&name_key), s.keys.user(&user_id)];
     let args = [
         user_id.as_str(),
@@ -41,17 +45,53 @@ pub(crate) async fn create_user(
 
 /// Finds a user by login name, with the password hash: by the exact spelling first (a name an
 /// older version stored, whose key an older name had; see the accounts module), then by key.
+/// On a cluster the name key and the user are in different slots: the user is written first
+/// (a fresh id nobody knows yet), then the name is claimed with `SET NX`; if it was taken, the
+/// orphan user is deleted. No reader ever finds a name without its user.
+async fn create_user_cluster(
+    s: &Shared,
+    username: &str,
+    password_hash: &str,
+    user_id: String,
+    name_key: &str,
+) -> Result<User, BackendError> {
+    let user_key = s.keys.user(&user_id);
+    let mut c = redis::cmd("HSET");
+    c.arg(&user_key)
+        .arg("username")
+        .arg(username)
+        .arg("password_hash")
+        .arg(password_hash)
+        .arg("created_at")
+        .arg(now_ms());
+    s.redis.query::<i64>("create_user", &c).await?;
+    let mut c = redis::cmd("SET");
+    c.arg(s.keys.username(name_key)).arg(&user_id).arg("NX");
+    let claimed: Option<String> = s.redis.query("create_user", &c).await?;
+    if claimed.is_some() {
+        return Ok(User {
+            user_id,
+            username: Some(username.to_owned()),
+        });
+    }
+    let mut c = redis::cmd("DEL");
+    c.arg(&user_key);
+    s.redis.query::<i64>("create_user", &c).await?;
+    Err(BackendError::UsernameTaken)
+}
+
 pub(crate) async fn user_by_username(
     s: &Shared,
     username: &str,
 ) -> Result<Option<UserCredentials>, BackendError> {
-    let mut c = redis::cmd("MGET");
-    c.arg(s.keys.username(username)).arg(
+    let mut b = Batch::new();
+    b.cmd("GET").arg(s.keys.username(username));
+    b.cmd("GET").arg(
         s.keys
             .username(&switchboard_core::names::username_key(username)),
     );
     let (exact, by_key): (Option<String>, Option<String>) =
-        s.redis.query("user_by_username", &c).await?;
+        s.redis.batch("user_by_username", &b).await?;
     let Some(user_id) = exact.or(by_key) else {
         return Ok(None);
     };
@@ -84,7 +124,7 @@ pub(crate) async fn user(s: &Shared, user_id: &str) -> Result<Option<User>, Back
 /// Returns the user, creating it without name or password if unknown.
 pub(crate) async fn ensure_user(s: &Shared, user_id: &str) -> Result<User, BackendError> {
     let key = s.keys.user(user_id);
-    let mut p = redis::pipe();
+    let mut p = Batch::new();
     p.cmd("HSETNX")
         .arg(&key)
         .arg("created_at")
@@ -93,7 +133,7 @@ pub(crate) async fn ensure_user(s: &Shared, user_id: &str) -> Result<User, Backe
         .cmd("HGET")
         .arg(&key)
         .arg("username");
-    let (username,): (Option<String>,) = s.redis.pipe("ensure_user", &p).await?;
+    let (username,): (Option<String>,) = s.redis.batch("ensure_user", &p).await?;
     Ok(User {
         user_id: user_id.to_owned(),
         username,
@@ -108,7 +148,7 @@ pub(crate) async fn create_session(
 ) -> Result<(), BackendError> {
     let key = s.keys.session(token_hash);
     let user_sessions = s.keys.user_sessions(&session.user_id);
-    let mut p = redis::pipe();
+    let mut p = Batch::new();
     p.atomic()
         // The user's index of tokens, for revoking them all; expired ones leave it here.
         .cmd("ZREMRANGEBYSCORE")
@@ -134,7 +174,7 @@ pub(crate) async fn create_session(
         .arg(&key)
         .arg(session.expires_at_ms)
         .ignore();
-    s.redis.pipe::<()>("create_session", &p).await
+    s.redis.batch::<()>("create_session", &p).await
 }
 
 fn parse_session(
@@ -171,7 +211,7 @@ pub(crate) async fn delete_session(
     token_hash: &TokenHash,
 ) -> Result<Option<AuthSession>, BackendError> {
     let key = s.keys.session(token_hash);
-    let mut p = redis::pipe();
+    let mut p = Batch::new();
     p.atomic()
         .cmd("HMGET")
         .arg(&key)
@@ -182,7 +222,7 @@ pub(crate) async fn delete_session(
         .arg(&key)
         .ignore();
     let (fields,): ((Option<String>, Option<String>, Option<String>),) =
-        s.redis.pipe("delete_session", &p).await?;
+        s.redis.batch("delete_session", &p).await?;
     parse_session(fields)
 }
 
@@ -215,11 +255,62 @@ pub(crate) async fn create_room(
         room.owner.clone(),
         room.created_at_ms.to_string(),
     ];
+    if s.redis.is_cluster() {
+        create_room_cluster(s, &room).await?;
+        return Ok(room);
+    }
     let _ord: i64 = s
         .redis
         .eval("create_room", &s.scripts.create_room, &keys, &args)
         .await?;
     Ok(room)
+}
+
+/// On a cluster: the order from the counter, then the room and its members (its slot, one MULTI),
+/// the public index and the owner's rooms (their own slots). The room exists before any index
+/// names it; a crash in between leaves a room listed nowhere, never an index without a room.
+async fn create_room_cluster(s: &Shared, room: &Room) -> Result<(), BackendError> {
+    let k = &s.keys;
+    let mut c = redis::cmd("INCR");
+    c.arg(k.room_seq());
+    let ord: i64 = s.redis.query("create_room", &c).await?;
+    let mut b = Batch::new();
+    b.atomic();
+    b.cmd("HSET")
+        .arg(k.room(&room.room_id))
+        .arg("name")
+        .arg(&room.name)
+        .arg("visibility")
+        .arg(room.visibility.as_str())
+        .arg("owner")
+        .arg(&room.owner)
+        .arg("created_at")
+        .arg(room.created_at_ms)
+        .arg("ord")
+        .arg(ord)
+        .arg("joins")
+        .arg(1)
+        .ignore();
+    b.cmd("ZADD")
+        .arg(k.members(&room.room_id))
+        .arg(1)
+        .arg(&room.owner)
+        .ignore();
+    s.redis.batch::<()>("create_room", &b).await?;
+    let mut b = Batch::new();
+    if room.visibility == Visibility::Public {
+        b.cmd("ZADD")
+            .arg(k.public_rooms())
+            .arg(ord)
+            .arg(&room.room_id)
+            .ignore();
+    }
+    b.cmd("ZADD")
+        .arg(k.user_rooms(&room.owner))
+        .arg(ord)
+        .arg(&room.room_id)
+        .ignore();
+    s.redis.batch::<()>("create_room", &b).await
 }
 
 fn parse_visibility(v: &str) -> Result<Visibility, BackendError> {
@@ -259,21 +350,30 @@ pub(crate) async fn room(s: &Shared, room_id: &str) -> Result<Option<Room>, Back
 
 /// Public rooms and the user's rooms, oldest first (by creation order).
 pub(crate) async fn rooms_visible_to(s: &Shared, user_id: &str) -> Result<Vec<Room>, BackendError> {
-    let mut c = redis::cmd("ZUNION");
-    c.arg(2)
-        .arg(s.keys.public_rooms())
-        .arg(s.keys.user_rooms(user_id))
-        .arg("AGGREGATE")
-        .arg("MIN");
-    let ids: Vec<String> = s.redis.query("rooms_visible_to", &c).await?;
+    // Both indexes are scored by creation order; merged here (they are in different slots on a
+    // cluster).
+    let mut b = Batch::new();
+    for key in [s.keys.public_rooms(), s.keys.user_rooms(user_id)] {
+        b.cmd("ZRANGE").arg(key).arg(0).arg(-1).arg("WITHSCORES");
+    }
+    type Scored = Vec<(String, f64)>;
+    let (public, own): (Scored, Scored) = s.redis.batch("rooms_visible_to", &b).await?;
+    let mut by_id: HashMap<String, f64> = HashMap::new();
+    for (id, score) in public.into_iter().chain(own) {
+        let e = by_id.entry(id).or_insert(score);
+        *e = e.min(score);
+    }
+    let mut ordered: Vec<(String, f64)> = by_id.into_iter().collect();
+    ordered.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    let ids: Vec<String> = ordered.into_iter().map(|(id, _)| id).collect();
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut p = redis::pipe();
+    let mut p = Batch::new();
     for id in &ids {
         p.cmd("HGETALL").arg(s.keys.room(id));
     }
-    let hashes: Vec<HashMap<String, String>> = s.redis.pipe("rooms_visible_to", &p).await?;
+    let hashes: Vec<HashMap<String, String>> = s.redis.batch("rooms_visible_to", &p).await?;
     let mut out = Vec::with_capacity(ids.len());
     for (id, h) in ids.iter().zip(hashes) {
         if let Some(room) = parse_room(id, h)? {
@@ -289,6 +389,9 @@ pub(crate) async fn add_member(
     room_id: &str,
     user_id: &str,
 ) -> Result<(), BackendError> {
+    if s.redis.is_cluster() {
+        return add_member_cluster(s, room_id, user_id).await;
+    }
     let keys = [
         s.keys.room(room_id),
         s.keys.members(room_id),
@@ -311,12 +414,34 @@ pub(crate) async fn add_member(
 }
 
 /// Removes a member (nothing if not one).
+/// On a cluster: the membership in the room's slot (a script: the join order), then the
+/// user's index of rooms in the user's slot (written again if it was missed before).
+async fn add_member_cluster(s: &Shared, room_id: &str, user_id: &str) -> Result<(), BackendError> {
+    let keys = [s.keys.room(room_id), s.keys.members(room_id)];
+    let ord: i64 = s
+        .redis
+        .eval(
+            "add_member",
+            &s.scripts.add_member_room,
+            &keys,
+            &[room_id, user_id],
+        )
+        .await?;
+    if ord < 0 {
+        return Err(BackendError::NotFound);
+    }
+    let mut c = redis::cmd("ZADD");
+    c.arg(s.keys.user_rooms(user_id)).arg(ord).arg(room_id);
+    s.redis.query::<i64>("add_member", &c).await?;
+    Ok(())
+}
+
 pub(crate) async fn remove_member(
     s: &Shared,
     room_id: &str,
     user_id: &str,
 ) -> Result<(), BackendError> {
-    let mut p = redis::pipe();
+    let mut p = Batch::new();
     p.atomic()
         .cmd("ZREM")
         .arg(s.keys.members(room_id))
@@ -326,7 +451,7 @@ pub(crate) async fn remove_member(
         .arg(s.keys.user_rooms(user_id))
         .arg(room_id)
         .ignore();
-    s.redis.pipe::<()>("remove_member", &p).await
+    s.redis.batch::<()>("remove_member", &p).await
 }
 
 /// Whether the user is a member of the room.

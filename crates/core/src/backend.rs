@@ -275,6 +275,14 @@ pub trait BusSink: Send + Sync + 'static {
 /// Contract: for each conversation, `append` does the idempotency check, assigns the next seq,
 /// stores the message durably and publishes it, as one atomic step; publication order equals
 /// seq order. When `append` returns `Ok`, the message survives a crash of the process.
+///
+/// Replicated backends (Redis with replicas to wait for, Redis Cluster) add: `append` returns
+/// `Ok`, and the message is published, only once the required replicas hold it, so a failover
+/// never takes back a message a subscriber saw nor gives its seq to another. Publication still
+/// follows seq order: publishing seq N publishes every unpublished message below it first (a
+/// replica holding N holds them too). If replication is not confirmed in time, `append` fails
+/// with [`BackendError::Unavailable`]; the message may stay stored, unpublished, and a retry with
+/// the same `client_msg_id` returns it (once) and publishes it.
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
     /// Stores and publishes one message (and its copy, see [`AppendRequest::copy_to`]).

@@ -36,6 +36,8 @@ pub struct Metrics {
     disconnects: Family<Labels, Counter>,
     /// Offline webhook attempts by result (`ok`, `retry`, `failed`).
     webhook: Family<Labels, Counter>,
+    /// Messages taken from each Redis Cluster shard, by its master's address.
+    bus_shards: Family<Vec<(&'static str, String)>, Counter>,
 }
 
 impl Metrics {
@@ -57,6 +59,7 @@ impl Metrics {
             errors: Family::default(),
             disconnects: Family::default(),
             webhook: Family::default(),
+            bus_shards: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -119,6 +122,11 @@ impl Metrics {
             "Offline webhook attempts by result",
             m.webhook.clone(),
         );
+        registry.register(
+            "switchboard_bus_shard_messages",
+            "Messages this node took from each Redis Cluster shard, by the shard master's address",
+            m.bus_shards.clone(),
+        );
         // Pre-create the labelled series so they show up (at 0) before the first event.
         for c in ErrorCode::ALL {
             drop(m.errors.get_or_create(&vec![("code", c.as_str())]));
@@ -137,6 +145,13 @@ impl Metrics {
     pub fn disconnect(&self, reason: DisconnectReason) {
         self.disconnects
             .get_or_create(&vec![("reason", reason.as_str())])
+            .inc();
+    }
+
+    /// Counts a message taken from the Redis Cluster shard whose master is `shard`.
+    pub fn bus_shard_message(&self, shard: &str) {
+        self.bus_shards
+            .get_or_create(&vec![("shard", shard.to_owned())])
             .inc();
     }
 

@@ -9,6 +9,8 @@
 pub mod health;
 pub mod placement;
 pub mod prober;
+pub mod rebalance;
 
 pub use placement::{Candidate, Placement, place};
 pub use prober::{Dispatcher, DispatcherConfig, GatewaySource, LocalGateway};
+pub use rebalance::Rebalance;

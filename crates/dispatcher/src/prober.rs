@@ -2,6 +2,7 @@
 
 use crate::health::Health;
 use crate::placement::{Candidate, place};
+use crate::rebalance::{Load, Rebalance};
 use parking_lot::RwLock;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -9,7 +10,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Dispatcher settings.
 #[derive(Debug, Clone)]
@@ -28,6 +29,8 @@ pub struct DispatcherConfig {
     pub backoff_base_ms: u64,
     /// Reconnect backoff ceiling given to clients.
     pub backoff_max_ms: u64,
+    /// Moving clients off gateways above their share (see [`crate::rebalance`]); `None`: off.
+    pub rebalance: Option<Rebalance>,
 }
 
 impl Default for DispatcherConfig {
@@ -40,6 +43,7 @@ impl Default for DispatcherConfig {
             ttl_ms: 30_000,
             backoff_base_ms: 500,
             backoff_max_ms: 30_000,
+            rebalance: None,
         }
     }
 }
@@ -96,6 +100,8 @@ struct Known {
     placed_since_probe: u64,
     max_connections: u64,
     weight: u32,
+    /// When it was last asked to move clients (rebalancing).
+    last_shed: Option<Instant>,
 }
 
 /// A gateway in the dispatcher's view, for tests and operators.
@@ -164,7 +170,16 @@ impl Dispatcher {
             endpoints.push(k.endpoints.clone());
             urls.push(Some(url.clone()));
         }
-        let p = place(&candidates, affinity, self.config.high_water)?;
+        let mut p = place(&candidates, affinity, self.config.high_water)?;
+        // While loads are uneven, a client whose affinity names a gateway above its share is
+        // placed by load instead (else the clients moved off it would come straight back).
+        if let (Some(r), Some(_)) = (&self.config.rebalance, affinity) {
+            let loads: Vec<Load> = candidates.iter().map(load_of).collect();
+            let c = &candidates[p.chosen];
+            if r.overloaded(&loads, c.connections, load_of(c).capacity) {
+                p = place(&candidates, None, self.config.high_water)?;
+            }
+        }
         if let Some(url) = &urls[p.chosen]
             && let Some(k) = known.get_mut(url)
         {
@@ -258,6 +273,82 @@ impl Dispatcher {
             }
         }
     }
+
+    /// One rebalancing step after a probe round: the gateways to ask, with how many clients
+    /// each should move (their `last_shed` is set now).
+    fn rebalance_plan(&self, r: &Rebalance) -> Vec<(String, u64)> {
+        let local = self.local.as_ref().map(|f| f());
+        let mut known = self.known.write();
+        let local_id = local.as_ref().map(|l| l.node_id.clone());
+        let mut urls: Vec<Option<String>> = Vec::new();
+        let mut loads = Vec::new();
+        if let Some(l) = local.as_ref().filter(|l| !l.draining) {
+            urls.push(None);
+            loads.push(Load {
+                connections: l.connections,
+                capacity: l.max_connections.max(1) as f64 * f64::from(l.weight.max(1)),
+            });
+        }
+        for (url, k) in known.iter() {
+            if k.node_id.is_none() || !k.health.in_rotation() || k.node_id == local_id {
+                continue;
+            }
+            urls.push(Some(url.clone()));
+            loads.push(Load {
+                connections: k.connections,
+                capacity: k.max_connections.max(1) as f64 * f64::from(k.weight.max(1)),
+            });
+        }
+        let now = Instant::now();
+        let mut asks = Vec::new();
+        for (url, n) in urls.into_iter().zip(r.plan(&loads)) {
+            // The local gateway is not asked over HTTP: a dispatcher that is also a gateway
+            // only draws clients to it.
+            let (Some(url), true) = (url, n > 0) else {
+                continue;
+            };
+            if let Some(k) = known.get_mut(&url)
+                && k.last_shed
+                    .is_none_or(|t| now.duration_since(t) >= r.cooldown)
+            {
+                k.last_shed = Some(now);
+                asks.push((url, n));
+            }
+        }
+        asks
+    }
+}
+
+fn load_of(c: &Candidate) -> Load {
+    Load {
+        connections: c.connections,
+        capacity: c.max_connections.max(1) as f64 * f64::from(c.weight.max(1)),
+    }
+}
+
+/// Asks each gateway to move `count` of its clients (answers are not waited for past the probe
+/// timeout; a gateway that did not get it is asked again after the cooldown).
+async fn shed(client: &reqwest::Client, r: &Rebalance, asks: Vec<(String, u64)>, t: Duration) {
+    let mut sent = tokio::task::JoinSet::new();
+    for (url, count) in asks {
+        let req = client
+            .post(format!("{url}/v1/server/nodes/self/shed"))
+            .header("x-api-key", &r.api_key)
+            .json(&json!({"count": count}))
+            .timeout(t);
+        sent.spawn(async move {
+            match req.send().await {
+                Ok(resp) if resp.status().is_success() => {
+                    tracing::info!(gateway = %url, count, "asked a gateway to move clients (rebalancing)");
+                }
+                Ok(resp) => {
+                    tracing::warn!(gateway = %url, status = %resp.status(), "a gateway refused to move clients")
+                }
+                Err(e) => tracing::debug!(gateway = %url, error = %e, "asking a gateway to move clients failed"),
+            }
+        });
+    }
+    while sent.join_next().await.is_some() {}
 }
 
 async fn probe_loop(dispatcher: Weak<Dispatcher>, discover: Option<GatewaySource>) {
@@ -277,6 +368,12 @@ async fn probe_loop(dispatcher: Weak<Dispatcher>, discover: Option<GatewaySource
                 return;
             };
             d.probe_round(&client, &discover).await;
+            if let Some(r) = &d.config.rebalance {
+                let asks = d.rebalance_plan(r);
+                if !asks.is_empty() {
+                    shed(&client, r, asks, d.config.probe_timeout).await;
+                }
+            }
             d.config.probe_interval
         };
         tokio::time::sleep(interval).await;

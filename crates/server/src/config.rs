@@ -30,6 +30,25 @@ pub struct ServeArgs {
     /// Redis URL for cluster mode instead of the embedded backend (e.g. redis://127.0.0.1:6379/).
     #[arg(long, env = "SWITCHBOARD_REDIS", value_name = "URL")]
     pub redis: Option<String>,
+    /// Dispatcher: move clients off gateways whose connections exceed their share by more than
+    /// this fraction (e.g. after new gateways joined), paced; 0 = off [default: 0]. Needs
+    /// --api-key (the gateways' server API key). Turn it on in one dispatcher per cluster.
+    #[arg(long, env = "SWITCHBOARD_REBALANCE_BAND", value_name = "FRACTION")]
+    pub rebalance_band: Option<f64>,
+    /// Dispatcher: the most of one gateway's connections moved per probe round [default: 0.05].
+    #[arg(long, env = "SWITCHBOARD_REBALANCE_STEP", value_name = "FRACTION")]
+    pub rebalance_step: Option<f64>,
+    /// Redis Cluster seed nodes, comma separated (e.g. redis://10.0.0.1:6379,redis://10.0.0.2:6379),
+    /// instead of `--redis`: keys hash-tagged per conversation, sharded pub/sub.
+    #[arg(long, env = "SWITCHBOARD_REDIS_CLUSTER", value_name = "URL[,URL...]")]
+    pub redis_cluster: Option<String>,
+    /// Replicas that must hold a message before it is acknowledged and published (Redis `WAIT`)
+    /// [default: 1 with --redis-cluster, else 0].
+    #[arg(long, env = "SWITCHBOARD_REDIS_WAIT_REPLICAS", value_name = "N")]
+    pub redis_wait_replicas: Option<u32>,
+    /// How long a publish waits for those replicas before answering 503 `unavailable` [default: 500].
+    #[arg(long, env = "SWITCHBOARD_REDIS_WAIT_TIMEOUT_MS", value_name = "MS")]
+    pub redis_wait_timeout_ms: Option<u64>,
     /// Prefix of every Redis key and channel, so several clusters can share one Redis [default: sb:].
     #[arg(long, env = "SWITCHBOARD_REDIS_PREFIX", value_name = "PREFIX")]
     pub redis_prefix: Option<String>,
@@ -229,6 +248,16 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Redis URL (cluster mode).
     pub redis: Option<String>,
+    /// Rebalancing band (0: off).
+    pub rebalance_band: f64,
+    /// Rebalancing step per round.
+    pub rebalance_step: f64,
+    /// Redis Cluster seed URLs (cluster mode on Redis Cluster); empty otherwise.
+    pub redis_cluster: Vec<String>,
+    /// Replicas that must confirm a message (`WAIT`) before it is acknowledged.
+    pub redis_wait_replicas: u32,
+    /// How long to wait for them.
+    pub redis_wait_timeout: Duration,
     /// Redis key prefix.
     pub redis_prefix: String,
     /// Node lease in cluster mode.
@@ -413,7 +442,33 @@ impl ServeArgs {
                 secret.len()
             )));
         }
+        let redis_cluster: Vec<String> = a
+            .redis_cluster
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if !redis_cluster.is_empty() && a.redis.as_deref().is_some_and(|u| !u.is_empty()) {
+            return Err(ConfigError(
+                "--redis and --redis-cluster both given: use --redis for one Redis server, \
+                 --redis-cluster for a Redis Cluster"
+                    .into(),
+            ));
+        }
+        let redis_wait_replicas = a
+            .redis_wait_replicas
+            .unwrap_or(if redis_cluster.is_empty() { 0 } else { 1 });
         Ok(ServerConfig {
+            rebalance_band: a.rebalance_band.unwrap_or(0.0).clamp(0.0, 10.0),
+            rebalance_step: a.rebalance_step.unwrap_or(0.05).clamp(0.001, 1.0),
+            redis_wait_timeout: Duration::from_millis(
+                a.redis_wait_timeout_ms.unwrap_or(500).clamp(1, 60_000),
+            ),
+            redis_wait_replicas,
+            redis_cluster,
             listen: a.listen.unwrap_or_else(|| "127.0.0.1:7700".into()),
             tcp_listen,
             data_dir: a.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
@@ -469,6 +524,11 @@ impl ServeArgs {
             tcp_listen,
             data_dir,
             redis,
+            redis_cluster,
+            redis_wait_replicas,
+            redis_wait_timeout_ms,
+            rebalance_band,
+            rebalance_step,
             redis_prefix,
             lease_ms,
             node_id,

@@ -12,13 +12,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_api::{ApiConfig, AppState};
 use switchboard_backend_embedded::{EmbeddedBackend, EmbeddedConfig};
-use switchboard_backend_redis::{RedisBackend, RedisConfig};
+use switchboard_backend_redis::{RedisBackend, RedisConfig, ShardHook};
 use switchboard_core::Node;
 use switchboard_core::backend::{Backend, BusSink, NodeAnnouncement};
 use switchboard_core::hub::Hub;
 use switchboard_core::metrics::Metrics;
 use switchboard_dispatcher::prober::LocalSource;
-use switchboard_dispatcher::{Dispatcher, DispatcherConfig, GatewaySource, LocalGateway};
+use switchboard_dispatcher::{
+    Dispatcher, DispatcherConfig, GatewaySource, LocalGateway, Rebalance,
+};
 use switchboard_gateway::poll::{PollConfig, PollSessions};
 use switchboard_proto::DisconnectReason;
 use tokio_util::sync::CancellationToken;
@@ -391,9 +393,20 @@ fn start_dispatcher(config: &ServerConfig, node: &Arc<Node>, api: &ApiConfig) ->
             }
         })
     });
+    let rebalance = match (&config.api_key, config.rebalance_band > 0.0) {
+        (Some(key), true) => Some(Rebalance {
+            band: config.rebalance_band,
+            step: config.rebalance_step,
+            // Time for the moved clients' reconnect delays and a probe round or two.
+            cooldown: (config.probe_interval * 2).max(Duration::from_secs(1)),
+            api_key: key.clone(),
+        }),
+        _ => None,
+    };
     let dconfig = DispatcherConfig {
         static_gateways: config.gateways.clone(),
         probe_interval: config.probe_interval,
+        rebalance,
         ..DispatcherConfig::default()
     };
     Dispatcher::start(dconfig, local, Some(discover))
@@ -406,11 +419,23 @@ async fn open_backend(
     public_url: &str,
     tcp_url: Option<&str>,
     sink: Arc<dyn BusSink>,
-    metrics: &Metrics,
+    metrics: &Arc<Metrics>,
 ) -> Result<Backend, StartError> {
-    match &config.redis {
+    let redis_url = match (&config.redis, config.redis_cluster.is_empty()) {
+        (Some(url), _) => Some(url.clone()),
+        (None, false) => Some(config.redis_cluster.join(",")),
+        (None, true) => None,
+    };
+    match &redis_url {
         Some(url) => {
             let mut rc = RedisConfig::new(url.clone(), config.node_id.clone());
+            rc.cluster = config.redis_cluster.clone();
+            rc.wait_replicas = config.redis_wait_replicas;
+            rc.wait_timeout = config.redis_wait_timeout;
+            let counts = metrics.clone();
+            rc.on_shard_message = Some(ShardHook(Arc::new(move |shard: &str| {
+                counts.bus_shard_message(shard)
+            })));
             rc.key_prefix = config.redis_prefix.clone();
             rc.history_max_messages = config.history_max_messages;
             rc.history_max_age_ms = config.history_max_age.as_millis() as u64;

@@ -75,8 +75,15 @@ async fn serve(args: ServeArgs) -> std::process::ExitCode {
 }
 
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The Redis client logs every reconnect attempt to a dead cluster node as a warning, many a
+    // second during a failover; the backend reports what matters. `RUST_LOG=redis=...` wins.
+    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("redis="))
+        && let Ok(quiet) = "redis=error".parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -11,9 +11,11 @@
 
 mod nginx;
 mod redis;
+mod redis_cluster;
 
 pub use nginx::Nginx;
 pub use redis::RedisServer;
+pub use redis_cluster::RedisCluster;
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;

@@ -191,7 +191,7 @@ fn reply_complete(r: &[u8]) -> bool {
 }
 
 /// The pid of the Redis answering on `port`, if one does.
-fn answering_pid(port: u16) -> Option<u32> {
+pub(crate) fn answering_pid(port: u16) -> Option<u32> {
     let info = command(port, "INFO server", Duration::from_millis(500)).ok()?;
     info.lines()
         .find_map(|l| l.strip_prefix("process_id:"))

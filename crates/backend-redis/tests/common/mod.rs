@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_backend_redis::{RedisBackend, RedisConfig};
-use switchboard_core::backend::{AppendRequest, BusSink};
+use switchboard_core::backend::{AppendRequest, BusSink, ConnEntry};
 use switchboard_proto::{Conv, MessageBody};
 use switchboard_testkit::RedisServer;
 
@@ -60,4 +60,14 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     start.elapsed()
+}
+
+/// A registry entry: connection `conn_id` of `user_id` on `node_id`, auth session `s_1`.
+pub fn conn(conn_id: &str, user_id: &str, node_id: &str) -> ConnEntry {
+    ConnEntry {
+        conn_id: conn_id.into(),
+        user_id: user_id.into(),
+        session_id: "s_1".into(),
+        node_id: node_id.into(),
+    }
 }

@@ -3,12 +3,13 @@
 //! live nodes. A node whose lease vanished while it was alive registers everything again.
 
 use crate::common;
+use common::conn;
 
 use common::{connect, eventually};
 use std::time::{Duration, Instant};
 use switchboard_backend_redis::RedisConfig;
 use switchboard_conformance::RecordingSink;
-use switchboard_core::backend::{ConnEntry, Lifecycle, NodeAnnouncement, Registry};
+use switchboard_core::backend::{Lifecycle, NodeAnnouncement, Registry};
 use switchboard_proto::frame::PresenceEntry;
 use switchboard_testkit::RedisServer;
 
@@ -22,15 +23,6 @@ fn node_config(redis: &RedisServer, node: &str) -> RedisConfig {
         ..NodeAnnouncement::new(node)
     };
     c
-}
-
-fn conn(conn_id: &str, user_id: &str, node_id: &str) -> ConnEntry {
-    ConnEntry {
-        conn_id: conn_id.into(),
-        user_id: user_id.into(),
-        session_id: "s_1".into(),
-        node_id: node_id.into(),
-    }
 }
 
 /// `INTEGER` from an inline command's `:<n>` reply.

@@ -515,6 +515,29 @@ impl NodeProcess {
     }
 }
 
+/// A cluster-mode child on the Redis at `redis_url` with `roles`, node id `id`, a 2 s lease,
+/// and `extra` arguments.
+pub async fn redis_node(
+    redis_url: &str,
+    dir: &Path,
+    roles: &str,
+    id: &str,
+    extra: &[&str],
+) -> NodeProcess {
+    let mut args = vec![
+        "--roles",
+        roles,
+        "--redis",
+        redis_url,
+        "--node-id",
+        id,
+        "--lease-ms",
+        "2000",
+    ];
+    args.extend_from_slice(extra);
+    NodeProcess::start(dir, &args).await
+}
+
 pub fn data_path(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().to_path_buf()
 }

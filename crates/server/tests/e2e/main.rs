@@ -21,6 +21,8 @@ mod ops_listen;
 mod ordering;
 mod persistence;
 mod pipelining;
+mod rebalance;
+mod redis_cluster;
 mod revocation;
 mod sdk;
 mod smoke;
