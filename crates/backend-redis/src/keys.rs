@@ -26,6 +26,7 @@
 //! | `Pnodeentries:<node>` | set | what a node wrote into the registry (for cleanup) |
 //! | `Pconns:<user>` | hash | conn id -> node id |
 //! | `Proomsubs:<room>` | hash | conn id -> `<user>\t<node>` |
+//! | `Precovery:<key>` | string (PX) | a connection-state recovery record (Socket.IO `pid`) |
 
 use switchboard_core::backend::TokenHash;
 use switchboard_proto::Conv;
@@ -185,6 +186,11 @@ impl Keys {
     /// A room's subscribed connections.
     pub(crate) fn room_subs(&self, room_id: &str) -> String {
         format!("{}roomsubs:{room_id}", self.prefix)
+    }
+
+    /// A connection-state recovery record.
+    pub(crate) fn recovery(&self, key: &str) -> String {
+        format!("{}recovery:{key}", self.prefix)
     }
 }
 
