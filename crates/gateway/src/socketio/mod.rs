@@ -5,9 +5,13 @@
 //! - [`translate`]: client events to native request frames, native frames to events and acks;
 //! - [`offset`]: the recovery offset and the slots it counts in;
 //! - [`record`]: recovery records in the backend, their writes and renewals;
+//! - [`connect`]: the CONNECT: token, recovery, the `pid`;
+//! - [`wire`]: the session's two halves on a Socket.IO socket;
 //! - [`forward`]: polling requests for another node's session, forwarded to it.
 
+pub mod connect;
 pub mod forward;
 pub mod offset;
 pub mod record;
 pub mod translate;
+pub mod wire;
