@@ -20,6 +20,7 @@ use switchboard_core::metrics::Metrics;
 use switchboard_dispatcher::prober::LocalSource;
 use switchboard_dispatcher::{Dispatcher, DispatcherConfig, GatewaySource, LocalGateway};
 use switchboard_gateway::poll::{PollConfig, PollSessions};
+use switchboard_gateway::socketio::serve::{SioConfig, SioEndpoint, socketio_endpoint};
 use switchboard_proto::DisconnectReason;
 use tokio_util::sync::CancellationToken;
 
@@ -65,6 +66,7 @@ struct Lifecycle {
     stop_accepting: CancellationToken,
     server: tokio::task::JoinHandle<()>,
     polls: Option<Arc<PollSessions>>,
+    sio: Option<Arc<SioEndpoint>>,
     drain_window: Duration,
     shutdown_timeout: Duration,
 }
@@ -104,6 +106,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         router,
         metrics_router,
         polls,
+        sio,
     } = build(&config, public_url, tcp_url).await?;
 
     let stop_accepting = CancellationToken::new();
@@ -141,6 +144,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         stop_accepting,
         server,
         polls,
+        sio,
         drain_window: config.drain_window,
         shutdown_timeout: config.shutdown_timeout,
     };
@@ -170,6 +174,8 @@ pub struct App {
     pub metrics_router: Option<Router>,
     /// The long-polling sessions, when this node is a gateway (the drain waits on them).
     polls: Option<Arc<PollSessions>>,
+    /// The Socket.IO endpoint, when this node is a gateway (the drain waits on it too).
+    sio: Option<Arc<SioEndpoint>>,
 }
 
 /// Builds the node (backend, hub, webhook, dispatcher) and the router for its roles, as
@@ -216,6 +222,7 @@ pub async fn build(
         dispatcher,
     };
     let mut polls = None;
+    let mut sio = None;
     let mut router = Router::new().merge(switchboard_api::ops_routes(state.clone()));
     let metrics = switchboard_api::metrics_routes(state.clone());
     let metrics_router = match config.metrics_listen {
@@ -251,11 +258,26 @@ pub async fn build(
                 n.public_url
             })
         }));
+        let locate = poll_config.locate.clone();
         let sessions = PollSessions::new(node.clone(), poll_config);
         polls = Some(sessions.clone());
+        let endpoint = Arc::new(socketio_endpoint(
+            node.clone(),
+            SioConfig {
+                ping_interval: config.socketio_ping_interval,
+                ping_timeout: config.socketio_ping_timeout,
+                max_payload: config.limits.max_frame_bytes,
+                recovery: config.socketio_recovery,
+                lease: config.lease,
+                locate,
+                inbound_queue: 256,
+            },
+        ));
+        sio = Some(endpoint.clone());
         router = router
             .merge(switchboard_gateway::ws_route(node.clone()))
-            .merge(switchboard_gateway::poll::poll_routes(sessions));
+            .merge(switchboard_gateway::poll::poll_routes(sessions))
+            .merge(endpoint.router());
     }
     let router = switchboard_api::finish(router, node.clone(), config.limits.max_frame_bytes);
     Ok(App {
@@ -263,6 +285,7 @@ pub async fn build(
         router,
         metrics_router,
         polls,
+        sio,
     })
 }
 
@@ -330,6 +353,16 @@ impl Lifecycle {
             while polls.uncollected() > 0 && Instant::now() < collect_by {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+        }
+        // Socket.IO clients got `switchboard:reconnect`; their transports close after its
+        // `delay_ms` (below the reconnect jitter), polling ones once they collected it.
+        if let Some(sio) = &self.sio {
+            let close_by = (Instant::now() + Duration::from_secs(6)).min(deadline.max(Instant::now()));
+            while sio.session_count() > 0 && Instant::now() < close_by {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            sio.close_all();
+            sio.records.flush().await;
         }
         self.stop_accepting.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;

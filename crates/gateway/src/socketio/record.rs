@@ -142,8 +142,8 @@ impl Records {
         self.wake.notify_one();
     }
 
-    /// Writes what is pending.
-    async fn flush(&self) {
+    /// Writes what is pending (also at the end of a drain, before the backend closes).
+    pub async fn flush(&self) {
         let pending: Vec<(String, Pending)> = self.pending.lock().drain().collect();
         for (pid, p) in pending {
             let r = match p {

@@ -242,16 +242,17 @@ fn message(frame: &[u8]) -> Option<Outgoing<'_>> {
     })
 }
 
-/// The arguments of a `message` event as one JSON array: `["message",{…},"<offset>"]`,
-/// built from the shared frame bytes without re-encoding them.
-pub fn message_event(rest: &[u8], offset: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(rest.len() + offset.len() + 16);
-    out.extend_from_slice(br#"["message",{"#);
-    out.extend_from_slice(rest);
-    out.extend_from_slice(b",\"");
+/// The arguments of a `message` event as one JSON array: `[{…},"<offset>"]`, built from the
+/// shared frame bytes without re-encoding them.
+pub fn message_args(rest: &[u8], offset: &str) -> String {
+    let mut out = String::with_capacity(rest.len() + offset.len() + 8);
+    out.push_str("[{");
+    // `rest` is a tail of a JSON text (UTF-8) cut after an ASCII comma.
+    out.push_str(std::str::from_utf8(rest).unwrap_or("}"));
+    out.push_str(",\"");
     // Offsets are base-36 digits and dots: nothing to escape.
-    out.extend_from_slice(offset.as_bytes());
-    out.extend_from_slice(b"\"]");
+    out.push_str(offset);
+    out.push_str("\"]");
     out
 }
 
@@ -279,12 +280,11 @@ mod tests {
             panic!("not a message");
         };
         assert_eq!((conv, seq), ("room:r1", 42));
-        let event: Value = serde_json::from_slice(&message_event(rest, "c.1")).unwrap();
-        assert_eq!(event[0], "message");
-        assert_eq!(event[1]["seq"], 42);
-        assert_eq!(event[1]["body"]["t"], 1);
-        assert!(event[1].get("type").is_none());
-        assert_eq!(event[2], "c.1");
+        let args: Value = serde_json::from_str(&message_args(rest, "c.1")).unwrap();
+        assert_eq!(args[0]["seq"], 42);
+        assert_eq!(args[0]["body"]["t"], 1);
+        assert!(args[0].get("type").is_none());
+        assert_eq!(args[1], "c.1");
     }
 
     #[test]

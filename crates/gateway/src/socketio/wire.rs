@@ -15,7 +15,7 @@
 
 use super::offset::Slots;
 use super::record::{Record, Records};
-use super::translate::{Outgoing, message_event, outgoing};
+use super::translate::{Outgoing, message_args, outgoing};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use std::io;
@@ -31,8 +31,8 @@ pub trait Outlet: Send + Sync + 'static {
     fn has_room(&self) -> bool;
     /// Ready when [`has_room`](Outlet::has_room) may be true again (or the socket closed).
     fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()>;
-    /// Queues an event packet whose payload is the JSON array `array` (`["name", args...]`).
-    fn emit_raw(&self, array: Vec<u8>) -> io::Result<()>;
+    /// Queues event `event` whose arguments are the JSON array `args` (already encoded).
+    fn emit(&self, event: &str, args: String) -> io::Result<()>;
     /// Queues the acknowledgement `id` with the one argument `arg`.
     fn ack(&self, id: u64, arg: Value) -> io::Result<()>;
     /// Sends DISCONNECT and closes.
@@ -114,7 +114,7 @@ impl<O: Outlet> SioWire<O> {
                 }
                 st.slots.received(conv, seq);
                 self.outlet
-                    .emit_raw(message_event(rest, &st.slots.offset()))?;
+                    .emit("message", message_args(rest, &st.slots.offset()))?;
             }
             Outgoing::Ack(id, arg) => self.outlet.ack(id, arg)?,
             Outgoing::Subscribed {
@@ -141,16 +141,16 @@ impl<O: Outlet> SioWire<O> {
                 match ack {
                     Some((id, arg)) => self.outlet.ack(id, arg)?,
                     None => {
-                        let ev =
-                            json!(["switchboard:unsubscribed", {"conv": conv, "reason": reason}]);
-                        self.outlet.emit_raw(ev.to_string().into_bytes())?;
+                        let args = json!([{"conv": conv, "reason": reason}]);
+                        self.outlet
+                            .emit("switchboard:unsubscribed", args.to_string())?;
                     }
                 }
             }
             Outgoing::Reconnect(arg, delay) => {
                 st.reconnect = Some(delay);
-                let ev = json!(["switchboard:reconnect", arg]);
-                self.outlet.emit_raw(ev.to_string().into_bytes())?;
+                let args = Value::Array(vec![arg]);
+                self.outlet.emit("switchboard:reconnect", args.to_string())?;
             }
             Outgoing::Disconnect(reason) => self.end(st, Some(reason)),
             Outgoing::Nothing => {}
@@ -190,8 +190,8 @@ impl<O: Outlet> SioWire<O> {
                 let recoverable =
                     !matches!(reason.as_str(), "logged_out" | "kicked" | "auth_expired");
                 self.records.end(&self.pid, recoverable);
-                let ev = json!(["switchboard:disconnect", {"reason": reason}]);
-                let _ = self.outlet.emit_raw(ev.to_string().into_bytes());
+                let args = json!([{"reason": reason}]);
+                let _ = self.outlet.emit("switchboard:disconnect", args.to_string());
                 self.outlet.disconnect();
             }
             None => {
