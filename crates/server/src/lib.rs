@@ -276,10 +276,14 @@ pub async fn build(
         sio = Some(endpoint.clone());
         router = router
             .merge(switchboard_gateway::ws_route(node.clone()))
-            .merge(switchboard_gateway::poll::poll_routes(sessions))
-            .merge(endpoint.router());
+            .merge(switchboard_gateway::poll::poll_routes(sessions));
     }
-    let router = switchboard_api::finish(router, node.clone(), config.limits.max_frame_bytes);
+    let mut router = switchboard_api::finish(router, node.clone(), config.limits.max_frame_bytes);
+    if let Some(sio) = &sio {
+        // Outside the API's layers: Engine.IO answers its own errors (`{"code":1,...}`) and
+        // bounds its own bodies (`maxPayload`).
+        router = router.merge(sio.router());
+    }
     Ok(App {
         node,
         router,
@@ -357,7 +361,8 @@ impl Lifecycle {
         // Socket.IO clients got `switchboard:reconnect`; their transports close after its
         // `delay_ms` (below the reconnect jitter), polling ones once they collected it.
         if let Some(sio) = &self.sio {
-            let close_by = (Instant::now() + Duration::from_secs(6)).min(deadline.max(Instant::now()));
+            let close_by =
+                (Instant::now() + Duration::from_secs(6)).min(deadline.max(Instant::now()));
             while sio.session_count() > 0 && Instant::now() < close_by {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }

@@ -81,7 +81,7 @@ pub async fn accept(node: &Node, records: &Records, auth: &Value) -> Result<Acce
         .await
         .map_err(Error::from)?;
     let mut slots = Slots::default();
-    slots.subscribed(&own, pos.head_seq, &pos.epoch);
+    slots.subscribed(&own, pos.head_seq, &pos.epoch, false);
     let pid = new_pid();
     let record = Record {
         user_id: principal.user_id.clone(),

@@ -77,10 +77,14 @@ impl Slots {
         self.full
     }
 
-    /// The socket subscribed to `conv` having seq `start` (or moved an existing subscription
-    /// there): a new slot. Returns whether the record changed.
-    pub fn subscribed(&mut self, conv: &Conv, start: u64, epoch: &str) -> bool {
+    /// The socket subscribed to `conv` having seq `start` (or, `moved`, moved an existing
+    /// subscription there): a new slot. Subscribing again without moving keeps the slot.
+    /// Returns whether the record changed.
+    pub fn subscribed(&mut self, conv: &Conv, start: u64, epoch: &str, moved: bool) -> bool {
         if let Some(&i) = self.live.get(conv.as_str()) {
+            if !moved {
+                return false;
+            }
             let s = &self.slots[i];
             if s.start + self.deltas[i] == start && s.epoch == epoch {
                 return false;
@@ -201,7 +205,7 @@ mod tests {
     fn slots(n: usize) -> Slots {
         let mut s = Slots::default();
         for i in 0..n {
-            s.subscribed(&Conv::room(&format!("r{i}")), 10, "e");
+            s.subscribed(&Conv::room(&format!("r{i}")), 10, "e", false);
         }
         s
     }
@@ -230,7 +234,7 @@ mod tests {
         assert!(!s.received("room:nope", 3));
         assert!(s.unsubscribed(&Conv::room("r1")));
         assert!(!s.received("room:r1", 16), "no live slot once unsubscribed");
-        assert!(s.subscribed(&Conv::room("r1"), 20, "e"));
+        assert!(s.subscribed(&Conv::room("r1"), 20, "e", false));
         s.received("room:r1", 21);
         assert_eq!(s.offset(), "0.5.1");
         assert_eq!(s.positions().count(), 2);
@@ -249,7 +253,7 @@ mod tests {
     fn slots_are_bounded() {
         let mut s = Slots::default();
         for i in 0..MAX_SLOTS + 3 {
-            s.subscribed(&Conv::room(&format!("r{i}")), 0, "e");
+            s.subscribed(&Conv::room(&format!("r{i}")), 0, "e", false);
         }
         assert!(s.is_full());
         assert_eq!(s.slots().len(), MAX_SLOTS);

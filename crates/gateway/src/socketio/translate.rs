@@ -143,6 +143,9 @@ pub enum Outgoing<'a> {
         start: u64,
         /// Its epoch.
         epoch: String,
+        /// Whether the client named a position (`since`): else an existing subscription
+        /// stays where it is.
+        moved: bool,
         /// The acknowledgement, if asked.
         ack: Option<(u64, Value)>,
     },
@@ -190,14 +193,12 @@ pub fn outgoing(frame: &[u8]) -> Outgoing<'_> {
         },
         "subscribed" => {
             let head = o.get("head_seq").and_then(Value::as_u64).unwrap_or(0);
-            let start = o
-                .get("from_seq")
-                .and_then(Value::as_u64)
-                .map_or(head, |f| f.saturating_sub(1));
+            let from = o.get("from_seq").and_then(Value::as_u64);
             Outgoing::Subscribed {
                 conv: text(&o, "conv"),
-                start,
+                start: from.map_or(head, |f| f.saturating_sub(1)),
                 epoch: text(&o, "epoch"),
+                moved: from.is_some(),
                 ack: ack.map(|a| (a, Value::Object(o))),
             }
         }

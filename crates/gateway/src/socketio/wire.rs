@@ -121,10 +121,11 @@ impl<O: Outlet> SioWire<O> {
                 conv,
                 start,
                 epoch,
+                moved,
                 ack,
             } => {
                 if let Some(conv) = switchboard_proto::Conv::parse(&conv) {
-                    if st.slots.subscribed(&conv, start, &epoch) {
+                    if st.slots.subscribed(&conv, start, &epoch, moved) {
                         self.records.update(&self.pid, &self.record(&st.slots));
                     }
                 }
@@ -150,7 +151,8 @@ impl<O: Outlet> SioWire<O> {
             Outgoing::Reconnect(arg, delay) => {
                 st.reconnect = Some(delay);
                 let args = Value::Array(vec![arg]);
-                self.outlet.emit("switchboard:reconnect", args.to_string())?;
+                self.outlet
+                    .emit("switchboard:reconnect", args.to_string())?;
             }
             Outgoing::Disconnect(reason) => self.end(st, Some(reason)),
             Outgoing::Nothing => {}
