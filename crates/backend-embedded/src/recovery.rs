@@ -52,10 +52,10 @@ impl Recoveries {
         let now = Instant::now();
         let mut s = self.state.lock();
         for k in keys {
-            if let Some((_, until)) = s.records.get_mut(k) {
-                if *until > now {
-                    *until = now + ttl;
-                }
+            if let Some((_, until)) = s.records.get_mut(k)
+                && *until > now
+            {
+                *until = now + ttl;
             }
         }
     }

@@ -56,22 +56,25 @@ pub async fn accept(node: &Node, records: &Records, auth: &Value) -> Result<Acce
     })?;
     let pid = auth.get("pid").and_then(Value::as_str);
     let offset = auth.get("offset").and_then(Value::as_str);
-    if let Some(pid) = pid {
-        if let Some((slots, resume)) = recover(node, records, &principal.user_id, pid, offset).await
-        {
-            let record = Record {
-                user_id: principal.user_id.clone(),
-                slots: slots.slots().to_vec(),
-                full: false,
-            };
-            records.begin(pid, &record).await?;
-            return Ok(Accepted {
-                pid: pid.to_owned(),
-                recovered: true,
-                pre: PreAuth { principal, resume },
-                slots,
-            });
-        }
+    let recovered = match pid {
+        Some(pid) => recover(node, records, &principal.user_id, pid, offset)
+            .await
+            .map(|r| (pid, r)),
+        None => None,
+    };
+    if let Some((pid, (slots, resume))) = recovered {
+        let record = Record {
+            user_id: principal.user_id.clone(),
+            slots: slots.slots().to_vec(),
+            full: false,
+        };
+        records.begin(pid, &record).await?;
+        return Ok(Accepted {
+            pid: pid.to_owned(),
+            recovered: true,
+            pre: PreAuth { principal, resume },
+            slots,
+        });
     }
     let own = Conv::user(&principal.user_id);
     let pos = node

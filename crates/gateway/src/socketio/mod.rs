@@ -13,5 +13,6 @@ pub mod connect;
 pub mod forward;
 pub mod offset;
 pub mod record;
+pub mod serve;
 pub mod translate;
 pub mod wire;

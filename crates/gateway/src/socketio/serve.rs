@@ -76,16 +76,14 @@ impl SioEndpoint {
 
 /// Builds the endpoint for `node`.
 pub fn socketio_endpoint(node: Arc<Node>, config: SioConfig) -> SioEndpoint {
-    let records = Records::start(
-        node.backend.registry.clone(),
-        config.recovery,
-        config.lease,
-    );
-    let mut lib = Config::default();
-    lib.ping_interval = config.ping_interval;
-    lib.ping_timeout = config.ping_timeout;
-    lib.max_payload = config.max_payload;
-    lib.max_queued_packets = node.limits.outbound_queue.max(64);
+    let records = Records::start(node.backend.registry.clone(), config.recovery, config.lease);
+    let lib = Config {
+        ping_interval: config.ping_interval,
+        ping_timeout: config.ping_timeout,
+        max_payload: config.max_payload,
+        max_queued_packets: node.limits.outbound_queue.max(64),
+        ..Config::default()
+    };
     let node_id = node.id.clone();
     let sids = node_id.clone();
     let mut builder = SocketIo::builder(lib)
@@ -244,14 +242,14 @@ impl SocketHandler for SioHandler {
                 if let Some(ack) = event.ack {
                     self.acks.lock().insert(ack.id(), ack);
                 }
-                if tx.try_send(Inbound::Frame(frame.into())).is_err() {
-                    if let Some(ack) = ack_id.and_then(|id| self.acks.lock().remove(&id)) {
-                        let arg = error_arg(
-                            ErrorCode::RateLimited.as_str(),
-                            "too many requests waiting on this socket",
-                        );
-                        let _ = ack.send([arg]);
-                    }
+                if tx.try_send(Inbound::Frame(frame.into())).is_err()
+                    && let Some(ack) = ack_id.and_then(|id| self.acks.lock().remove(&id))
+                {
+                    let arg = error_arg(
+                        ErrorCode::RateLimited.as_str(),
+                        "too many requests waiting on this socket",
+                    );
+                    let _ = ack.send([arg]);
                 }
             }
             Err(refusal) => {

@@ -124,20 +124,20 @@ impl<O: Outlet> SioWire<O> {
                 moved,
                 ack,
             } => {
-                if let Some(conv) = switchboard_proto::Conv::parse(&conv) {
-                    if st.slots.subscribed(&conv, start, &epoch, moved) {
-                        self.records.update(&self.pid, &self.record(&st.slots));
-                    }
+                if let Some(conv) = switchboard_proto::Conv::parse(&conv)
+                    && st.slots.subscribed(&conv, start, &epoch, moved)
+                {
+                    self.records.update(&self.pid, &self.record(&st.slots));
                 }
                 if let Some((id, arg)) = ack {
                     self.outlet.ack(id, arg)?;
                 }
             }
             Outgoing::Unsubscribed { conv, ack, reason } => {
-                if let Some(c) = switchboard_proto::Conv::parse(&conv) {
-                    if st.slots.unsubscribed(&c) {
-                        self.records.update(&self.pid, &self.record(&st.slots));
-                    }
+                if let Some(c) = switchboard_proto::Conv::parse(&conv)
+                    && st.slots.unsubscribed(&c)
+                {
+                    self.records.update(&self.pid, &self.record(&st.slots));
                 }
                 match ack {
                     Some((id, arg)) => self.outlet.ack(id, arg)?,
