@@ -178,11 +178,17 @@ impl<O: Outlet> SioWire<O> {
         if let Some(delay) = st.reconnect {
             // Drain: the client reconnects (elsewhere) and recovers.
             self.records.end(&self.pid, true);
-            let outlet = self.outlet.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(delay)).await;
-                outlet.close_transport();
-            });
+            // Frames may be written from a fan-out thread, outside the runtime.
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    let outlet = self.outlet.clone();
+                    rt.spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                        outlet.close_transport();
+                    });
+                }
+                Err(_) => self.outlet.close_transport(),
+            }
             return;
         }
         match reason {
