@@ -122,10 +122,10 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response {
     match q.sid {
         // A session whose pong or connect deadline passed is closed now, not at its timer's
         // next wake-up: a request that comes after the deadline never finds it open.
-        Some(sid) => match engine
-            .get(&sid)
-            .filter(|s| super::session::heartbeat(s, tokio::time::Instant::now()).is_some())
-        {
+        Some(sid) => match engine.get(&sid).filter(|s| {
+            super::session::heartbeat(s, tokio::time::Instant::now());
+            s.closed().is_none_or(crate::DisconnectReason::flushes)
+        }) {
             Some(session) if websocket => ws::upgrade(session, req).await,
             Some(session) => polling::request(session, req).await,
             None => match engine.unknown_sid.clone() {
