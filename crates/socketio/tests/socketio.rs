@@ -227,12 +227,14 @@ async fn a_full_queue_closes_the_session() {
     poll.post("40").await;
     let socket = server.next_socket().await;
     // Nobody polls: the CONNECT reply and 7 events fill the queue; the next one overflows.
+    assert_eq!(socket.queue_room(), 7);
     for i in 0..7 {
         socket.emit("n", (i,)).unwrap();
     }
     let err = socket.emit("n", (7,)).unwrap_err();
     assert!(err.to_string().contains("full"), "{err}");
     assert_eq!(socket.closed().await, DisconnectReason::QueueFull);
+    assert_eq!(socket.queue_room(), 0);
     assert_eq!(poll.get().await.0, 400);
 }
 
@@ -254,6 +256,19 @@ async fn one_encoding_many_sockets() {
         );
     }
     assert!(EncodedPacket::event("/", "x", json!({"not": "an array"})).is_err());
+    // Arguments already JSON are written as they are.
+    sockets[0]
+        .emit_json("message", r#"[{"conv":"room:1","seq":4},"8"]"#)
+        .unwrap();
+    assert_eq!(
+        ws_text(&mut a).await,
+        r#"42["message",{"conv":"room:1","seq":4},"8"]"#
+    );
+    assert!(EncodedPacket::event_json("/", "x", "{}").is_err());
+    ws_send(&mut b, r#"429["ack"]"#).await;
+    assert_eq!(ws_text(&mut b).await, "439[]");
+    ws_send(&mut b, r#"4210["ack-json"]"#).await;
+    assert_eq!(ws_text(&mut b).await, r#"4310["raw",1]"#);
 }
 
 #[tokio::test]

@@ -193,6 +193,20 @@ impl EngineConn {
         self.0.state.lock().transport
     }
 
+    /// How many more packets the queue takes before it overflows (0 once closed).
+    pub fn queue_room(&self) -> usize {
+        let st = self.0.state.lock();
+        if st.closed.is_some() {
+            0
+        } else {
+            self.0
+                .engine
+                .config
+                .max_queued_packets
+                .saturating_sub(st.queue.len())
+        }
+    }
+
     /// Sends a text message (an Engine.IO `4` packet with `text` as its data).
     pub fn send_text(&self, text: &str) -> Result<(), SendError> {
         let mut buf = Vec::with_capacity(1 + text.len());

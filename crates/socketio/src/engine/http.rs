@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
@@ -139,11 +139,22 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response {
     }
 }
 
-/// The request's headers, URI and peer, for the application's handler.
+/// The request's headers, URI and peer, for the application's handler. Copied, not cloned:
+/// hyper's header values are slices of the connection's read buffer, and a clone would keep
+/// that whole buffer alive for the session's life.
 pub(crate) fn request_info(req: &Request) -> RequestInfo {
+    let mut headers = HeaderMap::with_capacity(req.headers().len());
+    for (name, value) in req.headers() {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_str().as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            headers.append(name, value);
+        }
+    }
     RequestInfo {
-        headers: req.headers().clone(),
-        uri: req.uri().clone(),
+        headers,
+        uri: Uri::try_from(req.uri().to_string()).unwrap_or_default(),
         peer: req
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()

@@ -106,6 +106,9 @@ impl SocketHandler for Handler {
             ("ack", Some(ack)) => {
                 let _ = ack.send_binary(&event.args, event.attachments);
             }
+            ("ack-json", Some(ack)) => {
+                let _ = ack.send_json(r#"["raw",1]"#);
+            }
             ("slow", _) => tokio::time::sleep(Duration::from_millis(200)).await,
             _ => {}
         }
