@@ -6,8 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -193,22 +192,6 @@ pub(crate) fn open_session(
     }
     engine.sessions.lock().insert(sid, shared.clone());
     shared
-}
-
-/// Extracts the WebSocket upgrade from a request, or answers 400.
-pub(crate) async fn websocket_upgrade(
-    engine: &Engine,
-    req: Request,
-) -> Result<WebSocketUpgrade, Response> {
-    let (mut parts, _body) = req.into_parts();
-    let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
-        .await
-        .map_err(|_| error(ErrorCode::BadRequest))?;
-    Ok(upgrade
-        .max_message_size(engine.config.max_payload)
-        .max_frame_size(engine.config.max_payload)
-        .read_buffer_size(4096)
-        .write_buffer_size(0))
 }
 
 #[cfg(test)]
