@@ -129,15 +129,7 @@ async fn binary_attachments_both_ways() {
         Some(WsMessage::Binary(Bytes::new()))
     );
     // A binary ack, and a server-side binary emit, over polling this time (base64 with `b`).
-    let (poll, _) = Poll::open(&server).await;
-    poll.post("40").await;
-    poll.get().await;
-    let polled = loop {
-        let s = server.next_socket().await;
-        if s.conn().sid() == poll.sid {
-            break s;
-        }
-    };
+    let (poll, polled) = Poll::connected(&mut server).await;
     assert_eq!(
         poll.post("451-5[\"ack\",{\"_placeholder\":true,\"num\":0}]\x1ebAQID")
             .await
@@ -300,10 +292,7 @@ async fn close_all_flushes_then_closes_every_session() {
     let mut server = start(config()).await;
     let (mut ws, _) = ws_session(&server).await;
     let ws_socket = server.next_socket().await;
-    let (poll, _) = Poll::open(&server).await;
-    poll.post("40").await;
-    poll.get().await;
-    let poll_socket = server.next_socket().await;
+    let (poll, poll_socket) = Poll::connected(&mut server).await;
     ws_socket
         .emit("switchboard:reconnect", (json!({"reason": "drain"}),))
         .unwrap();

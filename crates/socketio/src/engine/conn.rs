@@ -100,20 +100,7 @@ impl Shared {
 
     /// Queues a frame; closes the session with `QueueFull` when the queue is at its bound.
     pub fn push(&self, frame: Frame) -> Result<(), SendError> {
-        {
-            let mut st = self.state.lock();
-            if st.closed.is_some() {
-                return Err(SendError::Closed);
-            }
-            if st.queue.len() < self.engine.config.max_queued_packets {
-                st.queue.push_back(frame);
-                drop(st);
-                self.out_ready.notify_one();
-                return Ok(());
-            }
-        }
-        self.close(DisconnectReason::QueueFull);
-        Err(SendError::QueueFull)
+        self.push_all(std::iter::once(frame))
     }
 
     /// Queues several frames at once (a binary packet and its attachments), all or none.
