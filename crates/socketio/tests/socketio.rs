@@ -227,6 +227,18 @@ async fn a_full_queue_closes_the_session() {
     assert!(err.to_string().contains("full"), "{err}");
     assert_eq!(socket.closed().await, DisconnectReason::QueueFull);
     assert_eq!(socket.queue_room(), 0);
+    // The queue is bounded in bytes too.
+    let config = Config {
+        max_queued_bytes: 1000,
+        ..common::config()
+    };
+    let mut server = start(config).await;
+    let (_poll, socket) = Poll::connected(&mut server).await;
+    let big = "x".repeat(400);
+    socket.emit("big", (&big,)).unwrap();
+    socket.emit("big", (&big,)).unwrap();
+    assert!(socket.emit("big", (&big,)).is_err());
+    assert_eq!(socket.closed().await, DisconnectReason::QueueFull);
     assert_eq!(poll.get().await.0, 400);
 }
 

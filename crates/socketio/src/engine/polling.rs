@@ -96,7 +96,7 @@ fn take_payload(shared: &Shared) -> Option<Vec<u8>> {
     }
     let mut body = Vec::new();
     if st.closed.is_none_or(DisconnectReason::flushes) {
-        for frame in st.queue.drain(..) {
+        for frame in Shared::take_queue(&mut st) {
             match frame {
                 Frame::Text(t) => append_to_payload(&mut body, &t, false),
                 Frame::Binary(b) => append_to_payload(&mut body, &b, true),

@@ -133,7 +133,7 @@ async fn run(shared: Arc<Shared>, mut conn: WsConn, open: Option<String>) {
             let mut st = shared.state.lock();
             let closed = st.closed;
             let frames = if closed.is_none_or(DisconnectReason::flushes) {
-                std::mem::take(&mut st.queue)
+                Shared::take_queue(&mut st)
             } else {
                 Default::default()
             };
