@@ -24,6 +24,9 @@ struct Args {
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
+    /// Overrides the suites' ping interval (e.g. to measure idle connections).
+    #[arg(long, default_value_t = 300)]
+    ping_interval_ms: u64,
 }
 
 /// Accepts every CONNECT; `echo` says whether the namespace echoes `message` events.
@@ -101,9 +104,9 @@ impl SessionHandler for EchoSession {
 }
 
 /// The settings the suites expect.
-fn config() -> Config {
+fn config(ping_interval_ms: u64) -> Config {
     Config {
-        ping_interval: Duration::from_millis(300),
+        ping_interval: Duration::from_millis(ping_interval_ms),
         ping_timeout: Duration::from_millis(200),
         max_payload: 1_000_000,
         connect_timeout: Duration::from_millis(1_000),
@@ -114,11 +117,11 @@ fn config() -> Config {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    let io = SocketIo::builder(config())
+    let io = SocketIo::builder(config(args.ping_interval_ms))
         .namespace("/", Suite { echo: true })
         .namespace("/custom", Suite { echo: false })
         .build();
-    let engine = EngineIo::new(config(), Echo, Hooks::default());
+    let engine = EngineIo::new(config(args.ping_interval_ms), Echo, Hooks::default());
     let app = io.router().merge(engine.router("/engine.io/"));
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("listening on {}", listener.local_addr()?);

@@ -24,6 +24,9 @@ pub struct Config {
     /// Past it the session is closed with [`DisconnectReason::QueueFull`](crate::DisconnectReason::QueueFull):
     /// a client that does not read is dropped, not buffered without end.
     pub max_queued_packets: usize,
+    /// The most bytes queued for one session; past it the session is closed with `QueueFull`
+    /// too (a queue of 1,024 large messages would otherwise be a gigabyte).
+    pub max_queued_bytes: usize,
     /// The most packets one polling POST may carry.
     pub max_payload_packets: usize,
     /// The most namespaces one session may be connected to at once.
@@ -43,6 +46,7 @@ impl Default for Config {
             connect_timeout: Duration::from_millis(45_000),
             upgrade_timeout: Duration::from_millis(10_000),
             max_queued_packets: 1024,
+            max_queued_bytes: 4 << 20,
             max_payload_packets: 1024,
             max_namespaces: 16,
             close_flush_timeout: Duration::from_millis(2_000),

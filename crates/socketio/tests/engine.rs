@@ -53,16 +53,9 @@ async fn websocket_direct_session() {
 #[tokio::test]
 async fn upgrade_from_polling_to_websocket() {
     let mut server = start(config()).await;
-    let (poll, _) = Poll::open(&server).await;
-    poll.post("40").await;
-    poll.get().await;
-    let socket = server.next_socket().await;
+    let (poll, socket) = Poll::connected(&mut server).await;
     // A poll waits while the upgrade's probe is answered; it ends with a noop.
-    let pending = tokio::spawn({
-        let (http, url) = (poll.http.clone(), poll.url());
-        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let pending = poll.pending_get().await;
     let mut ws = ws_connect(&server.ws_url(&format!("transport=websocket&sid={}", poll.sid))).await;
     ws_send(&mut ws, "2probe").await;
     assert_eq!(ws_text(&mut ws).await, "3probe");
@@ -251,15 +244,8 @@ async fn handshake_errors_are_the_javascript_servers() {
 #[tokio::test]
 async fn client_close_packet_ends_the_pending_poll_with_a_noop() {
     let mut server = start(config()).await;
-    let (poll, _) = Poll::open(&server).await;
-    poll.post("40").await;
-    poll.get().await;
-    let socket = server.next_socket().await;
-    let pending = tokio::spawn({
-        let (http, url) = (poll.http.clone(), poll.url());
-        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (poll, socket) = Poll::connected(&mut server).await;
+    let pending = poll.pending_get().await;
     assert_eq!(poll.post("1").await.0, 200);
     assert_eq!(pending.await.unwrap(), "6");
     assert_eq!(socket.closed().await, DisconnectReason::ClientClose);

@@ -129,15 +129,7 @@ async fn binary_attachments_both_ways() {
         Some(WsMessage::Binary(Bytes::new()))
     );
     // A binary ack, and a server-side binary emit, over polling this time (base64 with `b`).
-    let (poll, _) = Poll::open(&server).await;
-    poll.post("40").await;
-    poll.get().await;
-    let polled = loop {
-        let s = server.next_socket().await;
-        if s.conn().sid() == poll.sid {
-            break s;
-        }
-    };
+    let (poll, polled) = Poll::connected(&mut server).await;
     assert_eq!(
         poll.post("451-5[\"ack\",{\"_placeholder\":true,\"num\":0}]\x1ebAQID")
             .await
@@ -227,11 +219,25 @@ async fn a_full_queue_closes_the_session() {
     poll.post("40").await;
     let socket = server.next_socket().await;
     // Nobody polls: the CONNECT reply and 7 events fill the queue; the next one overflows.
+    assert_eq!(socket.queue_room(), 7);
     for i in 0..7 {
         socket.emit("n", (i,)).unwrap();
     }
     let err = socket.emit("n", (7,)).unwrap_err();
     assert!(err.to_string().contains("full"), "{err}");
+    assert_eq!(socket.closed().await, DisconnectReason::QueueFull);
+    assert_eq!(socket.queue_room(), 0);
+    // The queue is bounded in bytes too.
+    let config = Config {
+        max_queued_bytes: 1000,
+        ..common::config()
+    };
+    let mut server = start(config).await;
+    let (_poll, socket) = Poll::connected(&mut server).await;
+    let big = "x".repeat(400);
+    socket.emit("big", (&big,)).unwrap();
+    socket.emit("big", (&big,)).unwrap();
+    assert!(socket.emit("big", (&big,)).is_err());
     assert_eq!(socket.closed().await, DisconnectReason::QueueFull);
     assert_eq!(poll.get().await.0, 400);
 }
@@ -254,6 +260,19 @@ async fn one_encoding_many_sockets() {
         );
     }
     assert!(EncodedPacket::event("/", "x", json!({"not": "an array"})).is_err());
+    // Arguments already JSON are written as they are.
+    sockets[0]
+        .emit_json("message", r#"[{"conv":"room:1","seq":4},"8"]"#)
+        .unwrap();
+    assert_eq!(
+        ws_text(&mut a).await,
+        r#"42["message",{"conv":"room:1","seq":4},"8"]"#
+    );
+    assert!(EncodedPacket::event_json("/", "x", "{}").is_err());
+    ws_send(&mut b, r#"429["ack"]"#).await;
+    assert_eq!(ws_text(&mut b).await, "439[]");
+    ws_send(&mut b, r#"4210["ack-json"]"#).await;
+    assert_eq!(ws_text(&mut b).await, r#"4310["raw",1]"#);
 }
 
 #[tokio::test]
@@ -285,10 +304,7 @@ async fn close_all_flushes_then_closes_every_session() {
     let mut server = start(config()).await;
     let (mut ws, _) = ws_session(&server).await;
     let ws_socket = server.next_socket().await;
-    let (poll, _) = Poll::open(&server).await;
-    poll.post("40").await;
-    poll.get().await;
-    let poll_socket = server.next_socket().await;
+    let (poll, poll_socket) = Poll::connected(&mut server).await;
     ws_socket
         .emit("switchboard:reconnect", (json!({"reason": "drain"}),))
         .unwrap();

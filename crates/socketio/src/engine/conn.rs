@@ -25,6 +25,15 @@ pub(crate) enum Frame {
     Binary(Bytes),
 }
 
+impl Frame {
+    /// The frame's size in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Frame::Text(b) | Frame::Binary(b) => b.len(),
+        }
+    }
+}
+
 /// Which transport carries the session now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -38,6 +47,8 @@ pub enum Transport {
 pub(crate) struct State {
     /// Packets waiting for the next poll or for the WebSocket writer.
     pub queue: VecDeque<Frame>,
+    /// The bytes of the packets in `queue`.
+    pub queued_bytes: usize,
     pub transport: Transport,
     /// A polling GET is waiting (a second one is an overlap).
     pub get_active: bool,
@@ -80,6 +91,7 @@ impl Shared {
             sid,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
+                queued_bytes: 0,
                 transport,
                 get_active: false,
                 post_active: false,
@@ -100,20 +112,7 @@ impl Shared {
 
     /// Queues a frame; closes the session with `QueueFull` when the queue is at its bound.
     pub fn push(&self, frame: Frame) -> Result<(), SendError> {
-        {
-            let mut st = self.state.lock();
-            if st.closed.is_some() {
-                return Err(SendError::Closed);
-            }
-            if st.queue.len() < self.engine.config.max_queued_packets {
-                st.queue.push_back(frame);
-                drop(st);
-                self.out_ready.notify_one();
-                return Ok(());
-            }
-        }
-        self.close(DisconnectReason::QueueFull);
-        Err(SendError::QueueFull)
+        self.push_all(std::iter::once(frame))
     }
 
     /// Queues several frames at once (a binary packet and its attachments), all or none.
@@ -123,8 +122,14 @@ impl Shared {
             if st.closed.is_some() {
                 return Err(SendError::Closed);
             }
-            if st.queue.len() + frames.len() <= self.engine.config.max_queued_packets {
+            let config = &self.engine.config;
+            let frames: Vec<Frame> = frames.collect();
+            let bytes: usize = frames.iter().map(Frame::len).sum();
+            if st.queue.len() + frames.len() <= config.max_queued_packets
+                && st.queued_bytes + bytes <= config.max_queued_bytes
+            {
                 st.queue.extend(frames);
+                st.queued_bytes += bytes;
                 drop(st);
                 self.out_ready.notify_one();
                 return Ok(());
@@ -132,6 +137,12 @@ impl Shared {
         }
         self.close(DisconnectReason::QueueFull);
         Err(SendError::QueueFull)
+    }
+
+    /// Takes every queued frame (for a poll's answer or the WebSocket writer).
+    pub fn take_queue(st: &mut State) -> VecDeque<Frame> {
+        st.queued_bytes = 0;
+        std::mem::take(&mut st.queue)
     }
 
     /// Closes the session (once). A close that does not flush removes the session from the
@@ -191,6 +202,20 @@ impl EngineConn {
     /// The transport that carries the session now.
     pub fn transport(&self) -> Transport {
         self.0.state.lock().transport
+    }
+
+    /// How many more packets the queue takes before it overflows (0 once closed).
+    pub fn queue_room(&self) -> usize {
+        let st = self.0.state.lock();
+        if st.closed.is_some() {
+            0
+        } else {
+            self.0
+                .engine
+                .config
+                .max_queued_packets
+                .saturating_sub(st.queue.len())
+        }
     }
 
     /// Sends a text message (an Engine.IO `4` packet with `text` as its data).

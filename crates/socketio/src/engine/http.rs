@@ -6,9 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
@@ -139,11 +138,22 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response {
     }
 }
 
-/// The request's headers, URI and peer, for the application's handler.
+/// The request's headers, URI and peer, for the application's handler. Copied, not cloned:
+/// hyper's header values are slices of the connection's read buffer, and a clone would keep
+/// that whole buffer alive for the session's life.
 pub(crate) fn request_info(req: &Request) -> RequestInfo {
+    let mut headers = HeaderMap::with_capacity(req.headers().len());
+    for (name, value) in req.headers() {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_str().as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            headers.append(name, value);
+        }
+    }
     RequestInfo {
-        headers: req.headers().clone(),
-        uri: req.uri().clone(),
+        headers,
+        uri: Uri::try_from(req.uri().to_string()).unwrap_or_default(),
         peer: req
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
@@ -182,22 +192,6 @@ pub(crate) fn open_session(
     }
     engine.sessions.lock().insert(sid, shared.clone());
     shared
-}
-
-/// Extracts the WebSocket upgrade from a request, or answers 400.
-pub(crate) async fn websocket_upgrade(
-    engine: &Engine,
-    req: Request,
-) -> Result<WebSocketUpgrade, Response> {
-    let (mut parts, _body) = req.into_parts();
-    let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
-        .await
-        .map_err(|_| error(ErrorCode::BadRequest))?;
-    Ok(upgrade
-        .max_message_size(engine.config.max_payload)
-        .max_frame_size(engine.config.max_payload)
-        .read_buffer_size(4096)
-        .write_buffer_size(0))
 }
 
 #[cfg(test)]

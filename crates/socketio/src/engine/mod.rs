@@ -10,6 +10,8 @@ mod polling;
 mod server;
 mod session;
 mod ws;
+mod wsconn;
+pub mod wsframe;
 
 pub use conn::{EngineConn, SendError, Transport};
 pub use handler::{EngineHandler, Message, RequestInfo, SessionHandler};

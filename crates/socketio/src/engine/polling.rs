@@ -38,6 +38,29 @@ pub(crate) async fn request(shared: Arc<Shared>, req: Request) -> Response {
 /// Clears a request's flag when the request ends, answered or abandoned.
 struct Active<'a>(&'a Shared, bool);
 
+impl<'a> Active<'a> {
+    /// Marks a GET (`get`) or a POST as under way; a second one of the same kind at once is an
+    /// overlap that closes the session. Refused on an upgraded session. `None` is answered 400.
+    fn begin(shared: &'a Shared, get: bool) -> Option<Self> {
+        let mut st = shared.state.lock();
+        if st.transport == Transport::WebSocket {
+            return None;
+        }
+        let flag = if get {
+            &mut st.get_active
+        } else {
+            &mut st.post_active
+        };
+        if *flag {
+            drop(st);
+            shared.close(DisconnectReason::PollOverlap);
+            return None;
+        }
+        *flag = true;
+        Some(Active(shared, get))
+    }
+}
+
 impl Drop for Active<'_> {
     fn drop(&mut self) {
         let mut st = self.0.state.lock();
@@ -50,19 +73,9 @@ impl Drop for Active<'_> {
 }
 
 async fn poll(shared: Arc<Shared>) -> Response {
-    {
-        let mut st = shared.state.lock();
-        if st.transport == Transport::WebSocket {
-            return error(ErrorCode::BadRequest);
-        }
-        if st.get_active {
-            drop(st);
-            shared.close(DisconnectReason::PollOverlap);
-            return error(ErrorCode::BadRequest);
-        }
-        st.get_active = true;
-    }
-    let _active = Active(&shared, true);
+    let Some(_active) = Active::begin(&shared, true) else {
+        return error(ErrorCode::BadRequest);
+    };
     loop {
         let notified = shared.out_ready.notified();
         if let Some(body) = take_payload(&shared) {
@@ -83,7 +96,7 @@ fn take_payload(shared: &Shared) -> Option<Vec<u8>> {
     }
     let mut body = Vec::new();
     if st.closed.is_none_or(DisconnectReason::flushes) {
-        for frame in st.queue.drain(..) {
+        for frame in Shared::take_queue(&mut st) {
             match frame {
                 Frame::Text(t) => append_to_payload(&mut body, &t, false),
                 Frame::Binary(b) => append_to_payload(&mut body, &b, true),
@@ -120,19 +133,9 @@ async fn post(shared: Arc<Shared>, req: Request) -> Response {
         shared.close(DisconnectReason::PayloadTooLarge);
         return StatusCode::PAYLOAD_TOO_LARGE.into_response();
     }
-    {
-        let mut st = shared.state.lock();
-        if st.transport == Transport::WebSocket {
-            return error(ErrorCode::BadRequest);
-        }
-        if st.post_active {
-            drop(st);
-            shared.close(DisconnectReason::PollOverlap);
-            return error(ErrorCode::BadRequest);
-        }
-        st.post_active = true;
-    }
-    let _active = Active(&shared, false);
+    let Some(_active) = Active::begin(&shared, false) else {
+        return error(ErrorCode::BadRequest);
+    };
     let body = match axum::body::to_bytes(req.into_body(), max).await {
         Ok(body) => body,
         Err(_) => {

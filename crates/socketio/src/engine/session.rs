@@ -67,12 +67,14 @@ pub(crate) fn heartbeat(shared: &Shared, now: Instant) -> Option<Instant> {
         return None;
     }
     if st.pong_deadline.is_none() && now >= st.next_ping {
-        if st.queue.len() >= config.max_queued_packets {
+        if st.queue.len() >= config.max_queued_packets || st.queued_bytes >= config.max_queued_bytes
+        {
             drop(st);
             shared.close(DisconnectReason::QueueFull);
             return None;
         }
         st.queue.push_back(Frame::Text(Bytes::from_static(b"2")));
+        st.queued_bytes += 1;
         // From when the ping was due, not from when this timer woke: a late wake-up does not
         // lengthen the client's time.
         st.pong_deadline = Some(st.next_ping + config.ping_timeout);

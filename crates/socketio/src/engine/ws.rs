@@ -6,29 +6,30 @@
 use std::sync::Arc;
 
 use axum::extract::Request;
-use axum::extract::ws::{Message as WsMessage, Utf8Bytes, WebSocket};
 use axum::response::Response;
-use futures_util::SinkExt;
+use bytes::Bytes;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
 use super::conn::{Frame, Shared, Transport};
-use super::http::{open_packet, open_session, request_info, websocket_upgrade};
-use super::packet::{Packet, decode_text};
+use super::http::{ErrorCode, error, open_packet, open_session, request_info};
+use super::packet::{Packet, decode_frame};
 use super::server::Engine;
 use super::session::{heartbeat, on_packet};
+use super::wsconn::{self, WsConn, WsIn};
+use super::wsframe::opcode;
 use crate::DisconnectReason;
 
 /// Opens a session on a WebSocket (no `sid` in the query).
 pub(crate) async fn handshake(engine: Arc<Engine>, req: Request) -> Response {
-    let info = request_info(&req);
-    let upgrade = match websocket_upgrade(&engine, req).await {
-        Ok(upgrade) => upgrade,
-        Err(response) => return response,
+    let Some(key) = wsconn::accept_key(&req) else {
+        return error(ErrorCode::BadRequest);
     };
-    upgrade.on_upgrade(move |socket| async move {
+    let info = request_info(&req);
+    let max = engine.config.max_payload;
+    wsconn::upgrade(req, key, max, move |conn| async move {
         let shared = open_session(&engine, Transport::WebSocket, &info);
         let open = open_packet(&engine, &shared.sid, Transport::WebSocket);
-        run(shared, socket, Some(open)).await;
+        run(shared, conn, Some(open)).await;
     })
 }
 
@@ -36,10 +37,10 @@ pub(crate) async fn handshake(engine: Arc<Engine>, req: Request) -> Response {
 /// another upgrade is under way, the new WebSocket is accepted and closed at once (as the
 /// JavaScript server does); the session goes on.
 pub(crate) async fn upgrade(shared: Arc<Shared>, req: Request) -> Response {
-    let upgrade = match websocket_upgrade(&shared.engine, req).await {
-        Ok(upgrade) => upgrade,
-        Err(response) => return response,
+    let Some(key) = wsconn::accept_key(&req) else {
+        return error(ErrorCode::BadRequest);
     };
+    let max = shared.engine.config.max_payload;
     let accepted = {
         let mut st = shared.state.lock();
         let accepted = st.transport == Transport::Polling && !st.upgrading && st.closed.is_none();
@@ -47,33 +48,42 @@ pub(crate) async fn upgrade(shared: Arc<Shared>, req: Request) -> Response {
         accepted
     };
     if !accepted {
-        return upgrade.on_upgrade(|mut socket| async move {
-            let _ = socket.send(WsMessage::Close(None)).await;
-        });
+        return wsconn::upgrade(req, key, max, |mut conn| async move { conn.close().await });
     }
-    let failed = shared.clone();
-    upgrade
-        .on_failed_upgrade(move |_| failed.state.lock().upgrading = false)
-        .on_upgrade(move |socket| probe(shared, socket))
+    // The flag is cleared by `probe`, or here if hyper never hands the connection over.
+    let guard = UpgradeGuard(Some(shared));
+    wsconn::upgrade(req, key, max, move |conn| async move {
+        let mut guard = guard;
+        if let Some(shared) = guard.0.take() {
+            probe(shared, conn).await;
+        }
+    })
+}
+
+/// Clears `upgrading` when an accepted upgrade never starts.
+struct UpgradeGuard(Option<Arc<Shared>>);
+
+impl Drop for UpgradeGuard {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.state.lock().upgrading = false;
+        }
+    }
 }
 
 /// The upgrade's exchange on the new WebSocket, then the session's life on it.
-async fn probe(shared: Arc<Shared>, mut socket: WebSocket) {
+async fn probe(shared: Arc<Shared>, mut conn: WsConn) {
     let deadline = Instant::now() + shared.engine.config.upgrade_timeout;
     let upgraded = timeout_at(deadline, async {
-        if !matches!(socket.recv().await, Some(Ok(WsMessage::Text(t))) if t.as_str() == "2probe") {
+        if !matches!(conn.recv().await, WsIn::Text(t) if t == b"2probe") {
             return false;
         }
-        if socket
-            .send(WsMessage::Text(Utf8Bytes::from_static("3probe")))
-            .await
-            .is_err()
-        {
+        if conn.send(opcode::TEXT, b"3probe").await.is_err() {
             return false;
         }
         shared.state.lock().probed = true;
         shared.out_ready.notify_one();
-        matches!(socket.recv().await, Some(Ok(WsMessage::Text(t))) if t.as_str() == "5")
+        matches!(conn.recv().await, WsIn::Text(t) if t == b"5")
     })
     .await
     .unwrap_or(false);
@@ -91,21 +101,30 @@ async fn probe(shared: Arc<Shared>, mut socket: WebSocket) {
     shared.out_ready.notify_one();
     shared.ctl.notify_one();
     if upgraded {
-        run(shared, socket, None).await;
+        run(shared, conn, None).await;
+    } else {
+        conn.close().await;
     }
 }
 
-fn to_message(frame: Frame) -> Option<WsMessage> {
-    match frame {
-        Frame::Text(bytes) => Utf8Bytes::try_from(bytes).ok().map(WsMessage::Text),
-        Frame::Binary(bytes) => Some(WsMessage::Binary(bytes)),
+/// Writes the queued frames.
+async fn write(
+    conn: &mut WsConn,
+    frames: &std::collections::VecDeque<Frame>,
+) -> std::io::Result<()> {
+    for frame in frames {
+        match frame {
+            Frame::Text(t) => conn.send(opcode::TEXT, t).await?,
+            Frame::Binary(b) => conn.send(opcode::BINARY, b).await?,
+        }
     }
+    Ok(())
 }
 
 /// Runs a session on its WebSocket until it closes.
-async fn run(shared: Arc<Shared>, mut socket: WebSocket, open: Option<String>) {
+async fn run(shared: Arc<Shared>, mut conn: WsConn, open: Option<String>) {
     if let Some(open) = open
-        && socket.send(WsMessage::Text(open.into())).await.is_err()
+        && conn.send(opcode::TEXT, open.as_bytes()).await.is_err()
     {
         shared.close(DisconnectReason::TransportError);
     }
@@ -114,24 +133,15 @@ async fn run(shared: Arc<Shared>, mut socket: WebSocket, open: Option<String>) {
             let mut st = shared.state.lock();
             let closed = st.closed;
             let frames = if closed.is_none_or(DisconnectReason::flushes) {
-                std::mem::take(&mut st.queue)
+                Shared::take_queue(&mut st)
             } else {
                 Default::default()
             };
             (frames, closed)
         };
-        if !frames.is_empty() {
-            let mut failed = false;
-            for message in frames.into_iter().filter_map(to_message) {
-                if socket.feed(message).await.is_err() {
-                    failed = true;
-                    break;
-                }
-            }
-            if failed || socket.flush().await.is_err() {
-                shared.close(DisconnectReason::TransportError);
-                continue;
-            }
+        if !frames.is_empty() && write(&mut conn, &frames).await.is_err() {
+            shared.close(DisconnectReason::TransportError);
+            continue;
         }
         if closed.is_some() {
             break;
@@ -139,27 +149,31 @@ async fn run(shared: Arc<Shared>, mut socket: WebSocket, open: Option<String>) {
         let Some(next) = heartbeat(&shared, Instant::now()) else {
             continue;
         };
-        tokio::select! {
-            incoming = socket.recv() => {
-                let result = match incoming {
-                    Some(Ok(WsMessage::Text(text))) => match decode_text(text.as_str()) {
-                        Ok(packet) => on_packet(&shared, packet).await,
-                        Err(_) => Err(DisconnectReason::ParseError),
-                    },
-                    Some(Ok(WsMessage::Binary(data))) => on_packet(&shared, Packet::Binary(data)).await,
-                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Ok(()),
-                    Some(Ok(WsMessage::Close(_))) | None => Err(DisconnectReason::TransportClose),
-                    Some(Err(_)) => Err(DisconnectReason::TransportError),
-                };
-                if let Err(reason) = result {
-                    shared.close(reason);
-                }
-            }
-            _ = shared.out_ready.notified() => {}
-            _ = shared.ctl.notified() => {}
-            _ = sleep_until(next) => {}
+        // Only reads and waits race here: writes happen above, never cut off half-way.
+        let incoming = tokio::select! {
+            incoming = conn.recv() => incoming,
+            _ = shared.out_ready.notified() => continue,
+            _ = shared.ctl.notified() => continue,
+            _ = sleep_until(next) => continue,
+        };
+        let result = match incoming {
+            WsIn::Text(text) => match decode_frame(&text, false) {
+                Ok(packet) => on_packet(&shared, packet).await,
+                Err(_) => Err(DisconnectReason::ParseError),
+            },
+            WsIn::Binary(data) => on_packet(&shared, Packet::Binary(Bytes::from(data))).await,
+            WsIn::Ping(data) => match conn.send(opcode::PONG, &data).await {
+                Ok(()) => Ok(()),
+                Err(_) => Err(DisconnectReason::TransportError),
+            },
+            WsIn::Closed => Err(DisconnectReason::TransportClose),
+            WsIn::TooLong => Err(DisconnectReason::PayloadTooLarge),
+            WsIn::Error => Err(DisconnectReason::ParseError),
+        };
+        if let Err(reason) = result {
+            shared.close(reason);
         }
     }
-    let _ = socket.send(WsMessage::Close(None)).await;
+    conn.close().await;
     shared.finish().await;
 }

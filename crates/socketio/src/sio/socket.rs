@@ -83,6 +83,17 @@ impl EncodedPacket {
         })
     }
 
+    /// An EVENT whose arguments are already JSON: `args_json` is a JSON array's text
+    /// (`[{"a":1},"x"]`), written as it is. Only its brackets are checked: the caller vouches
+    /// that the rest is JSON (the cheap path for text encoded once elsewhere).
+    pub fn event_json(nsp: &str, event: &str, args_json: &str) -> Result<Self, EmitError> {
+        let text = encode_event("4", nsp, None, event, args_json, 0)?;
+        Ok(EncodedPacket {
+            text: Bytes::from(text),
+            attachments: Vec::new(),
+        })
+    }
+
     /// The encoded text (an Engine.IO message: `4` and the Socket.IO packet).
     pub fn text(&self) -> &[u8] {
         &self.text
@@ -134,6 +145,16 @@ impl AckSender {
     /// Acknowledges with `args` (serialized to a JSON array, as for [`Socket::emit`]).
     pub fn send<A: Serialize>(self, args: A) -> Result<(), EmitError> {
         self.send_binary(args, Vec::new())
+    }
+
+    /// Acknowledges with arguments already JSON: `args_json` is a JSON array's text, written as
+    /// it is (only its brackets are checked; the caller vouches for the rest).
+    pub fn send_json(self, args_json: &str) -> Result<(), EmitError> {
+        let text = encode_ack("4", &self.socket.0.nsp, self.id, args_json, 0)?;
+        self.socket.send(&EncodedPacket {
+            text: Bytes::from(text),
+            attachments: Vec::new(),
+        })
     }
 
     /// Acknowledges with `args` holding placeholders for `attachments` (a BINARY_ACK).
@@ -210,6 +231,18 @@ impl Socket {
     /// (`("a", 1)`), an array, a slice or a `Vec` (e.g. `&event.args` to echo an event).
     pub fn emit<A: Serialize>(&self, event: &str, args: A) -> Result<(), EmitError> {
         self.send(&EncodedPacket::event(&self.0.nsp, event, args)?)
+    }
+
+    /// Emits an event whose arguments are already JSON (see [`EncodedPacket::event_json`]).
+    pub fn emit_json(&self, event: &str, args_json: &str) -> Result<(), EmitError> {
+        self.send(&EncodedPacket::event_json(&self.0.nsp, event, args_json)?)
+    }
+
+    /// How many more packets the session's queue takes before it overflows (and the session
+    /// closes with `QueueFull`): lets an application apply its own slow-consumer rule first.
+    /// A binary packet takes one per attachment more.
+    pub fn queue_room(&self) -> usize {
+        self.0.conn.queue_room()
     }
 
     /// Emits a BINARY_EVENT: `args` holds placeholders for `attachments`.

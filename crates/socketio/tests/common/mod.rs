@@ -106,6 +106,9 @@ impl SocketHandler for Handler {
             ("ack", Some(ack)) => {
                 let _ = ack.send_binary(&event.args, event.attachments);
             }
+            ("ack-json", Some(ack)) => {
+                let _ = ack.send_json(r#"["raw",1]"#);
+            }
             ("slow", _) => tokio::time::sleep(Duration::from_millis(200)).await,
             _ => {}
         }
@@ -185,6 +188,28 @@ impl Poll {
 
     pub fn url(&self) -> String {
         format!("{}&sid={}", self.base, self.sid)
+    }
+
+    /// Opens a session and connects it to `/`; returns the client and the server's socket.
+    pub async fn connected(server: &mut Server) -> (Poll, Socket) {
+        let (poll, _) = Poll::open(server).await;
+        poll.post("40").await;
+        poll.get().await;
+        loop {
+            let socket = server.next_socket().await;
+            if socket.conn().sid() == poll.sid {
+                return (poll, socket);
+            }
+        }
+    }
+
+    /// Starts a GET that waits (its body when it ends), and gives it time to reach the server.
+    pub async fn pending_get(&self) -> tokio::task::JoinHandle<String> {
+        let (http, url) = (self.http.clone(), self.url());
+        let pending =
+            tokio::spawn(async move { http.get(url).send().await.unwrap().text().await.unwrap() });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        pending
     }
 
     pub async fn get(&self) -> (u16, String) {
