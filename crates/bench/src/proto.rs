@@ -419,16 +419,15 @@ impl Protocol {
             Protocol::Socketio | Protocol::SwitchboardSocketio => {
                 if text == "2" {
                     Incoming::Ping
+                } else if text.starts_with(r#"42["switchboard:disconnect""#) {
+                    Incoming::Closed(text.to_owned())
                 } else if text.starts_with("42") {
                     delivery(text).unwrap_or(Incoming::Other)
                 } else if text.starts_with("43") {
                     Incoming::Ack
                 } else if text.starts_with("44") {
                     Incoming::Error(text.to_owned())
-                } else if text.starts_with("41")
-                    || text == "1"
-                    || text.starts_with(r#"42["switchboard:disconnect""#)
-                {
+                } else if text.starts_with("41") || text == "1" {
                     Incoming::Closed(text.to_owned())
                 } else {
                     Incoming::Other

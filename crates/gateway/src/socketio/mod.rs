@@ -6,11 +6,12 @@
 //! - [`offset`]: the recovery offset and the slots it counts in;
 //! - [`record`]: recovery records in the backend, their writes and renewals;
 //! - [`connect`]: the CONNECT: token, recovery, the `pid`;
-//! - [`wire`]: the session's two halves on a Socket.IO socket;
+//! - [`wire`] and [`inbox`]: the session's two halves on a Socket.IO socket;
 //! - [`forward`]: polling requests for another node's session, forwarded to it.
 
 pub mod connect;
 pub mod forward;
+pub mod inbox;
 pub mod offset;
 pub mod record;
 pub mod serve;

@@ -4,9 +4,10 @@
 
 use super::connect::{self, Accepted};
 use super::forward::{ForwardLimits, Forwarder, owner_of, unknown_sid};
+use super::inbox::{Inbox, SioTransport};
 use super::record::Records;
 use super::translate::{self, error_arg};
-use super::wire::{Outlet, SioTransport, SioWire};
+use super::wire::{Outlet, SioWire};
 use crate::poll::NodeLocator;
 use async_trait::async_trait;
 use axum::Router;
@@ -29,7 +30,6 @@ use switchboard_socketio::{
     Accept, AckSender, Config, ConnectRequest, DisconnectReason, EncodedPacket, Event, Namespace,
     Refuse, Socket, SocketHandler, SocketIo,
 };
-use tokio::sync::mpsc;
 
 /// Settings of the endpoint.
 #[derive(Clone)]
@@ -175,7 +175,7 @@ impl Namespace for Switchboard {
             slots,
         } = accepted;
         tracing::debug!(pid, recovered, "Socket.IO connect");
-        let (tx, rx) = mpsc::channel(self.inbound_queue);
+        let inbox = Arc::new(Inbox::new(self.inbound_queue));
         let acks = Arc::new(Mutex::new(HashMap::new()));
         let outlet = Arc::new(SocketOutlet {
             socket: socket.clone(),
@@ -187,15 +187,15 @@ impl Namespace for Switchboard {
             self.records.clone(),
             pid.clone(),
             pre.principal.user_id.clone(),
-            tx.downgrade(),
+            inbox.clone(),
         ));
         let reply = serde_json::json!({"sid": socket.id(), "pid": pid});
         let handler = SioHandler {
             node: node.clone(),
-            tx: Mutex::new(Some(tx)),
+            inbox,
             wire,
             acks,
-            start: Mutex::new(Some((permit, pre, rx))),
+            start: Mutex::new(Some((permit, pre))),
         };
         Ok(Accept::new(handler).with_reply(reply))
     }
@@ -204,22 +204,22 @@ impl Namespace for Switchboard {
 /// One socket's handler: its events go to its session's input.
 struct SioHandler {
     node: Arc<Node>,
-    tx: Mutex<Option<mpsc::Sender<Inbound>>>,
+    inbox: Arc<Inbox>,
     wire: Arc<SioWire<SocketOutlet>>,
     acks: Arc<Mutex<HashMap<u64, AckSender>>>,
     /// What the session starts with, taken once the CONNECT reply is queued.
-    start: Mutex<Option<(Permit, PreAuth, mpsc::Receiver<Inbound>)>>,
+    start: Mutex<Option<(Permit, PreAuth)>>,
 }
 
 #[async_trait]
 impl SocketHandler for SioHandler {
     async fn connected(&self, _socket: &Socket) {
-        let Some((permit, pre, rx)) = self.start.lock().take() else {
+        let Some((permit, pre)) = self.start.lock().take() else {
             return;
         };
         let session = run_session(
             self.node.clone(),
-            SioTransport { rx },
+            SioTransport(self.inbox.clone()),
             self.wire.clone(),
             Some(pre),
         );
@@ -236,13 +236,10 @@ impl SocketHandler for SioHandler {
         let ack_id = event.ack.as_ref().map(AckSender::id);
         match translate::request(&event.name, &args, ack_id, binary) {
             Ok(frame) => {
-                let Some(tx) = self.tx.lock().clone() else {
-                    return;
-                };
                 if let Some(ack) = event.ack {
                     self.acks.lock().insert(ack.id(), ack);
                 }
-                if tx.try_send(Inbound::Frame(frame.into())).is_err()
+                if !self.inbox.push(Inbound::Frame(frame.into()))
                     && let Some(ack) = ack_id.and_then(|id| self.acks.lock().remove(&id))
                 {
                     let arg = error_arg(
@@ -265,7 +262,7 @@ impl SocketHandler for SioHandler {
             self.wire.client_left();
         }
         // The session's input ends: it closes like any disconnected client.
-        self.tx.lock().take();
+        self.inbox.close();
         self.start.lock().take();
         self.acks.lock().clear();
     }

@@ -1,5 +1,5 @@
-//! The two halves a Socket.IO socket runs the core's session on: [`SioTransport`] reads (the
-//! client's events, already translated to native frames) and [`SioWire`] writes (native frames
+//! The writing half a Socket.IO socket runs the core's session on ([`super::inbox`] is the
+//! reading half: the client's events, already translated to native frames): [`SioWire`] writes (native frames
 //! translated to events and acknowledgements, `message` events with the socket's offset).
 //!
 //! The wire keeps the socket's slots ([`Slots`]): a `subscribed` reply opens one, so the next
@@ -13,6 +13,7 @@
 //! answered here at once: Engine.IO's own pings find dead clients (the library closes them, and
 //! the transport then ends).
 
+use super::inbox::Inbox;
 use super::offset::Slots;
 use super::record::{Record, Records};
 use super::translate::{Outgoing, message_args, outgoing};
@@ -22,8 +23,7 @@ use std::io;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use switchboard_core::transport::{Inbound, Out, Progress, Transport, Wire};
-use tokio::sync::mpsc;
+use switchboard_core::transport::{Inbound, Out, Progress, Wire};
 
 /// What the wire needs from a Socket.IO socket of the protocol library.
 pub trait Outlet: Send + Sync + 'static {
@@ -41,18 +41,6 @@ pub trait Outlet: Send + Sync + 'static {
     fn close_transport(&self);
 }
 
-/// The reading half: native frames from the socket's event handler.
-pub struct SioTransport {
-    /// Frames (and proof of life) from the event handler and the wire.
-    pub rx: mpsc::Receiver<Inbound>,
-}
-
-impl Transport for SioTransport {
-    async fn recv(&mut self) -> Option<Inbound> {
-        self.rx.recv().await
-    }
-}
-
 struct State {
     slots: Slots,
     /// `delay_ms` of a `reconnect` frame: the transport closes that much later.
@@ -68,9 +56,8 @@ pub struct SioWire<O: Outlet> {
     records: Arc<Records>,
     pid: String,
     user_id: String,
-    /// Proof of life for the session's heartbeat (see the module comment). Weak: the input
-    /// ends when the event handler's sender is dropped.
-    alive: mpsc::WeakSender<Inbound>,
+    /// The session's input, for proof of life (see the module comment).
+    alive: Arc<Inbox>,
 }
 
 impl<O: Outlet> SioWire<O> {
@@ -81,7 +68,7 @@ impl<O: Outlet> SioWire<O> {
         records: Arc<Records>,
         pid: String,
         user_id: String,
-        alive: mpsc::WeakSender<Inbound>,
+        alive: Arc<Inbox>,
     ) -> SioWire<O> {
         SioWire {
             outlet,
@@ -233,9 +220,7 @@ impl<O: Outlet> Wire for SioWire<O> {
                 // Engine.IO checks the client's liveness; the session's heartbeat is answered
                 // here (a full queue means the session is past its own bound anyway).
                 Out::Ping => {
-                    if let Some(tx) = self.alive.upgrade() {
-                        let _ = tx.try_send(Inbound::Alive);
-                    }
+                    self.alive.push(Inbound::Alive);
                 }
                 Out::Pong(_) | Out::Close(_) => {}
             }
