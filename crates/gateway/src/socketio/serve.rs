@@ -289,6 +289,12 @@ impl Outlet for SocketOutlet {
         Poll::Ready(())
     }
 
+    fn emit_message(&self, object: &RawValue, offset: &str) -> io::Result<()> {
+        let packet = EncodedPacket::event(self.socket.namespace(), "message", (object, offset))
+            .map_err(io_err)?;
+        self.socket.send(&packet).map_err(io_err)
+    }
+
     fn emit(&self, event: &str, args: String) -> io::Result<()> {
         let raw = RawValue::from_string(args).map_err(io_err)?;
         let packet = EncodedPacket::event(self.socket.namespace(), event, &raw).map_err(io_err)?;

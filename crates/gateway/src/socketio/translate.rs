@@ -5,7 +5,11 @@
 //! A request that asked for an acknowledgement carries its ack id as the native request `id`
 //! (a number); one that did not carries [`NO_ACK`], and its reply is dropped.
 
+use bytes::Bytes;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
+use std::cell::RefCell;
+use std::sync::Arc;
 use switchboard_proto::ErrorCode;
 
 /// The native request id of an event that asked for no acknowledgement.
@@ -243,18 +247,30 @@ fn message(frame: &[u8]) -> Option<Outgoing<'_>> {
     })
 }
 
-/// The arguments of a `message` event as one JSON array: `[{…},"<offset>"]`, built from the
-/// shared frame bytes without re-encoding them.
-pub fn message_args(rest: &[u8], offset: &str) -> String {
-    let mut out = String::with_capacity(rest.len() + offset.len() + 8);
-    out.push_str("[{");
-    // `rest` is a tail of a JSON text (UTF-8) cut after an ASCII comma.
-    out.push_str(std::str::from_utf8(rest).unwrap_or("}"));
-    out.push_str(",\"");
-    // Offsets are base-36 digits and dots: nothing to escape.
-    out.push_str(offset);
-    out.push_str("\"]");
-    out
+/// The message object of a `message` frame (the frame without its `type`), made once per
+/// frame and shared: the fan-out hands every subscriber on a thread the same frame bytes one
+/// after the other, so each thread keeps the last one it made.
+pub fn message_object(frame: &Bytes, rest: &[u8]) -> Option<Arc<RawValue>> {
+    thread_local! {
+        static LAST: RefCell<Option<(Bytes, Arc<RawValue>)>> = const { RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((b, raw)) = last.as_ref()
+            && b.as_ptr() == frame.as_ptr()
+            && b.len() == frame.len()
+        {
+            return Some(raw.clone());
+        }
+        let mut text = String::with_capacity(rest.len() + 1);
+        text.push('{');
+        // `rest` is a tail of a JSON text (UTF-8) cut after an ASCII comma.
+        text.push_str(std::str::from_utf8(rest).ok()?);
+        let raw: Arc<RawValue> = Arc::from(RawValue::from_string(text).ok()?);
+        // The frame is kept with it, so its address cannot be reused while it is cached.
+        *last = Some((frame.clone(), raw.clone()));
+        Some(raw)
+    })
 }
 
 #[cfg(test)]
@@ -281,7 +297,11 @@ mod tests {
             panic!("not a message");
         };
         assert_eq!((conv, seq), ("room:r1", 42));
-        let args: Value = serde_json::from_str(&message_args(rest, "c.1")).unwrap();
+        let object = message_object(&frame, rest).unwrap();
+        let again = message_object(&frame, rest).unwrap();
+        assert!(Arc::ptr_eq(&object, &again), "made once per frame");
+        let args: Value =
+            serde_json::from_str(&serde_json::to_string(&(&*object, "c.1")).unwrap()).unwrap();
         assert_eq!(args[0]["seq"], 42);
         assert_eq!(args[0]["body"]["t"], 1);
         assert!(args[0].get("type").is_none());

@@ -16,8 +16,10 @@
 use super::inbox::Inbox;
 use super::offset::Slots;
 use super::record::{Record, Records};
-use super::translate::{Outgoing, message_args, outgoing};
+use super::translate::{Outgoing, message_object, outgoing};
+use bytes::Bytes;
 use parking_lot::Mutex;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::io;
 use std::sync::Arc;
@@ -33,6 +35,8 @@ pub trait Outlet: Send + Sync + 'static {
     fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()>;
     /// Queues event `event` whose arguments are the JSON array `args` (already encoded).
     fn emit(&self, event: &str, args: String) -> io::Result<()>;
+    /// Queues a `message` event: the message object (shared by every socket) and the offset.
+    fn emit_message(&self, object: &RawValue, offset: &str) -> io::Result<()>;
     /// Queues the acknowledgement `id` with the one argument `arg`.
     fn ack(&self, id: u64, arg: Value) -> io::Result<()>;
     /// Sends DISCONNECT and closes.
@@ -93,15 +97,17 @@ impl<O: Outlet> SioWire<O> {
     }
 
     /// Writes one native frame; `false` when the socket has no room for it now.
-    fn write_one(&self, frame: &[u8], st: &mut State) -> io::Result<bool> {
+    fn write_one(&self, frame: &Bytes, st: &mut State) -> io::Result<bool> {
         match outgoing(frame) {
             Outgoing::Message { conv, seq, rest } => {
                 if !self.outlet.has_room() {
                     return Ok(false);
                 }
+                let Some(object) = message_object(frame, rest) else {
+                    return Ok(true);
+                };
                 st.slots.received(conv, seq);
-                self.outlet
-                    .emit("message", message_args(rest, &st.slots.offset()))?;
+                self.outlet.emit_message(&object, &st.slots.offset())?;
             }
             Outgoing::Ack(id, arg) => self.outlet.ack(id, arg)?,
             Outgoing::Subscribed {
