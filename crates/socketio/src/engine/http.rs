@@ -123,7 +123,7 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response {
         // next wake-up: a request that comes after the deadline never finds it open.
         Some(sid) => match engine.get(&sid).filter(|s| {
             super::session::heartbeat(s, tokio::time::Instant::now());
-            s.closed().is_none_or(crate::DisconnectReason::flushes)
+            s.reachable()
         }) {
             Some(session) if websocket => ws::upgrade(session, req).await,
             Some(session) => polling::request(session, req).await,
