@@ -53,12 +53,17 @@ impl DisconnectReason {
         }
     }
 
-    /// Whether the session's queued packets are still delivered before it closes (the server
-    /// chose to close it; on every other reason the client is gone or misbehaving).
+    /// Whether a closing polling session stays reachable for one last poll, which gets the
+    /// queued packets and the end (`1`, or `6` for the client's own close): when the server
+    /// chose to close it, and when the client did (its close POST may overtake the poll it
+    /// has pending on another connection). On every other reason the client is gone or
+    /// misbehaving, and the session is forgotten at once.
     pub(crate) fn flushes(self) -> bool {
         matches!(
             self,
-            DisconnectReason::ServerClose | DisconnectReason::ServerShutdown
+            DisconnectReason::ServerClose
+                | DisconnectReason::ServerShutdown
+                | DisconnectReason::ClientClose
         )
     }
 }

@@ -249,6 +249,13 @@ async fn client_close_packet_ends_the_pending_poll_with_a_noop() {
     assert_eq!(poll.post("1").await.0, 200);
     assert_eq!(pending.await.unwrap(), "6");
     assert_eq!(socket.closed().await, DisconnectReason::ClientClose);
+    assert_eq!(poll.get().await.0, 400);
+    // The close POST may overtake the client's poll (another connection): that poll still
+    // gets its noop, and the session is gone after it.
+    let (poll, _) = Poll::connected(&mut server).await;
+    assert_eq!(poll.post("1").await.0, 200);
+    assert_eq!(poll.get().await, (200, "6".to_owned()));
+    assert_eq!(poll.get().await.0, 400);
     let mut ws = ws_connect(&server.ws_url("transport=websocket")).await;
     ws_text(&mut ws).await;
     ws.send_close().await;

@@ -162,6 +162,13 @@ impl Shared {
         self.ctl.notify_one();
     }
 
+    /// Whether requests naming the session still reach it: while it is open, and while a
+    /// flushing close waits for its last poll.
+    pub fn reachable(&self) -> bool {
+        let st = self.state.lock();
+        st.closed.is_none_or(|r| r.flushes() && !st.flushed)
+    }
+
     /// Why the session closed, if it did.
     pub fn closed(&self) -> Option<DisconnectReason> {
         self.state.lock().closed

@@ -123,7 +123,7 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response {
         // next wake-up: a request that comes after the deadline never finds it open.
         Some(sid) => match engine.get(&sid).filter(|s| {
             super::session::heartbeat(s, tokio::time::Instant::now());
-            s.closed().is_none_or(crate::DisconnectReason::flushes)
+            s.reachable()
         }) {
             Some(session) if websocket => ws::upgrade(session, req).await,
             Some(session) => polling::request(session, req).await,
@@ -142,8 +142,21 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response {
 /// hyper's header values are slices of the connection's read buffer, and a clone would keep
 /// that whole buffer alive for the session's life.
 pub(crate) fn request_info(req: &Request) -> RequestInfo {
-    let mut headers = HeaderMap::with_capacity(req.headers().len());
-    for (name, value) in req.headers() {
+    // The WebSocket handshake's own headers say nothing to the application: not kept.
+    let skip = [
+        header::CONNECTION,
+        header::UPGRADE,
+        header::SEC_WEBSOCKET_KEY,
+        header::SEC_WEBSOCKET_VERSION,
+        header::SEC_WEBSOCKET_EXTENSIONS,
+    ];
+    let kept = || {
+        req.headers()
+            .iter()
+            .filter(|(name, _)| !skip.contains(name))
+    };
+    let mut headers = HeaderMap::with_capacity(kept().count());
+    for (name, value) in kept() {
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.as_str().as_bytes()),
             HeaderValue::from_bytes(value.as_bytes()),
