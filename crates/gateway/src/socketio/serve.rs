@@ -296,9 +296,7 @@ impl Outlet for SocketOutlet {
     }
 
     fn emit(&self, event: &str, args: String) -> io::Result<()> {
-        let raw = RawValue::from_string(args).map_err(io_err)?;
-        let packet = EncodedPacket::event(self.socket.namespace(), event, &raw).map_err(io_err)?;
-        self.socket.send(&packet).map_err(io_err)
+        self.socket.emit_json(event, &args).map_err(io_err)
     }
 
     fn ack(&self, id: u64, arg: Value) -> io::Result<()> {
