@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Switchboard against Socket.IO v4, side by side, in one go: builds the release binaries,
+# Switchboard against Socket.IO v4, side by side, in one go (idle, fan-out and DMs also against
+# Switchboard's own /socket.io/ endpoint, spoken as Socket.IO): builds the release binaries,
 # installs the Socket.IO peer's npm packages (bench/socketio, from package-lock.json), starts a
 # private redis-server on a free port, then runs every scenario against a fresh Switchboard node
 # and a fresh Socket.IO process (the cluster scenario against two Switchboard nodes in cluster
@@ -142,6 +143,18 @@ named() {
   bench_stop "$SIO_PID"
 }
 
+# three SCENARIO ARGS...: `both`, then the same Socket.IO workload against a fresh
+# Switchboard node's /socket.io/ endpoint (report SCENARIO-switchboard-socketio.json).
+three() {
+  local scenario=$1
+  both "$@"
+  shift
+  start_switchboard "sbsio-$scenario"
+  bench_run "$scenario-switchboard-socketio" switchboard-socketio switchboard-socketio \
+    "$SB_URL" "$SB_PID" "$scenario" "$@"
+  bench_stop "$SB_PID"
+}
+
 # both SCENARIO ARGS...: `named` with the scenario's own name.
 both() {
   named "$1" "$@"
@@ -153,7 +166,7 @@ want() {
 }
 
 START=$(date +%s)
-want idle && both idle --connections "$IDLE_CONNS"
+want idle && three idle --connections "$IDLE_CONNS"
 want storm && both storm --connections "$STORM_CONNS" --connect-concurrency "$STORM_CONCURRENCY"
 if want fanout; then
   # The kernel's own cost of one delivery-sized write, no server: the floor under fan-out CPU.
@@ -162,14 +175,14 @@ if want fanout; then
   "$BENCH" floor --connections "$FANOUT_SUBS" --rate "$FANOUT_RATE" --duration "$DURATION" \
     --source-ips "$SRCS" --json "$OUT/floor-kernel.json" 2>>"$WORK/bench.log" || true
 fi
-want fanout && both fanout --connections "$FANOUT_SUBS" --rate "$FANOUT_RATE" --duration "$DURATION"
+want fanout && three fanout --connections "$FANOUT_SUBS" --rate "$FANOUT_RATE" --duration "$DURATION"
 # The same 100,000 deliveries/s from a smaller room and ten times the messages: the latency
 # target names a delivery rate, and one message to 10,000 subscribers alone takes longer to
 # write out than 10 ms on these two cores.
 want fanout && named fanout_small fanout --connections "$FANOUT_SMALL_SUBS" \
   --rate "$FANOUT_SMALL_RATE" --duration "$DURATION"
 want rooms && both rooms --connections "$ROOMS_CONNS" --room-size "$ROOM_SIZE" --rate "$ROOMS_RATE" --duration "$DURATION"
-want dm && both dm --connections "$DM_CONNS" --rate "$DM_RATE" --duration "$DURATION"
+want dm && three dm --connections "$DM_CONNS" --rate "$DM_RATE" --duration "$DURATION"
 if want pipeline; then
   PIPELINE_ARGS=(--in-flight "$PIPELINE_IN_FLIGHT" --room-size "$PIPELINE_ROOM_SIZE"
     --connections "$PIPELINE_DM_CONNS" --duration "$DURATION")

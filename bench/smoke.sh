@@ -58,6 +58,11 @@ run pipeline_room pipeline "${COMMON[@]}" --to room --room-size 10 --duration 2
 run pipeline_dm pipeline "${COMMON[@]}" --to dm --connections 20 --duration 2 --workers 2
 run pipeline_room_rate pipeline "${COMMON[@]}" --to room --rate 200 --duration 1
 run dispatch dispatch "${COMMON[@]}" --connections 4 --duration 2
+# The same workloads spoken as Socket.IO to Switchboard's /socket.io/ endpoint.
+SIO=(--protocol switchboard-socketio)
+run sio_idle idle "${COMMON[@]}" "${SIO[@]}" --connections 50 --settle 0.5 --duration 0.5
+run sio_fanout fanout "${COMMON[@]}" "${SIO[@]}" --connections 50 --rate 20 --duration 2
+run sio_dm dm "${COMMON[@]}" "${SIO[@]}" --connections 50 --rate 50 --duration 2 --workers 2
 bench_stop "$SB_PID"
 run floor floor --connections 50 --rate 20 --duration 1
 

@@ -137,6 +137,21 @@ npm --prefix clients/js run --silent check:web
 phase "browser tests (headless Chromium)"
 npm --prefix clients/js run test:browser
 
+# Socket.IO clients: the official socket.io-client (locked in tests/socketio/package-lock.json)
+# against real nodes this harness starts itself (and real Redis and nginx for cluster tests).
+# Test files run in parallel; each starts and kills its own processes.
+phase "Socket.IO clients (npm ci, node --test)"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "test.sh: Node.js (node and npm, 20 or later) is required for the Socket.IO tests" >&2
+  exit 1
+fi
+(
+  cd tests/socketio
+  npm ci --no-audit --no-fund --loglevel=error
+  SWITCHBOARD_BIN="$PWD/../../target/debug/switchboard" node --test --test-concurrency=4 \
+    --test-timeout=120000 test/
+)
+
 phase "benchmark smoke (seconds-long run of every scenario)"
 bench/smoke.sh target/debug/switchboard
 

@@ -16,6 +16,7 @@ mod cache;
 mod error;
 mod files;
 mod reads;
+mod recovery;
 mod registry;
 mod relay;
 mod schema;
@@ -92,6 +93,7 @@ pub struct EmbeddedBackend {
     rooms: RecordCache<Room>,
     stored: Arc<StoredConvs>,
     connections: registry::Connections,
+    recoveries: recovery::Recoveries,
 }
 
 impl EmbeddedBackend {
@@ -140,6 +142,7 @@ impl EmbeddedBackend {
             rooms: RecordCache::default(),
             stored,
             connections: registry::Connections::default(),
+            recoveries: recovery::Recoveries::default(),
         }))
     }
 
@@ -511,6 +514,38 @@ impl Registry for EmbeddedBackend {
     async fn room_presence(&self, room_id: &str) -> Result<Vec<PresenceEntry>, BackendError> {
         self.check_open()?;
         Ok(self.connections.room_presence(room_id))
+    }
+
+    async fn put_recovery(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: std::time::Duration,
+    ) -> Result<(), BackendError> {
+        self.check_open()?;
+        self.recoveries.put(key, value, ttl);
+        Ok(())
+    }
+
+    async fn recovery(&self, key: &str) -> Result<Option<String>, BackendError> {
+        self.check_open()?;
+        Ok(self.recoveries.get(key))
+    }
+
+    async fn touch_recoveries(
+        &self,
+        keys: &[String],
+        ttl: std::time::Duration,
+    ) -> Result<(), BackendError> {
+        self.check_open()?;
+        self.recoveries.touch(keys, ttl);
+        Ok(())
+    }
+
+    async fn delete_recovery(&self, key: &str) -> Result<(), BackendError> {
+        self.check_open()?;
+        self.recoveries.delete(key);
+        Ok(())
     }
 }
 

@@ -26,6 +26,7 @@
 //! | `Pnodeentries:<node>` | set | what a node wrote into the registry (for cleanup) |
 //! | `Pconns:<user>` | hash | conn id -> node id |
 //! | `Proomsubs:<room>` | hash | conn id -> `<user>\t<node>` |
+//! | `Precovery:<key>` | string (PX) | a connection-state recovery record (Socket.IO `pid`) |
 //!
 //! **Redis Cluster layout** ([`Keys::cluster`]): the conversation keys above are unchanged (the
 //! channel is a shard channel, and the head also holds `rseq`, the last seq published, see
@@ -232,6 +233,11 @@ impl Keys {
     /// A room's subscribed connections.
     pub(crate) fn room_subs(&self, room_id: &str) -> String {
         self.owned("roomsubs:", "room", room_id, "subs")
+    }
+
+    /// A connection-state recovery record.
+    pub(crate) fn recovery(&self, key: &str) -> String {
+        format!("{}recovery:{key}", self.prefix)
     }
 }
 

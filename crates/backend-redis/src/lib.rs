@@ -501,6 +501,54 @@ impl Registry for RedisBackend {
     async fn live_nodes(&self) -> Result<Vec<NodeAnnouncement>, BackendError> {
         RedisBackend::live_nodes(self).await
     }
+
+    async fn put_recovery(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<(), BackendError> {
+        self.shared.check_open()?;
+        let s = &self.shared;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(s.keys.recovery(key))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64);
+        s.redis.query::<()>("put_recovery", &cmd).await
+    }
+
+    async fn recovery(&self, key: &str) -> Result<Option<String>, BackendError> {
+        self.shared.check_open()?;
+        let s = &self.shared;
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(s.keys.recovery(key));
+        s.redis.query("recovery", &cmd).await
+    }
+
+    async fn touch_recoveries(&self, keys: &[String], ttl: Duration) -> Result<(), BackendError> {
+        self.shared.check_open()?;
+        let s = &self.shared;
+        let ms = ttl.as_millis().max(1) as u64;
+        // One round trip per batch (per slot on a cluster, where the records spread over
+        // slots); a key that expired meanwhile stays gone (PEXPIRE creates nothing).
+        for chunk in keys.chunks(1000) {
+            let mut p = batch::Batch::new();
+            for k in chunk {
+                p.cmd("PEXPIRE").arg(s.keys.recovery(k)).arg(ms).ignore();
+            }
+            s.redis.batch::<()>("touch_recoveries", &p).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_recovery(&self, key: &str) -> Result<(), BackendError> {
+        self.shared.check_open()?;
+        let s = &self.shared;
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(s.keys.recovery(key));
+        s.redis.query::<()>("delete_recovery", &cmd).await
+    }
 }
 
 #[async_trait]

@@ -8,6 +8,10 @@
 //!   WebSocket (`/socket.io/?EIO=4&transport=websocket`): `0{...}` open, `40{"token"}` connect,
 //!   `42[...]` events, `42<id>[...]`/`43<id>[...]` acknowledgements, `2` pings answered `3`.
 //!   Tokens come from its `POST /tokens/{id}`, publishes go through its `POST /publish`.
+//! - **switchboard-socketio**: Switchboard's own `/socket.io/` endpoint (docs/SOCKETIO.md),
+//!   spoken the same way as the Socket.IO peer (Engine.IO v4 over a raw WebSocket), with
+//!   Switchboard's tokens, rooms and server publishes and its events: `subscribe` and `publish`
+//!   (a direct message is a `publish` to `user:<id>`), acknowledged.
 //!
 //! Message bodies carry `bench_ts` (the publisher's send time, µs since the epoch) and `src`
 //! (the sending user's index, -1 for server publishes); receivers find them by scanning the
@@ -30,6 +34,8 @@ pub enum Protocol {
     Switchboard,
     /// Socket.IO v4 (Engine.IO v4 over WebSocket) against bench/socketio/server.js.
     Socketio,
+    /// Socket.IO v4 against Switchboard's `/socket.io/` endpoint.
+    SwitchboardSocketio,
 }
 
 /// What a frame from the server is, as far as the bench cares.
@@ -117,6 +123,7 @@ impl Protocol {
         match self {
             Protocol::Switchboard => "switchboard",
             Protocol::Socketio => "socketio",
+            Protocol::SwitchboardSocketio => "switchboard-socketio",
         }
     }
 
@@ -134,7 +141,7 @@ impl Protocol {
         user: &str,
     ) -> Result<String> {
         let resp = match self {
-            Protocol::Switchboard => {
+            Protocol::Switchboard | Protocol::SwitchboardSocketio => {
                 http.request(
                     "POST",
                     &format!("/v1/server/users/{}/tokens", encode_component(user)),
@@ -171,7 +178,7 @@ impl Protocol {
         k: usize,
     ) -> Result<String> {
         match self {
-            Protocol::Switchboard => {
+            Protocol::Switchboard | Protocol::SwitchboardSocketio => {
                 let body = format!(r#"{{"name":"bench-{tag}-{k}","visibility":"public"}}"#);
                 let auth = format!("Bearer {owner_token}");
                 let v = http
@@ -201,6 +208,9 @@ impl Protocol {
                 format!(r#"{{"type":"publish","id":{id},"conv":"{conv}","body":{body}}}"#)
             }
             Protocol::Socketio => format!(r#"42{id}["pub",{{"room":"{conv}","body":{body}}}]"#),
+            Protocol::SwitchboardSocketio => {
+                format!(r#"42{id}["publish",{{"conv":"{conv}","body":{body}}}]"#)
+            }
         }
     }
 
@@ -239,6 +249,25 @@ impl Protocol {
                     seq: None,
                 })
             }
+            Protocol::SwitchboardSocketio => {
+                let rest = text.strip_prefix("43")?;
+                let end = rest.find(|c: char| !c.is_ascii_digit())?;
+                let ok = !rest[end..].starts_with(r#"[{"error""#);
+                Some(Answer {
+                    id: rest[..end].parse().ok()?,
+                    ok,
+                    conv: if ok {
+                        string_after(rest, "\"conv\":").map(str::to_owned)
+                    } else {
+                        None
+                    },
+                    seq: if ok {
+                        number_after(rest, "\"seq\":").map(|s| s.max(0) as u64)
+                    } else {
+                        None
+                    },
+                })
+            }
         }
     }
 
@@ -251,7 +280,7 @@ impl Protocol {
         body: &str,
     ) -> Result<()> {
         let (path, req) = match self {
-            Protocol::Switchboard => (
+            Protocol::Switchboard | Protocol::SwitchboardSocketio => (
                 "/v1/server/publish",
                 format!(r#"{{"conv":"{conv}","body":{body}}}"#),
             ),
@@ -267,7 +296,9 @@ impl Protocol {
     pub fn ws_path(self, token: &str) -> String {
         match self {
             Protocol::Switchboard => format!("/v1/ws?token={}", encode_component(token)),
-            Protocol::Socketio => "/socket.io/?EIO=4&transport=websocket".to_owned(),
+            Protocol::Socketio | Protocol::SwitchboardSocketio => {
+                "/socket.io/?EIO=4&transport=websocket".to_owned()
+            }
         }
     }
 
@@ -283,7 +314,7 @@ impl Protocol {
                     Err(BenchError::Protocol(format!("expected welcome, got {t}")))
                 }
             }
-            Protocol::Socketio => {
+            Protocol::Socketio | Protocol::SwitchboardSocketio => {
                 let open = next_text(ws, REPLY_WAIT).await?;
                 if !open.starts_with('0') {
                     return Err(BenchError::Protocol(format!(
@@ -326,8 +357,13 @@ impl Protocol {
                     }
                 }
             }
-            Protocol::Socketio => {
-                send_text(ws, format!(r#"42{id}["sub","{conv}"]"#)).await?;
+            Protocol::Socketio | Protocol::SwitchboardSocketio => {
+                let event = if self == Protocol::Socketio {
+                    "sub"
+                } else {
+                    "subscribe"
+                };
+                send_text(ws, format!(r#"42{id}["{event}","{conv}"]"#)).await?;
                 let ack = format!("43{id}[");
                 loop {
                     let t = next_text(ws, REPLY_WAIT).await?;
@@ -348,6 +384,9 @@ impl Protocol {
                 format!(r#"{{"type":"publish","id":{id},"conv":"user:{to}","body":{body}}}"#)
             }
             Protocol::Socketio => format!(r#"42{id}["dm",{{"to":"{to}","body":{body}}}]"#),
+            Protocol::SwitchboardSocketio => {
+                format!(r#"42{id}["publish",{{"conv":"user:{to}","body":{body}}}]"#)
+            }
         }
     }
 
@@ -377,9 +416,11 @@ impl Protocol {
                     }
                 }
             }
-            Protocol::Socketio => {
+            Protocol::Socketio | Protocol::SwitchboardSocketio => {
                 if text == "2" {
                     Incoming::Ping
+                } else if text.starts_with(r#"42["switchboard:disconnect""#) {
+                    Incoming::Closed(text.to_owned())
                 } else if text.starts_with("42") {
                     delivery(text).unwrap_or(Incoming::Other)
                 } else if text.starts_with("43") {
@@ -509,5 +550,51 @@ mod tests {
             conv_seq(r#"{"type":"message","conv":"room:r_1","seq":3,"body":{}}"#),
             Some(("room:r_1", 3))
         );
+    }
+
+    #[test]
+    fn switchboard_socketio_speaks_the_endpoints_events() {
+        let p = Protocol::SwitchboardSocketio;
+        assert_eq!(
+            p.pub_frame("room:r_1", "{}", 3),
+            r#"423["publish",{"conv":"room:r_1","body":{}}]"#
+        );
+        assert_eq!(
+            p.dm_frame("b1", "{}", 4),
+            r#"424["publish",{"conv":"user:b1","body":{}}]"#
+        );
+        assert_eq!(
+            p.answer(r#"433[{"conv":"room:r_1","message_id":"m","seq":9,"ts":1}]"#),
+            Some(Answer {
+                id: 3,
+                ok: true,
+                conv: Some("room:r_1".into()),
+                seq: Some(9)
+            })
+        );
+        assert_eq!(
+            p.answer(r#"434[{"error":{"code":"rate_limited","message":"x"}}]"#),
+            Some(Answer {
+                id: 4,
+                ok: false,
+                conv: None,
+                seq: None
+            })
+        );
+        let msg = format!(
+            r#"42["message",{{"conv":"room:r_1","seq":2,"body":{}}},"2"]"#,
+            body(77, 5, "")
+        );
+        assert_eq!(
+            p.classify(&msg),
+            Incoming::Delivery {
+                ts_us: 77,
+                src: Some(5)
+            }
+        );
+        assert!(matches!(
+            p.classify(r#"42["switchboard:disconnect",{"reason":"kicked"}]"#),
+            Incoming::Closed(_)
+        ));
     }
 }

@@ -8,6 +8,7 @@
 
 use async_trait::async_trait;
 use std::sync::Arc;
+use std::time::Duration;
 use switchboard_proto::frame::PresenceEntry;
 use switchboard_proto::{Conv, DisconnectReason, Message, MessageBody};
 
@@ -379,6 +380,22 @@ pub trait Registry: Send + Sync + 'static {
     async fn live_nodes(&self) -> Result<Vec<NodeAnnouncement>, BackendError> {
         Ok(Vec::new())
     }
+
+    /// Connection-state recovery records (a Socket.IO session's `pid` and what it held): stores
+    /// `value` under `key`, replacing what was there, readable from every node of the cluster
+    /// until `ttl` has passed since this call (or a later [`touch_recoveries`]). A record is
+    /// opaque to the backend; its size is bounded by the caller.
+    ///
+    /// [`touch_recoveries`]: Registry::touch_recoveries
+    async fn put_recovery(&self, key: &str, value: &str, ttl: Duration)
+    -> Result<(), BackendError>;
+    /// The record under `key`, unless it expired or was deleted.
+    async fn recovery(&self, key: &str) -> Result<Option<String>, BackendError>;
+    /// Sets the time to live of the records that still exist among `keys` to `ttl` from now
+    /// (one round trip for all of them; a node renews its live sessions' records this way).
+    async fn touch_recoveries(&self, keys: &[String], ttl: Duration) -> Result<(), BackendError>;
+    /// Deletes the record under `key` (no error when there is none).
+    async fn delete_recovery(&self, key: &str) -> Result<(), BackendError>;
 }
 
 /// What a node announces with its lease (stored as this struct's JSON), so that dispatchers

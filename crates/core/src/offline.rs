@@ -137,6 +137,27 @@ mod tests {
         async fn room_presence(&self, _: &str) -> Result<Vec<PresenceEntry>, BackendError> {
             Ok(Vec::new())
         }
+        async fn put_recovery(
+            &self,
+            _: &str,
+            _: &str,
+            _: std::time::Duration,
+        ) -> Result<(), BackendError> {
+            Ok(())
+        }
+        async fn recovery(&self, _: &str) -> Result<Option<String>, BackendError> {
+            Ok(None)
+        }
+        async fn touch_recoveries(
+            &self,
+            _: &[String],
+            _: std::time::Duration,
+        ) -> Result<(), BackendError> {
+            Ok(())
+        }
+        async fn delete_recovery(&self, _: &str) -> Result<(), BackendError> {
+            Ok(())
+        }
     }
 
     #[derive(Default)]

@@ -6,6 +6,7 @@ pub mod http_error;
 pub mod limits;
 pub mod poll;
 pub mod serve;
+pub mod socketio;
 pub mod tcp;
 pub mod timed;
 pub mod wire;

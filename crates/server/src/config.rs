@@ -224,6 +224,15 @@ pub struct ServeArgs {
     /// Log format: text or json [default: text].
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// Socket.IO: the server's Engine.IO ping interval [default: 25000].
+    #[arg(long, env = "SWITCHBOARD_SOCKETIO_PING_INTERVAL_MS", value_name = "MS")]
+    pub socketio_ping_interval_ms: Option<u64>,
+    /// Socket.IO: how long the server waits for a pong before closing [default: 20000].
+    #[arg(long, env = "SWITCHBOARD_SOCKETIO_PING_TIMEOUT_MS", value_name = "MS")]
+    pub socketio_ping_timeout_ms: Option<u64>,
+    /// Socket.IO: connection state recovery window, from the end of a session [default: 120000].
+    #[arg(long, env = "SWITCHBOARD_SOCKETIO_RECOVERY_MS", value_name = "MS")]
+    pub socketio_recovery_ms: Option<u64>,
 }
 
 /// Which roles a process runs.
@@ -308,6 +317,12 @@ pub struct ServerConfig {
     pub tcp_max_connections_per_ip: usize,
     /// A listener of its own for `/metrics` (then not served on `listen`).
     pub metrics_listen: Option<String>,
+    /// Socket.IO: Engine.IO ping interval.
+    pub socketio_ping_interval: Duration,
+    /// Socket.IO: Engine.IO ping timeout.
+    pub socketio_ping_timeout: Duration,
+    /// Socket.IO: connection state recovery window.
+    pub socketio_recovery: Duration,
 }
 
 /// A configuration error, reported before anything starts.
@@ -511,6 +526,13 @@ impl ServeArgs {
             tcp_max_connections_per_ip: http.max_connections_per_ip,
             http,
             metrics_listen: a.metrics_listen.filter(|m| !m.is_empty()),
+            socketio_ping_interval: Duration::from_millis(
+                a.socketio_ping_interval_ms.unwrap_or(25_000).max(50),
+            ),
+            socketio_ping_timeout: Duration::from_millis(
+                a.socketio_ping_timeout_ms.unwrap_or(20_000).max(50),
+            ),
+            socketio_recovery: Duration::from_millis(a.socketio_recovery_ms.unwrap_or(120_000)),
         })
     }
 
@@ -580,7 +602,10 @@ impl ServeArgs {
             poll_first_get_ms,
             poll_buffer_bytes,
             messages_per_day,
-            log_format
+            log_format,
+            socketio_ping_interval_ms,
+            socketio_ping_timeout_ms,
+            socketio_recovery_ms
         )
     }
 }

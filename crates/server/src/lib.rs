@@ -22,6 +22,7 @@ use switchboard_dispatcher::{
     Dispatcher, DispatcherConfig, GatewaySource, LocalGateway, Rebalance,
 };
 use switchboard_gateway::poll::{PollConfig, PollSessions};
+use switchboard_gateway::socketio::serve::{SioConfig, SioEndpoint, socketio_endpoint};
 use switchboard_proto::DisconnectReason;
 use tokio_util::sync::CancellationToken;
 
@@ -67,6 +68,7 @@ struct Lifecycle {
     stop_accepting: CancellationToken,
     server: tokio::task::JoinHandle<()>,
     polls: Option<Arc<PollSessions>>,
+    sio: Option<Arc<SioEndpoint>>,
     drain_window: Duration,
     shutdown_timeout: Duration,
 }
@@ -106,6 +108,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         router,
         metrics_router,
         polls,
+        sio,
     } = build(&config, public_url, tcp_url).await?;
 
     let stop_accepting = CancellationToken::new();
@@ -143,6 +146,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         stop_accepting,
         server,
         polls,
+        sio,
         drain_window: config.drain_window,
         shutdown_timeout: config.shutdown_timeout,
     };
@@ -172,6 +176,8 @@ pub struct App {
     pub metrics_router: Option<Router>,
     /// The long-polling sessions, when this node is a gateway (the drain waits on them).
     polls: Option<Arc<PollSessions>>,
+    /// The Socket.IO endpoint, when this node is a gateway (the drain waits on it too).
+    sio: Option<Arc<SioEndpoint>>,
 }
 
 /// Builds the node (backend, hub, webhook, dispatcher) and the router for its roles, as
@@ -227,6 +233,7 @@ pub async fn build(
         dispatcher,
     };
     let mut polls = None;
+    let mut sio = None;
     let mut router = Router::new().merge(switchboard_api::ops_routes(state.clone()));
     let metrics = switchboard_api::metrics_routes(state.clone());
     let metrics_router = match config.metrics_listen {
@@ -263,18 +270,38 @@ pub async fn build(
                 n.public_url
             })
         }));
+        let locate = poll_config.locate.clone();
         let sessions = PollSessions::new(node.clone(), poll_config);
         polls = Some(sessions.clone());
+        let endpoint = Arc::new(socketio_endpoint(
+            node.clone(),
+            SioConfig {
+                ping_interval: config.socketio_ping_interval,
+                ping_timeout: config.socketio_ping_timeout,
+                max_payload: config.limits.max_frame_bytes,
+                recovery: config.socketio_recovery,
+                lease: config.lease,
+                locate,
+                inbound_queue: 256,
+            },
+        ));
+        sio = Some(endpoint.clone());
         router = router
             .merge(switchboard_gateway::ws_route(node.clone()))
             .merge(switchboard_gateway::poll::poll_routes(sessions));
     }
-    let router = switchboard_api::finish(router, node.clone(), config.limits.max_frame_bytes);
+    let mut router = switchboard_api::finish(router, node.clone(), config.limits.max_frame_bytes);
+    if let Some(sio) = &sio {
+        // Outside the API's layers: Engine.IO answers its own errors (`{"code":1,...}`) and
+        // bounds its own bodies (`maxPayload`).
+        router = router.merge(sio.router());
+    }
     Ok(App {
         node,
         router,
         metrics_router,
         polls,
+        sio,
     })
 }
 
@@ -342,6 +369,17 @@ impl Lifecycle {
             while polls.uncollected() > 0 && Instant::now() < collect_by {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+        }
+        // Socket.IO clients got `switchboard:reconnect`; their transports close after its
+        // `delay_ms` (below the reconnect jitter), polling ones once they collected it.
+        if let Some(sio) = &self.sio {
+            let close_by =
+                (Instant::now() + Duration::from_secs(6)).min(deadline.max(Instant::now()));
+            while sio.session_count() > 0 && Instant::now() < close_by {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            sio.close_all();
+            sio.records.flush().await;
         }
         self.stop_accepting.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;

@@ -124,7 +124,7 @@ impl Ctx {
     /// Creates `n` public rooms on the server at `addr`; returns their conversation names.
     pub async fn rooms(&self, addr: SocketAddr, n: usize) -> Result<Vec<String>> {
         let owner = match self.proto() {
-            Protocol::Switchboard => {
+            Protocol::Switchboard | Protocol::SwitchboardSocketio => {
                 let mut http = HttpConn::new(addr, self.src(0));
                 let user = format!("{}owner", self.user_prefix());
                 self.proto()

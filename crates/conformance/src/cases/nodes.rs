@@ -133,3 +133,46 @@ pub async fn lifecycle(factory: &dyn BackendFactory) {
     );
     b.lifecycle.close().await;
 }
+
+/// Recovery records: stored and read back, replaced, kept alive by `touch_recoveries`, gone
+/// after their time to live and after `delete_recovery`.
+pub async fn recovery_records(factory: &dyn BackendFactory) {
+    use std::time::Duration;
+    let b = factory.make(RecordingSink::new()).await;
+    let r = &b.registry;
+    let long = Duration::from_secs(60);
+    let short = Duration::from_millis(300);
+    assert_eq!(r.recovery("p1").await.expect("recovery"), None, "none yet");
+    r.put_recovery("p1", r#"{"v":1}"#, long).await.expect("put");
+    assert_eq!(
+        r.recovery("p1").await.expect("recovery").as_deref(),
+        Some(r#"{"v":1}"#)
+    );
+    r.put_recovery("p1", r#"{"v":2}"#, long).await.expect("put");
+    assert_eq!(
+        r.recovery("p1").await.expect("recovery").as_deref(),
+        Some(r#"{"v":2}"#),
+        "a put replaces the record"
+    );
+    r.put_recovery("p2", "kept", short).await.expect("put");
+    r.put_recovery("p3", "dropped", short).await.expect("put");
+    r.touch_recoveries(&["p2".into(), "absent".into()], long)
+        .await
+        .expect("touch");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        r.recovery("p2").await.expect("recovery").as_deref(),
+        Some("kept"),
+        "touched"
+    );
+    assert_eq!(r.recovery("p3").await.expect("recovery"), None, "expired");
+    assert_eq!(
+        r.recovery("absent").await.expect("recovery"),
+        None,
+        "touch creates nothing"
+    );
+    r.delete_recovery("p1").await.expect("delete");
+    r.delete_recovery("p1").await.expect("deleting twice");
+    assert_eq!(r.recovery("p1").await.expect("recovery"), None, "deleted");
+    b.lifecycle.close().await;
+}

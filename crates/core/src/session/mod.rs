@@ -52,6 +52,8 @@ pub const MAX_BAD_FRAMES: u32 = 20;
 /// Window for [`MAX_BAD_FRAMES`].
 pub const BAD_FRAME_WINDOW: Duration = Duration::from_secs(10);
 pub use pipeline::PIPELINE_DEPTH;
+/// Where a resume starts (PROTOCOL.md 6.6), for transports that decide before the session runs.
+pub use resume::decide as decide_resume;
 
 /// How a session ends.
 #[derive(Debug)]

@@ -5,7 +5,7 @@ use switchboard_proto::frame::{ResumePosition, Resumed};
 
 /// Where a resume starts: after the client's seq when history still reaches it and the epoch
 /// matches; otherwise from the oldest stored message, with `recovered: false`.
-pub(super) fn decide(p: &ResumePosition, pos: &Position) -> Resumed {
+pub fn decide(p: &ResumePosition, pos: &Position) -> Resumed {
     let since = p.seq();
     let epoch_ok = p.epoch().is_none_or(|e| e == pos.epoch);
     let (recovered, from_seq) = if epoch_ok && since <= pos.head_seq && since + 1 >= pos.oldest_seq

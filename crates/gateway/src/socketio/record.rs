@@ -1,0 +1,207 @@
+//! Connection-state recovery records: what a Socket.IO `pid` stands for, kept in the backend
+//! (`Registry::put_recovery`) so that any node of the cluster can restore the session.
+//!
+//! A record holds the user and the socket's slots (see [`super::offset`]): each conversation
+//! with the seq it started after and its epoch. The offset a client sends back says how far it
+//! got in each, so the record changes only when the socket subscribes or unsubscribes, never
+//! per message.
+//!
+//! Lifetime: while its session runs, a record lives `window + lease` and this node renews all
+//! its live records together every `lease / 2` (one backend round trip); when the session ends
+//! it lives `window` more. So the window counts from the end of the session, and for a node
+//! that crashed, from at most one lease after its last renewal.
+//!
+//! Writes after the first go through one task per node that keeps only the latest record of
+//! each `pid` (a socket that subscribes ten times in a burst costs at most a few writes), so
+//! they cost the socket nothing and cannot pile up.
+
+use super::offset::Slot;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use switchboard_core::backend::{BackendError, Registry};
+use tokio::sync::Notify;
+
+/// What a `pid` stands for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Record {
+    /// The user the session belonged to (a recovery must authenticate as the same user).
+    pub user_id: String,
+    /// The socket's slots, in order.
+    pub slots: Vec<Slot>,
+    /// The socket outgrew its slots: not recoverable.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full: bool,
+}
+
+/// A pending write of one record.
+enum Pending {
+    /// The session runs: store with the long time to live.
+    Live(String),
+    /// The session ended: store (or keep) with the window.
+    Ended(Option<String>),
+    /// Recovery is not wanted (the client disconnected on purpose): delete.
+    Delete,
+}
+
+/// The node's recovery records: writes, renewals, reads.
+pub struct Records {
+    registry: Arc<dyn Registry>,
+    window: Duration,
+    lease: Duration,
+    /// `pid`s of the sessions running on this node.
+    live: Mutex<HashSet<String>>,
+    /// Latest unwritten change per `pid`.
+    pending: Mutex<HashMap<String, Pending>>,
+    wake: Arc<Notify>,
+}
+
+impl Records {
+    /// Starts the node's records, and the task that writes and renews them (it ends with the
+    /// returned value). `window` zero turns recovery off.
+    pub fn start(registry: Arc<dyn Registry>, window: Duration, lease: Duration) -> Arc<Records> {
+        let records = Arc::new(Records {
+            registry,
+            window,
+            lease,
+            live: Mutex::new(HashSet::new()),
+            pending: Mutex::new(HashMap::new()),
+            wake: Arc::new(Notify::new()),
+        });
+        if records.enabled() {
+            tokio::spawn(run(Arc::downgrade(&records), records.wake.clone()));
+        }
+        records
+    }
+
+    /// Whether recovery is on.
+    pub fn enabled(&self) -> bool {
+        !self.window.is_zero()
+    }
+
+    fn live_ttl(&self) -> Duration {
+        self.window + self.lease
+    }
+
+    /// The record of `pid`, if it is still within its window.
+    pub async fn load(&self, pid: &str) -> Result<Option<Record>, BackendError> {
+        if !self.enabled() || pid.is_empty() || pid.len() > 64 {
+            return Ok(None);
+        }
+        let Some(text) = self.registry.recovery(pid).await? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_str(&text).ok())
+    }
+
+    /// A session starts with `record` (stored before the CONNECT is answered).
+    pub async fn begin(&self, pid: &str, record: &Record) -> Result<(), BackendError> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let text = serde_json::to_string(record).unwrap_or_default();
+        self.registry
+            .put_recovery(pid, &text, self.live_ttl())
+            .await?;
+        self.live.lock().insert(pid.to_owned());
+        Ok(())
+    }
+
+    /// The session's slots changed.
+    pub fn update(&self, pid: &str, record: &Record) {
+        if !self.enabled() {
+            return;
+        }
+        let text = serde_json::to_string(record).unwrap_or_default();
+        self.pending
+            .lock()
+            .insert(pid.to_owned(), Pending::Live(text));
+        self.wake.notify_one();
+    }
+
+    /// The session ended; `recoverable` false deletes its record.
+    pub fn end(&self, pid: &str, recoverable: bool) {
+        if !self.enabled() {
+            return;
+        }
+        self.live.lock().remove(pid);
+        let mut pending = self.pending.lock();
+        let last = match pending.remove(pid) {
+            Some(Pending::Live(text)) => Some(text),
+            _ => None,
+        };
+        let change = if recoverable {
+            Pending::Ended(last)
+        } else {
+            Pending::Delete
+        };
+        pending.insert(pid.to_owned(), change);
+        drop(pending);
+        self.wake.notify_one();
+    }
+
+    /// Writes what is pending (also at the end of a drain, before the backend closes).
+    pub async fn flush(&self) {
+        let pending: Vec<(String, Pending)> = self.pending.lock().drain().collect();
+        for (pid, p) in pending {
+            let r = match p {
+                Pending::Live(text) => {
+                    self.registry
+                        .put_recovery(&pid, &text, self.live_ttl())
+                        .await
+                }
+                Pending::Ended(Some(text)) => {
+                    self.registry.put_recovery(&pid, &text, self.window).await
+                }
+                Pending::Ended(None) => {
+                    self.registry
+                        .touch_recoveries(std::slice::from_ref(&pid), self.window)
+                        .await
+                }
+                Pending::Delete => self.registry.delete_recovery(&pid).await,
+            };
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "writing a Socket.IO recovery record failed");
+            }
+        }
+    }
+
+    /// Renews the records of every session running here.
+    async fn renew(&self) {
+        let live: Vec<String> = self.live.lock().iter().cloned().collect();
+        if live.is_empty() {
+            return;
+        }
+        if let Err(e) = self.registry.touch_recoveries(&live, self.live_ttl()).await {
+            tracing::debug!(error = %e, "renewing Socket.IO recovery records failed");
+        }
+    }
+}
+
+/// The writer: pending changes as they come, renewals every half lease.
+async fn run(records: Weak<Records>, wake: Arc<Notify>) {
+    let period = {
+        let Some(r) = records.upgrade() else { return };
+        (r.lease / 2).max(Duration::from_millis(100))
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let woken = wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        {
+            let Some(r) = records.upgrade() else { return };
+            r.flush().await;
+        }
+        tokio::select! {
+            _ = &mut woken => {}
+            _ = tick.tick() => {
+                let Some(r) = records.upgrade() else { return };
+                r.renew().await;
+            }
+        }
+    }
+}

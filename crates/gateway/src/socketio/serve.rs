@@ -1,0 +1,316 @@
+//! The `/socket.io/` endpoint: the protocol library's server with Switchboard's namespace `/`.
+//! Each accepted CONNECT runs one core session (the same one as every transport's) over the
+//! socket, through [`SioTransport`] and [`SioWire`].
+
+use super::connect::{self, Accepted};
+use super::forward::{ForwardLimits, Forwarder, owner_of, unknown_sid};
+use super::inbox::{Inbox, SioTransport};
+use super::record::Records;
+use super::translate::{self, error_arg};
+use super::wire::{Outlet, SioWire};
+use crate::poll::NodeLocator;
+use async_trait::async_trait;
+use axum::Router;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use parking_lot::Mutex;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use switchboard_core::admission::Permit;
+use switchboard_core::session::{PreAuth, run_session};
+use switchboard_core::transport::Inbound;
+use switchboard_core::{Error, Node};
+use switchboard_proto::ErrorCode;
+use switchboard_socketio::{
+    Accept, AckSender, Config, ConnectRequest, DisconnectReason, EncodedPacket, Event, Namespace,
+    Refuse, Socket, SocketHandler, SocketIo,
+};
+
+/// Settings of the endpoint.
+#[derive(Clone)]
+pub struct SioConfig {
+    /// Engine.IO `pingInterval`.
+    pub ping_interval: Duration,
+    /// Engine.IO `pingTimeout`.
+    pub ping_timeout: Duration,
+    /// `maxPayload` (the node's largest frame).
+    pub max_payload: usize,
+    /// Connection state recovery window (zero: off).
+    pub recovery: Duration,
+    /// The node lease (how long a crashed node's records outlive its last renewal).
+    pub lease: Duration,
+    /// Finds other nodes (cluster mode), for polling requests to forward.
+    pub locate: Option<NodeLocator>,
+    /// Client events queued per socket before more are answered `rate_limited`.
+    pub inbound_queue: usize,
+}
+
+/// The endpoint: its router and what shutdown needs.
+pub struct SioEndpoint {
+    io: SocketIo,
+    /// The node's recovery records.
+    pub records: Arc<Records>,
+}
+
+impl SioEndpoint {
+    /// The routes (`/socket.io/`).
+    pub fn router(&self) -> Router {
+        self.io.router()
+    }
+
+    /// Engine.IO sessions open on this node.
+    pub fn session_count(&self) -> usize {
+        self.io.engine().session_count()
+    }
+
+    /// Closes every Engine.IO session (the end of a drain); clients reconnect by themselves.
+    pub fn close_all(&self) {
+        self.io.close_all();
+    }
+}
+
+/// Builds the endpoint for `node`.
+pub fn socketio_endpoint(node: Arc<Node>, config: SioConfig) -> SioEndpoint {
+    let records = Records::start(node.backend.registry.clone(), config.recovery, config.lease);
+    let lib = Config {
+        ping_interval: config.ping_interval,
+        ping_timeout: config.ping_timeout,
+        max_payload: config.max_payload,
+        max_queued_packets: node.limits.outbound_queue.max(64),
+        ..Config::default()
+    };
+    let node_id = node.id.clone();
+    let sids = node_id.clone();
+    let mut builder = SocketIo::builder(lib)
+        .namespace(
+            "/",
+            Switchboard {
+                node: node.clone(),
+                records: records.clone(),
+                inbound_queue: config.inbound_queue.max(1),
+            },
+        )
+        .sid_generator(move || {
+            format!(
+                "{:016x}{:016x}~{sids}",
+                switchboard_proto::ids::random_u64(),
+                switchboard_proto::ids::random_u64()
+            )
+        });
+    let forwarder = config.locate.map(|locate| {
+        Arc::new(Forwarder::new(
+            node_id.clone(),
+            locate,
+            ForwardLimits {
+                max_body: config.max_payload + 4096,
+                timeout: config.ping_interval + config.ping_timeout + Duration::from_secs(5),
+                concurrent: 1024,
+            },
+        ))
+    });
+    builder = builder.on_unknown_sid(move |req: Request, sid: String| {
+        let forwarder = forwarder.clone();
+        let node_id = node_id.clone();
+        async move { misrouted(req, sid, &node_id, forwarder).await }
+    });
+    SioEndpoint {
+        io: builder.build(),
+        records,
+    }
+}
+
+/// A request naming a sid this node does not hold: a polling request for another node's
+/// session is forwarded there; an upgrade is refused (400), so the client stays on polling.
+async fn misrouted(
+    req: Request,
+    sid: String,
+    node_id: &str,
+    forwarder: Option<Arc<Forwarder>>,
+) -> Response {
+    let upgrade = req.headers().contains_key(axum::http::header::UPGRADE)
+        || req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv == "transport=websocket"));
+    match (owner_of(&sid), forwarder) {
+        (Some(owner), Some(f)) if owner != node_id && !upgrade => f.forward(owner, req).await,
+        _ => unknown_sid().into_response(),
+    }
+}
+
+/// Namespace `/`: token auth and recovery at CONNECT, then one core session per socket.
+struct Switchboard {
+    node: Arc<Node>,
+    records: Arc<Records>,
+    inbound_queue: usize,
+}
+
+#[async_trait]
+impl Namespace for Switchboard {
+    async fn connect(&self, socket: &Socket, request: ConnectRequest) -> Result<Accept, Refuse> {
+        let node = &self.node;
+        let permit = (!node.is_draining()).then(|| node.admission.try_admit());
+        let Some(Some(permit)) = permit else {
+            // Not a CONNECT_ERROR (stock clients do not retry after one): the connection just
+            // ends, and the client reconnects with its backoff, elsewhere if it can.
+            socket.conn().close(DisconnectReason::TransportClose);
+            return Err(Refuse(connect::connect_error(&Error::new(
+                ErrorCode::Overloaded,
+                "this node is full or draining",
+            ))));
+        };
+        let auth = request.auth_value().unwrap_or(Value::Null);
+        let accepted = connect::accept(node, &self.records, &auth)
+            .await
+            .map_err(|e| Refuse(connect::connect_error(&e)))?;
+        let Accepted {
+            pid,
+            recovered,
+            pre,
+            slots,
+        } = accepted;
+        tracing::debug!(pid, recovered, "Socket.IO connect");
+        let inbox = Arc::new(Inbox::new(self.inbound_queue));
+        let acks = Arc::new(Mutex::new(HashMap::new()));
+        let outlet = Arc::new(SocketOutlet {
+            socket: socket.clone(),
+            acks: acks.clone(),
+        });
+        let wire = Arc::new(SioWire::new(
+            outlet,
+            slots,
+            self.records.clone(),
+            pid.clone(),
+            pre.principal.user_id.clone(),
+            inbox.clone(),
+        ));
+        let reply = serde_json::json!({"sid": socket.id(), "pid": pid});
+        let handler = SioHandler {
+            node: node.clone(),
+            inbox,
+            wire,
+            acks,
+            start: Mutex::new(Some((permit, pre))),
+        };
+        Ok(Accept::new(handler).with_reply(reply))
+    }
+}
+
+/// One socket's handler: its events go to its session's input.
+struct SioHandler {
+    node: Arc<Node>,
+    inbox: Arc<Inbox>,
+    wire: Arc<SioWire<SocketOutlet>>,
+    acks: Arc<Mutex<HashMap<u64, AckSender>>>,
+    /// What the session starts with, taken once the CONNECT reply is queued.
+    start: Mutex<Option<(Permit, PreAuth)>>,
+}
+
+#[async_trait]
+impl SocketHandler for SioHandler {
+    async fn connected(&self, _socket: &Socket) {
+        let Some((permit, pre)) = self.start.lock().take() else {
+            return;
+        };
+        let session = run_session(
+            self.node.clone(),
+            SioTransport(self.inbox.clone()),
+            self.wire.clone(),
+            Some(pre),
+        );
+        self.node.admission.spawn(permit, session);
+    }
+
+    async fn event(&self, _socket: &Socket, event: Event) {
+        let args: Vec<Value> = event
+            .args
+            .iter()
+            .map(|a| serde_json::from_str(a.get()).unwrap_or(Value::Null))
+            .collect();
+        let binary = !event.attachments.is_empty();
+        let ack_id = event.ack.as_ref().map(AckSender::id);
+        match translate::request(&event.name, &args, ack_id, binary) {
+            Ok(frame) => {
+                if let Some(ack) = event.ack {
+                    self.acks.lock().insert(ack.id(), ack);
+                }
+                if !self.inbox.push(Inbound::Frame(frame.into()))
+                    && let Some(ack) = ack_id.and_then(|id| self.acks.lock().remove(&id))
+                {
+                    let arg = error_arg(
+                        ErrorCode::RateLimited.as_str(),
+                        "too many requests waiting on this socket",
+                    );
+                    let _ = ack.send([arg]);
+                }
+            }
+            Err(refusal) => {
+                if let Some(ack) = event.ack {
+                    let _ = ack.send([refusal.ack_arg()]);
+                }
+            }
+        }
+    }
+
+    fn disconnect(&self, _socket: &Socket, reason: DisconnectReason) {
+        if reason == DisconnectReason::ClientNamespaceDisconnect {
+            self.wire.client_left();
+        }
+        // The session's input ends: it closes like any disconnected client.
+        self.inbox.close();
+        self.start.lock().take();
+        self.acks.lock().clear();
+    }
+}
+
+/// The wire's view of a library socket.
+struct SocketOutlet {
+    socket: Socket,
+    acks: Arc<Mutex<HashMap<u64, AckSender>>>,
+}
+
+fn io_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, e.to_string())
+}
+
+impl Outlet for SocketOutlet {
+    fn has_room(&self) -> bool {
+        // The library bounds each session's queue itself and closes a session that fills it
+        // (the client then reconnects and recovers).
+        true
+    }
+
+    fn poll_room(&self, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Ready(())
+    }
+
+    fn emit_message(&self, object: &RawValue, offset: &str) -> io::Result<()> {
+        let packet = EncodedPacket::event(self.socket.namespace(), "message", (object, offset))
+            .map_err(io_err)?;
+        self.socket.send(&packet).map_err(io_err)
+    }
+
+    fn emit(&self, event: &str, args: String) -> io::Result<()> {
+        self.socket.emit_json(event, &args).map_err(io_err)
+    }
+
+    fn ack(&self, id: u64, arg: Value) -> io::Result<()> {
+        match self.acks.lock().remove(&id) {
+            Some(ack) => ack.send([arg]).map_err(io_err),
+            None => Ok(()),
+        }
+    }
+
+    fn disconnect(&self) {
+        self.socket.disconnect();
+    }
+
+    fn close_transport(&self) {
+        self.socket.conn().close(DisconnectReason::ServerShutdown);
+    }
+}

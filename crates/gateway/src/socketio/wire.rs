@@ -1,0 +1,246 @@
+//! The writing half a Socket.IO socket runs the core's session on ([`super::inbox`] is the
+//! reading half: the client's events, already translated to native frames): [`SioWire`] writes (native frames
+//! translated to events and acknowledgements, `message` events with the socket's offset).
+//!
+//! The wire keeps the socket's slots ([`Slots`]): a `subscribed` reply opens one, so the next
+//! `message` of that conversation is counted in the offset; every change is written to the
+//! `pid`'s record ([`Records`]). A message is framed once per socket from the shared bytes of
+//! the node's one encoding, adding only the offset.
+//!
+//! Ends: `reconnect` (drain) emits `switchboard:reconnect` and closes the transport `delay_ms`
+//! later without a DISCONNECT, so stock clients reconnect and recover by themselves; any other
+//! `disconnect` emits `switchboard:disconnect` then sends DISCONNECT. The session's heartbeat is
+//! answered here at once: Engine.IO's own pings find dead clients (the library closes them, and
+//! the transport then ends).
+
+use super::inbox::Inbox;
+use super::offset::Slots;
+use super::record::{Record, Records};
+use super::translate::{Outgoing, message_object, outgoing};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use std::io;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use switchboard_core::transport::{Inbound, Out, Progress, Wire};
+
+/// What the wire needs from a Socket.IO socket of the protocol library.
+pub trait Outlet: Send + Sync + 'static {
+    /// Whether an event can be queued now without exceeding the socket's bound.
+    fn has_room(&self) -> bool;
+    /// Ready when [`has_room`](Outlet::has_room) may be true again (or the socket closed).
+    fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()>;
+    /// Queues event `event` whose arguments are the JSON array `args` (already encoded).
+    fn emit(&self, event: &str, args: String) -> io::Result<()>;
+    /// Queues a `message` event: the message object (shared by every socket) and the offset.
+    fn emit_message(&self, object: &RawValue, offset: &str) -> io::Result<()>;
+    /// Queues the acknowledgement `id` with the one argument `arg`.
+    fn ack(&self, id: u64, arg: Value) -> io::Result<()>;
+    /// Sends DISCONNECT and closes.
+    fn disconnect(&self);
+    /// Closes the underlying connection without a DISCONNECT (the client reconnects).
+    fn close_transport(&self);
+}
+
+struct State {
+    slots: Slots,
+    /// `delay_ms` of a `reconnect` frame: the transport closes that much later.
+    reconnect: Option<u64>,
+    /// The end was handled (the record ended, the outlet told).
+    ended: bool,
+}
+
+/// The writing half of one Socket.IO socket's session.
+pub struct SioWire<O: Outlet> {
+    outlet: Arc<O>,
+    state: Mutex<State>,
+    records: Arc<Records>,
+    pid: String,
+    user_id: String,
+    /// The session's input, for proof of life (see the module comment).
+    alive: Arc<Inbox>,
+}
+
+impl<O: Outlet> SioWire<O> {
+    /// A wire writing to `outlet`, keeping `slots` for `pid`'s record.
+    pub fn new(
+        outlet: Arc<O>,
+        slots: Slots,
+        records: Arc<Records>,
+        pid: String,
+        user_id: String,
+        alive: Arc<Inbox>,
+    ) -> SioWire<O> {
+        SioWire {
+            outlet,
+            state: Mutex::new(State {
+                slots,
+                reconnect: None,
+                ended: false,
+            }),
+            records,
+            pid,
+            user_id,
+            alive,
+        }
+    }
+
+    fn record(&self, slots: &Slots) -> Record {
+        Record {
+            user_id: self.user_id.clone(),
+            slots: slots.slots().to_vec(),
+            full: slots.is_full(),
+        }
+    }
+
+    /// Writes one native frame; `false` when the socket has no room for it now.
+    fn write_one(&self, frame: &Bytes, st: &mut State) -> io::Result<bool> {
+        match outgoing(frame) {
+            Outgoing::Message { conv, seq, rest } => {
+                if !self.outlet.has_room() {
+                    return Ok(false);
+                }
+                let Some(object) = message_object(frame, rest) else {
+                    return Ok(true);
+                };
+                st.slots.received(conv, seq);
+                self.outlet.emit_message(&object, &st.slots.offset())?;
+            }
+            Outgoing::Ack(id, arg) => self.outlet.ack(id, arg)?,
+            Outgoing::Subscribed {
+                conv,
+                start,
+                epoch,
+                moved,
+                ack,
+            } => {
+                if let Some(conv) = switchboard_proto::Conv::parse(&conv)
+                    && st.slots.subscribed(&conv, start, &epoch, moved)
+                {
+                    self.records.update(&self.pid, &self.record(&st.slots));
+                }
+                if let Some((id, arg)) = ack {
+                    self.outlet.ack(id, arg)?;
+                }
+            }
+            Outgoing::Unsubscribed { conv, ack, reason } => {
+                if let Some(c) = switchboard_proto::Conv::parse(&conv)
+                    && st.slots.unsubscribed(&c)
+                {
+                    self.records.update(&self.pid, &self.record(&st.slots));
+                }
+                match ack {
+                    Some((id, arg)) => self.outlet.ack(id, arg)?,
+                    None => {
+                        let args = json!([{"conv": conv, "reason": reason}]);
+                        self.outlet
+                            .emit("switchboard:unsubscribed", args.to_string())?;
+                    }
+                }
+            }
+            Outgoing::Reconnect(arg, delay) => {
+                st.reconnect = Some(delay);
+                let args = Value::Array(vec![arg]);
+                self.outlet
+                    .emit("switchboard:reconnect", args.to_string())?;
+            }
+            Outgoing::Disconnect(reason) => self.end(st, Some(reason)),
+            Outgoing::Nothing => {}
+        }
+        Ok(true)
+    }
+
+    /// The client disconnected on purpose (a DISCONNECT of its own): nothing to recover.
+    pub fn client_left(&self) {
+        let mut st = self.state.lock();
+        if !st.ended {
+            st.ended = true;
+            self.records.end(&self.pid, false);
+        }
+    }
+
+    /// The session ends, for `reason` (a `disconnect` frame) or because it stopped.
+    fn end(&self, st: &mut State, reason: Option<String>) {
+        if st.ended {
+            return;
+        }
+        st.ended = true;
+        if let Some(delay) = st.reconnect {
+            // Drain: the client reconnects (elsewhere) and recovers.
+            self.records.end(&self.pid, true);
+            // Frames may be written from a fan-out thread, outside the runtime.
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    let outlet = self.outlet.clone();
+                    rt.spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                        outlet.close_transport();
+                    });
+                }
+                Err(_) => self.outlet.close_transport(),
+            }
+            return;
+        }
+        match reason {
+            Some(reason) => {
+                // Logout, kick and expiry end access: nothing to recover. Other ends
+                // (slow_consumer, protocol_error) may be recovered by `socket.connect()`.
+                let recoverable =
+                    !matches!(reason.as_str(), "logged_out" | "kicked" | "auth_expired");
+                self.records.end(&self.pid, recoverable);
+                let args = json!([{"reason": reason}]);
+                let _ = self.outlet.emit("switchboard:disconnect", args.to_string());
+                self.outlet.disconnect();
+            }
+            None => {
+                self.records.end(&self.pid, true);
+                self.outlet.close_transport();
+            }
+        }
+    }
+}
+
+impl<O: Outlet> Wire for SioWire<O> {
+    fn try_write(
+        &self,
+        frames: &mut dyn Iterator<Item = &Out>,
+        _offset: usize,
+    ) -> io::Result<Progress> {
+        let mut p = Progress {
+            frames: 0,
+            offset: 0,
+            blocked: false,
+        };
+        let mut st = self.state.lock();
+        for frame in frames {
+            match frame {
+                Out::Text(bytes) => {
+                    if !self.write_one(bytes, &mut st)? {
+                        p.blocked = true;
+                        break;
+                    }
+                }
+                // Engine.IO checks the client's liveness; the session's heartbeat is answered
+                // here (a full queue means the session is past its own bound anyway).
+                Out::Ping => {
+                    self.alive.push(Inbound::Alive);
+                }
+                Out::Pong(_) | Out::Close(_) => {}
+            }
+            p.frames += 1;
+        }
+        Ok(p)
+    }
+
+    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.outlet.poll_room(cx).map(Ok)
+    }
+
+    fn shutdown(&self) {
+        let mut st = self.state.lock();
+        self.end(&mut st, None);
+    }
+}
