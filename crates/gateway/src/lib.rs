@@ -2,6 +2,7 @@
 //! to the core's session (`switchboard_core::session`): WebSocket, long-polling and raw TCP, all
 //! behind the same small [`switchboard_core::transport::Transport`] seam.
 
+pub mod decode;
 pub mod http_error;
 pub mod limits;
 pub mod poll;

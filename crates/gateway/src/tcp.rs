@@ -8,9 +8,10 @@
 //! goes on); a length over four times that closes the connection. Nothing is buffered without
 //! bound.
 
+use crate::decode::{TcpDecoder, TcpItem};
 use crate::limits::ConnCaps;
 use crate::wire::{SocketWire, TcpFraming, poll_read_into};
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{BufMut, BytesMut};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -87,14 +88,13 @@ async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
 }
 
-/// The reading half of a TCP connection.
+/// The reading half of a TCP connection: reads into a buffer and hands it to the pure
+/// [`TcpDecoder`].
 pub struct TcpReader {
     socket: Arc<SocketWire<TcpFraming>>,
-    max_frame: usize,
-    /// Bytes read but not yet parsed; empty (no allocation) between frames.
+    /// Bytes read but not yet decoded; empty (no allocation) between frames.
     read: BytesMut,
-    /// Bytes of an oversized frame still to be thrown away.
-    skipping: usize,
+    decoder: TcpDecoder,
     /// The connection cannot continue (a length beyond the hard limit, or the peer closed).
     done: bool,
 }
@@ -104,62 +104,26 @@ impl TcpReader {
     pub fn new(socket: Arc<SocketWire<TcpFraming>>, max_frame: usize) -> TcpReader {
         TcpReader {
             socket,
-            max_frame,
             read: BytesMut::new(),
-            skipping: 0,
+            decoder: TcpDecoder::new(max_frame),
             done: false,
         }
     }
 
-    fn hard_limit(&self) -> usize {
-        self.max_frame.saturating_mul(4).max(16 * 1024)
-    }
-
-    /// Takes a complete frame (or a verdict) out of the buffer, if there is one.
-    fn parse(&mut self) -> Option<Inbound> {
-        if self.skipping > 0 {
-            let n = self.skipping.min(self.read.len());
-            self.read.advance(n);
-            self.skipping -= n;
-            if self.skipping > 0 {
-                return None;
-            }
-        }
-        if self.read.len() < 4 {
-            return None;
-        }
-        let len =
-            u32::from_be_bytes([self.read[0], self.read[1], self.read[2], self.read[3]]) as usize;
-        if len > self.hard_limit() {
-            self.done = true;
-            return Some(Inbound::TooLarge(len));
-        }
-        if len > self.max_frame {
-            self.read.advance(4);
-            self.skipping = len;
-            // Throw away what is already here; the rest is dropped as it arrives.
-            let n = self.skipping.min(self.read.len());
-            self.read.advance(n);
-            self.skipping -= n;
-            return Some(Inbound::TooLarge(len));
-        }
-        if self.read.len() < 4 + len {
-            self.read.reserve(4 + len - self.read.len());
-            return None;
-        }
-        self.read.advance(4);
-        Some(Inbound::Frame(self.read.split_to(len).freeze()))
-    }
-}
-
-impl TcpReader {
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
         loop {
             if self.done {
                 return Poll::Ready(None);
             }
-            if let Some(inbound) = self.parse() {
-                return Poll::Ready(Some(inbound));
+            match self.decoder.decode(&mut self.read) {
+                Ok(Some(TcpItem::Frame(f))) => return Poll::Ready(Some(Inbound::Frame(f))),
+                Ok(Some(TcpItem::TooLarge(n))) => return Poll::Ready(Some(Inbound::TooLarge(n))),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(len = e.len, "TCP frame length past the hard limit");
+                    self.done = true;
+                    return Poll::Ready(None);
+                }
             }
             // A clean close, or one in the middle of a frame (a truncated frame is dropped).
             if !std::task::ready!(poll_read_into(self.socket.stream(), &mut self.read, cx)) {
