@@ -2,6 +2,7 @@
 //! presence), the server API for application back ends, and the operational endpoints
 //! (dispatch, node info, health, metrics). `router(state)` is used by the binary and by tests.
 
+pub mod bodies;
 pub mod extract;
 pub mod handlers;
 pub mod limits;
