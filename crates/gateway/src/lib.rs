@@ -5,6 +5,7 @@
 pub mod decode;
 pub mod http_error;
 pub mod limits;
+pub mod origin;
 pub mod poll;
 pub mod serve;
 pub mod tcp;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use switchboard_core::config::Limits;
 use switchboard_gateway::limits::{HttpLimits, MIN_HEAD_BYTES};
+use switchboard_gateway::origin::OriginPolicy;
 
 /// Flags of `switchboard serve`. Every flag also reads `SWITCHBOARD_<NAME>`; every one may be
 /// set in the `--config` TOML file under its name with underscores (`max_connections = 5000`).
@@ -205,6 +206,10 @@ pub struct ServeArgs {
     /// Log format: text or json [default: text].
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// Web origins allowed to use the WebSocket and long-poll transports from a browser,
+    /// comma separated, or `*`; others get 403 [default: the origin of --public-url].
+    #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_name = "LIST")]
+    pub allowed_origins: Option<String>,
 }
 
 /// Which roles a process runs.
@@ -279,6 +284,8 @@ pub struct ServerConfig {
     pub tcp_max_connections_per_ip: usize,
     /// A listener of its own for `/metrics` (then not served on `listen`).
     pub metrics_listen: Option<String>,
+    /// Browser origins allowed (`None`: the public URL's).
+    pub allowed_origins: Option<OriginPolicy>,
 }
 
 /// A configuration error, reported before anything starts.
@@ -456,6 +463,10 @@ impl ServeArgs {
             tcp_max_connections_per_ip: http.max_connections_per_ip,
             http,
             metrics_listen: a.metrics_listen.filter(|m| !m.is_empty()),
+            allowed_origins: a
+                .allowed_origins
+                .map(|o| OriginPolicy::parse(&o).map_err(ConfigError))
+                .transpose()?,
         })
     }
 
@@ -520,7 +531,8 @@ impl ServeArgs {
             poll_first_get_ms,
             poll_buffer_bytes,
             messages_per_day,
-            log_format
+            log_format,
+            allowed_origins
         )
     }
 }

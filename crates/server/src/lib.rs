@@ -253,9 +253,14 @@ pub async fn build(
         }));
         let sessions = PollSessions::new(node.clone(), poll_config);
         polls = Some(sessions.clone());
-        router = router
+        // Browsers may use these from the allowed origins only (others: 403).
+        let origins = config.allowed_origins.clone().unwrap_or_else(|| {
+            switchboard_gateway::origin::OriginPolicy::for_public_url(&state.config.public_url)
+        });
+        let browser = Router::new()
             .merge(switchboard_gateway::ws_route(node.clone()))
             .merge(switchboard_gateway::poll::poll_routes(sessions));
+        router = router.merge(Arc::new(origins).apply(browser));
     }
     let router = switchboard_api::finish(router, node.clone(), config.limits.max_frame_bytes);
     Ok(App {

@@ -19,6 +19,7 @@ mod memory;
 mod names;
 mod ops_listen;
 mod ordering;
+mod origins;
 mod persistence;
 mod pipelining;
 mod revocation;
