@@ -10,6 +10,8 @@ pub mod poll;
 pub mod serve;
 pub mod tcp;
 pub mod timed;
+pub mod tls;
+pub mod tls_wire;
 pub mod wire;
 pub mod ws;
 

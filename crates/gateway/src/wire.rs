@@ -20,37 +20,48 @@ const BATCH: usize = 32;
 /// Bytes read from a socket per read call.
 pub const READ_CHUNK: usize = 4096;
 
-/// Appends what `stream` has to `buf`: `Ready(true)` once bytes came, `Ready(false)` at the end
-/// of the stream or on an error. Holds no state between polls (tokio keeps the waker in the
-/// socket's registration), so a connection waiting for its client costs no future of its own.
-/// An empty `buf` gives its memory back first, so an idle connection holds no buffer either.
-pub fn poll_read_into(stream: &TcpStream, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<bool> {
-    if buf.is_empty() && buf.capacity() > 0 {
-        *buf = BytesMut::new();
-    }
-    loop {
-        if let Err(e) = std::task::ready!(stream.poll_read_ready(cx)) {
-            tracing::debug!(error = %e, "read failed");
-            return Poll::Ready(false);
+/// Where a connection's reader gets its bytes: the plain socket ([`SocketWire`]) or a TLS
+/// connection ([`crate::tls_wire::TlsWire`]).
+pub trait ReadSource: Send + Sync + 'static {
+    /// Appends what the connection has to `buf`: `Ready(true)` once bytes came, `Ready(false)`
+    /// at the end of the stream or on an error. Holds no state between polls (tokio keeps the
+    /// waker in the socket's registration), so a connection waiting for its client costs no
+    /// future of its own. An empty `buf` gives its memory back first, so an idle connection
+    /// holds no buffer either.
+    fn poll_read_into(&self, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<bool>;
+}
+
+impl<F: Framing> ReadSource for SocketWire<F> {
+    fn poll_read_into(&self, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<bool> {
+        if buf.is_empty() && buf.capacity() > 0 {
+            *buf = BytesMut::new();
         }
-        match read_now(stream, buf) {
-            Ok(n) => return Poll::Ready(n > 0),
-            // The readiness was stale and is cleared now: the next poll registers the waker.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => {
+        loop {
+            if let Err(e) = std::task::ready!(self.stream.poll_read_ready(cx)) {
                 tracing::debug!(error = %e, "read failed");
                 return Poll::Ready(false);
+            }
+            // Through a stack buffer, so `buf` grows only by what came.
+            let mut chunk = [0u8; READ_CHUNK];
+            match read_chunk(&self.stream, &mut chunk) {
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    return Poll::Ready(n > 0);
+                }
+                // The readiness was stale and is cleared now: the next poll registers the waker.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "read failed");
+                    return Poll::Ready(false);
+                }
             }
         }
     }
 }
 
-/// Reads what the socket has now (through a stack buffer, so `buf` grows only by what came).
-fn read_now(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    let mut chunk = [0u8; READ_CHUNK];
-    let n = stream.try_read(&mut chunk)?;
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(n)
+/// Reads what the socket has now into `chunk`.
+pub(crate) fn read_chunk(stream: &TcpStream, chunk: &mut [u8; READ_CHUNK]) -> io::Result<usize> {
+    stream.try_read(chunk)
 }
 
 /// How a transport frames what it writes.
@@ -71,11 +82,6 @@ impl<F: Framing> SocketWire<F> {
     /// Writes to `stream` with `framing`.
     pub fn new(stream: TcpStream, framing: F) -> SocketWire<F> {
         SocketWire { stream, framing }
-    }
-
-    /// The socket, for reading.
-    pub fn stream(&self) -> &TcpStream {
-        &self.stream
     }
 }
 

@@ -16,7 +16,8 @@
 use crate::decode::{WsDecoder, WsItem};
 use crate::http_error::{ApiError, bearer};
 use crate::timed::TimedStream;
-use crate::wire::{SocketWire, WsFraming, poll_read_into};
+use crate::tls_wire::TlsWire;
+use crate::wire::{ReadSource, SocketWire, WsFraming};
 use axum::Router;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -24,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
-use futures_util::future::OptionFuture;
+use futures_util::future::{Either, OptionFuture};
 use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
 use std::sync::Arc;
@@ -36,6 +37,7 @@ use switchboard_core::{Error, auth::Principal};
 use switchboard_proto::ErrorCode;
 #[cfg(test)]
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
 /// WebSocket settings derived from the node's limits.
 #[derive(Debug, Clone, Copy)]
@@ -113,20 +115,31 @@ async fn upgrade(State(node): State<Arc<Node>>, mut req: Request) -> Response {
                 None
             }
             // The server (crate::serve) serves TCP streams with a write timer; the session has
-            // its own (slow consumers), so it takes the plain stream.
+            // its own (slow consumers), so it takes the plain stream (and, over TLS, the TLS
+            // state beside it: crate::tls_wire).
             Ok(upgraded) => match upgraded.downcast::<TokioIo<TimedStream>>() {
-                Err(_) => {
-                    tracing::error!("WebSocket upgrade on a connection that is not a TCP stream");
-                    None
-                }
                 Ok(parts) => {
                     let wire = Arc::new(SocketWire::new(
                         parts.io.into_inner().into_inner(),
                         WsFraming,
                     ));
                     let reader = WsReader::new(wire.clone(), parts.read_buf, cfg);
-                    Some(run_session(node, reader, wire, principal.map(Into::into)))
+                    let principal = principal.map(Into::into);
+                    Some(Either::Left(run_session(node, reader, wire, principal)))
                 }
+                Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TimedStream>>>() {
+                    Ok(parts) => {
+                        let (timed, tls) = parts.io.into_inner().into_inner();
+                        let wire = Arc::new(TlsWire::new(timed.into_inner(), tls, WsFraming));
+                        let reader = WsReader::new(wire.clone(), parts.read_buf, cfg);
+                        let principal = principal.map(Into::into);
+                        Some(Either::Right(run_session(node, reader, wire, principal)))
+                    }
+                    Err(_) => {
+                        tracing::error!("WebSocket upgrade on a connection of an unknown type");
+                        None
+                    }
+                },
             },
         };
         OptionFuture::from(session)
@@ -176,8 +189,8 @@ fn accept_key(key: &[u8]) -> HeaderValue {
 
 /// The reading half of a WebSocket connection: reads into a buffer and hands it to the pure
 /// [`WsDecoder`].
-pub struct WsReader {
-    socket: Arc<SocketWire<WsFraming>>,
+pub struct WsReader<S = SocketWire<WsFraming>> {
+    socket: Arc<S>,
     /// Bytes read but not yet decoded; empty (no allocation) between frames.
     buf: BytesMut,
     decoder: WsDecoder,
@@ -189,9 +202,9 @@ pub struct WsReader {
     ended: bool,
 }
 
-impl WsReader {
-    /// Reads from `stream`, starting with `pending` (bytes read past the upgrade request).
-    pub fn new(socket: Arc<SocketWire<WsFraming>>, pending: Bytes, config: WsConfig) -> WsReader {
+impl<S: ReadSource> WsReader<S> {
+    /// Reads from `socket`, starting with `pending` (bytes read past the upgrade request).
+    pub fn new(socket: Arc<S>, pending: Bytes, config: WsConfig) -> WsReader<S> {
         WsReader {
             socket,
             buf: BytesMut::from(&pending[..]),
@@ -234,7 +247,7 @@ impl WsReader {
             if self.broken.is_some() || self.ended {
                 return Poll::Ready(None);
             }
-            if !std::task::ready!(poll_read_into(self.socket.stream(), &mut self.buf, cx)) {
+            if !std::task::ready!(self.socket.poll_read_into(&mut self.buf, cx)) {
                 self.ended = true;
                 return Poll::Ready(None);
             }
@@ -242,7 +255,7 @@ impl WsReader {
     }
 }
 
-impl Transport for WsReader {
+impl<S: ReadSource> Transport for WsReader<S> {
     async fn recv(&mut self) -> Option<Inbound> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }

@@ -210,6 +210,17 @@ pub struct ServeArgs {
     /// comma separated, or `*`; others get 403 [default: the origin of --public-url].
     #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_name = "LIST")]
     pub allowed_origins: Option<String>,
+    /// PEM certificate chain: serve HTTPS and WSS on --listen and TLS on --tcp-listen
+    /// (with --tls-key); SIGHUP reloads both files.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates to trust besides the public ones (a dispatcher probing gateways
+    /// whose certificates a private CA signed).
+    #[arg(long, env = "SWITCHBOARD_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 /// Which roles a process runs.
@@ -286,6 +297,10 @@ pub struct ServerConfig {
     pub metrics_listen: Option<String>,
     /// Browser origins allowed (`None`: the public URL's).
     pub allowed_origins: Option<OriginPolicy>,
+    /// TLS certificate chain and key files (PEM), if the node terminates TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Extra CA certificates (PEM) the node trusts as a client.
+    pub ca: Option<PathBuf>,
 }
 
 /// A configuration error, reported before anything starts.
@@ -467,6 +482,12 @@ impl ServeArgs {
                 .allowed_origins
                 .map(|o| OriginPolicy::parse(&o).map_err(ConfigError))
                 .transpose()?,
+            tls: match (a.tls_cert, a.tls_key) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => return Err(ConfigError("--tls-cert and --tls-key go together".into())),
+            },
+            ca: a.ca,
         })
     }
 
@@ -532,7 +553,10 @@ impl ServeArgs {
             poll_buffer_bytes,
             messages_per_day,
             log_format,
-            allowed_origins
+            allowed_origins,
+            tls_cert,
+            tls_key,
+            ca
         )
     }
 }

@@ -20,6 +20,7 @@ use switchboard_core::metrics::Metrics;
 use switchboard_dispatcher::prober::LocalSource;
 use switchboard_dispatcher::{Dispatcher, DispatcherConfig, GatewaySource, LocalGateway};
 use switchboard_gateway::poll::{PollConfig, PollSessions};
+use switchboard_gateway::tls::TlsFiles;
 use switchboard_proto::DisconnectReason;
 use tokio_util::sync::CancellationToken;
 
@@ -94,11 +95,24 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         None => None,
     };
     let metrics_addr = metrics.as_ref().map(|(_, a)| *a);
-    let tcp_url = tcp_addr.map(|a| format!("tcp://{a}"));
+    let tls = match &config.tls {
+        Some((cert, key)) => {
+            let files = TlsFiles::load(cert, key).map_err(StartError::Config)?;
+            listen::reload_on_sighup(files.clone());
+            Some(files.acceptor())
+        }
+        None => None,
+    };
+    let (http, tcp_scheme) = if tls.is_some() {
+        ("https", "tls")
+    } else {
+        ("http", "tcp")
+    };
+    let tcp_url = tcp_addr.map(|a| format!("{tcp_scheme}://{a}"));
     let public_url = config
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .unwrap_or_else(|| format!("{http}://{addr}"));
     let App {
         node,
         router,
@@ -112,6 +126,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             listener,
             node.clone(),
             config.tcp_max_connections_per_ip,
+            tls.clone(),
             stop_accepting.clone(),
         ));
     }
@@ -122,6 +137,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             metrics.with_state(()),
             config.http.clone(),
             node.metrics.clone(),
+            None,
             stop_accepting.clone(),
         ));
     }
@@ -132,6 +148,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         router.with_state(()),
         config.http.clone(),
         node.metrics.clone(),
+        tls,
         stop_accepting.clone(),
     ));
     tracing::info!(node_id = %node.id, %addr, "listening on {addr}");
@@ -388,6 +405,7 @@ fn start_dispatcher(config: &ServerConfig, node: &Arc<Node>, api: &ApiConfig) ->
     });
     let dconfig = DispatcherConfig {
         static_gateways: config.gateways.clone(),
+        ca: config.ca.clone(),
         probe_interval: config.probe_interval,
         ..DispatcherConfig::default()
     };

@@ -25,6 +25,7 @@ mod pipelining;
 mod revocation;
 mod sdk;
 mod smoke;
+mod tls;
 mod transports;
 mod webhook;
 mod ws_protocol;

@@ -1,0 +1,225 @@
+//! TLS termination (issue 17 part 2), from outside, with a CA and certificates made at test
+//! time: the HTTPS API and the endpoints it advertises, the SDK over WSS, HTTPS long-polling
+//! and TLS TCP with `ca` (fan-out included, with bursts and large messages that fill the
+//! socket), plain HTTP and TCP to the TLS ports, and SIGHUP reloading the certificate.
+
+use crate::common::{API_KEY, NodeProcess, TestNode, WAIT, eventually};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_client::{Client, ClientConfig, Event, Events, TransportChoice};
+use switchboard_testkit::{CertFiles, TestCa};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// An HTTPS client trusting `ca`.
+fn https(ca: &Path) -> reqwest::Client {
+    let pem = std::fs::read(ca).unwrap();
+    let mut b = reqwest::Client::builder();
+    for c in reqwest::Certificate::from_pem_bundle(&pem).unwrap() {
+        b = b.add_root_certificate(c);
+    }
+    b.build().unwrap()
+}
+
+async fn tls_node(files: &CertFiles) -> TestNode {
+    let (cert, key) = (files.cert.clone(), files.key.clone());
+    TestNode::start_with(move |c| c.tls = Some((cert, key))).await
+}
+
+/// A token for `user` from the server API, over HTTPS.
+async fn token(http: &reqwest::Client, base: &str, user: &str) -> String {
+    let r = http
+        .post(format!("{base}/v1/server/users/{user}/tokens"))
+        .header("x-api-key", API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}
+
+async fn sdk(base: &str, token: &str, t: TransportChoice, ca: &Path) -> (Client, Events) {
+    let mut c = ClientConfig::new(base, token);
+    c.transport = t;
+    c.ca = Some(ca.to_owned());
+    Client::connect(c).await.expect("connects over TLS")
+}
+
+async fn next_message(events: &mut Events) -> switchboard_client::Message {
+    loop {
+        let e = tokio::time::timeout(WAIT, events.next())
+            .await
+            .expect("a message in time")
+            .expect("events go on");
+        if let Event::Message(m) = e {
+            return m;
+        }
+    }
+}
+
+#[tokio::test]
+async fn https_api_and_the_sdk_over_wss_https_poll_and_tls_tcp() {
+    let ca = TestCa::new("switchboard test CA");
+    let files = ca.issue("node", "node");
+    let node = tls_node(&files).await;
+    let base = format!("https://{}", node.addr);
+    let http = https(ca.ca_path());
+    let info: Value = http
+        .get(format!("{base}/v1/node"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ep = &info["endpoints"];
+    assert_eq!(ep["ws"], format!("wss://{}/v1/ws", node.addr));
+    assert_eq!(ep["poll"], format!("https://{}/v1/poll", node.addr));
+    assert_eq!(ep["tcp"], format!("tls://{}", node.tcp_addr()));
+    // Without the CA the certificate is not trusted.
+    assert!(reqwest::get(format!("{base}/v1/node")).await.is_err());
+
+    let big = "x".repeat(50_000);
+    for (i, t) in [
+        TransportChoice::WebSocket,
+        TransportChoice::LongPoll,
+        TransportChoice::Tcp,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (alice, bob) = (format!("alice{i}"), format!("bob{i}"));
+        let (ta, tb) = (
+            token(&http, &base, &alice).await,
+            token(&http, &base, &bob).await,
+        );
+        let (_a, mut a_events) = sdk(&base, &ta, t, ca.ca_path()).await;
+        let (b, _b_events) = sdk(&base, &tb, t, ca.ca_path()).await;
+        let conv = format!("user:{alice}");
+        // A burst with large messages: the fan-out's TLS writes fill the socket.
+        for n in 0..40 {
+            let body = if n % 10 == 9 {
+                json!({"n": n, "pad": big})
+            } else {
+                json!({"n": n})
+            };
+            b.publish(&conv, body).await.expect("published");
+        }
+        for n in 0..40 {
+            let m = next_message(&mut a_events).await;
+            assert_eq!(m.body["n"], n, "{t:?}: in order, none lost");
+        }
+    }
+}
+
+/// Reads what a TLS port answers to plain bytes within a second (it may close, or send a TLS
+/// alert; it never answers in the plain protocol).
+async fn answer_to_plain(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut got)).await;
+    got
+}
+
+#[tokio::test]
+async fn plain_http_and_tcp_on_tls_ports_get_no_normal_answer() {
+    let ca = TestCa::new("switchboard test CA");
+    let node = tls_node(&ca.issue("node", "node")).await;
+    let got = answer_to_plain(node.addr, b"GET /v1/node HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(
+        !got.starts_with(b"HTTP/"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    let frame = br#"{"type":"ping","id":1}"#;
+    let mut bytes = (frame.len() as u32).to_be_bytes().to_vec();
+    bytes.extend_from_slice(frame);
+    let got = answer_to_plain(node.tcp_addr(), &bytes).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(!text.contains("\"type\""), "{text}");
+}
+
+/// A TLS connection to `addr` trusting `ca`; returns it and the certificate it was served.
+async fn handshake(
+    addr: std::net::SocketAddr,
+    ca: &Path,
+) -> (
+    tokio_rustls::client::TlsStream<TcpStream>,
+    CertificateDer<'static>,
+) {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.expect("handshake");
+    let served = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    (tls, served.into_owned())
+}
+
+/// One keep-alive request on an open connection; returns the status line.
+async fn get(tls: &mut tokio_rustls::client::TlsStream<TcpStream>) -> String {
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, tls.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(n > 0, "closed");
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got)
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_certificate_for_new_handshakes_and_keeps_open_connections() {
+    let ca = TestCa::new("switchboard test CA");
+    let first = ca.issue("node", "first");
+    let first_der = CertificateDer::from_pem_file(&first.cert).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (
+        first.cert.display().to_string(),
+        first.key.display().to_string(),
+    );
+    let node = NodeProcess::start(dir.path(), &["--tls-cert", &cert, "--tls-key", &key]).await;
+    let (mut old, served) = handshake(node.addr, ca.ca_path()).await;
+    assert_eq!(served, first_der);
+    assert!(get(&mut old).await.contains("200"));
+    // New files in the same place, then SIGHUP.
+    let second = ca.issue("node", "second");
+    let second_der = CertificateDer::from_pem_file(&second.cert).unwrap();
+    assert_ne!(first_der, second_der);
+    node.signal("HUP");
+    eventually(|| async {
+        let served = handshake(node.addr, ca.ca_path()).await.1;
+        (served == second_der)
+            .then_some(())
+            .ok_or_else(|| "still the first certificate".to_owned())
+    })
+    .await;
+    // The connection made before the reload still works.
+    assert!(get(&mut old).await.contains("200"));
+}
