@@ -234,10 +234,29 @@ impl Framing for TcpFraming {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn framed(f: &dyn Framing, frame: &Out) -> Vec<u8> {
+    /// Writes `frames` as the session does (resuming at the offset, waiting when blocked);
+    /// returns whether the wire was ever blocked.
+    pub(crate) async fn write_all(wire: &dyn Wire, frames: &[Out]) -> bool {
+        let (mut next, mut offset, mut blocked_once) = (0, 0, false);
+        while next < frames.len() {
+            let p = wire.try_write(&mut frames[next..].iter(), offset).unwrap();
+            next += p.frames;
+            offset = p.offset;
+            if p.blocked {
+                blocked_once = true;
+                std::future::poll_fn(|cx| wire.poll_writable(cx))
+                    .await
+                    .unwrap();
+            }
+        }
+        assert_eq!(offset, 0);
+        blocked_once
+    }
+
+    pub(crate) fn framed(f: &dyn Framing, frame: &Out) -> Vec<u8> {
         let mut head = [0u8; MAX_HEAD];
         let n = f.head(frame, &mut head);
         let mut v = head[..n].to_vec();
@@ -306,19 +325,7 @@ mod tests {
             client.read_to_end(&mut got).await.unwrap();
             got
         });
-        let (mut next, mut offset, mut blocked_once) = (0, 0, false);
-        while next < frames.len() {
-            let p = wire.try_write(&mut frames[next..].iter(), offset).unwrap();
-            next += p.frames;
-            offset = p.offset;
-            if p.blocked {
-                blocked_once = true;
-                std::future::poll_fn(|cx| wire.poll_writable(cx))
-                    .await
-                    .unwrap();
-            }
-        }
-        assert_eq!(offset, 0);
+        let blocked_once = write_all(&wire, &frames).await;
         wire.shutdown();
         drop(wire);
         let got = reader.await.unwrap();
