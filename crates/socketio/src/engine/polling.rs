@@ -1,0 +1,190 @@
+//! HTTP long-polling: the handshake, the GET that waits for packets (one at a time: a second
+//! is an overlap that closes the session), the POST that carries the client's packets (bounded
+//! by `maxPayload`: 413 and close past it), and the task that runs a polling session's heartbeat.
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::time::{Instant, sleep_until};
+
+use super::conn::{Frame, Shared, Transport};
+use super::http::{ErrorCode, error, open_packet, open_session, request_info};
+use super::packet::{append_to_payload, decode_payload};
+use super::server::Engine;
+use super::session::{heartbeat, on_packet};
+use crate::DisconnectReason;
+
+const TEXT: &str = "text/plain; charset=UTF-8";
+
+/// Opens a polling session: answers the open packet and starts its heartbeat.
+pub(crate) fn handshake(engine: Arc<Engine>, req: Request) -> Response {
+    let shared = open_session(&engine, Transport::Polling, &request_info(&req));
+    let open = open_packet(&engine, &shared.sid, Transport::Polling);
+    tokio::spawn(drive(shared));
+    ([(header::CONTENT_TYPE, TEXT)], open).into_response()
+}
+
+/// A polling request on an open session.
+pub(crate) async fn request(shared: Arc<Shared>, req: Request) -> Response {
+    match *req.method() {
+        Method::GET => poll(shared).await,
+        Method::POST => post(shared, req).await,
+        _ => error(ErrorCode::BadRequest),
+    }
+}
+
+/// Clears a request's flag when the request ends, answered or abandoned.
+struct Active<'a>(&'a Shared, bool);
+
+impl<'a> Active<'a> {
+    /// Marks a GET (`get`) or a POST as under way; a second one of the same kind at once is an
+    /// overlap that closes the session. Refused on an upgraded session. `None` is answered 400.
+    fn begin(shared: &'a Shared, get: bool) -> Option<Self> {
+        let mut st = shared.state.lock();
+        if st.transport == Transport::WebSocket {
+            return None;
+        }
+        let flag = if get {
+            &mut st.get_active
+        } else {
+            &mut st.post_active
+        };
+        if *flag {
+            drop(st);
+            shared.close(DisconnectReason::PollOverlap);
+            return None;
+        }
+        *flag = true;
+        Some(Active(shared, get))
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.state.lock();
+        if self.1 {
+            st.get_active = false
+        } else {
+            st.post_active = false
+        }
+    }
+}
+
+async fn poll(shared: Arc<Shared>) -> Response {
+    let Some(_active) = Active::begin(&shared, true) else {
+        return error(ErrorCode::BadRequest);
+    };
+    loop {
+        let notified = shared.out_ready.notified();
+        if let Some(body) = take_payload(&shared) {
+            return ([(header::CONTENT_TYPE, TEXT)], body).into_response();
+        }
+        notified.await;
+    }
+}
+
+/// The body for the pending poll, or `None` when it must wait on.
+fn take_payload(shared: &Shared) -> Option<Vec<u8>> {
+    let mut st = shared.state.lock();
+    if st.transport == Transport::WebSocket {
+        return Some(b"6".to_vec());
+    }
+    if st.queue.is_empty() && st.closed.is_none() && !st.probed {
+        return None;
+    }
+    let mut body = Vec::new();
+    if st.closed.is_none_or(DisconnectReason::flushes) {
+        for frame in Shared::take_queue(&mut st) {
+            match frame {
+                Frame::Text(t) => append_to_payload(&mut body, &t, false),
+                Frame::Binary(b) => append_to_payload(&mut body, &b, true),
+            }
+        }
+    }
+    match st.closed {
+        Some(reason) => {
+            let last: &[u8] = if reason == DisconnectReason::ClientClose {
+                b"6"
+            } else {
+                b"1"
+            };
+            append_to_payload(&mut body, last, false);
+            if reason.flushes() {
+                st.flushed = true;
+                shared.ctl.notify_one();
+            }
+        }
+        None if body.is_empty() => body.push(b'6'),
+        None => {}
+    }
+    Some(body)
+}
+
+async fn post(shared: Arc<Shared>, req: Request) -> Response {
+    let max = shared.engine.config.max_payload;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        shared.close(DisconnectReason::PayloadTooLarge);
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
+    let Some(_active) = Active::begin(&shared, false) else {
+        return error(ErrorCode::BadRequest);
+    };
+    let body = match axum::body::to_bytes(req.into_body(), max).await {
+        Ok(body) => body,
+        Err(_) => {
+            shared.close(DisconnectReason::PayloadTooLarge);
+            return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+        }
+    };
+    let packets = match decode_payload(&body, shared.engine.config.max_payload_packets) {
+        Ok(packets) => packets,
+        Err(_) => {
+            shared.close(DisconnectReason::ParseError);
+            return error(ErrorCode::BadRequest);
+        }
+    };
+    for packet in packets {
+        if let Err(reason) = on_packet(&shared, packet).await {
+            shared.close(reason);
+            if reason != DisconnectReason::ClientClose {
+                return error(ErrorCode::BadRequest);
+            }
+            break;
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/html")], "ok").into_response()
+}
+
+/// The heartbeat of a polling session, until it closes or upgrades (the WebSocket task then
+/// runs it). A session closed by the server waits for the poll that takes its last packets.
+async fn drive(shared: Arc<Shared>) {
+    loop {
+        if shared.state.lock().transport == Transport::WebSocket {
+            return;
+        }
+        let Some(next) = heartbeat(&shared, Instant::now()) else {
+            break;
+        };
+        tokio::select! {
+            _ = sleep_until(next) => {}
+            _ = shared.ctl.notified() => {}
+        }
+    }
+    if shared.closed().is_some_and(DisconnectReason::flushes) {
+        let until = Instant::now() + shared.engine.config.close_flush_timeout;
+        while !shared.state.lock().flushed && Instant::now() < until {
+            tokio::select! {
+                _ = sleep_until(until) => {}
+                _ = shared.ctl.notified() => {}
+            }
+        }
+    }
+    shared.finish().await;
+}

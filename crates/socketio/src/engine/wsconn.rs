@@ -1,0 +1,194 @@
+//! The server side of a WebSocket on an upgraded HTTP connection: the opening handshake
+//! (RFC 6455 section 4.2), then messages in (fragments joined, bounded by `maxPayload`) and
+//! frames out. An idle connection holds no read buffer: each read uses a buffer on the stack of
+//! the poll, and only the bytes of an unfinished frame are kept between polls.
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use sha1::{Digest, Sha1};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+
+use super::wsframe::{self, FrameError, opcode};
+
+/// What a read gave.
+#[derive(Debug)]
+pub(crate) enum WsIn {
+    /// A complete text message (UTF-8 not yet checked).
+    Text(Vec<u8>),
+    /// A complete binary message.
+    Binary(Vec<u8>),
+    /// A ping, to be answered with a pong carrying the same bytes.
+    Ping(Vec<u8>),
+    /// The client closed (a close frame or the end of the stream).
+    Closed,
+    /// A message past `maxPayload`.
+    TooLong,
+    /// A protocol violation or a read error.
+    Error,
+}
+
+/// One server WebSocket.
+pub(crate) struct WsConn {
+    io: TokioIo<Upgraded>,
+    /// Bytes read but not yet a whole frame; empty (no allocation) between messages.
+    buf: Vec<u8>,
+    /// A fragmented message being joined: its opcode and its bytes so far.
+    partial: Option<(u8, Vec<u8>)>,
+    max: usize,
+}
+
+/// The bytes read at once (on the stack of the poll, not kept).
+const READ_CHUNK: usize = 4096;
+
+impl WsConn {
+    /// The next message (cancel-safe: what was read stays in `self`).
+    pub async fn recv(&mut self) -> WsIn {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<WsIn> {
+        loop {
+            match wsframe::decode(&self.buf, self.max) {
+                Err(FrameError::TooLong(_)) => return Poll::Ready(WsIn::TooLong),
+                Err(_) => return Poll::Ready(WsIn::Error),
+                Ok(Some((frame, used))) => {
+                    if used == self.buf.len() {
+                        self.buf = Vec::new();
+                    } else {
+                        self.buf.drain(..used);
+                    }
+                    if let Some(message) = self.on_frame(frame) {
+                        return Poll::Ready(message);
+                    }
+                }
+                Ok(None) => {
+                    let mut chunk = [0u8; READ_CHUNK];
+                    let mut read = ReadBuf::new(&mut chunk);
+                    match ready!(Pin::new(&mut self.io).poll_read(cx, &mut read)) {
+                        Err(_) => return Poll::Ready(WsIn::Error),
+                        Ok(()) if read.filled().is_empty() => return Poll::Ready(WsIn::Closed),
+                        Ok(()) => self.buf.extend_from_slice(read.filled()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A whole message, a control message, or `None` while fragments are being joined.
+    fn on_frame(&mut self, frame: wsframe::Frame) -> Option<WsIn> {
+        let message = |op: u8, payload: Vec<u8>| {
+            if op == opcode::TEXT {
+                WsIn::Text(payload)
+            } else {
+                WsIn::Binary(payload)
+            }
+        };
+        match frame.opcode {
+            opcode::PING => Some(WsIn::Ping(frame.payload)),
+            opcode::PONG => None,
+            opcode::CLOSE => Some(WsIn::Closed),
+            opcode::CONTINUATION => {
+                let Some((op, mut joined)) = self.partial.take() else {
+                    return Some(WsIn::Error);
+                };
+                if joined.len() + frame.payload.len() > self.max {
+                    return Some(WsIn::TooLong);
+                }
+                joined.extend_from_slice(&frame.payload);
+                if frame.fin {
+                    Some(message(op, joined))
+                } else {
+                    self.partial = Some((op, joined));
+                    None
+                }
+            }
+            // A new message before the fragmented one ended.
+            _ if self.partial.is_some() => Some(WsIn::Error),
+            op if frame.fin => Some(message(op, frame.payload)),
+            op => {
+                self.partial = Some((op, frame.payload));
+                None
+            }
+        }
+    }
+
+    /// Writes one frame. Frames are written one write each: a client may read each TCP segment
+    /// as one event and handle only the first frame of it (the official test suites' clients
+    /// do), so frames are not packed into one write.
+    pub async fn send(&mut self, op: u8, payload: &[u8]) -> std::io::Result<()> {
+        let mut out = Vec::with_capacity(payload.len() + 10);
+        wsframe::encode_header(&mut out, op, payload.len());
+        out.extend_from_slice(payload);
+        self.io.write_all(&out).await?;
+        self.io.flush().await
+    }
+
+    /// Sends a close frame and ends the connection (errors ignored: the peer may be gone).
+    pub async fn close(&mut self) {
+        let _ = self.send(opcode::CLOSE, b"").await;
+        let _ = self.io.shutdown().await;
+    }
+}
+
+/// Whether a header holds `token` among its comma-separated values (case-insensitive).
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Checks a WebSocket opening handshake; `None` when the request is not one.
+pub(crate) fn accept_key(req: &Request) -> Option<String> {
+    let headers = req.headers();
+    let ok = req.method() == Method::GET
+        && has_token(headers, header::UPGRADE, "websocket")
+        && has_token(headers, header::CONNECTION, "upgrade")
+        && headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .is_some_and(|v| v == "13");
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).filter(|_| ok)?;
+    let mut sha = Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    Some(base64::engine::general_purpose::STANDARD.encode(sha.finalize()))
+}
+
+/// Answers the handshake (101) and runs `session` on the WebSocket once hyper hands the
+/// connection over. `key` is from [`accept_key`].
+pub(crate) fn upgrade<F, Fut>(mut req: Request, key: String, max: usize, session: F) -> Response
+where
+    F: FnOnce(WsConn) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            session(WsConn {
+                io: TokioIo::new(upgraded),
+                buf: Vec::new(),
+                partial: None,
+                max,
+            })
+            .await;
+        }
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&key) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}

@@ -1,0 +1,13 @@
+//! Socket.IO protocol 5 on Engine.IO: the packet codec, binary attachments, namespaces,
+//! sockets, acknowledgements, and the server.
+
+pub mod binary;
+mod handler;
+pub mod packet;
+mod server;
+mod session;
+mod socket;
+
+pub use handler::{Accept, ConnectRequest, Namespace, Refuse, SocketHandler};
+pub use server::{Builder, SocketIo};
+pub use socket::{AckError, AckResponse, AckSender, EmitError, EncodedPacket, Event, Socket};

@@ -1,0 +1,119 @@
+//! [`SocketIo`]: the Socket.IO server (namespaces, settings, hooks) on an Engine.IO server,
+//! and its [`Builder`].
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::response::Response;
+
+use super::handler::Namespace;
+use super::session::SioEngineHandler;
+use crate::engine::{EngineIo, Hooks, SidGenerator, random_sid};
+use crate::{Config, DisconnectReason};
+
+/// What every session of the server shares.
+pub(crate) struct SioInner {
+    pub config: Config,
+    pub namespaces: HashMap<String, Arc<dyn Namespace>>,
+    pub sid_generator: SidGenerator,
+}
+
+/// Builds a [`SocketIo`].
+pub struct Builder {
+    config: Config,
+    path: String,
+    namespaces: HashMap<String, Arc<dyn Namespace>>,
+    hooks: Hooks,
+    sid_generator: Option<SidGenerator>,
+}
+
+impl Builder {
+    /// Serves the namespace `name` (`/`, `/custom`) with `namespace`. A CONNECT to a namespace
+    /// not served gets CONNECT_ERROR `{"message":"Invalid namespace"}`.
+    pub fn namespace(mut self, name: &str, namespace: impl Namespace) -> Self {
+        self.namespaces.insert(name.to_owned(), Arc::new(namespace));
+        self
+    }
+
+    /// The path the router serves (default `/socket.io/`).
+    pub fn path(mut self, path: &str) -> Self {
+        self.path = path.to_owned();
+        self
+    }
+
+    /// Makes the Engine.IO sids (and the sockets' ids) with `generator` (e.g. `<random>~<node>`).
+    pub fn sid_generator(mut self, generator: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        let generator: SidGenerator = Arc::new(generator);
+        self.sid_generator = Some(generator.clone());
+        let engine_generator = generator.clone();
+        self.hooks = self.hooks.sid_generator(move || engine_generator());
+        self
+    }
+
+    /// Answers polling requests and upgrades that name a sid this process does not know (e.g.
+    /// forwards them to the owning node, or refuses the upgrade with 400). Gets the request
+    /// (body unread) and the sid.
+    pub fn on_unknown_sid<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Request, String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response> + Send + 'static,
+    {
+        self.hooks = self.hooks.on_unknown_sid(hook);
+        self
+    }
+
+    /// The server.
+    pub fn build(self) -> SocketIo {
+        let inner = Arc::new(SioInner {
+            config: self.config.clone(),
+            namespaces: self.namespaces,
+            sid_generator: self.sid_generator.unwrap_or_else(|| Arc::new(random_sid)),
+        });
+        let engine =
+            EngineIo::from_boxed(self.config, Box::new(SioEngineHandler(inner)), self.hooks);
+        SocketIo {
+            engine,
+            path: self.path.into(),
+        }
+    }
+}
+
+/// A Socket.IO server: serve [`SocketIo::router`]; clone it freely (every clone is the same).
+#[derive(Clone)]
+pub struct SocketIo {
+    engine: EngineIo,
+    path: Arc<str>,
+}
+
+impl SocketIo {
+    /// Starts building a server with these settings.
+    pub fn builder(config: Config) -> Builder {
+        Builder {
+            config,
+            path: "/socket.io/".into(),
+            namespaces: HashMap::new(),
+            hooks: Hooks::default(),
+            sid_generator: None,
+        }
+    }
+
+    /// The routes at the configured path (with and without its trailing slash).
+    pub fn router(&self) -> Router {
+        self.engine.router(&self.path)
+    }
+
+    /// The Engine.IO server underneath (sessions by sid, session count, settings).
+    pub fn engine(&self) -> &EngineIo {
+        &self.engine
+    }
+
+    /// Closes every session for a shutdown or drain: queued packets are delivered, then each
+    /// client gets an Engine.IO `close` and (being a stock client) reconnects by itself; every
+    /// socket ends with `ServerShutdown`.
+    pub fn close_all(&self) {
+        self.engine.close_all(DisconnectReason::ServerShutdown);
+    }
+}
