@@ -4,6 +4,9 @@
 
 use std::path::PathBuf;
 
+#[path = "../../../fuzz/shared/sio.rs"]
+mod sio;
+
 /// Calls `check` on every file of `fuzz/corpus/<target>/`; returns how many there were.
 fn over_corpus(target: &str, check: impl Fn(&[u8]) -> usize) -> (usize, usize) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -64,4 +67,9 @@ fn poll_body() {
 #[test]
 fn api_body() {
     some_accepted("api_body", switchboard_api::bodies::parse_any_api_body);
+}
+
+#[test]
+fn sio_packets() {
+    some_accepted("sio_packets", sio::check_sio);
 }
