@@ -3,7 +3,7 @@
 //! and TLS TCP with `ca` (fan-out included, with bursts and large messages that fill the
 //! socket), plain HTTP and TCP to the TLS ports, and SIGHUP reloading the certificate.
 
-use crate::common::{API_KEY, NodeProcess, TestNode, WAIT, eventually};
+use crate::common::{API_KEY, JsonApi, NodeProcess, TestNode, WAIT, eventually};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
@@ -222,4 +222,43 @@ async fn sighup_reloads_the_certificate_for_new_handshakes_and_keeps_open_connec
     .await;
     // The connection made before the reload still works.
     assert!(get(&mut old).await.contains("200"));
+}
+
+/// A dispatcher-only node probing a TLS gateway: with `--ca` it trusts the private CA and hands
+/// the gateway's `wss://` endpoint out; without, the gateway is never placed.
+#[tokio::test]
+async fn a_dispatcher_probes_tls_gateways_through_its_ca() {
+    use switchboard_server::config::Roles;
+    let ca = TestCa::new("switchboard test CA");
+    let gateway = tls_node(&ca.issue("node", "node")).await;
+    let gateway_url = format!("https://{}", gateway.addr);
+    let dispatcher = |ca: Option<std::path::PathBuf>| {
+        let gateways = vec![gateway_url.clone()];
+        TestNode::start_with(move |c| {
+            c.roles = Roles {
+                gateway: false,
+                api: false,
+                dispatcher: true,
+            };
+            c.gateways = gateways;
+            c.probe_interval = Duration::from_millis(50);
+            c.ca = ca;
+        })
+    };
+    let trusting = dispatcher(Some(ca.ca_path().to_owned())).await;
+    eventually(|| async {
+        let (status, v) = trusting.http.call("GET", "/v1/dispatch", None, None).await;
+        let ws = v["endpoints"]["ws"].as_str().unwrap_or_default().to_owned();
+        (status == 200 && ws == format!("wss://{}/v1/ws", gateway.addr))
+            .then_some(())
+            .ok_or(format!("{status} {v}"))
+    })
+    .await;
+    let untrusting = dispatcher(None).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, v) = untrusting
+        .http
+        .call("GET", "/v1/dispatch", None, None)
+        .await;
+    assert_eq!(status, 503, "{v}");
 }
