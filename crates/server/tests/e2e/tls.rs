@@ -3,44 +3,21 @@
 //! and TLS TCP with `ca` (fan-out included, with bursts and large messages that fill the
 //! socket), plain HTTP and TCP to the TLS ports, and SIGHUP reloading the certificate.
 
-use crate::common::{API_KEY, JsonApi, NodeProcess, TestNode, WAIT, eventually};
+use crate::common::tls::{https_client, server_token, tls_connector};
+use crate::common::{JsonApi, NodeProcess, TestNode, WAIT, eventually};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 use switchboard_client::{Client, ClientConfig, Event, Events, TransportChoice};
 use switchboard_testkit::{CertFiles, TestCa};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// An HTTPS client trusting `ca`.
-fn https(ca: &Path) -> reqwest::Client {
-    let pem = std::fs::read(ca).unwrap();
-    let mut b = reqwest::Client::builder();
-    for c in reqwest::Certificate::from_pem_bundle(&pem).unwrap() {
-        b = b.add_root_certificate(c);
-    }
-    b.build().unwrap()
-}
-
 async fn tls_node(files: &CertFiles) -> TestNode {
     let (cert, key) = (files.cert.clone(), files.key.clone());
     TestNode::start_with(move |c| c.tls = Some((cert, key))).await
-}
-
-/// A token for `user` from the server API, over HTTPS.
-async fn token(http: &reqwest::Client, base: &str, user: &str) -> String {
-    let r = http
-        .post(format!("{base}/v1/server/users/{user}/tokens"))
-        .header("x-api-key", API_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.unwrap();
-    v["token"].as_str().unwrap().to_owned()
 }
 
 async fn sdk(base: &str, token: &str, t: TransportChoice, ca: &Path) -> (Client, Events) {
@@ -68,7 +45,7 @@ async fn https_api_and_the_sdk_over_wss_https_poll_and_tls_tcp() {
     let files = ca.issue("node", "node");
     let node = tls_node(&files).await;
     let base = format!("https://{}", node.addr);
-    let http = https(ca.ca_path());
+    let http = https_client(ca.ca_path());
     let info: Value = http
         .get(format!("{base}/v1/node"))
         .send()
@@ -95,8 +72,8 @@ async fn https_api_and_the_sdk_over_wss_https_poll_and_tls_tcp() {
     {
         let (alice, bob) = (format!("alice{i}"), format!("bob{i}"));
         let (ta, tb) = (
-            token(&http, &base, &alice).await,
-            token(&http, &base, &bob).await,
+            server_token(&http, &base, &alice).await,
+            server_token(&http, &base, &bob).await,
         );
         let (_a, mut a_events) = sdk(&base, &ta, t, ca.ca_path()).await;
         let (b, _b_events) = sdk(&base, &tb, t, ca.ca_path()).await;
@@ -153,18 +130,7 @@ async fn handshake(
     tokio_rustls::client::TlsStream<TcpStream>,
     CertificateDer<'static>,
 ) {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = tls_connector(ca);
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     let tls = connector.connect(name, tcp).await.expect("handshake");

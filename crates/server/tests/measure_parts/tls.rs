@@ -1,32 +1,15 @@
 //! Memory per idle TLS connection (WSS and TLS TCP), against plain WebSocket in the same
 //! process, with a CA made at test time.
 
+use crate::common::tls::{https_client, server_token, tls_connector};
 use crate::common::*;
 use crate::proc_rss_kib;
 use futures_util::{SinkExt, StreamExt};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-
-fn connector(ca: &std::path::Path) -> TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(ca).unwrap())
-        .unwrap();
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    TlsConnector::from(Arc::new(config))
-}
 
 async fn tls(
     c: &TlsConnector,
@@ -65,23 +48,9 @@ async fn rss_per_idle_tls_connection() {
     )
     .await;
     let pid = proc.child.id().unwrap();
-    let pem = std::fs::read(ca.ca_path()).unwrap();
-    let mut http = reqwest::Client::builder();
-    for c in reqwest::Certificate::from_pem_bundle(&pem).unwrap() {
-        http = http.add_root_certificate(c);
-    }
-    let http = http.build().unwrap();
+    let http = https_client(ca.ca_path());
     let base = format!("https://{}", proc.addr);
-    let t: serde_json::Value = http
-        .post(format!("{base}/v1/server/users/idle/tokens"))
-        .header("x-api-key", API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = t["token"].as_str().unwrap().to_owned();
+    let token = server_token(&http, &base, "idle").await;
     let node: serde_json::Value = http
         .get(format!("{base}/v1/node"))
         .send()
@@ -96,7 +65,7 @@ async fn rss_per_idle_tls_connection() {
         .trim_start_matches("tls://")
         .parse()
         .unwrap();
-    let c = connector(ca.ca_path());
+    let c = tls_connector(ca.ca_path());
     // WSS
     tokio::time::sleep(Duration::from_millis(500)).await;
     let r0 = proc_rss_kib(pid);
