@@ -228,3 +228,22 @@ async fn a_dispatcher_probes_tls_gateways_through_its_ca() {
         .await;
     assert_eq!(status, 503, "{v}");
 }
+
+/// A missing file or a key that does not match its certificate stops the start with a clear
+/// error naming the file.
+#[tokio::test]
+async fn bad_tls_files_are_refused_at_start() {
+    let ca = TestCa::new("switchboard test CA");
+    let (one, two) = (ca.issue("one", "one"), ca.issue("two", "two"));
+    let dir = tempfile::tempdir().unwrap();
+    for (cert, key, says) in [
+        (dir.path().join("none.pem"), one.key.clone(), "--tls-cert"),
+        (one.cert.clone(), two.key.clone(), "does not match"),
+        (one.key.clone(), one.key.clone(), "no certificate"),
+    ] {
+        let mut c = crate::common::test_config(dir.path());
+        c.tls = Some((cert, key));
+        let e = switchboard_server::start(c).await.err().expect("refused");
+        assert!(e.to_string().contains(says), "{e}");
+    }
+}
