@@ -263,8 +263,8 @@ impl Dispatcher {
     }
 }
 
-/// The prober's HTTP client, trusting the CA file of `ca` too.
-fn http_client(ca: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
+/// The prober's HTTP client, trusting the CA file of `ca` too; an error names the file.
+pub fn http_client(ca: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30));
     if let Some(ca) = ca {
         let pem = std::fs::read(ca).map_err(|e| format!("--ca {}: {e}", ca.display()))?;

@@ -103,6 +103,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         }
         None => None,
     };
+    if let Some(ca) = &config.ca {
+        // Checked here, so a bad file stops the start rather than the prober later.
+        switchboard_dispatcher::prober::http_client(Some(ca)).map_err(StartError::Config)?;
+    }
     let (http, tcp_scheme) = if tls.is_some() {
         ("https", "tls")
     } else {

@@ -246,4 +246,8 @@ async fn bad_tls_files_are_refused_at_start() {
         let e = switchboard_server::start(c).await.err().expect("refused");
         assert!(e.to_string().contains(says), "{e}");
     }
+    let mut c = crate::common::test_config(dir.path());
+    c.ca = Some(dir.path().join("no-ca.pem"));
+    let e = switchboard_server::start(c).await.err().expect("refused");
+    assert!(e.to_string().contains("--ca"), "{e}");
 }
