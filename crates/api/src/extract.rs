@@ -31,14 +31,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 ApiError(Error::bad_request(format!("unreadable body: {rejection}")))
             }
         })?;
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
-            let what = if e.is_syntax() || e.is_eof() {
-                "malformed JSON"
-            } else {
-                "invalid fields"
-            };
-            ApiError(Error::bad_request(format!("{what}: {e}")))
-        })
+        crate::bodies::parse_json(&bytes).map(JsonBody)
     }
 }
 

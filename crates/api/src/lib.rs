@@ -2,6 +2,7 @@
 //! presence), the server API for application back ends, and the operational endpoints
 //! (dispatch, node info, health, metrics). `router(state)` is used by the binary and by tests.
 
+pub mod bodies;
 pub mod cluster;
 pub mod extract;
 pub mod handlers;
@@ -109,13 +110,7 @@ pub fn dispatch_routes(state: AppState) -> Router {
 pub fn finish(router: Router, node: Arc<Node>, max_body_bytes: usize) -> Router {
     router
         .fallback(|| async { ApiError(Error::not_found("no such endpoint")) })
-        .method_not_allowed_fallback(|| async {
-            // The contract has no code for this; `bad_request` in the body, 405 as the status.
-            let mut resp =
-                ApiError(Error::bad_request("method not allowed on this endpoint")).into_response();
-            *resp.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
-            resp
-        })
+        .method_not_allowed_fallback(switchboard_gateway::http_error::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(node, count_errors))
 }

@@ -3,6 +3,7 @@
 
 use crate::dispatch::{BackoffHint, DispatchError, Placement, dispatch};
 use crate::link::{Incoming, Link, OpenError, open_poll, open_tcp, open_ws};
+use crate::net::Net;
 use crate::{ClientConfig, ClientError, TransportChoice};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -54,11 +55,11 @@ pub(crate) fn numeric_id(id: Option<&Value>) -> Option<u64> {
 /// One round: ask the dispatcher, then try the chosen node and the alternates in order.
 pub(crate) async fn attempt_round(
     cfg: Arc<ClientConfig>,
-    http: reqwest::Client,
+    net: Net,
     resume: Value,
     auth_id: u64,
 ) -> (Option<BackoffHint>, Result<(Link, Welcome), RoundError>) {
-    let d = match dispatch(&http, &cfg.dispatcher, &cfg.token, cfg.request_timeout).await {
+    let d = match dispatch(&net.http, &cfg.dispatcher, &cfg.token, cfg.request_timeout).await {
         Ok(d) => d,
         Err(DispatchError::Overloaded { retry_after }) => {
             return (None, Err(RoundError::Overloaded(retry_after)));
@@ -67,7 +68,7 @@ pub(crate) async fn attempt_round(
     };
     let mut failures = Vec::new();
     for node in d.nodes() {
-        match connect_node(&cfg, &http, node, &resume, auth_id).await {
+        match connect_node(&cfg, &net, node, &resume, auth_id).await {
             Ok(x) => return (d.backoff, Ok(x)),
             Err(NodeError::Fatal(e)) => return (d.backoff, Err(RoundError::Fatal(e))),
             Err(NodeError::Refused(status)) => failures.push(format!(
@@ -93,7 +94,7 @@ fn open_error(e: OpenError) -> NodeError {
 
 async fn connect_node(
     cfg: &ClientConfig,
-    http: &reqwest::Client,
+    net: &Net,
     node: &Placement,
     resume: &Value,
     auth_id: u64,
@@ -105,7 +106,7 @@ async fn connect_node(
             .poll
             .as_deref()
             .ok_or_else(|| NodeError::Failed("no long-poll endpoint".into()))?;
-        let mut link = open_poll(http, poll, &cfg.token, resume.clone(), t)
+        let mut link = open_poll(&net.http, poll, &cfg.token, resume.clone(), t)
             .await
             .map_err(open_error)?;
         let w = await_welcome(&mut link, None, t).await?;
@@ -113,7 +114,7 @@ async fn connect_node(
     };
     let via_ws = || async {
         let url = ep.ws.as_deref().ok_or(NodeError::Refused(0))?;
-        let mut link = open_ws(url, t).await.map_err(open_error)?;
+        let mut link = open_ws(net, url, t).await.map_err(open_error)?;
         let w = authenticate(&mut link, &cfg.token, resume, auth_id, t).await?;
         Ok((link, w))
     };
@@ -141,7 +142,7 @@ async fn connect_node(
                 .tcp
                 .as_deref()
                 .ok_or_else(|| NodeError::Failed("no TCP endpoint".into()))?;
-            let mut link = open_tcp(url, t).await.map_err(open_error)?;
+            let mut link = open_tcp(net, url, t).await.map_err(open_error)?;
             let w = authenticate(&mut link, &cfg.token, resume, auth_id, t).await?;
             Ok((link, w))
         }

@@ -10,6 +10,7 @@
 use crate::connect::{RoundError, Welcome, attempt_round, numeric_id, server_error};
 use crate::dispatch::{Backoff, jitter};
 use crate::link::{Incoming, Link};
+use crate::net::Net;
 use crate::tracker::{Action, FILL_PAGE};
 use crate::{ClientConfig, ClientError, Cmd, Event, Message, Request, Shared, Transport, lock};
 use serde_json::{Value, json};
@@ -112,7 +113,7 @@ enum Stop {
 
 pub(crate) struct Driver {
     cfg: Arc<ClientConfig>,
-    http: reqwest::Client,
+    net: Net,
     cmds: mpsc::Receiver<Cmd>,
     events: mpsc::Sender<Event>,
     shared: Shared,
@@ -140,6 +141,7 @@ const MAX_UNREADABLE: usize = 256;
 impl Driver {
     pub fn new(
         cfg: ClientConfig,
+        net: Net,
         cmds: mpsc::Receiver<Cmd>,
         events: mpsc::Sender<Event>,
         shared: Shared,
@@ -148,7 +150,7 @@ impl Driver {
         let backoff = Backoff::new(cfg.backoff_base, cfg.backoff_max);
         Driver {
             cfg: Arc::new(cfg),
-            http: reqwest::Client::new(),
+            net,
             cmds,
             events,
             shared,
@@ -282,7 +284,7 @@ impl Driver {
     async fn establish(&mut self) -> Result<(Link, Welcome, u64), Stop> {
         loop {
             let auth_id = self.next_id();
-            let round = attempt_round(self.cfg.clone(), self.http.clone(), self.resume(), auth_id);
+            let round = attempt_round(self.cfg.clone(), self.net.clone(), self.resume(), auth_id);
             tokio::pin!(round);
             let (hint, outcome) = loop {
                 tokio::select! {

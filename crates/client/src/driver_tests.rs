@@ -17,7 +17,14 @@ fn rig() -> Rig {
     let (ev_tx, events) = mpsc::channel(4);
     let (ready, _) = oneshot::channel();
     let cfg = ClientConfig::new("http://127.0.0.1:1", "t");
-    let driver = Driver::new(cfg, cmd_rx, ev_tx, Shared::default(), ready);
+    let driver = Driver::new(
+        cfg,
+        crate::net::Net::new(None).unwrap(),
+        cmd_rx,
+        ev_tx,
+        Shared::default(),
+        ready,
+    );
     let (link, inc, _out) = Link::for_test();
     Rig {
         driver,

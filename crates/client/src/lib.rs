@@ -60,7 +60,8 @@
 //! | `LongPoll` | `POST endpoints.poll` with `{"resume": ...}`, then `GET ?after=N&wait_ms=25000` / `POST` frames |
 //! | `Tcp` | `endpoints.tcp`: 4-byte big-endian length + JSON frames |
 //!
-//! This version speaks plain `http://`, `ws://` and `tcp://` (no TLS).
+//! Endpoints may be plain (`http://`, `ws://`, `tcp://`) or TLS (`https://`, `wss://`,
+//! `tls://`); TLS trusts the public web PKI and, with [`ClientConfig::ca`], a private CA.
 //!
 //! # Your own stream
 //!
@@ -73,6 +74,7 @@ mod connect;
 mod dispatch;
 mod driver;
 mod link;
+mod net;
 mod tracker;
 mod types;
 
@@ -196,7 +198,8 @@ impl Client {
         let shared: Shared = Arc::default();
         let wait = config.request_timeout.saturating_mul(3);
         let request_timeout = config.request_timeout;
-        let driver = driver::Driver::new(config, cmd_rx, ev_tx, shared.clone(), ready_tx);
+        let net = net::Net::new(config.ca.as_deref()).map_err(ClientError::Config)?;
+        let driver = driver::Driver::new(config, net, cmd_rx, ev_tx, shared.clone(), ready_tx);
         let task = tokio::spawn(driver.run());
         let client = Client {
             inner: Arc::new(Inner {

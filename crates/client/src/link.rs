@@ -6,6 +6,7 @@
 //! driver sending faster than the socket takes waits. Nothing buffers without bound.
 
 use crate::Transport;
+use crate::net::Net;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
@@ -117,9 +118,22 @@ impl Drop for Link {
     }
 }
 
-/// Opens a WebSocket to `url` (not yet authenticated).
-pub(crate) async fn open_ws(url: &str, timeout: Duration) -> Result<Link, OpenError> {
-    let ws = match tokio::time::timeout(timeout, tokio_tungstenite::connect_async(url)).await {
+/// Opens a WebSocket to a `ws://` or `wss://` `url` (not yet authenticated).
+pub(crate) async fn open_ws(net: &Net, url: &str, timeout: Duration) -> Result<Link, OpenError> {
+    let (tls, rest) = match (url.strip_prefix("wss://"), url.strip_prefix("ws://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        _ => return Err(OpenError::Failed(format!("not a ws:// URL: {url}"))),
+    };
+    let host_port = rest.split('/').next().unwrap_or(rest);
+    let connect = async {
+        let io = net
+            .open(host_port, tls)
+            .await
+            .map_err(|e| tungstenite::Error::Io(std::io::Error::other(e)))?;
+        tokio_tungstenite::client_async(url, io).await
+    };
+    let ws = match tokio::time::timeout(timeout, connect).await {
         Err(_) => return Err(OpenError::Failed(format!("{url}: connect timed out"))),
         Ok(Err(tungstenite::Error::Http(resp))) => {
             let status = resp.status().as_u16();
@@ -195,20 +209,21 @@ fn closed(inc: &mpsc::Sender<Incoming>, reason: String) {
     let _ = inc.try_send(Incoming::Closed(reason));
 }
 
-/// Opens a TCP connection to `tcp://host:port` (not yet authenticated).
-pub(crate) async fn open_tcp(url: &str, timeout: Duration) -> Result<Link, OpenError> {
-    let addr = url
-        .strip_prefix("tcp://")
-        .ok_or_else(|| OpenError::Failed(format!("not a tcp:// endpoint: {url}")))?
-        .trim_end_matches('/')
-        .to_owned();
-    let stream = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await {
+/// Opens a TCP connection to `tcp://host:port`, or a TLS one to `tls://host:port` (not yet
+/// authenticated).
+pub(crate) async fn open_tcp(net: &Net, url: &str, timeout: Duration) -> Result<Link, OpenError> {
+    let (tls, addr) = match (url.strip_prefix("tls://"), url.strip_prefix("tcp://")) {
+        (Some(addr), _) => (true, addr),
+        (None, Some(addr)) => (false, addr),
+        _ => return Err(OpenError::Failed(format!("not a tcp:// endpoint: {url}"))),
+    };
+    let addr = addr.trim_end_matches('/');
+    let stream = match tokio::time::timeout(timeout, net.open(addr, tls)).await {
         Err(_) => return Err(OpenError::Failed(format!("{url}: connect timed out"))),
         Ok(Err(e)) => return Err(OpenError::Failed(format!("{url}: {e}"))),
         Ok(Ok(s)) => s,
     };
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(OUTGOING_BUFFER);
     let (inc_tx, inc_rx) = mpsc::channel(INCOMING_BUFFER);
     let inc = inc_tx.clone();

@@ -63,6 +63,9 @@ pub struct ClientConfig {
     /// this, across reconnects; [`Client::connect`](crate::Client::connect) waits three times
     /// this for the first `welcome`.
     pub request_timeout: Duration,
+    /// A PEM file of CA certificates to trust besides the public web PKI, for `https://`,
+    /// `wss://` and `tls://` endpoints a private CA signed (default none).
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl ClientConfig {
@@ -76,6 +79,7 @@ impl ClientConfig {
             backoff_base: Duration::from_millis(250),
             backoff_max: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
+            ca: None,
         }
     }
 }

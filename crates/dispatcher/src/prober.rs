@@ -31,6 +31,8 @@ pub struct DispatcherConfig {
     pub backoff_max_ms: u64,
     /// Moving clients off gateways above their share (see [`crate::rebalance`]); `None`: off.
     pub rebalance: Option<Rebalance>,
+    /// PEM CA certificates trusted when probing `https://` gateways, besides the public ones.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl Default for DispatcherConfig {
@@ -41,6 +43,7 @@ impl Default for DispatcherConfig {
             probe_timeout: Duration::from_millis(800),
             high_water: 0.9,
             ttl_ms: 30_000,
+            ca: None,
             backoff_base_ms: 500,
             backoff_max_ms: 30_000,
             rebalance: None,
@@ -351,11 +354,23 @@ async fn shed(client: &reqwest::Client, r: &Rebalance, asks: Vec<(String, u64)>,
     while sent.join_next().await.is_some() {}
 }
 
+/// The prober's HTTP client, trusting the CA file of `ca` too; an error names the file.
+pub fn http_client(ca: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30));
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).map_err(|e| format!("--ca {}: {e}", ca.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("--ca {}: {e}", ca.display()))?;
+        for c in certs {
+            builder = builder.add_root_certificate(c);
+        }
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
 async fn probe_loop(dispatcher: Weak<Dispatcher>, discover: Option<GatewaySource>) {
-    let client = match reqwest::Client::builder()
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()
-    {
+    let ca = dispatcher.upgrade().and_then(|d| d.config.ca.clone());
+    let client = match http_client(ca.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the prober's HTTP client; only the local gateway is placed");

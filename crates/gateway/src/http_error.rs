@@ -55,3 +55,12 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
 }
+
+/// The answer to a method a route does not take: 405, with `bad_request` in the body (the
+/// contract has no code of its own for it).
+pub async fn method_not_allowed() -> Response {
+    let mut resp =
+        ApiError(Error::bad_request("method not allowed on this endpoint")).into_response();
+    *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    resp
+}

@@ -19,6 +19,7 @@
 use crate::http_error::ApiError;
 use crate::limits::{ConnCaps, HttpLimits, MIN_HEAD_BYTES, Refused};
 use crate::timed::{DeadlineBody, TimedStream};
+use crate::tls::HANDSHAKE_TIMEOUT;
 use axum::Router;
 use axum::http::{Request, header};
 use axum::response::{IntoResponse, Response};
@@ -36,6 +37,7 @@ use switchboard_proto::ErrorCode;
 use switchboard_proto::backoff::Backoff;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Service;
@@ -59,11 +61,16 @@ const REFUSAL_TIME: Duration = Duration::from_secs(1);
 /// connections it is serving (not the upgraded ones, which their sessions own) to finish. The
 /// answers given before the routes run (413, and 503 over a cap) are counted in `metrics` by
 /// code, as the routes' errors are.
+///
+/// With `tls`, every connection is a TLS one (HTTPS, WSS): its handshake has
+/// [`crate::tls::HANDSHAKE_TIMEOUT`], and a connection over a cap is closed without an answer
+/// (a plain 503 would mean nothing to a TLS client).
 pub async fn serve_http(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
     metrics: Arc<Metrics>,
+    tls: Option<TlsAcceptor>,
     stop: CancellationToken,
 ) {
     let connections = TaskTracker::new();
@@ -98,28 +105,35 @@ pub async fn serve_http(
             Ok(slot) => slot,
             Err(why) => {
                 metrics.error(ErrorCode::Overloaded);
-                refuse(stream, peer, why, &refusing);
+                if tls.is_none() {
+                    refuse(stream, peer, why, &refusing);
+                }
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(TimedStream::new(stream, limits.write_timeout));
+        let io = TimedStream::new(stream, limits.write_timeout);
         // A `Router` clone is a reference count: its routes were built once, by the caller.
         let (router, limits, metrics) = (router.clone(), limits.clone(), metrics.clone());
         let service = hyper::service::service_fn(move |req| {
             guarded(router.clone(), &limits, &metrics, peer, req)
         });
-        let conn = builder.serve_connection(io, service).with_upgrades();
-        let mut closing = closing_rx.clone();
+        let (builder, closing, tls) = (builder.clone(), closing_rx.clone(), tls.clone());
         connections.spawn(async move {
             // Held while the connection is plain HTTP: an upgrade ends this future.
             let _slot = slot;
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = closing.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+            let result = match tls {
+                None => serve_connection(&builder, io, service, closing).await,
+                Some(tls) => {
+                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(io));
+                    match handshake.await {
+                        Ok(Ok(io)) => serve_connection(&builder, io, service, closing).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    }
                 }
             };
             if let Err(e) = result {
@@ -131,6 +145,34 @@ pub async fn serve_http(
     let _ = closing_tx.send(true);
     connections.close();
     connections.wait().await;
+}
+
+/// Serves one connection (plain or TLS) until it ends, is upgraded, or the server closes.
+async fn serve_connection<I, S>(
+    builder: &http1::Builder,
+    io: I,
+    service: S,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) -> hyper::Result<()>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming> + Send,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        _ = closing.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    }
 }
 
 /// One request: a body announced over the limit is refused before it is read; any other gets

@@ -8,9 +8,12 @@
 //! goes on); a length over four times that closes the connection. Nothing is buffered without
 //! bound.
 
+use crate::decode::{TcpDecoder, TcpItem};
 use crate::limits::ConnCaps;
-use crate::wire::{SocketWire, TcpFraming, poll_read_into};
-use bytes::{Buf, BufMut, BytesMut};
+use crate::tls::HANDSHAKE_TIMEOUT;
+use crate::tls_wire::TlsWire;
+use crate::wire::{ReadSource, SocketWire, TcpFraming};
+use bytes::{BufMut, BytesMut};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -20,15 +23,19 @@ use switchboard_core::transport::{Inbound, Transport};
 use switchboard_proto::{ErrorCode, ServerFrame};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// Accepts TCP clients until `stop` is cancelled, at most `max_per_ip` at once from one client
 /// address (`0` = no cap; see [`crate::limits::client_key`]). A failing `accept` (e.g. out of
-/// file descriptors) backs off and retries; it never ends the loop.
+/// file descriptors) backs off and retries; it never ends the loop. With `tls`, every client
+/// is a TLS one (its handshake within [`HANDSHAKE_TIMEOUT`], holding its slot), and one that
+/// cannot be admitted is closed without an answer.
 pub async fn serve_tcp(
     listener: TcpListener,
     node: Arc<Node>,
     max_per_ip: usize,
+    tls: Option<TlsAcceptor>,
     stop: CancellationToken,
 ) {
     let caps = ConnCaps::new(0, max_per_ip);
@@ -43,23 +50,44 @@ pub async fn serve_tcp(
                 backoff.reset();
                 let Ok(slot) = caps.try_admit(peer.ip()) else {
                     tracing::debug!(%peer, "TCP connection over the per-address cap refused");
-                    tokio::spawn(refuse(stream));
+                    if tls.is_none() {
+                        tokio::spawn(refuse(stream));
+                    }
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
                 // The slot is taken here, before the session exists, and held by its task.
                 let permit = (!node.is_draining()).then(|| node.admission.try_admit());
                 let Some(Some(permit)) = permit else {
-                    tokio::spawn(refuse(stream));
+                    if tls.is_none() {
+                        tokio::spawn(refuse(stream));
+                    }
                     continue;
                 };
                 let max = node.limits.max_frame_bytes;
-                let wire = Arc::new(SocketWire::new(stream, TcpFraming));
-                let session =
-                    run_session(node.clone(), TcpReader::new(wire.clone(), max), wire, None);
-                // The address's place is held for as long as the session runs.
+                let Some(acceptor) = &tls else {
+                    let wire = Arc::new(SocketWire::new(stream, TcpFraming));
+                    let reader = TcpReader::new(wire.clone(), max);
+                    let session = run_session(node.clone(), reader, wire, None);
+                    // The address's place is held for as long as the session runs.
+                    node.admission.spawn(permit, async move {
+                        session.await;
+                        drop(slot);
+                    });
+                    continue;
+                };
+                let (acceptor, session_node) = (acceptor.clone(), node.clone());
                 node.admission.spawn(permit, async move {
-                    session.await;
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    let Ok(Ok(tls)) = handshake.await else {
+                        tracing::debug!(%peer, "TLS handshake failed or timed out");
+                        return;
+                    };
+                    let (stream, conn) = tls.into_inner();
+                    let wire = Arc::new(TlsWire::new(stream, conn, TcpFraming));
+                    let reader = TcpReader::new(wire.clone(), max);
+                    run_session(session_node, reader, wire, None).await;
                     drop(slot);
                 });
             }
@@ -87,82 +115,45 @@ async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
 }
 
-/// The reading half of a TCP connection.
-pub struct TcpReader {
-    socket: Arc<SocketWire<TcpFraming>>,
-    max_frame: usize,
-    /// Bytes read but not yet parsed; empty (no allocation) between frames.
+/// The reading half of a TCP connection: reads into a buffer and hands it to the pure
+/// [`TcpDecoder`].
+pub struct TcpReader<S = SocketWire<TcpFraming>> {
+    socket: Arc<S>,
+    /// Bytes read but not yet decoded; empty (no allocation) between frames.
     read: BytesMut,
-    /// Bytes of an oversized frame still to be thrown away.
-    skipping: usize,
+    decoder: TcpDecoder,
     /// The connection cannot continue (a length beyond the hard limit, or the peer closed).
     done: bool,
 }
 
-impl TcpReader {
-    /// Reads frames from `stream`.
-    pub fn new(socket: Arc<SocketWire<TcpFraming>>, max_frame: usize) -> TcpReader {
+impl<S: ReadSource> TcpReader<S> {
+    /// Reads frames from `socket`.
+    pub fn new(socket: Arc<S>, max_frame: usize) -> TcpReader<S> {
         TcpReader {
             socket,
-            max_frame,
             read: BytesMut::new(),
-            skipping: 0,
+            decoder: TcpDecoder::new(max_frame),
             done: false,
         }
     }
 
-    fn hard_limit(&self) -> usize {
-        self.max_frame.saturating_mul(4).max(16 * 1024)
-    }
-
-    /// Takes a complete frame (or a verdict) out of the buffer, if there is one.
-    fn parse(&mut self) -> Option<Inbound> {
-        if self.skipping > 0 {
-            let n = self.skipping.min(self.read.len());
-            self.read.advance(n);
-            self.skipping -= n;
-            if self.skipping > 0 {
-                return None;
-            }
-        }
-        if self.read.len() < 4 {
-            return None;
-        }
-        let len =
-            u32::from_be_bytes([self.read[0], self.read[1], self.read[2], self.read[3]]) as usize;
-        if len > self.hard_limit() {
-            self.done = true;
-            return Some(Inbound::TooLarge(len));
-        }
-        if len > self.max_frame {
-            self.read.advance(4);
-            self.skipping = len;
-            // Throw away what is already here; the rest is dropped as it arrives.
-            let n = self.skipping.min(self.read.len());
-            self.read.advance(n);
-            self.skipping -= n;
-            return Some(Inbound::TooLarge(len));
-        }
-        if self.read.len() < 4 + len {
-            self.read.reserve(4 + len - self.read.len());
-            return None;
-        }
-        self.read.advance(4);
-        Some(Inbound::Frame(self.read.split_to(len).freeze()))
-    }
-}
-
-impl TcpReader {
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
         loop {
             if self.done {
                 return Poll::Ready(None);
             }
-            if let Some(inbound) = self.parse() {
-                return Poll::Ready(Some(inbound));
+            match self.decoder.decode(&mut self.read) {
+                Ok(Some(TcpItem::Frame(f))) => return Poll::Ready(Some(Inbound::Frame(f))),
+                Ok(Some(TcpItem::TooLarge(n))) => return Poll::Ready(Some(Inbound::TooLarge(n))),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(len = e.len, "TCP frame length past the hard limit");
+                    self.done = true;
+                    return Poll::Ready(None);
+                }
             }
             // A clean close, or one in the middle of a frame (a truncated frame is dropped).
-            if !std::task::ready!(poll_read_into(self.socket.stream(), &mut self.read, cx)) {
+            if !std::task::ready!(self.socket.poll_read_into(&mut self.read, cx)) {
                 self.done = true;
                 return Poll::Ready(None);
             }
@@ -170,7 +161,7 @@ impl TcpReader {
     }
 }
 
-impl Transport for TcpReader {
+impl<S: ReadSource> Transport for TcpReader<S> {
     async fn recv(&mut self) -> Option<Inbound> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }

@@ -20,37 +20,48 @@ const BATCH: usize = 32;
 /// Bytes read from a socket per read call.
 pub const READ_CHUNK: usize = 4096;
 
-/// Appends what `stream` has to `buf`: `Ready(true)` once bytes came, `Ready(false)` at the end
-/// of the stream or on an error. Holds no state between polls (tokio keeps the waker in the
-/// socket's registration), so a connection waiting for its client costs no future of its own.
-/// An empty `buf` gives its memory back first, so an idle connection holds no buffer either.
-pub fn poll_read_into(stream: &TcpStream, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<bool> {
-    if buf.is_empty() && buf.capacity() > 0 {
-        *buf = BytesMut::new();
-    }
-    loop {
-        if let Err(e) = std::task::ready!(stream.poll_read_ready(cx)) {
-            tracing::debug!(error = %e, "read failed");
-            return Poll::Ready(false);
+/// Where a connection's reader gets its bytes: the plain socket ([`SocketWire`]) or a TLS
+/// connection ([`crate::tls_wire::TlsWire`]).
+pub trait ReadSource: Send + Sync + 'static {
+    /// Appends what the connection has to `buf`: `Ready(true)` once bytes came, `Ready(false)`
+    /// at the end of the stream or on an error. Holds no state between polls (tokio keeps the
+    /// waker in the socket's registration), so a connection waiting for its client costs no
+    /// future of its own. An empty `buf` gives its memory back first, so an idle connection
+    /// holds no buffer either.
+    fn poll_read_into(&self, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<bool>;
+}
+
+impl<F: Framing> ReadSource for SocketWire<F> {
+    fn poll_read_into(&self, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<bool> {
+        if buf.is_empty() && buf.capacity() > 0 {
+            *buf = BytesMut::new();
         }
-        match read_now(stream, buf) {
-            Ok(n) => return Poll::Ready(n > 0),
-            // The readiness was stale and is cleared now: the next poll registers the waker.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => {
+        loop {
+            if let Err(e) = std::task::ready!(self.stream.poll_read_ready(cx)) {
                 tracing::debug!(error = %e, "read failed");
                 return Poll::Ready(false);
+            }
+            // Through a stack buffer, so `buf` grows only by what came.
+            let mut chunk = [0u8; READ_CHUNK];
+            match read_chunk(&self.stream, &mut chunk) {
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    return Poll::Ready(n > 0);
+                }
+                // The readiness was stale and is cleared now: the next poll registers the waker.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "read failed");
+                    return Poll::Ready(false);
+                }
             }
         }
     }
 }
 
-/// Reads what the socket has now (through a stack buffer, so `buf` grows only by what came).
-fn read_now(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    let mut chunk = [0u8; READ_CHUNK];
-    let n = stream.try_read(&mut chunk)?;
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(n)
+/// Reads what the socket has now into `chunk`.
+pub(crate) fn read_chunk(stream: &TcpStream, chunk: &mut [u8; READ_CHUNK]) -> io::Result<usize> {
+    stream.try_read(chunk)
 }
 
 /// How a transport frames what it writes.
@@ -71,11 +82,6 @@ impl<F: Framing> SocketWire<F> {
     /// Writes to `stream` with `framing`.
     pub fn new(stream: TcpStream, framing: F) -> SocketWire<F> {
         SocketWire { stream, framing }
-    }
-
-    /// The socket, for reading.
-    pub fn stream(&self) -> &TcpStream {
-        &self.stream
     }
 }
 
@@ -228,10 +234,29 @@ impl Framing for TcpFraming {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn framed(f: &dyn Framing, frame: &Out) -> Vec<u8> {
+    /// Writes `frames` as the session does (resuming at the offset, waiting when blocked);
+    /// returns whether the wire was ever blocked.
+    pub(crate) async fn write_all(wire: &dyn Wire, frames: &[Out]) -> bool {
+        let (mut next, mut offset, mut blocked_once) = (0, 0, false);
+        while next < frames.len() {
+            let p = wire.try_write(&mut frames[next..].iter(), offset).unwrap();
+            next += p.frames;
+            offset = p.offset;
+            if p.blocked {
+                blocked_once = true;
+                std::future::poll_fn(|cx| wire.poll_writable(cx))
+                    .await
+                    .unwrap();
+            }
+        }
+        assert_eq!(offset, 0);
+        blocked_once
+    }
+
+    pub(crate) fn framed(f: &dyn Framing, frame: &Out) -> Vec<u8> {
         let mut head = [0u8; MAX_HEAD];
         let n = f.head(frame, &mut head);
         let mut v = head[..n].to_vec();
@@ -300,19 +325,7 @@ mod tests {
             client.read_to_end(&mut got).await.unwrap();
             got
         });
-        let (mut next, mut offset, mut blocked_once) = (0, 0, false);
-        while next < frames.len() {
-            let p = wire.try_write(&mut frames[next..].iter(), offset).unwrap();
-            next += p.frames;
-            offset = p.offset;
-            if p.blocked {
-                blocked_once = true;
-                std::future::poll_fn(|cx| wire.poll_writable(cx))
-                    .await
-                    .unwrap();
-            }
-        }
-        assert_eq!(offset, 0);
+        let blocked_once = write_all(&wire, &frames).await;
         wire.shutdown();
         drop(wire);
         let got = reader.await.unwrap();

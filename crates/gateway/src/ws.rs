@@ -13,17 +13,19 @@
 //! reserved bits or opcodes, a bad fragment sequence, an oversized control frame, a malformed
 //! close frame) with 1002. A client's close is answered with its own status code.
 
+use crate::decode::{WsDecoder, WsItem};
 use crate::http_error::{ApiError, bearer};
 use crate::timed::TimedStream;
-use crate::wire::{SocketWire, WsFraming, poll_read_into};
+use crate::tls_wire::TlsWire;
+use crate::wire::{ReadSource, SocketWire, WsFraming};
 use axum::Router;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
-use futures_util::future::OptionFuture;
+use futures_util::future::{Either, OptionFuture};
 use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
 use std::sync::Arc;
@@ -35,19 +37,13 @@ use switchboard_core::{Error, auth::Principal};
 use switchboard_proto::ErrorCode;
 #[cfg(test)]
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
 /// WebSocket settings derived from the node's limits.
 #[derive(Debug, Clone, Copy)]
 pub struct WsConfig {
     /// Messages above this get `too_large`.
     pub max_frame_bytes: usize,
-}
-
-impl WsConfig {
-    /// The size past which a message ends the connection (close 1009).
-    fn hard_limit(self) -> usize {
-        self.max_frame_bytes.saturating_mul(4).max(16 * 1024)
-    }
 }
 
 /// The `/v1/ws` route.
@@ -119,20 +115,31 @@ async fn upgrade(State(node): State<Arc<Node>>, mut req: Request) -> Response {
                 None
             }
             // The server (crate::serve) serves TCP streams with a write timer; the session has
-            // its own (slow consumers), so it takes the plain stream.
+            // its own (slow consumers), so it takes the plain stream (and, over TLS, the TLS
+            // state beside it: crate::tls_wire).
             Ok(upgraded) => match upgraded.downcast::<TokioIo<TimedStream>>() {
-                Err(_) => {
-                    tracing::error!("WebSocket upgrade on a connection that is not a TCP stream");
-                    None
-                }
                 Ok(parts) => {
                     let wire = Arc::new(SocketWire::new(
                         parts.io.into_inner().into_inner(),
                         WsFraming,
                     ));
                     let reader = WsReader::new(wire.clone(), parts.read_buf, cfg);
-                    Some(run_session(node, reader, wire, principal.map(Into::into)))
+                    let principal = principal.map(Into::into);
+                    Some(Either::Left(run_session(node, reader, wire, principal)))
                 }
+                Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TimedStream>>>() {
+                    Ok(parts) => {
+                        let (timed, tls) = parts.io.into_inner().into_inner();
+                        let wire = Arc::new(TlsWire::new(timed.into_inner(), tls, WsFraming));
+                        let reader = WsReader::new(wire.clone(), parts.read_buf, cfg);
+                        let principal = principal.map(Into::into);
+                        Some(Either::Right(run_session(node, reader, wire, principal)))
+                    }
+                    Err(_) => {
+                        tracing::error!("WebSocket upgrade on a connection of an unknown type");
+                        None
+                    }
+                },
             },
         };
         OptionFuture::from(session)
@@ -180,20 +187,13 @@ fn accept_key(key: &[u8]) -> HeaderValue {
     HeaderValue::from_str(&b64).expect("base64 is a valid header value")
 }
 
-/// The reading half of a WebSocket connection.
-pub struct WsReader {
-    socket: Arc<SocketWire<WsFraming>>,
-    config: WsConfig,
-    /// Bytes read but not yet parsed; empty (no allocation) between frames.
+/// The reading half of a WebSocket connection: reads into a buffer and hands it to the pure
+/// [`WsDecoder`].
+pub struct WsReader<S = SocketWire<WsFraming>> {
+    socket: Arc<S>,
+    /// Bytes read but not yet decoded; empty (no allocation) between frames.
     buf: BytesMut,
-    /// A fragmented message being put together: its opcode and the data so far.
-    message: Option<Box<(u8, BytesMut)>>,
-    /// Payload bytes of an oversized frame still to be thrown away.
-    skipping: usize,
-    /// The rest of an oversized fragmented message is thrown away too.
-    skipping_message: bool,
-    /// Bytes of the message being thrown away so far (past the hard limit it closes with 1009).
-    skipped: u64,
+    decoder: WsDecoder,
     /// The status code of the client's close frame, echoed in ours.
     peer_close: Option<u16>,
     /// Set once the connection cannot go on, with the close code to send.
@@ -202,196 +202,52 @@ pub struct WsReader {
     ended: bool,
 }
 
-/// What parsing the buffer gave.
-enum Parsed {
-    /// An event for the session.
-    Event(Inbound),
-    /// More bytes are needed.
-    More,
-    /// Something was consumed (a skipped or partial frame): parse again.
-    Again,
-}
-
-impl WsReader {
-    /// Reads from `stream`, starting with `pending` (bytes read past the upgrade request).
-    pub fn new(socket: Arc<SocketWire<WsFraming>>, pending: Bytes, config: WsConfig) -> WsReader {
+impl<S: ReadSource> WsReader<S> {
+    /// Reads from `socket`, starting with `pending` (bytes read past the upgrade request).
+    pub fn new(socket: Arc<S>, pending: Bytes, config: WsConfig) -> WsReader<S> {
         WsReader {
             socket,
-            config,
             buf: BytesMut::from(&pending[..]),
-            message: None,
-            skipping: 0,
-            skipping_message: false,
-            skipped: 0,
+            decoder: WsDecoder::new(config.max_frame_bytes),
             peer_close: None,
             broken: None,
             ended: false,
         }
     }
 
-    fn fail(&mut self, code: u16, why: &str) -> Parsed {
-        tracing::debug!(code, why, "WebSocket protocol error");
-        self.broken = Some(code);
-        Parsed::More
-    }
-
-    /// Takes the next frame (or verdict) out of the buffer, if it is all there.
-    fn parse(&mut self) -> Parsed {
-        if self.skipping > 0 {
-            let n = self.skipping.min(self.buf.len());
-            self.buf.advance(n);
-            self.skipping -= n;
-            if self.skipping > 0 {
-                return Parsed::More;
-            }
-        }
-        if self.buf.len() < 2 {
-            return Parsed::More;
-        }
-        let (b0, b1) = (self.buf[0], self.buf[1]);
-        let (fin, rsv, opcode) = (b0 & 0x80 != 0, b0 & 0x70, b0 & 0x0F);
-        if rsv != 0 {
-            return self.fail(1002, "reserved bits set (no extension was agreed)");
-        }
-        if b1 & 0x80 == 0 {
-            return self.fail(1002, "client frames must be masked");
-        }
-        let (len, head) = match b1 & 0x7F {
-            126 => {
-                if self.buf.len() < 4 {
-                    return Parsed::More;
-                }
-                (u16::from_be_bytes([self.buf[2], self.buf[3]]) as u64, 4)
-            }
-            127 => {
-                if self.buf.len() < 10 {
-                    return Parsed::More;
-                }
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&self.buf[2..10]);
-                (u64::from_be_bytes(b), 10)
-            }
-            n => (n as u64, 2),
-        };
-        let head = head + 4; // the masking key
-        if self.buf.len() < head {
-            return Parsed::More;
-        }
-        let control = opcode & 0x8 != 0;
-        match opcode {
-            0x8..=0xA if !fin || len > 125 => {
-                return self.fail(1002, "control frames are short and unfragmented");
-            }
-            0x1 | 0x2 if self.message.is_some() || self.skipping_message => {
-                return self.fail(1002, "a new message inside a fragmented one");
-            }
-            0x0 if self.message.is_none() && !self.skipping_message => {
-                return self.fail(1002, "a continuation frame with nothing to continue");
-            }
-            0x3..=0x7 | 0xB..=0xF => return self.fail(1002, "reserved opcode"),
-            _ => {}
-        }
-        if !control {
-            if opcode == 0 && self.skipping_message {
-                // The rest of an oversized message, still counted against the hard limit.
-                self.skipped = self.skipped.saturating_add(len);
-                if self.skipped > self.config.hard_limit() as u64 {
-                    return self.fail(1009, "a fragmented message past the hard limit");
-                }
-                self.buf.advance(head);
-                self.skipping = len as usize;
-                self.skipping_message = !fin;
-                return Parsed::Again;
-            }
-            let so_far = self.message.as_ref().map_or(0, |m| m.1.len() as u64);
-            let total = so_far.saturating_add(len);
-            if total > self.config.hard_limit() as u64 {
-                self.broken = Some(1009);
-                return Parsed::Event(Inbound::TooLarge(total as usize));
-            }
-            if total > self.config.max_frame_bytes as u64 {
-                self.skipped = total;
-                self.message = None;
-                self.buf.advance(head);
-                self.skipping = len as usize;
-                self.skipping_message = !fin;
-                return Parsed::Event(Inbound::TooLarge(total as usize));
-            }
-        }
-        let len = len as usize;
-        if self.buf.len() < head + len {
-            self.buf.reserve(head + len - self.buf.len());
-            return Parsed::More;
-        }
-        let mask = [
-            self.buf[head - 4],
-            self.buf[head - 3],
-            self.buf[head - 2],
-            self.buf[head - 1],
-        ];
-        self.buf.advance(head);
-        let mut payload = self.buf.split_to(len);
-        for (i, b) in payload.iter_mut().enumerate() {
-            *b ^= mask[i & 3];
-        }
-        match opcode {
-            0x8 => {
+    /// The next event in the buffer, if there is one; marks the end on a close or violation.
+    fn next_event(&mut self) -> Option<Inbound> {
+        match self.decoder.decode(&mut self.buf) {
+            Ok(None) => None,
+            Ok(Some(WsItem::Message(m))) => Some(Inbound::Frame(m)),
+            Ok(Some(WsItem::TooLarge(n))) => Some(Inbound::TooLarge(n)),
+            Ok(Some(WsItem::Ping(p))) => Some(Inbound::Ping(p)),
+            Ok(Some(WsItem::Pong)) => Some(Inbound::Alive),
+            Ok(Some(WsItem::Close(code))) => {
+                self.peer_close = code;
                 self.ended = true;
-                match payload.len() {
-                    0 => {}
-                    1 => return self.fail(1002, "a close frame with a one-byte payload"),
-                    _ => {
-                        let code = u16::from_be_bytes([payload[0], payload[1]]);
-                        if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
-                            return self.fail(1002, "a close frame with an invalid code");
-                        }
-                        if std::str::from_utf8(&payload[2..]).is_err() {
-                            return self.fail(1007, "a close reason that is not UTF-8");
-                        }
-                        self.peer_close = Some(code);
-                    }
-                }
-                Parsed::More
+                None
             }
-            // Copied: the payload would otherwise keep the whole read chunk alive.
-            0x9 => Parsed::Event(Inbound::Ping(Bytes::copy_from_slice(&payload))),
-            0xA => Parsed::Event(Inbound::Alive),
-            _ => {
-                let (opcode, data) = match self.message.take() {
-                    Some(m) => {
-                        let (op, mut data) = *m;
-                        data.extend_from_slice(&payload);
-                        (op, data)
-                    }
-                    None => (opcode, payload),
-                };
-                if !fin {
-                    self.message = Some(Box::new((opcode, data)));
-                    return Parsed::Again;
-                }
-                if opcode == 0x1 && std::str::from_utf8(&data).is_err() {
-                    return self.fail(1007, "a text message that is not UTF-8");
-                }
-                // Binary messages carry the same JSON (some client libraries only send binary).
-                Parsed::Event(Inbound::Frame(data.freeze()))
+            Err(e) => {
+                tracing::debug!(code = e.code, why = e.why, "WebSocket protocol error");
+                self.broken = Some(e.code);
+                None
             }
         }
     }
-}
 
-impl WsReader {
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
         loop {
             if self.broken.is_some() || self.ended {
                 return Poll::Ready(None);
             }
-            match self.parse() {
-                Parsed::Event(e) => return Poll::Ready(Some(e)),
-                Parsed::Again => continue,
-                Parsed::More if self.broken.is_some() || self.ended => return Poll::Ready(None),
-                Parsed::More => {}
+            if let Some(event) = self.next_event() {
+                return Poll::Ready(Some(event));
             }
-            if !std::task::ready!(poll_read_into(self.socket.stream(), &mut self.buf, cx)) {
+            if self.broken.is_some() || self.ended {
+                return Poll::Ready(None);
+            }
+            if !std::task::ready!(self.socket.poll_read_into(&mut self.buf, cx)) {
                 self.ended = true;
                 return Poll::Ready(None);
             }
@@ -399,7 +255,7 @@ impl WsReader {
     }
 }
 
-impl Transport for WsReader {
+impl<S: ReadSource> Transport for WsReader<S> {
     async fn recv(&mut self) -> Option<Inbound> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
@@ -415,27 +271,7 @@ mod tests {
 
     /// A client frame: FIN and opcode, masked unless `mask` is false.
     fn frame(fin: bool, opcode: u8, payload: &[u8], mask: bool) -> Vec<u8> {
-        let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
-        let m = if mask { 0x80 } else { 0 };
-        match payload.len() {
-            n if n < 126 => f.push(m | n as u8),
-            n if n <= 65535 => {
-                f.push(m | 126);
-                f.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                f.push(m | 127);
-                f.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        let key = [0x12, 0x34, 0x56, 0x78];
-        if mask {
-            f.extend_from_slice(&key);
-            f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
-        } else {
-            f.extend_from_slice(payload);
-        }
-        f
+        crate::decode::tests::ws_frame(fin, opcode, payload, mask, false)
     }
 
     /// A reader whose bytes all arrived with the upgrade request (no socket reads needed).
@@ -482,54 +318,22 @@ mod tests {
         assert_eq!(r.close_code(), 1001, "the client's close code is echoed");
     }
 
+    /// The decoder's verdicts become the reader's close codes (every case is in
+    /// `crate::decode::tests`, split at every byte).
     #[tokio::test]
-    async fn oversized_messages_are_skipped_then_the_hard_limit_closes() {
-        // max 1024, hard limit 16 KiB.
-        let mut bytes = frame(true, 0x1, &[b'x'; 2000], true);
-        bytes.extend(frame(true, 0x1, b"{}", true));
-        // A fragmented message over the limit, whose continuations then pass the hard limit.
-        bytes.extend(frame(false, 0x1, &[b'y'; 1500], true));
-        for _ in 0..20 {
-            bytes.extend(frame(false, 0x0, &[b'y'; 1000], true));
-        }
-        let (mut r, _c) = reader(bytes, 1024).await;
-        assert!(matches!(r.recv().await, Some(Inbound::TooLarge(2000))));
-        assert_eq!(text(r.recv().await), "{}", "the connection goes on");
-        assert!(matches!(r.recv().await, Some(Inbound::TooLarge(1500))));
-        assert!(r.recv().await.is_none());
-        assert_eq!(r.close_code(), 1009);
-    }
-
-    #[tokio::test]
-    async fn protocol_violations_close_with_their_codes() {
-        let cases: Vec<(Vec<u8>, u16)> = vec![
-            (frame(true, 0x1, b"{}", false), 1002),    // unmasked
-            (frame(true, 0x3, b"", true), 1002),       // reserved opcode
-            (frame(true, 0x0, b"x", true), 1002),      // continuation of nothing
-            (frame(false, 0x9, b"", true), 1002),      // fragmented control frame
-            (frame(true, 0x9, &[0; 126], true), 1002), // control frame over 125 bytes
-            (frame(true, 0x8, &[3], true), 1002),      // one-byte close payload
-            (frame(true, 0x8, &1005u16.to_be_bytes(), true), 1002), // reserved close code
-            (frame(true, 0x1, &[0xff, 0xfe], true), 1007), // not UTF-8
-            (
-                {
-                    let mut f = frame(true, 0x1, b"{}", true);
-                    f[0] |= 0x40; // RSV1 without an extension
-                    f
-                },
-                1002,
-            ),
-            (
-                {
-                    let mut f = frame(false, 0x1, b"{", true);
-                    f.extend(frame(true, 0x1, b"{}", true)); // a new message inside one
-                    f
-                },
-                1002,
-            ),
+    async fn violations_become_close_codes() {
+        let mut too_large = frame(true, 0x1, &[b'x'; 2000], true);
+        too_large.extend(frame(false, 0x1, &[b'y'; 20_000], true));
+        let cases: Vec<(Vec<u8>, Vec<usize>, u16)> = vec![
+            (frame(true, 0x1, b"{}", false), vec![], 1002),
+            (frame(true, 0x1, &[0xff, 0xfe], true), vec![], 1007),
+            (too_large, vec![2000, 20_000], 1009),
         ];
-        for (bytes, code) in cases {
+        for (bytes, sizes, code) in cases {
             let (mut r, _c) = reader(bytes.clone(), 1024).await;
+            for size in sizes {
+                assert!(matches!(r.recv().await, Some(Inbound::TooLarge(n)) if n == size));
+            }
             assert!(r.recv().await.is_none(), "{bytes:?}");
             assert_eq!(r.close_code(), code, "{bytes:?}");
         }

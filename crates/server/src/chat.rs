@@ -34,6 +34,10 @@ pub struct ChatArgs {
     /// long-poll or tcp.
     #[arg(long, default_value = "auto")]
     pub transport: String,
+    /// PEM CA certificates to trust besides the public ones (a node whose certificate a
+    /// private CA signed), for HTTPS and every transport.
+    #[arg(long, env = "SWITCHBOARD_CA", value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// Runs the chat until stdin closes or `/quit`.
@@ -113,8 +117,15 @@ fn transport(name: &str) -> Result<TransportChoice, String> {
 
 async fn chat(args: ChatArgs) -> Result<(), String> {
     let choice = transport(&args.transport)?;
+    let mut http = reqwest::Client::builder();
+    if let Some(ca) = &args.ca {
+        let pem = std::fs::read(ca).map_err(|e| format!("--ca {}: {e}", ca.display()))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string())? {
+            http = http.add_root_certificate(cert);
+        }
+    }
     let mut api = Api {
-        http: reqwest::Client::new(),
+        http: http.build().map_err(|e| e.to_string())?,
         base: args.server.trim_end_matches('/').to_owned(),
         token: None,
     };
@@ -167,6 +178,7 @@ async fn chat(args: ChatArgs) -> Result<(), String> {
 
     let mut config = ClientConfig::new(api.base.clone(), token);
     config.transport = choice;
+    config.ca = args.ca.clone();
     let (client, mut events) = Client::connect(config)
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use switchboard_core::config::Limits;
 use switchboard_gateway::limits::{HttpLimits, MIN_HEAD_BYTES};
+use switchboard_gateway::origin::OriginPolicy;
 
 /// Flags of `switchboard serve`. Every flag also reads `SWITCHBOARD_<NAME>`; every one may be
 /// set in the `--config` TOML file under its name with underscores (`max_connections = 5000`).
@@ -233,6 +234,21 @@ pub struct ServeArgs {
     /// Socket.IO: connection state recovery window, from the end of a session [default: 120000].
     #[arg(long, env = "SWITCHBOARD_SOCKETIO_RECOVERY_MS", value_name = "MS")]
     pub socketio_recovery_ms: Option<u64>,
+    /// Web origins allowed to use the WebSocket and long-poll transports from a browser,
+    /// comma separated, or `*`; others get 403 [default: the origin of --public-url].
+    #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_name = "LIST")]
+    pub allowed_origins: Option<String>,
+    /// PEM certificate chain: serve HTTPS and WSS on --listen and TLS on --tcp-listen
+    /// (with --tls-key); SIGHUP reloads both files.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates to trust besides the public ones (a dispatcher probing gateways
+    /// whose certificates a private CA signed).
+    #[arg(long, env = "SWITCHBOARD_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 /// Which roles a process runs.
@@ -323,6 +339,12 @@ pub struct ServerConfig {
     pub socketio_ping_timeout: Duration,
     /// Socket.IO: connection state recovery window.
     pub socketio_recovery: Duration,
+    /// Browser origins allowed (`None`: the public URL's).
+    pub allowed_origins: Option<OriginPolicy>,
+    /// TLS certificate chain and key files (PEM), if the node terminates TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Extra CA certificates (PEM) the node trusts as a client.
+    pub ca: Option<PathBuf>,
 }
 
 /// A configuration error, reported before anything starts.
@@ -533,6 +555,16 @@ impl ServeArgs {
                 a.socketio_ping_timeout_ms.unwrap_or(20_000).max(50),
             ),
             socketio_recovery: Duration::from_millis(a.socketio_recovery_ms.unwrap_or(120_000)),
+            allowed_origins: a
+                .allowed_origins
+                .map(|o| OriginPolicy::parse(&o).map_err(ConfigError))
+                .transpose()?,
+            tls: match (a.tls_cert, a.tls_key) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => return Err(ConfigError("--tls-cert and --tls-key go together".into())),
+            },
+            ca: a.ca,
         })
     }
 
@@ -605,7 +637,11 @@ impl ServeArgs {
             log_format,
             socketio_ping_interval_ms,
             socketio_ping_timeout_ms,
-            socketio_recovery_ms
+            socketio_recovery_ms,
+            allowed_origins,
+            tls_cert,
+            tls_key,
+            ca
         )
     }
 }

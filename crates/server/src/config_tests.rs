@@ -97,3 +97,26 @@ fn abuse_limits_come_from_flags_and_http_publishing_follows_the_publish_rate() {
     assert_eq!(c.limits.abuse.poll_sessions_per_user, 1);
     assert_eq!(c.limits.abuse.register_per_ip_per_min, 0);
 }
+
+#[test]
+fn origins_and_tls_settings_are_checked() {
+    let resolve = |a: ServeArgs| a.resolve().map_err(|e| e.0);
+    let e = resolve(ServeArgs {
+        allowed_origins: Some("example.com".into()),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(e.contains("not an origin"), "{e}");
+    let c = resolve(ServeArgs {
+        allowed_origins: Some("*".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(c.allowed_origins, Some(OriginPolicy::Any));
+    let e = resolve(ServeArgs {
+        tls_cert: Some("cert.pem".into()),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(e.contains("go together"), "{e}");
+}

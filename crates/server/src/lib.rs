@@ -23,6 +23,7 @@ use switchboard_dispatcher::{
 };
 use switchboard_gateway::poll::{PollConfig, PollSessions};
 use switchboard_gateway::socketio::serve::{SioConfig, SioEndpoint, socketio_endpoint};
+use switchboard_gateway::tls::TlsFiles;
 use switchboard_proto::DisconnectReason;
 use tokio_util::sync::CancellationToken;
 
@@ -98,11 +99,28 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         None => None,
     };
     let metrics_addr = metrics.as_ref().map(|(_, a)| *a);
-    let tcp_url = tcp_addr.map(|a| format!("tcp://{a}"));
+    let tls = match &config.tls {
+        Some((cert, key)) => {
+            let files = TlsFiles::load(cert, key).map_err(StartError::Config)?;
+            listen::reload_on_sighup(files.clone());
+            Some(files.acceptor())
+        }
+        None => None,
+    };
+    if let Some(ca) = &config.ca {
+        // Checked here, so a bad file stops the start rather than the prober later.
+        switchboard_dispatcher::prober::http_client(Some(ca)).map_err(StartError::Config)?;
+    }
+    let (http, tcp_scheme) = if tls.is_some() {
+        ("https", "tls")
+    } else {
+        ("http", "tcp")
+    };
+    let tcp_url = tcp_addr.map(|a| format!("{tcp_scheme}://{a}"));
     let public_url = config
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .unwrap_or_else(|| format!("{http}://{addr}"));
     let App {
         node,
         router,
@@ -117,6 +135,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             listener,
             node.clone(),
             config.tcp_max_connections_per_ip,
+            tls.clone(),
             stop_accepting.clone(),
         ));
     }
@@ -127,6 +146,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             metrics.with_state(()),
             config.http.clone(),
             node.metrics.clone(),
+            None,
             stop_accepting.clone(),
         ));
     }
@@ -137,6 +157,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         router.with_state(()),
         config.http.clone(),
         node.metrics.clone(),
+        tls,
         stop_accepting.clone(),
     ));
     tracing::info!(node_id = %node.id, %addr, "listening on {addr}");
@@ -285,17 +306,24 @@ pub async fn build(
                 inbound_queue: 256,
             },
         ));
-        sio = Some(endpoint.clone());
-        router = router
+        // Browsers may use the transports from the allowed origins only (others: 403); the
+        // Socket.IO endpoint follows the same list (SOCKETIO.md), below.
+        let origins = Arc::new(config.allowed_origins.clone().unwrap_or_else(|| {
+            switchboard_gateway::origin::OriginPolicy::for_public_url(&state.config.public_url)
+        }));
+        sio = Some((endpoint.clone(), origins.clone()));
+        let browser = Router::new()
             .merge(switchboard_gateway::ws_route(node.clone()))
             .merge(switchboard_gateway::poll::poll_routes(sessions));
+        router = router.merge(origins.apply(browser));
     }
     let mut router = switchboard_api::finish(router, node.clone(), config.limits.max_frame_bytes);
-    if let Some(sio) = &sio {
+    if let Some((sio, origins)) = &sio {
         // Outside the API's layers: Engine.IO answers its own errors (`{"code":1,...}`) and
         // bounds its own bodies (`maxPayload`).
-        router = router.merge(sio.router());
+        router = router.merge(origins.clone().apply(sio.router()));
     }
+    let sio = sio.map(|(endpoint, _)| endpoint);
     Ok(App {
         node,
         router,
@@ -443,6 +471,7 @@ fn start_dispatcher(config: &ServerConfig, node: &Arc<Node>, api: &ApiConfig) ->
     };
     let dconfig = DispatcherConfig {
         static_gateways: config.gateways.clone(),
+        ca: config.ca.clone(),
         probe_interval: config.probe_interval,
         rebalance,
         ..DispatcherConfig::default()

@@ -55,3 +55,23 @@ pub fn raise_open_files_limit() {
         ),
     }
 }
+
+/// Reloads the TLS certificate and key on every SIGHUP: new handshakes on both listeners get
+/// the new ones, open connections keep theirs. A failed reload keeps the old pair and logs why.
+pub fn reload_on_sighup(files: std::sync::Arc<switchboard_gateway::tls::TlsFiles>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("no SIGHUP handler: the TLS certificate cannot be reloaded");
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match files.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: TLS reload failed; the old certificate stays")
+                }
+            }
+        }
+    });
+}

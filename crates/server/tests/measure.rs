@@ -10,6 +10,8 @@
 //! connection still served, every message delivered, in order.
 
 mod common;
+#[path = "measure_parts/tls.rs"]
+mod tls;
 use common::*;
 use futures_util::StreamExt;
 use serde_json::json;

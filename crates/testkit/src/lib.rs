@@ -1,7 +1,7 @@
 //! Fixtures shared by test suites. [`RedisServer`] starts the real `redis-server` binary on a
 //! free 127.0.0.1 port with its own temporary directory, and stops it when dropped. Cluster
 //! tests use it instead of any mock: they need Redis's real scripting, streams and pub/sub.
-//! [`Nginx`] does the same for a real nginx.
+//! [`Nginx`] does the same for a real nginx. [`TestCa`] makes a CA and certificates at test time.
 //!
 //! A child cannot be handed a bound socket, so its port is picked first and may be taken by
 //! another process before the child binds it. Each fixture therefore checks that the server
@@ -12,10 +12,12 @@
 mod nginx;
 mod redis;
 mod redis_cluster;
+mod tls;
 
 pub use nginx::Nginx;
 pub use redis::RedisServer;
 pub use redis_cluster::RedisCluster;
+pub use tls::{CertFiles, TestCa};
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;

@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use session::{PollWire, Shared};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -31,10 +31,10 @@ use std::time::Duration;
 use switchboard_core::session::{PreAuth, run_session};
 use switchboard_core::transport::Inbound;
 use switchboard_core::{Error, Node};
-use switchboard_proto::frame::ResumePosition;
-use switchboard_proto::{Conv, ErrorCode};
+use switchboard_proto::ErrorCode;
 use tokio::sync::mpsc;
 
+pub mod body;
 mod session;
 
 pub use session::PollTransport;
@@ -153,12 +153,6 @@ pub fn poll_routes(sessions: Arc<PollSessions>) -> Router {
         .with_state(sessions)
 }
 
-#[derive(Deserialize, Default)]
-struct OpenBody {
-    #[serde(default)]
-    resume: Option<BTreeMap<Conv, ResumePosition>>,
-}
-
 async fn open(State(polls): State<Arc<PollSessions>>, headers: HeaderMap, body: Bytes) -> Response {
     let node = &polls.node;
     // The session's slot, held through the token check and then by the session's task for as
@@ -178,15 +172,9 @@ async fn open(State(polls): State<Arc<PollSessions>>, headers: HeaderMap, body: 
         Ok(p) => p,
         Err(e) => return ApiError(e).into_response(),
     };
-    let body: OpenBody = if body.iter().all(u8::is_ascii_whitespace) {
-        OpenBody::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
-            Err(e) => {
-                return ApiError(Error::bad_request(format!("invalid body: {e}"))).into_response();
-            }
-        }
+    let body = match body::parse_open_body(&body) {
+        Ok(b) => b,
+        Err(e) => return ApiError(Error::bad_request(e)).into_response(),
     };
     let id = format!(
         "{:016x}{:016x}~{}",
@@ -275,14 +263,9 @@ async fn send_frames(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let frames: Vec<Box<serde_json::value::RawValue>> = match serde_json::from_slice(&body) {
+    let frames = match body::parse_frames_body(&body) {
         Ok(f) => f,
-        Err(e) => {
-            return ApiError(Error::bad_request(format!(
-                "the body must be a JSON array of frames: {e}"
-            )))
-            .into_response();
-        }
+        Err(e) => return ApiError(Error::bad_request(e)).into_response(),
     };
     let Some(tx) = shared.inbound.lock().clone() else {
         return ApiError(Error::not_found("this poll session has ended")).into_response();

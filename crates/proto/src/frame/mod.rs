@@ -74,3 +74,14 @@ fn read_envelope(text: &[u8]) -> Result<(Option<RequestId>, String), FrameError>
 fn shown(kind: &str) -> String {
     kind.chars().take(40).collect()
 }
+
+/// The `client_frame` fuzz target's function (its corpus test calls it too): `data` parsed as a
+/// client frame (what the node does with every frame) and as a server frame (what the SDK
+/// does). Either may fail, with an error; neither may panic. Returns which parsed.
+pub fn check_frames(data: &[u8]) -> (bool, bool) {
+    let client = parse_client_frame(data);
+    if let Err(e) = &client {
+        assert!(!e.message.is_empty(), "an error says why");
+    }
+    (client.is_ok(), ServerFrame::decode(data).is_ok())
+}

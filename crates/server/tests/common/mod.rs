@@ -5,6 +5,7 @@
 
 mod checks;
 mod inprocess;
+pub mod tls;
 // Not every test binary uses them all.
 #[allow(unused_imports)]
 pub use checks::{assert_error, eventually, ids, now_ms, seqs};
