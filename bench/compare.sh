@@ -7,7 +7,8 @@
 # mode and two Socket.IO processes with @socket.io/redis-adapter, on that Redis; cluster_sharded
 # the same on a private 6-process Redis Cluster, against the adapter's sharded variant), and prints the
 # tables: every run, the ratios, the targets. Everything is stopped on exit; all load stays on
-# 127.0.0.x; a full run takes about 5 minutes of scenarios once the release build is done.
+# 127.0.0.x; a full run takes about 9 minutes of scenarios once the release build is done
+# (4 of them cluster_sharded's three Redis Cluster runs).
 #
 #   bench/compare.sh                  # full run (the figures of docs/PERFORMANCE.md)
 #   QUICK=1 bench/compare.sh          # the same with small numbers (about 3 minutes)
