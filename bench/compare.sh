@@ -4,14 +4,16 @@
 # installs the Socket.IO peer's npm packages (bench/socketio, from package-lock.json), starts a
 # private redis-server on a free port, then runs every scenario against a fresh Switchboard node
 # and a fresh Socket.IO process (the cluster scenario against two Switchboard nodes in cluster
-# mode and two Socket.IO processes with @socket.io/redis-adapter, on that Redis), and prints the
+# mode and two Socket.IO processes with @socket.io/redis-adapter, on that Redis; cluster_sharded
+# the same on a private 6-process Redis Cluster, against the adapter's sharded variant), and prints the
 # tables: every run, the ratios, the targets. Everything is stopped on exit; all load stays on
-# 127.0.0.x; a full run takes about 5 minutes of scenarios once the release build is done.
+# 127.0.0.x; a full run takes about 9 minutes of scenarios once the release build is done
+# (4 of them cluster_sharded's three Redis Cluster runs).
 #
 #   bench/compare.sh                  # full run (the figures of docs/PERFORMANCE.md)
 #   QUICK=1 bench/compare.sh          # the same with small numbers (about 3 minutes)
 #   ONLY="fanout cluster" bench/compare.sh  # just these scenarios (idle storm fanout rooms dm
-#                                     # pipeline dispatch cluster)
+#                                     # pipeline dispatch cluster cluster_sharded)
 #   OUT=dir bench/compare.sh          # where the JSON reports and logs go
 #                                     # (default target/bench-results/<date-time>)
 #
@@ -219,6 +221,43 @@ if want cluster; then
     --other-target "$SIO_URL" --other-pid "$SIO_PID" "${CLUSTER_ARGS[@]}"
   bench_stop "$A_PID"
   bench_stop "$SIO_PID"
+fi
+
+# The same cluster workload on a Redis Cluster (3 masters, 3 replicas, a fresh one per run):
+# two Switchboard nodes with --redis-cluster, answering a publish once WAIT saw one replica
+# (the cluster default) and again with --redis-wait-replicas 0 (the cost of replication
+# apart), then two Socket.IO processes with the sharded redis adapter (SPUBLISH, stores nothing).
+# Redis CPU is the sum over the cluster's six redis-server processes.
+if want cluster_sharded; then
+  # sharded_run NAME LABEL PROTOCOL [switchboard serve flags...]: PROTOCOL is switchboard or
+  # socketio; reports NAME.json.
+  sharded_run() {
+    local name=$1 label=$2 proto=$3 a_url a_pid b_url b_pid
+    shift 3
+    echo "== Redis Cluster for $name"
+    start_redis_cluster
+    if [ "$proto" = switchboard ]; then
+      start_switchboard "$name-a" --redis-cluster "$RCLUSTER_URLS" --node-id "$name-a" "$@"
+      a_url=$SB_URL a_pid=$SB_PID
+      start_switchboard "$name-b" --redis-cluster "$RCLUSTER_URLS" --node-id "$name-b" "$@"
+      b_url=$SB_URL b_pid=$SB_PID
+    else
+      start_socketio "$name-a" --redis-cluster "$RCLUSTER_URLS"
+      a_url=$SIO_URL a_pid=$SIO_PID
+      start_socketio "$name-b" --redis-cluster "$RCLUSTER_URLS"
+      b_url=$SIO_URL b_pid=$SIO_PID
+    fi
+    bench_run "$name" "$label" "$proto" "$a_url" "$a_pid" cluster --other-target "$b_url" \
+      --other-pid "$b_pid" --connections "$CLUSTER_SUBS" --idle-connections "$CLUSTER_IDLE" \
+      --rate "$CLUSTER_RATE" --duration "$CLUSTER_DURATION" --redis-pid "$RCLUSTER_PIDS"
+    bench_stop "$a_pid"
+    bench_stop "$b_pid"
+    stop_redis_cluster
+  }
+  sharded_run cluster_sharded-switchboard switchboard-rcluster-wait1 switchboard
+  sharded_run cluster_sharded-nowait-switchboard switchboard-rcluster-wait0 switchboard \
+    --redis-wait-replicas 0
+  sharded_run cluster_sharded-socketio socketio-sharded-adapter socketio
 fi
 
 echo

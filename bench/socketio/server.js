@@ -4,10 +4,14 @@
 //
 //   node server.js --port 7800                          # single node
 //   node server.js --port 7801 --redis redis://127.0.0.1:6390/   # with @socket.io/redis-adapter
+//   node server.js --port 7802 --redis-cluster redis://127.0.0.1:7001,redis://127.0.0.1:7002
+//       # on a Redis Cluster: the sharded adapter (createShardedAdapter, SPUBLISH/SSUBSCRIBE,
+//       # subscriptionMode "dynamic": a room's channel is subscribed only while a local socket
+//       # is in it) over node-redis cluster clients
 //
 // What it does:
 //   - POST /tokens/<user>   -> {"token","user_id"}: a random token for that user (kept in memory,
-//                              or in Redis with --redis so every node accepts it);
+//                              or in Redis with --redis / --redis-cluster so every node accepts it);
 //   - Socket.IO connect with auth {"token"}: the middleware looks the token up; the socket joins
 //     the room "user:<user>" (its personal room, for direct messages);
 //   - event "sub" (room, ack)       -> joins the room, acks {"ok":true};
@@ -29,7 +33,7 @@ const crypto = require('crypto');
 const { Server } = require('socket.io');
 
 function parseArgs(argv) {
-  const args = { port: 7800, host: '127.0.0.1', redis: null };
+  const args = { port: 7800, host: '127.0.0.1', redis: null, redisCluster: null };
   for (let i = 2; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -39,8 +43,11 @@ function parseArgs(argv) {
     if (a === '--port') args.port = Number(next());
     else if (a === '--host') args.host = next();
     else if (a === '--redis') args.redis = next();
+    else if (a === '--redis-cluster') args.redisCluster = next().split(',').filter((u) => u);
     else throw new Error(`unknown argument ${a}`);
   }
+  if (args.redis && args.redisCluster) throw new Error('--redis and --redis-cluster exclude each other');
+  if (args.redisCluster && args.redisCluster.length === 0) throw new Error('--redis-cluster needs URLs');
   if (!/^127\.\d+\.\d+\.\d+$/.test(args.host)) throw new Error('--host must be in 127.0.0.0/8');
   if (!Number.isInteger(args.port) || args.port < 1 || args.port > 65535) throw new Error('bad --port');
   return args;
@@ -67,10 +74,12 @@ async function main() {
   // Token store: in memory on one node; in Redis with --redis, so any node accepts any token.
   let tokens;
   let redisClients = [];
-  if (args.redis) {
-    const { createClient } = require('redis');
-    const { createAdapter } = require('@socket.io/redis-adapter');
-    const pub = createClient({ url: args.redis });
+  if (args.redis || args.redisCluster) {
+    const { createClient, createCluster } = require('redis');
+    const { createAdapter, createShardedAdapter } = require('@socket.io/redis-adapter');
+    const pub = args.redis
+      ? createClient({ url: args.redis })
+      : createCluster({ rootNodes: args.redisCluster.map((url) => ({ url })) });
     const sub = pub.duplicate();
     const store = pub.duplicate();
     for (const c of [pub, sub, store]) c.on('error', (e) => console.error('redis:', e.message));
@@ -80,7 +89,9 @@ async function main() {
       set: (t, u) => store.set(`bench:token:${t}`, u, { EX: 86400 }),
       get: (t) => store.get(`bench:token:${t}`),
     };
-    tokens.adapter = createAdapter(pub, sub);
+    tokens.adapter = args.redis
+      ? createAdapter(pub, sub)
+      : createShardedAdapter(pub, sub, { subscriptionMode: 'dynamic' });
   } else {
     const map = new Map();
     tokens = { set: async (t, u) => map.set(t, u), get: async (t) => map.get(t) };
@@ -155,10 +166,12 @@ async function main() {
 
   server.listen(args.port, args.host, () => {
     // The line scripts wait for.
-    console.log(`socket.io peer listening on ${args.host}:${args.port}${args.redis ? ' (redis adapter)' : ''}`);
+    console.log(`socket.io peer listening on ${args.host}:${args.port}${args.redis ? ' (redis adapter)' : args.redisCluster ? ' (sharded redis adapter)' : ''}`);
   });
 
   const stop = async () => {
+    // A cluster client's quit can wait on a node forever: exit after a second regardless.
+    setTimeout(() => process.exit(0), 1000).unref();
     io.close();
     for (const c of redisClients) {
       try { await c.quit(); } catch (_) { /* already gone */ }

@@ -305,9 +305,10 @@ pub struct ClusterArgs {
     /// Its process id.
     #[arg(long)]
     pub other_pid: Option<u32>,
-    /// The Redis server's process id, to report its CPU too.
-    #[arg(long)]
-    pub redis_pid: Option<u32>,
+    /// The Redis server's process id, to report its CPU too; on a Redis Cluster every
+    /// `redis-server` of it, comma-separated (their CPU is summed).
+    #[arg(long, value_delimiter = ',')]
+    pub redis_pid: Vec<u32>,
     /// Subscribers of the busy room, on `--target`.
     #[arg(long, default_value_t = 100)]
     pub connections: usize,

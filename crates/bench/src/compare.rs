@@ -38,10 +38,12 @@ pub fn load(dir: &Path) -> Result<Vec<Report>> {
     Ok(out)
 }
 
-/// The run of `scenario` against `protocol`; of several (two fan-out sizes), the largest.
+/// The run of `scenario` against `protocol`; of several (two fan-out sizes), the largest. Cluster
+/// runs on a Redis Cluster (several Redis processes) have a table of their own and are left out.
 fn find<'a>(rs: &'a [Report], scenario: &str, protocol: &str) -> Option<&'a Report> {
     rs.iter()
         .filter(|r| r.scenario == scenario && r.protocol == protocol)
+        .filter(|r| r.params["redis_processes"].as_u64().unwrap_or(1) <= 1)
         .max_by_key(|r| r.connections)
 }
 
@@ -251,6 +253,8 @@ pub fn render(dir: &Path) -> Result<String> {
         s.truncate(side_by_side_start);
         s.push_str("(no Socket.IO runs in this directory)\n");
     }
+
+    s.push_str(&crate::cluster_table::render(&rs));
 
     // Targets.
     s.push_str("\n### Targets\n\n| target | measured | verdict |\n| --- | --- | --- |\n");

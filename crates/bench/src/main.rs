@@ -9,6 +9,7 @@
 //! socketio` runs the same scenarios against the Socket.IO peer in `bench/socketio/`.
 
 mod cli;
+mod cluster_table;
 mod compare;
 mod coord;
 mod error;

@@ -179,6 +179,46 @@ impl Probe {
     }
 }
 
+/// Several processes measured as one (the servers of a Redis Cluster): CPU summed, RSS summed.
+#[derive(Debug, Clone, Default)]
+pub struct Group {
+    /// The process ids.
+    pub pids: Vec<u32>,
+}
+
+impl Group {
+    /// One sample per process, or nothing when none was named or any is gone.
+    pub fn sample(&self) -> Option<Vec<Sample>> {
+        if self.pids.is_empty() {
+            return None;
+        }
+        self.pids.iter().map(|&p| sample(p)).collect()
+    }
+
+    /// The summed usage between `a` and samples taken now (`pid` is the first process's).
+    pub fn usage_since(&self, a: &Option<Vec<Sample>>) -> Option<Usage> {
+        let a = a.as_ref()?;
+        let mut sum: Option<Usage> = None;
+        for (&pid, s) in self.pids.iter().zip(a) {
+            let u = cpu_between(pid, s, &sample(pid)?);
+            sum = Some(match sum {
+                None => u,
+                Some(t) => Usage {
+                    cpu_s: t.cpu_s + u.cpu_s,
+                    cpu_ticks_s: t.cpu_ticks_s + u.cpu_ticks_s,
+                    cpu_sys_s: t.cpu_sys_s + u.cpu_sys_s,
+                    cpu_sched_s: t.cpu_sched_s.zip(u.cpu_sched_s).map(|(x, y)| x + y),
+                    cpu_pct: t.cpu_pct + u.cpu_pct,
+                    rss_before_kib: t.rss_before_kib + u.rss_before_kib,
+                    rss_after_kib: t.rss_after_kib + u.rss_after_kib,
+                    ..t
+                },
+            });
+        }
+        sum
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use crate::cli::ClusterArgs;
 use crate::coord::{Workers, drain};
 use crate::error::{BenchError, Result};
 use crate::http::HttpConn;
-use crate::procfs::Probe;
+use crate::procfs::{Group, Probe};
 use crate::proto::Protocol;
 use crate::worker::ConnSpec;
 use serde_json::json;
@@ -69,7 +69,9 @@ pub async fn run(a: ClusterArgs) -> Result<bool> {
     // Let connection-time work (registrations, presence) finish before measuring.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let other_probe = Probe { pid: a.other_pid };
-    let redis_probe = Probe { pid: a.redis_pid };
+    let redis_probe = Group {
+        pids: a.redis_pid.clone(),
+    };
     let baseline_s = a.baseline_s.unwrap_or(p.duration);
     if !(0.0..=crate::cli::MAX_DURATION_S).contains(&baseline_s) {
         return Err(BenchError::Config("--baseline-s out of range".into()));
@@ -113,7 +115,7 @@ pub async fn run(a: ClusterArgs) -> Result<bool> {
         "cluster",
         json!({"subscribers": n, "idle_connections": m, "rate": rate, "duration_s": p.duration,
                "payload": p.payload, "publishers": p.publishers, "other_target": a.other_target,
-               "baseline_s": baseline_s,
+               "baseline_s": baseline_s, "redis_processes": a.redis_pid.len(),
                "workers": a.common.workers, "source_ips": ctx.srcs.len()}),
     );
     add_connected(&mut r, &connected);
