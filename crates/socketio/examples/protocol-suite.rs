@@ -83,7 +83,7 @@ impl SocketHandler for Sock {
 struct Echo;
 
 impl EngineHandler for Echo {
-    fn open(&self, conn: EngineConn, _request: &RequestInfo) -> Box<dyn SessionHandler> {
+    fn open(&self, conn: EngineConn, _request: RequestInfo) -> Box<dyn SessionHandler> {
         Box::new(EchoSession(conn))
     }
 }

@@ -8,9 +8,15 @@
 // Each figure is measured on a fresh node: RSS of the server process before and after N idle
 // connections, and its CPU time (utime + stime from /proc) over a run of messages to a room of
 // M subscribers. Every message is checked to have reached every subscriber.
+//
+// ONLY=idle or ONLY=cpu runs one half. CALLGRIND=1 (with SWITCHBOARD_BIN a script that execs
+// `valgrind --tool=callgrind --callgrind-out-file=$DIR/cg.%p <binary> "$@"`, DIR in CALLGRIND_DIR)
+// zeroes the counters before the publishes and dumps them after, and prints the server's
+// instructions per delivery (a figure that does not depend on the machine's load).
 'use strict';
 
 const fs = require('node:fs');
+const { execFileSync } = require('node:child_process');
 const WebSocket = require('ws');
 const h = require('../lib/harness');
 
@@ -91,12 +97,21 @@ async function cpuPerDelivery(kind) {
     }
   }
   await h.sleep(500);
+  if (process.env.CALLGRIND) execFileSync('callgrind_control', ['-z', String(node.child.pid)]);
   const cpu0 = cpuSecs(node.child.pid);
   for (let i = 0; i < MESSAGES; i++) await h.serverPublish(node.base, conv, { i, pad: 'x'.repeat(100) });
   const deadline = Date.now() + 60_000;
   while (received < SUBS * MESSAGES && Date.now() < deadline) await h.sleep(20);
   const cpu1 = cpuSecs(node.child.pid);
   if (received !== SUBS * MESSAGES) throw new Error(`${received} of ${SUBS * MESSAGES} deliveries`);
+  if (process.env.CALLGRIND) {
+    const pid = node.child.pid;
+    execFileSync('callgrind_control', ['-d', `${kind}-publishes`, String(pid)]);
+    const dir = process.env.CALLGRIND_DIR;
+    const dump = fs.readdirSync(dir).filter((f) => f.startsWith(`cg.${pid}.`)).sort().pop();
+    const ir = Number(/^(?:summary|totals):\s+(\d+)/m.exec(fs.readFileSync(`${dir}/${dump}`, 'utf8'))[1]);
+    console.log(`callgrind ${kind}: ${(ir / (SUBS * MESSAGES)).toFixed(0)} instructions per delivery (${dir}/${dump})`);
+  }
   for (const c of clients) (c.close || c.terminate).call(c);
   node.kill();
   return ((cpu1 - cpu0) * 1e6) / (SUBS * MESSAGES);
@@ -105,9 +120,13 @@ async function cpuPerDelivery(kind) {
 (async () => {
   const load = fs.readFileSync('/proc/loadavg', 'utf8').trim();
   console.log(`load average at start: ${load}`);
-  const memNative = await idleMemory('native');
-  const memSio = await idleMemory('sio');
-  console.log(`idle connections (${IDLE}): native ${memNative.toFixed(2)} KiB, Socket.IO ${memSio.toFixed(2)} KiB per connection (ratio ${(memSio / memNative).toFixed(2)})`);
+  const only = process.env.ONLY || '';
+  if (only !== 'cpu') {
+    const memNative = await idleMemory('native');
+    const memSio = await idleMemory('sio');
+    console.log(`idle connections (${IDLE}): native ${memNative.toFixed(2)} KiB, Socket.IO ${memSio.toFixed(2)} KiB per connection (ratio ${(memSio / memNative).toFixed(2)})`);
+  }
+  if (only === 'idle') process.exit(0);
   const cpuNative = await cpuPerDelivery('native');
   const cpuSio = await cpuPerDelivery('sio');
   console.log(`deliveries (${SUBS} subscribers x ${MESSAGES} messages; includes the HTTP publishes): native ${cpuNative.toFixed(2)} us, Socket.IO ${cpuSio.toFixed(2)} us of server CPU per delivery (ratio ${(cpuSio / cpuNative).toFixed(2)})`);

@@ -133,21 +133,35 @@ impl Slots {
 
     /// The offset now (see the module comment for the encoding).
     pub fn offset(&self) -> String {
+        let mut out = String::with_capacity(self.deltas.len() * 3);
+        self.push_offset(&mut out);
+        out
+    }
+
+    /// The offset as a JSON string (quoted: its digits and dots need no escaping), built in
+    /// one allocation for the `message` event's argument.
+    pub fn offset_json(&self) -> String {
+        let mut out = String::with_capacity(self.deltas.len() * 3 + 2);
+        out.push('"');
+        self.push_offset(&mut out);
+        out.push('"');
+        out
+    }
+
+    fn push_offset(&self, out: &mut String) {
         let used = self
             .deltas
             .iter()
             .rposition(|d| *d != 0)
             .map_or(1, |i| i + 1);
-        let mut out = String::with_capacity(used * 3);
         for (i, d) in self.deltas.iter().take(used).enumerate() {
             if i > 0 {
                 out.push('.');
             }
             if *d != 0 || i == 0 {
-                push_base36(&mut out, *d);
+                push_base36(out, *d);
             }
         }
-        out
     }
 
     /// The last seq the socket had of each live slot, with the slot's epoch.
@@ -218,6 +232,7 @@ mod tests {
         assert_eq!(s.offset(), "c");
         s.received("room:r2", 13);
         assert_eq!(s.offset(), "c..3");
+        assert_eq!(s.offset_json(), "\"c..3\"");
         assert_eq!(parse("c..3", 4), Some(vec![12, 0, 3]));
         let back = Slots::restore(s.slots().to_vec(), parse(&s.offset(), 4));
         assert_eq!(back.offset(), "c..3");

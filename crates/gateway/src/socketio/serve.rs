@@ -289,9 +289,14 @@ impl Outlet for SocketOutlet {
         Poll::Ready(())
     }
 
-    fn emit_message(&self, object: &RawValue, offset: &str) -> io::Result<()> {
-        let packet = EncodedPacket::event(self.socket.namespace(), "message", (object, offset))
-            .map_err(io_err)?;
+    fn emit_message(&self, object: &RawValue, offset_json: &str) -> io::Result<()> {
+        // The offset is base-36 digits and dots: quoting it is all its JSON needs.
+        let packet = EncodedPacket::event_values(
+            self.socket.namespace(),
+            "message",
+            &[object.get(), offset_json],
+        )
+        .map_err(io_err)?;
         self.socket.send(&packet).map_err(io_err)
     }
 

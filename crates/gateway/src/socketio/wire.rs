@@ -35,8 +35,9 @@ pub trait Outlet: Send + Sync + 'static {
     fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()>;
     /// Queues event `event` whose arguments are the JSON array `args` (already encoded).
     fn emit(&self, event: &str, args: String) -> io::Result<()>;
-    /// Queues a `message` event: the message object (shared by every socket) and the offset.
-    fn emit_message(&self, object: &RawValue, offset: &str) -> io::Result<()>;
+    /// Queues a `message` event: the message object (shared by every socket) and the offset
+    /// (its JSON text, quoted).
+    fn emit_message(&self, object: &RawValue, offset_json: &str) -> io::Result<()>;
     /// Queues the acknowledgement `id` with the one argument `arg`.
     fn ack(&self, id: u64, arg: Value) -> io::Result<()>;
     /// Sends DISCONNECT and closes.
@@ -107,7 +108,7 @@ impl<O: Outlet> SioWire<O> {
                     return Ok(true);
                 };
                 st.slots.received(conv, seq);
-                self.outlet.emit_message(&object, &st.slots.offset())?;
+                self.outlet.emit_message(&object, &st.slots.offset_json())?;
             }
             Outgoing::Ack(id, arg) => self.outlet.ack(id, arg)?,
             Outgoing::Subscribed {

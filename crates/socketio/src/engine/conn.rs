@@ -112,7 +112,25 @@ impl Shared {
 
     /// Queues a frame; closes the session with `QueueFull` when the queue is at its bound.
     pub fn push(&self, frame: Frame) -> Result<(), SendError> {
-        self.push_all(std::iter::once(frame))
+        {
+            let mut st = self.state.lock();
+            if st.closed.is_some() {
+                return Err(SendError::Closed);
+            }
+            let config = &self.engine.config;
+            let bytes = frame.len();
+            if st.queue.len() < config.max_queued_packets
+                && st.queued_bytes + bytes <= config.max_queued_bytes
+            {
+                st.queue.push_back(frame);
+                st.queued_bytes += bytes;
+                drop(st);
+                self.out_ready.notify_one();
+                return Ok(());
+            }
+        }
+        self.close(DisconnectReason::QueueFull);
+        Err(SendError::QueueFull)
     }
 
     /// Queues several frames at once (a binary packet and its attachments), all or none.

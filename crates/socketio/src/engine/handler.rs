@@ -34,8 +34,9 @@ pub enum Message {
 
 /// Makes the handler of each new session.
 pub trait EngineHandler: Send + Sync + 'static {
-    /// A session opened (its handshake is being answered). `conn` sends to it.
-    fn open(&self, conn: EngineConn, request: &RequestInfo) -> Box<dyn SessionHandler>;
+    /// A session opened (its handshake is being answered). `conn` sends to it. The request is
+    /// given, not lent: the handler keeps what it needs and the transport keeps nothing.
+    fn open(&self, conn: EngineConn, request: RequestInfo) -> Box<dyn SessionHandler>;
 }
 
 /// The handler of one session. Its methods are called one at a time, in the order the

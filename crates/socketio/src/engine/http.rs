@@ -194,7 +194,7 @@ pub(crate) fn open_packet(engine: &Engine, sid: &str, transport: Transport) -> S
 pub(crate) fn open_session(
     engine: &Arc<Engine>,
     transport: Transport,
-    info: &RequestInfo,
+    info: RequestInfo,
 ) -> Arc<Shared> {
     let sid = engine.new_sid();
     let shared = Shared::new(sid.clone(), transport, engine.clone());

@@ -20,7 +20,7 @@ const TEXT: &str = "text/plain; charset=UTF-8";
 
 /// Opens a polling session: answers the open packet and starts its heartbeat.
 pub(crate) fn handshake(engine: Arc<Engine>, req: Request) -> Response {
-    let shared = open_session(&engine, Transport::Polling, &request_info(&req));
+    let shared = open_session(&engine, Transport::Polling, request_info(&req));
     let open = open_packet(&engine, &shared.sid, Transport::Polling);
     tokio::spawn(drive(shared));
     ([(header::CONTENT_TYPE, TEXT)], open).into_response()

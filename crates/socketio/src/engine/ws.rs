@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::Request;
 use axum::response::Response;
 use bytes::Bytes;
-use tokio::time::{Instant, sleep_until, timeout_at};
+use tokio::time::{Instant, timeout_at};
 
 use super::conn::{Frame, Shared, Transport};
 use super::http::{ErrorCode, error, open_packet, open_session, request_info};
@@ -27,7 +27,7 @@ pub(crate) async fn handshake(engine: Arc<Engine>, req: Request) -> Response {
     let info = request_info(&req);
     let max = engine.config.max_payload;
     wsconn::upgrade(req, key, max, move |conn| async move {
-        let shared = open_session(&engine, Transport::WebSocket, &info);
+        let shared = open_session(&engine, Transport::WebSocket, info);
         let open = open_packet(&engine, &shared.sid, Transport::WebSocket);
         run(shared, conn, Some(open)).await;
     })
@@ -128,6 +128,10 @@ async fn run(shared: Arc<Shared>, mut conn: WsConn, open: Option<String>) {
     {
         shared.close(DisconnectReason::TransportError);
     }
+    // One timer for the session's life, moved only when the heartbeat's next look changes: a
+    // wake-up for queued packets then costs no timer registration.
+    let sleep = tokio::time::sleep_until(Instant::now() + shared.engine.config.ping_interval);
+    tokio::pin!(sleep);
     loop {
         let (frames, closed) = {
             let mut st = shared.state.lock();
@@ -149,12 +153,15 @@ async fn run(shared: Arc<Shared>, mut conn: WsConn, open: Option<String>) {
         let Some(next) = heartbeat(&shared, Instant::now()) else {
             continue;
         };
+        if sleep.deadline() != next {
+            sleep.as_mut().reset(next);
+        }
         // Only reads and waits race here: writes happen above, never cut off half-way.
         let incoming = tokio::select! {
             incoming = conn.recv() => incoming,
             _ = shared.out_ready.notified() => continue,
             _ = shared.ctl.notified() => continue,
-            _ = sleep_until(next) => continue,
+            _ = &mut sleep => continue,
         };
         let result = match incoming {
             WsIn::Text(text) => match decode_frame(&text, false) {

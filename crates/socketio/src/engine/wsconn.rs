@@ -4,6 +4,7 @@
 //! the poll, and only the bytes of an unfinished frame are kept between polls.
 
 use std::future::{Future, poll_fn};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -70,8 +71,10 @@ impl WsConn {
                     }
                 }
                 Ok(None) => {
-                    let mut chunk = [0u8; READ_CHUNK];
-                    let mut read = ReadBuf::new(&mut chunk);
+                    // Not zeroed: a poll that finds nothing to read (every wake-up for queued
+                    // packets polls the read too) must not clear 4 KiB.
+                    let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+                    let mut read = ReadBuf::uninit(&mut chunk);
                     match ready!(Pin::new(&mut self.io).poll_read(cx, &mut read)) {
                         Err(_) => return Poll::Ready(WsIn::Error),
                         Ok(()) if read.filled().is_empty() => return Poll::Ready(WsIn::Closed),
@@ -123,11 +126,13 @@ impl WsConn {
     /// Writes one frame. Frames are written one write each: a client may read each TCP segment
     /// as one event and handle only the first frame of it (the official test suites' clients
     /// do), so frames are not packed into one write.
+    ///
+    /// The header and the payload go out in one vectored write (no copy of the payload).
     pub async fn send(&mut self, op: u8, payload: &[u8]) -> std::io::Result<()> {
-        let mut out = Vec::with_capacity(payload.len() + 10);
-        wsframe::encode_header(&mut out, op, payload.len());
-        out.extend_from_slice(payload);
-        self.io.write_all(&out).await?;
+        let mut head = [0u8; wsframe::MAX_HEADER];
+        let used = wsframe::write_header(&mut head, op, payload.len());
+        let mut out = bytes::Buf::chain(&head[..used], payload);
+        self.io.write_all_buf(&mut out).await?;
         self.io.flush().await
     }
 

@@ -117,18 +117,32 @@ pub fn decode(buf: &[u8], max: usize) -> Result<Option<(Frame, usize)>, FrameErr
     )))
 }
 
-/// Writes an unmasked, final server frame's header for a payload of `len` bytes into `out`.
-pub fn encode_header(out: &mut Vec<u8>, opcode: u8, len: usize) {
-    out.push(0x80 | opcode);
+/// The longest header a server frame has (no mask): 2 bytes and a 64-bit length.
+pub const MAX_HEADER: usize = 10;
+
+/// Writes an unmasked, final server frame's header for a payload of `len` bytes into `out`;
+/// returns how many bytes of `out` it used.
+pub fn write_header(out: &mut [u8; MAX_HEADER], opcode: u8, len: usize) -> usize {
+    out[0] = 0x80 | opcode;
     if len < 126 {
-        out.push(len as u8);
+        out[1] = len as u8;
+        2
     } else if len <= u16::MAX as usize {
-        out.push(126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
+        out[1] = 126;
+        out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        4
     } else {
-        out.push(127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
+        out[1] = 127;
+        out[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
     }
+}
+
+/// Appends an unmasked, final server frame's header for a payload of `len` bytes to `out`.
+pub fn encode_header(out: &mut Vec<u8>, opcode: u8, len: usize) {
+    let mut head = [0u8; MAX_HEADER];
+    let used = write_header(&mut head, opcode, len);
+    out.extend_from_slice(&head[..used]);
 }
 
 #[cfg(test)]

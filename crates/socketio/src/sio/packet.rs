@@ -316,6 +316,29 @@ pub fn encode_event(
     Ok(out)
 }
 
+/// Encodes an EVENT whose arguments are the JSON values `values` (each already encoded), after
+/// `prefix`, in one allocation.
+pub fn encode_event_values(
+    prefix: &str,
+    nsp: &str,
+    name: &str,
+    values: &[&str],
+) -> Result<String, EncodeError> {
+    let name = serde_json::to_string(name).map_err(|_| EncodeError::NotAnArray)?;
+    let len: usize = values.iter().map(|v| v.len() + 1).sum();
+    let mut out = String::with_capacity(prefix.len() + 4 + nsp.len() + name.len() + len);
+    out.push_str(prefix);
+    header(&mut out, PacketType::Event, nsp, None, 0);
+    out.push('[');
+    out.push_str(&name);
+    for v in values {
+        out.push(',');
+        out.push_str(v);
+    }
+    out.push(']');
+    Ok(out)
+}
+
 /// Encodes an ACK (or BINARY_ACK when `attachments > 0`) whose arguments `args` are a JSON
 /// array's text, after `prefix`.
 pub fn encode_ack(

@@ -20,12 +20,12 @@ use crate::engine::{EngineConn, EngineHandler, Message, RequestInfo, SessionHand
 pub(crate) struct SioEngineHandler(pub Arc<SioInner>);
 
 impl EngineHandler for SioEngineHandler {
-    fn open(&self, conn: EngineConn, request: &RequestInfo) -> Box<dyn SessionHandler> {
+    fn open(&self, conn: EngineConn, request: RequestInfo) -> Box<dyn SessionHandler> {
         conn.set_deadline(Some(Instant::now() + self.0.config.connect_timeout));
         Box::new(SioSession {
             conn,
             server: self.0.clone(),
-            request: Arc::new(request.clone()),
+            request: Arc::new(request),
             sockets: Vec::new(),
             partial: None,
         })
