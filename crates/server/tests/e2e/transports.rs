@@ -202,6 +202,9 @@ async fn publish_rate_limit(kind: Kind) {
     let room = node.http.room(&token, "r", "public").await;
     let mut c = node.connect_over(kind, &token).await;
     let mut codes = Vec::new();
+    // Each publish waits for its answer (an fsync); on a loaded machine the eight can take long
+    // enough for the bucket to refill (2 a second), so the refills are allowed for, measured.
+    let started = std::time::Instant::now();
     for i in 0..8 {
         let r = c
             .request(
@@ -211,16 +214,21 @@ async fn publish_rate_limit(kind: Kind) {
             .await;
         codes.push(r["type"].as_str().unwrap().to_owned() + r["code"].as_str().unwrap_or(""));
     }
-    assert_eq!(
-        codes.iter().filter(|c| *c == "published").count(),
-        5,
-        "{codes:?}"
+    let refills = (started.elapsed().as_secs_f64() * 2.0).floor() as usize;
+    let published = codes.iter().filter(|c| *c == "published").count();
+    let limited = codes.iter().filter(|c| *c == "errorrate_limited").count();
+    assert!(
+        (5..=5 + refills).contains(&published),
+        "the burst of 5 (+{refills} refilled) passes: {codes:?}"
     );
     assert_eq!(
-        codes.iter().filter(|c| *c == "errorrate_limited").count(),
-        3,
-        "{codes:?}"
+        published + limited,
+        8,
+        "the rest is rate_limited: {codes:?}"
     );
+    if refills < 3 {
+        assert!(limited > 0, "{codes:?}");
+    }
     node.stop().await;
 }
 
