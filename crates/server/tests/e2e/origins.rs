@@ -126,3 +126,44 @@ async fn by_default_only_the_public_urls_origin_is_allowed() {
     let ok = raw(&any, upgrade(&any, Some("http://localhost:1"))).await;
     assert!(ok.starts_with("http/1.1 101"), "{ok}");
 }
+
+#[tokio::test]
+async fn socket_io_follows_the_same_list() {
+    let node = TestNode::start_with(|c| {
+        c.allowed_origins = Some(OriginPolicy::parse("https://app.example.com").unwrap());
+    })
+    .await;
+    let handshake = |origin: &str| {
+        format!(
+            "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: {}\r\nOrigin: {origin}\r\n\r\n",
+            node.addr
+        )
+    };
+    let ok = raw(&node, handshake("https://app.example.com")).await;
+    assert!(ok.starts_with("http/1.1 200"), "{ok}");
+    assert!(
+        ok.contains("access-control-allow-origin: https://app.example.com"),
+        "{ok}"
+    );
+    let bad = raw(&node, handshake("https://evil.example.com")).await;
+    assert!(bad.starts_with("http/1.1 403"), "{bad}");
+}
+
+#[tokio::test]
+async fn a_page_the_node_served_under_another_name_is_same_origin() {
+    // The public URL says 127.0.0.1; a browser that opened the chat as `localhost` sends
+    // `Origin: http://localhost:<port>` with `Host: localhost:<port>`.
+    let node = TestNode::start().await;
+    let host = format!("localhost:{}", node.addr.port());
+    let request = |origin: &str| {
+        format!(
+            "GET /v1/ws HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Origin: {origin}\r\n\r\n"
+        )
+    };
+    let own = raw(&node, request(&format!("http://{host}"))).await;
+    assert!(own.starts_with("http/1.1 101"), "{own}");
+    let other_port = raw(&node, request("http://localhost:1")).await;
+    assert!(other_port.starts_with("http/1.1 403"), "{other_port}");
+}
