@@ -124,17 +124,21 @@ pub async fn serve_http(
             let _slot = slot;
             let result = match tls {
                 None => serve_connection(&builder, io, service, closing).await,
-                Some(tls) => {
+                // Boxed: the TLS handshake and stream are far larger than a plain connection's
+                // state, and this task's size is its largest branch's, for plain connections too.
+                Some(tls) => Box::pin(async move {
                     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(io));
                     match handshake.await {
-                        Ok(Ok(io)) => serve_connection(&builder, io, service, closing).await,
+                        Ok(Ok(io)) => Some(serve_connection(&builder, io, service, closing).await),
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
+                            None
                         }
-                        Err(_) => return,
+                        Err(_) => None,
                     }
-                }
+                })
+                .await
+                .unwrap_or(Ok(())),
             };
             if let Err(e) = result {
                 tracing::debug!(error = %e, "HTTP connection ended with an error");
