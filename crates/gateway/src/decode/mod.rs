@@ -14,6 +14,13 @@ use bytes::BytesMut;
 pub use tcp::{TcpDecoder, TcpError, TcpItem};
 pub use ws::{WsDecoder, WsError, WsItem};
 
+/// The size past which a frame (TCP) or message (WebSocket) of a connection whose limit is
+/// `max_frame` ends the connection instead of being skipped with `too_large`: four times the
+/// limit, and at least 16 KiB. Both transports close at the same point.
+pub fn hard_limit(max_frame: usize) -> usize {
+    max_frame.saturating_mul(4).max(16 * 1024)
+}
+
 /// Everything a decoder gives for an input fed in `chunks`: its items, then the error that
 /// ended it (if one did), and how many bytes were left unconsumed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -40,9 +40,9 @@ impl TcpDecoder {
         }
     }
 
-    /// The length past which the connection is closed.
+    /// The length past which the connection is closed ([`super::hard_limit`]).
     pub fn hard_limit(&self) -> usize {
-        self.max_frame.saturating_mul(4).max(16 * 1024)
+        super::hard_limit(self.max_frame)
     }
 
     /// Takes the next item out of `buf`: `Ok(None)` when more bytes are needed, `Err` once the

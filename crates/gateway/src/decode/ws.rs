@@ -61,9 +61,9 @@ impl WsDecoder {
         }
     }
 
-    /// The size past which a message ends the connection (close 1009).
+    /// The size past which a message ends the connection (close 1009; [`super::hard_limit`]).
     pub fn hard_limit(&self) -> usize {
-        self.max_frame_bytes.saturating_mul(4).max(16 * 1024)
+        super::hard_limit(self.max_frame_bytes)
     }
 
     /// Takes the next item out of `buf`: `Ok(None)` when more bytes are needed (what is there

@@ -117,11 +117,8 @@ impl Shared {
             if st.closed.is_some() {
                 return Err(SendError::Closed);
             }
-            let config = &self.engine.config;
             let bytes = frame.len();
-            if st.queue.len() < config.max_queued_packets
-                && st.queued_bytes + bytes <= config.max_queued_bytes
-            {
+            if self.admits(&st, 1, bytes) {
                 st.queue.push_back(frame);
                 st.queued_bytes += bytes;
                 drop(st);
@@ -133,6 +130,13 @@ impl Shared {
         Err(SendError::QueueFull)
     }
 
+    /// Whether `packets` more frames of `bytes` in all fit under both of the queue's bounds.
+    fn admits(&self, st: &State, packets: usize, bytes: usize) -> bool {
+        let config = &self.engine.config;
+        st.queue.len() + packets <= config.max_queued_packets
+            && st.queued_bytes + bytes <= config.max_queued_bytes
+    }
+
     /// Queues several frames at once (a binary packet and its attachments), all or none.
     pub fn push_all(&self, frames: impl ExactSizeIterator<Item = Frame>) -> Result<(), SendError> {
         {
@@ -140,12 +144,9 @@ impl Shared {
             if st.closed.is_some() {
                 return Err(SendError::Closed);
             }
-            let config = &self.engine.config;
             let frames: Vec<Frame> = frames.collect();
             let bytes: usize = frames.iter().map(Frame::len).sum();
-            if st.queue.len() + frames.len() <= config.max_queued_packets
-                && st.queued_bytes + bytes <= config.max_queued_bytes
-            {
+            if self.admits(&st, frames.len(), bytes) {
                 st.queue.extend(frames);
                 st.queued_bytes += bytes;
                 drop(st);
