@@ -288,19 +288,7 @@ impl Writer {
     /// microseconds apart as its answers come back; without this, the first of them was committed
     /// alone (a whole fsync) while the rest queued behind it.
     fn gather(&self, batch: &mut Vec<Job>) {
-        let until = Instant::now() + GATHER_MAX;
-        while batch.len() < self.limits.max_batch
-            && !matches!(batch.last(), Some(Job::Close { .. }))
-        {
-            let left = until.saturating_duration_since(Instant::now()).min(GATHER_GAP);
-            if left.is_zero() {
-                return;
-            }
-            match self.jobs.recv_timeout(left) {
-                Ok(job) => batch.push(job),
-                Err(_) => return,
-            }
-        }
+        self.take_more(batch, Instant::now() + GATHER_MAX, GATHER_GAP);
     }
 
     /// With a commit delay, a batch of two or more jobs (the writer is busy: others are coming)
@@ -311,11 +299,16 @@ impl Writer {
         if delay.is_zero() || batch.len() < 2 {
             return;
         }
-        let until = Instant::now() + delay;
+        self.take_more(batch, Instant::now() + delay, Duration::MAX);
+    }
+
+    /// Adds jobs to the batch until `until`, the batch is full or closing, or no job came for
+    /// `gap`.
+    fn take_more(&self, batch: &mut Vec<Job>, until: Instant, gap: Duration) {
         while batch.len() < self.limits.max_batch
             && !matches!(batch.last(), Some(Job::Close { .. }))
         {
-            let left = until.saturating_duration_since(Instant::now());
+            let left = until.saturating_duration_since(Instant::now()).min(gap);
             if left.is_zero() {
                 return;
             }
