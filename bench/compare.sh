@@ -13,7 +13,7 @@
 #   bench/compare.sh                  # full run (the figures of docs/PERFORMANCE.md)
 #   QUICK=1 bench/compare.sh          # the same with small numbers (about 3 minutes)
 #   ONLY="fanout cluster" bench/compare.sh  # just these scenarios (idle storm fanout rooms dm
-#                                     # pipeline dispatch cluster cluster_sharded)
+#                                     # pipeline dispatch cluster dm_cluster cluster_sharded)
 #   OUT=dir bench/compare.sh          # where the JSON reports and logs go
 #                                     # (default target/bench-results/<date-time>)
 #
@@ -27,6 +27,7 @@ if [ "${QUICK:-0}" = 1 ]; then
   : "${ROOMS_CONNS:=1000}" "${ROOMS_RATE:=500}" "${DM_CONNS:=1000}" "${DM_RATE:=1000}"
   : "${CLUSTER_RATE:=500}" "${DURATION:=5}" "${CLUSTER_DURATION:=5}"
   : "${FANOUT_SMALL_SUBS:=200}" "${FANOUT_SMALL_RATE:=100}" "${PIPELINE_DM_CONNS:=200}"
+  : "${DM_CLUSTER_RATE:=500}"
 fi
 IDLE_CONNS="${IDLE_CONNS:-15000}"        # idle connections (target: ≤ 8 KiB each at 15,000)
 STORM_CONNS="${STORM_CONNS:-15000}"      # connections opened as fast as possible
@@ -40,6 +41,10 @@ ROOM_SIZE="${ROOM_SIZE:-10}"
 ROOMS_RATE="${ROOMS_RATE:-2000}"         # messages/s spread over the rooms
 DM_CONNS="${DM_CONNS:-10000}"            # users, one connection each
 DM_RATE="${DM_RATE:-5000}"               # direct messages/s, all senders together
+# dm_cluster: the dm workload on two nodes of one cluster (users split between them) on one
+# Redis, against two Socket.IO processes with the redis adapter; CPU of both nodes and Redis.
+DM_CLUSTER_CONNS="${DM_CLUSTER_CONNS:-$DM_CONNS}"
+DM_CLUSTER_RATE="${DM_CLUSTER_RATE:-2000}"
 # pipeline: ONE connection keeping PIPELINE_IN_FLIGHT publishes outstanding, to a room of
 # PIPELINE_ROOM_SIZE (publisher included) and as DMs to random users among PIPELINE_DM_CONNS;
 # each as fast as answered, then at PIPELINE_RATE publishes/s (the latency target's rate).
@@ -219,6 +224,29 @@ if want cluster; then
   start_socketio sio-cluster-b --redis "$REDIS_URL"
   bench_run cluster-socketio socketio-redis socketio "$A_URL" "$A_PID" cluster \
     --other-target "$SIO_URL" --other-pid "$SIO_PID" "${CLUSTER_ARGS[@]}"
+  bench_stop "$A_PID"
+  bench_stop "$SIO_PID"
+fi
+
+# DMs across two nodes on one Redis: Switchboard in cluster mode (each DM stored in both users'
+# streams in Redis, routed to the recipient's node only) against Socket.IO with the redis
+# adapter (stores nothing, every node gets every DM); the figure counts both nodes and Redis.
+if want dm_cluster; then
+  start_redis
+  DMC_ARGS=(--connections "$DM_CLUSTER_CONNS" --rate "$DM_CLUSTER_RATE" --duration "$DURATION"
+    --redis-pid "$REDIS_PID")
+  start_switchboard sb-dmc-a --redis "$REDIS_URL" --node-id dmc-a
+  A_URL=$SB_URL A_PID=$SB_PID
+  start_switchboard sb-dmc-b --redis "$REDIS_URL" --node-id dmc-b
+  bench_run dm_cluster-switchboard switchboard-cluster switchboard "$A_URL" "$A_PID" dm \
+    --other-target "$SB_URL" --other-pid "$SB_PID" "${DMC_ARGS[@]}"
+  bench_stop "$A_PID"
+  bench_stop "$SB_PID"
+  start_socketio sio-dmc-a --redis "$REDIS_URL"
+  A_URL=$SIO_URL A_PID=$SIO_PID
+  start_socketio sio-dmc-b --redis "$REDIS_URL"
+  bench_run dm_cluster-socketio socketio-redis socketio "$A_URL" "$A_PID" dm \
+    --other-target "$SIO_URL" --other-pid "$SIO_PID" "${DMC_ARGS[@]}"
   bench_stop "$A_PID"
   bench_stop "$SIO_PID"
 fi

@@ -73,6 +73,8 @@ start_switchboard node-b --redis "$REDIS_URL" --node-id smoke-b
 run cluster cluster --target "$A_URL" --server-pid "$A_PID" --other-target "$SB_URL" \
   --other-pid "$SB_PID" --redis-pid "$REDIS_PID" --connections 20 --idle-connections 20 \
   --rate 50 --duration 2
+run dm_cluster dm --target "$A_URL" --server-pid "$A_PID" --other-target "$SB_URL" \
+  --other-pid "$SB_PID" --redis-pid "$REDIS_PID" --connections 40 --rate 50 --duration 2
 
 echo "== smoke: report"
 "$BENCH" report "$RESULTS"

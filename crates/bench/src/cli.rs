@@ -231,6 +231,17 @@ pub struct DmArgs {
     /// Padding bytes in each message body.
     #[arg(long, default_value_t = 100)]
     pub payload: usize,
+    /// A second node of the same cluster: the users are split between the two (the first half
+    /// on `--target`), each DM goes to a random user on either, and the report is `dm_cluster`
+    /// with both nodes' CPU (and Redis's, with `--redis-pid`).
+    #[arg(long)]
+    pub other_target: Option<String>,
+    /// The second node's process id.
+    #[arg(long)]
+    pub other_pid: Option<u32>,
+    /// The Redis server's process id(s), comma-separated, to count Redis's CPU too.
+    #[arg(long, value_delimiter = ',')]
+    pub redis_pid: Vec<u32>,
 }
 
 /// Where the `pipeline` scenario's publishes go.

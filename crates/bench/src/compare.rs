@@ -7,8 +7,16 @@ use crate::report::{self, Report, thousands};
 use std::fmt::Write as _;
 use std::path::Path;
 
-const ORDER: [&str; 8] = [
-    "idle", "storm", "fanout", "rooms", "dm", "pipeline", "cluster", "dispatch",
+const ORDER: [&str; 9] = [
+    "idle",
+    "storm",
+    "fanout",
+    "rooms",
+    "dm",
+    "pipeline",
+    "cluster",
+    "dm_cluster",
+    "dispatch",
 ];
 
 /// Reads every `*.json` report in `dir`, in scenario order.
@@ -255,6 +263,7 @@ pub fn render(dir: &Path) -> Result<String> {
     }
 
     s.push_str(&crate::cluster_table::render(&rs));
+    s.push_str(&crate::cluster_table::render_dm(&rs));
 
     // Targets.
     s.push_str("\n### Targets\n\n| target | measured | verdict |\n| --- | --- | --- |\n");

@@ -168,8 +168,15 @@ impl Report {
             parts.push(format!("{} requests/s", thousands(r)));
         }
         if let Some(o) = &self.other_server {
+            // In `cluster` the other node holds no interested connection; in `dm_cluster` it
+            // holds half the users.
+            let which = if self.scenario == "cluster" {
+                "idle node"
+            } else {
+                "node B"
+            };
             parts.push(format!(
-                "idle node {:.3} CPU-s ({:.2}% of a core)",
+                "{which} {:.3} CPU-s ({:.2}% of a core)",
                 o.cpu_s, o.cpu_pct
             ));
         }

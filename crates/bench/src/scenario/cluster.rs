@@ -5,8 +5,8 @@
 //! message.
 
 use super::{
-    Ctx, add_connected, add_published, check_bounds, connect_all, finish, merge_results, publish,
-    set_elapsed,
+    Ctx, add_connected, add_published, check_bounds, connect_all, conns_at, finish, merge_results,
+    publish, set_elapsed,
 };
 use crate::cli::ClusterArgs;
 use crate::coord::{Workers, drain};
@@ -55,15 +55,7 @@ pub async fn run(a: ClusterArgs) -> Result<bool> {
             convs: vec![convs[0].clone()],
         });
     }
-    for (j, token) in idle_tokens.into_iter().enumerate() {
-        conns.push(ConnSpec {
-            addr: other,
-            src: ctx.src(n + j),
-            token,
-            user: (n + j) as u64,
-            convs: Vec::new(),
-        });
-    }
+    conns.extend(conns_at(&ctx, other, idle_tokens, n));
     let mut w = Workers::spawn(ctx.plans(conns)).await?;
     let connected = connect_all(&mut w, n + m).await?;
     // Let connection-time work (registrations, presence) finish before measuring.

@@ -3,15 +3,20 @@
 //! Deliveries are the recipients' copies; Switchboard also sends each sender a copy of its own
 //! message on its personal stream (counted as `echoes`, not as deliveries, but its cost is in
 //! the server's CPU).
+//!
+//! With `--other-target` it runs on two nodes of one cluster (`dm_cluster`): the first half of
+//! the users on `--target`, the rest on the other node, DMs to random users on either, and the
+//! report counts both nodes' CPU and Redis's per delivered DM.
 
 use super::{
-    Ctx, add_connected, basic_failures, check_bounds, connect_all, finish, merge_results,
+    Ctx, add_connected, basic_failures, check_bounds, connect_all, conns_at, finish, merge_results,
     plain_conns, set_elapsed,
 };
 use crate::cli::DmArgs;
 use crate::coord::{Workers, drain};
 use crate::error::{BenchError, Result};
-use crate::worker::{DmPlan, Event};
+use crate::procfs::{Group, Probe};
+use crate::worker::{ConnSpec, DmPlan, Event};
 use serde_json::json;
 use std::time::Duration;
 
@@ -26,8 +31,15 @@ pub async fn run(a: DmArgs) -> Result<bool> {
     let ctx = Ctx::new(&a.common)?;
     let n = a.connections;
     eprintln!("dm: {n} tokens");
-    let tokens = ctx.tokens(ctx.addr, 0, n as u64).await?;
-    let conns = plain_conns(&ctx, tokens);
+    let other = a
+        .other_target
+        .as_deref()
+        .map(crate::target::parse_target)
+        .transpose()?;
+    let conns = match other {
+        None => plain_conns(&ctx, ctx.tokens(ctx.addr, 0, n as u64).await?),
+        Some(other) => split_conns(&ctx, other, n).await?,
+    };
     let mut plans = ctx.plans(conns);
     let workers = plans.len() as f64;
     for p in &mut plans {
@@ -44,7 +56,12 @@ pub async fn run(a: DmArgs) -> Result<bool> {
     let connected = connect_all(&mut w, n).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     eprintln!("dm: sending {}/s for {} s", a.rate, a.duration);
+    let other_probe = Probe { pid: a.other_pid };
+    let redis_probe = Group {
+        pids: a.redis_pid.clone(),
+    };
     let before = ctx.probe.sample();
+    let (other_before, redis_before) = (other_probe.sample(), redis_probe.sample());
     let since = tokio::time::Instant::now();
     w.command("run").await?;
     let done = w
@@ -61,11 +78,16 @@ pub async fn run(a: DmArgs) -> Result<bool> {
     let dropped: u64 = done.iter().map(|d| d.1).sum();
     let elapsed = drain(&w, sent, since).await;
     let usage = ctx.probe.usage_since(&before);
+    let (other_usage, redis_usage) = (
+        other_probe.usage_since(&other_before),
+        redis_probe.usage_since(&redis_before),
+    );
     let results = w.stop().await?;
     let mut r = ctx.report(
-        "dm",
+        if other.is_some() { "dm_cluster" } else { "dm" },
         json!({"connections": n, "rate": a.rate, "duration_s": a.duration, "payload": a.payload,
-               "workers": a.common.workers, "source_ips": ctx.srcs.len()}),
+               "workers": a.common.workers, "source_ips": ctx.srcs.len(),
+               "other_target": a.other_target, "redis_processes": a.redis_pid.len()}),
     );
     add_connected(&mut r, &connected);
     merge_results(&mut r, &results);
@@ -74,6 +96,20 @@ pub async fn run(a: DmArgs) -> Result<bool> {
     r.expected_deliveries = sent;
     set_elapsed(&mut r, elapsed.as_secs_f64().max(a.duration));
     r.server = usage.map(|u| u.per_op(r.deliveries));
+    if other.is_some() {
+        r.other_server = other_usage.map(|u| u.per_op(r.deliveries));
+        r.redis = redis_usage.map(|u| u.per_op(r.deliveries));
+    }
     let hard = basic_failures(&r, true);
     finish(&a.common.output, r, hard)
+}
+
+/// The users split over two nodes: the first half on the target, the rest on `other`, each
+/// with a token its own node issued (user numbers run on across both halves).
+async fn split_conns(ctx: &Ctx, other: std::net::SocketAddr, n: usize) -> Result<Vec<ConnSpec>> {
+    let half = n / 2;
+    let mut conns = plain_conns(ctx, ctx.tokens(ctx.addr, 0, half as u64).await?);
+    let rest = ctx.tokens(other, half as u64, (n - half) as u64).await?;
+    conns.extend(conns_at(ctx, other, rest, half));
+    Ok(conns)
 }

@@ -242,14 +242,25 @@ pub async fn connect_all(w: &mut Workers, n: usize) -> Result<Connected> {
 
 /// One connection per token (user `i` for token `i`), subscribed to nothing.
 pub fn plain_conns(ctx: &Ctx, tokens: Vec<String>) -> Vec<ConnSpec> {
+    conns_at(ctx, ctx.addr, tokens, 0)
+}
+
+/// Connections to `addr` with no subscriptions, one per token, for users numbered from
+/// `first` (source addresses follow the user number).
+pub fn conns_at(
+    ctx: &Ctx,
+    addr: std::net::SocketAddr,
+    tokens: Vec<String>,
+    first: usize,
+) -> Vec<ConnSpec> {
     tokens
         .into_iter()
         .enumerate()
         .map(|(i, token)| ConnSpec {
-            addr: ctx.addr,
-            src: ctx.src(i),
+            addr,
+            src: ctx.src(first + i),
             token,
-            user: i as u64,
+            user: (first + i) as u64,
             convs: Vec::new(),
         })
         .collect()
