@@ -207,49 +207,39 @@ if want dispatch; then
   bench_stop "$SB_PID"
 fi
 
-# Cluster routing cost: two nodes on one Redis; B holds connections, none in the busy room.
-if want cluster; then
+# two_nodes NAME SCENARIO ARGS...: the scenario against two Switchboard nodes in cluster mode on
+# a fresh private Redis, then two Socket.IO processes with @socket.io/redis-adapter on it; node A
+# is the target, node B is passed as --other-target, Redis's pid as --redis-pid.
+two_nodes() {
+  local name=$1 scenario=$2 a_url a_pid
+  shift 2
   start_redis
-  CLUSTER_ARGS=(--connections "$CLUSTER_SUBS" --idle-connections "$CLUSTER_IDLE"
-    --rate "$CLUSTER_RATE" --duration "$CLUSTER_DURATION" --redis-pid "$REDIS_PID")
-  start_switchboard sb-cluster-a --redis "$REDIS_URL" --node-id bench-a
-  A_URL=$SB_URL A_PID=$SB_PID
-  start_switchboard sb-cluster-b --redis "$REDIS_URL" --node-id bench-b
-  bench_run cluster-switchboard switchboard-cluster switchboard "$A_URL" "$A_PID" cluster \
-    --other-target "$SB_URL" --other-pid "$SB_PID" "${CLUSTER_ARGS[@]}"
-  bench_stop "$A_PID"
+  start_switchboard "sb-$name-a" --redis "$REDIS_URL" --node-id "$name-a"
+  a_url=$SB_URL a_pid=$SB_PID
+  start_switchboard "sb-$name-b" --redis "$REDIS_URL" --node-id "$name-b"
+  bench_run "$name-switchboard" switchboard-cluster switchboard "$a_url" "$a_pid" "$scenario" \
+    --other-target "$SB_URL" --other-pid "$SB_PID" --redis-pid "$REDIS_PID" "$@"
+  bench_stop "$a_pid"
   bench_stop "$SB_PID"
-  start_socketio sio-cluster-a --redis "$REDIS_URL"
-  A_URL=$SIO_URL A_PID=$SIO_PID
-  start_socketio sio-cluster-b --redis "$REDIS_URL"
-  bench_run cluster-socketio socketio-redis socketio "$A_URL" "$A_PID" cluster \
-    --other-target "$SIO_URL" --other-pid "$SIO_PID" "${CLUSTER_ARGS[@]}"
-  bench_stop "$A_PID"
+  start_socketio "sio-$name-a" --redis "$REDIS_URL"
+  a_url=$SIO_URL a_pid=$SIO_PID
+  start_socketio "sio-$name-b" --redis "$REDIS_URL"
+  bench_run "$name-socketio" socketio-redis socketio "$a_url" "$a_pid" "$scenario" \
+    --other-target "$SIO_URL" --other-pid "$SIO_PID" --redis-pid "$REDIS_PID" "$@"
+  bench_stop "$a_pid"
   bench_stop "$SIO_PID"
-fi
+  bench_stop "$REDIS_PID"
+}
+
+# Cluster routing cost: two nodes on one Redis; B holds connections, none in the busy room.
+want cluster && two_nodes cluster cluster --connections "$CLUSTER_SUBS" \
+  --idle-connections "$CLUSTER_IDLE" --rate "$CLUSTER_RATE" --duration "$CLUSTER_DURATION"
 
 # DMs across two nodes on one Redis: Switchboard in cluster mode (each DM stored in both users'
 # streams in Redis, routed to the recipient's node only) against Socket.IO with the redis
 # adapter (stores nothing, every node gets every DM); the figure counts both nodes and Redis.
-if want dm_cluster; then
-  start_redis
-  DMC_ARGS=(--connections "$DM_CLUSTER_CONNS" --rate "$DM_CLUSTER_RATE" --duration "$DURATION"
-    --redis-pid "$REDIS_PID")
-  start_switchboard sb-dmc-a --redis "$REDIS_URL" --node-id dmc-a
-  A_URL=$SB_URL A_PID=$SB_PID
-  start_switchboard sb-dmc-b --redis "$REDIS_URL" --node-id dmc-b
-  bench_run dm_cluster-switchboard switchboard-cluster switchboard "$A_URL" "$A_PID" dm \
-    --other-target "$SB_URL" --other-pid "$SB_PID" "${DMC_ARGS[@]}"
-  bench_stop "$A_PID"
-  bench_stop "$SB_PID"
-  start_socketio sio-dmc-a --redis "$REDIS_URL"
-  A_URL=$SIO_URL A_PID=$SIO_PID
-  start_socketio sio-dmc-b --redis "$REDIS_URL"
-  bench_run dm_cluster-socketio socketio-redis socketio "$A_URL" "$A_PID" dm \
-    --other-target "$SIO_URL" --other-pid "$SIO_PID" "${DMC_ARGS[@]}"
-  bench_stop "$A_PID"
-  bench_stop "$SIO_PID"
-fi
+want dm_cluster && two_nodes dm_cluster dm --connections "$DM_CLUSTER_CONNS" \
+  --rate "$DM_CLUSTER_RATE" --duration "$DURATION"
 
 # The same cluster workload on a Redis Cluster (3 masters, 3 replicas, a fresh one per run):
 # two Switchboard nodes with --redis-cluster, answering a publish once WAIT saw one replica
