@@ -15,6 +15,8 @@
 mod cache;
 mod error;
 mod files;
+mod messages;
+mod migrate;
 mod reads;
 mod recovery;
 mod registry;
@@ -22,6 +24,8 @@ mod relay;
 mod schema;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v4;
 mod writer;
 mod writes;
 
