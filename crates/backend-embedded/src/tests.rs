@@ -53,7 +53,7 @@ fn queue_rollback(jobs: &mpsc::Sender<Job>) -> oneshot::Receiver<Result<(), Back
     rolled
 }
 
-fn queue_session(
+pub(crate) fn queue_session(
     jobs: &mpsc::Sender<Job>,
     token: [u8; 32],
     expires_at_ms: u64,

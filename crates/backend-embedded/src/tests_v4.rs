@@ -3,7 +3,9 @@
 //! the migration from version 3.
 
 use crate::error::now_ms;
-use crate::tests::{AppendReply, LIMITS, keyed, old_database, queue_append, run_writer};
+use crate::tests::{
+    AppendReply, LIMITS, keyed, old_database, queue_append, queue_session, run_writer,
+};
 use crate::writer::{Job, Writer, WriterLimits};
 use crate::{reads, schema};
 use rusqlite::Connection;
@@ -123,39 +125,51 @@ fn a_dm_is_stored_once_and_kept_while_a_stream_holds_it() {
 }
 
 /// One append of a run failing (its key names a conversation that cannot be parsed) fails
-/// alone: its neighbours in the same batch are stored, with no gap in the seqs.
+/// alone: its neighbours in the same batch are stored, with no gap in the seqs. Both ways of
+/// undoing a run: the run first in its transaction (rolled back and begun again), and after
+/// another write (rolled back to its savepoint, the write kept).
 #[test]
 fn a_failing_append_fails_alone_in_its_run() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let conv = Conv::room("run");
-    let (conn, _) = schema::open_writer(dir.path()).expect("open");
-    conn.execute(
-        "INSERT INTO messages (conv, seq, message_id, ts, key_owner, client_msg_id, body)
-         VALUES ('not a conversation', 1, 'm_bad', ?1, 'u_1', 'bad', '{}')",
-        [now_ms() as i64],
-    )
-    .expect("a bad row");
-    drop(conn);
-    let sink = RecordingSink::new();
-    let (jobs, rx) = mpsc::channel();
-    let a = queue_append(&jobs, keyed(&conv, Some("a")));
-    let bad = queue_append(&jobs, keyed(&conv, Some("bad")));
-    let b = queue_append(&jobs, keyed(&conv, None));
-    run_writer(dir.path(), jobs, rx, &sink);
-    let seq = |r: AppendReply| {
-        r.blocking_recv()
-            .expect("answered")
-            .expect("append")
-            .receipt
-            .seq
-    };
-    assert_eq!(seq(a), 1);
-    assert!(bad.blocking_recv().expect("answered").is_err());
-    assert_eq!(seq(b), 2);
-    let delivered: Vec<u64> = sink.messages().iter().map(|m| m.seq).collect();
-    assert_eq!(delivered, vec![1, 2]);
-    let conn = schema::open_reader(dir.path()).expect("reader");
-    assert_eq!(seqs(&conn, &conv), vec![1, 2]);
+    for write_first in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conv = Conv::room("run");
+        let (conn, _) = schema::open_writer(dir.path()).expect("open");
+        conn.execute(
+            "INSERT INTO messages (conv, seq, message_id, ts, key_owner, client_msg_id, body)
+             VALUES ('not a conversation', 1, 'm_bad', ?1, 'u_1', 'bad', '{}')",
+            [now_ms() as i64],
+        )
+        .expect("a bad row");
+        drop(conn);
+        let sink = RecordingSink::new();
+        let (jobs, rx) = mpsc::channel();
+        let session = write_first.then(|| queue_session(&jobs, [7; 32], u64::MAX / 2));
+        let a = queue_append(&jobs, keyed(&conv, Some("a")));
+        let bad = queue_append(&jobs, keyed(&conv, Some("bad")));
+        let b = queue_append(&jobs, keyed(&conv, None));
+        run_writer(dir.path(), jobs, rx, &sink);
+        let seq = |r: AppendReply| {
+            r.blocking_recv()
+                .expect("answered")
+                .expect("append")
+                .receipt
+                .seq
+        };
+        assert_eq!(seq(a), 1, "write first: {write_first}");
+        assert!(bad.blocking_recv().expect("answered").is_err());
+        assert_eq!(seq(b), 2);
+        let delivered: Vec<u64> = sink.messages().iter().map(|m| m.seq).collect();
+        assert_eq!(delivered, vec![1, 2]);
+        let conn = schema::open_reader(dir.path()).expect("reader");
+        assert_eq!(seqs(&conn, &conv), vec![1, 2]);
+        if let Some(session) = session {
+            session.blocking_recv().expect("answered").expect("session");
+            assert!(
+                reads::session(&conn, &[7; 32]).expect("session").is_some(),
+                "the write before the run is kept"
+            );
+        }
+    }
 }
 
 /// The version-3 layout of the message tables (the others are the same in version 4).

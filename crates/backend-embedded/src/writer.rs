@@ -520,10 +520,12 @@ fn in_savepoint<T>(
     result
 }
 
-/// Runs consecutive appends in one savepoint: a savepoint copies each page it first changes
-/// (SQLite's sub-journal), so one per append copied the same pages again for every message.
-/// If any of them fails, the run is undone and each append runs again in a savepoint of its
-/// own, so that only the failing one fails, as with any other job.
+/// Runs consecutive appends together. A savepoint copies each page it first changes (SQLite's
+/// sub-journal), so one per append copied the same pages again for every message: the run gets
+/// one savepoint, or none when it is the first thing in the transaction (the usual batch is only
+/// appends), where rolling the transaction back and beginning again undoes it just as well.
+/// If any append fails, the run is undone and each append runs again in a savepoint of its own,
+/// so that only the failing one fails, as with any other job.
 fn append_run(
     conn: &Connection,
     stmts: &mut Statements<'_>,
@@ -532,19 +534,13 @@ fn append_run(
     run: Vec<(AppendRequest, AppendReply)>,
     outcomes: &mut Vec<Outcome>,
 ) {
+    let first = outcomes.is_empty();
     let mut undo: Vec<(Conv, Option<u64>)> = Vec::new();
-    let together = in_savepoint(conn, |_| {
-        let mut answers = Vec::with_capacity(run.len());
-        for (request, _) in &run {
-            let (appended, heads) = append_one(stmts, seq, overlay, request)?;
-            for (conv, head) in heads {
-                let before = overlay.insert(conv.clone(), head);
-                undo.push((conv, before));
-            }
-            answers.push(appended);
-        }
-        Ok(answers)
-    });
+    let together = if first && !conn.is_autocommit() {
+        append_all(stmts, seq, overlay, &run, &mut undo)
+    } else {
+        in_savepoint(conn, |_| append_all(stmts, seq, overlay, &run, &mut undo))
+    };
     match together {
         Ok(answers) => {
             for ((_, reply), appended) in run.into_iter().zip(answers) {
@@ -558,6 +554,21 @@ fn append_run(
                     None => overlay.remove(&conv),
                 };
             }
+            if first {
+                // Nothing but the run is in the transaction (or the database already rolled it
+                // back): undo it whole and begin again. If that fails, the jobs below find no
+                // transaction and fail, and so does the batch.
+                let run_sql = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
+                let restarted = if conn.is_autocommit() {
+                    Ok(0)
+                } else {
+                    run_sql("ROLLBACK")
+                }
+                .and_then(|_| run_sql("BEGIN IMMEDIATE"));
+                if let Err(e) = restarted {
+                    tracing::error!(error = %e, "undoing a failed run of appends failed");
+                }
+            }
             for (request, reply) in run {
                 let r = in_savepoint(conn, |_| append_one(stmts, seq, overlay, &request));
                 let r = r.map(|(appended, heads)| {
@@ -568,6 +579,27 @@ fn append_run(
             }
         }
     }
+}
+
+/// Appends every request of a run, publishing each one's heads into `overlay` (and what they
+/// replaced into `undo`) so that the next one sees them.
+fn append_all(
+    stmts: &mut Statements<'_>,
+    seq: &mut Sequencer,
+    overlay: &mut HashMap<Conv, u64>,
+    run: &[(AppendRequest, AppendReply)],
+    undo: &mut Vec<(Conv, Option<u64>)>,
+) -> Result<Vec<Appended>, BackendError> {
+    let mut answers = Vec::with_capacity(run.len());
+    for (request, _) in run {
+        let (appended, heads) = append_one(stmts, seq, overlay, request)?;
+        for (conv, head) in heads {
+            let before = overlay.insert(conv.clone(), head);
+            undo.push((conv, before));
+        }
+        answers.push(appended);
+    }
+    Ok(answers)
 }
 
 /// Appends one request (and its copy): one message row, an entry per stream. Returns the answer
