@@ -12,6 +12,7 @@
 //!   `subscribe` and `unsubscribe` have nothing to do.
 //! - **Registry**: in memory; a crash forgets it together with the connections it describes.
 
+mod append;
 mod cache;
 mod error;
 mod files;
