@@ -12,9 +12,12 @@
 //!   `subscribe` and `unsubscribe` have nothing to do.
 //! - **Registry**: in memory; a crash forgets it together with the connections it describes.
 
+mod append;
 mod cache;
 mod error;
 mod files;
+mod messages;
+mod migrate;
 mod reads;
 mod recovery;
 mod registry;
@@ -22,6 +25,8 @@ mod relay;
 mod schema;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v4;
 mod writer;
 mod writes;
 

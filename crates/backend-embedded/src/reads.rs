@@ -308,8 +308,8 @@ pub(crate) fn position(conn: &Connection, conv: &Conv) -> Result<(u64, Option<u6
     let (head, oldest): (Option<i64>, Option<i64>) = conn
         .prepare_cached(
             "SELECT max(coalesce((SELECT head FROM convs WHERE conv = ?1), 0),
-                        coalesce((SELECT max(seq) FROM messages WHERE conv = ?1), 0)),
-                    (SELECT min(seq) FROM messages WHERE conv = ?1)",
+                        coalesce((SELECT max(seq) FROM entries WHERE conv = ?1), 0)),
+                    (SELECT min(seq) FROM entries WHERE conv = ?1)",
         )
         .and_then(|mut s| s.query_row([conv.as_str()], |r| Ok((r.get(0)?, r.get(1)?))))
         .ctx("reading a position")?;
@@ -329,8 +329,9 @@ pub(crate) fn history(
         (Some(after), None) => (
             query_messages(
                 conn,
-                "SELECT seq, message_id, from_user, to_user, ts, client_msg_id, body
-                 FROM messages WHERE conv = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3",
+                "SELECT e.seq, m.message_id, m.from_user, m.to_user, m.ts, m.client_msg_id, m.body
+                 FROM entries AS e CROSS JOIN messages AS m ON m.id = e.msg
+                 WHERE e.conv = ?1 AND e.seq > ?2 ORDER BY e.seq ASC LIMIT ?3",
                 params![c, seq(after), limit],
             ),
             false,
@@ -338,8 +339,9 @@ pub(crate) fn history(
         (None, Some(before)) => (
             query_messages(
                 conn,
-                "SELECT seq, message_id, from_user, to_user, ts, client_msg_id, body
-                 FROM messages WHERE conv = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+                "SELECT e.seq, m.message_id, m.from_user, m.to_user, m.ts, m.client_msg_id, m.body
+                 FROM entries AS e CROSS JOIN messages AS m ON m.id = e.msg
+                 WHERE e.conv = ?1 AND e.seq < ?2 ORDER BY e.seq DESC LIMIT ?3",
                 params![c, seq(before), limit],
             ),
             true,
@@ -347,9 +349,10 @@ pub(crate) fn history(
         (Some(after), Some(before)) => (
             query_messages(
                 conn,
-                "SELECT seq, message_id, from_user, to_user, ts, client_msg_id, body
-                 FROM messages WHERE conv = ?1 AND seq > ?2 AND seq < ?3
-                 ORDER BY seq ASC LIMIT ?4",
+                "SELECT e.seq, m.message_id, m.from_user, m.to_user, m.ts, m.client_msg_id, m.body
+                 FROM entries AS e CROSS JOIN messages AS m ON m.id = e.msg
+                 WHERE e.conv = ?1 AND e.seq > ?2 AND e.seq < ?3
+                 ORDER BY e.seq ASC LIMIT ?4",
                 params![c, seq(after), seq(before), limit],
             ),
             false,
@@ -357,8 +360,9 @@ pub(crate) fn history(
         (None, None) => (
             query_messages(
                 conn,
-                "SELECT seq, message_id, from_user, to_user, ts, client_msg_id, body
-                 FROM messages WHERE conv = ?1 ORDER BY seq DESC LIMIT ?2",
+                "SELECT e.seq, m.message_id, m.from_user, m.to_user, m.ts, m.client_msg_id, m.body
+                 FROM entries AS e CROSS JOIN messages AS m ON m.id = e.msg
+                 WHERE e.conv = ?1 ORDER BY e.seq DESC LIMIT ?2",
                 params![c, limit],
             ),
             true,

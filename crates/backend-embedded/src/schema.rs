@@ -12,9 +12,11 @@ use switchboard_core::backend::BackendError;
 /// The schema version this build writes and understands. Version 2 stores messages and
 /// idempotency keys in the order they were written and no longer rewrites a conversation's head
 /// row on every append; version 3 gives every named user a `username_key` (NFKC, lowercased),
-/// unique, by which names compare. Version-1 and version-2 databases are migrated on open (see
-/// [`open_writer`] and [`assign_username_keys`]).
-pub(crate) const SCHEMA_VERSION: u32 = 3;
+/// unique, by which names compare; version 4 stores a message once, however many streams it is
+/// in (a direct message and the sender's copy), with one small entry per stream, and keeps its
+/// idempotency key on the message row. Older databases are migrated on open (see
+/// [`open_writer`] and the migrate module).
+pub(crate) const SCHEMA_VERSION: u32 = 4;
 
 /// The file name inside the data directory.
 pub(crate) const DB_FILE: &str = "switchboard.db";
@@ -75,21 +77,38 @@ CREATE TABLE IF NOT EXISTS members (
 CREATE INDEX IF NOT EXISTS members_by_user ON members (user_id, room_id);
 CREATE INDEX IF NOT EXISTS members_by_order ON members (room_id, joined);
 
--- Rows in the order they were stored (`id` grows with `ts`, which never goes backwards): each
--- commit appends to the last pages of the table instead of dirtying one random page per row.
--- History is found through the (conv, seq) index; age trimming deletes a prefix by `id`.
+-- One row per message, in the order they were stored (`id` grows with `ts`, which never goes
+-- backwards): each commit appends to the last pages of the table, and age trimming deletes a
+-- prefix by `id`. `conv`/`seq` is the stream the message was sent to (its receipt's);
+-- `copy_conv`/`copy_seq` the sender's copy of a direct message, NULL otherwise. Streams find
+-- their messages through `entries`; a row lives as long as one of its entries does.
+-- `key_owner` is set when the message has a `client_msg_id`: the key a retry is answered by.
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY,
     conv TEXT NOT NULL,
     seq INTEGER NOT NULL,
+    copy_conv TEXT,
+    copy_seq INTEGER,
     message_id TEXT NOT NULL,
     from_user TEXT,
     to_user TEXT,
     ts INTEGER NOT NULL,
+    key_owner TEXT,
     client_msg_id TEXT,
     body TEXT NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS messages_by_conv ON messages (conv, seq);
+-- Not unique: a key older than its retention no longer answers, and the same key may then name
+-- a new message (the writer looks keys up before it stores; the newest live one answers).
+CREATE INDEX IF NOT EXISTS messages_by_key ON messages (key_owner, client_msg_id)
+    WHERE key_owner IS NOT NULL;
+
+-- A stream's messages: (conv, seq) -> messages.id, a few dozen bytes per entry.
+CREATE TABLE IF NOT EXISTS entries (
+    conv TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    msg INTEGER NOT NULL,
+    PRIMARY KEY (conv, seq)
+) WITHOUT ROWID;
 
 -- Every conversation that ever had a message. A conversation's head is the larger of `head` and
 -- its newest stored seq: the row is written with the first message and raised only before age
@@ -99,8 +118,8 @@ CREATE TABLE IF NOT EXISTS convs (
     head INTEGER NOT NULL
 ) WITHOUT ROWID;
 
--- In write order like messages (`ts` never goes backwards): a new key costs one random index
--- entry, and expiry deletes an `id` prefix.
+-- Idempotency keys whose message was trimmed before the key expired (and every key stored before
+-- version 4), so that a retry still gets the original answer. Expiry deletes a prefix by `id`.
 CREATE TABLE IF NOT EXISTS idempotency (
     id INTEGER PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -149,34 +168,20 @@ pub(crate) fn open_writer(dir: &Path) -> Result<(Connection, String), BackendErr
         )
         .optional()
         .ctx("reading the schema version")?;
-    let from_v1 = version.as_deref() == Some("1");
-    let before_v3 = matches!(version.as_deref(), Some("1" | "2"));
-    match version.as_deref() {
-        None | Some("1" | "2") => {}
-        Some(v) if v == SCHEMA_VERSION.to_string() => {}
-        Some(v) => {
-            return Err(BackendError::Internal(format!(
-                "the database has schema version {v}; this build understands {SCHEMA_VERSION}"
-            )));
-        }
-    }
-    if from_v1 {
-        tx.execute_batch(V1_SET_ASIDE)
-            .ctx("migrating from schema version 1")?;
-    }
-    if before_v3 {
-        tx.execute_batch("ALTER TABLE users ADD COLUMN username_key TEXT")
-            .ctx("adding username keys")?;
-    }
+    let from: u32 = match version.as_deref() {
+        None => SCHEMA_VERSION,
+        Some(v) => match v.parse() {
+            Ok(n @ 1..=SCHEMA_VERSION) => n,
+            _ => {
+                return Err(BackendError::Internal(format!(
+                    "the database has schema version {v}; this build understands {SCHEMA_VERSION}"
+                )));
+            }
+        },
+    };
+    crate::migrate::before_schema(&tx, from)?;
     tx.execute_batch(SCHEMA).ctx("creating the schema")?;
-    if from_v1 {
-        tx.execute_batch(V1_COPY)
-            .ctx("migrating messages from schema version 1")?;
-        tracing::info!("embedded backend: migrated the database from schema version 1");
-    }
-    if before_v3 {
-        assign_username_keys(&tx)?;
-    }
+    crate::migrate::after_schema(&tx, from)?;
     tx.execute(
         "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -195,71 +200,6 @@ pub(crate) fn open_writer(dir: &Path) -> Result<(Connection, String), BackendErr
     tx.commit().ctx("committing the schema")?;
     Ok((conn, epoch))
 }
-
-/// Gives every named user without one its `username_key`, oldest user first. A name whose key
-/// an older user already has (`Alice` registered after `alice`, when names compared exactly)
-/// keeps no key: that user still logs in with the exact name, and nobody can register another
-/// spelling of it. Each such name is logged.
-pub(crate) fn assign_username_keys(conn: &Connection) -> Result<(), BackendError> {
-    let users: Vec<(String, String)> = conn
-        .prepare(
-            "SELECT user_id, username FROM users
-             WHERE username IS NOT NULL AND username_key IS NULL
-             ORDER BY created_at, rowid",
-        )
-        .and_then(|mut s| {
-            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .ctx("reading usernames")?;
-    let mut collisions = 0;
-    for (user_id, name) in &users {
-        let key = switchboard_core::names::username_key(name);
-        match conn.execute(
-            "UPDATE users SET username_key = ?1 WHERE user_id = ?2",
-            [&key, user_id],
-        ) {
-            Ok(_) => {}
-            Err(e) if crate::error::is_unique_violation(&e) => {
-                collisions += 1;
-                tracing::warn!(
-                    user_id = %user_id, username = %name, key = %key,
-                    "embedded backend: this username differs from an older one only in case or \
-                     form; it keeps working by its exact spelling"
-                );
-            }
-            Err(e) => return Err(crate::error::internal("assigning a username key", e)),
-        }
-    }
-    tracing::info!(
-        users = users.len(),
-        collisions,
-        "embedded backend: migrated the database to schema version 3 (usernames ignore case)"
-    );
-    Ok(())
-}
-
-/// Moves a version-1 database's messages and idempotency keys aside before the schema is applied.
-/// Version 1 kept them in `WITHOUT ROWID` tables clustered on (conv, seq) and (owner,
-/// client_msg_id), each with an index on `ts`; every other table is the same in version 2.
-const V1_SET_ASIDE: &str = "
-ALTER TABLE messages RENAME TO messages_v1;
-ALTER TABLE idempotency RENAME TO idempotency_v1;
-";
-
-/// Copies the set-aside rows into the new tables in `ts` order, so that `id` order is time order
-/// as the writer keeps it, and drops the old tables with their indexes. Runs in the schema
-/// transaction: a crash leaves the database at version 1.
-const V1_COPY: &str = "
-INSERT INTO messages (conv, seq, message_id, from_user, to_user, ts, client_msg_id, body)
-    SELECT conv, seq, message_id, from_user, to_user, ts, client_msg_id, body
-    FROM messages_v1 ORDER BY ts, conv, seq;
-DROP TABLE messages_v1;
-INSERT INTO idempotency (owner, client_msg_id, conv, seq, message_id, ts)
-    SELECT owner, client_msg_id, conv, seq, message_id, ts
-    FROM idempotency_v1 ORDER BY ts, owner, client_msg_id;
-DROP TABLE idempotency_v1;
-";
 
 /// Keeps each cached statement's plan. Without it SQLite compiles a statement again whenever a
 /// new value is bound to a parameter that its plan looked at: a conversation id compared twice

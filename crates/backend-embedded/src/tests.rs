@@ -11,14 +11,14 @@ use switchboard_core::backend::{AppendRequest, Appended, AuthSession, BackendErr
 use switchboard_proto::{Conv, MessageBody};
 use tokio::sync::oneshot;
 
-const LIMITS: WriterLimits = WriterLimits {
+pub(crate) const LIMITS: WriterLimits = WriterLimits {
     history_max_messages: 0,
     history_max_age_ms: 0,
     max_batch: 512,
     commit_delay: std::time::Duration::ZERO,
 };
 
-fn keyed(conv: &Conv, cmid: Option<&str>) -> AppendRequest {
+pub(crate) fn keyed(conv: &Conv, cmid: Option<&str>) -> AppendRequest {
     AppendRequest {
         conv: conv.clone(),
         from: Some("u_1".into()),
@@ -30,9 +30,9 @@ fn keyed(conv: &Conv, cmid: Option<&str>) -> AppendRequest {
     }
 }
 
-type AppendReply = oneshot::Receiver<Result<Appended, BackendError>>;
+pub(crate) type AppendReply = oneshot::Receiver<Result<Appended, BackendError>>;
 
-fn queue_append(jobs: &mpsc::Sender<Job>, request: AppendRequest) -> AppendReply {
+pub(crate) fn queue_append(jobs: &mpsc::Sender<Job>, request: AppendRequest) -> AppendReply {
     let (reply, rx) = oneshot::channel();
     jobs.send(Job::Append { request, reply }).expect("queue");
     rx
@@ -53,7 +53,7 @@ fn queue_rollback(jobs: &mpsc::Sender<Job>) -> oneshot::Receiver<Result<(), Back
     rolled
 }
 
-fn queue_session(
+pub(crate) fn queue_session(
     jobs: &mpsc::Sender<Job>,
     token: [u8; 32],
     expires_at_ms: u64,
@@ -73,7 +73,7 @@ fn queue_session(
 }
 
 /// Queues `Close`, then runs a writer over `dir` until it has done everything queued.
-fn run_writer(
+pub(crate) fn run_writer(
     dir: &std::path::Path,
     jobs: mpsc::Sender<Job>,
     rx: mpsc::Receiver<Job>,
@@ -349,6 +349,23 @@ CREATE TABLE idempotency (owner TEXT NOT NULL, client_msg_id TEXT NOT NULL, conv
 CREATE INDEX idempotency_by_ts ON idempotency (ts);
 ";
 
+/// A database file of an older version in `dir` (WAL mode, as every version had): `schema`,
+/// then `rows`, run on it.
+pub(crate) fn old_database(
+    dir: &std::path::Path,
+    schema: &str,
+    rows: &str,
+) -> rusqlite::Connection {
+    let old = rusqlite::Connection::open(dir.join(schema::DB_FILE)).expect("old file");
+    let mode: String = old
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .expect("wal");
+    assert_eq!(mode, "wal");
+    old.execute_batch(schema).expect("old schema");
+    old.execute_batch(rows).expect("old rows");
+    old
+}
+
 /// A version-1 data directory is migrated in place on open: every message, head, idempotency
 /// key, session and the epoch survive, and seqs go on.
 #[test]
@@ -357,17 +374,12 @@ fn a_version_1_database_is_migrated_on_open() {
     let (room, dm, gone) = (Conv::room("r1"), Conv::user("u_2"), Conv::room("gone"));
     let ts0 = i64::try_from(now_ms()).expect("ms since 1970") - 60_000;
     {
-        let old = rusqlite::Connection::open(dir.path().join(schema::DB_FILE)).expect("v1 file");
-        let mode: String = old
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .expect("wal");
-        assert_eq!(mode, "wal");
-        old.execute_batch(V1_SCHEMA).expect("v1 schema");
-        old.execute_batch(
+        let old = old_database(
+            dir.path(),
+            V1_SCHEMA,
             "INSERT INTO meta VALUES ('schema_version', '1'), ('epoch', '00000000000000e1');
              INSERT INTO convs VALUES ('room:r1', 3), ('user:u_2', 2), ('room:gone', 7);",
-        )
-        .expect("v1 rows");
+        );
         // Inserted out of time order: the clustered table keeps them by (conv, seq) anyway.
         let rows = [
             ("user:u_2", 2, 4),
@@ -512,54 +524,78 @@ fn a_version_1_database_is_migrated_on_open() {
     assert_eq!(reads::position(&conn, &room).expect("room"), (4, Some(1)));
 }
 
-/// Idempotency keys expire oldest first: a newer key still answers with its receipt.
+/// A key on a stored message answers for its retention, then no longer: the same key is then
+/// a new message, and the newer one answers.
 #[test]
-fn idempotency_keys_expire_as_a_prefix() {
+fn a_key_stops_answering_after_its_retention() {
     let dir = tempfile::tempdir().expect("tempdir");
     let conv = Conv::room("keys");
     let sink = RecordingSink::new();
-    // One keyed append in a writer run of its own.
-    let append_alone = |key: &str| {
+    let append = |keys: &[&str]| {
         let (jobs, rx) = mpsc::channel();
-        let reply = queue_append(&jobs, keyed(&conv, Some(key)));
+        let replies: Vec<_> = keys
+            .iter()
+            .map(|k| queue_append(&jobs, keyed(&conv, Some(k))))
+            .collect();
         run_writer(dir.path(), jobs, rx, &sink);
-        reply
-            .blocking_recv()
-            .expect("answered")
-            .expect("append")
-            .receipt
+        replies
+            .into_iter()
+            .map(|r| r.blocking_recv().expect("answered").expect("append"))
+            .collect::<Vec<_>>()
     };
-    let old = append_alone("old");
-    std::thread::sleep(std::time::Duration::from_millis(5));
-    let new = append_alone("new");
-    assert!(new.ts > old.ts);
+    let first = append(&["old", "new"]);
+    // Make `old` older than the retention.
+    let (conn, _) = schema::open_writer(dir.path()).expect("open");
+    conn.execute(
+        "UPDATE messages SET ts = ts - ?1 WHERE client_msg_id = 'old'",
+        [crate::writer::IDEMPOTENCY_MIN_RETENTION_MS as i64 + 1_000],
+    )
+    .expect("age a key");
+    drop(conn);
+    let retries = append(&["new", "old", "old"]);
+    assert_eq!(retries[0].receipt, first[1].receipt, "a live key answers");
+    assert!(retries[0].stored.is_empty());
+    assert_eq!(
+        (retries[1].receipt.seq, retries[1].stored.len()),
+        (3, 1),
+        "an expired key is a new message"
+    );
+    assert_eq!(
+        retries[2].receipt, retries[1].receipt,
+        "and the new message answers for it"
+    );
+}
 
+/// Keys moved to the `idempotency` table (their message was trimmed) expire oldest first, and
+/// a live key there stops the prefix: a newer key still answers with its receipt.
+#[test]
+fn spilled_keys_expire_as_a_prefix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (conn, _) = schema::open_writer(dir.path()).expect("open");
+    let now = now_ms();
+    let day = 24 * 3600 * 1000;
+    // By `id`: expired, live, expired (moved later, from an older message).
+    for (key, age) in [("a", 8 * day), ("b", day), ("c", 9 * day)] {
+        conn.execute(
+            "INSERT INTO idempotency (owner, client_msg_id, conv, seq, message_id, ts)
+             VALUES ('u_1', ?1, 'room:k', 1, 'm_1', ?2)",
+            rusqlite::params![key, (now - age) as i64],
+        )
+        .expect("a key");
+    }
+    drop(conn);
     let (mut conn, _) = schema::open_writer(dir.path()).expect("open");
-    let now = old.ts + 1 + crate::writer::IDEMPOTENCY_MIN_RETENTION_MS;
     assert!(!maintenance(&mut conn, 0, now).expect("maintenance"));
     let keys: Vec<String> = conn
-        .prepare("SELECT client_msg_id FROM idempotency")
+        .prepare("SELECT client_msg_id FROM idempotency ORDER BY id")
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .expect("keys");
-    assert_eq!(keys, vec!["new".to_owned()]);
-    drop(conn);
-
-    let (jobs, rx) = mpsc::channel();
-    let retry_new = queue_append(&jobs, keyed(&conv, Some("new")));
-    let retry_old = queue_append(&jobs, keyed(&conv, Some("old")));
-    run_writer(dir.path(), jobs, rx, &sink);
-    let receipt = |r: AppendReply| {
-        r.blocking_recv()
-            .expect("answered")
-            .expect("append")
-            .receipt
-    };
-    assert_eq!(
-        receipt(retry_new),
-        new,
-        "a live key answers with its receipt"
-    );
-    assert_eq!(receipt(retry_old).seq, 3, "an expired key is a new message");
+    assert_eq!(keys, vec!["b".to_owned(), "c".to_owned()]);
+    assert!(!maintenance(&mut conn, 0, now + 7 * day).expect("maintenance"));
+    let left: i64 = conn
+        .query_row("SELECT count(*) FROM idempotency", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(left, 0, "once the live key expired, the rest go too");
 }
 
 /// The writer skips recording conversations it knows are recorded; a conversation whose first

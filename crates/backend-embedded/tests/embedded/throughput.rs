@@ -138,8 +138,12 @@ fn write_bytes() -> u64 {
 /// The `dm` pattern at the writer: direct messages between random users of `SB_DM_USERS`
 /// (10,000) at `SB_DM_RATE` (5,000/s) for `SB_DM_SECONDS` (10 s), each stored twice (the
 /// recipient's stream and the sender's copy), as the server does; with `SB_DM_KEYED=1` each has
-/// a `client_msg_id`, as the client library sends. Prints the writer thread's CPU and the bytes
-/// written per message, the figures that the write path's layout changes, and the append latency.
+/// a `client_msg_id`, as the client library sends. With `SB_DM_ROOMS=n` the messages go instead
+/// to random rooms of `n` (the `rooms` pattern: one stream each, no copy). With `SB_DM_BATCH=k`
+/// every message is sent at once and the writer commits `k` at a time: the same commits in every
+/// run, for instruction counts (`valgrind --tool=callgrind`) that compare. Prints the writer
+/// thread's CPU and the bytes written per message, the figures that the write path's layout
+/// changes, and the append latency.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 #[ignore = "benchmark; run in release with --ignored --nocapture"]
 async fn dm_pattern_writer_cost() {
@@ -155,8 +159,15 @@ async fn dm_pattern_writer_cost() {
         env("SB_DM_SECONDS", 10),
     );
     let keyed = env("SB_DM_KEYED", 0) != 0;
+    let rooms = env("SB_DM_ROOMS", 0);
+    let batch = env("SB_DM_BATCH", 0);
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-    let eb = common::open(dir.path(), 0, Arc::new(Discard));
+    let mut config = switchboard_backend_embedded::EmbeddedConfig::new(dir.path());
+    if batch > 0 {
+        config.max_batch = batch as usize;
+    }
+    let eb = switchboard_backend_embedded::EmbeddedBackend::open(config, Arc::new(Discard))
+        .expect("open the embedded backend");
     let b = eb.backend();
     let ids: Vec<String> = (0..users)
         .map(|_| switchboard_proto::ids::new_id("u"))
@@ -176,15 +187,18 @@ async fn dm_pattern_writer_cost() {
     let mut pending = tokio::task::JoinSet::new();
     let mut latencies = Vec::with_capacity(total as usize);
     for i in 0..total {
-        let due = t0 + std::time::Duration::from_secs_f64(i as f64 / rate as f64);
-        tokio::time::sleep_until(due.into()).await;
+        if batch == 0 {
+            let due = t0 + std::time::Duration::from_secs_f64(i as f64 / rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
         let from = &ids[(next() % users) as usize];
         let mut to = &ids[(next() % users) as usize];
         if to == from {
             to = &ids[((next() % (users - 1)) + 1) as usize];
         }
+        let room = (rooms > 0).then(|| Conv::room(&format!("r{}", next() % rooms)));
         let request = switchboard_core::backend::AppendRequest {
-            conv: Conv::user(to),
+            conv: room.clone().unwrap_or_else(|| Conv::user(to)),
             from: Some(from.clone()),
             to: Some(to.clone()),
             body: switchboard_proto::MessageBody::from_json(format!(
@@ -194,16 +208,17 @@ async fn dm_pattern_writer_cost() {
             // Made as the client library makes them.
             client_msg_id: keyed.then(|| switchboard_proto::ids::new_id("c")),
             idempotency_owner: from.clone(),
-            copy_to: Some(Conv::user(from)),
+            copy_to: room.is_none().then(|| Conv::user(from)),
         };
+        let copies = if room.is_some() { 1 } else { 2 };
         let broker = b.broker.clone();
         pending.spawn(async move {
             let sent = Instant::now();
             let appended = broker.append(request).await.expect("append");
             assert_eq!(
                 appended.stored.len(),
-                2,
-                "the message and the sender's copy"
+                copies,
+                "the message and, for a DM, the sender's copy"
             );
             sent.elapsed()
         });
@@ -220,8 +235,9 @@ async fn dm_pattern_writer_cost() {
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
     let (cpu, io) = (thread_cpu_s("sb-sqlite-writer") - cpu0, write_bytes() - io0);
     println!(
-        "dm pattern{}: {total} DMs in {wall:.2} s; writer thread {:.1} µs CPU per DM, {:.0} bytes \
-         written per DM; append latency p50 {:.2} ms, p99 {:.2} ms",
+        "{} pattern{}: {total} messages in {wall:.2} s; writer thread {:.1} µs CPU per message, \
+         {:.0} bytes written per message; append latency p50 {:.2} ms, p99 {:.2} ms",
+        if rooms > 0 { "rooms" } else { "dm" },
         if keyed { " (keyed)" } else { "" },
         cpu * 1e6 / total as f64,
         io as f64 / total as f64,

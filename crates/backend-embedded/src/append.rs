@@ -1,0 +1,283 @@
+//! The writer's append path: sequencing (heads of conversations, timestamps), runs of appends
+//! in one transaction, and what a batch records and trims before its commit.
+
+use crate::error::{DbResultExt, now_ms};
+use crate::messages::{NewMessage, Statements};
+use rusqlite::{Connection, params};
+use std::collections::HashMap;
+use std::sync::Arc;
+use switchboard_core::backend::{AppendRequest, Appended, BackendError, Receipt};
+use switchboard_proto::{Conv, Message};
+use tokio::sync::oneshot;
+
+/// A conversation's committed head as the writer caches it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Head {
+    pub(crate) seq: u64,
+    /// The conversation's `convs` row is committed (rows are never deleted): the batch need not
+    /// record the conversation again (see `finish_heads`).
+    pub(crate) recorded: bool,
+}
+
+/// Sequencing state that lives across batches.
+pub(crate) struct Sequencer {
+    /// Committed heads of recently used conversations.
+    pub(crate) heads: HashMap<Conv, Head>,
+    /// The last `ts` given out: timestamps never go backwards, so messages are stored in time
+    /// order and age-based trimming removes a prefix of the table (by `id`).
+    pub(crate) last_ts: u64,
+    /// The `idempotency` table may hold keys (of trimmed messages, or from before version 4):
+    /// a key lookup must look there too. Only ever set between maintenance passes.
+    pub(crate) spilled_keys: bool,
+    /// How long an idempotency key answers (see [`IDEMPOTENCY_MIN_RETENTION_MS`]).
+    pub(crate) key_retention_ms: u64,
+}
+
+impl Sequencer {
+    /// A timestamp for the next message: now, or the last one given out if the clock went back.
+    pub(crate) fn next_ts(&mut self) -> u64 {
+        self.last_ts = now_ms().max(self.last_ts);
+        self.last_ts
+    }
+
+    /// The head of `conv` as this batch sees it: this batch's appends, else the committed head.
+    fn head(
+        &mut self,
+        stmts: &mut Statements<'_>,
+        overlay: &HashMap<Conv, u64>,
+        conv: &Conv,
+    ) -> Result<u64, BackendError> {
+        if let Some(h) = overlay.get(conv) {
+            return Ok(*h);
+        }
+        if let Some(h) = self.heads.get(conv) {
+            return Ok(h.seq);
+        }
+        // Outside the overlay the database holds only committed data for this conversation.
+        let (row, newest) = stmts.head(conv)?;
+        let seq = row.max(newest).map_or(0, |h| u64::try_from(h).unwrap_or(0));
+        let recorded = row.is_some();
+        self.heads.insert(conv.clone(), Head { seq, recorded });
+        Ok(seq)
+    }
+}
+
+/// Where an append's answer goes.
+pub(crate) type AppendReply = oneshot::Sender<Result<Appended, BackendError>>;
+
+/// A job that ran, waiting for the commit to be answered.
+pub(crate) enum Outcome {
+    /// An append and its result.
+    Append(AppendReply, Result<Appended, BackendError>),
+    /// Any other write, which holds its result.
+    Write(Box<dyn crate::writer::WriteJob>),
+}
+
+/// Runs `f` inside a savepoint of `tx`: kept on success, rolled back on failure.
+///
+/// The savepoint statements are prepared once and cached (rusqlite's `Transaction::savepoint`
+/// parses its SQL anew each time: two parses per job, ~3% of the writer thread's CPU).
+pub(crate) fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, BackendError>,
+) -> Result<T, BackendError> {
+    // SQLite rolls the whole transaction back by itself on some errors (disk full, I/O error,
+    // out of memory). A SAVEPOINT outside a transaction would start one of its own, and RELEASE
+    // would commit this job alone while the batch is answered as failed. Refuse instead: the
+    // batch fails as a whole, as the database already says it did.
+    if conn.is_autocommit() {
+        return Err(BackendError::Unavailable(
+            "the batch's transaction was rolled back by the database".into(),
+        ));
+    }
+    let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
+    run("SAVEPOINT sb_job").ctx("opening a savepoint")?;
+    // As rusqlite's `Savepoint`: kept only if it releases; anything else undoes the job.
+    let result = f(conn).and_then(|r| {
+        run("RELEASE sb_job")
+            .ctx("releasing a savepoint")
+            .map(|_| r)
+    });
+    if result.is_err() {
+        // Undo the job's changes, then end the savepoint; the transaction goes on.
+        let undone = run("ROLLBACK TO sb_job").and_then(|_| run("RELEASE sb_job"));
+        if let Err(u) = undone {
+            tracing::error!(error = %u, "rolling back a failed job's savepoint failed");
+        }
+    }
+    result
+}
+
+/// Runs consecutive appends together. A savepoint copies each page it first changes (SQLite's
+/// sub-journal), so one per append copied the same pages again for every message: the run gets
+/// one savepoint, or none when it is the first thing in the transaction (the usual batch is only
+/// appends), where rolling the transaction back and beginning again undoes it just as well.
+/// If any append fails, the run is undone and each append runs again in a savepoint of its own,
+/// so that only the failing one fails, as with any other job.
+pub(crate) fn append_run(
+    conn: &Connection,
+    stmts: &mut Statements<'_>,
+    seq: &mut Sequencer,
+    overlay: &mut HashMap<Conv, u64>,
+    run: Vec<(AppendRequest, AppendReply)>,
+    outcomes: &mut Vec<Outcome>,
+) {
+    let first = outcomes.is_empty();
+    let mut undo: Vec<(Conv, Option<u64>)> = Vec::new();
+    let together = if first && !conn.is_autocommit() {
+        append_all(stmts, seq, overlay, &run, &mut undo)
+    } else {
+        in_savepoint(conn, |_| append_all(stmts, seq, overlay, &run, &mut undo))
+    };
+    match together {
+        Ok(answers) => {
+            for ((_, reply), appended) in run.into_iter().zip(answers) {
+                outcomes.push(Outcome::Append(reply, Ok(appended)));
+            }
+        }
+        Err(_) => {
+            for (conv, before) in undo.into_iter().rev() {
+                match before {
+                    Some(h) => overlay.insert(conv, h),
+                    None => overlay.remove(&conv),
+                };
+            }
+            if first {
+                // Nothing but the run is in the transaction (or the database already rolled it
+                // back): undo it whole and begin again. If that fails, the jobs below find no
+                // transaction and fail, and so does the batch.
+                let run_sql = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
+                let restarted = if conn.is_autocommit() {
+                    Ok(0)
+                } else {
+                    run_sql("ROLLBACK")
+                }
+                .and_then(|_| run_sql("BEGIN IMMEDIATE"));
+                if let Err(e) = restarted {
+                    tracing::error!(error = %e, "undoing a failed run of appends failed");
+                }
+            }
+            for (request, reply) in run {
+                let r = in_savepoint(conn, |_| append_one(stmts, seq, overlay, &request));
+                let r = r.map(|(appended, heads)| {
+                    overlay.extend(heads);
+                    appended
+                });
+                outcomes.push(Outcome::Append(reply, r));
+            }
+        }
+    }
+}
+
+/// Appends every request of a run, publishing each one's heads into `overlay` (and what they
+/// replaced into `undo`) so that the next one sees them.
+fn append_all(
+    stmts: &mut Statements<'_>,
+    seq: &mut Sequencer,
+    overlay: &mut HashMap<Conv, u64>,
+    run: &[(AppendRequest, AppendReply)],
+    undo: &mut Vec<(Conv, Option<u64>)>,
+) -> Result<Vec<Appended>, BackendError> {
+    let mut answers = Vec::with_capacity(run.len());
+    for (request, _) in run {
+        let (appended, heads) = append_one(stmts, seq, overlay, request)?;
+        for (conv, head) in heads {
+            let before = overlay.insert(conv.clone(), head);
+            undo.push((conv, before));
+        }
+        answers.push(appended);
+    }
+    Ok(answers)
+}
+
+/// Appends one request (and its copy): one message row, an entry per stream. Returns the answer
+/// and the new heads to publish into the batch's overlay once the savepoint is kept.
+fn append_one(
+    stmts: &mut Statements<'_>,
+    seq: &mut Sequencer,
+    overlay: &HashMap<Conv, u64>,
+    req: &AppendRequest,
+) -> Result<(Appended, Vec<(Conv, u64)>), BackendError> {
+    if let Some(cmid) = &req.client_msg_id {
+        let live_from = now_ms().saturating_sub(seq.key_retention_ms);
+        let earlier = stmts.receipt(&req.idempotency_owner, cmid, live_from, seq.spilled_keys)?;
+        if let Some(receipt) = earlier {
+            let answer = Appended {
+                receipt,
+                stored: Vec::new(),
+            };
+            return Ok((answer, Vec::new()));
+        }
+    }
+    let ts = seq.next_ts();
+    let message_id = switchboard_proto::ids::new_id("m");
+    let mut heads: Vec<(Conv, u64)> = Vec::with_capacity(2);
+    let mut stored = Vec::with_capacity(2);
+    for conv in std::iter::once(&req.conv).chain(req.copy_to.as_ref()) {
+        let head = match heads.iter().rev().find(|(c, _)| c == conv) {
+            Some((_, h)) => *h,
+            None => seq.head(stmts, overlay, conv)?,
+        };
+        let message = Message {
+            conv: conv.clone(),
+            seq: head + 1,
+            message_id: message_id.clone(),
+            from: req.from.clone(),
+            to: req.to.clone(),
+            ts,
+            client_msg_id: req.client_msg_id.clone(),
+            body: req.body.clone(),
+        };
+        heads.push((conv.clone(), message.seq));
+        stored.push(Arc::new(message));
+    }
+    stmts.insert(NewMessage {
+        first: &stored[0],
+        copy: stored.get(1).map(|m| (&m.conv, m.seq)),
+        key_owner: &req.idempotency_owner,
+    })?;
+    let receipt = Receipt {
+        conv: req.conv.clone(),
+        seq: stored[0].seq,
+        message_id,
+        ts,
+    };
+    Ok((Appended { receipt, stored }, heads))
+}
+
+/// Records the batch's new conversations and trims each touched conversation to the count limit.
+///
+/// A conversation's head is the larger of its `convs` row and its newest entry, so an append
+/// does not rewrite the row (that was one more random page per message in every commit): the
+/// row is written once, with the conversation's first messages, and raised only by the age
+/// trim, which can delete a conversation's newest messages. The count trim always keeps the
+/// newest message. Returns whether the trim moved an idempotency key to the `idempotency` table
+/// (keys stored at `keys_from` or later are live).
+///
+/// `committed` tells which conversations already have their row: for those the (read-only)
+/// insert is skipped, which was two statements per DM.
+pub(crate) fn finish_heads(
+    conn: &Connection,
+    overlay: &HashMap<Conv, u64>,
+    committed: &HashMap<Conv, Head>,
+    max_messages: u64,
+    keys_from: u64,
+) -> Result<bool, BackendError> {
+    let mut record = conn
+        .prepare_cached(
+            "INSERT INTO convs (conv, head) VALUES (?1, ?2) ON CONFLICT (conv) DO NOTHING",
+        )
+        .ctx("preparing the conversation record")?;
+    let mut spilled = false;
+    for (conv, head) in overlay {
+        if !committed.get(conv).is_some_and(|h| h.recorded) {
+            record
+                .execute(params![conv.as_str(), *head as i64])
+                .ctx("recording a conversation")?;
+        }
+        if max_messages > 0 && *head > max_messages {
+            spilled |= crate::messages::trim_stream(conn, conv, *head - max_messages, keys_from)?;
+        }
+    }
+    Ok(spilled)
+}

@@ -1,0 +1,296 @@
+//! The writer's message SQL (schema version 4): a message is one `messages` row and one
+//! `entries` row per stream it is in (two for a direct message: the recipient's stream and the
+//! sender's copy), its idempotency key on the message row. A row lives as long as one of its
+//! entries; when the last goes before the key has expired, the key moves to the `idempotency`
+//! table so that a retry is still answered with the original receipt.
+//!
+//! The statements an append runs are prepared once per batch ([`Statements`]), not looked up
+//! in the connection's statement cache for every message (each lookup hashes the SQL text).
+
+use crate::error::DbResultExt;
+use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
+use switchboard_core::backend::{BackendError, Receipt};
+use switchboard_proto::{Conv, Message};
+
+/// Rows deleted per maintenance transaction, so that a large backlog never stalls appends.
+pub(crate) const MAINTENANCE_CHUNK: i64 = 10_000;
+
+/// A key lookup: the receipt of the newest message stored with it, if the key is still live.
+const RECEIPT: &str = "SELECT conv, seq, message_id, ts FROM messages
+     WHERE key_owner = ?1 AND client_msg_id = ?2 AND ts >= ?3 ORDER BY id DESC LIMIT 1";
+/// A key whose message is gone (see the module comment).
+const SPILLED_RECEIPT: &str = "SELECT conv, seq, message_id, ts FROM idempotency
+     WHERE owner = ?1 AND client_msg_id = ?2";
+const INSERT_MESSAGE: &str = "INSERT INTO messages (conv, seq, copy_conv, copy_seq, message_id,
+         from_user, to_user, ts, key_owner, client_msg_id, body)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+const INSERT_ENTRY: &str = "INSERT INTO entries (conv, seq, msg) VALUES (?1, ?2, ?3)";
+/// A conversation's committed head: the larger of its `convs` row and its newest entry.
+const HEAD: &str = "SELECT (SELECT head FROM convs WHERE conv = ?1),
+        (SELECT max(seq) FROM entries WHERE conv = ?1)";
+
+/// The statements of the append path, each prepared on first use in a batch and kept for the
+/// rest of it.
+pub(crate) struct Statements<'c> {
+    conn: &'c Connection,
+    receipt: Option<CachedStatement<'c>>,
+    spilled: Option<CachedStatement<'c>>,
+    insert: Option<CachedStatement<'c>>,
+    entry: Option<CachedStatement<'c>>,
+    head: Option<CachedStatement<'c>>,
+}
+
+/// The statement in `slot`, prepared from `sql` if this batch has not used it yet.
+fn prepared<'a, 'c>(
+    conn: &'c Connection,
+    slot: &'a mut Option<CachedStatement<'c>>,
+    sql: &str,
+) -> Result<&'a mut CachedStatement<'c>, BackendError> {
+    if slot.is_none() {
+        *slot = Some(conn.prepare_cached(sql).ctx("preparing a statement")?);
+    }
+    slot.as_mut()
+        .ok_or_else(|| BackendError::Internal("statement slot is empty".into()))
+}
+
+/// One message row to insert: the stored message of its first stream, and where its copy went.
+pub(crate) struct NewMessage<'a> {
+    /// The message as stored in its first stream (the receipt's).
+    pub first: &'a Message,
+    /// The copy's stream and seq (a direct message's sender's copy).
+    pub copy: Option<(&'a Conv, u64)>,
+    /// Who the idempotency key belongs to (only stored with a `client_msg_id`).
+    pub key_owner: &'a str,
+}
+
+impl<'c> Statements<'c> {
+    /// Nothing prepared yet.
+    pub(crate) fn new(conn: &'c Connection) -> Statements<'c> {
+        Statements {
+            conn,
+            receipt: None,
+            spilled: None,
+            insert: None,
+            entry: None,
+            head: None,
+        }
+    }
+
+    /// The original receipt of a live key: on its message row (if stored at `not_before` or
+    /// later), else, if `spilled` (the `idempotency` table may hold keys), there.
+    pub(crate) fn receipt(
+        &mut self,
+        owner: &str,
+        cmid: &str,
+        not_before: u64,
+        spilled: bool,
+    ) -> Result<Option<Receipt>, BackendError> {
+        let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(String, i64, String, i64)> {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        };
+        let mut row = prepared(self.conn, &mut self.receipt, RECEIPT)?
+            .query_row(params![owner, cmid, to_i64(not_before)], read)
+            .optional()
+            .ctx("reading an idempotency key")?;
+        if row.is_none() && spilled {
+            row = prepared(self.conn, &mut self.spilled, SPILLED_RECEIPT)?
+                .query_row([owner, cmid], read)
+                .optional()
+                .ctx("reading an idempotency key")?;
+        }
+        let Some((conv, seq, message_id, ts)) = row else {
+            return Ok(None);
+        };
+        let conv = Conv::parse(&conv).ok_or_else(|| {
+            BackendError::Internal(format!("idempotency key names a bad conversation {conv:?}"))
+        })?;
+        Ok(Some(Receipt {
+            conv,
+            seq: crate::reads::to_u64(seq),
+            message_id,
+            ts: crate::reads::to_u64(ts),
+        }))
+    }
+
+    /// The committed head of `conv` as stored: (`convs` row, newest entry).
+    pub(crate) fn head(&mut self, conv: &Conv) -> Result<(Option<i64>, Option<i64>), BackendError> {
+        prepared(self.conn, &mut self.head, HEAD)?
+            .query_row([conv.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .ctx("loading a conversation head")
+    }
+
+    /// Stores a message once and an entry for each of its streams.
+    pub(crate) fn insert(&mut self, m: NewMessage<'_>) -> Result<(), BackendError> {
+        let first = m.first;
+        prepared(self.conn, &mut self.insert, INSERT_MESSAGE)?
+            .execute(params![
+                first.conv.as_str(),
+                to_i64(first.seq),
+                m.copy.map(|(c, _)| c.as_str()),
+                m.copy.map(|(_, s)| to_i64(s)),
+                first.message_id,
+                first.from,
+                first.to,
+                to_i64(first.ts),
+                first.client_msg_id.as_ref().map(|_| m.key_owner),
+                first.client_msg_id,
+                first.body.get()
+            ])
+            .ctx("inserting a message")?;
+        let id = self.conn.last_insert_rowid();
+        let entry = prepared(self.conn, &mut self.entry, INSERT_ENTRY)?;
+        for (conv, seq) in std::iter::once((&first.conv, first.seq)).chain(m.copy) {
+            entry
+                .execute(params![conv.as_str(), to_i64(seq), id])
+                .ctx("inserting a stream entry")?;
+        }
+        Ok(())
+    }
+}
+
+/// A stored integer from a `u64` (ids, seqs and times stay far below `i64::MAX`).
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The `idempotency` table holds keys (a key lookup must look there too).
+pub(crate) fn has_spilled_keys(conn: &Connection) -> Result<bool, BackendError> {
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM idempotency)")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .ctx("looking for spilled idempotency keys")
+}
+
+/// Deletes the entries of `conv` up to `seq` (the count limit), and the messages left with no
+/// entry, moving their keys stored at `keys_from` or later to the `idempotency` table. Returns
+/// whether a key moved.
+pub(crate) fn trim_stream(
+    conn: &Connection,
+    conv: &Conv,
+    seq: u64,
+    keys_from: u64,
+) -> Result<bool, BackendError> {
+    let ids: Vec<i64> = conn
+        .prepare_cached("DELETE FROM entries WHERE conv = ?1 AND seq <= ?2 RETURNING msg")
+        .and_then(|mut s| {
+            s.query_map(params![conv.as_str(), to_i64(seq)], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .ctx("trimming history")?;
+    let mut moved = false;
+    for id in ids {
+        // `keyed`: the row has a live key; no row: the message is still in another stream.
+        let keyed: Option<bool> = conn
+            .prepare_cached(
+                "SELECT key_owner IS NOT NULL AND ts >= ?2 FROM messages AS m WHERE id = ?1
+                 AND NOT EXISTS (SELECT 1 FROM entries WHERE conv = m.conv AND seq = m.seq)
+                 AND NOT EXISTS
+                    (SELECT 1 FROM entries WHERE conv = m.copy_conv AND seq = m.copy_seq)",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![id, to_i64(keys_from)], |r| r.get(0))
+                    .optional()
+            })
+            .ctx("checking a trimmed message")?;
+        let Some(keyed) = keyed else { continue };
+        if keyed {
+            conn.prepare_cached(
+                "INSERT INTO idempotency (owner, client_msg_id, conv, seq, message_id, ts)
+                 SELECT key_owner, client_msg_id, conv, seq, message_id, ts
+                 FROM messages WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute([id]))
+            .ctx("keeping a trimmed message's key")?;
+            moved = true;
+        }
+        conn.prepare_cached("DELETE FROM messages WHERE id = ?1")
+            .and_then(|mut s| s.execute([id]))
+            .ctx("deleting a trimmed message")?;
+    }
+    Ok(moved)
+}
+
+/// Deletes messages stored before `cutoff` (a prefix by `id`, at most a chunk) with their
+/// entries, raising the heads of their conversations first and moving their keys stored at
+/// `keys_from` or later to the `idempotency` table. Returns whether the chunk was full.
+pub(crate) fn trim_age(
+    conn: &Connection,
+    cutoff: u64,
+    keys_from: u64,
+) -> Result<bool, BackendError> {
+    // Rows are in time order, so the expired ones are a prefix: find its end within the first
+    // chunk (a filter over the whole table would scan all of it when little expired).
+    let last: Option<i64> = conn
+        .query_row(
+            "SELECT max(id) FROM (SELECT id, ts FROM messages ORDER BY id LIMIT ?2)
+             WHERE ts < ?1",
+            params![to_i64(cutoff), MAINTENANCE_CHUNK],
+            |r| r.get(0),
+        )
+        .ctx("finding old history")?;
+    let Some(last) = last else {
+        return Ok(false);
+    };
+    let streams: Vec<(String, i64)> = conn
+        .prepare(
+            "SELECT conv, seq FROM messages WHERE id <= ?1
+             UNION ALL
+             SELECT copy_conv, copy_seq FROM messages WHERE id <= ?1 AND copy_conv IS NOT NULL",
+        )
+        .and_then(|mut s| {
+            s.query_map([last], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .ctx("listing old history")?;
+    // A conversation's head is the larger of its `convs` row and its newest entry (the writer's
+    // `finish_heads`): raise the rows before the newest entries may go.
+    let mut raise = conn
+        .prepare_cached(
+            "INSERT INTO convs (conv, head) VALUES (?1, ?2)
+             ON CONFLICT (conv) DO UPDATE SET head = max(head, excluded.head)",
+        )
+        .ctx("preparing to keep heads")?;
+    let mut delete = conn
+        .prepare_cached("DELETE FROM entries WHERE conv = ?1 AND seq = ?2")
+        .ctx("preparing to delete entries")?;
+    let mut newest: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    for (conv, seq) in &streams {
+        let n = newest.entry(conv.as_str()).or_insert(*seq);
+        *n = (*n).max(*seq);
+        delete
+            .execute(params![conv, seq])
+            .ctx("deleting old entries")?;
+    }
+    for (conv, head) in newest {
+        raise
+            .execute(params![conv, head])
+            .ctx("keeping the heads of old history")?;
+    }
+    conn.execute(
+        "INSERT INTO idempotency (owner, client_msg_id, conv, seq, message_id, ts)
+         SELECT key_owner, client_msg_id, conv, seq, message_id, ts FROM messages
+         WHERE id <= ?1 AND key_owner IS NOT NULL AND ts >= ?2 ORDER BY id",
+        params![last, to_i64(keys_from)],
+    )
+    .ctx("keeping the keys of old history")?;
+    let n = conn
+        .execute("DELETE FROM messages WHERE id <= ?1", [last])
+        .ctx("deleting old history")?;
+    Ok(n as i64 >= MAINTENANCE_CHUNK)
+}
+
+/// Deletes idempotency keys stored before `cutoff`, at most a chunk: the longest prefix by `id`
+/// that expired (keys moved there when their message was trimmed are not quite in time order, so
+/// a live key ends the prefix; a key is never deleted early, some a little late). Returns
+/// whether the chunk was full.
+pub(crate) fn expire_keys(conn: &Connection, cutoff: u64) -> Result<bool, BackendError> {
+    let n = conn
+        .execute(
+            "DELETE FROM idempotency WHERE id < coalesce(
+               (SELECT min(id) FROM (SELECT id, ts FROM idempotency ORDER BY id LIMIT ?2)
+                WHERE ts >= ?1),
+               (SELECT max(id) + 1 FROM (SELECT id FROM idempotency ORDER BY id LIMIT ?2)))",
+            params![to_i64(cutoff), MAINTENANCE_CHUNK],
+        )
+        .ctx("deleting old idempotency keys")?;
+    Ok(n as i64 >= MAINTENANCE_CHUNK)
+}
