@@ -46,6 +46,8 @@ pub struct Slots {
     live: HashMap<String, usize>,
     /// More slots were needed than [`MAX_SLOTS`]: recovery is off for this socket.
     full: bool,
+    /// The slot the last message was counted in.
+    last: usize,
 }
 
 impl Slots {
@@ -64,6 +66,7 @@ impl Slots {
             deltas,
             live,
             full: false,
+            last: 0,
         }
     }
 
@@ -97,6 +100,12 @@ impl Slots {
             return true;
         }
         self.live.insert(conv.as_str().to_owned(), self.slots.len());
+        if self.slots.is_empty() {
+            // Most sockets hold their personal stream only, for their whole life: room for one
+            // (the vectors' default is four), growing as usual past it.
+            self.slots.reserve_exact(1);
+            self.deltas.reserve_exact(1);
+        }
         self.slots.push(Slot {
             conv: conv.clone(),
             start,
@@ -121,8 +130,16 @@ impl Slots {
     /// The socket received `seq` of `conv`: its slot moves there. Returns `false` for a
     /// conversation with no live slot (the offset does not cover it).
     pub fn received(&mut self, conv: &str, seq: u64) -> bool {
-        let Some(&i) = self.live.get(conv) else {
-            return false;
+        // Most messages are of the conversation the last one was of: no hashing then.
+        let i = match self.slots.get(self.last) {
+            Some(slot) if slot.live && slot.conv.as_str() == conv => self.last,
+            _ => match self.live.get(conv) {
+                Some(&i) => {
+                    self.last = i;
+                    i
+                }
+                None => return false,
+            },
         };
         let d = seq.saturating_sub(self.slots[i].start);
         if d > self.deltas[i] {
@@ -138,14 +155,13 @@ impl Slots {
         out
     }
 
-    /// The offset as a JSON string (quoted: its digits and dots need no escaping), built in
-    /// one allocation for the `message` event's argument.
-    pub fn offset_json(&self) -> String {
-        let mut out = String::with_capacity(self.deltas.len() * 3 + 2);
+    /// The offset as a JSON string (quoted: its digits and dots need no escaping), written
+    /// into `out` (cleared first; its buffer is reused from one `message` event to the next).
+    pub fn offset_json_into(&self, out: &mut String) {
+        out.clear();
         out.push('"');
-        self.push_offset(&mut out);
+        self.push_offset(out);
         out.push('"');
-        out
     }
 
     fn push_offset(&self, out: &mut String) {
@@ -232,12 +248,20 @@ mod tests {
         assert_eq!(s.offset(), "c");
         s.received("room:r2", 13);
         assert_eq!(s.offset(), "c..3");
-        assert_eq!(s.offset_json(), "\"c..3\"");
+        let mut json = String::from("stale");
+        s.offset_json_into(&mut json);
+        assert_eq!(json, "\"c..3\"");
         assert_eq!(parse("c..3", 4), Some(vec![12, 0, 3]));
         let back = Slots::restore(s.slots().to_vec(), parse(&s.offset(), 4));
         assert_eq!(back.offset(), "c..3");
         let pos: Vec<u64> = back.positions().map(|(_, p, _)| p).collect();
         assert_eq!(pos, [22, 10, 13, 10]);
+        // The last slot is remembered; another conversation, or one unsubscribed, is not it.
+        s.received("room:r0", 23);
+        s.received("room:r2", 14);
+        assert!(s.unsubscribed(&Conv::room("r2")));
+        assert!(!s.received("room:r2", 15));
+        assert_eq!(s.offset(), "d..4");
     }
 
     #[test]
