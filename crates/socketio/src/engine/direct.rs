@@ -115,5 +115,7 @@ pub(crate) fn flush(st: &mut State) -> io::Result<bool> {
         st.queued_bytes -= frame.len();
         st.queue.pop_front();
     }
+    // An idle session keeps no queue buffer (its first frame, the open packet, made one).
+    st.queue = Default::default();
     Ok(true)
 }

@@ -8,6 +8,7 @@ pub mod packet;
 mod server;
 mod session;
 mod socket;
+mod stored;
 
 pub use fanout::EventHead;
 pub use handler::{Accept, ConnectRequest, Namespace, Refuse, SocketHandler};
