@@ -125,9 +125,5 @@ async fn main() -> std::io::Result<()> {
     let app = io.router().merge(engine.router("/engine.io/"));
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("listening on {}", listener.local_addr()?);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await
+    switchboard_socketio::serve(listener, app).await
 }

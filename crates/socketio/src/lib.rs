@@ -38,9 +38,16 @@
 //! # async fn run() -> std::io::Result<()> {
 //! let io = SocketIo::builder(Config::default()).namespace("/", Chat).build();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! axum::serve(listener, io.router()).await
+//! // Or `axum::serve`: WebSocket frames are then all written by each session's task.
+//! switchboard_socketio::serve(listener, io.router()).await
 //! # }
 //! ```
+//!
+//! Served by [`serve`] (hyper on each plain `TcpStream`), a WebSocket session runs on its
+//! socket, and an emit to a socket with nothing queued writes its frame at once, from the
+//! caller's thread, without waking the session's task (a fan-out to many sockets costs one
+//! `sendmsg` each). A server that wraps its streams says how to unwrap them
+//! ([`engine::Hooks::take_socket`]).
 //!
 //! Every input is bounded ([`Config`]): `maxPayload` on POST bodies and WebSocket messages, the
 //! packets per POST, the queue of packets per session (a client that does not read is closed
@@ -50,11 +57,13 @@
 mod config;
 pub mod engine;
 mod reason;
+mod serve;
 pub mod sio;
 
 pub use config::Config;
 pub use reason::DisconnectReason;
+pub use serve::serve;
 pub use sio::{
     Accept, AckError, AckResponse, AckSender, Builder, ConnectRequest, EmitError, EncodedPacket,
-    Event, Namespace, Refuse, Socket, SocketHandler, SocketIo,
+    Event, EventHead, Namespace, Refuse, Socket, SocketHandler, SocketIo,
 };

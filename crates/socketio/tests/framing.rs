@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use switchboard_socketio::{Config, EventHead, SocketIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -147,4 +148,57 @@ async fn not_a_websocket_handshake_is_400() {
     let mut head = [0u8; 12];
     tcp.read_exact(&mut head).await.unwrap();
     assert_eq!(&head, b"HTTP/1.1 400");
+}
+
+/// A client that does not read fills its socket: the direct writes (and the task's, on hyper's
+/// connection) stop part-way through frames, the rest is queued, and once the client reads
+/// every frame arrives whole and in order, with a pong answered in its place.
+#[tokio::test]
+async fn a_full_socket_keeps_every_frame_whole_and_in_order() {
+    const FRAMES: usize = 4000;
+    for axum in [false, true] {
+        let config = Config {
+            max_queued_packets: 2 * FRAMES,
+            max_queued_bytes: 64 << 20,
+            ..config()
+        };
+        let builder = SocketIo::builder(config);
+        let mut server = if axum {
+            start_axum(builder).await
+        } else {
+            start_with(builder).await
+        };
+        // 8 MB: more than the kernel buffers (4 MB at most for a send buffer by default).
+        let mut tcp = open(&server).await;
+        read_frame(&mut tcp).await.unwrap();
+        tcp.write_all(&frame(true, 0x1, b"40")).await.unwrap();
+        assert!(read_frame(&mut tcp).await.unwrap().1.starts_with(b"40{"));
+        let socket = server.next_socket().await;
+        let head = EventHead::new("/", "n").unwrap();
+        let pad = format!("\"{}\"", "x".repeat(2000));
+        let mut queued = false;
+        for i in 0..FRAMES {
+            if i == FRAMES / 2 {
+                tcp.write_all(&frame(true, 0x9, b"mid")).await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            socket.emit_values(&head, &[&i.to_string(), &pad]).unwrap();
+            queued |= socket.queue_room() < 2 * FRAMES;
+        }
+        assert!(queued, "the socket never filled (axum: {axum})");
+        let mut pong = false;
+        let mut next = 0;
+        while next < FRAMES {
+            let (op, payload) = read_frame(&mut tcp).await.unwrap();
+            if op == 0xA {
+                assert_eq!(payload, b"mid");
+                pong = true;
+                continue;
+            }
+            let text = String::from_utf8(payload).unwrap();
+            assert_eq!(text, format!(r#"42["n",{next},{pad}]"#), "axum: {axum}");
+            next += 1;
+        }
+        assert!(pong || axum, "the pong came");
+    }
 }

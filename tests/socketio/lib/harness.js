@@ -15,8 +15,9 @@ const { io } = require('socket.io-client');
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const BIN = process.env.SWITCHBOARD_BIN || path.join(ROOT, 'target', 'debug', 'switchboard');
 const API_KEY = 'test-api-key';
-/** Longest wait for anything a test expects. */
-const WAIT_MS = 10_000;
+/** Longest wait for anything a test expects (SWITCHBOARD_WAIT_MS: longer, e.g. for a node
+ * started under valgrind on a busy machine). */
+const WAIT_MS = Number(process.env.SWITCHBOARD_WAIT_MS || 10_000);
 
 const children = new Set();
 const dirs = new Set();

@@ -101,3 +101,29 @@ mod tests {
         assert!(inbox.next().await.is_none());
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use switchboard_core::session::run_session;
+
+    /// What every idle Socket.IO connection's core session holds (its task holds it boxed,
+    /// see `serve`, not twice): the same bound as the native WebSocket's.
+    #[test]
+    #[allow(unreachable_code)]
+    fn the_session_future_stays_small() {
+        fn returned_size<F: FnOnce() -> Fut, Fut>(_: F) -> usize {
+            std::mem::size_of::<Fut>()
+        }
+        let session = returned_size(|| {
+            run_session(
+                unreachable!(),
+                unreachable!() as SioTransport,
+                unreachable!(),
+                None,
+            )
+        });
+        println!("run_session::<SioTransport>: {session} bytes");
+        assert!(session <= 900, "grew to {session} bytes");
+    }
+}

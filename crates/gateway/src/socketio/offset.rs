@@ -23,6 +23,9 @@ use switchboard_proto::Conv;
 /// it, the socket's recovery record is marked full and the socket is no longer recoverable.
 pub const MAX_SLOTS: usize = 2048;
 
+/// Slots up to which a socket's live slot is found by a scan rather than a map.
+const INDEXED: usize = 16;
+
 /// One conversation the socket holds or held, from its start.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Slot {
@@ -42,10 +45,14 @@ pub struct Slots {
     slots: Vec<Slot>,
     /// Deltas past each slot's start, in slot order.
     deltas: Vec<u64>,
-    /// The live slot of each subscribed conversation.
+    /// The live slot of each subscribed conversation, once there are more than [`INDEXED`]
+    /// slots (below, a scan finds it: most sockets have one or a few, and an empty map
+    /// allocates nothing).
     live: HashMap<String, usize>,
     /// More slots were needed than [`MAX_SLOTS`]: recovery is off for this socket.
     full: bool,
+    /// The slot the last message was counted in.
+    last: usize,
 }
 
 impl Slots {
@@ -53,17 +60,35 @@ impl Slots {
     pub fn restore(slots: Vec<Slot>, deltas: Option<Vec<u64>>) -> Slots {
         let mut deltas = deltas.unwrap_or_default();
         deltas.resize(slots.len(), 0);
-        let live = slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.live)
-            .map(|(i, s)| (s.conv.as_str().to_owned(), i))
-            .collect();
-        Slots {
+        let mut restored = Slots {
             slots,
             deltas,
-            live,
+            live: HashMap::new(),
             full: false,
+            last: 0,
+        };
+        restored.index();
+        restored
+    }
+
+    /// The live slot of `conv`.
+    fn find(&self, conv: &str) -> Option<usize> {
+        if self.slots.len() <= INDEXED {
+            self.slots
+                .iter()
+                .position(|s| s.live && s.conv.as_str() == conv)
+        } else {
+            self.live.get(conv).copied()
+        }
+    }
+
+    /// Builds the map of live slots once there are more than [`INDEXED`] slots.
+    fn index(&mut self) {
+        if self.slots.len() > INDEXED && self.live.is_empty() {
+            self.live = (self.slots.iter().enumerate())
+                .filter(|(_, s)| s.live)
+                .map(|(i, s)| (s.conv.as_str().to_owned(), i))
+                .collect();
         }
     }
 
@@ -81,7 +106,7 @@ impl Slots {
     /// subscription there): a new slot. Subscribing again without moving keeps the slot.
     /// Returns whether the record changed.
     pub fn subscribed(&mut self, conv: &Conv, start: u64, epoch: &str, moved: bool) -> bool {
-        if let Some(&i) = self.live.get(conv.as_str()) {
+        if let Some(i) = self.find(conv.as_str()) {
             if !moved {
                 return false;
             }
@@ -96,7 +121,15 @@ impl Slots {
             self.full = true;
             return true;
         }
-        self.live.insert(conv.as_str().to_owned(), self.slots.len());
+        if !self.live.is_empty() {
+            self.live.insert(conv.as_str().to_owned(), self.slots.len());
+        }
+        if self.slots.is_empty() {
+            // Most sockets hold their personal stream only, for their whole life: room for one
+            // (the vectors' default is four), growing as usual past it.
+            self.slots.reserve_exact(1);
+            self.deltas.reserve_exact(1);
+        }
         self.slots.push(Slot {
             conv: conv.clone(),
             start,
@@ -104,14 +137,16 @@ impl Slots {
             live: true,
         });
         self.deltas.push(0);
+        self.index();
         true
     }
 
     /// The socket left `conv`. Returns whether the record changed.
     pub fn unsubscribed(&mut self, conv: &Conv) -> bool {
-        match self.live.remove(conv.as_str()) {
+        match self.find(conv.as_str()) {
             Some(i) => {
                 self.slots[i].live = false;
+                self.live.remove(conv.as_str());
                 true
             }
             None => false,
@@ -121,8 +156,16 @@ impl Slots {
     /// The socket received `seq` of `conv`: its slot moves there. Returns `false` for a
     /// conversation with no live slot (the offset does not cover it).
     pub fn received(&mut self, conv: &str, seq: u64) -> bool {
-        let Some(&i) = self.live.get(conv) else {
-            return false;
+        // Most messages are of the conversation the last one was of: no hashing then.
+        let i = match self.slots.get(self.last) {
+            Some(slot) if slot.live && slot.conv.as_str() == conv => self.last,
+            _ => match self.find(conv) {
+                Some(i) => {
+                    self.last = i;
+                    i
+                }
+                None => return false,
+            },
         };
         let d = seq.saturating_sub(self.slots[i].start);
         if d > self.deltas[i] {
@@ -138,14 +181,13 @@ impl Slots {
         out
     }
 
-    /// The offset as a JSON string (quoted: its digits and dots need no escaping), built in
-    /// one allocation for the `message` event's argument.
-    pub fn offset_json(&self) -> String {
-        let mut out = String::with_capacity(self.deltas.len() * 3 + 2);
+    /// The offset as a JSON string (quoted: its digits and dots need no escaping), written
+    /// into `out` (cleared first; its buffer is reused from one `message` event to the next).
+    pub fn offset_json_into(&self, out: &mut String) {
+        out.clear();
         out.push('"');
-        self.push_offset(&mut out);
+        self.push_offset(out);
         out.push('"');
-        out
     }
 
     fn push_offset(&self, out: &mut String) {
@@ -232,12 +274,37 @@ mod tests {
         assert_eq!(s.offset(), "c");
         s.received("room:r2", 13);
         assert_eq!(s.offset(), "c..3");
-        assert_eq!(s.offset_json(), "\"c..3\"");
+        let mut json = String::from("stale");
+        s.offset_json_into(&mut json);
+        assert_eq!(json, "\"c..3\"");
         assert_eq!(parse("c..3", 4), Some(vec![12, 0, 3]));
         let back = Slots::restore(s.slots().to_vec(), parse(&s.offset(), 4));
         assert_eq!(back.offset(), "c..3");
         let pos: Vec<u64> = back.positions().map(|(_, p, _)| p).collect();
         assert_eq!(pos, [22, 10, 13, 10]);
+        // The last slot is remembered; another conversation, or one unsubscribed, is not it.
+        s.received("room:r0", 23);
+        s.received("room:r2", 14);
+        assert!(s.unsubscribed(&Conv::room("r2")));
+        assert!(!s.received("room:r2", 15));
+        assert_eq!(s.offset(), "d..4");
+    }
+
+    /// Past [`INDEXED`] slots the live ones are found through the map, the same ones.
+    #[test]
+    fn many_slots_are_found_as_few_are() {
+        let n = INDEXED + 4;
+        let mut s = slots(n);
+        assert!(s.live.len() == n);
+        assert!(s.received(&format!("room:r{}", n - 1), 11));
+        assert!(s.unsubscribed(&Conv::room("r3")));
+        assert!(!s.received("room:r3", 12) && !s.unsubscribed(&Conv::room("r3")));
+        assert!(s.subscribed(&Conv::room("r3"), 20, "e", false));
+        assert!(s.received("room:r3", 21));
+        let back = Slots::restore(s.slots().to_vec(), None);
+        assert_eq!(back.live.len(), n);
+        assert_eq!(back.find("room:r3"), Some(n));
+        assert!(slots(2).live.is_empty(), "no map for a few slots");
     }
 
     #[test]

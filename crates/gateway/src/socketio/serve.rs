@@ -9,10 +9,12 @@ use super::record::Records;
 use super::translate::{self, error_arg};
 use super::wire::{Outlet, SioWire};
 use crate::poll::NodeLocator;
+use crate::timed::TimedStream;
 use async_trait::async_trait;
 use axum::Router;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -27,7 +29,7 @@ use switchboard_core::transport::Inbound;
 use switchboard_core::{Error, Node};
 use switchboard_proto::ErrorCode;
 use switchboard_socketio::{
-    Accept, AckSender, Config, ConnectRequest, DisconnectReason, EncodedPacket, Event, Namespace,
+    Accept, AckSender, Config, ConnectRequest, DisconnectReason, Event, EventHead, Namespace,
     Refuse, Socket, SocketHandler, SocketIo,
 };
 
@@ -86,6 +88,7 @@ pub fn socketio_endpoint(node: Arc<Node>, config: SioConfig) -> SioEndpoint {
     };
     let node_id = node.id.clone();
     let sids = node_id.clone();
+    let message = Arc::new(EventHead::new("/", "message").expect("a constant event head"));
     let mut builder = SocketIo::builder(lib)
         .namespace(
             "/",
@@ -93,8 +96,16 @@ pub fn socketio_endpoint(node: Arc<Node>, config: SioConfig) -> SioEndpoint {
                 node: node.clone(),
                 records: records.clone(),
                 inbound_queue: config.inbound_queue.max(1),
+                message,
             },
         )
+        // The server (crate::serve) serves plain connections as `TimedStream`s: their sockets
+        // are taken back, so the fan-out writes `message` events itself (TLS ones are not).
+        .take_socket(|upgraded| {
+            upgraded
+                .downcast::<TokioIo<TimedStream>>()
+                .map(|parts| (parts.io.into_inner().into_inner(), parts.read_buf))
+        })
         .sid_generator(move || {
             format!(
                 "{:016x}{:016x}~{sids}",
@@ -148,6 +159,8 @@ struct Switchboard {
     node: Arc<Node>,
     records: Arc<Records>,
     inbound_queue: usize,
+    /// The start of every `message` event, shared by every socket.
+    message: Arc<EventHead>,
 }
 
 #[async_trait]
@@ -180,6 +193,7 @@ impl Namespace for Switchboard {
         let outlet = Arc::new(SocketOutlet {
             socket: socket.clone(),
             acks: acks.clone(),
+            message: self.message.clone(),
         });
         let wire = Arc::new(SioWire::new(
             outlet,
@@ -223,7 +237,9 @@ impl SocketHandler for SioHandler {
             self.wire.clone(),
             Some(pre),
         );
-        self.node.admission.spawn(permit, session);
+        // Boxed: the admission's task would otherwise hold the session's future twice (the
+        // future it was given and the one it awaits).
+        self.node.admission.spawn(permit, Box::pin(session));
     }
 
     async fn event(&self, _socket: &Socket, event: Event) {
@@ -272,6 +288,7 @@ impl SocketHandler for SioHandler {
 struct SocketOutlet {
     socket: Socket,
     acks: Arc<Mutex<HashMap<u64, AckSender>>>,
+    message: Arc<EventHead>,
 }
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
@@ -290,14 +307,11 @@ impl Outlet for SocketOutlet {
     }
 
     fn emit_message(&self, object: &RawValue, offset_json: &str) -> io::Result<()> {
-        // The offset is base-36 digits and dots: quoting it is all its JSON needs.
-        let packet = EncodedPacket::event_values(
-            self.socket.namespace(),
-            "message",
-            &[object.get(), offset_json],
-        )
-        .map_err(io_err)?;
-        self.socket.send(&packet).map_err(io_err)
+        // The offset is base-36 digits and dots: quoting it is all its JSON needs. Written from
+        // the shared object's bytes, straight to the socket when nothing is queued for it.
+        self.socket
+            .emit_values(&self.message, &[object.get(), offset_json])
+            .map_err(io_err)
     }
 
     fn emit(&self, event: &str, args: String) -> io::Result<()> {

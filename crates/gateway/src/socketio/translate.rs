@@ -9,7 +9,6 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use std::cell::RefCell;
-use std::sync::Arc;
 use switchboard_proto::ErrorCode;
 
 /// The native request id of an event that asked for no acknowledgement.
@@ -247,29 +246,47 @@ fn message(frame: &[u8]) -> Option<Outgoing<'_>> {
     })
 }
 
-/// The message object of a `message` frame (the frame without its `type`), made once per
+/// What a `message` frame gives every socket it goes to, read once per frame per thread.
+struct Cached {
+    /// The frame (kept, so that its address cannot be reused while it is the key).
+    frame: Bytes,
+    conv: Box<str>,
+    seq: u64,
+    /// The message object: the frame without its `type`.
+    object: Box<RawValue>,
+}
+
+/// Calls `f` with a `message` frame's conversation, seq and message object (the frame
+/// without its `type`); `None` when `frame` is not a `message` frame. Each is read once per
 /// frame and shared: the fan-out hands every subscriber on a thread the same frame bytes one
-/// after the other, so each thread keeps the last one it made.
-pub fn message_object(frame: &Bytes, rest: &[u8]) -> Option<Arc<RawValue>> {
+/// after the other, so each thread keeps the last one it read, and a socket's share is a
+/// pointer comparison.
+pub fn with_message<R>(frame: &Bytes, f: impl FnOnce(&str, u64, &RawValue) -> R) -> Option<R> {
     thread_local! {
-        static LAST: RefCell<Option<(Bytes, Arc<RawValue>)>> = const { RefCell::new(None) };
+        static LAST: RefCell<Option<Cached>> = const { RefCell::new(None) };
     }
     LAST.with(|last| {
         let mut last = last.borrow_mut();
-        if let Some((b, raw)) = last.as_ref()
-            && b.as_ptr() == frame.as_ptr()
-            && b.len() == frame.len()
-        {
-            return Some(raw.clone());
+        let hit = last
+            .as_ref()
+            .is_some_and(|c| c.frame.as_ptr() == frame.as_ptr() && c.frame.len() == frame.len());
+        if !hit {
+            let Outgoing::Message { conv, seq, rest } = message(frame)? else {
+                return None;
+            };
+            let mut text = String::with_capacity(rest.len() + 1);
+            text.push('{');
+            // `rest` is a tail of a JSON text (UTF-8) cut after an ASCII comma.
+            text.push_str(std::str::from_utf8(rest).ok()?);
+            *last = Some(Cached {
+                frame: frame.clone(),
+                conv: conv.into(),
+                seq,
+                object: RawValue::from_string(text).ok()?,
+            });
         }
-        let mut text = String::with_capacity(rest.len() + 1);
-        text.push('{');
-        // `rest` is a tail of a JSON text (UTF-8) cut after an ASCII comma.
-        text.push_str(std::str::from_utf8(rest).ok()?);
-        let raw: Arc<RawValue> = Arc::from(RawValue::from_string(text).ok()?);
-        // The frame is kept with it, so its address cannot be reused while it is cached.
-        *last = Some((frame.clone(), raw.clone()));
-        Some(raw)
+        let c = last.as_ref()?;
+        Some(f(&c.conv, c.seq, &c.object))
     })
 }
 
@@ -293,13 +310,19 @@ mod tests {
             ),
         };
         let frame = m.encode_frame();
-        let Outgoing::Message { conv, seq, rest } = outgoing(&frame) else {
+        let Outgoing::Message { conv, seq, .. } = outgoing(&frame) else {
             panic!("not a message");
         };
         assert_eq!((conv, seq), ("room:r1", 42));
-        let object = message_object(&frame, rest).unwrap();
-        let again = message_object(&frame, rest).unwrap();
-        assert!(Arc::ptr_eq(&object, &again), "made once per frame");
+        let read =
+            |f: &Bytes| with_message(f, |c, s, o| (c.to_owned(), s, o.get().as_ptr())).unwrap();
+        let (conv, seq, object) = read(&frame);
+        assert_eq!((conv.as_str(), seq), ("room:r1", 42));
+        assert_eq!(read(&frame).2, object, "made once per frame");
+        let other = Bytes::from(frame.to_vec());
+        assert_ne!(read(&other).2, object, "another frame is read again");
+        assert!(with_message(&Bytes::from_static(br#"{"type":"pong"}"#), |_, _, _| ()).is_none());
+        let object = with_message(&frame, |_, _, o| o.to_owned()).unwrap();
         let args: Value =
             serde_json::from_str(&serde_json::to_string(&(&*object, "c.1")).unwrap()).unwrap();
         assert_eq!(args[0]["seq"], 42);

@@ -16,7 +16,7 @@
 use super::inbox::Inbox;
 use super::offset::Slots;
 use super::record::{Record, Records};
-use super::translate::{Outgoing, message_object, outgoing};
+use super::translate::{Outgoing, outgoing, with_message};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
@@ -48,6 +48,8 @@ pub trait Outlet: Send + Sync + 'static {
 
 struct State {
     slots: Slots,
+    /// The last `message` event's offset text, its buffer kept for the next one.
+    offset: String,
     /// `delay_ms` of a `reconnect` frame: the transport closes that much later.
     reconnect: Option<u64>,
     /// The end was handled (the record ended, the outlet told).
@@ -79,6 +81,7 @@ impl<O: Outlet> SioWire<O> {
             outlet,
             state: Mutex::new(State {
                 slots,
+                offset: String::new(),
                 reconnect: None,
                 ended: false,
             }),
@@ -99,17 +102,21 @@ impl<O: Outlet> SioWire<O> {
 
     /// Writes one native frame; `false` when the socket has no room for it now.
     fn write_one(&self, frame: &Bytes, st: &mut State) -> io::Result<bool> {
-        match outgoing(frame) {
-            Outgoing::Message { conv, seq, rest } => {
-                if !self.outlet.has_room() {
-                    return Ok(false);
-                }
-                let Some(object) = message_object(frame, rest) else {
-                    return Ok(true);
-                };
-                st.slots.received(conv, seq);
-                self.outlet.emit_message(&object, &st.slots.offset_json())?;
+        // The fan-out's frame, read once for every socket on this thread.
+        let sent = with_message(frame, |conv, seq, object| {
+            if !self.outlet.has_room() {
+                return Ok(false);
             }
+            st.slots.received(conv, seq);
+            st.slots.offset_json_into(&mut st.offset);
+            self.outlet.emit_message(object, &st.offset).map(|()| true)
+        });
+        if let Some(sent) = sent {
+            return sent;
+        }
+        match outgoing(frame) {
+            // A message frame whose object could not be read: nothing to send.
+            Outgoing::Message { .. } => {}
             Outgoing::Ack(id, arg) => self.outlet.ack(id, arg)?,
             Outgoing::Subscribed {
                 conv,

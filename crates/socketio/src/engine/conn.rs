@@ -11,6 +11,9 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use tokio::net::TcpStream;
+
+use super::direct;
 use super::handler::SessionHandler;
 use super::server::Engine;
 use crate::DisconnectReason;
@@ -23,13 +26,16 @@ pub(crate) enum Frame {
     Text(Bytes),
     /// A binary message.
     Binary(Bytes),
+    /// A WebSocket pong (the answer to a client's ping), queued only on the direct path so it
+    /// takes its place among the session's frames.
+    Pong(Bytes),
 }
 
 impl Frame {
     /// The frame's size in bytes.
     pub fn len(&self) -> usize {
         match self {
-            Frame::Text(b) | Frame::Binary(b) => b.len(),
+            Frame::Text(b) | Frame::Binary(b) | Frame::Pong(b) => b.len(),
         }
     }
 }
@@ -68,6 +74,11 @@ pub(crate) struct State {
     pub closed: Option<DisconnectReason>,
     /// A flushing close's last packets were taken by a poll.
     pub flushed: bool,
+    /// The WebSocket's plain socket, while frames may be written to it directly
+    /// ([`super::direct`]); `None` on polling, on hyper's upgraded connection, and once closed.
+    pub socket: Option<Arc<TcpStream>>,
+    /// The bytes of the queue's first frame already written to `socket`.
+    pub written: usize,
 }
 
 /// What is shared between the transports and the handles of one session.
@@ -102,6 +113,8 @@ impl Shared {
                 deadline: None,
                 closed: None,
                 flushed: false,
+                socket: None,
+                written: 0,
             }),
             out_ready: Notify::new(),
             ctl: Notify::new(),
@@ -110,24 +123,52 @@ impl Shared {
         })
     }
 
-    /// Queues a frame; closes the session with `QueueFull` when the queue is at its bound.
+    /// Queues a frame, or writes it at once when the session's socket is direct and nothing is
+    /// queued before it; closes the session with `QueueFull` when the queue is at its bound.
     pub fn push(&self, frame: Frame) -> Result<(), SendError> {
+        let (op, payload) = direct::framed(&frame);
+        let parts: [&[u8]; 1] = [payload];
+        self.push_parts(op, &parts, || frame.clone())
+    }
+
+    /// Sends the frame of `op` whose payload is `parts` joined: written at once (no copy) when
+    /// the socket is direct and the queue empty, else `make` builds it to be queued. Order is
+    /// kept: the check and the write are one step under the lock (see [`super::direct`]).
+    pub fn push_parts(
+        &self,
+        op: u8,
+        parts: &[&[u8]],
+        make: impl FnOnce() -> Frame,
+    ) -> Result<(), SendError> {
+        let mut st = self.state.lock();
+        if st.closed.is_some() {
+            return Err(SendError::Closed);
+        }
+        let bytes: usize = parts.iter().map(|p| p.len()).sum();
+        if !self.admits(&st, 1, bytes) {
+            drop(st);
+            self.close(DisconnectReason::QueueFull);
+            return Err(SendError::QueueFull);
+        }
+        if st.queue.is_empty()
+            && let Some(socket) = &st.socket
         {
-            let mut st = self.state.lock();
-            if st.closed.is_some() {
-                return Err(SendError::Closed);
-            }
-            let bytes = frame.len();
-            if self.admits(&st, 1, bytes) {
-                st.queue.push_back(frame);
-                st.queued_bytes += bytes;
-                drop(st);
-                self.out_ready.notify_one();
-                return Ok(());
+            match direct::write_parts(socket, op, parts, 0) {
+                Ok(w) if w == direct::wire_len(op, bytes) => return Ok(()),
+                // The task writes the rest when the socket has room.
+                Ok(w) => st.written = w,
+                Err(_) => {
+                    drop(st);
+                    self.close(DisconnectReason::TransportError);
+                    return Err(SendError::Closed);
+                }
             }
         }
-        self.close(DisconnectReason::QueueFull);
-        Err(SendError::QueueFull)
+        st.queue.push_back(make());
+        st.queued_bytes += bytes;
+        drop(st);
+        self.out_ready.notify_one();
+        Ok(())
     }
 
     /// Whether `packets` more frames of `bytes` in all fit under both of the queue's bounds.
@@ -271,6 +312,15 @@ impl EngineConn {
         let frames = std::iter::once(Frame::Text(packet))
             .chain(attachments.iter().cloned().map(Frame::Binary));
         self.0.push_all(frames.collect::<Vec<_>>().into_iter())
+    }
+
+    /// Sends a text message whose Engine.IO packet's text (`4` and its data) is `parts` joined:
+    /// written from the parts themselves (no copy) when the socket is direct and nothing is
+    /// queued, else joined and queued.
+    pub(crate) fn send_text_parts(&self, parts: &[&[u8]]) -> Result<(), SendError> {
+        self.0.push_parts(super::wsframe::opcode::TEXT, parts, || {
+            Frame::Text(Bytes::from(parts.concat()))
+        })
     }
 
     /// Closes the session. With `ServerClose` or `ServerShutdown` the packets already queued are

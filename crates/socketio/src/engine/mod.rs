@@ -3,6 +3,7 @@
 //! Engine.IO server) through [`EngineIo`] and an [`EngineHandler`].
 
 mod conn;
+mod direct;
 mod handler;
 mod http;
 pub mod packet;
@@ -14,5 +15,6 @@ mod wsconn;
 pub mod wsframe;
 
 pub use conn::{EngineConn, SendError, Transport};
+pub use direct::{TakeSocket, plain_tcp};
 pub use handler::{EngineHandler, Message, RequestInfo, SessionHandler};
 pub use server::{EngineIo, Hooks, SidGenerator, UnknownSidHook, random_sid};

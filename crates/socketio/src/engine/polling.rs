@@ -100,6 +100,8 @@ fn take_payload(shared: &Shared) -> Option<Vec<u8>> {
             match frame {
                 Frame::Text(t) => append_to_payload(&mut body, &t, false),
                 Frame::Binary(b) => append_to_payload(&mut body, &b, true),
+                // Queued on a WebSocket only.
+                Frame::Pong(_) => {}
             }
         }
     }

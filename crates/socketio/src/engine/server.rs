@@ -11,7 +11,12 @@ use axum::extract::Request;
 use axum::response::Response;
 use parking_lot::Mutex;
 
+use bytes::Bytes;
+use hyper::upgrade::Upgraded;
+use tokio::net::TcpStream;
+
 use super::conn::{EngineConn, Shared};
+use super::direct::{TakeSocket, plain_tcp};
 use super::handler::EngineHandler;
 use crate::{Config, DisconnectReason};
 
@@ -30,6 +35,7 @@ pub(crate) struct Engine {
     pub sessions: Mutex<HashMap<Arc<str>, Arc<Shared>>>,
     pub sid_generator: SidGenerator,
     pub unknown_sid: Option<UnknownSidHook>,
+    pub take_socket: TakeSocket,
 }
 
 impl Engine {
@@ -73,6 +79,7 @@ pub struct EngineIo {
 pub struct Hooks {
     pub(crate) sid_generator: Option<SidGenerator>,
     pub(crate) unknown_sid: Option<UnknownSidHook>,
+    pub(crate) take_socket: Option<TakeSocket>,
 }
 
 impl Hooks {
@@ -92,6 +99,21 @@ impl Hooks {
         Fut: Future<Output = Response> + Send + 'static,
     {
         self.unknown_sid = Some(Arc::new(move |req, sid| Box::pin(hook(req, sid))));
+        self
+    }
+
+    /// Sets how a WebSocket's plain TCP socket is taken out of hyper's upgraded connection
+    /// (the socket and the bytes read past the request), for servers that wrap their streams
+    /// in a type of their own. On the plain socket, a packet sent while nothing is queued is
+    /// written at once by the sender, without waking the session's task. The default takes a
+    /// `hyper_util::rt::TokioIo<tokio::net::TcpStream>` (hyper serving the accepted stream as
+    /// it is); a connection it cannot take (TLS, `axum::serve`'s wrapper) runs on hyper's
+    /// upgraded connection, every frame written by the session's task.
+    pub fn take_socket(
+        mut self,
+        take: impl Fn(Upgraded) -> Result<(TcpStream, Bytes), Upgraded> + Send + Sync + 'static,
+    ) -> Self {
+        self.take_socket = Some(Arc::new(take));
         self
     }
 }
@@ -114,6 +136,7 @@ impl EngineIo {
             sessions: Mutex::new(HashMap::new()),
             sid_generator,
             unknown_sid: hooks.unknown_sid,
+            take_socket: hooks.take_socket.unwrap_or_else(|| Arc::new(plain_tcp)),
         };
         EngineIo {
             engine: Arc::new(engine),

@@ -2,20 +2,30 @@
 //! (RFC 6455 section 4.2), then messages in (fragments joined, bounded by `maxPayload`) and
 //! frames out. An idle connection holds no read buffer: each read uses a buffer on the stack of
 //! the poll, and only the bytes of an unfinished frame are kept between polls.
+//!
+//! The connection is the plain TCP socket when [`TakeSocket`] gets it out of hyper's upgraded
+//! connection (then frames may be written to it directly, [`super::direct`]), else hyper's
+//! upgraded connection itself.
 
 use std::future::{Future, poll_fn};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use futures_util::FutureExt;
+use futures_util::future::OptionFuture;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::direct::TakeSocket;
 
 use super::wsframe::{self, FrameError, opcode};
 
@@ -36,9 +46,17 @@ pub(crate) enum WsIn {
     Error,
 }
 
+/// What a WebSocket runs on.
+enum Io {
+    /// The plain socket, shared with the direct write path.
+    Direct(Arc<TcpStream>),
+    /// Hyper's upgraded connection (boxed: it is the rare case, and larger).
+    Hyper(Box<TokioIo<Upgraded>>),
+}
+
 /// One server WebSocket.
 pub(crate) struct WsConn {
-    io: TokioIo<Upgraded>,
+    io: Io,
     /// Bytes read but not yet a whole frame; empty (no allocation) between messages.
     buf: Vec<u8>,
     /// A fragmented message being joined: its opcode and its bytes so far.
@@ -70,18 +88,50 @@ impl WsConn {
                         return Poll::Ready(message);
                     }
                 }
-                Ok(None) => {
-                    // Not zeroed: a poll that finds nothing to read (every wake-up for queued
-                    // packets polls the read too) must not clear 4 KiB.
-                    let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
-                    let mut read = ReadBuf::uninit(&mut chunk);
-                    match ready!(Pin::new(&mut self.io).poll_read(cx, &mut read)) {
-                        Err(_) => return Poll::Ready(WsIn::Error),
-                        Ok(()) if read.filled().is_empty() => return Poll::Ready(WsIn::Closed),
-                        Ok(()) => self.buf.extend_from_slice(read.filled()),
-                    }
-                }
+                Ok(None) => match ready!(self.poll_read_more(cx)) {
+                    Err(_) => return Poll::Ready(WsIn::Error),
+                    Ok(0) => return Poll::Ready(WsIn::Closed),
+                    Ok(_) => {}
+                },
             }
+        }
+    }
+
+    /// Appends what the connection has to `buf`; `Ok(0)` at the end of the stream.
+    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        match &mut self.io {
+            Io::Direct(stream) => loop {
+                ready!(stream.poll_read_ready(cx))?;
+                // Straight into `buf`, not zeroed first (it is freed again once its frames are
+                // taken, so an idle connection holds none).
+                self.buf.reserve(READ_CHUNK);
+                match stream.try_read_buf(&mut self.buf) {
+                    Ok(n) => return Poll::Ready(Ok(n)),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if self.buf.is_empty() {
+                            self.buf = Vec::new();
+                        }
+                    }
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            },
+            Io::Hyper(io) => {
+                // Not zeroed: a poll that finds nothing to read (every wake-up for queued
+                // packets polls the read too) must not clear 4 KiB.
+                let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+                let mut read = ReadBuf::uninit(&mut chunk);
+                ready!(Pin::new(&mut **io).poll_read(cx, &mut read))?;
+                self.buf.extend_from_slice(read.filled());
+                Poll::Ready(Ok(read.filled().len()))
+            }
+        }
+    }
+
+    /// The plain socket, when the connection is one (frames may then be written directly).
+    pub fn direct(&self) -> Option<Arc<TcpStream>> {
+        match &self.io {
+            Io::Direct(stream) => Some(stream.clone()),
+            Io::Hyper(_) => None,
         }
     }
 
@@ -128,18 +178,56 @@ impl WsConn {
     /// do), so frames are not packed into one write.
     ///
     /// The header and the payload go out in one vectored write (no copy of the payload).
+    ///
+    /// On the plain socket this is for frames written before the session may write directly
+    /// (the upgrade's probe) and for the close: the session's own frames then go through its
+    /// queue, in order with the direct writes.
     pub async fn send(&mut self, op: u8, payload: &[u8]) -> std::io::Result<()> {
+        let io = match &mut self.io {
+            Io::Direct(stream) => {
+                let total = super::direct::wire_len(op, payload.len());
+                let mut done = 0;
+                while done < total {
+                    done += super::direct::write_parts(stream, op, &[payload], done)?;
+                    if done < total {
+                        stream.writable().await?;
+                    }
+                }
+                return Ok(());
+            }
+            Io::Hyper(io) => io,
+        };
         let mut head = [0u8; wsframe::MAX_HEADER];
         let used = wsframe::write_header(&mut head, op, payload.len());
         let mut out = bytes::Buf::chain(&head[..used], payload);
-        self.io.write_all_buf(&mut out).await?;
-        self.io.flush().await
+        io.write_all_buf(&mut out).await?;
+        io.flush().await
     }
 
-    /// Sends a close frame and ends the connection (errors ignored: the peer may be gone).
+    /// Ends the connection without a close frame (one was cut off part-way: the stream cannot
+    /// take another frame). On hyper's connection, dropping it ends it.
+    pub fn abort(&self) {
+        if let Io::Direct(stream) = &self.io {
+            let _ = socket2::SockRef::from(&**stream).shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Sends a close frame and ends the connection (errors ignored: the peer may be gone). On
+    /// the plain socket the close frame is written only if the socket has room for it now (a
+    /// client that stopped reading does not hold the task).
     pub async fn close(&mut self) {
-        let _ = self.send(opcode::CLOSE, b"").await;
-        let _ = self.io.shutdown().await;
+        match &mut self.io {
+            Io::Direct(stream) => {
+                let _ = super::direct::write_parts(stream, opcode::CLOSE, &[], 0);
+                let _ = socket2::SockRef::from(&**stream).shutdown(std::net::Shutdown::Write);
+            }
+            Io::Hyper(_) => {
+                let _ = self.send(opcode::CLOSE, b"").await;
+                if let Io::Hyper(io) = &mut self.io {
+                    let _ = io.shutdown().await;
+                }
+            }
+        }
     }
 }
 
@@ -170,24 +258,37 @@ pub(crate) fn accept_key(req: &Request) -> Option<String> {
 }
 
 /// Answers the handshake (101) and runs `session` on the WebSocket once hyper hands the
-/// connection over. `key` is from [`accept_key`].
-pub(crate) fn upgrade<F, Fut>(mut req: Request, key: String, max: usize, session: F) -> Response
+/// connection over (on its plain socket when `take` gets it out). `key` is from
+/// [`accept_key`].
+pub(crate) fn upgrade<F, Fut>(
+    mut req: Request,
+    key: String,
+    max: usize,
+    take: TakeSocket,
+    session: F,
+) -> Response
 where
     F: FnOnce(WsConn) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let on_upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
-        if let Ok(upgraded) = on_upgrade.await {
-            session(WsConn {
-                io: TokioIo::new(upgraded),
-                buf: Vec::new(),
+    // Two stages, so that the task holds the session's future only, not the upgrade's too.
+    let task = on_upgrade.then(move |upgraded| {
+        let conn = upgraded.ok().map(|upgraded| {
+            let (io, buf) = match take(upgraded) {
+                Ok((stream, read)) => (Io::Direct(Arc::new(stream)), read.to_vec()),
+                Err(upgraded) => (Io::Hyper(Box::new(TokioIo::new(upgraded))), Vec::new()),
+            };
+            WsConn {
+                io,
+                buf,
                 partial: None,
                 max,
-            })
-            .await;
-        }
+            }
+        });
+        OptionFuture::from(conn.map(session))
     });
+    tokio::spawn(task.map(drop));
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let headers = response.headers_mut();
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));

@@ -8,6 +8,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::Request;
 use axum::response::Response;
+use bytes::Bytes;
+use hyper::upgrade::Upgraded;
+use tokio::net::TcpStream;
 
 use super::handler::Namespace;
 use super::session::SioEngineHandler;
@@ -62,6 +65,17 @@ impl Builder {
         Fut: Future<Output = Response> + Send + 'static,
     {
         self.hooks = self.hooks.on_unknown_sid(hook);
+        self
+    }
+
+    /// Takes a WebSocket's plain TCP socket out of hyper's upgraded connection, for servers
+    /// that wrap their streams (see [`Hooks::take_socket`](crate::engine::Hooks::take_socket)): on the plain socket, an emit to a
+    /// socket with nothing queued is written by the emitter, without waking the session's task.
+    pub fn take_socket(
+        mut self,
+        take: impl Fn(Upgraded) -> Result<(TcpStream, Bytes), Upgraded> + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks = self.hooks.take_socket(take);
         self
     }
 

@@ -13,6 +13,7 @@ use super::handler::ConnectRequest;
 use super::packet::{self, Packet, PacketType, decode, encode, split_ack, split_event};
 use super::server::SioInner;
 use super::socket::{AckResponse, Event, Socket};
+use super::stored::StoredRequest;
 use crate::DisconnectReason;
 use crate::engine::{EngineConn, EngineHandler, Message, RequestInfo, SessionHandler};
 
@@ -25,7 +26,7 @@ impl EngineHandler for SioEngineHandler {
         Box::new(SioSession {
             conn,
             server: self.0.clone(),
-            request: Arc::new(request),
+            request: StoredRequest::new(&request),
             sockets: Vec::new(),
             partial: None,
         })
@@ -35,7 +36,8 @@ impl EngineHandler for SioEngineHandler {
 struct SioSession {
     conn: EngineConn,
     server: Arc<SioInner>,
-    request: Arc<RequestInfo>,
+    /// The handshake request, for each CONNECT (kept as bytes: see [`StoredRequest`]).
+    request: StoredRequest,
     /// The connected sockets, one per namespace.
     sockets: Vec<Socket>,
     /// A binary packet waiting for its attachments.
@@ -172,7 +174,7 @@ impl SioSession {
         );
         let request = ConnectRequest {
             auth: packet.data,
-            request: self.request.clone(),
+            request: self.request.info(),
         };
         match namespace.connect(&socket, request).await {
             Ok(accept) => {

@@ -36,6 +36,9 @@ pub enum EmitError {
     /// The socket has left its namespace.
     #[error("the socket is disconnected")]
     Disconnected,
+    /// An [`EventHead`](super::EventHead) of another namespace than the socket's.
+    #[error("the event head is of another namespace")]
+    WrongNamespace,
 }
 
 /// Why an acknowledgement did not come.

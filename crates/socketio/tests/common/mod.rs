@@ -134,8 +134,19 @@ pub async fn start(config: Config) -> Server {
     start_with(SocketIo::builder(config)).await
 }
 
-/// Starts a server from a builder (namespaces `/` and `/other` added).
+/// Starts a server from a builder (namespaces `/` and `/other` added), served by the
+/// library's `serve` (WebSockets on their plain sockets, written directly).
 pub async fn start_with(builder: switchboard_socketio::Builder) -> Server {
+    start_served(builder, false).await
+}
+
+/// The same served by `axum::serve`: WebSockets on hyper's upgraded connections, every frame
+/// written by the session's task.
+pub async fn start_axum(builder: switchboard_socketio::Builder) -> Server {
+    start_served(builder, true).await
+}
+
+async fn start_served(builder: switchboard_socketio::Builder, axum: bool) -> Server {
     let (tx, seen) = mpsc::unbounded_channel();
     let io = builder
         .namespace("/", TestNamespace(tx.clone()))
@@ -144,13 +155,17 @@ pub async fn start_with(builder: switchboard_socketio::Builder) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = io.router();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
+    if axum {
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+        });
+    } else {
+        tokio::spawn(switchboard_socketio::serve(listener, app));
+    }
     Server { addr, io, seen }
 }
 
