@@ -125,5 +125,8 @@ async fn main() -> std::io::Result<()> {
     let app = io.router().merge(engine.router("/engine.io/"));
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("listening on {}", listener.local_addr()?);
-    switchboard_socketio::serve(listener, app).await
+    // Nagle on: the suites' client takes only the first frame of each TCP read, and the
+    // CONNECT answer and the `auth` event are written back to back (see `ServeOptions`).
+    let options = switchboard_socketio::ServeOptions { nodelay: false };
+    switchboard_socketio::serve_with(listener, app, options).await
 }

@@ -62,7 +62,7 @@ pub mod sio;
 
 pub use config::Config;
 pub use reason::DisconnectReason;
-pub use serve::serve;
+pub use serve::{ServeOptions, serve, serve_with};
 pub use sio::{
     Accept, AckError, AckResponse, AckSender, Builder, ConnectRequest, EmitError, EncodedPacket,
     Event, EventHead, Namespace, Refuse, Socket, SocketHandler, SocketIo,

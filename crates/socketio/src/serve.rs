@@ -15,10 +15,35 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-/// Serves `router` on `listener` until accepting fails for good (the error is returned). Each
-/// request carries the client's address as `ConnectInfo<SocketAddr>`. A failed `accept` (out of
-/// descriptors, say) is retried after 10 ms.
+/// How [`serve_with`] treats each accepted connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// `TCP_NODELAY` on every socket (the default): each packet leaves at once. Off, the
+    /// kernel's Nagle algorithm holds a small write while an earlier one is unacknowledged, so
+    /// two packets written back to back usually reach the client in two reads. Clients that
+    /// take only the first frame of a read (the official protocol test suites' do) need that.
+    pub nodelay: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        ServeOptions { nodelay: true }
+    }
+}
+
+/// Serves `router` on `listener` with the default [`ServeOptions`] until accepting fails for
+/// good (the error is returned). Each request carries the client's address as
+/// `ConnectInfo<SocketAddr>`. A failed `accept` (out of descriptors, say) is retried after 10 ms.
 pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()> {
+    serve_with(listener, router, ServeOptions::default()).await
+}
+
+/// [`serve`] with `options`.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    options: ServeOptions,
+) -> std::io::Result<()> {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -28,7 +53,7 @@ pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()>
             }
             Err(e) => return Err(e),
         };
-        let _ = stream.set_nodelay(true);
+        let _ = stream.set_nodelay(options.nodelay);
         let router = router.clone();
         let service = tower::service_fn(move |mut req: axum::http::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
