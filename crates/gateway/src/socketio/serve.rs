@@ -237,9 +237,7 @@ impl SocketHandler for SioHandler {
             self.wire.clone(),
             Some(pre),
         );
-        // Boxed: the admission's task would otherwise hold the session's future twice (the
-        // future it was given and the one it awaits).
-        self.node.admission.spawn(permit, Box::pin(session));
+        self.node.admission.spawn(permit, session);
     }
 
     async fn event(&self, _socket: &Socket, event: Event) {
