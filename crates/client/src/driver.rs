@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
-use switchboard_proto::{DisconnectReason, FrameError, ServerFrame};
+use switchboard_proto::{DisconnectReason, ErrorCode, FrameError, ServerFrame};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -521,6 +521,16 @@ impl Driver {
                             None => message.split_once(": ").map(|(c, _)| c),
                         };
                         if let Some(conv) = conv {
+                            if transient(*code) {
+                                // The server could not reach its storage (say, Redis
+                                // restarting): the conversation is still ours. Forgetting it
+                                // would lose every later message; resume it again on a new
+                                // connection after the backoff.
+                                return Some(self.reconnect(format!(
+                                    "resume of {conv} failed: {}",
+                                    code.as_str()
+                                )));
+                            }
                             self.forget(conv, code.as_str().to_owned()).await;
                         }
                     } else {
@@ -676,6 +686,15 @@ impl Driver {
             }
         }
     }
+}
+
+/// Whether an error refusing a resumed conversation says the server could not serve it right
+/// now (storage away, overloaded), rather than that the conversation is not the user's.
+fn transient(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::Unavailable | ErrorCode::Internal | ErrorCode::Overloaded | ErrorCode::RateLimited
+    )
 }
 
 #[cfg(test)]

@@ -200,3 +200,23 @@ async fn a_message_too_deep_to_read_in_a_gap_fill_is_an_event_too() {
     }
     assert_eq!(got, ["message 1", "unreadable 2", "message 3"]);
 }
+
+#[tokio::test]
+async fn a_resume_refused_for_want_of_storage_keeps_the_conversation_and_reconnects() {
+    let mut r = rig();
+    track(&r.driver, "room:a");
+    // The soak found this: Redis restarting while a client resumed; forgetting the room lost
+    // every later message of it.
+    let f = ServerFrame::error_for(
+        Some(Value::from(1)),
+        ErrorCode::Unavailable,
+        "storage unavailable",
+        Some(Conv::room("a")),
+    );
+    match r.driver.on_frame(&r.link, f, 1).await {
+        Some(After::Reconnect { reason, .. }) => assert!(reason.contains("room:a"), "{reason}"),
+        other => panic!("expected a reconnect, got {:?}", other.is_some()),
+    }
+    assert!(lock(&r.driver.shared).tracker.is_tracked("room:a"));
+    assert!(r.events.try_recv().is_err(), "no Unsubscribed event");
+}
