@@ -1,0 +1,260 @@
+#!/usr/bin/env bash
+# The chaos soak (issue 17): a Redis and three nodes on 127.0.0.1, many Rust SDK clients
+# (switchboard-soak: WebSocket, long-poll and TCP in turn, in rooms and direct messages), and
+# chaos while they talk: a random gateway SIGKILLed and restarted every 30 s, one drained
+# (SIGTERM: reconnect frames, then exit) and restarted every 2 minutes, Redis SIGKILLed and
+# restarted every 5 minutes. Then publishing stops, every acknowledged message must reach every
+# recipient, and the figures are printed as `name: value` lines. Exits non-zero when a message
+# was lost, duplicated or out of order, or (see below) a node's memory grew. See docs/SECURITY.md.
+#
+#   scripts/soak.sh                  # 10 minutes, 1,000 clients, release build
+#   scripts/soak.sh --minutes 60     # the hour-long soak
+#   scripts/soak.sh --minutes 1 --clients 60 --kill-every 15 --drain-every 30 --redis-every 45 \
+#       --bin-dir target/debug       # what scripts/test.sh runs
+#
+# Options (defaults in brackets):
+#   --minutes N        publishing time [10]
+#   --clients N        SDK clients [1000]
+#   --rate N           messages per second over all clients, 30% direct messages [50]
+#   --kill-every S     SIGKILL + restart of a random killable node every S seconds [30]
+#   --drain-every S    SIGTERM drain + restart of a killable node every S seconds [120]
+#   --redis-every S    SIGKILL + restart of Redis (same port and directory) every S seconds [300]
+#   --settle S         longest wait after publishing for everything to arrive [90]
+#   --bin-dir DIR      where `switchboard` and `switchboard-soak` are [build target/release]
+#   --rss-check / --no-rss-check
+#                      fail when the witness node's RSS grew more than 10% [on from 10 minutes]
+#   --logs DIR         keep the nodes', Redis's and the clients' logs in DIR
+#
+# Memory (RSS): n1 and n2 take the kills and drains; n3 is the witness, never killed nor
+# drained, so it lives the whole run and takes the clients that flee the others. Its RSS is
+# read after a warm-up (a twelfth of the run, 10 s at least; clients connected, traffic and
+# chaos under way) and at the end, after the settle: `rss_witness_growth_pct`, checked against
+# 10%. n1's and n2's RSS at the same two moments are printed too, but they are different
+# processes (restarted every few kills), so they are information, not a check.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MINUTES=10 CLIENTS=1000 RATE=50 KILL_EVERY=30 DRAIN_EVERY=120 REDIS_EVERY=300 SETTLE=90
+BIN_DIR="" RSS_CHECK="" LOGS=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --minutes) MINUTES="$2"; shift 2 ;;
+    --clients) CLIENTS="$2"; shift 2 ;;
+    --rate) RATE="$2"; shift 2 ;;
+    --kill-every) KILL_EVERY="$2"; shift 2 ;;
+    --drain-every) DRAIN_EVERY="$2"; shift 2 ;;
+    --redis-every) REDIS_EVERY="$2"; shift 2 ;;
+    --settle) SETTLE="$2"; shift 2 ;;
+    --bin-dir) BIN_DIR="$2"; shift 2 ;;
+    --rss-check) RSS_CHECK=1; shift ;;
+    --no-rss-check) RSS_CHECK=0; shift ;;
+    --logs) LOGS="$2"; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "soak: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+DURATION=$((MINUTES * 60))
+[ -n "$RSS_CHECK" ] || { [ "$MINUTES" -ge 10 ] && RSS_CHECK=1 || RSS_CHECK=0; }
+WARMUP=$((DURATION / 12)); [ "$WARMUP" -ge 10 ] || WARMUP=10
+
+command -v redis-server >/dev/null || { echo "soak: redis-server is required (apt-get install redis-server)" >&2; exit 1; }
+if [ -z "$BIN_DIR" ]; then
+  cargo build --release --quiet -p switchboard-server -p switchboard-soak
+  BIN_DIR=target/release
+fi
+SB="$BIN_DIR/switchboard"
+SOAK="$BIN_DIR/switchboard-soak"
+[ -x "$SB" ] && [ -x "$SOAK" ] || { echo "soak: $SB and $SOAK are needed" >&2; exit 1; }
+
+WORK="$(mktemp -d -t switchboard-soak-XXXXXX)"
+KEY="soak-key-$$"
+declare -a NODE_PID HTTP TCP
+REDIS_PID="" CLIENT_PID=""
+KILLS=0 DRAINS=0 DRAINS_FORCED=0 REDIS_RESTARTS=0
+
+cleanup() {
+  for pid in "$CLIENT_PID" "${NODE_PID[@]:-}" "$REDIS_PID"; do
+    [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  if [ -n "$LOGS" ]; then mkdir -p "$LOGS" && cp -r "$WORK"/*.log "$WORK"/*.out "$LOGS"/ 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "soak: $(date +%H:%M:%S) $*" >&2; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+mapfile -t PORTS < <("$SOAK" ports 7)
+REDIS_PORT="${PORTS[0]}"
+HTTP=("" "${PORTS[1]}" "${PORTS[2]}" "${PORTS[3]}")
+TCP=("" "${PORTS[4]}" "${PORTS[5]}" "${PORTS[6]}")
+NODE_PID=("" "" "" "")
+
+start_redis() {
+  mkdir -p "$WORK/redis"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --save "" \
+    --appendonly yes --appendfsync always --protected-mode no --daemonize no \
+    >>"$WORK/redis.log" 2>&1 &
+  REDIS_PID=$!
+  for _ in $(seq 100); do
+    redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && return 0
+    sleep 0.1
+  done
+  echo "soak: redis did not start" >&2; tail "$WORK/redis.log" >&2; exit 1
+}
+
+start_node() {
+  local n=$1
+  mkdir -p "$WORK/n$n"
+  "$SB" serve --node-id "n$n" --listen "127.0.0.1:${HTTP[$n]}" --tcp-listen "127.0.0.1:${TCP[$n]}" \
+    --redis "redis://127.0.0.1:$REDIS_PORT/" --data-dir "$WORK/n$n" --api-key "$KEY" \
+    --lease-ms 3000 --probe-interval-ms 500 --drain-window-ms 2000 --reconnect-jitter-ms 1000 \
+    --shutdown-timeout-ms 8000 --max-connections-per-ip 0 --rooms-per-min 0 --publish-rate 0 \
+    --dm-per-min 0 >>"$WORK/n$n.out" 2>>"$WORK/n$n.log" &
+  NODE_PID[$n]=$!
+  for _ in $(seq 200); do
+    # Only our child will do: an old process still on the port would answer too.
+    kill -0 "${NODE_PID[$n]}" 2>/dev/null || break
+    curl -sf -m 1 -o /dev/null "http://127.0.0.1:${HTTP[$n]}/v1/node" && return 0
+    sleep 0.1
+  done
+  echo "soak: node n$n did not start" >&2; tail "$WORK/n$n.log" >&2; exit 1
+}
+
+# SIGKILL node n (a crash) and start it again at once.
+kill_node() {
+  local n=$1
+  kill -KILL "${NODE_PID[$n]}" 2>/dev/null || true
+  wait "${NODE_PID[$n]}" 2>/dev/null || true
+  start_node "$n"
+  KILLS=$((KILLS + 1))
+}
+
+# SIGTERM node n (drain: reconnect frames over the drain window, then exit), then start it.
+drain_node() {
+  local n=$1
+  local pid=${NODE_PID[$n]}
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "n$n still up 30 s after SIGTERM: SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    DRAINS_FORCED=$((DRAINS_FORCED + 1))
+  fi
+  wait "$pid" 2>/dev/null || true
+  start_node "$n"
+  DRAINS=$((DRAINS + 1))
+}
+
+# SIGKILL Redis (a crash: with appendfsync always every acknowledged write is in the AOF) and
+# start it on the same port and directory.
+restart_redis() {
+  kill -KILL "$REDIS_PID" 2>/dev/null || true
+  wait "$REDIS_PID" 2>/dev/null || true
+  start_redis
+  REDIS_RESTARTS=$((REDIS_RESTARTS + 1))
+}
+
+start_redis
+for n in 1 2 3; do start_node "$n"; done
+log "redis :$REDIS_PORT, nodes :${HTTP[1]} :${HTTP[2]} :${HTTP[3]} (tcp :${TCP[1]} :${TCP[2]} :${TCP[3]}); $CLIENTS clients, $MINUTES min"
+
+NODES="http://127.0.0.1:${HTTP[1]},http://127.0.0.1:${HTTP[2]},http://127.0.0.1:${HTTP[3]}"
+ulimit -n 20000 2>/dev/null || true
+"$SOAK" run --nodes "$NODES" --api-key "$KEY" --clients "$CLIENTS" --rate "$RATE" \
+  --seconds "$DURATION" --settle-seconds "$SETTLE" >"$WORK/soak.out" 2>"$WORK/soak.log" &
+CLIENT_PID=$!
+touch "$WORK/soak.log"
+tail -n +1 -f "$WORK/soak.log" --pid "$CLIENT_PID" >&2 &
+
+# Setup (users, rooms, connecting) is bounded: 5 minutes.
+for _ in $(seq 3000); do
+  grep -q "publishing for" "$WORK/soak.log" && break
+  kill -0 "$CLIENT_PID" 2>/dev/null || break
+  sleep 0.1
+done
+grep -q "publishing for" "$WORK/soak.log" || { echo "soak: the clients did not start" >&2; exit 1; }
+
+# The chaos, for as long as the clients publish.
+START=$SECONDS
+NEXT_KILL=$KILL_EVERY NEXT_DRAIN=$DRAIN_EVERY NEXT_REDIS=$REDIS_EVERY RSS_START_DONE=0
+declare -a RSS_START
+while [ $((SECONDS - START)) -lt "$DURATION" ] && kill -0 "$CLIENT_PID" 2>/dev/null; do
+  sleep 1
+  t=$((SECONDS - START))
+  if [ "$RSS_START_DONE" = 0 ] && [ "$t" -ge "$WARMUP" ]; then
+    for n in 1 2 3; do RSS_START[$n]=$(rss_kb "${NODE_PID[$n]}"); done
+    WITNESS_PID_START=${NODE_PID[3]}
+    RSS_START_DONE=1
+    log "RSS after warm-up: n1 ${RSS_START[1]} kB, n2 ${RSS_START[2]} kB, n3 ${RSS_START[3]} kB"
+  fi
+  if [ "$t" -ge "$NEXT_KILL" ]; then
+    victim=$((RANDOM % 2 + 1))
+    kill_node "$victim"
+    log "t=${t}s SIGKILL n$victim, restarted (kill $KILLS)"
+    NEXT_KILL=$((NEXT_KILL + KILL_EVERY))
+  fi
+  if [ "$t" -ge "$NEXT_DRAIN" ]; then
+    victim=$((DRAINS % 2 + 1))
+    drain_node "$victim"
+    log "t=${t}s drained n$victim, restarted (drain $DRAINS)"
+    NEXT_DRAIN=$((NEXT_DRAIN + DRAIN_EVERY))
+  fi
+  if [ "$t" -ge "$NEXT_REDIS" ]; then
+    restart_redis
+    log "t=${t}s SIGKILL redis, restarted (restart $REDIS_RESTARTS)"
+    NEXT_REDIS=$((NEXT_REDIS + REDIS_EVERY))
+  fi
+done
+
+# Publishing stopped: the clients settle and print their figures (bounded).
+CLIENT_RC=0
+for _ in $(seq $(((SETTLE + 60) * 10))); do
+  kill -0 "$CLIENT_PID" 2>/dev/null || break
+  sleep 0.1
+done
+if kill -0 "$CLIENT_PID" 2>/dev/null; then
+  echo "soak: the clients did not finish in time" >&2
+  kill -KILL "$CLIENT_PID" 2>/dev/null || true
+fi
+wait "$CLIENT_PID" || CLIENT_RC=$?
+CLIENT_PID=""
+
+declare -a RSS_END
+for n in 1 2 3; do RSS_END[$n]=$(rss_kb "${NODE_PID[$n]}"); done
+cat "$WORK/soak.out"
+for n in 1 2 3; do
+  echo "rss_n${n}_start_kb: ${RSS_START[$n]:-0}"
+  echo "rss_n${n}_end_kb: ${RSS_END[$n]}"
+done
+RSS_FAIL=0
+if [ "${WITNESS_PID_START:-}" = "${NODE_PID[3]}" ] && [ "${RSS_START[3]:-0}" -gt 0 ]; then
+  GROWTH=$(((RSS_END[3] - RSS_START[3]) * 1000 / RSS_START[3]))
+  printf 'rss_witness_growth_pct: %d.%d\n' $((GROWTH / 10)) $(((GROWTH < 0 ? -GROWTH : GROWTH) % 10))
+  if [ "$GROWTH" -gt 100 ]; then
+    RSS_FAIL=$RSS_CHECK
+    echo "soak: the witness node's RSS grew more than 10%" >&2
+  fi
+else
+  echo "rss_witness_growth_pct: unknown"
+  RSS_FAIL=$RSS_CHECK
+fi
+echo "rss_check: $([ "$RSS_CHECK" = 1 ] && echo on || echo off)"
+echo "kills: $KILLS"
+echo "drains: $DRAINS"
+echo "drains_forced: $DRAINS_FORCED"
+echo "redis_restarts: $REDIS_RESTARTS"
+echo "minutes: $MINUTES"
+echo "clients: $CLIENTS"
+
+if [ "$CLIENT_RC" != 0 ]; then
+  echo "soak: FAILED (clients exit $CLIENT_RC: lost, duplicated or out-of-order messages, or no figures)" >&2
+  exit 1
+fi
+if [ "$RSS_FAIL" = 1 ]; then
+  echo "soak: FAILED (memory)" >&2
+  exit 1
+fi
+echo "soak: passed" >&2
