@@ -26,11 +26,14 @@
 #   --logs DIR         keep the nodes', Redis's and the clients' logs in DIR
 #
 # Memory (RSS): n1 and n2 take the kills and drains; n3 is the witness, never killed nor
-# drained, so it lives the whole run and takes the clients that flee the others. Its RSS is
-# read after a warm-up (a twelfth of the run, 10 s at least; clients connected, traffic and
-# chaos under way) and at the end, after the settle: `rss_witness_growth_pct`, checked against
-# 10%. n1's and n2's RSS at the same two moments are printed too, but they are different
-# processes (restarted every few kills), so they are information, not a check.
+# drained, so it lives the whole run. It is also the one dispatcher with `--rebalance-band 0.1`,
+# which moves clients back onto restarted gateways, so the witness holds about a third of them
+# whenever the chaos pauses. Its RSS is read after a warm-up (a twelfth of the run, 10 s at
+# least), just before a kill, and at the end, after a quiet last sixth of the run (30 s at most)
+# and the settle, with the clients still connected: `rss_witness_growth_pct`, checked against
+# 10%, printed with its connection counts at both moments. n1's and n2's RSS at the same two
+# moments are printed too, but they are different processes (restarted every few kills), so
+# they are information, not a check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -85,6 +88,11 @@ trap 'exit 130' INT TERM
 
 log() { echo "soak: $(date +%H:%M:%S) $*" >&2; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# Live connections on node n (its /v1/server/stats), to read its RSS against.
+conns() {
+  curl -s -m 2 -H "x-api-key: $KEY" "http://127.0.0.1:${HTTP[$1]}/v1/server/stats" |
+    sed -n 's/.*"connections":\([0-9]*\).*/\1/p'
+}
 
 mapfile -t PORTS < <("$SOAK" ports 7)
 REDIS_PORT="${PORTS[0]}"
@@ -107,8 +115,12 @@ start_redis() {
 
 start_node() {
   local n=$1
+  # The witness (n3), never killed, is the one dispatcher that moves clients back onto the
+  # restarted gateways, so connections stay about even and its RSS can be compared.
+  local rebalance=0
+  [ "$n" = 3 ] && rebalance=0.1
   mkdir -p "$WORK/n$n"
-  "$SB" serve --node-id "n$n" --listen "127.0.0.1:${HTTP[$n]}" --tcp-listen "127.0.0.1:${TCP[$n]}" \
+  "$SB" serve --rebalance-band "$rebalance" --node-id "n$n" --listen "127.0.0.1:${HTTP[$n]}" --tcp-listen "127.0.0.1:${TCP[$n]}" \
     --redis "redis://127.0.0.1:$REDIS_PORT/" --data-dir "$WORK/n$n" --api-key "$KEY" \
     --lease-ms 3000 --probe-interval-ms 500 --drain-window-ms 2000 --reconnect-jitter-ms 1000 \
     --shutdown-timeout-ms 8000 --max-connections-per-ip 0 --rooms-per-min 0 --publish-rate 0 \
@@ -177,16 +189,22 @@ for _ in $(seq 3000); do
 done
 grep -q "publishing for" "$WORK/soak.log" || { echo "soak: the clients did not start" >&2; exit 1; }
 
-# The chaos, for as long as the clients publish.
+# The chaos, while the clients publish, but for the last sixth of the time (30 s at most): a
+# quiet end lets the witness even out the connections before the end RSS reading.
+QUIET=$((DURATION / 6)); [ "$QUIET" -le 30 ] || QUIET=30
 START=$SECONDS
 NEXT_KILL=$KILL_EVERY NEXT_DRAIN=$DRAIN_EVERY NEXT_REDIS=$REDIS_EVERY RSS_START_DONE=0
 declare -a RSS_START
 while [ $((SECONDS - START)) -lt "$DURATION" ] && kill -0 "$CLIENT_PID" 2>/dev/null; do
   sleep 1
   t=$((SECONDS - START))
-  if [ "$RSS_START_DONE" = 0 ] && [ "$t" -ge "$WARMUP" ]; then
+  [ "$t" -lt $((DURATION - QUIET)) ] || continue
+  # The start reading: after the warm-up, just before a kill (the longest since the last
+  # event, so the witness has moved clients back).
+  if [ "$RSS_START_DONE" = 0 ] && [ "$t" -ge "$WARMUP" ] && [ "$t" -ge $((NEXT_KILL - 2)) ]; then
     for n in 1 2 3; do RSS_START[$n]=$(rss_kb "${NODE_PID[$n]}"); done
     WITNESS_PID_START=${NODE_PID[3]}
+    WITNESS_CONNS_START=$(conns 3)
     RSS_START_DONE=1
     log "RSS after warm-up: n1 ${RSS_START[1]} kB, n2 ${RSS_START[2]} kB, n3 ${RSS_START[3]} kB"
   fi
@@ -209,9 +227,18 @@ while [ $((SECONDS - START)) -lt "$DURATION" ] && kill -0 "$CLIENT_PID" 2>/dev/n
   fi
 done
 
-# Publishing stopped: the clients settle and print their figures (bounded).
+# Publishing stopped: the clients settle and print their figures (bounded). The end RSS is
+# read as soon as the figures are out, while the clients are still connected.
 CLIENT_RC=0
+declare -a RSS_END
 for _ in $(seq $(((SETTLE + 60) * 10))); do
+  grep -q "^settle_ms:" "$WORK/soak.out" && break
+  kill -0 "$CLIENT_PID" 2>/dev/null || break
+  sleep 0.1
+done
+for n in 1 2 3; do RSS_END[$n]=$(rss_kb "${NODE_PID[$n]}"); done
+WITNESS_CONNS_END=$(conns 3)
+for _ in $(seq 300); do
   kill -0 "$CLIENT_PID" 2>/dev/null || break
   sleep 0.1
 done
@@ -222,13 +249,13 @@ fi
 wait "$CLIENT_PID" || CLIENT_RC=$?
 CLIENT_PID=""
 
-declare -a RSS_END
-for n in 1 2 3; do RSS_END[$n]=$(rss_kb "${NODE_PID[$n]}"); done
 cat "$WORK/soak.out"
 for n in 1 2 3; do
   echo "rss_n${n}_start_kb: ${RSS_START[$n]:-0}"
   echo "rss_n${n}_end_kb: ${RSS_END[$n]}"
 done
+echo "witness_connections_start: ${WITNESS_CONNS_START:-unknown}"
+echo "witness_connections_end: ${WITNESS_CONNS_END:-unknown}"
 RSS_FAIL=0
 if [ "${WITNESS_PID_START:-}" = "${NODE_PID[3]}" ] && [ "${RSS_START[3]:-0}" -gt 0 ]; then
   GROWTH=$(((RSS_END[3] - RSS_START[3]) * 1000 / RSS_START[3]))

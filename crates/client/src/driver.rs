@@ -693,7 +693,10 @@ impl Driver {
 fn transient(code: ErrorCode) -> bool {
     matches!(
         code,
-        ErrorCode::Unavailable | ErrorCode::Internal | ErrorCode::Overloaded | ErrorCode::RateLimited
+        ErrorCode::Unavailable
+            | ErrorCode::Internal
+            | ErrorCode::Overloaded
+            | ErrorCode::RateLimited
     )
 }
 

@@ -19,6 +19,10 @@ pub struct Seen {
     pub unsubscribed: u64,
     /// The server ended the session (`ServerDisconnect`) or the event stream ended.
     pub ended: Option<String>,
+    /// The last `Disconnected` reason and the last node connected to, for a lost report.
+    pub last_reason: Option<String>,
+    /// The node of the last `Connected`.
+    pub last_node: Option<String>,
 }
 
 /// One running soak client.
@@ -72,18 +76,23 @@ pub async fn start(
         let mut down_at: Option<Instant> = None;
         loop {
             let Some(event) = events.next().await else {
-                lock(&s).ended.get_or_insert_with(|| "event stream ended".into());
+                lock(&s)
+                    .ended
+                    .get_or_insert_with(|| "event stream ended".into());
                 return;
             };
             match event {
                 Event::Message(m) => lock(&l).record(&m.conv, m.seq),
                 Event::Unreadable { conv, seq, .. } => lock(&l).record(&conv, seq),
-                Event::Disconnected { .. } => {
+                Event::Disconnected { reason } => {
                     down_at.get_or_insert_with(Instant::now);
+                    lock(&s).last_reason = Some(reason);
                 }
-                Event::Connected { .. } => {
+                Event::Connected { node_id, .. } => {
+                    let mut seen = lock(&s);
+                    seen.last_node = Some(node_id);
                     if let Some(at) = down_at.take() {
-                        lock(&s).reconnects_ms.push(at.elapsed().as_millis() as u64);
+                        seen.reconnects_ms.push(at.elapsed().as_millis() as u64);
                     }
                 }
                 Event::Resumed { recovered, .. } => {

@@ -115,7 +115,10 @@ mod tests {
         assert_eq!((l.duplicates, l.out_of_order), (0, 2));
         assert!(l.delivered("c", 2) && !l.delivered("c", 3));
         l.record("c", 2);
-        assert_eq!(l.duplicates, 1, "a second copy of a late one is a duplicate");
+        assert_eq!(
+            l.duplicates, 1,
+            "a second copy of a late one is a duplicate"
+        );
     }
 
     #[test]

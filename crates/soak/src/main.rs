@@ -27,7 +27,10 @@ use tokio::task::JoinSet;
 
 /// Command line.
 #[derive(Parser, Debug)]
-#[command(name = "switchboard-soak", about = "Chaos soak clients (see scripts/soak.sh)")]
+#[command(
+    name = "switchboard-soak",
+    about = "Chaos soak clients (see scripts/soak.sh)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -211,10 +214,17 @@ async fn run(args: RunArgs) -> Result<bool, String> {
     };
     progress.abort();
     for ((c, conv), (n, first)) in figures.lost_by.iter().take(20) {
-        let s = lock(&clients[*c].seen);
+        let client = &clients[*c];
+        let s = lock(&client.seen);
         eprintln!(
-            "soak: client {c} ({:?}) missed {n} of {conv} from seq {first}; ended: {:?}",
+            "soak: client {c} ({:?}) missed {n} of {conv} from seq {first}; SDK position {:?}, \
+             on {:?} (last connected to {:?}), {} reconnects, last reason {:?}, ended {:?}",
             clients::transport_of(*c),
+            client.client.position(conv),
+            client.client.node_id(),
+            s.last_node,
+            s.reconnects_ms.len(),
+            s.last_reason,
             s.ended
         );
     }
@@ -228,6 +238,12 @@ async fn run(args: RunArgs) -> Result<bool, String> {
         )
     );
     let ok = !figures.failed();
+    // The script reads the nodes' memory once the figures are out, with the clients still
+    // connected: give it a moment before closing them.
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    eprintln!("soak: figures printed; closing the clients in 3 s");
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let closing: Vec<_> = clients.iter().map(|c| c.client.clone()).collect();
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         let mut t = JoinSet::new();
@@ -250,7 +266,10 @@ async fn progress(clients: Arc<Vec<SoakClient>>, tally: Arc<Tally>) {
             .iter()
             .map(|c| lock(&c.seen).reconnects_ms.len())
             .sum();
-        let connected = clients.iter().filter(|c| c.client.node_id().is_some()).count();
+        let connected = clients
+            .iter()
+            .filter(|c| c.client.node_id().is_some())
+            .count();
         eprintln!(
             "soak: {:>5} s acknowledged {acked} reconnects {reconnects} connected {connected}/{} retries {}",
             start.elapsed().as_secs(),

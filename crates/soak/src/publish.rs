@@ -107,7 +107,10 @@ pub async fn run(
             if j >= i {
                 j += 1;
             }
-            (format!("user:{}", clients[j].user.user_id), Target::Client(j))
+            (
+                format!("user:{}", clients[j].user.user_id),
+                Target::Client(j),
+            )
         } else {
             let room = sender.rooms[rng.below(sender.rooms.len())].clone();
             let r = room_index.get(&room).copied().unwrap_or(0);
@@ -119,8 +122,16 @@ pub async fn run(
         let id = format!("soak-{i}-{k}");
         tasks.spawn(async move {
             let _permit = permit;
-            publish(&client, &conv, json!({"k": k, "from": i}), &id, target, shape.give_up_at, &tally)
-                .await;
+            publish(
+                &client,
+                &conv,
+                json!({"k": k, "from": i}),
+                &id,
+                target,
+                shape.give_up_at,
+                &tally,
+            )
+            .await;
         });
         while tasks.try_join_next().is_some() {}
     }

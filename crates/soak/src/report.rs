@@ -67,7 +67,10 @@ pub fn count(clients: &[SoakClient], acked: &[Acked], members: &[Vec<usize>]) ->
                 f.delivered += 1;
             } else {
                 f.lost += 1;
-                let e = f.lost_by.entry((c, a.conv.to_string())).or_insert((0, a.seq));
+                let e = f
+                    .lost_by
+                    .entry((c, a.conv.to_string()))
+                    .or_insert((0, a.seq));
                 e.0 += 1;
                 e.1 = e.1.min(a.seq);
             }

@@ -25,9 +25,7 @@ pub struct Plan {
 impl Plan {
     /// How many rooms give `clients × per_client` memberships about `size` members each.
     pub fn room_count(clients: usize, per_client: usize, size: usize) -> usize {
-        (clients * per_client)
-            .div_ceil(size.max(1))
-            .max(per_client)
+        (clients * per_client).div_ceil(size.max(1)).max(per_client)
     }
 
     /// Indexes of the rooms client `i` is in: consecutive slots, so every room gets the same
@@ -69,7 +67,11 @@ impl Api {
     async fn post(&self, url: &str, token: Option<&str>, body: Value) -> Result<Value, String> {
         let mut last = String::new();
         for _ in 0..20 {
-            let mut req = self.http.post(url).header("x-api-key", &self.key).json(&body);
+            let mut req = self
+                .http
+                .post(url)
+                .header("x-api-key", &self.key)
+                .json(&body);
             if let Some(t) = token {
                 req = req.bearer_auth(t);
             }
@@ -77,7 +79,13 @@ impl Api {
                 Ok(r) if r.status().is_success() => {
                     return r.json().await.map_err(|e| format!("{url}: {e}"));
                 }
-                Ok(r) => last = format!("{url}: {} {}", r.status(), r.text().await.unwrap_or_default()),
+                Ok(r) => {
+                    last = format!(
+                        "{url}: {} {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    )
+                }
                 Err(e) => last = format!("{url}: {e}"),
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -88,7 +96,11 @@ impl Api {
     /// A token for the server-API user `user_id` (created on first use), from `base`.
     pub async fn user(&self, base: &str, user_id: &str) -> Result<User, String> {
         let v = self
-            .post(&format!("{base}/v1/server/users/{user_id}/tokens"), None, json!({}))
+            .post(
+                &format!("{base}/v1/server/users/{user_id}/tokens"),
+                None,
+                json!({}),
+            )
             .await?;
         let token = v["token"]
             .as_str()
