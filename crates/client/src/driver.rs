@@ -513,13 +513,19 @@ impl Driver {
                     ..
                 } = &f
                 {
-                    if id == Some(auth_id) {
-                        // A resumed conversation that could not be subscribed again. Servers
-                        // before the `conv` field only named it at the start of the message.
-                        let conv = match conv {
+                    // A resumed conversation that could not be subscribed again: answering
+                    // the `auth` frame, or, on long-polling (whose session is opened with the
+                    // resume, no `auth` frame), without an id but with its `conv`. Servers
+                    // before the `conv` field only named it at the start of the message.
+                    let refused_resume = match (f.id(), conv) {
+                        (None, Some(c)) => Some(Some(c.as_str())),
+                        _ if id == Some(auth_id) => Some(match conv {
                             Some(c) => Some(c.as_str()),
                             None => message.split_once(": ").map(|(c, _)| c),
-                        };
+                        }),
+                        _ => None,
+                    };
+                    if let Some(conv) = refused_resume {
                         if let Some(conv) = conv {
                             if transient(*code) {
                                 // The server could not reach its storage (say, Redis

@@ -220,3 +220,37 @@ async fn a_resume_refused_for_want_of_storage_keeps_the_conversation_and_reconne
     assert!(lock(&r.driver.shared).tracker.is_tracked("room:a"));
     assert!(r.events.try_recv().is_err(), "no Unsubscribed event");
 }
+
+#[tokio::test]
+async fn a_long_poll_resume_refusal_without_an_id_is_handled_too() {
+    // A long-poll session is opened with the resume and no `auth` frame, so its refusals carry
+    // no id, only `conv`. The soak found them ignored: the client kept waiting for a
+    // conversation the server no longer sent it.
+    let mut r = rig();
+    track(&r.driver, "room:a");
+    track(&r.driver, "room:b");
+    let refusal =
+        |code, room| ServerFrame::error_for(None, code, "refused", Some(Conv::room(room)));
+    let after = r
+        .driver
+        .on_frame(&r.link, refusal(ErrorCode::Unavailable, "a"), 7)
+        .await;
+    assert!(matches!(after, Some(After::Reconnect { .. })));
+    assert!(lock(&r.driver.shared).tracker.is_tracked("room:a"));
+    let after = r
+        .driver
+        .on_frame(&r.link, refusal(ErrorCode::NotMember, "b"), 7)
+        .await;
+    assert!(after.is_none());
+    assert_eq!(
+        r.events.try_recv().ok(),
+        Some(Event::Unsubscribed {
+            conv: "room:b".into(),
+            reason: "not_member".into()
+        })
+    );
+    // An id-less error naming no conversation is not a refusal.
+    let other = ServerFrame::error(None, ErrorCode::BadRequest, "room:a: whatever");
+    assert!(r.driver.on_frame(&r.link, other, 7).await.is_none());
+    assert!(lock(&r.driver.shared).tracker.is_tracked("room:a"));
+}
