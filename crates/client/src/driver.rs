@@ -132,6 +132,9 @@ pub(crate) struct Driver {
     /// through the tracker like any message (so no gap stalls on them) and come out as
     /// [`Event::Unreadable`]. Bounded: see [`Driver::readable`].
     unreadable: BTreeMap<(String, u64), String>,
+    /// Set when this connection must end so that the resume fetches what it could not (a gap
+    /// fill refused for a passing reason); the reason.
+    resync: Option<String>,
 }
 
 /// Unreadable messages remembered at once; past it some are forgotten (held behind a gap that
@@ -163,6 +166,7 @@ impl Driver {
             ready: Some(ready),
             closing: None,
             unreadable: BTreeMap::new(),
+            resync: None,
         }
     }
 
@@ -506,6 +510,9 @@ impl Driver {
                 let id = numeric_id(f.id());
                 if let Some(p) = id.and_then(|id| self.inflight.remove(&id)) {
                     self.on_reply(link, p, Ok(f)).await;
+                    if let Some(reason) = self.resync.take() {
+                        return Some(self.reconnect(reason));
+                    }
                 } else if let ServerFrame::Error {
                     code,
                     message,
@@ -527,7 +534,7 @@ impl Driver {
                     };
                     if let Some(conv) = refused_resume {
                         if let Some(conv) = conv {
-                            if transient(*code) {
+                            if transient(code.as_str()) {
                                 // The server could not reach its storage (say, Redis
                                 // restarting): the conversation is still ours. Forgetting it
                                 // would lose every later message; resume it again on a new
@@ -629,6 +636,14 @@ impl Driver {
                         let page = messages.iter().map(|m| self.readable(m)).collect();
                         lock(&self.shared).tracker.on_fill(conv, page, *more)
                     }
+                    Err(ClientError::Server { code, .. }) if transient(code) => {
+                        // History is there but could not be read just now (say, Redis
+                        // restarting): accepting the jump would lose the gap for good. A new
+                        // connection resumes from the last message delivered, and the server
+                        // replays the gap.
+                        self.resync = Some(format!("gap fill of {conv} failed: {code}"));
+                        Vec::new()
+                    }
                     other => {
                         tracing::warn!(%conv, answer = ?other, "gap fill failed");
                         lock(&self.shared).tracker.on_fill_failed(conv)
@@ -694,16 +709,18 @@ impl Driver {
     }
 }
 
-/// Whether an error refusing a resumed conversation says the server could not serve it right
-/// now (storage away, overloaded), rather than that the conversation is not the user's.
-fn transient(code: ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::Unavailable
-            | ErrorCode::Internal
-            | ErrorCode::Overloaded
-            | ErrorCode::RateLimited
-    )
+/// Error codes that say the server could not serve a request right now (storage away,
+/// overloaded), rather than that it never will.
+const TRANSIENT: [ErrorCode; 4] = [
+    ErrorCode::Unavailable,
+    ErrorCode::Internal,
+    ErrorCode::Overloaded,
+    ErrorCode::RateLimited,
+];
+
+/// Whether `code` (an error frame's code) is one of [`TRANSIENT`].
+fn transient(code: &str) -> bool {
+    TRANSIENT.iter().any(|c| c.as_str() == code)
 }
 
 #[cfg(test)]

@@ -254,3 +254,67 @@ async fn a_long_poll_resume_refusal_without_an_id_is_handled_too() {
     assert!(r.driver.on_frame(&r.link, other, 7).await.is_none());
     assert!(lock(&r.driver.shared).tracker.is_tracked("room:a"));
 }
+
+fn message(conv: &str, seq: u64) -> Message {
+    Message {
+        conv: conv.into(),
+        seq,
+        message_id: format!("m{seq}"),
+        from: None,
+        to: None,
+        ts: 0,
+        client_msg_id: None,
+        body: Value::Null,
+    }
+}
+
+#[tokio::test]
+async fn a_gap_fill_refused_for_want_of_storage_reconnects_instead_of_jumping() {
+    // The soak found this: a gap fill answered `unavailable` while Redis restarted, the SDK
+    // accepted the jump, and the two messages of the gap never reached the application.
+    let mut r = rig();
+    track(&r.driver, "room:a");
+    let held = {
+        let mut s = lock(&r.driver.shared);
+        s.tracker.on_message(message("room:a", 1));
+        s.tracker.on_message(message("room:a", 4))
+    };
+    assert!(
+        held.iter().any(|a| matches!(a, Action::Fetch { .. })),
+        "seq 4 after 1 is a gap to fetch"
+    );
+    let fill = || Pending {
+        req: Request::History {
+            conv: "room:a".into(),
+            after: Some(1),
+            before: Some(4),
+            limit: Some(2),
+        },
+        waiter: Waiter::Fill("room:a".into()),
+    };
+    r.driver.inflight.insert(9, fill());
+    let refused = ServerFrame::error(Some(Value::from(9)), ErrorCode::Unavailable, "later");
+    match r.driver.on_frame(&r.link, refused, 1).await {
+        Some(After::Reconnect { reason, .. }) => assert!(reason.contains("gap fill"), "{reason}"),
+        other => panic!("expected a reconnect, got {:?}", other.is_some()),
+    }
+    assert_eq!(
+        lock(&r.driver.shared)
+            .tracker
+            .position("room:a")
+            .map(|p| p.1),
+        Some(1),
+        "nothing past the gap was delivered"
+    );
+    // Any other refusal (history gone for good) still lets the jump through.
+    r.driver.inflight.insert(10, fill());
+    let gone = ServerFrame::error(Some(Value::from(10)), ErrorCode::NotFound, "gone");
+    assert!(r.driver.on_frame(&r.link, gone, 1).await.is_none());
+    assert_eq!(
+        lock(&r.driver.shared)
+            .tracker
+            .position("room:a")
+            .map(|p| p.1),
+        Some(4)
+    );
+}
