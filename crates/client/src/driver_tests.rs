@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::ClientConfig;
+use crate::tracker::tests::msg;
 use switchboard_proto::{Conv, ErrorCode};
 
 struct Rig {
@@ -255,19 +256,6 @@ async fn a_long_poll_resume_refusal_without_an_id_is_handled_too() {
     assert!(lock(&r.driver.shared).tracker.is_tracked("room:a"));
 }
 
-fn message(conv: &str, seq: u64) -> Message {
-    Message {
-        conv: conv.into(),
-        seq,
-        message_id: format!("m{seq}"),
-        from: None,
-        to: None,
-        ts: 0,
-        client_msg_id: None,
-        body: Value::Null,
-    }
-}
-
 #[tokio::test]
 async fn a_gap_fill_refused_for_want_of_storage_reconnects_instead_of_jumping() {
     // The soak found this: a gap fill answered `unavailable` while Redis restarted, the SDK
@@ -276,8 +264,8 @@ async fn a_gap_fill_refused_for_want_of_storage_reconnects_instead_of_jumping() 
     track(&r.driver, "room:a");
     let held = {
         let mut s = lock(&r.driver.shared);
-        s.tracker.on_message(message("room:a", 1));
-        s.tracker.on_message(message("room:a", 4))
+        s.tracker.on_message(msg("room:a", 1));
+        s.tracker.on_message(msg("room:a", 4))
     };
     assert!(
         held.iter().any(|a| matches!(a, Action::Fetch { .. })),
