@@ -75,14 +75,16 @@ SOAK="$BIN_DIR/switchboard-soak"
 WORK="$(mktemp -d -t switchboard-soak-XXXXXX)"
 KEY="soak-key-$$"
 declare -a NODE_PID HTTP TCP
-REDIS_PID="" CLIENT_PID=""
+REDIS_PID="" CLIENT_PID="" TAIL_PID=""
 KILLS=0 DRAINS=0 DRAINS_FORCED=0 REDIS_RESTARTS=0
 
 cleanup() {
-  for pid in "$CLIENT_PID" "${NODE_PID[@]:-}" "$REDIS_PID"; do
-    [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
+  local pids=()
+  for pid in "$CLIENT_PID" "${NODE_PID[@]:-}" "$REDIS_PID" "$TAIL_PID"; do
+    [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null && pids+=("$pid")
   done
-  wait 2>/dev/null || true
+  # Only what was just killed: waiting on every child could hang on something unknown.
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   if [ -n "$LOGS" ]; then mkdir -p "$LOGS" && cp -r "$WORK"/*.log "$WORK"/*.out "$LOGS"/ 2>/dev/null || true; fi
   rm -rf "$WORK"
 }
@@ -183,6 +185,7 @@ ulimit -n 20000 2>/dev/null || true
 CLIENT_PID=$!
 touch "$WORK/soak.log"
 tail -n +1 -f "$WORK/soak.log" --pid "$CLIENT_PID" >&2 &
+TAIL_PID=$!
 
 # Setup (users, rooms, connecting) is bounded: 5 minutes.
 for _ in $(seq 3000); do
