@@ -155,5 +155,13 @@ fi
 phase "benchmark smoke (seconds-long run of every scenario)"
 bench/smoke.sh target/debug/switchboard
 
+# The chaos soak, one minute: every kind of chaos at least once (three SIGKILLs, a drain, a
+# Redis restart) under 60 SDK clients; fails on any lost, duplicated or out-of-order message.
+# (`cargo test` builds the switchboard binary for the e2e tests, but not switchboard-soak's.)
+phase "chaos soak, 1 minute (scripts/soak.sh)"
+cargo build --locked -p switchboard-soak
+scripts/soak.sh --minutes 1 --clients 60 --kill-every 15 --drain-every 30 --redis-every 45 \
+  --settle 60 --bin-dir target/debug
+
 phase "quick start (the README's run and curl commands on a fresh node)"
 scripts/quickstart.sh

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
-use switchboard_proto::{DisconnectReason, FrameError, ServerFrame};
+use switchboard_proto::{DisconnectReason, ErrorCode, FrameError, ServerFrame};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -132,6 +132,9 @@ pub(crate) struct Driver {
     /// through the tracker like any message (so no gap stalls on them) and come out as
     /// [`Event::Unreadable`]. Bounded: see [`Driver::readable`].
     unreadable: BTreeMap<(String, u64), String>,
+    /// Set when this connection must end so that the resume fetches what it could not (a gap
+    /// fill refused for a passing reason); the reason.
+    resync: Option<String>,
 }
 
 /// Unreadable messages remembered at once; past it some are forgotten (held behind a gap that
@@ -163,6 +166,7 @@ impl Driver {
             ready: Some(ready),
             closing: None,
             unreadable: BTreeMap::new(),
+            resync: None,
         }
     }
 
@@ -506,6 +510,9 @@ impl Driver {
                 let id = numeric_id(f.id());
                 if let Some(p) = id.and_then(|id| self.inflight.remove(&id)) {
                     self.on_reply(link, p, Ok(f)).await;
+                    if let Some(reason) = self.resync.take() {
+                        return Some(self.reconnect(reason));
+                    }
                 } else if let ServerFrame::Error {
                     code,
                     message,
@@ -513,14 +520,30 @@ impl Driver {
                     ..
                 } = &f
                 {
-                    if id == Some(auth_id) {
-                        // A resumed conversation that could not be subscribed again. Servers
-                        // before the `conv` field only named it at the start of the message.
-                        let conv = match conv {
+                    // A resumed conversation that could not be subscribed again: answering
+                    // the `auth` frame, or, on long-polling (whose session is opened with the
+                    // resume, no `auth` frame), without an id but with its `conv`. Servers
+                    // before the `conv` field only named it at the start of the message.
+                    let refused_resume = match (f.id(), conv) {
+                        (None, Some(c)) => Some(Some(c.as_str())),
+                        _ if id == Some(auth_id) => Some(match conv {
                             Some(c) => Some(c.as_str()),
                             None => message.split_once(": ").map(|(c, _)| c),
-                        };
+                        }),
+                        _ => None,
+                    };
+                    if let Some(conv) = refused_resume {
                         if let Some(conv) = conv {
+                            if transient(code.as_str()) {
+                                // The server could not reach its storage (say, Redis
+                                // restarting): the conversation is still ours. Forgetting it
+                                // would lose every later message; resume it again on a new
+                                // connection after the backoff.
+                                return Some(self.reconnect(format!(
+                                    "resume of {conv} failed: {}",
+                                    code.as_str()
+                                )));
+                            }
                             self.forget(conv, code.as_str().to_owned()).await;
                         }
                     } else {
@@ -613,6 +636,14 @@ impl Driver {
                         let page = messages.iter().map(|m| self.readable(m)).collect();
                         lock(&self.shared).tracker.on_fill(conv, page, *more)
                     }
+                    Err(ClientError::Server { code, .. }) if transient(code) => {
+                        // History is there but could not be read just now (say, Redis
+                        // restarting): accepting the jump would lose the gap for good. A new
+                        // connection resumes from the last message delivered, and the server
+                        // replays the gap.
+                        self.resync = Some(format!("gap fill of {conv} failed: {code}"));
+                        Vec::new()
+                    }
                     other => {
                         tracing::warn!(%conv, answer = ?other, "gap fill failed");
                         lock(&self.shared).tracker.on_fill_failed(conv)
@@ -676,6 +707,20 @@ impl Driver {
             }
         }
     }
+}
+
+/// Error codes that say the server could not serve a request right now (storage away,
+/// overloaded), rather than that it never will.
+const TRANSIENT: [ErrorCode; 4] = [
+    ErrorCode::Unavailable,
+    ErrorCode::Internal,
+    ErrorCode::Overloaded,
+    ErrorCode::RateLimited,
+];
+
+/// Whether `code` (an error frame's code) is one of [`TRANSIENT`].
+fn transient(code: &str) -> bool {
+    TRANSIENT.iter().any(|c| c.as_str() == code)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::ClientConfig;
+use crate::tracker::tests::msg;
 use switchboard_proto::{Conv, ErrorCode};
 
 struct Rig {
@@ -199,4 +200,109 @@ async fn a_message_too_deep_to_read_in_a_gap_fill_is_an_event_too() {
         });
     }
     assert_eq!(got, ["message 1", "unreadable 2", "message 3"]);
+}
+
+#[tokio::test]
+async fn a_resume_refused_for_want_of_storage_keeps_the_conversation_and_reconnects() {
+    let mut r = rig();
+    track(&r.driver, "room:a");
+    // The soak found this: Redis restarting while a client resumed; forgetting the room lost
+    // every later message of it.
+    let f = ServerFrame::error_for(
+        Some(Value::from(1)),
+        ErrorCode::Unavailable,
+        "storage unavailable",
+        Some(Conv::room("a")),
+    );
+    match r.driver.on_frame(&r.link, f, 1).await {
+        Some(After::Reconnect { reason, .. }) => assert!(reason.contains("room:a"), "{reason}"),
+        other => panic!("expected a reconnect, got {:?}", other.is_some()),
+    }
+    assert!(lock(&r.driver.shared).tracker.is_tracked("room:a"));
+    assert!(r.events.try_recv().is_err(), "no Unsubscribed event");
+}
+
+#[tokio::test]
+async fn a_long_poll_resume_refusal_without_an_id_is_handled_too() {
+    // A long-poll session is opened with the resume and no `auth` frame, so its refusals carry
+    // no id, only `conv`. The soak found them ignored: the client kept waiting for a
+    // conversation the server no longer sent it.
+    let mut r = rig();
+    track(&r.driver, "room:a");
+    track(&r.driver, "room:b");
+    let refusal =
+        |code, room| ServerFrame::error_for(None, code, "refused", Some(Conv::room(room)));
+    let after = r
+        .driver
+        .on_frame(&r.link, refusal(ErrorCode::Unavailable, "a"), 7)
+        .await;
+    assert!(matches!(after, Some(After::Reconnect { .. })));
+    assert!(lock(&r.driver.shared).tracker.is_tracked("room:a"));
+    let after = r
+        .driver
+        .on_frame(&r.link, refusal(ErrorCode::NotMember, "b"), 7)
+        .await;
+    assert!(after.is_none());
+    assert_eq!(
+        r.events.try_recv().ok(),
+        Some(Event::Unsubscribed {
+            conv: "room:b".into(),
+            reason: "not_member".into()
+        })
+    );
+    // An id-less error naming no conversation is not a refusal.
+    let other = ServerFrame::error(None, ErrorCode::BadRequest, "room:a: whatever");
+    assert!(r.driver.on_frame(&r.link, other, 7).await.is_none());
+    assert!(lock(&r.driver.shared).tracker.is_tracked("room:a"));
+}
+
+#[tokio::test]
+async fn a_gap_fill_refused_for_want_of_storage_reconnects_instead_of_jumping() {
+    // The soak found this: a gap fill answered `unavailable` while Redis restarted, the SDK
+    // accepted the jump, and the two messages of the gap never reached the application.
+    let mut r = rig();
+    track(&r.driver, "room:a");
+    let held = {
+        let mut s = lock(&r.driver.shared);
+        s.tracker.on_message(msg("room:a", 1));
+        s.tracker.on_message(msg("room:a", 4))
+    };
+    assert!(
+        held.iter().any(|a| matches!(a, Action::Fetch { .. })),
+        "seq 4 after 1 is a gap to fetch"
+    );
+    let fill = || Pending {
+        req: Request::History {
+            conv: "room:a".into(),
+            after: Some(1),
+            before: Some(4),
+            limit: Some(2),
+        },
+        waiter: Waiter::Fill("room:a".into()),
+    };
+    r.driver.inflight.insert(9, fill());
+    let refused = ServerFrame::error(Some(Value::from(9)), ErrorCode::Unavailable, "later");
+    match r.driver.on_frame(&r.link, refused, 1).await {
+        Some(After::Reconnect { reason, .. }) => assert!(reason.contains("gap fill"), "{reason}"),
+        other => panic!("expected a reconnect, got {:?}", other.is_some()),
+    }
+    assert_eq!(
+        lock(&r.driver.shared)
+            .tracker
+            .position("room:a")
+            .map(|p| p.1),
+        Some(1),
+        "nothing past the gap was delivered"
+    );
+    // Any other refusal (history gone for good) still lets the jump through.
+    r.driver.inflight.insert(10, fill());
+    let gone = ServerFrame::error(Some(Value::from(10)), ErrorCode::NotFound, "gone");
+    assert!(r.driver.on_frame(&r.link, gone, 1).await.is_none());
+    assert_eq!(
+        lock(&r.driver.shared)
+            .tracker
+            .position("room:a")
+            .map(|p| p.1),
+        Some(4)
+    );
 }

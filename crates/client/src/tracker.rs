@@ -206,11 +206,12 @@ impl Tracker {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn msg(conv: &str, seq: u64) -> Message {
+    /// A message of `conv` at `seq` (also for the driver's tests).
+    pub(crate) fn msg(conv: &str, seq: u64) -> Message {
         Message {
             conv: conv.into(),
             seq,

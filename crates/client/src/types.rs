@@ -197,7 +197,9 @@ pub enum Event {
         from_seq: u64,
     },
     /// The server ended a subscription (e.g. removal from a private room: `not_member`; or a
-    /// conversation that could not be resumed). It is no longer tracked.
+    /// conversation that could not be resumed: gone, or no longer readable). It is no longer
+    /// tracked. A resume refused for a passing reason (`unavailable`, `internal`, `overloaded`,
+    /// `rate_limited`) is not this: the client reconnects and resumes it again.
     Unsubscribed {
         /// The conversation.
         conv: String,
