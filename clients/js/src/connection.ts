@@ -17,6 +17,12 @@ import type { ClientEvents, ClientOptions, ConnectionState, Message, Transport }
 /** Disconnect reasons after which reconnecting cannot help. */
 const FINAL_REASONS = new Set(["logged_out", "kicked", "auth_expired"]);
 
+/**
+ * Error codes that say the server could not serve a request right now (storage away,
+ * overloaded), rather than that it never will.
+ */
+const TRANSIENT = new Set(["unavailable", "internal", "overloaded", "rate_limited"]);
+
 /** A request to the server, as its frame without `id`. */
 export type Req =
   | { type: "subscribe"; conv: string }
@@ -292,11 +298,22 @@ export abstract class Connection extends Emitter<ClientEvents> {
     const p = id !== null ? this.inflight.get(id) : undefined;
     if (p && id !== null) {
       this.inflight.delete(id);
-      this.onReply(p, f);
-    } else if (f.type === "error" && id === authId) {
-      // A resumed conversation that could not be subscribed again.
+      const resync = this.onReply(p, f);
+      if (resync) return this.reconnect(resync);
+    } else if (f.type === "error" && (id === authId || (id === null && typeof f.conv === "string"))) {
+      // A resumed conversation that could not be subscribed again: answering the `auth` frame,
+      // or, on long-polling (whose session is opened with the resume, no `auth` frame), without
+      // an id but with its `conv`. Servers before the `conv` field only named it at the start
+      // of the message.
       const conv = typeof f.conv === "string" ? f.conv : String(f.message ?? "").split(": ")[0];
-      if (conv) this.forget(conv, String(f.code));
+      const code = String(f.code);
+      if (conv && TRANSIENT.has(code)) {
+        // The server could not reach its storage (say, Redis restarting): the conversation is
+        // still ours. Forgetting it would lose every later message; resume it again on a new
+        // connection after the backoff.
+        return this.reconnect(`resume of ${conv} failed: ${code}`);
+      }
+      if (conv) this.forget(conv, code);
     }
     return null;
   }
@@ -308,9 +325,11 @@ export abstract class Connection extends Emitter<ClientEvents> {
     }
   }
 
-  private onReply(p: Pending, f: Frame): void {
+  /** A reply to a request; a reason when the connection must end so that the resume fetches what this one could not. */
+  private onReply(p: Pending, f: Frame): string | null {
     const err = f.type === "error" ? serverError(f.code, f.message) : null;
     const r = p.req;
+    let resync: string | null = null;
     if (!err && r.type === "subscribe" && f.type === "subscribed") {
       this.tracker.onSubscribed(r.conv, Number(f.head_seq), String(f.epoch));
       if (r.conv === this.ownConv) this.ownWanted = true;
@@ -318,11 +337,18 @@ export abstract class Connection extends Emitter<ClientEvents> {
       this.tracker.remove(r.conv);
       if (r.conv === this.ownConv) this.ownWanted = false;
     } else if (p.waiter === "fill" && r.type === "history") {
-      this.apply(
-        err || f.type !== "history"
-          ? this.tracker.onFillFailed(r.conv)
-          : this.tracker.onFill(r.conv, ((f.messages as Frame[]) ?? []).map(toMessage), f.more === true),
-      );
+      if (f.type === "error" && TRANSIENT.has(String(f.code))) {
+        // History is there but could not be read just now (say, Redis restarting): accepting
+        // the jump would lose the gap for good. A new connection resumes from the last message
+        // delivered, and the server replays the gap.
+        resync = `gap fill of ${r.conv} failed: ${String(f.code)}`;
+      } else {
+        this.apply(
+          err || f.type !== "history"
+            ? this.tracker.onFillFailed(r.conv)
+            : this.tracker.onFill(r.conv, ((f.messages as Frame[]) ?? []).map(toMessage), f.more === true),
+        );
+      }
     }
     if (p.waiter === "app") {
       p.done = true;
@@ -332,6 +358,7 @@ export abstract class Connection extends Emitter<ClientEvents> {
       this.ready.resolve();
       this.ready = null;
     }
+    return resync;
   }
 
   private apply(actions: Action[]): void {
