@@ -269,8 +269,14 @@ impl Conn {
     /// Writes a frame of the session's own (a reply, a heartbeat, the last frames), in order
     /// with everything else. Not bounded: the session waits for room with [`Conn::flush`].
     pub(crate) fn write(&self, out: Out) -> Result<(), Broken> {
+        self.write_as(out, How::Now)
+    }
+
+    /// [`Conn::write`], or with [`How::Later`] queued for the session's next [`Conn::flush`]
+    /// (so that frames written together leave in one system call).
+    pub(crate) fn write_as(&self, out: Out, how: How) -> Result<(), Broken> {
         let st = self.state.lock();
-        if self.push(st, out, How::Now) {
+        if self.push(st, out, how) {
             Ok(())
         } else {
             Err(Broken)

@@ -6,7 +6,18 @@ use std::future::Future;
 use std::pin::Pin;
 
 /// A publish whose append is queued: await it for the receipt (the message is then stored).
-pub type PendingPublish = Pin<Box<dyn Future<Output = Result<Receipt>> + Send>>;
+pub type PendingPublish = Pin<Box<dyn Future<Output = Result<Published>> + Send>>;
+
+/// A stored publish: its receipt, and the messages it stored (the target's, then a direct
+/// message's copy in the sender's stream; none for a repeat of an earlier `client_msg_id`). The
+/// sender's session writes its own copy with the answer when it is next for the connection, so
+/// both leave in one write.
+pub struct Published {
+    /// The `published` answer.
+    pub receipt: Receipt,
+    /// The stored messages, as the bus delivers them.
+    pub stored: Vec<Arc<Message>>,
+}
 
 impl Node {
     // ----- messages -----
@@ -20,9 +31,11 @@ impl Node {
         body: MessageBody,
         client_msg_id: Option<String>,
     ) -> Result<Receipt> {
-        self.queue_publish(publisher, conv, body, client_msg_id)
+        let published = self
+            .queue_publish(publisher, conv, body, client_msg_id)
             .await?
-            .await
+            .await?;
+        Ok(published.receipt)
     }
 
     /// Checks a publish (access, limits), then queues its append and returns the rest to await:
@@ -113,7 +126,10 @@ impl Node {
                     node.notify_if_offline(m.clone());
                 }
             }
-            Ok(appended.receipt)
+            Ok(Published {
+                receipt: appended.receipt,
+                stored: appended.stored,
+            })
         }))
     }
 

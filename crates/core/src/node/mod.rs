@@ -34,7 +34,7 @@ mod rooms;
 
 pub use guards::Guards;
 pub use history::HistoryPage;
-pub use messages::PendingPublish;
+pub use messages::{PendingPublish, Published};
 
 /// Largest history page.
 pub const MAX_HISTORY_LIMIT: u32 = 500;

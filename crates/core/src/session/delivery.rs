@@ -36,16 +36,24 @@ impl<T: Transport> Session<T> {
     /// A message the fan-out could not simply write: a repeat, a gap to fill from history
     /// first, or one that waited behind other work.
     async fn deliver(&mut self, d: Arc<Delivery>) -> Result<(), End> {
-        // The sender's own copy comes after the answer to its publish.
+        // The sender's own copy comes after the answer to its publish. Both are queued: the
+        // turn's flush (`on_attention`) sends them, and the rest of the turn's, in one write.
         self.settle_publishes_to(&d.conv).await?;
         let (conv, seq) = (&d.conv, d.message.seq);
         if let Sent::Gap(last) = self
             .conn
-            .write_message(conv, seq, &d.frame, false, How::Now)?
+            .write_message(conv, seq, &d.frame, false, How::Later)?
         {
+            self.conn.flush()?;
             Box::pin(self.replay(conv, last, Some(seq))).await?;
             self.conn
-                .write_message(conv, seq, &d.frame, true, How::Now)?;
+                .write_message(conv, seq, &d.frame, true, How::Later)?;
+        }
+        if self
+            .conn
+            .backlog_over(SESSION_HIGH_WATER - 1, self.high_water_bytes())
+        {
+            self.conn.flush()?;
         }
         Ok(())
     }

@@ -17,9 +17,9 @@
 
 use super::output::SESSION_HIGH_WATER;
 use super::{End, Session};
-use crate::conn::Held;
+use crate::conn::{Held, How};
 use crate::error::{Error, Result};
-use crate::node::PendingPublish;
+use crate::node::{PendingPublish, Published};
 use crate::transport::{Out, Transport};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -56,7 +56,7 @@ impl Pipeline {
 /// until its answer is taken.
 pub(super) fn next_answer(
     pipeline: &mut Option<Box<Pipeline>>,
-) -> impl Future<Output = (Option<RequestId>, Result<crate::backend::Receipt>)> + '_ {
+) -> impl Future<Output = (Option<RequestId>, Result<Box<Published>>)> + '_ {
     std::future::poll_fn(move |cx| {
         let Some(p) = pipeline.as_mut() else {
             return std::task::Poll::Pending;
@@ -64,7 +64,9 @@ pub(super) fn next_answer(
         let Some(front) = p.queue.front_mut() else {
             return std::task::Poll::Pending;
         };
-        let r = std::task::ready!(front.answer.as_mut().poll(cx));
+        // Boxed: the answer passes through the session loop's future, which every connection
+        // holds (a bare `Published` would grow it by its size).
+        let r = std::task::ready!(front.answer.as_mut().poll(cx)).map(Box::new);
         let id = p.queue.pop_front().and_then(|f| f.id);
         std::task::Poll::Ready((id, r))
     })
@@ -114,29 +116,68 @@ impl<T: Transport> Session<T> {
     /// Writes the answer of the oldest publish; the hold ends with the last one.
     pub(super) async fn on_answer(
         &mut self,
-        (id, r): (Option<RequestId>, Result<crate::backend::Receipt>),
+        answer: (Option<RequestId>, Result<Box<Published>>),
+    ) -> std::result::Result<(), End> {
+        self.write_answer(answer, How::Now).await
+    }
+
+    /// Writes the answer of the oldest publish, now or (`How::Later`) for the caller's flush.
+    async fn write_answer(
+        &mut self,
+        (id, r): (Option<RequestId>, Result<Box<Published>>),
+        how: How,
     ) -> std::result::Result<(), End> {
         // The answer is written while the connection is still held: let go first, and the
         // fan-out could write the sender's own copy in between.
-        let frame = match r {
-            Ok(r) => ServerFrame::Published {
-                id,
-                conv: r.conv,
-                seq: r.seq,
-                message_id: r.message_id,
-                ts: r.ts,
-            },
+        let (frame, stored) = match r {
+            Ok(published) => {
+                let Published { receipt: r, stored } = *published;
+                (
+                    ServerFrame::Published {
+                        id,
+                        conv: r.conv,
+                        seq: r.seq,
+                        message_id: r.message_id,
+                        ts: r.ts,
+                    },
+                    stored,
+                )
+            }
             Err(e) => {
                 self.node.metrics.error(e.code);
-                ServerFrame::error(id, e.code, e.message)
+                (ServerFrame::error(id, e.code, e.message), Vec::new())
             }
         };
-        let written = self.conn.write(Out::Text(frame.encode()));
+        let written = self
+            .conn
+            .write_as(Out::Text(frame.encode()), How::Later)
+            .and_then(|()| self.write_own_copies(&stored));
         if self.pipeline.as_ref().is_some_and(|p| p.queue.is_empty()) {
             self.pipeline = None;
         }
         written?;
+        if how == How::Now {
+            self.conn.flush()?;
+        }
         self.make_room(SESSION_HIGH_WATER).await
+    }
+
+    /// Queues this connection's own copies of what its publish stored (its room message, its
+    /// DM's copy in its own stream) behind the answer, each only if it is the next seq there:
+    /// the answer and the copy then leave in one write, instead of the fan-out writing the copy
+    /// in a second one. Anything else (not subscribed, a gap, already sent) is left to the
+    /// fan-out, which skips what was written here.
+    fn write_own_copies(
+        &self,
+        stored: &[std::sync::Arc<switchboard_proto::Message>],
+    ) -> std::result::Result<(), crate::conn::Broken> {
+        for m in stored {
+            if m.seq > 0 && self.conn.last_seq(&m.conv) == Some(m.seq - 1) {
+                self.conn
+                    .write_message(&m.conv, m.seq, &m.encode_frame(), false, How::Later)?;
+            }
+        }
+        Ok(())
     }
 
     /// Answers every publish in flight, in order (before any other request is taken).
@@ -149,14 +190,16 @@ impl<T: Transport> Session<T> {
     }
 
     /// Answers the publishes in flight up to the last one to `conv` (before a message of
-    /// `conv` is written).
+    /// `conv` is written). The answers are queued, not written: the caller writes the message
+    /// behind them and flushes, so a sender's answer and its own copy of the message leave in
+    /// one system call.
     pub(super) async fn settle_publishes_to(
         &mut self,
         conv: &Conv,
     ) -> std::result::Result<(), End> {
         while self.pipeline.as_ref().is_some_and(|p| p.targets(conv)) {
             let answer = next_answer(&mut self.pipeline).await;
-            self.on_answer(answer).await?;
+            self.write_answer(answer, How::Later).await?;
         }
         Ok(())
     }

@@ -106,6 +106,8 @@ impl<T: Transport> Session<T> {
                 None => break,
             }
         }
+        // Deliveries are queued (`How::Later`): one write sends the turn's frames.
+        self.conn.flush()?;
         Ok(())
     }
 

@@ -4,3 +4,4 @@
 mod common;
 mod teardown;
 mod timers;
+mod writes;
