@@ -17,8 +17,8 @@
 
 const fs = require('node:fs');
 const { execFileSync } = require('node:child_process');
-const WebSocket = require('ws');
 const h = require('../lib/harness');
+const { nativeClient, sioClient } = require('./clients');
 
 const IDLE = Number(process.env.IDLE || 2000);
 const SUBS = Number(process.env.SUBS || 200);
@@ -36,21 +36,6 @@ function cpuSecs(pid) {
 }
 
 const fakeT = { after() {} };
-
-async function sioClient(base, token) {
-  const s = h.client(null, base, { transports: ['websocket'], auth: { token }, reconnection: false });
-  await h.connected(s, 30_000);
-  return s;
-}
-
-async function nativeClient(base, token) {
-  const ws = new WebSocket(`${base.replace('http', 'ws')}/v1/ws?token=${token}`);
-  await new Promise((resolve, reject) => {
-    ws.once('message', resolve); // welcome
-    ws.once('error', reject);
-  });
-  return ws;
-}
 
 async function idleMemory(kind) {
   const node = await h.startNode(fakeT, { args: ['--max-connections', '100000'] });

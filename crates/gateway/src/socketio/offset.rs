@@ -15,7 +15,7 @@
 //! An unsubscribed conversation keeps its slot (its delta stays in the offset; older offsets
 //! stay readable), and subscribing to it again opens a new slot with a new start.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use switchboard_proto::Conv;
 
@@ -47,8 +47,8 @@ pub struct Slots {
     deltas: Vec<u64>,
     /// The live slot of each subscribed conversation, once there are more than [`INDEXED`]
     /// slots (below, a scan finds it: most sockets have one or a few, and an empty map
-    /// allocates nothing).
-    live: HashMap<String, usize>,
+    /// allocates nothing; a `BTreeMap`, 24 bytes where a `HashMap` is 48, in every socket).
+    live: BTreeMap<String, usize>,
     /// More slots were needed than [`MAX_SLOTS`]: recovery is off for this socket.
     full: bool,
     /// The slot the last message was counted in.
@@ -63,7 +63,7 @@ impl Slots {
         let mut restored = Slots {
             slots,
             deltas,
-            live: HashMap::new(),
+            live: BTreeMap::new(),
             full: false,
             last: 0,
         };

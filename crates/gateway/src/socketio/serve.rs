@@ -4,7 +4,7 @@
 
 use super::connect::{self, Accepted};
 use super::forward::{ForwardLimits, Forwarder, owner_of, unknown_sid};
-use super::inbox::{Inbox, SioTransport};
+use super::inbox::SioTransport;
 use super::record::Records;
 use super::translate::{self, error_arg};
 use super::wire::{Outlet, SioWire};
@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use serde_json::Value;
 use serde_json::value::RawValue;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -188,52 +188,49 @@ impl Namespace for Switchboard {
             slots,
         } = accepted;
         tracing::debug!(pid, recovered, "Socket.IO connect");
-        let inbox = Arc::new(Inbox::new(self.inbound_queue));
-        let acks = Arc::new(Mutex::new(HashMap::new()));
-        let outlet = Arc::new(SocketOutlet {
+        // The socket's input, its writing half and its acks waiting: one allocation.
+        let outlet = SocketOutlet {
             socket: socket.clone(),
-            acks: acks.clone(),
+            acks: Mutex::new(BTreeMap::new()),
             message: self.message.clone(),
-        });
+        };
         let wire = Arc::new(SioWire::new(
             outlet,
             slots,
             self.records.clone(),
             pid.clone(),
             pre.principal.user_id.clone(),
-            inbox.clone(),
+            self.inbound_queue,
         ));
         let reply = serde_json::json!({"sid": socket.id(), "pid": pid});
         let handler = SioHandler {
             node: node.clone(),
-            inbox,
             wire,
-            acks,
-            start: Mutex::new(Some((permit, pre))),
+            start: Mutex::new(Some(Box::new((permit, pre)))),
         };
         Ok(Accept::new(handler).with_reply(reply))
     }
 }
 
-/// One socket's handler: its events go to its session's input.
+/// One socket's handler: its events go to its session's input (in the wire).
 struct SioHandler {
     node: Arc<Node>,
-    inbox: Arc<Inbox>,
     wire: Arc<SioWire<SocketOutlet>>,
-    acks: Arc<Mutex<HashMap<u64, AckSender>>>,
-    /// What the session starts with, taken once the CONNECT reply is queued.
-    start: Mutex<Option<(Permit, PreAuth)>>,
+    /// What the session starts with, taken once the CONNECT reply is queued (boxed: the
+    /// handler lives as long as the socket, this only until its session starts).
+    start: Mutex<Option<Box<(Permit, PreAuth)>>>,
 }
 
 #[async_trait]
 impl SocketHandler for SioHandler {
     async fn connected(&self, _socket: &Socket) {
-        let Some((permit, pre)) = self.start.lock().take() else {
+        let Some(start) = self.start.lock().take() else {
             return;
         };
+        let (permit, pre) = *start;
         let session = run_session(
             self.node.clone(),
-            SioTransport(self.inbox.clone()),
+            SioTransport(self.wire.clone()),
             self.wire.clone(),
             Some(pre),
         );
@@ -251,10 +248,10 @@ impl SocketHandler for SioHandler {
         match translate::request(&event.name, &args, ack_id, binary) {
             Ok(frame) => {
                 if let Some(ack) = event.ack {
-                    self.acks.lock().insert(ack.id(), ack);
+                    self.acks().lock().insert(ack.id(), ack);
                 }
-                if !self.inbox.push(Inbound::Frame(frame.into()))
-                    && let Some(ack) = ack_id.and_then(|id| self.acks.lock().remove(&id))
+                if !self.wire.inbox().push(Inbound::Frame(frame.into()))
+                    && let Some(ack) = ack_id.and_then(|id| self.acks().lock().remove(&id))
                 {
                     let arg = error_arg(
                         ErrorCode::RateLimited.as_str(),
@@ -276,16 +273,25 @@ impl SocketHandler for SioHandler {
             self.wire.client_left();
         }
         // The session's input ends: it closes like any disconnected client.
-        self.inbox.close();
+        self.wire.inbox().close();
         self.start.lock().take();
-        self.acks.lock().clear();
+        self.acks().lock().clear();
+    }
+}
+
+impl SioHandler {
+    /// The client's acknowledgements waiting for their answer.
+    fn acks(&self) -> &Mutex<BTreeMap<u64, AckSender>> {
+        &self.wire.outlet().acks
     }
 }
 
 /// The wire's view of a library socket.
 struct SocketOutlet {
     socket: Socket,
-    acks: Arc<Mutex<HashMap<u64, AckSender>>>,
+    /// The client's acknowledgements waiting for their answer (by the session's request id;
+    /// a `BTreeMap`, half a `HashMap`'s 48 bytes while empty).
+    acks: Mutex<BTreeMap<u64, AckSender>>,
     message: Arc<EventHead>,
 }
 
@@ -329,5 +335,19 @@ impl Outlet for SocketOutlet {
 
     fn close_transport(&self) {
         self.socket.conn().close(DisconnectReason::ServerShutdown);
+    }
+
+    fn close_transport_after(&self, delay: Duration) {
+        // Frames may be written from a fan-out thread, outside the runtime.
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                let socket = self.socket.clone();
+                rt.spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    socket.conn().close(DisconnectReason::ServerShutdown);
+                });
+            }
+            Err(_) => self.close_transport(),
+        }
     }
 }

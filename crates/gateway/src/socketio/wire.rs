@@ -44,6 +44,8 @@ pub trait Outlet: Send + Sync + 'static {
     fn disconnect(&self);
     /// Closes the underlying connection without a DISCONNECT (the client reconnects).
     fn close_transport(&self);
+    /// The same, `delay` from now (a drain's `delay_ms`).
+    fn close_transport_after(&self, delay: Duration);
 }
 
 struct State {
@@ -56,26 +58,29 @@ struct State {
     ended: bool,
 }
 
-/// The writing half of one Socket.IO socket's session.
+/// The writing half of one Socket.IO socket's session, and its input (the reading half's
+/// queue): one allocation per socket holds both, and the outlet.
 pub struct SioWire<O: Outlet> {
-    outlet: Arc<O>,
+    outlet: O,
     state: Mutex<State>,
     records: Arc<Records>,
     pid: String,
     user_id: String,
-    /// The session's input, for proof of life (see the module comment).
-    alive: Arc<Inbox>,
+    /// The session's input (read by [`super::inbox::SioTransport`]); the heartbeat's proof of
+    /// life goes there too (see the module comment).
+    inbox: Inbox,
 }
 
 impl<O: Outlet> SioWire<O> {
-    /// A wire writing to `outlet`, keeping `slots` for `pid`'s record.
+    /// A wire writing to `outlet`, keeping `slots` for `pid`'s record, with an input of at
+    /// most `inbound` entries.
     pub fn new(
-        outlet: Arc<O>,
+        outlet: O,
         slots: Slots,
         records: Arc<Records>,
         pid: String,
         user_id: String,
-        alive: Arc<Inbox>,
+        inbound: usize,
     ) -> SioWire<O> {
         SioWire {
             outlet,
@@ -88,8 +93,18 @@ impl<O: Outlet> SioWire<O> {
             records,
             pid,
             user_id,
-            alive,
+            inbox: Inbox::new(inbound),
         }
+    }
+
+    /// The socket's input.
+    pub fn inbox(&self) -> &Inbox {
+        &self.inbox
+    }
+
+    /// The socket it writes to.
+    pub fn outlet(&self) -> &O {
+        &self.outlet
     }
 
     fn record(&self, slots: &Slots) -> Record {
@@ -179,17 +194,8 @@ impl<O: Outlet> SioWire<O> {
         if let Some(delay) = st.reconnect {
             // Drain: the client reconnects (elsewhere) and recovers.
             self.records.end(&self.pid, true);
-            // Frames may be written from a fan-out thread, outside the runtime.
-            match tokio::runtime::Handle::try_current() {
-                Ok(rt) => {
-                    let outlet = self.outlet.clone();
-                    rt.spawn(async move {
-                        tokio::time::sleep(Duration::from_millis(delay)).await;
-                        outlet.close_transport();
-                    });
-                }
-                Err(_) => self.outlet.close_transport(),
-            }
+            self.outlet
+                .close_transport_after(Duration::from_millis(delay));
             return;
         }
         match reason {
@@ -208,6 +214,12 @@ impl<O: Outlet> SioWire<O> {
                 self.outlet.close_transport();
             }
         }
+    }
+}
+
+impl<O: Outlet> AsRef<Inbox> for SioWire<O> {
+    fn as_ref(&self) -> &Inbox {
+        &self.inbox
     }
 }
 
@@ -234,7 +246,7 @@ impl<O: Outlet> Wire for SioWire<O> {
                 // Engine.IO checks the client's liveness; the session's heartbeat is answered
                 // here (a full queue means the session is past its own bound anyway).
                 Out::Ping => {
-                    self.alive.push(Inbound::Alive);
+                    self.inbox.push(Inbound::Alive);
                 }
                 Out::Pong(_) | Out::Close(_) => {}
             }

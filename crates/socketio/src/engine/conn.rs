@@ -88,7 +88,9 @@ pub(crate) struct Shared {
     /// Wakes the writer: the pending poll or the WebSocket task (packets queued, closed,
     /// upgrade progress).
     pub out_ready: Notify,
-    /// Wakes the heartbeat driver (pong, deadline changes, close, flushed).
+    /// Wakes the polling session's heartbeat driver (pong, deadline changes, close, flushed).
+    /// A WebSocket session's task runs the heartbeat itself and waits on `out_ready` alone (one
+    /// `Notified` less in every idle task): [`Shared::heartbeat_changed`] wakes both.
     pub ctl: Notify,
     /// The application's handler of this session; taken out when the session ends.
     pub handler: tokio::sync::Mutex<Option<Box<dyn SessionHandler>>>,
@@ -218,6 +220,13 @@ impl Shared {
         if !reason.flushes() {
             self.engine.remove(&self.sid);
         }
+        self.heartbeat_changed();
+    }
+
+    /// The heartbeat's next look changed (a pong, a deadline, the close): wakes whichever runs
+    /// it, the polling driver or the WebSocket task. (A spurious wake-up of a pending poll
+    /// finds nothing to take and waits on.)
+    pub fn heartbeat_changed(&self) {
         self.out_ready.notify_one();
         self.ctl.notify_one();
     }
@@ -338,7 +347,7 @@ impl EngineConn {
     /// `ConnectTimeout` (the Socket.IO layer's connect timeout).
     pub(crate) fn set_deadline(&self, deadline: Option<Instant>) {
         self.0.state.lock().deadline = deadline;
-        self.0.ctl.notify_one();
+        self.0.heartbeat_changed();
     }
 }
 

@@ -29,6 +29,9 @@ pub(crate) async fn on_packet(
                 st.next_ping = Instant::now() + shared.engine.config.ping_interval;
             }
             drop(st);
+            // Only the polling driver needs waking: on a WebSocket the pong is handled in the
+            // session's own task, which looks at the heartbeat again right after (waking it
+            // too would cost it one more turn per pong).
             shared.ctl.notify_one();
             Ok(())
         }

@@ -20,7 +20,8 @@ use crate::{Config, DisconnectReason};
 /// What every session of the server shares.
 pub(crate) struct SioInner {
     pub config: Config,
-    pub namespaces: HashMap<String, Arc<dyn Namespace>>,
+    /// Each namespace with its name, shared by its sockets (none allocates its own).
+    pub namespaces: HashMap<String, (Arc<str>, Arc<dyn Namespace>)>,
     pub sid_generator: SidGenerator,
 }
 
@@ -83,7 +84,12 @@ impl Builder {
     pub fn build(self) -> SocketIo {
         let inner = Arc::new(SioInner {
             config: self.config.clone(),
-            namespaces: self.namespaces,
+            namespaces: (self.namespaces.into_iter())
+                .map(|(name, ns)| {
+                    let shared = Arc::from(name.as_str());
+                    (name, (shared, ns))
+                })
+                .collect(),
             sid_generator: self.sid_generator.unwrap_or_else(|| Arc::new(random_sid)),
         });
         let engine =
