@@ -251,7 +251,10 @@ fn the_database_is_wal_with_full_sync_and_a_stable_epoch() {
     let pages: i64 = conn
         .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
         .expect("wal_autocheckpoint");
-    assert_eq!(pages, 8192, "checkpoints every 8,192 WAL pages, not SQLite's 1,000");
+    assert_eq!(
+        pages, 8192,
+        "checkpoints every 8,192 WAL pages, not SQLite's 1,000"
+    );
     drop(conn);
     let (_conn, again) = schema::open_writer(dir.path()).expect("reopen");
     assert_eq!(epoch, again, "the epoch is made once");
