@@ -31,6 +31,7 @@ mod replicated;
 mod retention;
 mod scripts;
 mod store;
+mod users;
 
 use async_trait::async_trait;
 use conn::Redis;
@@ -149,6 +150,8 @@ pub(crate) struct Shared {
     pub renewing_stopped: AtomicBool,
     /// Conversations recently noted for age trimming (see [`retention`]).
     pub retention: retention::Noted,
+    /// Users found before (see [`users`]).
+    pub users: users::Known,
     /// Appends wait for replicas and publish afterwards (see [`replicated`]).
     pub replicated: bool,
 }
@@ -202,6 +205,7 @@ impl RedisBackend {
             },
             replicated: cluster || config.wait_replicas > 0,
             retention: retention::Noted::new(config.history_max_age_ms),
+            users: users::Known::default(),
             config,
             redis,
             scripts,

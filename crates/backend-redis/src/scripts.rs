@@ -30,8 +30,15 @@ end
 "#;
 
 /// Append (see [`crate::broker`] for the arguments).
+///
+/// Every number handed to `redis.call` is a string made once with `string.format('%d')`: Redis
+/// turns a Lua number argument into text with `%.17g`, floating-point printing that was about a
+/// tenth of this script's instructions. `MAXLEN` is passed to XADD only once the seq is above the
+/// limit: a stream holds at most one entry per seq (its ids are `<seq>-1`), so below that
+/// nothing can be trimmed, and the trimming pass costs even when it removes nothing.
 const APPEND_LUA: &str = r#"
-local now, maxlen, epoch, idem_ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local now, epoch, idem_ttl = tonumber(ARGV[1]), ARGV[3], ARGV[4]
+local maxlen, maxlen_n = ARGV[2], tonumber(ARGV[2])
 local has_copy, has_idem = ARGV[5] == '1', ARGV[6] == '1'
 local mid, post, rpre = ARGV[7], ARGV[8], ARGV[9]
 local ch1, pre1, ch2, pre2 = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
@@ -52,7 +59,7 @@ if has_idem then
   if earlier then
     -- Replicated mode: a write of ours after the original one, so that the caller's WAIT
     -- covers it too (the original may have been written by a node that died before its WAIT).
-    if not publish then redis.call('HSET', meta1, 'ack', now) end
+    if not publish then redis.call('HSET', meta1, 'ack', ARGV[1]) end
     return {0, earlier}
   end
 end
@@ -66,40 +73,42 @@ if has_copy and not same then
   s2, t2, e2 = head(meta2, log2)
   ts = math.max(ts, t2)
 end
-local function add(log, seq, m)
-  local id = string.format('%d-1', seq)
-  if maxlen > 0 then
-    redis.call('XADD', log, 'MAXLEN', maxlen, id, 'm', m, 't', ts)
+local ts_s = string.format('%d', ts)
+local function add(log, seq, seq_s, m)
+  if maxlen_n > 0 and seq > maxlen_n then
+    redis.call('XADD', log, 'MAXLEN', maxlen, seq_s .. '-1', 'm', m, 't', ts_s)
   else
-    redis.call('XADD', log, id, 'm', m, 't', ts)
+    redis.call('XADD', log, seq_s .. '-1', 'm', m, 't', ts_s)
   end
 end
-local function set_head(meta, seq, had_epoch)
+local function set_head(meta, seq, seq_s, had_epoch)
   if had_epoch then
-    redis.call('HSET', meta, 'seq', seq, 'ts', ts)
+    redis.call('HSET', meta, 'seq', seq_s, 'ts', ts_s)
   else
     -- `rseq`: the last seq published in replicated mode (see CONFIRM_LUA).
-    redis.call('HSET', meta, 'seq', seq, 'ts', ts, 'epoch', epoch, 'rseq', seq - 1)
+    redis.call('HSET', meta, 'seq', seq_s, 'ts', ts_s, 'epoch', epoch,
+      'rseq', string.format('%d', seq - 1))
   end
 end
-local ts_s = string.format('%d', ts)
 
 -- 3. Store, then move the head (a failing XADD leaves the head where it was).
 local seq1 = s1 + 1
-local m1 = pre1 .. string.format('%d', seq1) .. mid .. ts_s .. post
-add(log1, seq1, m1)
-set_head(meta1, seq1, e1)
+local seq1_s = string.format('%d', seq1)
+local m1 = pre1 .. seq1_s .. mid .. ts_s .. post
+add(log1, seq1, seq1_s, m1)
+set_head(meta1, seq1, seq1_s, e1)
 local seq2, m2 = 0, nil
 if has_copy then
   if same then seq2 = seq1 + 1 else seq2 = s2 + 1 end
-  m2 = pre2 .. string.format('%d', seq2) .. mid .. ts_s .. post
-  add(log2, seq2, m2)
-  set_head(meta2, seq2, same or e2)
+  local seq2_s = string.format('%d', seq2)
+  m2 = pre2 .. seq2_s .. mid .. ts_s .. post
+  add(log2, seq2, seq2_s, m2)
+  set_head(meta2, seq2, seq2_s, same or e2)
 end
 
 -- 4. The idempotency record, then publication: in seq order, since scripts run one at a time.
 if has_idem then
-  redis.call('SET', idem, rpre .. string.format('%d', seq1) .. ',"ts":' .. ts_s .. '}', 'EX', idem_ttl)
+  redis.call('SET', idem, rpre .. seq1_s .. ',"ts":' .. ts_s .. '}', 'EX', idem_ttl)
 end
 if publish then
   redis.call('PUBLISH', ch1, m1)

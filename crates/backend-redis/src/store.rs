@@ -34,10 +34,12 @@ pub(crate) async fn create_user(
         .eval("create_user", &s.scripts.create_user, &keys, &args)
         .await?;
     if created == 1 {
-        Ok(User {
+        let user = User {
             user_id,
             username: Some(username.to_owned()),
-        })
+        };
+        s.users.insert(&user);
+        Ok(user)
     } else {
         Err(BackendError::UsernameTaken)
     }
@@ -108,17 +110,24 @@ pub(crate) async fn user_by_username(
     }))
 }
 
-/// Finds a user by id.
+/// Finds a user by id (from memory if found before: see [`crate::users`]).
 pub(crate) async fn user(s: &Shared, user_id: &str) -> Result<Option<User>, BackendError> {
+    if let Some(user) = s.users.get(user_id) {
+        return Ok(Some(user));
+    }
     let mut c = redis::cmd("HMGET");
     c.arg(s.keys.user(user_id))
         .arg("created_at")
         .arg("username");
     let (created, username): (Option<String>, Option<String>) = s.redis.query("user", &c).await?;
-    Ok(created.map(|_| User {
+    let user = created.map(|_| User {
         user_id: user_id.to_owned(),
         username,
-    }))
+    });
+    if let Some(user) = &user {
+        s.users.insert(user);
+    }
+    Ok(user)
 }
 
 /// Returns the user, creating it without name or password if unknown.
@@ -134,10 +143,12 @@ pub(crate) async fn ensure_user(s: &Shared, user_id: &str) -> Result<User, Backe
         .arg(&key)
         .arg("username");
     let (username,): (Option<String>,) = s.redis.batch("ensure_user", &p).await?;
-    Ok(User {
+    let user = User {
         user_id: user_id.to_owned(),
         username,
-    })
+    };
+    s.users.insert(&user);
+    Ok(user)
 }
 
 /// Stores a session; the key expires with the session.
