@@ -134,7 +134,8 @@ ${httpBody.replaceAll('{port}', String(port))}
 
 /**
  * A `switchboard serve` process. Options: `redis` (URL), `nodeId`, `port` (else a free one
- * chosen by the node), `publicUrl`, `args` (more flags).
+ * chosen by the node), `publicUrl`, `args` (more flags), `pingIntervalMs` / `pingTimeoutMs`
+ * (the Engine.IO heartbeat; 500 / 1000 unless given, `null` for the server's default).
  */
 async function startNode(t, opts = {}) {
   const dataDir = tempDir('node');
@@ -148,11 +149,13 @@ async function startNode(t, opts = {}) {
     API_KEY,
     '--data-dir',
     dataDir,
-    '--socketio-ping-interval-ms',
-    '500',
-    '--socketio-ping-timeout-ms',
-    '1000',
   ];
+  // The tests' short heartbeat; `null` leaves the server's default (25 s / 20 s), e.g. for a
+  // measurement that should not charge pings to deliveries.
+  const pingInterval = opts.pingIntervalMs === undefined ? 500 : opts.pingIntervalMs;
+  const pingTimeout = opts.pingTimeoutMs === undefined ? 1000 : opts.pingTimeoutMs;
+  if (pingInterval !== null) args.push('--socketio-ping-interval-ms', String(pingInterval));
+  if (pingTimeout !== null) args.push('--socketio-ping-timeout-ms', String(pingTimeout));
   if (opts.redis) args.push('--redis', opts.redis, '--lease-ms', String(opts.leaseMs || 1500));
   if (opts.nodeId) args.push('--node-id', opts.nodeId);
   if (opts.publicUrl) args.push('--public-url', opts.publicUrl);
