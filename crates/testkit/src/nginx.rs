@@ -102,8 +102,7 @@ fn spawn(dir: &Path, http_body: &str, port: u16) -> Result<Child, String> {
             return Err(format!("port {port} ({status}): {}", log_tail(&error_log)));
         }
         if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+            stop(&mut child);
             return Err(format!(
                 "port {port}: not listening within {START_TIMEOUT:?}: {}",
                 log_tail(&error_log)
@@ -113,11 +112,35 @@ fn spawn(dir: &Path, http_body: &str, port: u16) -> Result<Child, String> {
     }
 }
 
+/// How long nginx gets to stop its workers before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Stops nginx with its workers. SIGKILL would end only the master: its worker kept running,
+/// holding the listening socket, after the test was over. SIGTERM is nginx's fast shutdown (the
+/// master ends its workers, then itself); SIGKILL only if that takes too long.
+fn stop(child: &mut Child) {
+    let pid = child.id().to_string();
+    let termed = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while termed && Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 impl Drop for Nginx {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            stop(&mut c);
         }
     }
 }
@@ -134,6 +157,46 @@ mod tests {
         let mut out = String::new();
         s.read_to_string(&mut out).expect("read");
         out
+    }
+
+    /// The pids of `parent`'s children (from /proc).
+    fn children(parent: u32) -> Vec<u32> {
+        let path = format!("/proc/{parent}/task/{parent}/children");
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    #[test]
+    fn dropping_it_stops_the_workers_too() {
+        let body = "server { listen 127.0.0.1:{port}; location / { return 200 \"up\"; } }";
+        let nginx = Nginx::start(body);
+        let master = nginx.child.as_ref().expect("running").id();
+        let deadline = Instant::now() + START_TIMEOUT;
+        let workers = loop {
+            let w = children(master);
+            if !w.is_empty() || Instant::now() >= deadline {
+                break w;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(!workers.is_empty(), "nginx started no worker");
+        let port = nginx.port();
+        drop(nginx);
+        for w in workers {
+            assert!(
+                !std::path::Path::new(&format!("/proc/{w}")).exists()
+                    || std::fs::read_to_string(format!("/proc/{w}/stat"))
+                        .is_ok_and(|s| s.contains(") Z ")),
+                "worker {w} outlived its master"
+            );
+        }
+        assert!(
+            TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port} still answers after the drop"
+        );
     }
 
     #[test]
