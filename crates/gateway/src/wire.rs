@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use std::io::{self, IoSlice};
 use std::task::{Context, Poll};
 use switchboard_core::transport::{Out, Progress, Wire};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 /// Longest head any framing writes before a payload.
@@ -59,9 +60,26 @@ impl<F: Framing> ReadSource for SocketWire<F> {
     }
 }
 
-/// Reads what the socket has now into `chunk`.
+/// Reads what the socket has now into `chunk`. A read that took less than `chunk` emptied the
+/// socket, so it also clears the socket's read readiness: the next wait goes straight to the
+/// poller instead of first paying a `recvfrom` that can only answer `EAGAIN` (one system call
+/// per frame a client sends). This is what tokio's own `poll_read` does on epoll; it is safe
+/// because tokio clears readiness only if no new event came since it was observed, and on epoll
+/// each arrival is a new event.
 pub(crate) fn read_chunk(stream: &TcpStream, chunk: &mut [u8; READ_CHUNK]) -> io::Result<usize> {
-    stream.try_read(chunk)
+    let mut short = None;
+    let r = stream.try_io(Interest::READABLE, || {
+        let n = stream.try_read(chunk)?;
+        if 0 < n && n < READ_CHUNK {
+            short = Some(n);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match short {
+        Some(n) => Ok(n),
+        None => r,
+    }
 }
 
 /// How a transport frames what it writes.
@@ -304,6 +322,44 @@ pub(crate) mod tests {
         );
         assert_eq!(framed(&TcpFraming, &Out::Ping)[4..], *br#"{"type":"ping"}"#);
         assert!(framed(&TcpFraming, &Out::Close(1000)).is_empty());
+    }
+
+    /// A short read leaves the socket's read readiness cleared (no `EAGAIN` read needed), and
+    /// the next bytes to arrive make it ready again.
+    #[tokio::test]
+    async fn a_short_read_clears_readiness_until_more_comes() {
+        use std::future::poll_fn;
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let ready_now = |s: &TcpStream| {
+            let waker = std::task::Waker::noop();
+            let mut cx = Context::from_waker(waker);
+            s.poll_read_ready(&mut cx).is_ready()
+        };
+        for round in 0..3u8 {
+            client.write_all(&[round; 10]).await.unwrap();
+            poll_fn(|cx| server.poll_read_ready(cx)).await.unwrap();
+            let mut chunk = [0u8; READ_CHUNK];
+            assert_eq!(read_chunk(&server, &mut chunk).unwrap(), 10);
+            assert_eq!(chunk[..10], [round; 10]);
+            assert!(
+                !ready_now(&server),
+                "round {round}: still ready after a short read"
+            );
+        }
+        // A full chunk does not clear it: more may be waiting.
+        client.write_all(&[7u8; READ_CHUNK + 5]).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        poll_fn(|cx| server.poll_read_ready(cx)).await.unwrap();
+        let mut chunk = [0u8; READ_CHUNK];
+        assert_eq!(read_chunk(&server, &mut chunk).unwrap(), READ_CHUNK);
+        assert!(ready_now(&server));
+        assert_eq!(read_chunk(&server, &mut chunk).unwrap(), 5);
+        assert!(!ready_now(&server));
     }
 
     /// Batches, partial writes and the offset arithmetic, over a real socket pair whose
