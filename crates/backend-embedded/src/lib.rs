@@ -1,7 +1,7 @@
 //! Switchboard's single-node default backend: needs nothing installed.
 //!
 //! - **Store and history**: one SQLite file, `<data_dir>/switchboard.db`, in WAL mode with
-//!   `synchronous=FULL`. Every write goes through one writer thread that commits whole batches at
+//!   `synchronous=FULL` (or `NORMAL` with `--durability process`: see [`Durability`]). Every write goes through one writer thread that commits whole batches at
 //!   once (group commit: one fsync for many messages), then publishes, then answers (see
 //!   the writer module). Reads run on four reader threads, each with its own read-only connection;
 //!   auth sessions, users and rooms are answered from memory once known, and the position of a
@@ -14,6 +14,8 @@
 
 mod append;
 mod cache;
+mod checkpointer;
+mod durability;
 mod error;
 mod files;
 mod messages;
@@ -32,6 +34,7 @@ mod writes;
 
 use async_trait::async_trait;
 use cache::{RecordCache, SessionCache, StoredConvs};
+pub use durability::Durability;
 use error::closed;
 use parking_lot::Mutex;
 use reads::ReadPool;
@@ -65,6 +68,9 @@ pub struct EmbeddedConfig {
     /// When a commit would carry two or more jobs (the writer is busy), how long it waits for
     /// more before committing (`--commit-delay-us`); zero commits at once.
     pub commit_delay: std::time::Duration,
+    /// What an answered append promises: on disk (the default) or in the operating system's
+    /// file cache (`--durability process`; see [`Durability`]).
+    pub durability: Durability,
     /// Where the writer records each group commit's time and messages (the node's
     /// `switchboard_commit_seconds` and `switchboard_commit_messages`); `None` records nothing.
     pub commit_metrics: Option<CommitMetrics>,
@@ -79,6 +85,7 @@ impl EmbeddedConfig {
             history_max_age_ms: 0,
             max_batch: 512,
             commit_delay: std::time::Duration::ZERO,
+            durability: Durability::Disk,
             commit_metrics: None,
         }
     }
@@ -108,7 +115,13 @@ impl EmbeddedBackend {
         config: EmbeddedConfig,
         sink: Arc<dyn BusSink>,
     ) -> Result<Arc<EmbeddedBackend>, BackendError> {
-        let (conn, epoch) = schema::open_writer(&config.data_dir)?;
+        let (mut conn, epoch) = schema::open_writer(&config.data_dir)?;
+        config.durability.apply(&conn)?;
+        let checkpointer = checkpointer::Checkpointer::start(
+            &config.data_dir,
+            &mut conn,
+            checkpointer::WAL_CHECKPOINT_PAGES,
+        )?;
         let (jobs, rx) = mpsc::channel();
         let limits = WriterLimits {
             history_max_messages: config.history_max_messages,
@@ -120,6 +133,7 @@ impl EmbeddedBackend {
         let stored = Arc::new(StoredConvs::load(&conn)?);
         let writer = Writer::new(conn, rx, bus.clone(), limits)?
             .with_stored(stored.clone())
+            .with_checkpointer(checkpointer)
             .with_commit_metrics(config.commit_metrics.clone());
         let writer_alive = Arc::new(AtomicBool::new(true));
         let alive = writer_alive.clone();

@@ -1,6 +1,7 @@
 //! The database file: connection settings, the schema and its version, and the epoch.
 //!
-//! One file, `<data_dir>/switchboard.db`, in WAL mode with `synchronous=FULL`: a commit is on
+//! One file, `<data_dir>/switchboard.db`, in WAL mode with `synchronous=FULL` (the backend lowers
+//! it to `NORMAL` for `--durability process`, see the durability module): a commit is on
 //! disk when it returns, readers never block the writer, and the writer never blocks readers.
 
 use crate::error::DbResultExt;
@@ -25,13 +26,12 @@ pub(crate) const DB_FILE: &str = "switchboard.db";
 /// locks that readers can meet in WAL mode).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// WAL pages after which a commit copies the log back into the database (SQLite's default is
-/// 1,000). A checkpoint reads every page in the log and writes each distinct one to the database
-/// file, then fsyncs it. A busy node's commits keep rewriting the same pages (the tail of the
-/// message table, the newest leaf of each active stream), so the longer the log runs between
-/// checkpoints, the more of those rewrites one copy covers. 8,192 pages keep the log under about
-/// 33 MB.
-const WAL_AUTOCHECKPOINT_PAGES: i64 = 8192;
+/// The writer's page cache, in KiB (SQLite's default is 2,000). A direct message adds an entry to
+/// two streams, each in its own leaf page somewhere in the `entries` index; with the default the
+/// leaves of a few thousand active conversations do not stay cached, and the writer read about one
+/// page back from the operating system per DM (`pread64`, measured in the `dm` benchmark). Pages
+/// are allocated as they are used, so a small database never holds this much.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
 
 /// Prepared statements kept per connection: more than the writer and the readers use, so none is
 /// ever evicted and compiled again (rusqlite keeps 16 by default).
@@ -161,8 +161,8 @@ pub(crate) fn open_writer(dir: &Path) -> Result<(Connection, String), BackendErr
     }
     conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")
         .ctx("setting pragmas")?;
-    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
-        .ctx("setting the checkpoint interval")?;
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
+        .ctx("sizing the writer's page cache")?;
 
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -222,6 +222,17 @@ fn stable_plans(conn: &Connection) -> Result<(), BackendError> {
     )
     .ctx("keeping query plans")?;
     Ok(())
+}
+
+/// Opens the checkpoint thread's connection (see the checkpointer module). It writes only the
+/// database file, and syncs it, as a checkpoint does.
+pub(crate) fn open_checkpointer(dir: &Path) -> Result<Connection, BackendError> {
+    let conn = Connection::open(dir.join(DB_FILE)).ctx("opening the checkpoint connection")?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .ctx("setting busy_timeout")?;
+    conn.execute_batch("PRAGMA synchronous=FULL;")
+        .ctx("setting the checkpoint connection's sync")?;
+    Ok(conn)
 }
 
 /// Opens a read-only connection (WAL lets any number of them read while the writer writes).

@@ -248,19 +248,80 @@ fn the_database_is_wal_with_full_sync_and_a_stable_epoch() {
         .query_row("PRAGMA synchronous", [], |r| r.get(0))
         .expect("synchronous");
     assert_eq!(sync, 2, "synchronous=FULL");
-    let pages: i64 = conn
-        .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
-        .expect("wal_autocheckpoint");
-    assert_eq!(
-        pages, 8192,
-        "checkpoints every 8,192 WAL pages, not SQLite's 1,000"
-    );
+    let cache: i64 = conn
+        .query_row("PRAGMA cache_size", [], |r| r.get(0))
+        .expect("cache_size");
+    assert_eq!(cache, -32 * 1024, "the writer caches up to 32 MiB of pages");
     drop(conn);
     let (_conn, again) = schema::open_writer(dir.path()).expect("reopen");
     assert_eq!(epoch, again, "the epoch is made once");
     let other = tempfile::tempdir().expect("tempdir");
     let (_conn, fresh) = schema::open_writer(other.path()).expect("open");
     assert_ne!(epoch, fresh, "a new database gets a new epoch");
+}
+
+/// The writer's connection does not checkpoint (SQLite's automatic checkpoint is off): once the
+/// log holds the threshold's pages, the checkpoint thread copies them into the database file.
+#[test]
+fn checkpoints_run_on_their_own_thread() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut conn, _) = schema::open_writer(dir.path()).expect("open");
+    let mut checkpointer =
+        crate::checkpointer::Checkpointer::start(dir.path(), &mut conn, 64).expect("start");
+    let auto: i64 = conn
+        .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+        .expect("wal_autocheckpoint");
+    assert_eq!(auto, 0, "the writer's commits never checkpoint");
+    let db = dir.path().join(schema::DB_FILE);
+    let before = std::fs::metadata(&db).expect("db").len();
+    conn.execute_batch("CREATE TABLE filler (x BLOB)")
+        .expect("table");
+    // About 200 pages, in commits of a few pages each: past the threshold of 64.
+    for _ in 0..100 {
+        conn.execute("INSERT INTO filler VALUES (zeroblob(8000))", [])
+            .expect("insert");
+    }
+    // The thread's pass copies the log into the database file, then asks the writer to finish.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !checkpointer.finish_wanted() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint pass ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let after = std::fs::metadata(&db).expect("db").len();
+    assert!(
+        after >= before + 16 * 4096,
+        "the pass copied the log into the database file ({before} -> {after} bytes)"
+    );
+    // The writer finishes it; its next commit starts the log over.
+    checkpointer.finish(&conn);
+    conn.execute("INSERT INTO filler VALUES (zeroblob(10))", [])
+        .expect("insert");
+    let (in_log, _) = crate::checkpointer::checkpoint(&conn).expect("log length");
+    assert!(in_log < 16, "the log started over: {in_log} pages in it");
+    checkpointer.stop();
+}
+
+/// `--durability process` lowers the writer's sync to NORMAL (no fsync per commit); `disk`
+/// keeps FULL. The flag's spellings parse back to the same values.
+#[test]
+fn durability_sets_the_writers_sync_level() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (conn, _) = schema::open_writer(dir.path()).expect("open");
+    let sync = |conn: &rusqlite::Connection| -> i64 {
+        conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .expect("synchronous")
+    };
+    crate::Durability::Process.apply(&conn).expect("process");
+    assert_eq!(sync(&conn), 1, "synchronous=NORMAL");
+    crate::Durability::Disk.apply(&conn).expect("disk");
+    assert_eq!(sync(&conn), 2, "synchronous=FULL");
+    for d in [crate::Durability::Disk, crate::Durability::Process] {
+        assert_eq!(d.as_str().parse::<crate::Durability>(), Ok(d));
+    }
+    assert!("fsync".parse::<crate::Durability>().is_err());
 }
 
 /// Age trimming deletes only what expired, and a conversation keeps its head when its newest

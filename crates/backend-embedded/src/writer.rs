@@ -10,6 +10,7 @@
 
 use crate::append::{Head, Outcome, Sequencer, append_run, finish_heads, in_savepoint};
 use crate::cache::StoredConvs;
+use crate::checkpointer::Checkpointer;
 use crate::error::{DbResultExt, internal, now_ms};
 use crate::messages::MAINTENANCE_CHUNK;
 use crate::messages::Statements;
@@ -145,6 +146,8 @@ pub(crate) struct Writer {
     seq: Sequencer,
     /// Told of every conversation before its messages are committed (see the cache module).
     stored: Option<Arc<StoredConvs>>,
+    /// The thread that runs checkpoints (none in some tests: SQLite's automatic one then runs).
+    checkpointer: Option<Checkpointer>,
     /// Each commit's time and messages, if recorded.
     commit_metrics: Option<CommitMetrics>,
 }
@@ -181,8 +184,16 @@ impl Writer {
                 key_retention_ms: IDEMPOTENCY_MIN_RETENTION_MS.max(limits.history_max_age_ms),
             },
             stored: None,
+            checkpointer: None,
             commit_metrics: None,
         })
+    }
+
+    /// Lets `checkpointer` run the checkpoints; the writer stops it before its own last
+    /// checkpoint on close.
+    pub(crate) fn with_checkpointer(mut self, checkpointer: Checkpointer) -> Writer {
+        self.checkpointer = Some(checkpointer);
+        self
     }
 
     /// Keeps `stored` complete: conversations are added before their messages are committed.
@@ -224,9 +235,17 @@ impl Writer {
             self.gather(&mut batch);
             self.wait_for_more(&mut batch);
             if let Some(reply) = self.run_batch(batch) {
+                if let Some(mut c) = self.checkpointer.take() {
+                    c.stop();
+                }
                 self.checkpoint();
                 let _ = reply.send(());
                 return;
+            }
+            if let Some(c) = &self.checkpointer
+                && c.finish_wanted()
+            {
+                c.finish(&self.conn);
             }
             if Instant::now() >= next_maintenance {
                 next_maintenance = self.maintenance();

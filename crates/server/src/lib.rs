@@ -530,6 +530,7 @@ async fn open_backend(
                     history_max_age_ms: config.history_max_age.as_millis() as u64,
                     max_batch: 512,
                     commit_delay: config.commit_delay,
+                    durability: config.durability,
                     commit_metrics: Some(metrics.commits.clone()),
                 },
                 sink,

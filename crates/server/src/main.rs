@@ -48,6 +48,8 @@ async fn serve(args: ServeArgs) -> std::process::ExitCode {
     init_logging(config.json_logs);
     // Before any socket: every connection, and every refusal being written, is a descriptor.
     switchboard_server::raise_open_files_limit();
+    let relaxed = config.redis.is_none()
+        && config.durability != switchboard_backend_embedded::Durability::Disk;
     let server = match switchboard_server::start(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -55,6 +57,12 @@ async fn serve(args: ServeArgs) -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
+    if relaxed {
+        println!(
+            "switchboard: --durability process: published messages are answered before they are \
+             fsynced; they survive the node process dying, not the machine"
+        );
+    }
     // The line operators and tests wait for.
     let id = &server.node.id;
     match server.tcp_addr {

@@ -118,6 +118,11 @@ pub struct ServeArgs {
     /// long it waits for more first, in microseconds; 0 commits at once [default: 0].
     #[arg(long, env = "SWITCHBOARD_COMMIT_DELAY_US", value_name = "US")]
     pub commit_delay_us: Option<u64>,
+    /// Embedded backend: what a `published` answer promises. `disk`: the message is fsynced
+    /// (survives power loss). `process`: it is in the operating system's file cache (survives
+    /// the node process dying, not the machine) and no commit waits for an fsync [default: disk].
+    #[arg(long, env = "SWITCHBOARD_DURABILITY", value_name = "disk|process")]
+    pub durability: Option<String>,
     /// Lifetime of login tokens in seconds [default: 2592000 (30 days)].
     #[arg(long, env = "SWITCHBOARD_SESSION_TTL_S", value_name = "S")]
     pub session_ttl_s: Option<u64>,

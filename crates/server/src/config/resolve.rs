@@ -145,6 +145,21 @@ impl ServeArgs {
                     .into(),
             ));
         }
+        let durability: switchboard_backend_embedded::Durability = match a.durability.as_deref() {
+            None => Default::default(),
+            Some(d) => d
+                .parse()
+                .map_err(|e| ConfigError(format!("--durability: {e}")))?,
+        };
+        let uses_redis =
+            !redis_cluster.is_empty() || a.redis.as_deref().is_some_and(|u| !u.is_empty());
+        if uses_redis && durability != switchboard_backend_embedded::Durability::Disk {
+            return Err(ConfigError(
+                "--durability applies to the embedded backend; with Redis, Redis's own \
+                 appendonly/appendfsync settings decide what survives"
+                    .into(),
+            ));
+        }
         let redis_wait_replicas = a
             .redis_wait_replicas
             .unwrap_or(if redis_cluster.is_empty() { 0 } else { 1 });
@@ -185,6 +200,7 @@ impl ServeArgs {
             history_max_messages: a.history_max_messages.unwrap_or(10_000),
             history_max_age: Duration::from_secs(a.history_max_age_s.unwrap_or(0)),
             commit_delay: Duration::from_micros(a.commit_delay_us.unwrap_or(0).min(100_000)),
+            durability,
             shutdown_timeout: Duration::from_millis(a.shutdown_timeout_ms.unwrap_or(30_000)),
             poll_idle: Duration::from_millis(a.poll_idle_ms.unwrap_or(60_000).max(1_000)),
             poll_first_get: Duration::from_millis(a.poll_first_get_ms.unwrap_or(10_000).max(100)),

@@ -120,3 +120,36 @@ fn origins_and_tls_settings_are_checked() {
     .unwrap_err();
     assert!(e.contains("go together"), "{e}");
 }
+
+#[test]
+fn durability_is_disk_unless_asked_and_only_for_the_embedded_backend() {
+    use switchboard_backend_embedded::Durability;
+    let resolve = |a: ServeArgs| a.resolve().map_err(|e| e.0);
+    assert_eq!(
+        resolve(ServeArgs::default()).unwrap().durability,
+        Durability::Disk
+    );
+    let process = || ServeArgs {
+        durability: Some("process".into()),
+        ..Default::default()
+    };
+    assert_eq!(resolve(process()).unwrap().durability, Durability::Process);
+    let bad = resolve(ServeArgs {
+        durability: Some("fsync".into()),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(bad.contains("--durability"), "{bad}");
+    let with_redis = resolve(ServeArgs {
+        redis: Some("redis://127.0.0.1:1/".into()),
+        ..process()
+    })
+    .unwrap_err();
+    assert!(with_redis.contains("embedded backend"), "{with_redis}");
+    let disk_with_redis = ServeArgs {
+        redis: Some("redis://127.0.0.1:1/".into()),
+        durability: Some("disk".into()),
+        ..Default::default()
+    };
+    assert!(resolve(disk_with_redis).is_ok());
+}

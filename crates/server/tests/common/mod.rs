@@ -447,6 +447,8 @@ pub struct NodeProcess {
     pub child: tokio::process::Child,
     pub addr: SocketAddr,
     pub http: Http,
+    /// What the node printed on stdout before its `listening on` line (warnings included).
+    pub startup: Vec<String>,
 }
 
 impl NodeProcess {
@@ -473,12 +475,14 @@ impl NodeProcess {
         let mut child = cmd.spawn().expect("spawn switchboard");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
+        let mut startup = Vec::new();
         let addr = tokio::time::timeout(WAIT, async {
             while let Some(line) = lines.next_line().await.unwrap() {
                 if let Some((_, rest)) = line.split_once("listening on ") {
                     let addr = rest.split_whitespace().next().unwrap();
                     return addr.parse::<SocketAddr>().unwrap();
                 }
+                startup.push(line);
             }
             panic!("switchboard exited before listening")
         })
@@ -489,6 +493,7 @@ impl NodeProcess {
             child,
             addr,
             http: Http::new(addr),
+            startup,
         }
     }
 

@@ -1,0 +1,162 @@
+//! Checkpoints on a thread of their own, so that no commit waits for one.
+//!
+//! In WAL mode every commit appends pages to the log, and a checkpoint copies them back into the
+//! database file and fsyncs it. SQLite's automatic checkpoint runs inside the commit that crosses
+//! the threshold, so that one commit (and every publish waiting on it) also waited for the copy of
+//! up to [`WAL_CHECKPOINT_PAGES`] pages and an fsync of the database file: tens of milliseconds
+//! with `--durability process`, whose commits otherwise never touch the disk.
+//!
+//! Here the writer's connection has no automatic checkpoint. A WAL hook on it (called after each
+//! commit with the log's length) wakes this thread once the log holds [`WAL_CHECKPOINT_PAGES`]
+//! pages, and the thread runs a `PASSIVE` checkpoint on its own connection: it copies what no
+//! reader still needs and never blocks the writer, which goes on appending meanwhile.
+//!
+//! SQLite starts the log over from its beginning only at a commit that finds every page of it
+//! copied back, which a checkpoint running beside a busy writer never achieves: the writer has
+//! always appended a little more. So the checkpoint finishes in two steps. When this thread's
+//! pass is done, it asks the writer ([`Checkpointer::finish_wanted`]); between two batches the
+//! writer runs one more `PASSIVE` checkpoint itself, which copies only what was committed during
+//! the pass, and its next commit starts the log over. The log stays near the threshold's size.
+
+use crate::error::DbResultExt;
+use parking_lot::{Condvar, Mutex};
+use rusqlite::Connection;
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use switchboard_core::backend::BackendError;
+
+/// Log pages after which a checkpoint runs (SQLite's own default is 1,000). A busy node's commits
+/// keep rewriting the same pages (the tail of the message table, the newest leaf of each active
+/// stream), so the longer the log runs between checkpoints, the more of those rewrites one copy
+/// covers. 8,192 pages keep the log under about 33 MB.
+pub(crate) const WAL_CHECKPOINT_PAGES: i32 = 8192;
+
+/// What the writer's hook and the thread share.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    /// Where the checkpoint is.
+    phase: Phase,
+    /// The thread is to end.
+    stop: bool,
+}
+
+/// The steps of one checkpoint.
+#[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    /// None under way: the hook starts one when the log is long enough.
+    #[default]
+    Idle,
+    /// The thread is to copy the log (or is copying it).
+    Copying,
+    /// The thread's pass is done; the writer is to finish it.
+    Finishing,
+}
+
+/// The checkpoint thread; [`Checkpointer::stop`] ends it (so does dropping it).
+pub(crate) struct Checkpointer {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Opens a connection to the database in `dir`, starts the thread and installs the hook on
+    /// the writer's connection `writer` (which turns SQLite's automatic checkpoint off). A
+    /// checkpoint runs once the log holds `pages` pages ([`WAL_CHECKPOINT_PAGES`] but in tests).
+    pub(crate) fn start(
+        dir: &Path,
+        writer: &mut Connection,
+        pages: i32,
+    ) -> Result<Checkpointer, BackendError> {
+        let conn = crate::schema::open_checkpointer(dir)?;
+        let shared = Arc::new(Shared::default());
+        let hook = shared.clone();
+        writer
+            .wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, in_log: i32| {
+                if in_log >= pages {
+                    let mut state = hook.state.lock();
+                    if state.phase == Phase::Idle {
+                        state.phase = Phase::Copying;
+                        hook.wake.notify_one();
+                    }
+                }
+                Ok(())
+            }))
+            .ctx("installing the WAL hook")?;
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("sb-checkpoint".into())
+            .spawn(move || run(&conn, &thread_shared))
+            .map_err(|e| BackendError::Internal(format!("starting the checkpoint thread: {e}")))?;
+        Ok(Checkpointer {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Whether the thread's pass is done and the writer is to finish the checkpoint: if so, the
+    /// writer calls [`Checkpointer::finish`] between two batches.
+    pub(crate) fn finish_wanted(&self) -> bool {
+        self.shared.state.lock().phase == Phase::Finishing
+    }
+
+    /// The writer's step: one more `PASSIVE` checkpoint on its own connection `writer`, which
+    /// copies what was committed during the thread's pass (nothing else is appended meanwhile),
+    /// so the next commit starts the log over. The next checkpoint may then begin.
+    pub(crate) fn finish(&self, writer: &Connection) {
+        if let Err(e) = checkpoint(writer) {
+            tracing::warn!(error = %e, "finishing a WAL checkpoint failed");
+        }
+        self.shared.state.lock().phase = Phase::Idle;
+    }
+
+    /// Ends the thread, after the checkpoint it is running (if any).
+    pub(crate) fn stop(&mut self) {
+        self.shared.state.lock().stop = true;
+        self.shared.wake.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The thread: waits for a checkpoint to be wanted, copies, hands the rest to the writer, and
+/// again, until stopped.
+fn run(conn: &Connection, shared: &Shared) {
+    loop {
+        {
+            let mut state = shared.state.lock();
+            while state.phase != Phase::Copying && !state.stop {
+                shared.wake.wait(&mut state);
+            }
+            if state.stop {
+                return;
+            }
+        }
+        if let Err(e) = checkpoint(conn) {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+        shared.state.lock().phase = Phase::Finishing;
+    }
+}
+
+/// One `PASSIVE` checkpoint: copies every log page no reader still needs, without waiting for
+/// anyone. Returns (log pages, pages copied back so far).
+pub(crate) fn checkpoint(conn: &Connection) -> Result<(i64, i64), BackendError> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    })
+    .ctx("checkpointing")
+}
