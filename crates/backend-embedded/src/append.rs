@@ -227,6 +227,7 @@ fn append_one(
             ts,
             client_msg_id: req.client_msg_id.clone(),
             body: req.body.clone(),
+            encoded: Default::default(),
         };
         heads.push((conv.clone(), message.seq));
         stored.push(Arc::new(message));

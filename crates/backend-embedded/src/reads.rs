@@ -429,6 +429,7 @@ impl RawMessage {
             ts: to_u64(self.ts),
             client_msg_id: self.client_msg_id,
             body,
+            encoded: Default::default(),
         }))
     }
 }

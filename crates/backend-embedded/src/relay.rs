@@ -150,6 +150,7 @@ mod tests {
             ts: 0,
             client_msg_id: None,
             body: MessageBody::from_json("{}".into()).expect("json"),
+            encoded: Default::default(),
         })
     }
 

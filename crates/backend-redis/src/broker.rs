@@ -169,6 +169,7 @@ pub(crate) fn finish(
                     ts,
                     client_msg_id: req.client_msg_id.clone(),
                     body: req.body.clone(),
+                    encoded: Default::default(),
                 })
             };
             let mut stored = vec![message(req.conv.clone(), seq1)];

@@ -15,6 +15,7 @@ pub struct Delivery {
     pub conv: Conv,
     /// The message (its conv and seq drive ordering and deduplication).
     pub message: Arc<Message>,
-    /// The `{"type":"message",...}` frame, encoded once per node.
+    /// The `{"type":"message",...}` frame, encoded once per node: the bytes kept with
+    /// `message` (see [`Message::encode_frame`]).
     pub frame: Bytes,
 }

@@ -2,7 +2,8 @@
 //! messages to them.
 //!
 //! A message reaching the node is encoded once into a `message` frame; every subscriber then
-//! gets the same shared bytes. A subscriber for which the message is simply next is written to
+//! gets the same shared bytes. The frame is kept with the message ([`Message::encode_frame`](switchboard_proto::Message::encode_frame)),
+//! so a sender's session writing its own copy of what it published shares those bytes too. A subscriber for which the message is simply next is written to
 //! right where the fan-out runs, without waking its task (see [`crate::conn`]); the rest is
 //! handed to its session. Nothing waits without bound: a connection with too much waiting is
 //! cut as a slow consumer, and the client resumes from history and loses nothing.

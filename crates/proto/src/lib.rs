@@ -18,4 +18,4 @@ pub use conv::Conv;
 pub use endpoints::Endpoints;
 pub use error::{DisconnectReason, ErrorCode};
 pub use frame::{ClientFrame, FrameError, RequestId, ResumePosition, ServerFrame};
-pub use message::{Message, MessageBody};
+pub use message::{EncodedFrame, Message, MessageBody};

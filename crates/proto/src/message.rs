@@ -1,8 +1,10 @@
 //! The message object: one stored message of one conversation, and its encodings.
 
 use crate::conv::Conv;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
+use std::sync::OnceLock;
 
 /// A message body: any JSON value, kept as its raw text so that it is parsed once (to check it
 /// is JSON) and never re-encoded on the way to subscribers.
@@ -59,6 +61,46 @@ pub struct Message {
     pub client_msg_id: Option<String>,
     /// The payload.
     pub body: MessageBody,
+    /// Its `message` frame, once [`Message::encode_frame`] made it. Not part of the message:
+    /// never serialized, always equal, empty in a clone. Build with `encoded: Default::default()`.
+    #[serde(skip)]
+    pub encoded: EncodedFrame,
+}
+
+/// A message's encoded `message` frame, made by the first [`Message::encode_frame`] call and
+/// shared by every later one: the sender's session (its own copy, written with its answer) and
+/// the node's fan-out hold the same message and so the same bytes. Costs 40 bytes per message,
+/// made or not. A made frame lives as long as the message: on the live path no longer than
+/// before, since a delivery holds the message and its frame together; a replayed history page
+/// uses [`Message::encode_frame_unkept`], so its messages do not hold their frames as well.
+#[derive(Default)]
+pub struct EncodedFrame(OnceLock<Bytes>);
+
+impl EncodedFrame {
+    /// Whether the frame was made.
+    pub fn is_made(&self) -> bool {
+        self.0.get().is_some()
+    }
+}
+
+/// A clone starts empty: a cloned message may be changed, and must not keep a stale frame.
+impl Clone for EncodedFrame {
+    fn clone(&self) -> EncodedFrame {
+        EncodedFrame::default()
+    }
+}
+
+/// A cache, not content: two messages compare by their fields alone.
+impl PartialEq for EncodedFrame {
+    fn eq(&self, _: &EncodedFrame) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for EncodedFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_made() { "made" } else { "not made" })
+    }
 }
 
 /// The `{"type":"message", ...}` frame, borrowed from a message, in the field order of the contract.
@@ -76,9 +118,29 @@ struct MessageFrame<'a> {
 }
 
 impl Message {
-    /// Encodes the `message` server frame. Done once per message per node; the bytes are then
-    /// shared by every local subscriber.
-    pub fn encode_frame(&self) -> bytes::Bytes {
+    /// The `message` server frame. Encoded by the first call and kept with the message; later
+    /// calls (on this message, or on any clone of its `Arc`) share the same bytes, so a message
+    /// is encoded once per node whoever writes it first. Its fields must not change once it
+    /// was called (messages are shared as `Arc<Message>` and never changed after storage).
+    pub fn encode_frame(&self) -> Bytes {
+        self.encoded
+            .0
+            .get_or_init(|| self.encode_frame_anew())
+            .clone()
+    }
+
+    /// The `message` frame for a message only one writer will use (a history page replayed to
+    /// one connection): the kept frame if there is one, else encoded without keeping it, so
+    /// that a page does not hold every frame it wrote alive until it is done.
+    pub fn encode_frame_unkept(&self) -> Bytes {
+        match self.encoded.0.get() {
+            Some(frame) => frame.clone(),
+            None => self.encode_frame_anew(),
+        }
+    }
+
+    /// Encodes the frame without looking at or filling the cache.
+    fn encode_frame_anew(&self) -> Bytes {
         let frame = MessageFrame {
             r#type: "message",
             conv: &self.conv,
@@ -91,7 +153,7 @@ impl Message {
             body: &self.body,
         };
         // Serializing plain strings, numbers and already-valid raw JSON cannot fail.
-        bytes::Bytes::from(serde_json::to_vec(&frame).expect("message frame serializes"))
+        Bytes::from(serde_json::to_vec(&frame).expect("message frame serializes"))
     }
 }
 
@@ -99,9 +161,8 @@ impl Message {
 mod tests {
     use super::*;
 
-    #[test]
-    fn frame_keeps_body_verbatim() {
-        let m = Message {
+    fn message() -> Message {
+        Message {
             conv: Conv::room("r1"),
             seq: 42,
             message_id: "m_1".into(),
@@ -110,11 +171,69 @@ mod tests {
             ts: 1,
             client_msg_id: Some("c-17".into()),
             body: MessageBody::from_json(r#"{"text":"hi","n":[1,2]}"#.into()).unwrap(),
-        };
-        let text = String::from_utf8(m.encode_frame().to_vec()).unwrap();
+            encoded: Default::default(),
+        }
+    }
+
+    #[test]
+    fn frame_keeps_body_verbatim() {
+        let text = String::from_utf8(message().encode_frame().to_vec()).unwrap();
         assert_eq!(
             text,
             r#"{"type":"message","conv":"room:r1","seq":42,"message_id":"m_1","from":"u_1","to":null,"ts":1,"client_msg_id":"c-17","body":{"text":"hi","n":[1,2]}}"#
         );
+    }
+
+    #[test]
+    fn a_message_is_encoded_once_and_every_writer_shares_the_bytes() {
+        let m = std::sync::Arc::new(message());
+        let held_elsewhere = m.clone();
+        let first = m.encode_frame();
+        assert!(m.encoded.is_made());
+        let again = held_elsewhere.encode_frame();
+        assert_eq!(
+            first.as_ptr(),
+            again.as_ptr(),
+            "the same bytes, not a second encoding"
+        );
+        assert_eq!(first, m.encode_frame_anew());
+        assert_eq!(
+            m.encode_frame_unkept().as_ptr(),
+            first.as_ptr(),
+            "the kept frame"
+        );
+    }
+
+    #[test]
+    fn a_frame_made_unkept_is_not_kept() {
+        let m = message();
+        assert_eq!(m.encode_frame_unkept(), m.encode_frame_anew());
+        assert!(!m.encoded.is_made());
+    }
+
+    #[test]
+    fn the_frame_is_not_content_serialized_compared_or_cloned() {
+        let m = message();
+        let plain = serde_json::to_string(&m).unwrap();
+        m.encode_frame();
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            plain,
+            "serde shape unchanged"
+        );
+        assert!(!plain.contains("encoded"), "{plain}");
+        let read: Message = serde_json::from_str(&plain).unwrap();
+        assert!(!read.encoded.is_made());
+        assert_eq!(read, m, "equal whether encoded or not");
+        let mut changed = m.clone();
+        assert!(!changed.encoded.is_made(), "a clone starts empty");
+        changed.seq = 43;
+        assert!(String::from_utf8_lossy(&changed.encode_frame()).contains(r#""seq":43"#));
+    }
+
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn the_cache_costs_40_bytes_per_message() {
+        assert_eq!(std::mem::size_of::<EncodedFrame>(), 40);
     }
 }

@@ -62,6 +62,7 @@ fn delivery(conv: &Conv, seq: u64) -> Arc<Delivery> {
         ts: 0,
         client_msg_id: None,
         body: switchboard_proto::MessageBody::from_json("1".into()).unwrap(),
+        encoded: Default::default(),
     });
     Arc::new(Delivery {
         conv: conv.clone(),

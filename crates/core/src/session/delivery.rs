@@ -92,10 +92,12 @@ impl<T: Transport> Session<T> {
                 cursor = m.seq;
                 // Queued and written in batches; anything the client already got (live,
                 // meanwhile) is skipped. Batches stay small so that a replay does not use up
-                // the room live messages may take (`--outbound-queue`).
-                let sent =
-                    self.conn
-                        .write_message(conv, m.seq, &m.encode_frame(), true, How::Later)?;
+                // the room live messages may take (`--outbound-queue`). A message read for
+                // this replay has no other writer: its frame is not kept with it.
+                let frame = m.encode_frame_unkept();
+                let sent = self
+                    .conn
+                    .write_message(conv, m.seq, &frame, true, How::Later)?;
                 if sent == Sent::NotSubscribed {
                     return Ok(());
                 }

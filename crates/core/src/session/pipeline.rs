@@ -166,7 +166,9 @@ impl<T: Transport> Session<T> {
     /// DM's copy in its own stream) behind the answer, each only if it is the next seq there:
     /// the answer and the copy then leave in one write, instead of the fan-out writing the copy
     /// in a second one. Anything else (not subscribed, a gap, already sent) is left to the
-    /// fan-out, which skips what was written here.
+    /// fan-out, which skips what was written here. On the embedded backend the copy is the very
+    /// message the bus delivers (the same `Arc`), so whichever of the two encodes it first, the
+    /// other shares the bytes; the Redis backend delivers its own copy, read from pub/sub.
     fn write_own_copies(
         &self,
         stored: &[std::sync::Arc<switchboard_proto::Message>],

@@ -308,6 +308,7 @@ mod tests {
             body: switchboard_proto::MessageBody(
                 serde_json::value::RawValue::from_string("{\"t\":1}".into()).unwrap(),
             ),
+            encoded: Default::default(),
         };
         let frame = m.encode_frame();
         let Outgoing::Message { conv, seq, .. } = outgoing(&frame) else {

@@ -16,6 +16,7 @@ fn message(seq: u64, body: &str) -> Arc<Message> {
         ts: 17,
         client_msg_id: Some("c-1".into()),
         body: MessageBody::from_json(body.into()).unwrap(),
+        encoded: Default::default(),
     })
 }
 
