@@ -25,6 +25,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use switchboard_core::backend::BackendError;
+use switchboard_core::metrics::CommitMetrics;
 
 /// Log pages after which a checkpoint runs (SQLite's own default is 1,000). A busy node's commits
 /// keep rewriting the same pages (the tail of the message table, the newest leaf of each active
@@ -63,6 +64,8 @@ enum Phase {
 pub(crate) struct Checkpointer {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// Where each step's time goes (`switchboard_checkpoint_seconds`), if recorded.
+    metrics: Option<CommitMetrics>,
 }
 
 impl Checkpointer {
@@ -73,6 +76,7 @@ impl Checkpointer {
         dir: &Path,
         writer: &mut Connection,
         pages: i32,
+        metrics: Option<CommitMetrics>,
     ) -> Result<Checkpointer, BackendError> {
         let conn = crate::schema::open_checkpointer(dir)?;
         let shared = Arc::new(Shared::default());
@@ -90,13 +94,15 @@ impl Checkpointer {
             }))
             .ctx("installing the WAL hook")?;
         let thread_shared = shared.clone();
+        let thread_metrics = metrics.clone();
         let thread = std::thread::Builder::new()
             .name("sb-checkpoint".into())
-            .spawn(move || run(&conn, &thread_shared))
+            .spawn(move || run(&conn, &thread_shared, thread_metrics.as_ref()))
             .map_err(|e| BackendError::Internal(format!("starting the checkpoint thread: {e}")))?;
         Ok(Checkpointer {
             shared,
             thread: Some(thread),
+            metrics,
         })
     }
 
@@ -110,7 +116,7 @@ impl Checkpointer {
     /// copies what was committed during the thread's pass (nothing else is appended meanwhile),
     /// so the next commit starts the log over. The next checkpoint may then begin.
     pub(crate) fn finish(&self, writer: &Connection) {
-        if let Err(e) = checkpoint(writer) {
+        if let Err(e) = timed(writer, self.metrics.as_ref()) {
             tracing::warn!(error = %e, "finishing a WAL checkpoint failed");
         }
         self.shared.state.lock().phase = Phase::Idle;
@@ -133,8 +139,10 @@ impl Drop for Checkpointer {
 }
 
 /// The thread: waits for a checkpoint to be wanted, copies, hands the rest to the writer, and
-/// again, until stopped.
-fn run(conn: &Connection, shared: &Shared) {
+/// again, until stopped. Whatever becomes of its pass (an error, even a panic), the writer is
+/// asked to finish: its own checkpoint then does the whole copy, as SQLite's automatic one did,
+/// and the log cannot grow without end.
+fn run(conn: &Connection, shared: &Shared, metrics: Option<&CommitMetrics>) {
     loop {
         {
             let mut state = shared.state.lock();
@@ -145,11 +153,24 @@ fn run(conn: &Connection, shared: &Shared) {
                 return;
             }
         }
-        if let Err(e) = checkpoint(conn) {
-            tracing::warn!(error = %e, "WAL checkpoint failed");
+        let pass = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| timed(conn, metrics)));
+        match pass {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+            Err(_) => tracing::error!("the WAL checkpoint panicked; the writer will finish it"),
         }
         shared.state.lock().phase = Phase::Finishing;
     }
+}
+
+/// [`checkpoint`], its time recorded in `metrics`.
+fn timed(conn: &Connection, metrics: Option<&CommitMetrics>) -> Result<(i64, i64), BackendError> {
+    let began = std::time::Instant::now();
+    let r = checkpoint(conn);
+    if let Some(m) = metrics {
+        m.checkpoint_seconds.observe(began.elapsed().as_secs_f64());
+    }
+    r
 }
 
 /// One `PASSIVE` checkpoint: copies every log page no reader still needs, without waiting for

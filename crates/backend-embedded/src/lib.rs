@@ -121,6 +121,7 @@ impl EmbeddedBackend {
             &config.data_dir,
             &mut conn,
             checkpointer::WAL_CHECKPOINT_PAGES,
+            config.commit_metrics.clone(),
         )?;
         let (jobs, rx) = mpsc::channel();
         let limits = WriterLimits {

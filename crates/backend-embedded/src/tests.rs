@@ -266,8 +266,11 @@ fn the_database_is_wal_with_full_sync_and_a_stable_epoch() {
 fn checkpoints_run_on_their_own_thread() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut conn, _) = schema::open_writer(dir.path()).expect("open");
+    let node_metrics = switchboard_core::metrics::Metrics::new();
+    let metrics = node_metrics.commits.clone();
     let mut checkpointer =
-        crate::checkpointer::Checkpointer::start(dir.path(), &mut conn, 64).expect("start");
+        crate::checkpointer::Checkpointer::start(dir.path(), &mut conn, 64, Some(metrics.clone()))
+            .expect("start");
     let auto: i64 = conn
         .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
         .expect("wal_autocheckpoint");
@@ -301,6 +304,16 @@ fn checkpoints_run_on_their_own_thread() {
         .expect("insert");
     let (in_log, _) = crate::checkpointer::checkpoint(&conn).expect("log length");
     assert!(in_log < 16, "the log started over: {in_log} pages in it");
+    let steps: u64 = node_metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("switchboard_checkpoint_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the checkpoint histogram is exported");
+    assert!(
+        steps >= 2,
+        "the pass and the finishing step are timed: {steps}"
+    );
     checkpointer.stop();
 }
 

@@ -55,6 +55,7 @@ impl Metrics {
             commits: CommitMetrics {
                 seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
                 messages: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+                checkpoint_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
             },
             errors: Family::default(),
             disconnects: Family::default(),
@@ -106,6 +107,11 @@ impl Metrics {
             "switchboard_commit_messages",
             "Embedded backend: messages stored by one group commit (a DM counts its two copies)",
             m.commits.messages.clone(),
+        );
+        registry.register(
+            "switchboard_checkpoint_seconds",
+            "Embedded backend: one checkpoint step (the thread's pass, or the writer finishing it)",
+            m.commits.checkpoint_seconds.clone(),
         );
         registry.register(
             "switchboard_errors",
@@ -176,6 +182,8 @@ pub struct CommitMetrics {
     pub seconds: Histogram,
     /// Messages stored by the commit (a DM's two copies count two).
     pub messages: Histogram,
+    /// Seconds of each checkpoint pass, on the checkpoint thread or the writer's finishing step.
+    pub checkpoint_seconds: Histogram,
 }
 
 impl Default for Metrics {
