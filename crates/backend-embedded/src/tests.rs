@@ -251,7 +251,7 @@ fn the_database_is_wal_with_full_sync_and_a_stable_epoch() {
     let cache: i64 = conn
         .query_row("PRAGMA cache_size", [], |r| r.get(0))
         .expect("cache_size");
-    assert_eq!(cache, -32 * 1024, "the writer caches up to 32 MiB of pages");
+    assert_eq!(cache, -8 * 1024, "the writer caches up to 8 MiB of pages");
     drop(conn);
     let (_conn, again) = schema::open_writer(dir.path()).expect("reopen");
     assert_eq!(epoch, again, "the epoch is made once");
