@@ -28,6 +28,8 @@ mod schema;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_durability;
+#[cfg(test)]
 mod tests_v4;
 mod writer;
 mod writes;
