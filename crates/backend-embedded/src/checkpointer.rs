@@ -16,14 +16,22 @@
 //! always appended a little more. So the checkpoint finishes in two steps. When this thread's
 //! pass is done, it asks the writer ([`Checkpointer::finish_wanted`]); between two batches the
 //! writer runs one more `PASSIVE` checkpoint itself, which copies only what was committed during
-//! the pass, and its next commit starts the log over. The log stays near the threshold's size.
+//! the pass, and its next commit starts the log over. The log stays near the threshold's size
+//! (unless a reader holds an old snapshot: the log cannot start over under it).
+//!
+//! With `--durability process` the writer's commits do not fsync the log; this thread then also
+//! fsyncs it, at most [`Checkpointer::start`]'s `sync_every` after a commit, so that a crash of
+//! the machine loses at most about that much of what was answered (Redis's `appendfsync
+//! everysec`). Commits with nothing to sync cost no fsync.
 
 use crate::error::DbResultExt;
 use parking_lot::{Condvar, Mutex};
 use rusqlite::Connection;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
+use std::time::Duration;
 use switchboard_core::backend::BackendError;
 use switchboard_core::metrics::CommitMetrics;
 
@@ -38,6 +46,8 @@ pub(crate) const WAL_CHECKPOINT_PAGES: i32 = 8192;
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
+    /// The log's fsyncs done for `sync_every` (not those of checkpoints).
+    syncs: AtomicU64,
 }
 
 #[derive(Default)]
@@ -46,6 +56,8 @@ struct State {
     phase: Phase,
     /// The thread is to end.
     stop: bool,
+    /// Commits since the log was last synced (only tracked with `sync_every`).
+    dirty: bool,
 }
 
 /// The steps of one checkpoint.
@@ -72,21 +84,31 @@ impl Checkpointer {
     /// Opens a connection to the database in `dir`, starts the thread and installs the hook on
     /// the writer's connection `writer` (which turns SQLite's automatic checkpoint off). A
     /// checkpoint runs once the log holds `pages` pages ([`WAL_CHECKPOINT_PAGES`] but in tests).
+    ///
+    /// `sync_every`: the writer's commits do not sync the log (`--durability process`); the
+    /// thread fsyncs it this long after the first commit since its last sync.
     pub(crate) fn start(
         dir: &Path,
         writer: &mut Connection,
         pages: i32,
+        sync_every: Option<Duration>,
         metrics: Option<CommitMetrics>,
     ) -> Result<Checkpointer, BackendError> {
         let conn = crate::schema::open_checkpointer(dir)?;
         let shared = Arc::new(Shared::default());
         let hook = shared.clone();
+        let track = sync_every.is_some();
         writer
             .wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, in_log: i32| {
-                if in_log >= pages {
+                if in_log >= pages || track {
                     let mut state = hook.state.lock();
-                    if state.phase == Phase::Idle {
+                    let copy = in_log >= pages && state.phase == Phase::Idle;
+                    if copy {
                         state.phase = Phase::Copying;
+                    }
+                    let first_dirty = track && !state.dirty;
+                    state.dirty |= track;
+                    if copy || first_dirty {
                         hook.wake.notify_one();
                     }
                 }
@@ -95,9 +117,13 @@ impl Checkpointer {
             .ctx("installing the WAL hook")?;
         let thread_shared = shared.clone();
         let thread_metrics = metrics.clone();
+        let log = dir.join(format!("{}-wal", crate::schema::DB_FILE));
         let thread = std::thread::Builder::new()
             .name("sb-checkpoint".into())
-            .spawn(move || run(&conn, &thread_shared, thread_metrics.as_ref()))
+            .spawn(move || {
+                let syncing = sync_every.map(|every| (every, log));
+                run(&conn, &thread_shared, syncing, thread_metrics.as_ref())
+            })
             .map_err(|e| BackendError::Internal(format!("starting the checkpoint thread: {e}")))?;
         Ok(Checkpointer {
             shared,
@@ -112,6 +138,12 @@ impl Checkpointer {
         self.shared.state.lock().phase == Phase::Finishing
     }
 
+    /// A checkpoint is under way (the thread's pass, or its finishing step still to come): the
+    /// writer then looks at [`Checkpointer::finish_wanted`] often, even with nothing to write.
+    pub(crate) fn under_way(&self) -> bool {
+        self.shared.state.lock().phase != Phase::Idle
+    }
+
     /// The writer's step: one more `PASSIVE` checkpoint on its own connection `writer`, which
     /// copies what was committed during the thread's pass (nothing else is appended meanwhile),
     /// so the next commit starts the log over. The next checkpoint may then begin.
@@ -120,6 +152,12 @@ impl Checkpointer {
             tracing::warn!(error = %e, "finishing a WAL checkpoint failed");
         }
         self.shared.state.lock().phase = Phase::Idle;
+    }
+
+    /// How many times the thread has fsynced the log for `sync_every`.
+    #[cfg(test)]
+    pub(crate) fn log_syncs(&self) -> u64 {
+        self.shared.syncs.load(Ordering::Relaxed)
     }
 
     /// Ends the thread, after the checkpoint it is running (if any).
@@ -138,20 +176,56 @@ impl Drop for Checkpointer {
     }
 }
 
+/// What the thread does next.
+enum Work {
+    /// Copy the log back (a checkpoint pass).
+    Copy,
+    /// Fsync the log (`sync_every` after a commit).
+    Sync,
+}
+
 /// The thread: waits for a checkpoint to be wanted, copies, hands the rest to the writer, and
-/// again, until stopped. Whatever becomes of its pass (an error, even a panic), the writer is
-/// asked to finish: its own checkpoint then does the whole copy, as SQLite's automatic one did,
-/// and the log cannot grow without end.
-fn run(conn: &Connection, shared: &Shared, metrics: Option<&CommitMetrics>) {
+/// again, until stopped; with `syncing` (how often, and the log's path), it also fsyncs the log
+/// that long after a commit. Whatever becomes of its pass (an error, even a panic), the writer is
+/// asked to finish: its own checkpoint then does the whole copy, as SQLite's automatic one did.
+fn run(
+    conn: &Connection,
+    shared: &Shared,
+    syncing: Option<(Duration, PathBuf)>,
+    metrics: Option<&CommitMetrics>,
+) {
     loop {
-        {
+        let work = {
             let mut state = shared.state.lock();
-            while state.phase != Phase::Copying && !state.stop {
-                shared.wake.wait(&mut state);
+            loop {
+                if state.stop {
+                    return;
+                }
+                if state.phase == Phase::Copying {
+                    // The pass syncs the log first, everything committed so far with it.
+                    state.dirty = false;
+                    break Work::Copy;
+                }
+                match &syncing {
+                    Some((every, _)) if state.dirty => {
+                        let waited = shared.wake.wait_for(&mut state, *every);
+                        if waited.timed_out() && !state.stop && state.phase != Phase::Copying {
+                            state.dirty = false;
+                            break Work::Sync;
+                        }
+                    }
+                    _ => shared.wake.wait(&mut state),
+                }
             }
-            if state.stop {
-                return;
+        };
+        if let (Work::Sync, Some((_, log))) = (&work, &syncing) {
+            match std::fs::File::open(log).and_then(|f| f.sync_data()) {
+                Ok(()) => {
+                    shared.syncs.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => tracing::warn!(error = %e, "syncing the write-ahead log failed"),
             }
+            continue;
         }
         let pass = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| timed(conn, metrics)));
         match pass {

@@ -5,11 +5,12 @@
 //! - `FULL` ([`Durability::Disk`]): the commit fsyncs the write-ahead log. An answered message
 //!   survives the node process dying and the machine losing power.
 //! - `NORMAL` ([`Durability::Process`]): the commit writes the log into the operating system's
-//!   file cache and does not fsync it; checkpoints still fsync. An answered message survives the
-//!   node process dying (a crash, SIGKILL, the OOM killer), because the kernel still holds its
-//!   pages and writes them out; a crash of the machine itself (kernel panic, power loss) can lose
-//!   the last commits before the next checkpoint. The database stays consistent either way
-//!   (SQLite's own guarantee for WAL with `NORMAL`).
+//!   file cache and does not fsync it. The checkpoint thread fsyncs the log one second after a
+//!   commit at the latest (every checkpoint syncs it too). An answered message survives the node
+//!   process dying (a crash, SIGKILL, the OOM killer), because the kernel still holds its pages
+//!   and writes them out; a crash of the machine itself (kernel panic, power loss) can lose about
+//!   the last second of answered messages. The database stays consistent either way (SQLite's
+//!   own guarantee for WAL with `NORMAL`).
 
 use crate::error::DbResultExt;
 use rusqlite::Connection;
@@ -40,6 +41,16 @@ impl Durability {
         match self {
             Durability::Disk => 2,
             Durability::Process => 1,
+        }
+    }
+
+    /// How long after a commit the checkpoint thread fsyncs the log, when commits do not: one
+    /// second for [`Durability::Process`], so a crash of the machine loses at most about the
+    /// last second of answered messages; none for [`Durability::Disk`] (every commit syncs).
+    pub(crate) fn log_sync_interval(self) -> Option<std::time::Duration> {
+        match self {
+            Durability::Disk => None,
+            Durability::Process => Some(std::time::Duration::from_secs(1)),
         }
     }
 

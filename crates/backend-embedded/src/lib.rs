@@ -123,6 +123,7 @@ impl EmbeddedBackend {
             &config.data_dir,
             &mut conn,
             checkpointer::WAL_CHECKPOINT_PAGES,
+            config.durability.log_sync_interval(),
             config.commit_metrics.clone(),
         )?;
         let (jobs, rx) = mpsc::channel();

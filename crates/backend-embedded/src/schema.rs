@@ -35,6 +35,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// writer thread at 32 MiB). Pages are allocated as they are used.
 const WRITER_CACHE_KIB: i64 = 8 * 1024;
 
+/// The size the write-ahead log file is cut back to when the log starts over, in bytes. A reader
+/// holding an old snapshot keeps the log from starting over, so it can grow past the checkpoint
+/// threshold's 33 MB; without a limit the file kept its largest size until shutdown.
+const WAL_SIZE_LIMIT: i64 = 64 << 20;
+
 /// Prepared statements kept per connection: more than the writer and the readers use, so none is
 /// ever evicted and compiled again (rusqlite keeps 16 by default).
 const STATEMENT_CACHE: usize = 64;
@@ -165,6 +170,8 @@ pub(crate) fn open_writer(dir: &Path) -> Result<(Connection, String), BackendErr
         .ctx("setting pragmas")?;
     conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
         .ctx("sizing the writer's page cache")?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
+        .ctx("limiting the log file's size")?;
 
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -226,14 +233,13 @@ fn stable_plans(conn: &Connection) -> Result<(), BackendError> {
     Ok(())
 }
 
-/// Opens the checkpoint thread's connection (see the checkpointer module). It writes only the
-/// database file, and syncs it, as a checkpoint does.
+/// Opens the checkpoint thread's connection (see the checkpointer module). It never commits: it
+/// only checkpoints, which syncs the log before copying and the database after, at any
+/// `synchronous` level but OFF.
 pub(crate) fn open_checkpointer(dir: &Path) -> Result<Connection, BackendError> {
     let conn = Connection::open(dir.join(DB_FILE)).ctx("opening the checkpoint connection")?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .ctx("setting busy_timeout")?;
-    conn.execute_batch("PRAGMA synchronous=FULL;")
-        .ctx("setting the checkpoint connection's sync")?;
     Ok(conn)
 }
 

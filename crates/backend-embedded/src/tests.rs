@@ -252,6 +252,14 @@ fn the_database_is_wal_with_full_sync_and_a_stable_epoch() {
         .query_row("PRAGMA cache_size", [], |r| r.get(0))
         .expect("cache_size");
     assert_eq!(cache, -8 * 1024, "the writer caches up to 8 MiB of pages");
+    let limit: i64 = conn
+        .query_row("PRAGMA journal_size_limit", [], |r| r.get(0))
+        .expect("journal_size_limit");
+    assert_eq!(
+        limit,
+        64 << 20,
+        "the log file is cut back to 64 MiB when it starts over"
+    );
     drop(conn);
     let (_conn, again) = schema::open_writer(dir.path()).expect("reopen");
     assert_eq!(epoch, again, "the epoch is made once");

@@ -108,6 +108,10 @@ pub(crate) enum Job {
     },
 }
 
+/// How often an idle writer looks whether the checkpoint thread's pass is done (only while one
+/// is under way), so that it finishes the checkpoint without waiting for the next write.
+const CHECKPOINT_POLL: Duration = Duration::from_millis(20);
+
 /// How soon after the last job the next must come to join the same commit (see
 /// [`Writer::gather`]).
 const GATHER_GAP: Duration = Duration::from_micros(40);
@@ -213,11 +217,23 @@ impl Writer {
         let _guard = AliveGuard(alive);
         let mut next_maintenance = Instant::now();
         loop {
-            let wait = next_maintenance.saturating_duration_since(Instant::now());
+            // After any commit, a batch's or maintenance's, and while idle: once the checkpoint
+            // thread's pass is done, finish it, so that the next commit starts the log over.
+            let mut wait = next_maintenance.saturating_duration_since(Instant::now());
+            if let Some(c) = &self.checkpointer {
+                if c.finish_wanted() {
+                    c.finish(&self.conn);
+                }
+                if c.under_way() {
+                    wait = wait.min(CHECKPOINT_POLL);
+                }
+            }
             let first = match self.jobs.recv_timeout(wait) {
                 Ok(job) => job,
                 Err(RecvTimeoutError::Timeout) => {
-                    next_maintenance = self.maintenance();
+                    if Instant::now() >= next_maintenance {
+                        next_maintenance = self.maintenance();
+                    }
                     continue;
                 }
                 // Dropped without close: everything answered is committed; SQLite closes cleanly.
@@ -241,11 +257,6 @@ impl Writer {
                 self.checkpoint();
                 let _ = reply.send(());
                 return;
-            }
-            if let Some(c) = &self.checkpointer
-                && c.finish_wanted()
-            {
-                c.finish(&self.conn);
             }
             if Instant::now() >= next_maintenance {
                 next_maintenance = self.maintenance();

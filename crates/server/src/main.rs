@@ -60,7 +60,8 @@ async fn serve(args: ServeArgs) -> std::process::ExitCode {
     if relaxed {
         println!(
             "switchboard: --durability process: published messages are answered before they are \
-             fsynced; they survive the node process dying, not the machine"
+             fsynced (within a second); they survive the node process dying, and a crash of the \
+             machine can lose about the last second of them"
         );
     }
     // The line operators and tests wait for.
