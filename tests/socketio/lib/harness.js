@@ -25,7 +25,7 @@ const dirs = new Set();
 function killAll() {
   for (const c of children) {
     try {
-      c.kill('SIGKILL');
+      c.kill(c.stopSignal || 'SIGKILL');
     } catch (_) {}
   }
   children.clear();
@@ -81,11 +81,45 @@ async function waitListening(port, ms = WAIT_MS) {
   throw new Error(`nothing listens on port ${port} after ${ms} ms`);
 }
 
-function track(child, t) {
+/**
+ * Stops `child` when test `t` ends (and at exit). `stopSignal` is how: SIGKILL, unless the
+ * process must end its own children first (nginx's master ends its workers on SIGTERM; killed,
+ * it left a worker holding the port behind every test run).
+ */
+function track(child, t, stopSignal = 'SIGKILL') {
+  child.stopSignal = stopSignal;
   children.add(child);
   child.on('exit', () => children.delete(child));
-  if (t) t.after(() => child.kill('SIGKILL'));
+  if (t) t.after(() => stop(child));
   return child;
+}
+
+/** Stops a tracked child with its stop signal and waits for it to exit (SIGKILL after 5 s). */
+async function stop(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill(child.stopSignal || 'SIGKILL');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Resolves `true` once nothing accepts connections on `port` (within `ms`), else `false`. */
+async function portClosed(port, ms = WAIT_MS) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const open = await new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.on('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (!open) return true;
+    await sleep(25);
+  }
+  return false;
 }
 
 /** A real redis-server on a free port. */
@@ -127,6 +161,7 @@ ${httpBody.replaceAll('{port}', String(port))}
   const child = track(
     spawn(bin, ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: 'ignore' }),
     t,
+    'SIGTERM',
   );
   await waitListening(port);
   return { url: `http://127.0.0.1:${port}`, port, child };
@@ -334,6 +369,7 @@ module.exports = {
   freePort,
   http,
   once,
+  portClosed,
   request,
   room,
   serverPublish,
@@ -341,6 +377,7 @@ module.exports = {
   startNginx,
   startNode,
   startRedis,
+  stop,
   token,
   unique,
 };

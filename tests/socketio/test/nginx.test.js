@@ -41,3 +41,16 @@ server {
   assert.equal(socket.io.engine.id, sid, 'one Engine.IO session throughout');
   assert.equal(socket.recovered, false);
 });
+
+test('stopping the test nginx leaves no worker behind on its port', async (t) => {
+  const nginx = await h.startNginx(
+    t,
+    `server {
+  listen 127.0.0.1:{port};
+  location / { return 204; }
+}`,
+  );
+  await h.stop(nginx.child);
+  // A worker orphaned by a killed master would still hold the listening socket.
+  assert.ok(await h.portClosed(nginx.port), `something still listens on ${nginx.port}`);
+});
