@@ -14,7 +14,7 @@
 //! SQLite starts the log over from its beginning only at a commit that finds every page of it
 //! copied back, which a checkpoint running beside a busy writer never achieves: the writer has
 //! always appended a little more. So the checkpoint finishes in two steps. When this thread's
-//! pass is done, it asks the writer ([`Checkpointer::finish_wanted`]); between two batches the
+//! pass is done, it asks the writer ([`Checkpointer::tend`]); between two batches the
 //! writer runs one more `PASSIVE` checkpoint itself, which copies only what was committed during
 //! the pass, and its next commit starts the log over. The log stays near the threshold's size
 //! (unless a reader holds an old snapshot: the log cannot start over under it).
@@ -132,16 +132,22 @@ impl Checkpointer {
         })
     }
 
-    /// Whether the thread's pass is done and the writer is to finish the checkpoint: if so, the
-    /// writer calls [`Checkpointer::finish`] between two batches.
-    pub(crate) fn finish_wanted(&self) -> bool {
-        self.shared.state.lock().phase == Phase::Finishing
+    /// The writer's look, after every commit and while idle: finishes the checkpoint if the
+    /// thread's pass is done ([`Checkpointer::finish`]), and says whether one is still under way
+    /// (the pass running): the writer then looks again soon, even with nothing to write.
+    pub(crate) fn tend(&self, writer: &Connection) -> bool {
+        let phase = self.shared.state.lock().phase;
+        if phase == Phase::Finishing {
+            self.finish(writer);
+            return false;
+        }
+        phase != Phase::Idle
     }
 
-    /// A checkpoint is under way (the thread's pass, or its finishing step still to come): the
-    /// writer then looks at [`Checkpointer::finish_wanted`] often, even with nothing to write.
-    pub(crate) fn under_way(&self) -> bool {
-        self.shared.state.lock().phase != Phase::Idle
+    /// Whether the thread's pass is done and the writer is to finish the checkpoint.
+    #[cfg(test)]
+    pub(crate) fn finish_wanted(&self) -> bool {
+        self.shared.state.lock().phase == Phase::Finishing
     }
 
     /// The writer's step: one more `PASSIVE` checkpoint on its own connection `writer`, which

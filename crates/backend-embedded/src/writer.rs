@@ -220,13 +220,10 @@ impl Writer {
             // After any commit, a batch's or maintenance's, and while idle: once the checkpoint
             // thread's pass is done, finish it, so that the next commit starts the log over.
             let mut wait = next_maintenance.saturating_duration_since(Instant::now());
-            if let Some(c) = &self.checkpointer {
-                if c.finish_wanted() {
-                    c.finish(&self.conn);
-                }
-                if c.under_way() {
-                    wait = wait.min(CHECKPOINT_POLL);
-                }
+            if let Some(c) = &self.checkpointer
+                && c.tend(&self.conn)
+            {
+                wait = wait.min(CHECKPOINT_POLL);
             }
             let first = match self.jobs.recv_timeout(wait) {
                 Ok(job) => job,

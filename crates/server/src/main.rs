@@ -48,8 +48,8 @@ async fn serve(args: ServeArgs) -> std::process::ExitCode {
     init_logging(config.json_logs);
     // Before any socket: every connection, and every refusal being written, is a descriptor.
     switchboard_server::raise_open_files_limit();
-    let relaxed = config.redis.is_none()
-        && config.durability != switchboard_backend_embedded::Durability::Disk;
+    // `resolve` refused `--durability process` with Redis: only the embedded backend gets here.
+    let relaxed = config.durability != switchboard_backend_embedded::Durability::Disk;
     let server = match switchboard_server::start(config).await {
         Ok(s) => s,
         Err(e) => {

@@ -63,19 +63,23 @@ function sleep(ms) {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** Resolves whether something accepts a TCP connection on 127.0.0.1:`port` now. */
+function accepts(port) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.on('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
+}
+
 /** Resolves once something accepts TCP connections on `port`. */
 async function waitListening(port, ms = WAIT_MS) {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
-    const ok = await new Promise((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.on('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
+    if (await accepts(port)) return;
     await sleep(25);
   }
   throw new Error(`nothing listens on port ${port} after ${ms} ms`);
@@ -108,15 +112,7 @@ async function stop(child) {
 async function portClosed(port, ms = WAIT_MS) {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
-    const open = await new Promise((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.on('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (!open) return true;
+    if (!(await accepts(port))) return true;
     await sleep(25);
   }
   return false;
