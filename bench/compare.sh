@@ -41,6 +41,9 @@ ROOM_SIZE="${ROOM_SIZE:-10}"
 ROOMS_RATE="${ROOMS_RATE:-2000}"         # messages/s spread over the rooms
 DM_CONNS="${DM_CONNS:-10000}"            # users, one connection each
 DM_RATE="${DM_RATE:-5000}"               # direct messages/s, all senders together
+# msg-floor (with rooms and dm): how long its synced variant lets a message wait for others to
+# share one fdatasync (5 ms: as generous as a p99 target of 10 ms allows).
+MSG_FLOOR_WINDOW_US="${MSG_FLOOR_WINDOW_US:-5000}"
 # dm_cluster: the dm workload on two nodes of one cluster (users split between them) on one
 # Redis, against two Socket.IO processes with the redis adapter; CPU of both nodes and Redis.
 DM_CLUSTER_CONNS="${DM_CLUSTER_CONNS:-$DM_CONNS}"
@@ -188,7 +191,24 @@ want fanout && three fanout --connections "$FANOUT_SUBS" --rate "$FANOUT_RATE" -
 # write out than 10 ms on these two cores.
 want fanout && named fanout_small fanout --connections "$FANOUT_SMALL_SUBS" \
   --rate "$FANOUT_SMALL_RATE" --duration "$DURATION"
+# msg_floor NAME ARGS...: the `msg-floor` run (no server): the socket work of each message
+# alone, then the same synced to disk in groups of up to MSG_FLOOR_WINDOW_US.
+msg_floor() {
+  local name=$1
+  shift
+  echo "== $name floor (no server: the socket work alone, then synced to disk)"
+  mkdir -p "$WORK/msg-floor"
+  next_srcs
+  "$BENCH" msg-floor "$@" --duration "$DURATION" --source-ips "$SRCS" \
+    --json "$OUT/msg-floor-$name.json" 2>>"$WORK/bench.log" || true
+  next_srcs
+  "$BENCH" msg-floor "$@" --duration "$DURATION" --source-ips "$SRCS" \
+    --durable-dir "$WORK/msg-floor" --commit-window-us "$MSG_FLOOR_WINDOW_US" \
+    --json "$OUT/msg-floor-$name-durable.json" 2>>"$WORK/bench.log" || true
+}
+want rooms && msg_floor rooms --connections "$ROOMS_CONNS" --recipients "$((ROOM_SIZE - 1))" --rate "$ROOMS_RATE"
 want rooms && both rooms --connections "$ROOMS_CONNS" --room-size "$ROOM_SIZE" --rate "$ROOMS_RATE" --duration "$DURATION"
+want dm && msg_floor dm --connections "$DM_CONNS" --recipients 1 --rate "$DM_RATE"
 want dm && three dm --connections "$DM_CONNS" --rate "$DM_RATE" --duration "$DURATION"
 if want pipeline; then
   PIPELINE_ARGS=(--in-flight "$PIPELINE_IN_FLIGHT" --room-size "$PIPELINE_ROOM_SIZE"

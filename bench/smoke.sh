@@ -65,6 +65,10 @@ run sio_fanout fanout "${COMMON[@]}" "${SIO[@]}" --connections 50 --rate 20 --du
 run sio_dm dm "${COMMON[@]}" "${SIO[@]}" --connections 50 --rate 50 --duration 2 --workers 2
 bench_stop "$SB_PID"
 run floor floor --connections 50 --rate 20 --duration 1
+run msg_floor_dm msg-floor --connections 50 --rate 100 --duration 1
+mkdir -p "$WORK/msg-floor"
+run msg_floor_rooms msg-floor --connections 50 --recipients 4 --rate 50 --duration 1 \
+  --durable-dir "$WORK/msg-floor" --commit-window-us 2000
 
 start_redis
 start_switchboard node-a --redis "$REDIS_URL" --node-id smoke-a

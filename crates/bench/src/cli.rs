@@ -27,6 +27,9 @@ pub struct Cli {
     /// Internal: run as the `floor` scenario's reader (`ADDR/N/SOURCE_IPS`).
     #[arg(long, hide = true)]
     pub floor_reader: Option<String>,
+    /// Internal: run as the `msg-floor` scenario's sender (see `scenario::msg_floor`).
+    #[arg(long, hide = true)]
+    pub msg_floor_sender: Option<String>,
     /// The scenario to run.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -56,6 +59,10 @@ pub enum Command {
     /// The kernel's own cost of one delivery: CPU per small TCP write to one of N loopback
     /// connections, with no server at all (the floor under CPU per delivery).
     Floor(FloorArgs),
+    /// The least any server pays per direct message (or small-room message): the thinnest
+    /// one-thread event loop reading each frame and writing it to its recipients and an answer
+    /// to its sender, optionally syncing each turn to disk first; no server at all.
+    MsgFloor(MsgFloorArgs),
     /// Prints the comparison tables (runs, peer ratios, targets) of a directory of JSON reports.
     Report(ReportArgs),
     /// Prints a free TCP port on 127.0.0.1 (for scripts).
@@ -158,6 +165,42 @@ pub struct FloorArgs {
     #[arg(long, default_value_t = 320)]
     pub frame_bytes: usize,
     /// Source addresses of the reader's connections (each in 127.0.0.0/8).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub source_ips: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: Output,
+}
+
+/// `msg-floor`.
+#[derive(Args, Clone, Debug)]
+pub struct MsgFloorArgs {
+    /// Connections (users), one each.
+    #[arg(long, default_value_t = 10_000)]
+    pub connections: usize,
+    /// Messages per second, all senders together.
+    #[arg(long, default_value_t = 5_000.0)]
+    pub rate: f64,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Bytes per message frame, read once and written to each recipient (a `dm` scenario
+    /// message frame is about 320).
+    #[arg(long, default_value_t = 320)]
+    pub frame_bytes: usize,
+    /// Recipients per message: 1 is a DM to a random user; k > 1 is a room of k + 1 (the
+    /// connections in groups of k + 1, a message going to the sender's group but the sender).
+    #[arg(long, default_value_t = 1)]
+    pub recipients: usize,
+    /// Append each loop turn's messages to a file in this directory and `fdatasync` it before
+    /// writing anything out (the durable floor).
+    #[arg(long)]
+    pub durable_dir: Option<PathBuf>,
+    /// With `--durable-dir`: how long a message may wait for later ones to share its sync, µs
+    /// (0: each loop turn syncs what it read).
+    #[arg(long, default_value_t = 0)]
+    pub commit_window_us: u64,
+    /// Source addresses of the sender's connections (each in 127.0.0.0/8).
     #[arg(long, default_value = "127.0.0.1")]
     pub source_ips: String,
     #[command(flatten)]

@@ -264,6 +264,7 @@ pub fn render(dir: &Path) -> Result<String> {
 
     s.push_str(&crate::cluster_table::render(&rs));
     s.push_str(&crate::cluster_table::render_dm(&rs));
+    s.push_str(&crate::floor_table::render(&rs));
 
     // Targets.
     s.push_str("\n### Targets\n\n| target | measured | verdict |\n| --- | --- | --- |\n");

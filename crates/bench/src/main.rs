@@ -13,6 +13,7 @@ mod cluster_table;
 mod compare;
 mod coord;
 mod error;
+mod floor_table;
 mod http;
 mod latency;
 mod procfs;
@@ -42,6 +43,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(spec) = &cli.msg_floor_sender {
+        return match scenario::msg_sender::run(spec) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("switchboard-bench msg-floor sender: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let Some(command) = cli.command else {
         eprintln!("switchboard-bench: name a scenario (see --help)");
         return ExitCode::from(2);
@@ -61,6 +71,16 @@ fn main() -> ExitCode {
         }
         Command::Floor(a) => {
             return match scenario::floor::run(a) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("switchboard-bench: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        Command::MsgFloor(a) => {
+            return match scenario::msg_floor::run(a) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(1),
                 Err(e) => {
@@ -104,7 +124,7 @@ fn main() -> ExitCode {
             Command::Storm(a) => scenario::storm::run(a).await,
             Command::Cluster(a) => scenario::cluster::run(a).await,
             Command::Dispatch(a) => scenario::dispatch::run(a).await,
-            Command::Report(_) | Command::FreePort | Command::Floor(_) => {
+            Command::Report(_) | Command::FreePort | Command::Floor(_) | Command::MsgFloor(_) => {
                 unreachable!("handled above")
             }
         }

@@ -50,26 +50,9 @@ pub fn run(a: FloorArgs) -> Result<bool> {
         a.connections,
         srcs.len()
     );
-    let mut socks = Vec::with_capacity(a.connections);
-    for _ in 0..a.connections {
-        let (s, _) = listener
-            .accept()
-            .map_err(|e| BenchError::io("accepting", e))?;
-        s.set_nodelay(true)
-            .map_err(|e| BenchError::io("TCP_NODELAY", e))?;
-        s.set_nonblocking(true)
-            .map_err(|e| BenchError::io("non-blocking", e))?;
-        socks.push(s);
-    }
+    let socks = accept(&listener, a.connections)?;
     // The reader says when every connection is open and being read.
-    let mut ready = String::new();
-    let mut out = BufReader::new(child.stdout.take().expect("piped"));
-    out.read_line(&mut ready)
-        .map_err(|e| BenchError::io("waiting for the reader", e))?;
-    if ready.trim() != "ready" {
-        let _ = child.kill();
-        return Err(BenchError::Run(format!("the reader failed: {ready:?}")));
-    }
+    wait_ready(&mut child, "reader")?;
     let frame = vec![b'x'; a.frame_bytes];
     let rounds = (a.rate * a.duration).round().max(1.0) as u64;
     let gap = Duration::from_secs_f64(1.0 / a.rate);
@@ -118,6 +101,35 @@ pub fn run(a: FloorArgs) -> Result<bool> {
         Vec::new()
     };
     super::finish(&a.output, r, hard)
+}
+
+/// Accepts `n` connections, each with `TCP_NODELAY` and non-blocking (as a server's are).
+pub(crate) fn accept(listener: &TcpListener, n: usize) -> Result<Vec<std::net::TcpStream>> {
+    let mut socks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (s, _) = listener
+            .accept()
+            .map_err(|e| BenchError::io("accepting", e))?;
+        s.set_nodelay(true)
+            .map_err(|e| BenchError::io("TCP_NODELAY", e))?;
+        s.set_nonblocking(true)
+            .map_err(|e| BenchError::io("non-blocking", e))?;
+        socks.push(s);
+    }
+    Ok(socks)
+}
+
+/// Waits for the child's `ready` line (every connection open); kills it if it says otherwise.
+pub(crate) fn wait_ready(child: &mut std::process::Child, what: &str) -> Result<()> {
+    let mut ready = String::new();
+    let mut out = BufReader::new(child.stdout.take().expect("piped"));
+    out.read_line(&mut ready)
+        .map_err(|e| BenchError::io(format!("waiting for the {what}"), e))?;
+    if ready.trim() != "ready" {
+        let _ = child.kill();
+        return Err(BenchError::Run(format!("the {what} failed: {ready:?}")));
+    }
+    Ok(())
 }
 
 /// The reader child: `ADDR/N/IPS`. Opens N connections to ADDR from IPS in turn, says

@@ -7,6 +7,8 @@ pub mod dispatch;
 pub mod dm;
 pub mod floor;
 pub mod idle;
+pub mod msg_floor;
+pub mod msg_sender;
 pub mod pipeline;
 pub mod rooms;
 pub mod storm;
