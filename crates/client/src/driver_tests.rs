@@ -4,6 +4,7 @@
 use super::*;
 use crate::ClientConfig;
 use crate::tracker::tests::msg;
+use crate::tracker::{Action, FILL_PAGE};
 use switchboard_proto::{Conv, ErrorCode};
 
 struct Rig {
