@@ -570,6 +570,11 @@ impl Registry for EmbeddedBackend {
         self.recoveries.delete(key);
         Ok(())
     }
+
+    /// The records are in this process's memory (`recovery.rs`): they die with it.
+    fn recoveries_outlive_process(&self) -> bool {
+        false
+    }
 }
 
 impl Drop for EmbeddedBackend {

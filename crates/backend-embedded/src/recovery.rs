@@ -1,8 +1,9 @@
 //! Connection-state recovery records of the one node, in memory: a session that outlives its
 //! process is not recoverable on a single node anyway (its clients come back to the same,
-//! restarted, node with no live state). Each record expires on its own; expired records are
-//! swept as new ones come in, so the map never holds more than the live ones and those of the
-//! last recovery window.
+//! restarted, node with no live state). So the registry says its records do not outlive the
+//! process (`Registry::recoveries_outlive_process`), and the gateway stores a session's record
+//! only once the session ended. Each record expires on its own; expired records are swept as new
+//! ones come in, so the map never holds more than those of the last recovery window.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;

@@ -155,6 +155,30 @@ async fn close_checkpoints_the_wal() {
     assert_eq!(len, 0, "the WAL is truncated (or removed) on close");
 }
 
+/// Socket.IO recovery records are kept in the process's memory: a reopened backend has none, and
+/// the registry says so (the gateway then stores a session's record only once it ends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_records_die_with_the_process_and_the_registry_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let eb = common::open(dir.path(), 0, RecordingSink::new());
+    let b = eb.backend();
+    assert!(!b.registry.recoveries_outlive_process());
+    let minute = std::time::Duration::from_secs(60);
+    b.registry
+        .put_recovery("p1", "{}", minute)
+        .await
+        .expect("put");
+    let stored = b.registry.recovery("p1").await.expect("recovery");
+    assert_eq!(stored.as_deref(), Some("{}"));
+    b.lifecycle.close().await;
+    drop((b, eb));
+
+    let eb = common::open(dir.path(), 0, RecordingSink::new());
+    let b = eb.backend();
+    assert_eq!(b.registry.recovery("p1").await.expect("recovery"), None);
+    b.lifecycle.close().await;
+}
+
 /// The child half of [`kill_9_loses_nothing_acknowledged`], run in a copy of this test binary
 /// that the parent starts with `dir` in [`CRASH_DIR_ENV`]: appends until killed, printing each
 /// acknowledged seq. Never returns, so it cannot pass as a test of its own.

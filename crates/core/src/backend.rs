@@ -396,6 +396,15 @@ pub trait Registry: Send + Sync + 'static {
     async fn touch_recoveries(&self, keys: &[String], ttl: Duration) -> Result<(), BackendError>;
     /// Deletes the record under `key` (no error when there is none).
     async fn delete_recovery(&self, key: &str) -> Result<(), BackendError>;
+    /// Whether recovery records outlive this node's process: stored where another node, or
+    /// this node restarted, still reads them after the process dies (default `true`, as a
+    /// cluster registry must answer). A registry that keeps them in the process's memory answers
+    /// `false`: a running session's record could then never serve anyone (its clients can
+    /// only come back to this process, which still has the session), so callers write a
+    /// session's record only when it ends and keep nothing for it while it runs.
+    fn recoveries_outlive_process(&self) -> bool {
+        true
+    }
 }
 
 /// What a node announces with its lease (stored as this struct's JSON), so that dispatchers

@@ -1,6 +1,7 @@
 // Connection state recovery on one node: a dropped connection recovers (same pid, every missed
 // message once); when history no longer reaches back, or after the client's own disconnect,
-// the CONNECT gets a new pid and recovered is false.
+// the CONNECT gets a new pid and recovered is false. The record is stored when the session ends
+// (as Socket.IO's own recovery does): a pid whose session still runs is not recovered.
 'use strict';
 
 const { test } = require('node:test');
@@ -10,6 +11,17 @@ const h = require('../lib/harness');
 /** Drops the connection under the client, as a network failure would (it reconnects). */
 function drop(socket) {
   socket.io.engine.close();
+}
+
+/** Resolves once `user` has no connection left on the node (its sessions have ended). */
+async function offline(base, tok, user) {
+  const deadline = Date.now() + h.WAIT_MS;
+  for (;;) {
+    const r = await h.http('GET', `${base}/v1/presence/users?ids=${encodeURIComponent(user)}`, { token: tok });
+    if (r.status === 200 && !r.body.users[user].online) return;
+    if (Date.now() > deadline) throw new Error(`${user} still online: ${r.text}`);
+    await h.sleep(20);
+  }
 }
 
 test('a dropped connection recovers; trimmed history or an own disconnect gives a new pid', async (t) => {
@@ -61,11 +73,12 @@ test('a dropped connection recovers; trimmed history or an own disconnect gives 
   assert.equal(socket.recovered, false, 'an own disconnect ends the session for good');
 });
 
-test('a pid of another user, or a forged offset, is not recovered', async (t) => {
+test('a running pid, a pid of another user, or a forged offset, is not recovered', async (t) => {
   const node = await h.startNode(t);
-  const ta = await h.token(node.base, h.unique('a'));
+  const userA = h.unique('a');
+  const ta = await h.token(node.base, userA);
   const tb = await h.token(node.base, h.unique('b'));
-  const a = h.client(t, node.base, { transports: ['websocket'], auth: { token: ta } });
+  const a = h.client(t, node.base, { transports: ['websocket'], auth: { token: ta }, reconnection: false });
   await h.connected(a);
   const pid = a._pid;
   assert.match(pid, /^[0-9a-f]{32}$/);
@@ -78,7 +91,11 @@ test('a pid of another user, or a forged offset, is not recovered', async (t) =>
     s.close();
     return got;
   };
-  assert.equal(await reply({ token: ta, pid }), pid, 'the same user with a live pid recovers it');
+  // On one node a running session keeps no record: a client that comes back before its old
+  // connection is noticed gone starts afresh.
+  assert.notEqual(await reply({ token: ta, pid }), pid, 'a running session is not recovered');
+  drop(a);
+  await offline(node.base, ta, userA);
   for (const auth of [
     { token: tb, pid },
     { token: ta, pid, offset: 'zz.zz.zz.zz' },
@@ -90,4 +107,5 @@ test('a pid of another user, or a forged offset, is not recovered', async (t) =>
     assert.match(got, /^[0-9a-f]{32}$/);
     assert.notEqual(got, pid, JSON.stringify(auth).slice(0, 80));
   }
+  assert.equal(await reply({ token: ta, pid }), pid, 'the same user recovers the ended session');
 });

@@ -6,14 +6,26 @@
 //! got in each, so the record changes only when the socket subscribes or unsubscribes, never
 //! per message.
 //!
-//! Lifetime: while its session runs, a record lives `window + lease` and this node renews all
-//! its live records together every `lease / 2` (one backend round trip); when the session ends
-//! it lives `window` more. So the window counts from the end of the session, and for a node
-//! that crashed, from at most one lease after its last renewal.
+//! Lifetime where records outlive the node's process (a cluster registry: another node must
+//! recover the clients of a node that was SIGKILLed): while its session runs, a record lives
+//! `window + lease` and this node renews all its live records together every `lease / 2` (one
+//! backend round trip); when the session ends it lives `window` more. So the window counts from
+//! the end of the session, and for a node that crashed, from at most one lease after its last
+//! renewal.
 //!
-//! Writes after the first go through one task per node that keeps only the latest record of
-//! each `pid` (a socket that subscribes ten times in a burst costs at most a few writes), so
-//! they cost the socket nothing and cannot pile up.
+//! Where they do not (the embedded backend keeps them in the process's memory,
+//! `Registry::recoveries_outlive_process`), a running session's record would serve nobody: only
+//! this process could read it, and it still has the session. So nothing is stored while a
+//! session runs (no record, no renewal, no entry in the live set); a session that ends
+//! recoverable stores its latest record for `window`, as Socket.IO's own in-memory recovery
+//! does. A client that presents the `pid` of a session still running here (it reconnected before
+//! its old connection was noticed gone) is therefore not recovered.
+//!
+//! Writes after the first (every write, in the second case) go through one task per node that
+//! keeps only the latest record of each `pid` (a socket that subscribes ten times in a burst
+//! costs at most a few writes), so they cost the socket nothing and cannot pile up.
+//! [`Records::load`] looks at those pending writes first, so a client reconnecting right after
+//! its session ended finds the record before the task wrote it.
 
 use super::offset::Slot;
 use parking_lot::Mutex;
@@ -51,7 +63,10 @@ pub struct Records {
     registry: Arc<dyn Registry>,
     window: Duration,
     lease: Duration,
-    /// `pid`s of the sessions running on this node.
+    /// Whether the registry's records outlive this process
+    /// (`Registry::recoveries_outlive_process`): if not, running sessions keep no record.
+    outlive: bool,
+    /// `pid`s of the sessions running on this node (empty when records do not outlive it).
     live: Mutex<HashSet<String>>,
     /// Latest unwritten change per `pid`.
     pending: Mutex<HashMap<String, Pending>>,
@@ -63,6 +78,7 @@ impl Records {
     /// returned value). `window` zero turns recovery off.
     pub fn start(registry: Arc<dyn Registry>, window: Duration, lease: Duration) -> Arc<Records> {
         let records = Arc::new(Records {
+            outlive: registry.recoveries_outlive_process(),
             registry,
             window,
             lease,
@@ -85,21 +101,40 @@ impl Records {
         self.window + self.lease
     }
 
-    /// The record of `pid`, if it is still within its window.
+    /// The record of `pid`, if it is still within its window: the latest one not written yet
+    /// (a session that just ended), else the stored one.
     pub async fn load(&self, pid: &str) -> Result<Option<Record>, BackendError> {
         if !self.enabled() || pid.is_empty() || pid.len() > 64 {
             return Ok(None);
         }
-        let Some(text) = self.registry.recovery(pid).await? else {
-            return Ok(None);
+        let pending = match self.pending.lock().get(pid) {
+            Some(Pending::Live(text) | Pending::Ended(Some(text))) => Some(text.clone()),
+            Some(Pending::Delete) => return Ok(None),
+            Some(Pending::Ended(None)) | None => None,
+        };
+        let text = match pending {
+            Some(text) => text,
+            None => match self.registry.recovery(pid).await? {
+                Some(text) => text,
+                None => return Ok(None),
+            },
         };
         Ok(serde_json::from_str(&text).ok())
     }
 
-    /// A session starts with `record` (stored before the CONNECT is answered).
+    /// A session starts with `record` (stored before the CONNECT is answered, where records
+    /// outlive the process). A change still pending for `pid` is an earlier session's, the one
+    /// this session recovers: the new session supersedes it.
     pub async fn begin(&self, pid: &str, record: &Record) -> Result<(), BackendError> {
         if !self.enabled() {
             return Ok(());
+        }
+        self.pending.lock().remove(pid);
+        if !self.outlive {
+            // The session now holds what the recovered record held; deleting it keeps a second
+            // client from recovering the same `pid` while this session runs, and the record
+            // from outliving a later end that is not recoverable.
+            return self.registry.delete_recovery(pid).await;
         }
         let text = serde_json::to_string(record).unwrap_or_default();
         self.registry
@@ -109,9 +144,10 @@ impl Records {
         Ok(())
     }
 
-    /// The session's slots changed.
+    /// The session's slots changed (nothing to do where records do not outlive the process:
+    /// the record is written when the session ends).
     pub fn update(&self, pid: &str, record: &Record) {
-        if !self.enabled() {
+        if !self.enabled() || !self.outlive {
             return;
         }
         let text = serde_json::to_string(record).unwrap_or_default();
@@ -121,9 +157,21 @@ impl Records {
         self.wake.notify_one();
     }
 
-    /// The session ended; `recoverable` false deletes its record.
-    pub fn end(&self, pid: &str, recoverable: bool) {
+    /// The session ended: `recoverable` is its latest record when it may be recovered, `None`
+    /// when it may not (its record is deleted). Where records do not outlive the process, the
+    /// record is stored only now (and a session that may not be recovered has none to delete).
+    pub fn end(&self, pid: &str, recoverable: Option<&Record>) {
         if !self.enabled() {
+            return;
+        }
+        if !self.outlive {
+            if let Some(record) = recoverable {
+                let text = serde_json::to_string(record).unwrap_or_default();
+                self.pending
+                    .lock()
+                    .insert(pid.to_owned(), Pending::Ended(Some(text)));
+                self.wake.notify_one();
+            }
             return;
         }
         self.live.lock().remove(pid);
@@ -132,7 +180,7 @@ impl Records {
             Some(Pending::Live(text)) => Some(text),
             _ => None,
         };
-        let change = if recoverable {
+        let change = if recoverable.is_some() {
             Pending::Ended(last)
         } else {
             Pending::Delete
@@ -142,7 +190,9 @@ impl Records {
         self.wake.notify_one();
     }
 
-    /// Writes what is pending (also at the end of a drain, before the backend closes).
+    /// Writes what is pending (also at the end of a drain, before the backend closes; where
+    /// records do not outlive the process, that stores the drained sessions' records in a
+    /// process about to end, which is harmless).
     pub async fn flush(&self) {
         let pending: Vec<(String, Pending)> = self.pending.lock().drain().collect();
         for (pid, p) in pending {
@@ -205,3 +255,7 @@ async fn run(records: Weak<Records>, wake: Arc<Notify>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "record_tests.rs"]
+mod tests;

@@ -4,8 +4,9 @@
 //!
 //! The wire keeps the socket's slots ([`Slots`]): a `subscribed` reply opens one, so the next
 //! `message` of that conversation is counted in the offset; every change is written to the
-//! `pid`'s record ([`Records`]). A message is framed once per socket from the shared bytes of
-//! the node's one encoding, adding only the offset.
+//! `pid`'s record ([`Records`]), and the end hands it the latest one (where records do not
+//! outlive the process, that is the only one written). A message is framed once per socket from
+//! the shared bytes of the node's one encoding, adding only the offset.
 //!
 //! Ends: `reconnect` (drain) emits `switchboard:reconnect` and closes the transport `delay_ms`
 //! later without a DISCONNECT, so stock clients reconnect and recover by themselves; any other
@@ -181,7 +182,7 @@ impl<O: Outlet> SioWire<O> {
         let mut st = self.state.lock();
         if !st.ended {
             st.ended = true;
-            self.records.end(&self.pid, false);
+            self.records.end(&self.pid, None);
         }
     }
 
@@ -191,9 +192,10 @@ impl<O: Outlet> SioWire<O> {
             return;
         }
         st.ended = true;
+        let record = self.record(&st.slots);
         if let Some(delay) = st.reconnect {
             // Drain: the client reconnects (elsewhere) and recovers.
-            self.records.end(&self.pid, true);
+            self.records.end(&self.pid, Some(&record));
             self.outlet
                 .close_transport_after(Duration::from_millis(delay));
             return;
@@ -204,13 +206,13 @@ impl<O: Outlet> SioWire<O> {
                 // (slow_consumer, protocol_error) may be recovered by `socket.connect()`.
                 let recoverable =
                     !matches!(reason.as_str(), "logged_out" | "kicked" | "auth_expired");
-                self.records.end(&self.pid, recoverable);
+                self.records.end(&self.pid, recoverable.then_some(&record));
                 let args = json!([{"reason": reason}]);
                 let _ = self.outlet.emit("switchboard:disconnect", args.to_string());
                 self.outlet.disconnect();
             }
             None => {
-                self.records.end(&self.pid, true);
+                self.records.end(&self.pid, Some(&record));
                 self.outlet.close_transport();
             }
         }
