@@ -61,13 +61,20 @@ pub fn render(rs: &[Report]) -> String {
                 if let Some(r) = best(synced_us) {
                     parts.push(format!("{r:.2}x answering only once on disk"));
                 }
-                let limit = best(synced_us).or(best(plain)).unwrap_or(f64::INFINITY);
+                let floor = synced_us.or(plain).unwrap_or(0.0);
+                let budget = y / TARGET;
                 let verdict = if best(plain).is_some_and(|r| r < TARGET) {
-                    "3x is beyond the kernel's own cost here"
-                } else if limit < TARGET {
-                    "3x is beyond it for a server that syncs before answering"
+                    "3x is beyond the kernel's own cost here".to_owned()
+                } else if budget < floor {
+                    "3x is beyond it for a server that syncs before answering".to_owned()
                 } else {
-                    "3x is within it"
+                    let spends = sb.map_or_else(String::new, |x| {
+                        format!(" (Switchboard spends {:.2})", x - floor)
+                    });
+                    format!(
+                        "3x leaves {:.2} µs per delivery for all a server does beyond that{spends}",
+                        budget - floor
+                    )
                 };
                 format!("{}: {verdict}", parts.join(", "))
             }
@@ -136,6 +143,10 @@ mod tests {
         ];
         let t = render(&rs);
         assert!(t.contains("| dm | 90.00 µs | 30.00 µs | 25.00 µs | 36.00 µs (5 ms group commit) | 120.00 µs | 3.60x with nothing stored, 2.50x answering only once on disk: 3x is beyond it for a server that syncs before answering |"), "{t}");
+        let mut near = rs.clone();
+        near[3].server.as_mut().unwrap().cpu_us_per_op = Some(27.5);
+        let t = render(&near);
+        assert!(t.contains("3.27x answering only once on disk: 3x leaves 2.50 µs per delivery for all a server does beyond that (Switchboard spends 92.50) |"), "{t}");
         assert!(t.contains("| rooms | 24.00 µs | 8.00 µs | 10.00 µs | - | - | 2.40x with nothing stored: 3x is beyond the kernel's own cost here |"), "{t}");
         assert!(render(&rs[..2]).is_empty());
     }

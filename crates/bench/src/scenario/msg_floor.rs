@@ -301,6 +301,12 @@ impl<'a> Loop<'a> {
                             self.turn.push((i, m));
                         }
                     }
+                    // A short read emptied the socket: with edge-triggered readiness, more data
+                    // (or the peer's close) raises a new event, so the read that would only
+                    // say `EAGAIN` is saved, as libuv (Node.js) saves it. The floor stays a floor.
+                    if n < buf.len() {
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
