@@ -206,7 +206,7 @@ msg_floor() {
     --durable-dir "$WORK/msg-floor" --commit-window-us "$MSG_FLOOR_WINDOW_US" \
     --json "$OUT/msg-floor-$name-durable.json" 2>>"$WORK/bench.log" || true
 }
-want rooms && msg_floor rooms --connections "$ROOMS_CONNS" --recipients "$((ROOM_SIZE - 1))" --rate "$ROOMS_RATE"
+want rooms && msg_floor rooms --connections "$ROOMS_CONNS" --recipients "$ROOM_SIZE" --rate "$ROOMS_RATE"
 want rooms && both rooms --connections "$ROOMS_CONNS" --room-size "$ROOM_SIZE" --rate "$ROOMS_RATE" --duration "$DURATION"
 want dm && msg_floor dm --connections "$DM_CONNS" --recipients 1 --rate "$DM_RATE"
 want dm && three dm --connections "$DM_CONNS" --rate "$DM_RATE" --duration "$DURATION"

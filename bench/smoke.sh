@@ -67,7 +67,7 @@ bench_stop "$SB_PID"
 run floor floor --connections 50 --rate 20 --duration 1
 run msg_floor_dm msg-floor --connections 50 --rate 100 --duration 1
 mkdir -p "$WORK/msg-floor"
-run msg_floor_rooms msg-floor --connections 50 --recipients 4 --rate 50 --duration 1 \
+run msg_floor_rooms msg-floor --connections 50 --recipients 5 --rate 50 --duration 1 \
   --durable-dir "$WORK/msg-floor" --commit-window-us 2000
 
 start_redis

@@ -188,8 +188,9 @@ pub struct MsgFloorArgs {
     /// message frame is about 320).
     #[arg(long, default_value_t = 320)]
     pub frame_bytes: usize,
-    /// Recipients per message: 1 is a DM to a random user; k > 1 is a room of k + 1 (the
-    /// connections in groups of k + 1, a message going to the sender's group but the sender).
+    /// Recipients per message: 1 is a DM to a random user; k > 1 is a room of k the sender is
+    /// not in (the connections in groups of k; a message goes to the group after the sender's),
+    /// as the `rooms` scenario's server-side publishes are.
     #[arg(long, default_value_t = 1)]
     pub recipients: usize,
     /// Append each loop turn's messages to a file in this directory and `fdatasync` it before

@@ -15,6 +15,9 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The longest the client process may take to open its connections.
+const ACCEPT_WITHIN: Duration = Duration::from_secs(120);
+
 /// Runs the scenario; true when it passed.
 pub fn run(a: FloorArgs) -> Result<bool> {
     if a.connections == 0 || a.connections > MAX_CONNECTIONS {
@@ -50,7 +53,7 @@ pub fn run(a: FloorArgs) -> Result<bool> {
         a.connections,
         srcs.len()
     );
-    let socks = accept(&listener, a.connections)?;
+    let socks = accept(&listener, a.connections, &mut child)?;
     // The reader says when every connection is open and being read.
     wait_ready(&mut child, "reader")?;
     let frame = vec![b'x'; a.frame_bytes];
@@ -103,18 +106,47 @@ pub fn run(a: FloorArgs) -> Result<bool> {
     super::finish(&a.output, r, hard)
 }
 
-/// Accepts `n` connections, each with `TCP_NODELAY` and non-blocking (as a server's are).
-pub(crate) fn accept(listener: &TcpListener, n: usize) -> Result<Vec<std::net::TcpStream>> {
+/// Accepts `n` connections from `child`, each with `TCP_NODELAY` and non-blocking (as a server's
+/// are). Fails if the child ends first (it could not open them all: out of ports or files) or
+/// if they take longer than [`ACCEPT_WITHIN`].
+pub(crate) fn accept(
+    listener: &TcpListener,
+    n: usize,
+    child: &mut std::process::Child,
+) -> Result<Vec<std::net::TcpStream>> {
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| BenchError::io("non-blocking", e))?;
+    let deadline = Instant::now() + ACCEPT_WITHIN;
     let mut socks = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (s, _) = listener
-            .accept()
-            .map_err(|e| BenchError::io("accepting", e))?;
-        s.set_nodelay(true)
-            .map_err(|e| BenchError::io("TCP_NODELAY", e))?;
-        s.set_nonblocking(true)
-            .map_err(|e| BenchError::io("non-blocking", e))?;
-        socks.push(s);
+    while socks.len() < n {
+        match listener.accept() {
+            Ok((s, _)) => {
+                s.set_nodelay(true)
+                    .map_err(|e| BenchError::io("TCP_NODELAY", e))?;
+                s.set_nonblocking(true)
+                    .map_err(|e| BenchError::io("non-blocking", e))?;
+                socks.push(s);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let ended = child.try_wait().ok().flatten();
+                if ended.is_some() || Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(BenchError::Run(format!(
+                        "{} of {n} connections opened before the client process {}",
+                        socks.len(),
+                        if ended.is_some() {
+                            "ended"
+                        } else {
+                            "timed out"
+                        }
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(BenchError::io("accepting", e)),
+        }
     }
     Ok(socks)
 }

@@ -44,12 +44,11 @@ pub fn run(a: MsgFloorArgs) -> Result<bool> {
         .local_addr()
         .map_err(|e| BenchError::io("binding", e))?;
     let exe = std::env::current_exe().map_err(|e| BenchError::io("finding myself", e))?;
-    let group = a.recipients + 1;
     let mut child = Command::new(exe)
         .arg("--msg-floor-sender")
         .arg(format!(
             "{addr}/{}/{}/{}/{}/{}/{}",
-            a.connections, a.rate, a.duration, a.frame_bytes, group, a.source_ips
+            a.connections, a.rate, a.duration, a.frame_bytes, a.recipients, a.source_ips
         ))
         .stdout(Stdio::piped())
         .spawn()
@@ -65,7 +64,7 @@ pub fn run(a: MsgFloorArgs) -> Result<bool> {
             ""
         }
     );
-    let mut socks: Vec<TcpStream> = super::floor::accept(&listener, a.connections)?
+    let mut socks: Vec<TcpStream> = super::floor::accept(&listener, a.connections, &mut child)?
         .into_iter()
         .map(TcpStream::from_std)
         .collect();
@@ -79,15 +78,18 @@ pub fn run(a: MsgFloorArgs) -> Result<bool> {
         None => None,
     };
     super::floor::wait_ready(&mut child, "sender")?;
+    let expected = (a.rate * a.duration).round() as u64;
+    let mut server = Loop::new(&mut socks, a.frame_bytes, a.recipients)?;
+    // Counted from here (the connections open and registered) to the last answer written, as
+    // the server scenarios count from the first message to the drain.
     let probe = Probe {
         pid: Some(std::process::id()),
     };
     let before = probe.sample();
     let start = Instant::now();
-    let mut server = Loop::new(&mut socks, a.frame_bytes, a.recipients)?;
     let deadline = start + Duration::from_secs_f64(a.duration) + GRACE;
     let window = Duration::from_micros(a.commit_window_us);
-    let counts = server.run(log.as_mut().map(|(f, _)| f), window, deadline)?;
+    let counts = server.run(log.as_mut().map(|(f, _)| f), window, expected, deadline)?;
     let elapsed = start.elapsed().as_secs_f64();
     let usage = probe.usage_since(&before);
     drop(socks);
@@ -96,7 +98,6 @@ pub fn run(a: MsgFloorArgs) -> Result<bool> {
         let _ = std::fs::remove_file(path);
     }
 
-    let expected = (a.rate * a.duration).round() as u64;
     let mut r = Report {
         scenario: "msg_floor".into(),
         protocol: "kernel".into(),
@@ -160,10 +161,36 @@ fn check(a: &MsgFloorArgs) -> Result<()> {
             "--recipients must be 1 to 1000 and below --connections".into(),
         ));
     }
-    if a.recipients > 1 && !a.connections.is_multiple_of(a.recipients + 1) {
+    if a.recipients > 1
+        && (!a.connections.is_multiple_of(a.recipients) || a.connections < 2 * a.recipients)
+    {
         return Err(BenchError::Config(
-            "--connections must be a multiple of the room size (--recipients + 1)".into(),
+            "--connections must be a multiple of the room size (--recipients), two rooms at least"
+                .into(),
         ));
+    }
+    if (a.rate * a.duration).round() < 1.0 {
+        return Err(BenchError::Config(
+            "--rate times --duration must be at least one message".into(),
+        ));
+    }
+    if a.commit_window_us > 1_000_000 {
+        return Err(BenchError::Config(
+            "--commit-window-us must be at most 1,000,000".into(),
+        ));
+    }
+    if a.commit_window_us > 0 && a.durable_dir.is_none() {
+        return Err(BenchError::Config(
+            "--commit-window-us needs --durable-dir".into(),
+        ));
+    }
+    if let Some(dir) = &a.durable_dir
+        && !dir.is_dir()
+    {
+        return Err(BenchError::Config(format!(
+            "--durable-dir {} is not a directory",
+            dir.display()
+        )));
     }
     Ok(())
 }
@@ -220,6 +247,7 @@ impl<'a> Loop<'a> {
         &mut self,
         mut log: Option<&mut std::fs::File>,
         window: Duration,
+        expected: u64,
         deadline: Instant,
     ) -> Result<Counts> {
         let mut counts = Counts::default();
@@ -227,7 +255,7 @@ impl<'a> Loop<'a> {
         let mut buf = vec![0u8; 64 * 1024];
         // When the oldest message waiting for the next sync arrived.
         let mut oldest: Option<Instant> = None;
-        while self.open > 0 && Instant::now() < deadline {
+        while self.open > 0 && counts.messages < expected && Instant::now() < deadline {
             let timeout = match oldest {
                 Some(t) => window.saturating_sub(t.elapsed()),
                 None => Duration::from_millis(100),
@@ -238,14 +266,17 @@ impl<'a> Loop<'a> {
                 Err(e) => return Err(BenchError::io("epoll_wait", e)),
             }
             for ev in &events {
-                self.read(ev.token().0, &mut buf);
+                self.read(ev.token().0, ev.is_read_closed(), &mut buf);
             }
             if self.turn.is_empty() {
                 continue;
             }
             if let Some(f) = log.as_deref_mut() {
                 let first = *oldest.get_or_insert_with(Instant::now);
-                if first.elapsed() < window && self.open > 0 {
+                if first.elapsed() < window
+                    && self.open > 0
+                    && counts.messages + (self.turn.len() as u64) < expected
+                {
                     continue;
                 }
                 oldest = None;
@@ -272,13 +303,13 @@ impl<'a> Loop<'a> {
                 }
             }
             self.spare.extend(turn.into_iter().map(|(_, m)| m));
-            self.turn = Vec::new();
         }
         Ok(counts)
     }
 
-    /// Reads what connection `i` has; complete frames join this turn.
-    fn read(&mut self, i: usize, buf: &mut [u8]) {
+    /// Reads what connection `i` has; complete frames join this turn. `closed`: the event also
+    /// said the peer closed (then read on to the end).
+    fn read(&mut self, i: usize, closed: bool, buf: &mut [u8]) {
         loop {
             match self.socks[i].read(buf) {
                 Ok(0) => {
@@ -303,8 +334,9 @@ impl<'a> Loop<'a> {
                     }
                     // A short read emptied the socket: with edge-triggered readiness, more data
                     // (or the peer's close) raises a new event, so the read that would only
-                    // say `EAGAIN` is saved, as libuv (Node.js) saves it. The floor stays a floor.
-                    if n < buf.len() {
+                    // say `EAGAIN` is saved (libuv, level-triggered, does not make it either).
+                    // A close already reported with this event raises none: read on to it.
+                    if n < buf.len() && !closed {
                         return;
                     }
                 }
@@ -325,21 +357,23 @@ impl<'a> Loop<'a> {
 }
 
 /// Who gets a message from connection `from` of `n`: for a DM (`count` 1) the connection named
-/// in the frame's first four bytes; for a room, the rest of the sender's group of `count + 1`.
+/// in the frame's first four bytes; for a room, the `count` members of the group after the
+/// sender's (the connections in groups of `count`): a message published into a room the
+/// publisher is not in, as the `rooms` scenario's HTTP publishes are.
 fn recipients(
     n: usize,
     count: usize,
     from: usize,
     frame: &[u8],
 ) -> impl Iterator<Item = usize> + use<> {
-    let (first, len, skip) = if count == 1 {
+    let (first, len) = if count == 1 {
         let to = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize % n;
-        (to, 1, usize::MAX)
+        (to, 1)
     } else {
-        let group = count + 1;
-        (from / group * group, group, from)
+        let groups = (n / count).max(1);
+        ((from / count + 1) % groups * count, count)
     };
-    (first..first + len).filter(move |&c| c != skip && c < n)
+    (first..first + len).filter(move |&c| c < n)
 }
 
 /// One `sendmsg` of `bytes` (as Switchboard writes); false if the socket took less.
@@ -353,14 +387,17 @@ mod tests {
     use super::recipients;
 
     #[test]
-    fn a_dm_goes_to_the_named_connection_and_a_room_message_to_the_senders_group() {
+    fn a_dm_goes_to_the_named_connection_and_a_room_message_to_a_group_without_its_sender() {
         let frame = 7u32.to_le_bytes();
         assert_eq!(recipients(10, 1, 3, &frame).collect::<Vec<_>>(), [7]);
         assert_eq!(
             recipients(20, 4, 7, &frame).collect::<Vec<_>>(),
-            [5, 6, 8, 9]
+            [8, 9, 10, 11]
         );
-        // The last group may be short.
-        assert_eq!(recipients(12, 4, 11, &frame).collect::<Vec<_>>(), [10]);
+        // The last group's messages go to the first group.
+        assert_eq!(
+            recipients(20, 4, 17, &frame).collect::<Vec<_>>(),
+            [0, 1, 2, 3]
+        );
     }
 }

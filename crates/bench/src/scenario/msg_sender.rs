@@ -10,13 +10,13 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-/// The sender child: `ADDR/N/RATE/DURATION/FRAME/GROUP/IPS`. Opens N connections to ADDR from
+/// The sender child: `ADDR/N/RATE/DURATION/FRAME/RECIPIENTS/IPS`. Opens N connections to ADDR from
 /// IPS in turn, says `ready`, then writes RATE frames a second for DURATION seconds, each from
-/// a random connection (naming a random other connection as its recipient when GROUP is 2),
+/// a random connection (naming a random other connection as its recipient when RECIPIENTS is 1),
 /// reads and discards everything it is sent, and closes all once the answers are in.
 pub fn run(spec: &str) -> Result<()> {
     let parts: Vec<&str> = spec.splitn(7, '/').collect();
-    let [addr, n, rate, duration, frame, group, ips] = parts[..] else {
+    let [addr, n, rate, duration, frame, recipients, ips] = parts[..] else {
         return Err(BenchError::Config(format!("bad sender spec {spec:?}")));
     };
     let bad = |what: &str| BenchError::Config(format!("bad {what} in {spec:?}"));
@@ -25,7 +25,7 @@ pub fn run(spec: &str) -> Result<()> {
     let rate: f64 = rate.parse().map_err(|_| bad("rate"))?;
     let duration: f64 = duration.parse().map_err(|_| bad("duration"))?;
     let frame: usize = frame.parse().map_err(|_| bad("frame size"))?;
-    let group: usize = group.parse().map_err(|_| bad("group"))?;
+    let recipients: u64 = recipients.parse().map_err(|_| bad("recipients"))?;
     let srcs: Vec<Ipv4Addr> = crate::target::parse_source_ips(ips)?;
     let mut socks = Vec::with_capacity(n);
     let mut poll = Poll::new().map_err(|e| BenchError::io("epoll", e))?;
@@ -49,7 +49,7 @@ pub fn run(spec: &str) -> Result<()> {
     println!("ready");
     let _ = std::io::stdout().flush();
     let total = (rate * duration).round() as u64;
-    let expect_bytes = total * ((group as u64 - 1) * frame as u64 + ANSWER_BYTES as u64);
+    let expect_bytes = total * (recipients * frame as u64 + ANSWER_BYTES as u64);
     let mut got = 0u64;
     let mut rng = crate::rng::Rng::seeded(u64::from(std::process::id()));
     let mut msg = vec![b'm'; frame];

@@ -49,6 +49,7 @@ pub struct Record {
 }
 
 /// A pending write of one record.
+#[derive(Clone, PartialEq)]
 enum Pending {
     /// The session runs: store with the long time to live.
     Live(String),
@@ -129,13 +130,17 @@ impl Records {
         if !self.enabled() {
             return Ok(());
         }
-        self.pending.lock().remove(pid);
         if !self.outlive {
             // The session now holds what the recovered record held; deleting it keeps a second
             // client from recovering the same `pid` while this session runs, and the record
-            // from outliving a later end that is not recoverable.
-            return self.registry.delete_recovery(pid).await;
+            // from outliving a later end that is not recoverable. The delete goes through the
+            // writer, behind (never before) a write of the ended session's record it may be
+            // storing right now.
+            self.pending.lock().insert(pid.to_owned(), Pending::Delete);
+            self.wake.notify_one();
+            return Ok(());
         }
+        self.pending.lock().remove(pid);
         let text = serde_json::to_string(record).unwrap_or_default();
         self.registry
             .put_recovery(pid, &text, self.live_ttl())
@@ -194,16 +199,24 @@ impl Records {
     /// records do not outlive the process, that stores the drained sessions' records in a
     /// process about to end, which is harmless).
     pub async fn flush(&self) {
-        let pending: Vec<(String, Pending)> = self.pending.lock().drain().collect();
+        // Each change stays in `pending` until it is written, so `load` finds a record the
+        // writer is storing right now; it is then forgotten unless a newer change replaced it
+        // meanwhile (that one is written next, after this one: one writer keeps them in order).
+        let pending: Vec<(String, Pending)> = self
+            .pending
+            .lock()
+            .iter()
+            .map(|(pid, p)| (pid.clone(), p.clone()))
+            .collect();
         for (pid, p) in pending {
-            let r = match p {
+            let r = match &p {
                 Pending::Live(text) => {
                     self.registry
-                        .put_recovery(&pid, &text, self.live_ttl())
+                        .put_recovery(&pid, text, self.live_ttl())
                         .await
                 }
                 Pending::Ended(Some(text)) => {
-                    self.registry.put_recovery(&pid, &text, self.window).await
+                    self.registry.put_recovery(&pid, text, self.window).await
                 }
                 Pending::Ended(None) => {
                     self.registry
@@ -214,6 +227,10 @@ impl Records {
             };
             if let Err(e) = r {
                 tracing::debug!(error = %e, "writing a Socket.IO recovery record failed");
+            }
+            let mut pending = self.pending.lock();
+            if pending.get(&pid) == Some(&p) {
+                pending.remove(&pid);
             }
         }
     }

@@ -15,6 +15,8 @@ const LEASE: Duration = Duration::from_secs(2);
 /// A registry in this process: the records with their time to live, and a log of the calls.
 struct Logged {
     outlive: bool,
+    /// How long a store takes (a slow registry: the writer is mid-write for this long).
+    put_takes: Mutex<Duration>,
     records: Mutex<HashMap<String, (String, Duration)>>,
     calls: Mutex<Vec<String>>,
 }
@@ -23,6 +25,7 @@ impl Logged {
     fn new(outlive: bool) -> Arc<Logged> {
         Arc::new(Logged {
             outlive,
+            put_takes: Mutex::new(Duration::ZERO),
             records: Mutex::new(HashMap::new()),
             calls: Mutex::new(Vec::new()),
         })
@@ -77,6 +80,10 @@ impl Registry for Logged {
         value: &str,
         ttl: Duration,
     ) -> Result<(), BackendError> {
+        let takes = *self.put_takes.lock();
+        if !takes.is_zero() {
+            tokio::time::sleep(takes).await;
+        }
         self.calls
             .lock()
             .push(format!("put {key} {}s", ttl.as_secs()));
@@ -221,14 +228,39 @@ async fn a_recovered_session_takes_its_record_back_where_records_die_with_the_pr
     // The client recovers: its new session holds the record, a second client presenting the
     // same pid while it runs gets nothing.
     records.begin("p1", &loaded).await.unwrap();
-    assert_eq!(registry.stored("p1"), None);
     assert_eq!(records.load("p1").await.unwrap(), None, "the session runs");
+    wait(Duration::from_millis(1)).await;
+    assert_eq!(registry.stored("p1"), None);
 
     // It ends on purpose: nothing to recover, ever.
     records.end("p1", None);
     wait(LEASE).await;
     assert_eq!(records.load("p1").await.unwrap(), None);
     assert_eq!(registry.stored("p1"), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_the_writer_is_storing_loads_and_a_recovery_deletes_it_after_the_store() {
+    let (registry, records) = start(false).await;
+    *registry.put_takes.lock() = Duration::from_millis(10);
+    records.begin("p1", &record(&[])).await.unwrap();
+    records.end("p1", Some(&record(&["r1"])));
+    // The writer is in the middle of storing it.
+    wait(Duration::from_millis(2)).await;
+    assert_eq!(registry.stored("p1"), None, "not stored yet");
+    let loaded = records.load("p1").await.unwrap();
+    assert_eq!(loaded, Some(record(&["r1"])), "found while being written");
+
+    // The client recovers; the ended session's store lands after that, and the delete after it.
+    records.begin("p1", &record(&["r1"])).await.unwrap();
+    wait(Duration::from_millis(30)).await;
+    assert_eq!(
+        registry.stored("p1"),
+        None,
+        "a running session's pid is not recoverable"
+    );
+    assert_eq!(records.load("p1").await.unwrap(), None);
+    assert!(records.pending.lock().is_empty(), "everything written");
 }
 
 #[tokio::test(start_paused = true)]
