@@ -30,7 +30,7 @@
 use super::offset::Slot;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use switchboard_core::backend::{BackendError, Registry};
@@ -67,8 +67,10 @@ pub struct Records {
     /// Whether the registry's records outlive this process
     /// (`Registry::recoveries_outlive_process`): if not, running sessions keep no record.
     outlive: bool,
-    /// `pid`s of the sessions running on this node (empty when records do not outlive it).
-    live: Mutex<HashSet<String>>,
+    /// `pid`s of the sessions running on this node, each with how many run under it (a client
+    /// can recover a `pid` whose old session is not yet noticed gone): the record is renewed
+    /// while one runs, and ended only with the last. Empty when records do not outlive it.
+    live: Mutex<HashMap<String, u32>>,
     /// Latest unwritten change per `pid`.
     pending: Mutex<HashMap<String, Pending>>,
     wake: Arc<Notify>,
@@ -83,7 +85,7 @@ impl Records {
             registry,
             window,
             lease,
-            live: Mutex::new(HashSet::new()),
+            live: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             wake: Arc::new(Notify::new()),
         });
@@ -145,7 +147,7 @@ impl Records {
         self.registry
             .put_recovery(pid, &text, self.live_ttl())
             .await?;
-        self.live.lock().insert(pid.to_owned());
+        *self.live.lock().entry(pid.to_owned()).or_insert(0) += 1;
         Ok(())
     }
 
@@ -179,7 +181,18 @@ impl Records {
             }
             return;
         }
-        self.live.lock().remove(pid);
+        {
+            let mut live = self.live.lock();
+            if let Some(n) = live.get_mut(pid) {
+                *n -= 1;
+                if *n > 0 {
+                    // A newer session recovered this pid and still runs here: the record is
+                    // its own now, kept live and renewed; the old session's end leaves it be.
+                    return;
+                }
+                live.remove(pid);
+            }
+        }
         let mut pending = self.pending.lock();
         let last = match pending.remove(pid) {
             Some(Pending::Live(text)) => Some(text),
@@ -237,7 +250,7 @@ impl Records {
 
     /// Renews the records of every session running here.
     async fn renew(&self) {
-        let live: Vec<String> = self.live.lock().iter().cloned().collect();
+        let live: Vec<String> = self.live.lock().keys().cloned().collect();
         if live.is_empty() {
             return;
         }

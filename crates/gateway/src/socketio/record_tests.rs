@@ -325,3 +325,32 @@ async fn records_that_outlive_the_process_are_stored_renewed_and_kept_a_window()
     wait(Duration::from_millis(1)).await;
     assert_eq!(registry.take_calls(), ["put p2 122s", "delete p2"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_old_session_ending_after_its_pid_was_recovered_here_leaves_the_new_record_live() {
+    let (registry, records) = start(true).await;
+    records.begin("p1", &record(&[])).await.unwrap();
+    // The client came back before its old connection was noticed gone, and recovered.
+    records.begin("p1", &record(&["r1"])).await.unwrap();
+    registry.take_calls();
+
+    // The old session ends now, not recoverable (its client logged out, say): the record is
+    // the new session's and stays.
+    records.end("p1", None);
+    wait(LEASE / 2 + Duration::from_millis(1)).await;
+    assert_eq!(
+        registry.take_calls(),
+        ["touch p1 122s"],
+        "not deleted, still renewed"
+    );
+    assert_eq!(
+        registry.stored("p1"),
+        Some((record(&["r1"]), WINDOW + LEASE))
+    );
+
+    // The new session's own end keeps it a window.
+    records.end("p1", Some(&record(&["r1"])));
+    wait(Duration::from_millis(1)).await;
+    assert_eq!(registry.take_calls(), ["touch p1 120s"]);
+    assert!(records.live.lock().is_empty());
+}
