@@ -48,7 +48,7 @@ pub fn load(dir: &Path) -> Result<Vec<Report>> {
 
 /// The run of `scenario` against `protocol`; of several (two fan-out sizes), the largest. Cluster
 /// runs on a Redis Cluster (several Redis processes) have a table of their own and are left out.
-fn find<'a>(rs: &'a [Report], scenario: &str, protocol: &str) -> Option<&'a Report> {
+pub(crate) fn find<'a>(rs: &'a [Report], scenario: &str, protocol: &str) -> Option<&'a Report> {
     rs.iter()
         .filter(|r| r.scenario == scenario && r.protocol == protocol)
         .filter(|r| r.params["redis_processes"].as_u64().unwrap_or(1) <= 1)

@@ -3,6 +3,7 @@
 //! CPU per delivery in the same run. Socket.IO's figure divided by a floor is the most any
 //! server could reach on this machine: a server that did nothing but that socket work.
 
+use crate::compare::find;
 use crate::report::Report;
 use std::fmt::Write as _;
 
@@ -16,13 +17,6 @@ fn floor(rs: &[Report], dm: bool, durable: bool) -> Option<&Report> {
             && (r.params["recipients"].as_u64() == Some(1)) == dm
             && r.params["durable"].as_bool() == Some(durable)
     })
-}
-
-/// The run of `scenario` against `protocol` (the largest, as the side-by-side table takes).
-fn run<'a>(rs: &'a [Report], scenario: &str, protocol: &str) -> Option<&'a Report> {
-    rs.iter()
-        .filter(|r| r.scenario == scenario && r.protocol == protocol)
-        .max_by_key(|r| r.connections)
 }
 
 /// The table, or nothing if the directory has no `msg-floor` run.
@@ -43,8 +37,8 @@ pub fn render(rs: &[Report]) -> String {
         if plain.is_none() && synced_us.is_none() {
             continue;
         }
-        let sio = run(rs, scenario, "socketio").and_then(Report::cpu_us_per_op);
-        let sb = run(rs, scenario, "switchboard").and_then(Report::cpu_us_per_op);
+        let sio = find(rs, scenario, "socketio").and_then(Report::cpu_us_per_op);
+        let sb = find(rs, scenario, "switchboard").and_then(Report::cpu_us_per_op);
         let us = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |x| format!("{x:.2} µs"));
         let window = synced
             .and_then(|r| r.params["commit_window_us"].as_u64())

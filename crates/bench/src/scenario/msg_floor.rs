@@ -215,7 +215,7 @@ struct Loop<'a> {
     partial: Vec<Vec<u8>>,
     /// This turn's messages: (sender, the frame).
     turn: Vec<(usize, Vec<u8>)>,
-    /// Frames' buffers to reuse.
+    /// Emptied frame buffers to reuse.
     spare: Vec<Vec<u8>>,
     answer: [u8; ANSWER_BYTES],
     open: usize,
@@ -302,7 +302,10 @@ impl<'a> Loop<'a> {
                     counts.dropped += 1;
                 }
             }
-            self.spare.extend(turn.into_iter().map(|(_, m)| m));
+            self.spare.extend(turn.into_iter().map(|(_, mut m)| {
+                m.clear();
+                m
+            }));
         }
         Ok(counts)
     }
@@ -325,11 +328,10 @@ impl<'a> Loop<'a> {
                         p.extend_from_slice(&bytes[..take]);
                         bytes = &bytes[take..];
                         if p.len() == self.frame {
-                            let mut m = self.spare.pop().unwrap_or_default();
-                            m.clear();
-                            m.extend_from_slice(p);
-                            p.clear();
-                            self.turn.push((i, m));
+                            // The whole frame joins the turn as it is; a spare buffer (cleared
+                            // when it was taken back) collects the next one.
+                            let next = self.spare.pop().unwrap_or_default();
+                            self.turn.push((i, std::mem::replace(p, next)));
                         }
                     }
                     // A short read emptied the socket: with edge-triggered readiness, more data
