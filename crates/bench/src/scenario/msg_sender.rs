@@ -27,6 +27,13 @@ pub fn run(spec: &str) -> Result<()> {
     let frame: usize = frame.parse().map_err(|_| bad("frame size"))?;
     let recipients: u64 = recipients.parse().map_err(|_| bad("recipients"))?;
     let srcs: Vec<Ipv4Addr> = crate::target::parse_source_ips(ips)?;
+    crate::target::check_addr(addr)?;
+    // The parent checked these; a hand-written spec gets an error, not a panic.
+    if n < 2 || frame < 4 || !(rate > 0.0 && duration > 0.0) {
+        return Err(bad(
+            "connection count (2 or more), frame size (4 or more) or rate",
+        ));
+    }
     let mut socks = Vec::with_capacity(n);
     let mut poll = Poll::new().map_err(|e| BenchError::io("epoll", e))?;
     for i in 0..n {
