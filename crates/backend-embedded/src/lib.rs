@@ -47,8 +47,8 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use switchboard_core::backend::{
     AppendRequest, Appended, AuthSession, Backend, BackendError, Broker, BusSink, ConnEntry,
-    ControlEvent, HistoryQuery, Lifecycle, Position, Registry, Room, Store, TokenHash, User,
-    UserCredentials, Visibility,
+    ControlEvent, HistoryQuery, Lifecycle, Position, RecoveryGuard, RecoveryRecord, Registry, Room,
+    Store, TokenHash, User, UserCredentials, Visibility,
 };
 use switchboard_core::metrics::CommitMetrics;
 use switchboard_proto::frame::PresenceEntry;
@@ -542,15 +542,16 @@ impl Registry for EmbeddedBackend {
     async fn put_recovery(
         &self,
         key: &str,
+        owner: &str,
         value: &str,
         ttl: std::time::Duration,
-    ) -> Result<(), BackendError> {
+        guard: RecoveryGuard<'_>,
+    ) -> Result<bool, BackendError> {
         self.check_open()?;
-        self.recoveries.put(key, value, ttl);
-        Ok(())
+        Ok(self.recoveries.put(key, owner, value, ttl, guard))
     }
 
-    async fn recovery(&self, key: &str) -> Result<Option<String>, BackendError> {
+    async fn recovery(&self, key: &str) -> Result<Option<RecoveryRecord>, BackendError> {
         self.check_open()?;
         Ok(self.recoveries.get(key))
     }
@@ -565,10 +566,9 @@ impl Registry for EmbeddedBackend {
         Ok(())
     }
 
-    async fn delete_recovery(&self, key: &str) -> Result<(), BackendError> {
+    async fn delete_recovery(&self, key: &str, owner: &str) -> Result<bool, BackendError> {
         self.check_open()?;
-        self.recoveries.delete(key);
-        Ok(())
+        Ok(self.recoveries.delete(key, owner))
     }
 
     /// The records are in this process's memory (`recovery.rs`): they die with it.

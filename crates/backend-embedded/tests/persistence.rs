@@ -6,7 +6,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use switchboard_conformance::RecordingSink;
-use switchboard_core::backend::{AuthSession, Backend, HistoryQuery, Visibility};
+use switchboard_core::backend::{AuthSession, Backend, HistoryQuery, RecoveryGuard, Visibility};
 use switchboard_proto::Conv;
 
 const CRASH_DIR_ENV: &str = "SB_EMBEDDED_CRASH_CHILD_DIR";
@@ -165,11 +165,11 @@ async fn recovery_records_die_with_the_process_and_the_registry_says_so() {
     assert!(!b.registry.recoveries_outlive_process());
     let minute = std::time::Duration::from_secs(60);
     b.registry
-        .put_recovery("p1", "{}", minute)
+        .put_recovery("p1", "o1", "{}", minute, RecoveryGuard::Always)
         .await
         .expect("put");
     let stored = b.registry.recovery("p1").await.expect("recovery");
-    assert_eq!(stored.as_deref(), Some("{}"));
+    assert_eq!(stored.map(|r| r.value).as_deref(), Some("{}"));
     b.lifecycle.close().await;
     drop((b, eb));
 

@@ -26,6 +26,7 @@ mod error;
 mod keys;
 mod pubsub;
 mod pubsub_cluster;
+mod recovery;
 mod registry;
 mod replicated;
 mod retention;
@@ -43,8 +44,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use switchboard_core::backend::{
     AppendRequest, Appended, AuthSession, Backend, BackendError, Broker, BusSink, ConnEntry,
-    ControlEvent, HistoryQuery, Lifecycle, NodeAnnouncement, Position, Registry, Room, Store,
-    TokenHash, User, UserCredentials, Visibility,
+    ControlEvent, HistoryQuery, Lifecycle, NodeAnnouncement, Position, RecoveryGuard,
+    RecoveryRecord, Registry, Room, Store, TokenHash, User, UserCredentials, Visibility,
 };
 use switchboard_proto::frame::PresenceEntry;
 use switchboard_proto::{Conv, Message};
@@ -509,49 +510,28 @@ impl Registry for RedisBackend {
     async fn put_recovery(
         &self,
         key: &str,
+        owner: &str,
         value: &str,
         ttl: Duration,
-    ) -> Result<(), BackendError> {
+        guard: RecoveryGuard<'_>,
+    ) -> Result<bool, BackendError> {
         self.shared.check_open()?;
-        let s = &self.shared;
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(s.keys.recovery(key))
-            .arg(value)
-            .arg("PX")
-            .arg(ttl.as_millis().max(1) as u64);
-        s.redis.query::<()>("put_recovery", &cmd).await
+        recovery::put(&self.shared, key, owner, value, ttl, guard).await
     }
 
-    async fn recovery(&self, key: &str) -> Result<Option<String>, BackendError> {
+    async fn recovery(&self, key: &str) -> Result<Option<RecoveryRecord>, BackendError> {
         self.shared.check_open()?;
-        let s = &self.shared;
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(s.keys.recovery(key));
-        s.redis.query("recovery", &cmd).await
+        recovery::get(&self.shared, key).await
     }
 
     async fn touch_recoveries(&self, keys: &[String], ttl: Duration) -> Result<(), BackendError> {
         self.shared.check_open()?;
-        let s = &self.shared;
-        let ms = ttl.as_millis().max(1) as u64;
-        // One round trip per batch (per slot on a cluster, where the records spread over
-        // slots); a key that expired meanwhile stays gone (PEXPIRE creates nothing).
-        for chunk in keys.chunks(1000) {
-            let mut p = batch::Batch::new();
-            for k in chunk {
-                p.cmd("PEXPIRE").arg(s.keys.recovery(k)).arg(ms).ignore();
-            }
-            s.redis.batch::<()>("touch_recoveries", &p).await?;
-        }
-        Ok(())
+        recovery::touch(&self.shared, keys, ttl).await
     }
 
-    async fn delete_recovery(&self, key: &str) -> Result<(), BackendError> {
+    async fn delete_recovery(&self, key: &str, owner: &str) -> Result<bool, BackendError> {
         self.shared.check_open()?;
-        let s = &self.shared;
-        let mut cmd = redis::cmd("DEL");
-        cmd.arg(s.keys.recovery(key));
-        s.redis.query::<()>("delete_recovery", &cmd).await
+        recovery::delete(&self.shared, key, owner).await
     }
 }
 

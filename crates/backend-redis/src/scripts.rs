@@ -300,6 +300,10 @@ pub(crate) struct Scripts {
     pub add_member: Script,
     /// See `ADD_MEMBER_ROOM_LUA`.
     pub add_member_room: Script,
+    /// See `recovery::PUT_LUA`.
+    pub put_recovery: Script,
+    /// See `recovery::DELETE_LUA`.
+    pub delete_recovery: Script,
 }
 
 impl Scripts {
@@ -316,11 +320,13 @@ impl Scripts {
             create_room: Script::new(CREATE_ROOM_LUA),
             add_member: Script::new(ADD_MEMBER_LUA),
             add_member_room: Script::new(ADD_MEMBER_ROOM_LUA),
+            put_recovery: Script::new(crate::recovery::PUT_LUA),
+            delete_recovery: Script::new(crate::recovery::DELETE_LUA),
         }
     }
 
     /// All of them, with names for messages.
-    pub(crate) fn all(&self) -> [(&'static str, &Script); 10] {
+    pub(crate) fn all(&self) -> [(&'static str, &Script); 12] {
         [
             ("append", &self.append),
             ("confirm", &self.confirm),
@@ -332,6 +338,8 @@ impl Scripts {
             ("create_room", &self.create_room),
             ("add_member", &self.add_member),
             ("add_member_room", &self.add_member_room),
+            ("put_recovery", &self.put_recovery),
+            ("delete_recovery", &self.delete_recovery),
         ]
     }
 }

@@ -57,7 +57,8 @@ macro_rules! for_each_case {
         $($callback)*! {
             $($args)*
             users sessions revocation rooms append_sequencing append_many idempotency copy_to history
-            position retention_by_count concurrency broadcast registry recovery_records lifecycle
+            position retention_by_count concurrency broadcast registry recovery_records recovery_takeover
+            lifecycle
         }
     };
 }

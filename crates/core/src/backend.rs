@@ -10,6 +10,8 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_proto::frame::PresenceEntry;
+
+pub use crate::recovery::{RecoveryGuard, RecoveryRecord};
 use switchboard_proto::{Conv, DisconnectReason, Message, MessageBody};
 
 /// What can go wrong in a backend.
@@ -382,20 +384,28 @@ pub trait Registry: Send + Sync + 'static {
     }
 
     /// Connection-state recovery records (a Socket.IO session's `pid` and what it held): stores
-    /// `value` under `key`, replacing what was there, readable from every node of the cluster
-    /// until `ttl` has passed since this call (or a later [`touch_recoveries`]). A record is
-    /// opaque to the backend; its size is bounded by the caller.
+    /// `value` under `key`, held by `owner`, replacing what was there if `guard` allows it
+    /// (checked and written atomically), readable from every node of the cluster until `ttl` has
+    /// passed since this call (or a later [`touch_recoveries`]). Answers whether it stored. A
+    /// record is opaque to the backend; its size is bounded by the caller.
     ///
     /// [`touch_recoveries`]: Registry::touch_recoveries
-    async fn put_recovery(&self, key: &str, value: &str, ttl: Duration)
-    -> Result<(), BackendError>;
-    /// The record under `key`, unless it expired or was deleted.
-    async fn recovery(&self, key: &str) -> Result<Option<String>, BackendError>;
+    async fn put_recovery(
+        &self,
+        key: &str,
+        owner: &str,
+        value: &str,
+        ttl: Duration,
+        guard: RecoveryGuard<'_>,
+    ) -> Result<bool, BackendError>;
+    /// The record under `key` with its owner, unless it expired or was deleted.
+    async fn recovery(&self, key: &str) -> Result<Option<RecoveryRecord>, BackendError>;
     /// Sets the time to live of the records that still exist among `keys` to `ttl` from now
     /// (one round trip for all of them; a node renews its live sessions' records this way).
     async fn touch_recoveries(&self, keys: &[String], ttl: Duration) -> Result<(), BackendError>;
-    /// Deletes the record under `key` (no error when there is none).
-    async fn delete_recovery(&self, key: &str) -> Result<(), BackendError>;
+    /// Deletes the record under `key` if `owner` holds it (checked and deleted atomically).
+    /// Answers whether it deleted.
+    async fn delete_recovery(&self, key: &str, owner: &str) -> Result<bool, BackendError>;
     /// Whether recovery records outlive this node's process: stored where another node, or
     /// this node restarted, still reads them after the process dies (default `true`, as a
     /// cluster registry must answer). A registry that keeps them in the process's memory answers

@@ -16,6 +16,7 @@ pub mod names;
 pub mod node;
 mod offline;
 pub mod ratelimit;
+pub mod recovery;
 pub mod session;
 pub(crate) mod subscriptions;
 pub mod transport;

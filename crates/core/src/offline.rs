@@ -141,11 +141,16 @@ mod tests {
             &self,
             _: &str,
             _: &str,
+            _: &str,
             _: std::time::Duration,
-        ) -> Result<(), BackendError> {
-            Ok(())
+            _: crate::backend::RecoveryGuard<'_>,
+        ) -> Result<bool, BackendError> {
+            Ok(true)
         }
-        async fn recovery(&self, _: &str) -> Result<Option<String>, BackendError> {
+        async fn recovery(
+            &self,
+            _: &str,
+        ) -> Result<Option<crate::backend::RecoveryRecord>, BackendError> {
             Ok(None)
         }
         async fn touch_recoveries(
@@ -155,8 +160,8 @@ mod tests {
         ) -> Result<(), BackendError> {
             Ok(())
         }
-        async fn delete_recovery(&self, _: &str) -> Result<(), BackendError> {
-            Ok(())
+        async fn delete_recovery(&self, _: &str, _: &str) -> Result<bool, BackendError> {
+            Ok(false)
         }
     }
 

@@ -1,6 +1,7 @@
 // Two nodes on one Redis: messages cross nodes; a stock client whose node is SIGKILLed
 // reconnects to the other node and recovers every missed message, once, in order; a drained
-// node's clients reconnect elsewhere and recover.
+// node's clients reconnect elsewhere and recover; a session that ends late on its old node
+// leaves the record of the session that recovered its pid elsewhere alone.
 'use strict';
 
 const { test } = require('node:test');
@@ -106,4 +107,43 @@ test('drain: switchboard:reconnect, then the client reconnects elsewhere and rec
   await h.serverPublish(n2.base, conv, { i: 3 });
   const list = await messages.waitFor(3);
   assert.deepEqual(list.map((m) => m.msg.seq), [1, 2, 3]);
+});
+
+/** Open client connections of a node (its `switchboard_connections` gauge). */
+async function openConnections(base) {
+  const r = await h.http('GET', `${base}/metrics`, { apiKey: h.API_KEY });
+  const line = r.text.split('\n').find((l) => l.startsWith('switchboard_connections '));
+  assert.ok(line, `no switchboard_connections in /metrics: ${r.status}`);
+  return Number(line.split(' ')[1]);
+}
+
+test('a late end of the old session leaves the record of the session that recovered its pid elsewhere', async (t) => {
+  const { n1, n2 } = await cluster(t);
+  const user = h.unique('u');
+  const tok = await h.token(n1.base, user);
+  const opts = (auth) => ({ transports: ['websocket'], auth, reconnection: false });
+  // The first session, on n1.
+  const old = h.client(t, n1.base, opts({ token: tok }));
+  await h.connected(old);
+  const pid = old._pid;
+  // Its client comes back on n2 before n1 noticed anything (a stock client sends its pid and
+  // offset; the pid alone recovers from the record as stored).
+  const moved = h.client(t, n2.base, opts({ token: tok, pid }));
+  await h.connected(moved);
+  assert.equal(moved._pid, pid, 'recovered on n2');
+  // Now n1's session ends, as one that may not be recovered (the client's own DISCONNECT):
+  // before records had owners, this deleted the record that is n2's session's now.
+  old.disconnect();
+  let deadline = Date.now() + h.WAIT_MS;
+  while ((await openConnections(n1.base)) !== 0) {
+    if (Date.now() > deadline) throw new Error('the old session did not end on n1');
+    await h.sleep(20);
+  }
+  await h.sleep(300); // n1's record writer runs at once; this covers a slow machine
+  // n2 is SIGKILLed: its client must still recover, on n1.
+  n2.kill();
+  await n2.exited();
+  const back = h.client(t, n1.base, opts({ token: tok, pid }));
+  await h.connected(back);
+  assert.equal(back._pid, pid, 'the recovered session\'s record survived the old one\'s end');
 });

@@ -1,7 +1,8 @@
 // Connection state recovery on one node: a dropped connection recovers (same pid, every missed
 // message once); when history no longer reaches back, or after the client's own disconnect,
 // the CONNECT gets a new pid and recovered is false. The record is stored when the session ends
-// (as Socket.IO's own recovery does): a pid whose session still runs is not recovered.
+// (as Socket.IO's own recovery does): a pid whose session still runs is not recovered, and of two
+// clients presenting an ended session's pid at once, one recovers it.
 'use strict';
 
 const { test } = require('node:test');
@@ -107,5 +108,9 @@ test('a running pid, a pid of another user, or a forged offset, is not recovered
     assert.match(got, /^[0-9a-f]{32}$/);
     assert.notEqual(got, pid, JSON.stringify(auth).slice(0, 80));
   }
-  assert.equal(await reply({ token: ta, pid }), pid, 'the same user recovers the ended session');
+  // Two clients presenting it at once: one recovers it, the other starts afresh.
+  const racers = [0, 1].map(() => h.client(t, node.base, { transports: ['websocket'], auth: { token: ta, pid }, reconnection: false }));
+  await Promise.all(racers.map((s) => h.connected(s)));
+  const pids = racers.map((s) => s._pid);
+  assert.equal(pids.filter((p) => p === pid).length, 1, `one recovers the ended session: ${pids}`);
 });

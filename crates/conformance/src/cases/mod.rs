@@ -3,10 +3,12 @@
 
 mod messages;
 mod nodes;
+mod recovery;
 mod retention;
 mod store;
 
 pub use messages::{append_many, append_sequencing, concurrency, copy_to, history, idempotency};
-pub use nodes::{broadcast, lifecycle, recovery_records, registry};
+pub use nodes::{broadcast, lifecycle, registry};
+pub use recovery::{recovery_records, recovery_takeover};
 pub use retention::{position, retention_by_count};
 pub use store::{revocation, rooms, sessions, users};

@@ -11,7 +11,7 @@
 //! again.
 
 use super::offset::{self, Slots};
-use super::record::{Record, Records};
+use super::record::{Loaded, Record, Records};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use switchboard_core::session::{PreAuth, decide_resume};
@@ -25,6 +25,8 @@ pub struct Accepted {
     pub pid: String,
     /// Whether this CONNECT recovered an earlier session.
     pub recovered: bool,
+    /// The session's owner token for its records (random, its own).
+    pub owner: u64,
     /// The authenticated user with the conversations to resume.
     pub pre: PreAuth,
     /// The socket's slots (restored, or the own stream alone).
@@ -62,19 +64,24 @@ pub async fn accept(node: &Node, records: &Records, auth: &Value) -> Result<Acce
             .map(|r| (pid, r)),
         None => None,
     };
-    if let Some((pid, (slots, resume))) = recovered {
+    let owner = switchboard_proto::ids::random_u64();
+    if let Some((pid, (slots, resume, from))) = recovered {
         let record = Record {
             user_id: principal.user_id.clone(),
             slots: slots.slots().to_vec(),
             full: false,
         };
-        records.begin(pid, &record).await?;
-        return Ok(Accepted {
-            pid: pid.to_owned(),
-            recovered: true,
-            pre: PreAuth { principal, resume },
-            slots,
-        });
+        // Another CONNECT may have taken the record over since it was loaded (a second client
+        // presenting the same `pid`): then this one gets a session of its own.
+        if records.begin(pid, owner, &record, Some(&from)).await? {
+            return Ok(Accepted {
+                pid: pid.to_owned(),
+                recovered: true,
+                owner,
+                pre: PreAuth { principal, resume },
+                slots,
+            });
+        }
     }
     let own = Conv::user(&principal.user_id);
     let pos = node
@@ -91,7 +98,7 @@ pub async fn accept(node: &Node, records: &Records, auth: &Value) -> Result<Acce
         slots: slots.slots().to_vec(),
         full: false,
     };
-    records.begin(&pid, &record).await?;
+    records.begin(&pid, owner, &record, None).await?;
     let mut resume = BTreeMap::new();
     resume.insert(
         own,
@@ -103,6 +110,7 @@ pub async fn accept(node: &Node, records: &Records, auth: &Value) -> Result<Acce
     Ok(Accepted {
         pid,
         recovered: false,
+        owner,
         pre: PreAuth { principal, resume },
         slots,
     })
@@ -117,15 +125,15 @@ fn new_pid() -> String {
     )
 }
 
-/// The slots and resume positions of a recoverable `pid`, or `None`.
+/// The slots and resume positions of a recoverable `pid` with its record's owner, or `None`.
 async fn recover(
     node: &Node,
     records: &Records,
     user_id: &str,
     pid: &str,
     offset: Option<&str>,
-) -> Option<(Slots, BTreeMap<Conv, ResumePosition>)> {
-    let record = records.load(pid).await.ok()??;
+) -> Option<(Slots, BTreeMap<Conv, ResumePosition>, String)> {
+    let Loaded { record, owner } = records.load(pid).await.ok()??;
     if record.user_id != user_id || record.full {
         return None;
     }
@@ -147,5 +155,5 @@ async fn recover(
         }
         resume.insert(conv.clone(), p);
     }
-    Some((slots, resume))
+    Some((slots, resume, owner))
 }

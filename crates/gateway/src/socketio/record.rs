@@ -21,8 +21,15 @@
 //! does. A client that presents the `pid` of a session still running here (it reconnected before
 //! its old connection was noticed gone) is therefore not recovered.
 //!
+//! Every record has an owner, the session that wrote it (a random token per session), and every
+//! write or delete names the owner it may replace (`Registry::put_recovery`'s guard): a session
+//! that ends late (its node noticed its client gone only after the client had recovered the
+//! `pid` on another node) cannot overwrite or delete the newer session's record, and of two
+//! CONNECTs presenting one `pid` at once only one takes the record over ([`Records::begin`]);
+//! the other gets a new `pid`.
+//!
 //! Writes after the first (every write, in the second case) go through one task per node that
-//! keeps only the latest record of each `pid` (a socket that subscribes ten times in a burst
+//! keeps only the latest change of each `pid` (a socket that subscribes ten times in a burst
 //! costs at most a few writes), so they cost the socket nothing and cannot pile up.
 //! [`Records::load`] looks at those pending writes first, so a client reconnecting right after
 //! its session ended finds the record before the task wrote it.
@@ -33,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use switchboard_core::backend::{BackendError, Registry};
+use switchboard_core::backend::{BackendError, RecoveryGuard, Registry};
 use tokio::sync::Notify;
 
 /// What a `pid` stands for.
@@ -48,15 +55,34 @@ pub struct Record {
     pub full: bool,
 }
 
-/// A pending write of one record.
+/// A record as [`Records::load`] found it: what it holds and the session that wrote it (the
+/// owner a recovery takes it over from).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    /// The record.
+    pub record: Record,
+    /// Its owner.
+    pub owner: String,
+}
+
+/// A session's owner token as records carry it.
+pub fn owner_token(owner: u64) -> String {
+    format!("{owner:016x}")
+}
+
+/// A pending change of one `pid`'s record.
 #[derive(Clone, PartialEq)]
 enum Pending {
-    /// The session runs: store with the long time to live.
-    Live(String),
-    /// The session ended: store (or keep) with the window.
-    Ended(Option<String>),
-    /// Recovery is not wanted (the client disconnected on purpose): delete.
-    Delete,
+    /// Store `text`, held by `owner`, over a record `owner` holds (or none, unless `strict`):
+    /// with the long time to live while the session runs (`live`), else for the window.
+    Store {
+        owner: String,
+        text: String,
+        live: bool,
+        strict: bool,
+    },
+    /// Delete the record if `owner` holds it (recovery is not wanted, or it was recovered).
+    Delete { owner: String },
 }
 
 /// The node's recovery records: writes, renewals, reads.
@@ -73,6 +99,10 @@ pub struct Records {
     live: Mutex<HashMap<String, u32>>,
     /// Latest unwritten change per `pid`.
     pending: Mutex<HashMap<String, Pending>>,
+    /// Held by the writer while it writes a change and forgets it, and by a recovery taking a
+    /// record over where records die with the process: the recovery then finds the ended
+    /// session's record either still pending (and drops it) or written (and deletes it).
+    writing: tokio::sync::Mutex<()>,
     wake: Arc<Notify>,
 }
 
@@ -87,6 +117,7 @@ impl Records {
             lease,
             live: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
+            writing: tokio::sync::Mutex::new(()),
             wake: Arc::new(Notify::new()),
         });
         if records.enabled() {
@@ -106,77 +137,134 @@ impl Records {
 
     /// The record of `pid`, if it is still within its window: the latest one not written yet
     /// (a session that just ended), else the stored one.
-    pub async fn load(&self, pid: &str) -> Result<Option<Record>, BackendError> {
+    pub async fn load(&self, pid: &str) -> Result<Option<Loaded>, BackendError> {
         if !self.enabled() || pid.is_empty() || pid.len() > 64 {
             return Ok(None);
         }
         let pending = match self.pending.lock().get(pid) {
-            Some(Pending::Live(text) | Pending::Ended(Some(text))) => Some(text.clone()),
-            Some(Pending::Delete) => return Ok(None),
-            Some(Pending::Ended(None)) | None => None,
+            Some(Pending::Store { owner, text, .. }) => Some((owner.clone(), text.clone())),
+            Some(Pending::Delete { .. }) => return Ok(None),
+            None => None,
         };
-        let text = match pending {
-            Some(text) => text,
+        let (owner, text) = match pending {
+            Some(found) => found,
             None => match self.registry.recovery(pid).await? {
-                Some(text) => text,
+                Some(r) => (r.owner, r.value),
                 None => return Ok(None),
             },
         };
-        Ok(serde_json::from_str(&text).ok())
+        Ok(serde_json::from_str(&text)
+            .ok()
+            .map(|record| Loaded { record, owner }))
     }
 
-    /// A session starts with `record` (stored before the CONNECT is answered, where records
-    /// outlive the process). A change still pending for `pid` is an earlier session's, the one
-    /// this session recovers: the new session supersedes it.
-    pub async fn begin(&self, pid: &str, record: &Record) -> Result<(), BackendError> {
+    /// A session held by `owner` starts with `record` (stored before the CONNECT is answered,
+    /// where records outlive the process). `recovers` is the owner of the record it recovers
+    /// (as [`load`](Self::load) found it): the session takes that record over, unless another
+    /// session took it first (or it changed meanwhile), and then it answers `false` and the
+    /// caller starts a session of its own instead.
+    pub async fn begin(
+        &self,
+        pid: &str,
+        owner: u64,
+        record: &Record,
+        recovers: Option<&str>,
+    ) -> Result<bool, BackendError> {
         if !self.enabled() {
-            return Ok(());
+            return Ok(true);
         }
         if !self.outlive {
-            // The session now holds what the recovered record held; deleting it keeps a second
-            // client from recovering the same `pid` while this session runs, and the record
-            // from outliving a later end that is not recoverable. The delete goes through the
-            // writer, behind (never before) a write of the ended session's record it may be
-            // storing right now.
-            self.pending.lock().insert(pid.to_owned(), Pending::Delete);
-            self.wake.notify_one();
-            return Ok(());
+            // Nothing is stored while a session runs; a recovered record is deleted, so that no
+            // second client recovers the same `pid` while this session runs and the record does
+            // not outlive a later end that is not recoverable.
+            let Some(from) = recovers else {
+                return Ok(true);
+            };
+            let _writing = self.writing.lock().await;
+            let decided = {
+                let mut pending = self.pending.lock();
+                match pending.get(pid) {
+                    // The ended session's record, not written yet: it never will be.
+                    Some(Pending::Store { owner, .. }) if owner == from => {
+                        pending.remove(pid);
+                        Some(true)
+                    }
+                    // Not the record this recovery found: the client recovers nothing.
+                    Some(_) => Some(false),
+                    None => None,
+                }
+            };
+            return match decided {
+                Some(taken) => Ok(taken),
+                // Written: take it from the registry (one of two concurrent recoveries can).
+                None => self.registry.delete_recovery(pid, from).await,
+            };
         }
-        self.pending.lock().remove(pid);
+        let token = owner_token(owner);
         let text = serde_json::to_string(record).unwrap_or_default();
-        self.registry
-            .put_recovery(pid, &text, self.live_ttl())
+        let guard = match recovers {
+            Some(from) => RecoveryGuard::OwnedBy(from),
+            None => RecoveryGuard::Always,
+        };
+        let taken = self
+            .registry
+            .put_recovery(pid, &token, &text, self.live_ttl(), guard)
             .await?;
+        if !taken {
+            return Ok(false);
+        }
+        {
+            // An unwritten change of the session this one recovered is moot now (its write would
+            // be refused anyway: the record is no longer its own).
+            let mut pending = self.pending.lock();
+            if let Some(Pending::Store { owner, .. } | Pending::Delete { owner }) = pending.get(pid)
+                && Some(owner.as_str()) == recovers
+            {
+                pending.remove(pid);
+            }
+        }
         *self.live.lock().entry(pid.to_owned()).or_insert(0) += 1;
-        Ok(())
+        Ok(true)
     }
 
-    /// The session's slots changed (nothing to do where records do not outlive the process:
-    /// the record is written when the session ends).
-    pub fn update(&self, pid: &str, record: &Record) {
+    /// The slots of `owner`'s session changed (nothing to do where records do not outlive the
+    /// process: the record is written when the session ends).
+    pub fn update(&self, pid: &str, owner: u64, record: &Record) {
         if !self.enabled() || !self.outlive {
             return;
         }
-        let text = serde_json::to_string(record).unwrap_or_default();
-        self.pending
-            .lock()
-            .insert(pid.to_owned(), Pending::Live(text));
+        let owner = owner_token(owner);
+        let change = Pending::Store {
+            owner,
+            text: serde_json::to_string(record).unwrap_or_default(),
+            live: true,
+            strict: false,
+        };
+        self.pending.lock().insert(pid.to_owned(), change);
         self.wake.notify_one();
     }
 
-    /// The session ended: `recoverable` is its latest record when it may be recovered, `None`
-    /// when it may not (its record is deleted). Where records do not outlive the process, the
-    /// record is stored only now (and a session that may not be recovered has none to delete).
-    pub fn end(&self, pid: &str, recoverable: Option<&Record>) {
+    /// `owner`'s session ended: `recoverable` is its latest record when it may be recovered,
+    /// `None` when it may not (its record is deleted). Where records do not outlive the process,
+    /// the record is stored only now (and a session that may not be recovered has none to
+    /// delete).
+    pub fn end(&self, pid: &str, owner: u64, recoverable: Option<&Record>) {
         if !self.enabled() {
             return;
         }
+        let owner = owner_token(owner);
         if !self.outlive {
             if let Some(record) = recoverable {
                 let text = serde_json::to_string(record).unwrap_or_default();
-                self.pending
-                    .lock()
-                    .insert(pid.to_owned(), Pending::Ended(Some(text)));
+                let change = Pending::Store {
+                    owner,
+                    text,
+                    live: false,
+                    strict: false,
+                };
+                let mut pending = self.pending.lock();
+                pending.insert(pid.to_owned(), change);
+                drop(pending);
                 self.wake.notify_one();
             }
             return;
@@ -193,18 +281,18 @@ impl Records {
                 live.remove(pid);
             }
         }
-        let mut pending = self.pending.lock();
-        let last = match pending.remove(pid) {
-            Some(Pending::Live(text)) => Some(text),
-            _ => None,
+        let change = match recoverable {
+            Some(record) => Pending::Store {
+                owner,
+                text: serde_json::to_string(record).unwrap_or_default(),
+                live: false,
+                // A record that is gone was deleted or taken over and deleted since: an ended
+                // session does not bring it back.
+                strict: true,
+            },
+            None => Pending::Delete { owner },
         };
-        let change = if recoverable.is_some() {
-            Pending::Ended(last)
-        } else {
-            Pending::Delete
-        };
-        pending.insert(pid.to_owned(), change);
-        drop(pending);
+        self.pending.lock().insert(pid.to_owned(), change);
         self.wake.notify_one();
     }
 
@@ -215,31 +303,42 @@ impl Records {
         // Each change stays in `pending` until it is written, so `load` finds a record the
         // writer is storing right now; it is then forgotten unless a newer change replaced it
         // meanwhile (that one is written next, after this one: one writer keeps them in order).
-        let pending: Vec<(String, Pending)> = self
-            .pending
-            .lock()
-            .iter()
-            .map(|(pid, p)| (pid.clone(), p.clone()))
-            .collect();
-        for (pid, p) in pending {
-            let r = match &p {
-                Pending::Live(text) => {
-                    self.registry
-                        .put_recovery(&pid, text, self.live_ttl())
-                        .await
-                }
-                Pending::Ended(Some(text)) => {
-                    self.registry.put_recovery(&pid, text, self.window).await
-                }
-                Pending::Ended(None) => {
-                    self.registry
-                        .touch_recoveries(std::slice::from_ref(&pid), self.window)
-                        .await
-                }
-                Pending::Delete => self.registry.delete_recovery(&pid).await,
+        // Each is read again under `writing`: a recovery may have dropped it meanwhile.
+        let pids: Vec<String> = self.pending.lock().keys().cloned().collect();
+        for pid in pids {
+            let _writing = self.writing.lock().await;
+            let Some(p) = self.pending.lock().get(&pid).cloned() else {
+                continue;
             };
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "writing a Socket.IO recovery record failed");
+            let r = match &p {
+                Pending::Store {
+                    owner,
+                    text,
+                    live,
+                    strict,
+                } => {
+                    let ttl = if *live { self.live_ttl() } else { self.window };
+                    let guard = if *strict {
+                        RecoveryGuard::OwnedBy(owner)
+                    } else {
+                        RecoveryGuard::OwnedByOrAbsent(owner)
+                    };
+                    self.registry
+                        .put_recovery(&pid, owner, text, ttl, guard)
+                        .await
+                }
+                Pending::Delete { owner } => self.registry.delete_recovery(&pid, owner).await,
+            };
+            match r {
+                Ok(true) => {}
+                Ok(false) => tracing::debug!(
+                    pid,
+                    "a Socket.IO recovery record was taken over or deleted by a newer session; \
+                     this change of the older one is dropped"
+                ),
+                Err(e) => {
+                    tracing::debug!(error = %e, "writing a Socket.IO recovery record failed")
+                }
             }
             let mut pending = self.pending.lock();
             if pending.get(&pid) == Some(&p) {

@@ -5,7 +5,7 @@
 
 use super::*;
 use async_trait::async_trait;
-use switchboard_core::backend::ConnEntry;
+use switchboard_core::backend::{ConnEntry, RecoveryRecord};
 use switchboard_proto::Conv;
 use switchboard_proto::frame::PresenceEntry;
 
@@ -17,7 +17,8 @@ struct Logged {
     outlive: bool,
     /// How long a store takes (a slow registry: the writer is mid-write for this long).
     put_takes: Mutex<Duration>,
-    records: Mutex<HashMap<String, (String, Duration)>>,
+    /// Each record's owner, text and time to live.
+    records: Mutex<HashMap<String, (String, String, Duration)>>,
     calls: Mutex<Vec<String>>,
 }
 
@@ -34,13 +35,18 @@ impl Logged {
     /// The stored record of `pid` and its time to live.
     fn stored(&self, pid: &str) -> Option<(Record, Duration)> {
         let records = self.records.lock();
-        let (text, ttl) = records.get(pid)?;
+        let (_, text, ttl) = records.get(pid)?;
         Some((serde_json::from_str(text).expect("a record"), *ttl))
     }
 
     /// The calls so far, cleared.
     fn take_calls(&self) -> Vec<String> {
         std::mem::take(&mut *self.calls.lock())
+    }
+
+    /// The owner of the stored record of `pid`.
+    fn owner(&self, pid: &str) -> Option<String> {
+        self.records.lock().get(pid).map(|(o, _, _)| o.clone())
     }
 
     /// The calls so far that store or renew something.
@@ -77,23 +83,35 @@ impl Registry for Logged {
     async fn put_recovery(
         &self,
         key: &str,
+        owner: &str,
         value: &str,
         ttl: Duration,
-    ) -> Result<(), BackendError> {
+        guard: RecoveryGuard<'_>,
+    ) -> Result<bool, BackendError> {
         let takes = *self.put_takes.lock();
         if !takes.is_zero() {
             tokio::time::sleep(takes).await;
         }
+        let mut records = self.records.lock();
+        let allowed = guard.allows(records.get(key).map(|(o, _, _)| o.as_str()));
+        let refused = if allowed { "" } else { " refused" };
         self.calls
             .lock()
-            .push(format!("put {key} {}s", ttl.as_secs()));
-        self.records
-            .lock()
-            .insert(key.to_owned(), (value.to_owned(), ttl));
-        Ok(())
+            .push(format!("put {key} {}s{refused}", ttl.as_secs()));
+        if allowed {
+            records.insert(key.to_owned(), (owner.to_owned(), value.to_owned(), ttl));
+        }
+        Ok(allowed)
     }
-    async fn recovery(&self, key: &str) -> Result<Option<String>, BackendError> {
-        Ok(self.records.lock().get(key).map(|(text, _)| text.clone()))
+    async fn recovery(&self, key: &str) -> Result<Option<RecoveryRecord>, BackendError> {
+        Ok(self
+            .records
+            .lock()
+            .get(key)
+            .map(|(owner, value, _)| RecoveryRecord {
+                owner: owner.clone(),
+                value: value.clone(),
+            }))
     }
     async fn touch_recoveries(&self, keys: &[String], ttl: Duration) -> Result<(), BackendError> {
         let mut records = self.records.lock();
@@ -101,16 +119,21 @@ impl Registry for Logged {
             self.calls
                 .lock()
                 .push(format!("touch {key} {}s", ttl.as_secs()));
-            if let Some((_, t)) = records.get_mut(key) {
+            if let Some((_, _, t)) = records.get_mut(key) {
                 *t = ttl;
             }
         }
         Ok(())
     }
-    async fn delete_recovery(&self, key: &str) -> Result<(), BackendError> {
-        self.calls.lock().push(format!("delete {key}"));
-        self.records.lock().remove(key);
-        Ok(())
+    async fn delete_recovery(&self, key: &str, owner: &str) -> Result<bool, BackendError> {
+        let mut records = self.records.lock();
+        let allowed = records.get(key).is_some_and(|(o, _, _)| o == owner);
+        let refused = if allowed { "" } else { " refused" };
+        self.calls.lock().push(format!("delete {key}{refused}"));
+        if allowed {
+            records.remove(key);
+        }
+        Ok(allowed)
     }
     fn recoveries_outlive_process(&self) -> bool {
         self.outlive
@@ -150,12 +173,32 @@ async fn start(outlive: bool) -> (Arc<Logged>, Arc<Records>) {
     (registry, records)
 }
 
+/// The record `load` finds for `pid` (what a reconnecting client would recover).
+async fn loaded(records: &Records, pid: &str) -> Option<Record> {
+    records.load(pid).await.unwrap().map(|l| l.record)
+}
+
+/// A recovery of `pid` by a session held by `owner`, as a CONNECT does it: load, then take the
+/// record over from whoever held it. `None` when there was nothing to recover or another
+/// recovery took it first.
+async fn recover(records: &Records, pid: &str, owner: u64) -> Option<Record> {
+    let Loaded {
+        record,
+        owner: from,
+    } = records.load(pid).await.unwrap()?;
+    records
+        .begin(pid, owner, &record, Some(&from))
+        .await
+        .unwrap()
+        .then_some(record)
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_session_stores_nothing_while_it_runs_where_records_die_with_the_process() {
     let (registry, records) = start(false).await;
-    records.begin("p1", &record(&[])).await.unwrap();
-    records.update("p1", &record(&["r1"]));
-    records.update("p1", &record(&["r1", "r2"]));
+    records.begin("p1", 1, &record(&[]), None).await.unwrap();
+    records.update("p1", 1, &record(&["r1"]));
+    records.update("p1", 1, &record(&["r1", "r2"]));
     wait(LEASE * 5).await;
     assert_eq!(
         registry.writes(),
@@ -163,35 +206,29 @@ async fn a_session_stores_nothing_while_it_runs_where_records_die_with_the_proce
         "no write, no renewal"
     );
     assert!(records.live.lock().is_empty(), "not in the live set");
-    assert_eq!(
-        records.load("p1").await.unwrap(),
-        None,
-        "nothing to recover"
-    );
+    assert_eq!(loaded(&records, "p1").await, None, "nothing to recover");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_recoverable_end_stores_the_latest_record_for_the_window() {
     let (registry, records) = start(false).await;
-    records.begin("p1", &record(&[])).await.unwrap();
-    records.update("p1", &record(&["r1"]));
-    records.end("p1", Some(&record(&["r1", "r2"])));
+    records.begin("p1", 1, &record(&[]), None).await.unwrap();
+    records.update("p1", 1, &record(&["r1"]));
+    records.end("p1", 1, Some(&record(&["r1", "r2"])));
     wait(Duration::from_millis(1)).await;
     assert_eq!(registry.writes(), ["put p1 120s"]);
     assert_eq!(registry.stored("p1"), Some((record(&["r1", "r2"]), WINDOW)));
-    assert_eq!(
-        records.load("p1").await.unwrap(),
-        Some(record(&["r1", "r2"]))
-    );
+    assert_eq!(registry.owner("p1"), Some(owner_token(1)));
+    assert_eq!(loaded(&records, "p1").await, Some(record(&["r1", "r2"])));
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_ended_record_loads_at_once_before_the_writer_stores_it() {
     for outlive in [false, true] {
         let (registry, records) = start(outlive).await;
-        records.begin("p1", &record(&[])).await.unwrap();
-        records.update("p1", &record(&["r1"]));
-        records.end("p1", Some(&record(&["r1"])));
+        records.begin("p1", 1, &record(&[]), None).await.unwrap();
+        records.update("p1", 1, &record(&["r1"]));
+        records.end("p1", 1, Some(&record(&["r1"])));
         // The writer has not run: the registry holds no record or the one from `begin`.
         let stored = registry.stored("p1").map(|(r, _)| r);
         assert_ne!(
@@ -201,7 +238,10 @@ async fn an_ended_record_loads_at_once_before_the_writer_stores_it() {
         );
         assert_eq!(
             records.load("p1").await.unwrap(),
-            Some(record(&["r1"])),
+            Some(Loaded {
+                record: record(&["r1"]),
+                owner: owner_token(1)
+            }),
             "outlive {outlive}: the pending record is what a reconnecting client gets"
         );
     }
@@ -210,9 +250,12 @@ async fn an_ended_record_loads_at_once_before_the_writer_stores_it() {
 #[tokio::test(start_paused = true)]
 async fn an_end_without_recovery_stores_nothing_where_records_die_with_the_process() {
     let (registry, records) = start(false).await;
-    records.begin("p1", &record(&["r1"])).await.unwrap();
-    records.end("p1", None);
-    assert_eq!(records.load("p1").await.unwrap(), None);
+    records
+        .begin("p1", 1, &record(&["r1"]), None)
+        .await
+        .unwrap();
+    records.end("p1", 1, None);
+    assert_eq!(loaded(&records, "p1").await, None);
     wait(LEASE).await;
     assert_eq!(registry.writes(), Vec::<String>::new());
 }
@@ -220,22 +263,22 @@ async fn an_end_without_recovery_stores_nothing_where_records_die_with_the_proce
 #[tokio::test(start_paused = true)]
 async fn a_recovered_session_takes_its_record_back_where_records_die_with_the_process() {
     let (registry, records) = start(false).await;
-    records.begin("p1", &record(&[])).await.unwrap();
-    records.end("p1", Some(&record(&["r1"])));
+    records.begin("p1", 1, &record(&[]), None).await.unwrap();
+    records.end("p1", 1, Some(&record(&["r1"])));
     wait(Duration::from_millis(1)).await;
-    let loaded = records.load("p1").await.unwrap().expect("recoverable");
 
     // The client recovers: its new session holds the record, a second client presenting the
     // same pid while it runs gets nothing.
-    records.begin("p1", &loaded).await.unwrap();
-    assert_eq!(records.load("p1").await.unwrap(), None, "the session runs");
+    assert_eq!(recover(&records, "p1", 2).await, Some(record(&["r1"])));
+    assert_eq!(loaded(&records, "p1").await, None, "the session runs");
+    assert_eq!(recover(&records, "p1", 3).await, None);
     wait(Duration::from_millis(1)).await;
     assert_eq!(registry.stored("p1"), None);
 
     // It ends on purpose: nothing to recover, ever.
-    records.end("p1", None);
+    records.end("p1", 2, None);
     wait(LEASE).await;
-    assert_eq!(records.load("p1").await.unwrap(), None);
+    assert_eq!(loaded(&records, "p1").await, None);
     assert_eq!(registry.stored("p1"), None);
 }
 
@@ -243,34 +286,37 @@ async fn a_recovered_session_takes_its_record_back_where_records_die_with_the_pr
 async fn a_record_the_writer_is_storing_loads_and_a_recovery_deletes_it_after_the_store() {
     let (registry, records) = start(false).await;
     *registry.put_takes.lock() = Duration::from_millis(10);
-    records.begin("p1", &record(&[])).await.unwrap();
-    records.end("p1", Some(&record(&["r1"])));
+    records.begin("p1", 1, &record(&[]), None).await.unwrap();
+    records.end("p1", 1, Some(&record(&["r1"])));
     // The writer is in the middle of storing it.
     wait(Duration::from_millis(2)).await;
     assert_eq!(registry.stored("p1"), None, "not stored yet");
-    let loaded = records.load("p1").await.unwrap();
-    assert_eq!(loaded, Some(record(&["r1"])), "found while being written");
+    assert_eq!(
+        loaded(&records, "p1").await,
+        Some(record(&["r1"])),
+        "found while being written"
+    );
 
-    // The client recovers; the ended session's store lands after that, and the delete after it.
-    records.begin("p1", &record(&["r1"])).await.unwrap();
+    // The client recovers: it waits for the store, then takes the record from the registry.
+    assert_eq!(recover(&records, "p1", 2).await, Some(record(&["r1"])));
     wait(Duration::from_millis(30)).await;
     assert_eq!(
         registry.stored("p1"),
         None,
         "a running session's pid is not recoverable"
     );
-    assert_eq!(records.load("p1").await.unwrap(), None);
+    assert_eq!(loaded(&records, "p1").await, None);
     assert!(records.pending.lock().is_empty(), "everything written");
+    assert_eq!(registry.take_calls(), ["put p1 120s", "delete p1"]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_session_recovered_before_the_writer_ran_supersedes_the_pending_record() {
     for outlive in [false, true] {
         let (registry, records) = start(outlive).await;
-        records.begin("p1", &record(&[])).await.unwrap();
-        records.end("p1", Some(&record(&["r1"])));
-        let loaded = records.load("p1").await.unwrap().expect("recoverable");
-        records.begin("p1", &loaded).await.unwrap();
+        records.begin("p1", 1, &record(&[]), None).await.unwrap();
+        records.end("p1", 1, Some(&record(&["r1"])));
+        assert_eq!(recover(&records, "p1", 2).await, Some(record(&["r1"])));
         registry.take_calls();
         wait(Duration::from_millis(1)).await;
         assert_eq!(
@@ -282,16 +328,45 @@ async fn a_session_recovered_before_the_writer_ran_supersedes_the_pending_record
 }
 
 #[tokio::test(start_paused = true)]
+async fn of_two_clients_recovering_one_pid_at_once_one_gets_it() {
+    for (outlive, written) in [(false, false), (false, true), (true, false), (true, true)] {
+        let (registry, records) = start(outlive).await;
+        records.begin("p1", 1, &record(&[]), None).await.unwrap();
+        records.end("p1", 1, Some(&record(&["r1"])));
+        if written {
+            wait(Duration::from_millis(1)).await;
+        }
+        // Both CONNECTs load the record before either takes it over.
+        let first = records.load("p1").await.unwrap().expect("recoverable");
+        let second = records.load("p1").await.unwrap().expect("recoverable");
+        let r = &first.record;
+        let a = records.begin("p1", 2, r, Some(&first.owner)).await.unwrap();
+        let b = records
+            .begin("p1", 3, r, Some(&second.owner))
+            .await
+            .unwrap();
+        assert_eq!(
+            (a, b),
+            (true, false),
+            "outlive {outlive}, written {written}: the second gets a pid of its own"
+        );
+        if outlive {
+            assert_eq!(registry.owner("p1"), Some(owner_token(2)));
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn records_that_outlive_the_process_are_stored_renewed_and_kept_a_window() {
     let (registry, records) = start(true).await;
-    records.begin("p1", &record(&[])).await.unwrap();
+    records.begin("p1", 1, &record(&[]), None).await.unwrap();
     assert_eq!(
         registry.take_calls(),
         ["put p1 122s"],
         "stored before CONNECT is answered"
     );
 
-    records.update("p1", &record(&["r1"]));
+    records.update("p1", 1, &record(&["r1"]));
     wait(Duration::from_millis(1)).await;
     assert_eq!(registry.take_calls(), ["put p1 122s"]);
     assert_eq!(
@@ -306,13 +381,14 @@ async fn records_that_outlive_the_process_are_stored_renewed_and_kept_a_window()
         "renewed every half lease"
     );
 
-    records.end("p1", Some(&record(&["r1"])));
+    records.end("p1", 1, Some(&record(&["r1", "r2"])));
     wait(Duration::from_millis(1)).await;
     assert_eq!(
         registry.take_calls(),
-        ["touch p1 120s"],
-        "kept a window after the end"
+        ["put p1 120s"],
+        "the latest record, kept a window after the end"
     );
+    assert_eq!(registry.stored("p1"), Some((record(&["r1", "r2"]), WINDOW)));
     wait(LEASE).await;
     assert_eq!(
         registry.take_calls(),
@@ -320,8 +396,8 @@ async fn records_that_outlive_the_process_are_stored_renewed_and_kept_a_window()
         "no renewal once ended"
     );
 
-    records.begin("p2", &record(&[])).await.unwrap();
-    records.end("p2", None);
+    records.begin("p2", 1, &record(&[]), None).await.unwrap();
+    records.end("p2", 1, None);
     wait(Duration::from_millis(1)).await;
     assert_eq!(registry.take_calls(), ["put p2 122s", "delete p2"]);
 }
@@ -329,14 +405,16 @@ async fn records_that_outlive_the_process_are_stored_renewed_and_kept_a_window()
 #[tokio::test(start_paused = true)]
 async fn an_old_session_ending_after_its_pid_was_recovered_here_leaves_the_new_record_live() {
     let (registry, records) = start(true).await;
-    records.begin("p1", &record(&[])).await.unwrap();
+    records.begin("p1", 1, &record(&[]), None).await.unwrap();
     // The client came back before its old connection was noticed gone, and recovered.
-    records.begin("p1", &record(&["r1"])).await.unwrap();
+    assert_eq!(recover(&records, "p1", 2).await, Some(record(&[])));
+    records.update("p1", 2, &record(&["r1"]));
+    wait(Duration::from_millis(1)).await;
     registry.take_calls();
 
     // The old session ends now, not recoverable (its client logged out, say): the record is
     // the new session's and stays.
-    records.end("p1", None);
+    records.end("p1", 1, None);
     wait(LEASE / 2 + Duration::from_millis(1)).await;
     assert_eq!(
         registry.take_calls(),
@@ -349,8 +427,54 @@ async fn an_old_session_ending_after_its_pid_was_recovered_here_leaves_the_new_r
     );
 
     // The new session's own end keeps it a window.
-    records.end("p1", Some(&record(&["r1"])));
+    records.end("p1", 2, Some(&record(&["r1"])));
     wait(Duration::from_millis(1)).await;
-    assert_eq!(registry.take_calls(), ["touch p1 120s"]);
+    assert_eq!(registry.take_calls(), ["put p1 120s"]);
     assert!(records.live.lock().is_empty());
+}
+
+/// Two nodes on one registry: the client of a session on node A recovers on node B before A
+/// notices it gone; A's late end must leave B's record alone, whatever it says.
+#[tokio::test(start_paused = true)]
+async fn a_late_end_on_another_node_cannot_overwrite_or_delete_the_recovered_record() {
+    for recoverable in [false, true] {
+        let registry = Logged::new(true);
+        let a = Records::start(registry.clone(), WINDOW, LEASE);
+        let b = Records::start(registry.clone(), WINDOW, LEASE);
+        wait(Duration::from_millis(1)).await;
+        a.begin("p1", 1, &record(&[]), None).await.unwrap();
+        a.update("p1", 1, &record(&["old"]));
+        wait(Duration::from_millis(1)).await;
+
+        assert_eq!(recover(&b, "p1", 2).await, Some(record(&["old"])));
+        b.update("p1", 2, &record(&["new"]));
+        wait(Duration::from_millis(1)).await;
+        registry.take_calls();
+
+        // A notices its client gone, late.
+        a.update("p1", 1, &record(&["old", "later"]));
+        a.end(
+            "p1",
+            1,
+            recoverable.then(|| record(&["old", "later"])).as_ref(),
+        );
+        wait(Duration::from_millis(1)).await;
+        assert_eq!(
+            registry.stored("p1"),
+            Some((record(&["new"]), WINDOW + LEASE)),
+            "recoverable {recoverable}: B's record stands"
+        );
+        assert_eq!(registry.owner("p1"), Some(owner_token(2)));
+        let refused = registry.take_calls();
+        assert!(
+            refused.iter().all(|c| c.ends_with("refused")),
+            "recoverable {recoverable}: every write of A's was refused: {refused:?}"
+        );
+
+        // B goes on owning it: its own changes land, and A's node renews nothing of it.
+        b.update("p1", 2, &record(&["new", "more"]));
+        wait(Duration::from_millis(1)).await;
+        assert_eq!(registry.take_calls(), ["put p1 122s"]);
+        assert!(a.live.lock().is_empty());
+    }
 }

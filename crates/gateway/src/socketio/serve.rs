@@ -184,6 +184,7 @@ impl Namespace for Switchboard {
         let Accepted {
             pid,
             recovered,
+            owner,
             pre,
             slots,
         } = accepted;
@@ -199,6 +200,7 @@ impl Namespace for Switchboard {
             slots,
             self.records.clone(),
             pid.clone(),
+            owner,
             pre.principal.user_id.clone(),
             self.inbound_queue,
         ));

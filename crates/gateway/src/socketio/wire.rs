@@ -66,6 +66,8 @@ pub struct SioWire<O: Outlet> {
     state: Mutex<State>,
     records: Arc<Records>,
     pid: String,
+    /// The session's owner token for `pid`'s record.
+    owner: u64,
     user_id: String,
     /// The session's input (read by [`super::inbox::SioTransport`]); the heartbeat's proof of
     /// life goes there too (see the module comment).
@@ -73,13 +75,14 @@ pub struct SioWire<O: Outlet> {
 }
 
 impl<O: Outlet> SioWire<O> {
-    /// A wire writing to `outlet`, keeping `slots` for `pid`'s record, with an input of at
-    /// most `inbound` entries.
+    /// A wire writing to `outlet`, keeping `slots` for `pid`'s record (held by `owner`), with an
+    /// input of at most `inbound` entries.
     pub fn new(
         outlet: O,
         slots: Slots,
         records: Arc<Records>,
         pid: String,
+        owner: u64,
         user_id: String,
         inbound: usize,
     ) -> SioWire<O> {
@@ -93,6 +96,7 @@ impl<O: Outlet> SioWire<O> {
             }),
             records,
             pid,
+            owner,
             user_id,
             inbox: Inbox::new(inbound),
         }
@@ -144,7 +148,8 @@ impl<O: Outlet> SioWire<O> {
                 if let Some(conv) = switchboard_proto::Conv::parse(&conv)
                     && st.slots.subscribed(&conv, start, &epoch, moved)
                 {
-                    self.records.update(&self.pid, &self.record(&st.slots));
+                    self.records
+                        .update(&self.pid, self.owner, &self.record(&st.slots));
                 }
                 if let Some((id, arg)) = ack {
                     self.outlet.ack(id, arg)?;
@@ -154,7 +159,8 @@ impl<O: Outlet> SioWire<O> {
                 if let Some(c) = switchboard_proto::Conv::parse(&conv)
                     && st.slots.unsubscribed(&c)
                 {
-                    self.records.update(&self.pid, &self.record(&st.slots));
+                    self.records
+                        .update(&self.pid, self.owner, &self.record(&st.slots));
                 }
                 match ack {
                     Some((id, arg)) => self.outlet.ack(id, arg)?,
@@ -182,7 +188,7 @@ impl<O: Outlet> SioWire<O> {
         let mut st = self.state.lock();
         if !st.ended {
             st.ended = true;
-            self.records.end(&self.pid, None);
+            self.records.end(&self.pid, self.owner, None);
         }
     }
 
@@ -195,7 +201,7 @@ impl<O: Outlet> SioWire<O> {
         let record = self.record(&st.slots);
         if let Some(delay) = st.reconnect {
             // Drain: the client reconnects (elsewhere) and recovers.
-            self.records.end(&self.pid, Some(&record));
+            self.records.end(&self.pid, self.owner, Some(&record));
             self.outlet
                 .close_transport_after(Duration::from_millis(delay));
             return;
@@ -206,13 +212,14 @@ impl<O: Outlet> SioWire<O> {
                 // (slow_consumer, protocol_error) may be recovered by `socket.connect()`.
                 let recoverable =
                     !matches!(reason.as_str(), "logged_out" | "kicked" | "auth_expired");
-                self.records.end(&self.pid, recoverable.then_some(&record));
+                self.records
+                    .end(&self.pid, self.owner, recoverable.then_some(&record));
                 let args = json!([{"reason": reason}]);
                 let _ = self.outlet.emit("switchboard:disconnect", args.to_string());
                 self.outlet.disconnect();
             }
             None => {
-                self.records.end(&self.pid, Some(&record));
+                self.records.end(&self.pid, self.owner, Some(&record));
                 self.outlet.close_transport();
             }
         }
