@@ -74,9 +74,16 @@ pub fn run(spec: &str) -> Result<()> {
                 to += 1;
             }
             msg[..4].copy_from_slice(&(to as u32).to_le_bytes());
-            // A full socket would need a buffer per connection; at these rates it never is.
-            let _ = socks[from].write(&msg);
-            sent += 1;
+            // A full socket would need a buffer per connection; at these rates it never is, and
+            // a partial frame would garble the loop's stream, so a short write ends the run.
+            match socks[from].write(&msg) {
+                Ok(k) if k == msg.len() => sent += 1,
+                Ok(k) => return Err(short_write(k, msg.len())),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    return Err(short_write(0, msg.len()));
+                }
+                Err(e) => return Err(BenchError::io("writing a message", e)),
+            }
         }
         let wait = if sent < total {
             Duration::from_micros(200)
@@ -99,4 +106,12 @@ pub fn run(spec: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The error for a message frame the socket took only `k` bytes of.
+fn short_write(k: usize, len: usize) -> BenchError {
+    BenchError::Config(format!(
+        "a connection took {k} of a {len}-byte message: the floor's loop fell behind the rate \
+         (its socket buffers are full); lower --rate"
+    ))
 }
