@@ -1,0 +1,165 @@
+//! Running one batch: every job in one transaction (each write in its own savepoint, runs of
+//! appends together), one commit, then publication in seq order, then the answers.
+
+use super::{Job, Writer};
+use crate::append::{Head, Outcome, append_run, finish_heads, in_savepoint};
+use crate::error::{DbResultExt, internal, now_ms};
+use crate::messages::Statements;
+use rusqlite::TransactionBehavior;
+use std::collections::HashMap;
+use std::time::Instant;
+use switchboard_core::backend::BackendError;
+use switchboard_proto::Conv;
+use tokio::sync::oneshot;
+
+/// Above this many cached conversation heads the cache is emptied (it refills from the database).
+const HEAD_CACHE_MAX: usize = 200_000;
+
+impl Writer {
+    /// Runs one batch in one transaction; returns the close request if the batch held one.
+    pub(super) fn run_batch(&mut self, batch: Vec<Job>) -> Option<oneshot::Sender<()>> {
+        if self.seq.heads.len() > HEAD_CACHE_MAX {
+            self.seq.heads.clear();
+        }
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
+        let mut close = None;
+        let mut overlay: HashMap<Conv, u64> = HashMap::new();
+        let began = Instant::now();
+
+        let batch_error = match self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+        {
+            Err(e) => {
+                // Nothing ran: fail every job with the reason.
+                let err = internal("beginning a transaction", e);
+                for job in batch {
+                    match job {
+                        Job::Append { reply, .. } => {
+                            outcomes.push(Outcome::Append(reply, Err(err.clone())))
+                        }
+                        Job::Write(w) => outcomes.push(Outcome::Write(w)),
+                        Job::Close { reply } => close = Some(reply),
+                    }
+                }
+                Some(err)
+            }
+            Ok(tx) => {
+                {
+                    let mut stmts = Statements::new(&tx);
+                    let mut jobs = batch.into_iter().peekable();
+                    while let Some(job) = jobs.next() {
+                        if close.is_some() {
+                            // Sent after close began: dropping the job answers it `Unavailable`.
+                            continue;
+                        }
+                        match job {
+                            Job::Append { request, reply } => {
+                                // This append and those queued right after it, in one savepoint.
+                                let mut run = vec![(request, reply)];
+                                while let Some(Job::Append { .. }) = jobs.peek() {
+                                    if let Some(Job::Append { request, reply }) = jobs.next() {
+                                        run.push((request, reply));
+                                    }
+                                }
+                                append_run(
+                                    &tx,
+                                    &mut stmts,
+                                    &mut self.seq,
+                                    &mut overlay,
+                                    run,
+                                    &mut outcomes,
+                                );
+                            }
+                            Job::Write(mut w) => {
+                                let _ = in_savepoint(&tx, |conn| {
+                                    if w.run(conn) {
+                                        Ok(())
+                                    } else {
+                                        Err(BackendError::Internal(String::new()))
+                                    }
+                                });
+                                outcomes.push(Outcome::Write(w));
+                            }
+                            Job::Close { reply } => close = Some(reply),
+                        }
+                    }
+                }
+                if tx.is_autocommit() {
+                    // The database rolled the transaction back (see `in_savepoint`): writing
+                    // the heads now would commit them alone, ahead of messages that are gone.
+                    Some(BackendError::Unavailable(
+                        "the batch's transaction was rolled back by the database".into(),
+                    ))
+                } else {
+                    // Before the commit: a reader must never find the messages stored and the
+                    // conversation missing from the set.
+                    if let Some(stored) = &self.stored {
+                        stored.add(overlay.keys());
+                    }
+                    let keys_from = now_ms().saturating_sub(self.seq.key_retention_ms);
+                    finish_heads(
+                        &tx,
+                        &overlay,
+                        &self.seq.heads,
+                        self.limits.history_max_messages,
+                        keys_from,
+                    )
+                    .and_then(|spilled| {
+                        // Set before the commit is known: a lookup too many is harmless.
+                        self.seq.spilled_keys |= spilled;
+                        tx.commit().ctx("committing")
+                    })
+                    .err()
+                }
+            }
+        };
+
+        if batch_error.is_some() {
+            // The database holds none of this batch; forget cached heads to be safe.
+            self.seq.heads.clear();
+        } else {
+            // Committed: every conversation of the batch now has its `convs` row.
+            let committed = overlay.into_iter().map(|(conv, seq)| {
+                (
+                    conv,
+                    Head {
+                        seq,
+                        recorded: true,
+                    },
+                )
+            });
+            self.seq.heads.extend(committed);
+            if let Some(metrics) = &self.commit_metrics {
+                metrics.seconds.observe(began.elapsed().as_secs_f64());
+                let (appends, messages) = outcomes.iter().fold((0, 0), |(a, n), o| match o {
+                    Outcome::Append(_, Ok(appended)) => (a + 1, n + appended.stored.len()),
+                    _ => (a, n),
+                });
+                // Commits of other writes alone (users, rooms, tokens) are not message commits.
+                if appends > 0 {
+                    metrics.messages.observe(messages as f64);
+                }
+            }
+            for outcome in &outcomes {
+                if let Outcome::Append(_, Ok(appended)) = outcome {
+                    for m in &appended.stored {
+                        self.sink.deliver(m.clone());
+                    }
+                }
+            }
+        }
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Append(reply, r) => {
+                    let _ = reply.send(match &batch_error {
+                        Some(e) => Err(e.clone()),
+                        None => r,
+                    });
+                }
+                Outcome::Write(w) => w.finish(batch_error.clone()),
+            }
+        }
+        close
+    }
+}

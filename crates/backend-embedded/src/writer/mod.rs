@@ -1,0 +1,197 @@
+//! The writer thread: the only code that writes to the database.
+//!
+//! It owns one connection and takes jobs from a channel. It drains every pending job (up to
+//! `max_batch`), runs them in one transaction so that a failing job does not undo the others (each
+//! write in its own SAVEPOINT; consecutive appends together, undone and replayed one by one if one
+//! fails: see `append_run`), and commits once: one fsync for the whole batch (group commit). Only
+//! after the commit does it publish the stored messages to the sink, in seq order, and then answer
+//! the jobs. So an `append` returns once its message is durable, and publication order is seq
+//! order, because one thread assigns the seqs, commits and publishes.
+//!
+//! This file holds the thread's state and loop; [`jobs`] holds what it is asked to do,
+//! [`gather`] how a batch grows, [`batch`] how a batch is run and answered, [`retention`] the
+//! deletion of what expired.
+
+mod batch;
+mod gather;
+mod jobs;
+mod retention;
+
+pub(crate) use jobs::{Job, TypedJob, WriteJob};
+pub(crate) use retention::IDEMPOTENCY_MIN_RETENTION_MS;
+// The tests run a maintenance pass on a database of their own.
+#[cfg(test)]
+pub(crate) use retention::maintenance;
+
+use crate::append::Sequencer;
+use crate::cache::StoredConvs;
+use crate::checkpointer::Checkpointer;
+use crate::error::DbResultExt;
+use rusqlite::Connection;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+use switchboard_core::backend::{BackendError, BusSink};
+use switchboard_core::metrics::CommitMetrics;
+
+/// How often an idle writer looks whether the checkpoint thread's pass is done (only while one
+/// is under way), so that it finishes the checkpoint without waiting for the next write.
+const CHECKPOINT_POLL: Duration = Duration::from_millis(20);
+
+/// The writer's limits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriterLimits {
+    /// Per conversation; 0 = unlimited.
+    pub history_max_messages: u64,
+    /// 0 = unlimited.
+    pub history_max_age_ms: u64,
+    /// Jobs per transaction.
+    pub max_batch: usize,
+    /// How long a commit of two or more jobs waits for more (zero: none).
+    pub commit_delay: std::time::Duration,
+}
+
+/// Marks the writer as gone when its thread ends, however it ends.
+struct AliveGuard(Arc<AtomicBool>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The writer thread's state.
+pub(crate) struct Writer {
+    conn: Connection,
+    jobs: Receiver<Job>,
+    sink: Arc<dyn BusSink>,
+    limits: WriterLimits,
+    seq: Sequencer,
+    /// Told of every conversation before its messages are committed (see the cache module).
+    stored: Option<Arc<StoredConvs>>,
+    /// The thread that runs checkpoints (none in some tests: SQLite's automatic one then runs).
+    checkpointer: Option<Checkpointer>,
+    /// Each commit's time and messages, if recorded.
+    commit_metrics: Option<CommitMetrics>,
+}
+
+impl Writer {
+    /// Prepares a writer over an open connection (see [`crate::schema::open_writer`]).
+    pub(crate) fn new(
+        conn: Connection,
+        jobs: Receiver<Job>,
+        sink: Arc<dyn BusSink>,
+        limits: WriterLimits,
+    ) -> Result<Writer, BackendError> {
+        let last_ts: i64 = conn
+            .query_row(
+                // Rows are in time order: the last one is the latest.
+                "SELECT coalesce((SELECT ts FROM messages ORDER BY id DESC LIMIT 1), 0)",
+                [],
+                |r| r.get(0),
+            )
+            .ctx("reading the latest message time")?;
+        let spilled_keys = crate::messages::has_spilled_keys(&conn)?;
+        Ok(Writer {
+            conn,
+            jobs,
+            sink,
+            limits: WriterLimits {
+                max_batch: limits.max_batch.max(1),
+                ..limits
+            },
+            seq: Sequencer {
+                heads: HashMap::new(),
+                last_ts: u64::try_from(last_ts).unwrap_or(0),
+                spilled_keys,
+                key_retention_ms: IDEMPOTENCY_MIN_RETENTION_MS.max(limits.history_max_age_ms),
+            },
+            stored: None,
+            checkpointer: None,
+            commit_metrics: None,
+        })
+    }
+
+    /// Lets `checkpointer` run the checkpoints; the writer stops it before its own last
+    /// checkpoint on close.
+    pub(crate) fn with_checkpointer(mut self, checkpointer: Checkpointer) -> Writer {
+        self.checkpointer = Some(checkpointer);
+        self
+    }
+
+    /// Keeps `stored` complete: conversations are added before their messages are committed.
+    pub(crate) fn with_stored(mut self, stored: Arc<StoredConvs>) -> Writer {
+        self.stored = Some(stored);
+        self
+    }
+
+    /// Records each commit's time and messages in `metrics`.
+    pub(crate) fn with_commit_metrics(mut self, metrics: Option<CommitMetrics>) -> Writer {
+        self.commit_metrics = metrics;
+        self
+    }
+
+    /// The thread's body: runs until closed or until every sender is gone.
+    pub(crate) fn run(mut self, alive: Arc<AtomicBool>) {
+        let _guard = AliveGuard(alive);
+        let mut next_maintenance = Instant::now();
+        loop {
+            // After any commit, a batch's or maintenance's, and while idle: once the checkpoint
+            // thread's pass is done, finish it, so that the next commit starts the log over.
+            let mut wait = next_maintenance.saturating_duration_since(Instant::now());
+            if let Some(c) = &self.checkpointer
+                && c.tend(&self.conn)
+            {
+                wait = wait.min(CHECKPOINT_POLL);
+            }
+            let first = match self.jobs.recv_timeout(wait) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    if Instant::now() >= next_maintenance {
+                        next_maintenance = self.maintenance();
+                    }
+                    continue;
+                }
+                // Dropped without close: everything answered is committed; SQLite closes cleanly.
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut batch = vec![first];
+            while batch.len() < self.limits.max_batch
+                && !matches!(batch.last(), Some(Job::Close { .. }))
+            {
+                match self.jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.gather(&mut batch);
+            self.wait_for_more(&mut batch);
+            if let Some(reply) = self.run_batch(batch) {
+                if let Some(mut c) = self.checkpointer.take() {
+                    c.stop();
+                }
+                self.checkpoint();
+                let _ = reply.send(());
+                return;
+            }
+            if Instant::now() >= next_maintenance {
+                next_maintenance = self.maintenance();
+            }
+        }
+    }
+
+    fn checkpoint(&self) {
+        let r = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            });
+        match r {
+            Ok(0) => {}
+            Ok(_) => tracing::warn!("WAL checkpoint on close was blocked by a reader"),
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint on close failed"),
+        }
+    }
+}

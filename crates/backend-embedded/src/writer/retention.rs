@@ -1,0 +1,63 @@
+//! Deleting what expired: history older than the age limit, idempotency keys past their
+//! retention, and expired sessions, a chunk at a time.
+
+use super::Writer;
+use crate::error::{DbResultExt, now_ms};
+use crate::messages::MAINTENANCE_CHUNK;
+use rusqlite::{Connection, TransactionBehavior, params};
+use std::time::{Duration, Instant};
+use switchboard_core::backend::BackendError;
+
+/// How often the writer deletes expired history, sessions and idempotency keys.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Idempotency keys are kept at least this long (7 days), or as long as history when the age
+/// limit is longer. A retry is answered with the original receipt within this window.
+pub(crate) const IDEMPOTENCY_MIN_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
+
+impl Writer {
+    /// Deletes expired history, sessions and idempotency keys, a chunk at a time; returns when to
+    /// run next (soon if a chunk was full).
+    pub(super) fn maintenance(&mut self) -> Instant {
+        let done = maintenance(&mut self.conn, self.limits.history_max_age_ms, now_ms());
+        // The pass may have moved keys there, or expired the last of them. On an error, keep
+        // looking there.
+        self.seq.spilled_keys = crate::messages::has_spilled_keys(&self.conn).unwrap_or(true);
+        match done {
+            Ok(true) => Instant::now() + Duration::from_millis(100),
+            Ok(false) => Instant::now() + MAINTENANCE_INTERVAL,
+            Err(e) => {
+                tracing::warn!(error = %e, "embedded backend maintenance failed");
+                Instant::now() + MAINTENANCE_INTERVAL
+            }
+        }
+    }
+}
+
+/// One maintenance pass in its own transaction. Returns `true` if a chunk was full (more to do).
+pub(crate) fn maintenance(
+    conn: &mut Connection,
+    history_max_age_ms: u64,
+    now: u64,
+) -> Result<bool, BackendError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .ctx("beginning maintenance")?;
+    let mut more = false;
+    let keys_cutoff = now.saturating_sub(IDEMPOTENCY_MIN_RETENTION_MS.max(history_max_age_ms));
+    if history_max_age_ms > 0 {
+        let cutoff = now.saturating_sub(history_max_age_ms);
+        more |= crate::messages::trim_age(&tx, cutoff, keys_cutoff)?;
+    }
+    more |= crate::messages::expire_keys(&tx, keys_cutoff)?;
+    let n = tx
+        .execute(
+            "DELETE FROM sessions WHERE token_hash IN
+               (SELECT token_hash FROM sessions WHERE expires_at < ?1 LIMIT ?2)",
+            params![now as i64, MAINTENANCE_CHUNK],
+        )
+        .ctx("deleting expired sessions")?;
+    more |= n as i64 >= MAINTENANCE_CHUNK;
+    tx.commit().ctx("committing maintenance")?;
+    Ok(more)
+}
