@@ -109,6 +109,15 @@ test('drain: switchboard:reconnect, then the client reconnects elsewhere and rec
   assert.deepEqual(list.map((m) => m.msg.seq), [1, 2, 3]);
 });
 
+/** Waits until a node has no open client connection (`what` names them in the error). */
+async function noConnections(base, what) {
+  const deadline = Date.now() + h.WAIT_MS;
+  while ((await openConnections(base)) !== 0) {
+    if (Date.now() > deadline) throw new Error(`${what} did not end`);
+    await h.sleep(20);
+  }
+}
+
 /** Open client connections of a node (its `switchboard_connections` gauge). */
 async function openConnections(base) {
   const r = await h.http('GET', `${base}/metrics`, { apiKey: h.API_KEY });
@@ -134,11 +143,7 @@ test('a late end of the old session leaves the record of the session that recove
   // Now n1's session ends, as one that may not be recovered (the client's own DISCONNECT):
   // before records had owners, this deleted the record that is n2's session's now.
   old.disconnect();
-  let deadline = Date.now() + h.WAIT_MS;
-  while ((await openConnections(n1.base)) !== 0) {
-    if (Date.now() > deadline) throw new Error('the old session did not end on n1');
-    await h.sleep(20);
-  }
+  await noConnections(n1.base, 'the old session on n1');
   await h.sleep(300); // n1's record writer runs at once; this covers a slow machine
   // n2 is SIGKILLed: its client must still recover, on n1.
   n2.kill();
@@ -146,4 +151,37 @@ test('a late end of the old session leaves the record of the session that recove
   const back = h.client(t, n1.base, opts({ token: tok, pid }));
   await h.connected(back);
   assert.equal(back._pid, pid, 'the recovered session\'s record survived the old one\'s end');
+});
+
+test('a kick that ends the recovered session and its old one on one node leaves nothing to recover', async (t) => {
+  const redis = await h.startRedis(t);
+  const n = await h.startNode(t, { redis: redis.url, nodeId: h.unique('n') });
+  const opts = (auth) => ({ transports: ['websocket'], auth, reconnection: false });
+  // A few rounds: the two ends come in either order (the newer one first, most often).
+  for (let round = 0; round < 5; round++) {
+    const user = h.unique('u');
+    const tok = await h.token(n.base, user);
+    const old = h.client(t, n.base, opts({ token: tok }));
+    await h.connected(old);
+    const pid = old._pid;
+    // The client came back on the same node before its old connection was noticed gone.
+    const moved = h.client(t, n.base, opts({ token: tok, pid }));
+    await h.connected(moved);
+    assert.equal(moved._pid, pid, 'recovered');
+    await h.sleep(200); // both sessions registered, so the kick reaches both
+    const gone = [h.once(old, 'disconnect'), h.once(moved, 'disconnect')];
+    const r = await h.http('POST', `${n.base}/v1/server/users/${encodeURIComponent(user)}/disconnect`, {
+      apiKey: h.API_KEY,
+    });
+    assert.equal(r.status, 204);
+    await Promise.all(gone);
+    await noConnections(n.base, 'the kicked sessions');
+    await h.sleep(300); // the record writer runs at once; this covers a slow machine
+    // Kicked: not recoverable. Before the newer session's end was written whichever ended
+    // first, its record outlived the kick.
+    const again = h.client(t, n.base, opts({ token: tok, pid }));
+    await h.connected(again);
+    assert.notEqual(again._pid, pid, `round ${round}: the kicked pid is not recovered`);
+    again.close();
+  }
 });

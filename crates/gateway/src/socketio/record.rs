@@ -26,7 +26,9 @@
 //! that ends late (its node noticed its client gone only after the client had recovered the
 //! `pid` on another node) cannot overwrite or delete the newer session's record, and of two
 //! CONNECTs presenting one `pid` at once only one takes the record over ([`Records::begin`]);
-//! the other gets a new `pid`.
+//! the other gets a new `pid`. A node also knows which of its sessions under one `pid` took the
+//! record over last: only that one's changes and end are written (the others' would be refused,
+//! and would replace its change waiting to be written), whichever ends first.
 //!
 //! Writes after the first (every write, in the second case) go through one task per node that
 //! keeps only the latest change of each `pid` (a socket that subscribes ten times in a burst
@@ -85,6 +87,18 @@ enum Pending {
     Delete { owner: String },
 }
 
+/// The sessions running on this node under one `pid`.
+#[derive(Default)]
+struct Live {
+    /// How many.
+    sessions: u32,
+    /// The one that took the record over last here, while it runs: only its changes and its
+    /// end are written, and the record is renewed only while it runs. The others were taken
+    /// over (their writes would be refused, and a write of theirs waiting in `pending` would
+    /// replace the current session's); they only count down.
+    current: Option<u64>,
+}
+
 /// The node's recovery records: writes, renewals, reads.
 pub struct Records {
     registry: Arc<dyn Registry>,
@@ -93,10 +107,10 @@ pub struct Records {
     /// Whether the registry's records outlive this process
     /// (`Registry::recoveries_outlive_process`): if not, running sessions keep no record.
     outlive: bool,
-    /// `pid`s of the sessions running on this node, each with how many run under it (a client
-    /// can recover a `pid` whose old session is not yet noticed gone): the record is renewed
-    /// while one runs, and ended only with the last. Empty when records do not outlive it.
-    live: Mutex<HashMap<String, u32>>,
+    /// `pid`s of the sessions running on this node (a client can recover a `pid` whose old
+    /// session is not yet noticed gone, so several may run under one). Empty when records do
+    /// not outlive the process.
+    live: Mutex<HashMap<String, Live>>,
     /// Latest unwritten change per `pid`.
     pending: Mutex<HashMap<String, Pending>>,
     /// Held by the writer while it writes a change and forgets it, and by a recovery taking a
@@ -223,14 +237,26 @@ impl Records {
                 pending.remove(pid);
             }
         }
-        *self.live.lock().entry(pid.to_owned()).or_insert(0) += 1;
+        let mut live = self.live.lock();
+        let entry = live.entry(pid.to_owned()).or_default();
+        entry.sessions += 1;
+        entry.current = Some(owner);
         Ok(true)
     }
 
     /// The slots of `owner`'s session changed (nothing to do where records do not outlive the
-    /// process: the record is written when the session ends).
+    /// process: the record is written when the session ends, nor for a session whose record
+    /// another one here took over).
     pub fn update(&self, pid: &str, owner: u64, record: &Record) {
         if !self.enabled() || !self.outlive {
+            return;
+        }
+        if self
+            .live
+            .lock()
+            .get(pid)
+            .is_some_and(|l| l.current != Some(owner))
+        {
             return;
         }
         let owner = owner_token(owner);
@@ -238,7 +264,11 @@ impl Records {
             owner,
             text: serde_json::to_string(record).unwrap_or_default(),
             live: true,
-            strict: false,
+            // A running session's record exists (stored before its CONNECT was answered) unless
+            // another session took it over, and maybe ended and deleted it since: not brought
+            // back. (A record that expired because renewals failed for a whole window stays
+            // gone too, as at the end.)
+            strict: true,
         };
         self.pending.lock().insert(pid.to_owned(), change);
         self.wake.notify_one();
@@ -252,12 +282,11 @@ impl Records {
         if !self.enabled() {
             return;
         }
-        let owner = owner_token(owner);
         if !self.outlive {
             if let Some(record) = recoverable {
                 let text = serde_json::to_string(record).unwrap_or_default();
                 let change = Pending::Store {
-                    owner,
+                    owner: owner_token(owner),
                     text,
                     live: false,
                     strict: false,
@@ -271,16 +300,23 @@ impl Records {
         }
         {
             let mut live = self.live.lock();
-            if let Some(n) = live.get_mut(pid) {
-                *n -= 1;
-                if *n > 0 {
-                    // A newer session recovered this pid and still runs here: the record is
-                    // its own now, kept live and renewed; the old session's end leaves it be.
+            if let Some(l) = live.get_mut(pid) {
+                l.sessions = l.sessions.saturating_sub(1);
+                let current = l.current == Some(owner);
+                if current {
+                    l.current = None;
+                }
+                if l.sessions == 0 {
+                    live.remove(pid);
+                }
+                if !current {
+                    // A newer session recovered this pid here (it may still run, or have ended
+                    // and written its own end): the record is its own; this end leaves it be.
                     return;
                 }
-                live.remove(pid);
             }
         }
+        let owner = owner_token(owner);
         let change = match recoverable {
             Some(record) => Pending::Store {
                 owner,
@@ -349,7 +385,13 @@ impl Records {
 
     /// Renews the records of every session running here.
     async fn renew(&self) {
-        let live: Vec<String> = self.live.lock().keys().cloned().collect();
+        let live: Vec<String> = self
+            .live
+            .lock()
+            .iter()
+            .filter(|(_, l)| l.current.is_some())
+            .map(|(pid, _)| pid.clone())
+            .collect();
         if live.is_empty() {
             return;
         }
