@@ -428,5 +428,5 @@ async fn run(records: Weak<Records>, wake: Arc<Notify>) {
 }
 
 #[cfg(test)]
-#[path = "record_tests.rs"]
+#[path = "record_tests/mod.rs"]
 mod tests;
