@@ -276,7 +276,10 @@ impl SocketHandler for SioHandler {
         }
         // The session's input ends: it closes like any disconnected client.
         self.wire.inbox().close();
-        self.start.lock().take();
+        if self.start.lock().take().is_some() {
+            // It never started, so it will not end the record itself.
+            self.wire.ended_unstarted();
+        }
         self.acks().lock().clear();
     }
 }

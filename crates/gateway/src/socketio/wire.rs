@@ -192,6 +192,18 @@ impl<O: Outlet> SioWire<O> {
         }
     }
 
+    /// The socket ended before its session started (a close racing the CONNECT's answer): the
+    /// record ends as a dropped connection's does. Without this, where records outlive the
+    /// process, the node would count the session as running and renew its record forever.
+    pub fn ended_unstarted(&self) {
+        let mut st = self.state.lock();
+        if !st.ended {
+            st.ended = true;
+            let record = self.record(&st.slots);
+            self.records.end(&self.pid, self.owner, Some(&record));
+        }
+    }
+
     /// The session ends, for `reason` (a `disconnect` frame) or because it stopped.
     fn end(&self, st: &mut State, reason: Option<String>) {
         if st.ended {

@@ -229,3 +229,54 @@ async fn a_superseded_session_elsewhere_cannot_bring_back_a_deleted_record() {
     wait(Duration::from_millis(1)).await;
     assert_eq!(registry.stored("p1"), None, "and stays gone");
 }
+
+/// A library socket that takes everything (the wire's outlet in these tests).
+struct NoOutlet;
+
+impl crate::socketio::wire::Outlet for NoOutlet {
+    fn has_room(&self) -> bool {
+        true
+    }
+    fn poll_room(&self, _: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        std::task::Poll::Ready(())
+    }
+    fn emit(&self, _: &str, _: String) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn emit_message(&self, _: &serde_json::value::RawValue, _: &str) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn ack(&self, _: u64, _: serde_json::Value) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn disconnect(&self) {}
+    fn close_transport(&self) {}
+    fn close_transport_after(&self, _: Duration) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_socket_that_ends_before_its_session_starts_ends_its_record() {
+    let (registry, records) = start(true).await;
+    records.begin("p1", 1, &record(&[]), None).await.unwrap();
+    let wire = crate::socketio::wire::SioWire::new(
+        NoOutlet,
+        crate::socketio::offset::Slots::default(),
+        records.clone(),
+        "p1".to_owned(),
+        1,
+        "u1".to_owned(),
+        8,
+    );
+    registry.take_calls();
+    wire.ended_unstarted();
+    wire.ended_unstarted();
+    wait(Duration::from_millis(1)).await;
+    assert_eq!(
+        registry.take_calls(),
+        ["put p1 120s"],
+        "kept a window, once"
+    );
+    assert!(records.live.lock().is_empty(), "no longer renewed");
+    wait(LEASE).await;
+    assert_eq!(registry.take_calls(), Vec::<String>::new());
+}
