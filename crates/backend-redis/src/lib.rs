@@ -1,22 +1,23 @@
 //! Switchboard's cluster backend on Redis: any number of nodes share one Redis server.
 //!
-//! - **Messages** ([`broker`]): one Lua script per append checks the idempotency key, assigns the
+//! - **Messages** (`broker`): one Lua script per append checks the idempotency key, assigns the
 //!   next seq, adds the message to the conversation's stream (trimmed to the history limit) and
 //!   publishes it on the conversation's channel, atomically; publication order is seq order.
 //!   History and positions are read from the stream, whose entry ids are `<seq>-1`.
-//! - **Bus** ([`pubsub`]): a node subscribes to a conversation's channel only while it has an
+//! - **Bus** (`pubsub`): a node subscribes to a conversation's channel only while it has an
 //!   interested connection. One task owns the pub/sub connection; when it drops, the task
 //!   reconnects, subscribes again and fills the gap from the streams, so nothing is lost.
-//! - **Store** ([`store`]): users, auth sessions, rooms and members in hashes and sorted sets.
-//! - **Registry** ([`registry`]): live connections and room subscribers, tied to a per-node lease
+//! - **Store** (`store`): users, auth sessions, rooms and members in hashes and sorted sets.
+//! - **Registry** (`registry`): live connections and room subscribers, tied to a per-node lease
 //!   renewed every `lease / 3`; when a node dies its entries stop counting at once and are
 //!   swept by the other nodes.
-//! - **Retention** ([`retention`]): count limits are applied by the append itself; age limits by
+//! - **Retention** (`retention`): count limits are applied by the append itself; age limits by
 //!   a task that trims old entries every minute.
 //!
-//! Key names are listed in the [`keys`] module. Everything of one conversation shares one hash
+//! Key names are listed in the `keys` module. Everything of one conversation shares one hash
 //! tag, so the message path carries over to Redis Cluster; the few places that touch several
-//! slots at once say so.
+//! slots at once say so. (The modules named here are private: read them in the source, or in
+//! `cargo doc --document-private-items`.)
 
 mod accounts;
 mod batch;
