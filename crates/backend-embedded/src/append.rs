@@ -30,6 +30,8 @@ pub(crate) struct Sequencer {
     /// a key lookup must look there too. Only ever set between maintenance passes.
     pub(crate) spilled_keys: bool,
     /// How long an idempotency key answers (see [`IDEMPOTENCY_MIN_RETENTION_MS`]).
+    ///
+    /// [`IDEMPOTENCY_MIN_RETENTION_MS`]: crate::writer::IDEMPOTENCY_MIN_RETENTION_MS
     pub(crate) key_retention_ms: u64,
 }
 

@@ -8,9 +8,9 @@ use crate::batch;
 use std::time::Duration;
 use switchboard_core::backend::{BackendError, RecoveryGuard, RecoveryRecord};
 
-/// Stores ARGV[1] (the record's text, owner first) under KEYS[1] for ARGV[2] ms when the guard
-/// allows it: ARGV[3] is `a` (always), `o` (only when ARGV[4] owns the record) or `x` (when
-/// ARGV[4] owns it or there is none). Returns 1 when stored, 0 when not.
+/// Stores `ARGV[1]` (the record's text, owner first) under `KEYS[1]` for `ARGV[2]` ms when the
+/// guard allows it: `ARGV[3]` is `a` (always), `o` (only when `ARGV[4]` owns the record) or `x`
+/// (when `ARGV[4]` owns it or there is none). Returns 1 when stored, 0 when not.
 pub(crate) const PUT_LUA: &str = r#"
 if ARGV[3] ~= 'a' then
   local cur = redis.call('GET', KEYS[1])
@@ -24,7 +24,7 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 "#;
 
-/// Deletes KEYS[1] when ARGV[1] owns it. Returns 1 when deleted, 0 when not.
+/// Deletes `KEYS[1]` when `ARGV[1]` owns it. Returns 1 when deleted, 0 when not.
 pub(crate) const DELETE_LUA: &str = r#"
 local cur = redis.call('GET', KEYS[1])
 if not cur then return 0 end

@@ -118,7 +118,7 @@ return {1, seq1, ts, seq2}
 "#;
 
 /// Replicated mode: publishes, in seq order, every stored message of a conversation up to seq
-/// ARGV[1] not yet published, once the caller's WAIT saw that seq's write replicated (a replica
+/// `ARGV[1]` not yet published, once the caller's WAIT saw that seq's write replicated (a replica
 /// that has seq has every seq below it: one master writes them in order). KEYS: meta, log.
 /// ARGV: seq, channel, publish command (`SPUBLISH` on a cluster). `rseq` in the head is the last
 /// seq published. Returns the number published, or -1 when the head is below seq (the message
@@ -156,8 +156,8 @@ if #first > 0 then oldest = tonumber(string.match(first[1][1], '^(%d+)')) end
 return {seq, epoch, oldest}
 "#;
 
-/// Age trimming of one stream: removes the entries older than the cutoff (ARGV[1], ms), at most
-/// ARGV[2] of them per call. Returns the time of the oldest entry left, -1 if none is left, or
+/// Age trimming of one stream: removes the entries older than the cutoff (`ARGV[1]`, ms), at most
+/// `ARGV[2]` of them per call. Returns the time of the oldest entry left, -1 if none is left, or
 /// -2 if the limit was reached with more to remove.
 const TRIM_AGE_LUA: &str = r#"
 local log, cutoff, budget = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -182,7 +182,7 @@ if redis.call('XLEN', log) == 0 then return -1 end
 return -2
 "#;
 
-/// Removes up to ARGV[4] registry entries of a node, from its index set.
+/// Removes up to `ARGV[4]` registry entries of a node, from its index set.
 /// KEYS: lease, index set, node set. ARGV: node id, key prefix, force ('1': even if the lease is
 /// there, for a node cleaning up after itself), batch size.
 /// Returns -1 if the lease exists (the node is alive; nothing done), else the entries removed;
