@@ -65,7 +65,29 @@ impl Sequencer {
 }
 
 /// Where an append's answer goes.
-pub(crate) type AppendReply = oneshot::Sender<Result<Appended, BackendError>>;
+pub(crate) enum AppendReply {
+    /// To a waiting caller, after the stored messages were published.
+    Channel(oneshot::Sender<Result<Appended, BackendError>>),
+    /// To a completion run on the writer thread right after the commit, before the stored
+    /// messages are published ([`switchboard_core::backend::Broker::append_then`]).
+    Then(switchboard_core::backend::AppendDone),
+}
+
+impl AppendReply {
+    /// Answers with `r`.
+    pub(crate) fn send(self, r: Result<Appended, BackendError>) {
+        match self {
+            AppendReply::Channel(tx) => drop(tx.send(r)),
+            AppendReply::Then(done) => done(r),
+        }
+    }
+}
+
+impl From<oneshot::Sender<Result<Appended, BackendError>>> for AppendReply {
+    fn from(tx: oneshot::Sender<Result<Appended, BackendError>>) -> Self {
+        AppendReply::Channel(tx)
+    }
+}
 
 /// A job that ran, waiting for the commit to be answered.
 pub(crate) enum Outcome {

@@ -212,7 +212,10 @@ impl EmbeddedBackend {
         request: AppendRequest,
     ) -> Result<oneshot::Receiver<Result<Appended, BackendError>>, BackendError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Job::Append { request, reply })?;
+        self.send(Job::Append {
+            request,
+            reply: reply.into(),
+        })?;
         Ok(rx)
     }
 }

@@ -14,6 +14,9 @@ use switchboard_proto::frame::PresenceEntry;
 pub use crate::recovery::{RecoveryGuard, RecoveryRecord};
 use switchboard_proto::{Conv, DisconnectReason, Message, MessageBody};
 
+/// What [`Broker::append_then`] calls with an append's result.
+pub type AppendDone = Box<dyn FnOnce(Result<Appended, BackendError>) + Send>;
+
 /// What can go wrong in a backend.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum BackendError {
@@ -301,6 +304,14 @@ pub trait Broker: Send + Sync + 'static {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Appended, BackendError>> + Send>>
     {
         Box::pin(async move { self.append(request).await })
+    }
+    /// [`Broker::append_queued`], with the result handed to `done` instead of a future: a
+    /// backend that completes appends on a thread of its own runs `done` there, right after the
+    /// commit and before the stored messages are published (so a publishing connection's answer
+    /// can be written there, with no task woken for it). The default awaits on a task.
+    fn append_then(self: Arc<Self>, request: AppendRequest, done: AppendDone) {
+        let appending = self.append_queued(request);
+        tokio::spawn(async move { done(appending.await) });
     }
     /// Whether [`Broker::append_queued`] orders appends at the call (so a connection may
     /// pipeline its publishes).

@@ -40,7 +40,11 @@ pub(crate) type AppendReply = oneshot::Receiver<Result<Appended, BackendError>>;
 
 pub(crate) fn queue_append(jobs: &mpsc::Sender<Job>, request: AppendRequest) -> AppendReply {
     let (reply, rx) = oneshot::channel();
-    jobs.send(Job::Append { request, reply }).expect("queue");
+    jobs.send(Job::Append {
+        request,
+        reply: reply.into(),
+    })
+    .expect("queue");
     rx
 }
 

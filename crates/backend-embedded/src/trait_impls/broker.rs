@@ -2,12 +2,14 @@
 //! then publishes on the in-process bus in seq order; history and positions are reads.
 
 use crate::EmbeddedBackend;
+use crate::append::AppendReply;
 use crate::error::closed;
 use crate::reads;
+use crate::writer::Job;
 use async_trait::async_trait;
 use std::sync::Arc;
 use switchboard_core::backend::{
-    AppendRequest, Appended, BackendError, Broker, ControlEvent, HistoryQuery, Position,
+    AppendDone, AppendRequest, Appended, BackendError, Broker, ControlEvent, HistoryQuery, Position,
 };
 use switchboard_proto::{Conv, Message};
 
@@ -25,6 +27,23 @@ impl Broker for EmbeddedBackend {
         // The job is in the writer's queue when this returns: the writer takes jobs in order.
         let queued = self.send_append(request);
         Box::pin(async move { queued?.await.map_err(|_| closed())? })
+    }
+
+    fn append_then(self: Arc<Self>, request: AppendRequest, done: AppendDone) {
+        // Run on the writer thread after the commit, before the stored messages are published.
+        if let Err(e) = self.check_open() {
+            return done(Err(e));
+        }
+        let job = Job::Append {
+            request,
+            reply: AppendReply::Then(done),
+        };
+        if let Err(refused) = self.jobs.send(job) {
+            // The writer is gone: answer here, so no caller waits forever.
+            if let Job::Append { reply, .. } = refused.0 {
+                reply.send(Err(closed()));
+            }
+        }
     }
 
     fn queues_in_order(&self) -> bool {

@@ -2,7 +2,7 @@
 //! appends together), one commit, then publication in seq order, then the answers.
 
 use super::{Job, Writer};
-use crate::append::{Head, Outcome, append_run, finish_heads, in_savepoint};
+use crate::append::{AppendReply, Head, Outcome, append_run, finish_heads, in_savepoint};
 use crate::error::{DbResultExt, internal, now_ms};
 use crate::messages::Statements;
 use rusqlite::TransactionBehavior;
@@ -141,22 +141,34 @@ impl Writer {
                     metrics.messages.observe(messages as f64);
                 }
             }
+        }
+        // Completions first (a publishing connection's answer then leaves before the fan-out
+        // reaches its own copy), then the stored messages in seq order, then the other answers.
+        let mut published = Vec::new();
+        if batch_error.is_none() {
             for outcome in &outcomes {
                 if let Outcome::Append(_, Ok(appended)) = outcome {
-                    for m in &appended.stored {
-                        self.sink.deliver(m.clone());
-                    }
+                    published.extend(appended.stored.iter().cloned());
                 }
             }
         }
+        let answer = |r: Result<_, BackendError>| match &batch_error {
+            Some(e) => Err(e.clone()),
+            None => r,
+        };
+        let mut rest = Vec::with_capacity(outcomes.len());
         for outcome in outcomes {
             match outcome {
-                Outcome::Append(reply, r) => {
-                    let _ = reply.send(match &batch_error {
-                        Some(e) => Err(e.clone()),
-                        None => r,
-                    });
-                }
+                Outcome::Append(reply @ AppendReply::Then(_), r) => reply.send(answer(r)),
+                other => rest.push(other),
+            }
+        }
+        for m in published {
+            self.sink.deliver(m);
+        }
+        for outcome in rest {
+            match outcome {
+                Outcome::Append(reply, r) => reply.send(answer(r)),
                 Outcome::Write(w) => w.finish(batch_error.clone()),
             }
         }

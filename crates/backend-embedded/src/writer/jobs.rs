@@ -2,7 +2,7 @@
 //! close.
 
 use rusqlite::Connection;
-use switchboard_core::backend::{AppendRequest, Appended, BackendError};
+use switchboard_core::backend::{AppendRequest, BackendError};
 use tokio::sync::oneshot;
 
 /// A write other than an append: runs inside a savepoint, is answered after the commit.
@@ -67,7 +67,7 @@ pub(crate) enum Job {
         /// The message.
         request: AppendRequest,
         /// Where the answer goes.
-        reply: oneshot::Sender<Result<Appended, BackendError>>,
+        reply: crate::append::AppendReply,
     },
     /// Any other write.
     Write(Box<dyn WriteJob>),

@@ -34,6 +34,7 @@
 //! 4. **One writer at a time, in order.** Whoever writes (fan-out or session) does it under the
 //!    lock and behind any backlog: only [`Conn::flush`] (the session) moves the backlog.
 
+mod answer;
 mod state;
 
 use crate::delivery::Delivery;
@@ -211,10 +212,18 @@ impl Conn {
             st.push_backlog(out);
             return true;
         }
-        let w = match self.wire.try_write(&mut std::iter::once(&out), 0) {
-            Ok(p) if p.frames == 1 => return true,
+        self.write_through(st, std::slice::from_ref(&out))
+    }
+
+    /// Writes `outs` straight to the wire (nothing waits before them); what the socket does not
+    /// take waits in the backlog, in order, for the session's flush. False if the wire failed.
+    fn write_through(&self, mut st: MutexGuard<'_, State>, outs: &[Out]) -> bool {
+        let w = match self.wire.try_write(&mut outs.iter(), 0) {
+            Ok(p) if p.frames == outs.len() => return true,
             Ok(p) => {
-                st.push_backlog(out);
+                for out in &outs[p.frames..] {
+                    st.push_backlog(out.clone());
+                }
                 st.offset = p.offset;
                 st.moved_at = Some(Instant::now());
                 st.attend()

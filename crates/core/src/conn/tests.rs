@@ -275,3 +275,64 @@ fn the_queue_is_bounded_in_bytes_too() {
     assert!(!conn.backlog_over(0, 0));
     assert_eq!(written(&pipe), "<1><2><3><4><5>");
 }
+
+#[test]
+fn an_answer_is_written_now_with_the_next_own_copy_unless_something_waits_before_it() {
+    let (pipe, conn) = open(1 << 20, 8);
+    let c = Conv::room("r");
+    conn.subscribe_with(&[(c.clone(), 3)], Bytes::from_static(b"[sub]"))
+        .unwrap();
+    let held = conn.hold();
+    let copy = delivery(&c, 4).message.clone();
+    let gap = delivery(&c, 9).message.clone();
+    assert_eq!(
+        conn.answer_now(&[(Bytes::from_static(b"[ok]"), vec![copy.clone(), gap])]),
+        Ok(true)
+    );
+    let out = written(&pipe);
+    assert!(out.starts_with("[sub][ok]"), "{out}");
+    assert!(
+        out.contains("\"m4\""),
+        "the next own copy follows the answer: {out}"
+    );
+    assert!(
+        !out.contains("\"m9\""),
+        "one past a gap is left to the fan-out: {out}"
+    );
+    drop(held);
+    assert!(
+        !conn.offer(&delivery(&c, 4)),
+        "the fan-out finds the copy sent"
+    );
+
+    // Work handed over waits before it: left to the session.
+    let held = conn.hold();
+    assert!(conn.offer(&delivery(&c, 5)));
+    let before = written(&pipe);
+    assert_eq!(
+        conn.answer_now(&[(Bytes::from_static(b"[ok2]"), vec![])]),
+        Ok(false)
+    );
+    assert_eq!(written(&pipe), before);
+    drop(held);
+    assert!(conn.next_handed_over().is_some());
+
+    // Unsent bytes wait before it: left to the session too.
+    let (pipe, conn) = open(3, 8);
+    conn.write(Out::Text(Bytes::from_static(b"[long]")))
+        .unwrap();
+    assert_eq!(
+        conn.answer_now(&[(Bytes::from_static(b"[ok]"), vec![])]),
+        Ok(false)
+    );
+    assert_eq!(written(&pipe), "[lo");
+
+    // A partial write keeps the rest, in order, for the session's flush.
+    let (pipe, conn) = open(6, 8);
+    assert_eq!(
+        conn.answer_now(&[(Bytes::from_static(b"[answer]"), vec![])]),
+        Ok(true)
+    );
+    assert_eq!(written(&pipe), "[answe");
+    assert_eq!(conn.backlog(), 1);
+}

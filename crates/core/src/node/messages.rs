@@ -2,6 +2,7 @@
 //! who is online.
 
 use super::*;
+use crate::backend::Appended;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -50,6 +51,73 @@ impl Node {
         client_msg_id: Option<String>,
     ) -> Result<PendingPublish> {
         let started = Instant::now();
+        let (request, sender) = self
+            .prepare_publish(publisher, conv, body, client_msg_id)
+            .await?;
+        let appending = self.backend.broker.clone().append_queued(request);
+        let node = self.clone();
+        Ok(Box::pin(async move {
+            let appended = appending.await?;
+            Ok(node.published(appended, sender.as_deref(), started))
+        }))
+    }
+
+    /// [`Node::queue_publish`], with the outcome handed to `done` where the commit completes
+    /// (the embedded backend's writer thread, before the stored messages are published): a
+    /// connection's session writes its answer there, with no task woken for it. `Ok` once the
+    /// append is queued; a publish refused before that is the error, and `done` is not called.
+    pub async fn queue_publish_then(
+        self: &Arc<Self>,
+        publisher: Publisher<'_>,
+        conv: Conv,
+        body: MessageBody,
+        client_msg_id: Option<String>,
+        done: Box<dyn FnOnce(Result<Published>) + Send>,
+    ) -> Result<()> {
+        let started = Instant::now();
+        let (request, sender) = self
+            .prepare_publish(publisher, conv, body, client_msg_id)
+            .await?;
+        let node = self.clone();
+        self.backend.broker.clone().append_then(
+            request,
+            Box::new(move |r| {
+                done(
+                    r.map(|appended| node.published(appended, sender.as_deref(), started))
+                        .map_err(Error::from),
+                )
+            }),
+        );
+        Ok(())
+    }
+
+    /// Counts a stored publish and offers its direct messages to the offline webhook.
+    fn published(&self, appended: Appended, sender: Option<&str>, started: Instant) -> Published {
+        self.metrics
+            .messages_published
+            .inc_by(appended.stored.len() as u64);
+        self.metrics
+            .publish_latency
+            .observe(started.elapsed().as_secs_f64());
+        for m in &appended.stored {
+            if m.conv.kind() == ConvKind::User && sender != Some(m.conv.id()) {
+                self.notify_if_offline(m.clone());
+            }
+        }
+        Published {
+            receipt: appended.receipt,
+            stored: appended.stored,
+        }
+    }
+
+    /// The checks of a publish (access, limits), and its append request with its sender.
+    async fn prepare_publish(
+        self: &Arc<Self>,
+        publisher: Publisher<'_>,
+        conv: Conv,
+        body: MessageBody,
+        client_msg_id: Option<String>,
+    ) -> Result<(AppendRequest, Option<String>)> {
         if let Some(c) = &client_msg_id
             && (c.is_empty() || c.len() > switchboard_proto::frame::MAX_CLIENT_MSG_ID_LEN)
         {
@@ -107,30 +175,11 @@ impl Node {
             idempotency_owner: owner,
             copy_to,
         };
-        let appending = self.backend.broker.clone().append_queued(request);
         let sender = match publisher {
             Publisher::User(u) => Some(u.to_owned()),
             Publisher::Server => None,
         };
-        let node = self.clone();
-        Ok(Box::pin(async move {
-            let appended = appending.await?;
-            node.metrics
-                .messages_published
-                .inc_by(appended.stored.len() as u64);
-            node.metrics
-                .publish_latency
-                .observe(started.elapsed().as_secs_f64());
-            for m in &appended.stored {
-                if m.conv.kind() == ConvKind::User && sender.as_deref() != Some(m.conv.id()) {
-                    node.notify_if_offline(m.clone());
-                }
-            }
-            Ok(Published {
-                receipt: appended.receipt,
-                stored: appended.stored,
-            })
-        }))
+        Ok((request, sender))
     }
 
     /// Queues a message of `user:<id>` for the offline webhook (bounded: see

@@ -8,7 +8,8 @@
 //! - [`request`]: one client frame: parse, rate limits, and the requests that need no
 //!   subscription (publish, history, presence);
 //! - [`subscribe`]: authentication, resume and `subscribe`;
-//! - [`pipeline`]: publishes in flight, answered in order;
+//! - [`pipeline`]: publishes in flight, answered in order; [`line`]: the same as their
+//!   completions see them (an answer is written where its commit completed when it can be);
 //! - [`delivery`]: what the fan-out hands over, gap fills and history replays;
 //! - [`resume`]: where a resume starts (a pure function);
 //! - [`teardown`]: the last frames and the release of everything the connection held.
@@ -24,6 +25,7 @@
 //! connection holds outside itself is owned by [`crate::subscriptions`].
 
 mod delivery;
+mod line;
 mod output;
 mod pipeline;
 mod request;

@@ -5,8 +5,17 @@
 //! queues appends in call order ([`crate::backend::Broker::queues_in_order`]); a broker that
 //! does not gets one publish at a time.
 //!
+//! The answers are written from wherever the commit completes
+//! ([`crate::backend::Broker::append_then`]: the embedded backend's writer thread, before it
+//! publishes the stored messages), as the fan-out writes deliveries: no task is woken for an
+//! answer, and a DM's answer and the sender's own copy leave in one write. The publishes in
+//! flight are therefore in a [`Line`] shared with those completions, and the session writes an
+//! answer itself only when the completion could not ([`Conn::answer_now`]: unsent bytes or
+//! handed-over work wait before it, or an earlier answer is not in yet).
+//!
 //! Three rules keep the answers where a client expects them:
-//! - answers of publishes come back in the order the publishes were sent, failures included;
+//! - answers of publishes come back in the order the publishes were sent, failures included
+//!   (whoever writes one writes it under the line's lock, the oldest first);
 //! - any other request waits until every publish before it is answered (replies stay in
 //!   request order);
 //! - a message of a conversation the connection has a publish in flight to is written only
@@ -14,181 +23,132 @@
 //!   fan-out hands everything to the session, see [`crate::conn`]), and the session settles
 //!   the publishes to that conversation first. So a sender sees `published` before its own
 //!   copy of the message.
+//!
+//! [`Conn::answer_now`]: crate::conn::Conn::answer_now
 
+use super::line::{Line, Until, poll_progress, progress};
 use super::output::SESSION_HIGH_WATER;
 use super::{End, Session};
-use crate::conn::{Held, How};
-use crate::error::{Error, Result};
-use crate::node::{PendingPublish, Published};
-use crate::transport::{Out, Transport};
-use std::collections::VecDeque;
-use std::future::Future;
+use crate::conn::How;
+use crate::transport::Transport;
+use std::sync::Arc;
+use std::task::Poll;
+use switchboard_proto::Conv;
 use switchboard_proto::frame::RequestId;
-use switchboard_proto::{Conv, ServerFrame};
+
+pub(super) use super::line::{completion, refused};
 
 /// Publishes one connection may have in flight (when the broker queues in order).
 pub const PIPELINE_DEPTH: usize = 64;
 
-/// One publish in flight.
-struct InFlight {
-    id: Option<RequestId>,
-    /// The conversations it appends to: the target, and the sender's own stream for a DM.
-    convs: [Option<Conv>; 2],
-    answer: PendingPublish,
-}
-
 /// The publishes in flight, in the order they were sent.
 pub(super) struct Pipeline {
-    queue: VecDeque<InFlight>,
-    /// Deliveries wait for the session while this lives (dropped with the last answer).
-    _held: Held,
+    line: Arc<Line>,
 }
 
 impl Pipeline {
-    fn targets(&self, conv: &Conv) -> bool {
-        self.queue
-            .iter()
-            .any(|f| f.convs.iter().flatten().any(|c| c == conv))
+    /// Whether every publish in it was answered.
+    pub(super) fn is_empty(&self) -> bool {
+        self.line.is_empty()
     }
 }
 
-/// The next answer, once the oldest publish is stored. Cancel-safe: the publish stays queued
-/// until its answer is taken.
+/// Ready when the session has answers of its connection's publishes to write (never, with none
+/// in flight), or, when the connection stopped reading at `full` publishes in flight (0: it did
+/// not), when there is room for another. (A bare `poll_fn`: it is part of every connection's
+/// future.)
 pub(super) fn next_answer(
-    pipeline: &mut Option<Box<Pipeline>>,
-) -> impl Future<Output = (Option<RequestId>, Result<Box<Published>>)> + '_ {
-    std::future::poll_fn(move |cx| {
-        let Some(p) = pipeline.as_mut() else {
-            return std::task::Poll::Pending;
-        };
-        let Some(front) = p.queue.front_mut() else {
-            return std::task::Poll::Pending;
-        };
-        // Boxed: the answer passes through the session loop's future, which every connection
-        // holds (a bare `Published` would grow it by its size).
-        let r = std::task::ready!(front.answer.as_mut().poll(cx)).map(Box::new);
-        let id = p.queue.pop_front().and_then(|f| f.id);
-        std::task::Poll::Ready((id, r))
+    pipeline: &Option<Box<Pipeline>>,
+    full: usize,
+) -> impl std::future::Future<Output = ()> + '_ {
+    std::future::poll_fn(move |cx| match pipeline {
+        Some(p) => {
+            let until = if full == 0 {
+                Until::Left
+            } else {
+                Until::Room(full)
+            };
+            poll_progress(&p.line, &until, cx)
+        }
+        None => Poll::Pending,
     })
 }
 
 impl<T: Transport> Session<T> {
     /// Whether the connection may not send another publish before an answer (the loop stops
-    /// reading until one comes).
-    pub(super) fn pipeline_full(&self) -> bool {
+    /// reading until one comes): the depth it reached, or 0.
+    pub(super) fn pipeline_full(&self) -> usize {
         let depth = if self.node.backend.broker.queues_in_order() {
             PIPELINE_DEPTH
         } else {
             1
         };
-        self.pipeline
+        if self
+            .pipeline
             .as_ref()
-            .is_some_and(|p| p.queue.len() >= depth)
-    }
-
-    /// Holds deliveries for the session from now until the last publish in flight is answered
-    /// (call before queuing an append, so its copy cannot slip past).
-    pub(super) fn hold_for_publish(&mut self) {
-        if self.pipeline.is_none() {
-            self.pipeline = Some(Box::new(Pipeline {
-                queue: VecDeque::new(),
-                _held: self.conn.hold(),
-            }));
+            .is_some_and(|p| p.line.len() >= depth)
+        {
+            depth
+        } else {
+            0
         }
     }
 
-    /// Puts a publish in line (checked and queued, or already failed). The caller holds the
-    /// connection before it queues the append; holding again here is a no-op that makes sure
-    /// the line exists.
-    pub(super) fn push_publish(
+    /// Puts a publish in line, holding deliveries for the session from now until its answer
+    /// (call before queuing its append, so its copy cannot slip past); returns the completion
+    /// to hand to the append.
+    pub(super) fn line_up(
         &mut self,
         id: Option<RequestId>,
         convs: [Option<Conv>; 2],
-        answer: std::result::Result<PendingPublish, Error>,
-    ) {
-        self.hold_for_publish();
-        let answer = answer.unwrap_or_else(|e| Box::pin(async move { Err(e) }));
-        if let Some(p) = self.pipeline.as_mut() {
-            p.queue.push_back(InFlight { id, convs, answer });
-        }
-    }
-
-    /// Writes the answer of the oldest publish; the hold ends with the last one.
-    pub(super) async fn on_answer(
-        &mut self,
-        answer: (Option<RequestId>, Result<Box<Published>>),
-    ) -> std::result::Result<(), End> {
-        self.write_answer(answer, How::Now).await
-    }
-
-    /// Writes the answer of the oldest publish, now or (`How::Later`) for the caller's flush.
-    async fn write_answer(
-        &mut self,
-        (id, r): (Option<RequestId>, Result<Box<Published>>),
-        how: How,
-    ) -> std::result::Result<(), End> {
-        // The answer is written while the connection is still held: let go first, and the
-        // fan-out could write the sender's own copy in between.
-        let (frame, stored) = match r {
-            Ok(published) => {
-                let Published { receipt: r, stored } = *published;
-                (
-                    ServerFrame::Published {
-                        id,
-                        conv: r.conv,
-                        seq: r.seq,
-                        message_id: r.message_id,
-                        ts: r.ts,
-                    },
-                    stored,
-                )
-            }
-            Err(e) => {
-                self.node.metrics.error(e.code);
-                (ServerFrame::error(id, e.code, e.message), Vec::new())
+    ) -> (Arc<Line>, u64) {
+        let line = match &self.pipeline {
+            Some(p) => p.line.clone(),
+            None => {
+                let line = Line::new(self.conn.clone(), self.node.metrics.clone());
+                self.pipeline = Some(Box::new(Pipeline { line: line.clone() }));
+                line
             }
         };
-        let written = self
-            .conn
-            .write_as(Out::Text(frame.encode()), How::Later)
-            .and_then(|()| self.write_own_copies(&stored));
-        if self.pipeline.as_ref().is_some_and(|p| p.queue.is_empty()) {
+        let n = line.push(id, convs);
+        (line, n)
+    }
+
+    /// Writes the answers the completions left, in order; the line goes once empty.
+    async fn write_answers(&mut self, how: How) -> std::result::Result<(), End> {
+        let Some(p) = self.pipeline.as_ref() else {
+            return Ok(());
+        };
+        let line = p.line.clone();
+        line.write_ready()?;
+        if line.is_empty() {
             self.pipeline = None;
         }
-        written?;
         if how == How::Now {
             self.conn.flush()?;
         }
         self.make_room(SESSION_HIGH_WATER).await
     }
 
-    /// Queues this connection's own copies of what its publish stored (its room message, its
-    /// DM's copy in its own stream) behind the answer, each only if it is the next seq there:
-    /// the answer and the copy then leave in one write, instead of the fan-out writing the copy
-    /// in a second one. Anything else (not subscribed, a gap, already sent) is left to the
-    /// fan-out, which skips what was written here. On the embedded backend the copy is the very
-    /// message the bus delivers (the same `Arc`), so whichever of the two encodes it first, the
-    /// other shares the bytes; the Redis backend delivers its own copy, read from pub/sub.
-    fn write_own_copies(
-        &self,
-        stored: &[std::sync::Arc<switchboard_proto::Message>],
-    ) -> std::result::Result<(), crate::conn::Broken> {
-        for m in stored {
-            if m.seq > 0 && self.conn.last_seq(&m.conv) == Some(m.seq - 1) {
-                self.conn
-                    .write_message(&m.conv, m.seq, &m.encode_frame(), false, How::Later)?;
-            }
-        }
-        Ok(())
+    /// The oldest answers are in: writes them.
+    pub(super) async fn on_answer(&mut self) -> std::result::Result<(), End> {
+        self.write_answers(How::Now).await
     }
 
     /// Answers every publish in flight, in order (before any other request is taken).
     pub(super) async fn settle_publishes(&mut self) -> std::result::Result<(), End> {
-        while self.pipeline.is_some() {
-            let answer = next_answer(&mut self.pipeline).await;
-            self.on_answer(answer).await?;
+        loop {
+            self.write_answers(How::Now).await?;
+            let Some(p) = self.pipeline.as_ref() else {
+                return Ok(());
+            };
+            let line = p.line.clone();
+            if line.is_empty() {
+                self.pipeline = None;
+                return Ok(());
+            }
+            progress(&line, Until::Empty).await;
         }
-        Ok(())
     }
 
     /// Answers the publishes in flight up to the last one to `conv` (before a message of
@@ -199,10 +159,16 @@ impl<T: Transport> Session<T> {
         &mut self,
         conv: &Conv,
     ) -> std::result::Result<(), End> {
-        while self.pipeline.as_ref().is_some_and(|p| p.targets(conv)) {
-            let answer = next_answer(&mut self.pipeline).await;
-            self.write_answer(answer, How::Later).await?;
+        loop {
+            self.write_answers(How::Later).await?;
+            let Some(p) = self.pipeline.as_ref() else {
+                return Ok(());
+            };
+            let line = p.line.clone();
+            if !line.targets(conv) {
+                return Ok(());
+            }
+            progress(&line, Until::Clear(conv)).await;
         }
-        Ok(())
     }
 }

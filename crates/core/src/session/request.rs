@@ -1,7 +1,7 @@
 //! One client frame: size and parse checks, the frame rate, dispatch, and the requests that
 //! need no subscription of their own (publish, history, presence).
 
-use super::{BAD_FRAME_WINDOW, End, Fail, MAX_BAD_FRAMES, Session};
+use super::{BAD_FRAME_WINDOW, End, Fail, MAX_BAD_FRAMES, Session, pipeline};
 use crate::backend::HistoryQuery;
 use crate::error::Error;
 use crate::node::{Publisher, clamp_limit};
@@ -116,12 +116,18 @@ impl<T: Transport> Session<T> {
                 let copy = (conv.kind() == ConvKind::User && conv.id() != user_id)
                     .then(|| Conv::user(&user_id));
                 let targets = [Some(conv.clone()), copy];
-                // Held before the append is queued, so the sender's own copy cannot overtake
-                // the answer (see `pipeline`).
-                self.hold_for_publish();
-                let answer = if self.publish_bucket.try_take() {
+                // In line (and deliveries held) before the append is queued, so the sender's
+                // own copy cannot overtake the answer (see `pipeline`).
+                let (line, n) = self.line_up(id, targets);
+                let queued = if self.publish_bucket.try_take() {
                     self.node
-                        .queue_publish(Publisher::User(&user_id), conv, body, client_msg_id)
+                        .queue_publish_then(
+                            Publisher::User(&user_id),
+                            conv,
+                            body,
+                            client_msg_id,
+                            pipeline::completion(line.clone(), n),
+                        )
                         .await
                 } else {
                     Err(Error::new(
@@ -129,8 +135,11 @@ impl<T: Transport> Session<T> {
                         "publish rate limit exceeded",
                     ))
                 };
-                // Answered in the order sent, once stored (the loop takes the answers).
-                self.push_publish(id, targets, answer);
+                // Answered in the order sent, once stored: where the commit completes, or by
+                // the loop when it could not be written there.
+                if let Err(e) = queued {
+                    pipeline::refused(&line, n, e);
+                }
                 Ok(())
             }
             ClientFrame::History {

@@ -40,16 +40,20 @@ impl<T: Transport> Session<T> {
                     timer.as_mut().reset(timer_at);
                 }
             }
+            // Publishes answered where their commits completed leave an empty line behind.
+            if self.pipeline.as_ref().is_some_and(|p| p.is_empty()) {
+                self.pipeline = None;
+            }
             // With the most publishes in flight, the next frame waits for an answer.
             let full = self.pipeline_full();
             let r = tokio::select! {
                 biased;
                 () = self.conn.attention() => Box::pin(self.on_attention()).await,
                 () = self.conn.writable(), if unsent => self.conn.flush().map(|_| ()).map_err(End::from),
-                answer = next_answer(&mut self.pipeline), if self.pipeline.is_some() => {
-                    Box::pin(self.on_answer(answer)).await
+                () = next_answer(&self.pipeline, full), if self.pipeline.is_some() => {
+                    Box::pin(self.on_answer()).await
                 }
-                ev = self.t.recv(), if !full => match ev {
+                ev = self.t.recv(), if full == 0 => match ev {
                     None => Err(End::Gone),
                     Some(Inbound::Alive) => { self.last_seen = Instant::now(); Ok(()) }
                     Some(Inbound::Ping(payload)) => {
