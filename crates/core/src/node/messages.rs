@@ -64,8 +64,9 @@ impl Node {
 
     /// [`Node::queue_publish`], with the outcome handed to `done` where the commit completes
     /// (the embedded backend's writer thread, before the stored messages are published): a
-    /// connection's session writes its answer there, with no task woken for it. `Ok` once the
-    /// append is queued; a publish refused before that is the error, and `done` is not called.
+    /// connection's session writes its answer there, with no task woken for it. `done` is
+    /// called exactly once: with the refusal, here, for a publish refused before its append is
+    /// queued.
     pub async fn queue_publish_then(
         self: &Arc<Self>,
         publisher: Publisher<'_>,
@@ -73,11 +74,15 @@ impl Node {
         body: MessageBody,
         client_msg_id: Option<String>,
         done: Box<dyn FnOnce(Result<Published>) + Send>,
-    ) -> Result<()> {
+    ) {
         let started = Instant::now();
-        let (request, sender) = self
+        let (request, sender) = match self
             .prepare_publish(publisher, conv, body, client_msg_id)
-            .await?;
+            .await
+        {
+            Ok(prepared) => prepared,
+            Err(e) => return done(Err(e)),
+        };
         let node = self.clone();
         self.backend.broker.clone().append_then(
             request,
@@ -88,7 +93,6 @@ impl Node {
                 )
             }),
         );
-        Ok(())
     }
 
     /// Counts a stored publish and offers its direct messages to the offline webhook.

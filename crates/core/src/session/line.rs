@@ -281,15 +281,29 @@ pub(super) fn poll_progress(
 }
 
 /// The completion of publish `n` of `line`: its outcome goes in, and is written from here if
-/// it can be.
+/// it can be. Dropped uncalled (a backend that lost the append: a writer that stopped, a job
+/// queued behind the close), it puts an error in, so the line cannot wait for it forever.
 pub(super) fn completion(line: Arc<Line>, n: u64) -> Box<dyn FnOnce(Result<Published>) + Send> {
-    Box::new(move |outcome| line.complete(n, outcome))
+    let mut place = Place(Some((line, n)));
+    Box::new(move |outcome| {
+        if let Some((line, n)) = place.0.take() {
+            line.complete(n, outcome);
+        }
+    })
 }
 
-/// Records a publish refused before its append was queued (its place in line keeps its answer
-/// in order).
-pub(super) fn refused(line: &Line, n: u64, e: Error) {
-    line.complete(n, Err(e));
+/// A publish's place in line, until its completion puts the outcome in.
+struct Place(Option<(Arc<Line>, u64)>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Some((line, n)) = self.0.take() {
+            let lost = crate::backend::BackendError::Unavailable(
+                "the backend dropped an append without answering it".into(),
+            );
+            line.complete(n, Err(lost.into()));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -153,3 +153,22 @@ fn an_outcome_for_a_gone_publish_or_a_closed_connection_writes_nothing() {
     line.complete(99, published(2));
     assert_eq!(wire.answered(), Vec::<u64>::new());
 }
+
+#[test]
+fn a_completion_dropped_without_an_outcome_answers_with_an_error() {
+    // A backend that loses an append (its writer stopped, or a job queued behind its close)
+    // drops the completion without calling it: the publish is still answered, and the line
+    // empties, or the session would wait for it forever before any other reply.
+    let (wire, _conn, line) = line();
+    let (a, b) = (push(&line, 1), push(&line, 2));
+    let first = completion(line.clone(), a);
+    drop(completion(line.clone(), b));
+    first(published(1));
+    assert_eq!(wire.answered(), [1, 2]);
+    assert!(
+        String::from_utf8(wire.0.lock().clone())
+            .unwrap()
+            .contains("\"unavailable\"")
+    );
+    assert!(line.is_empty(), "nothing left in line");
+}

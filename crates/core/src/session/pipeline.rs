@@ -36,7 +36,7 @@ use std::task::Poll;
 use switchboard_proto::Conv;
 use switchboard_proto::frame::RequestId;
 
-pub(super) use super::line::{completion, refused};
+pub(super) use super::line::completion;
 
 /// Publishes one connection may have in flight (when the broker queues in order).
 pub const PIPELINE_DEPTH: usize = 64;

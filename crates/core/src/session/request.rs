@@ -119,26 +119,24 @@ impl<T: Transport> Session<T> {
                 // In line (and deliveries held) before the append is queued, so the sender's
                 // own copy cannot overtake the answer (see `pipeline`).
                 let (line, n) = self.line_up(id, targets);
-                let queued = if self.publish_bucket.try_take() {
+                // Answered in the order sent, refused or once stored: where the commit
+                // completes, or by the loop when it could not be written there.
+                let done = pipeline::completion(line, n);
+                if self.publish_bucket.try_take() {
                     self.node
                         .queue_publish_then(
                             Publisher::User(&user_id),
                             conv,
                             body,
                             client_msg_id,
-                            pipeline::completion(line.clone(), n),
+                            done,
                         )
-                        .await
+                        .await;
                 } else {
-                    Err(Error::new(
+                    done(Err(Error::new(
                         ErrorCode::RateLimited,
                         "publish rate limit exceeded",
-                    ))
-                };
-                // Answered in the order sent, once stored: where the commit completes, or by
-                // the loop when it could not be written there.
-                if let Err(e) = queued {
-                    pipeline::refused(&line, n, e);
+                    )));
                 }
                 Ok(())
             }
