@@ -22,6 +22,7 @@ mod ordering;
 mod origins;
 mod persistence;
 mod pipelining;
+mod pipelining_mixed;
 mod rebalance;
 mod redis_cluster;
 mod revocation;

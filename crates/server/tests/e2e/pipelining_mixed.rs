@@ -1,0 +1,153 @@
+//! One connection hammered with pipelined publishes mixed with every other kind of request
+//! (history, subscribe, unsubscribe, ping) and publishes refused by the rate limit: every
+//! reply comes back in the order its request was sent, each `published` before the
+//! sender's own copy, and a second subscriber sees every message once, in order.
+
+use crate::common;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// Requests sent without waiting for any reply.
+const REQUESTS: u64 = 600;
+
+/// What request `i` of the hammer is.
+fn request(i: u64, room: &str, other: &str, dm: &str) -> Value {
+    match i {
+        i if i % 10 == 3 => json!({"type": "history", "id": i, "conv": room, "limit": 2}),
+        i if i % 25 == 7 => json!({"type": "subscribe", "id": i, "conv": other}),
+        i if i % 25 == 17 => json!({"type": "unsubscribe", "id": i, "conv": other}),
+        i if i % 31 == 11 => json!({"type": "ping", "id": i}),
+        i if i % 2 == 0 => json!({"type": "publish", "id": i, "conv": room, "body": {"i": i}}),
+        i => json!({"type": "publish", "id": i, "conv": dm, "body": {"i": i}}),
+    }
+}
+
+/// Reads frames until `done` says so, failing after a quiet spell.
+async fn read_until(
+    rx: &mut (
+             impl futures_util::Stream<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>>
+             + Unpin
+         ),
+    mut on: impl FnMut(Value) -> bool,
+) {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), rx.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("open")
+            .expect("a frame");
+        if let WsMessage::Text(t) = msg
+            && on(serde_json::from_str(&t).unwrap())
+        {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_keep_request_order_while_pipelined_publishes_mix_with_other_requests() {
+    let node = TestNode::start_with(|c| {
+        // The burst runs out early: from then on publishes are refused and accepted in turn.
+        c.limits.publish_rate = 2000;
+        c.limits.publish_burst = 40;
+        c.limits.outbound_queue = 8192;
+    })
+    .await;
+    let (alice_id, alice) = node.user("alice").await;
+    let (bob_id, bob) = node.user("bob").await;
+    let room = format!("room:{}", node.http.room(&alice, "mix", "public").await);
+    let other = format!("room:{}", node.http.room(&alice, "other", "public").await);
+    let (dm, own) = (format!("user:{bob_id}"), format!("user:{alice_id}"));
+
+    let mut b = node.connect(&bob).await;
+    b.request(json!({"type": "subscribe", "conv": room}), 1)
+        .await;
+    let mut a = node.connect(&alice).await;
+    a.request(json!({"type": "subscribe", "conv": room}), 1_000_000)
+        .await;
+
+    let mut room_answered = 0u64; // the highest room seq answered
+    let mut room_copy = 0u64; // the last room copy seen
+    let (mut dms_answered, mut dm_copies) = (0u64, 0u64);
+    for round in 0..3u64 {
+        let (mut tx, mut rx) = a.ws.split();
+        let base = round * REQUESTS;
+        let frames: Vec<Value> = (base..base + REQUESTS)
+            .map(|i| request(i, &room, &other, &dm))
+            .collect();
+        let sender = tokio::spawn(async move {
+            for f in frames {
+                tx.send(WsMessage::text(f.to_string())).await.unwrap();
+            }
+            tx
+        });
+        let mut next_id = base;
+        let (mut refused, answered_before) = (0u64, room_answered + dms_answered);
+        read_until(&mut rx, |f| {
+            let kind = f["type"].as_str().unwrap().to_owned();
+            if kind == "message" {
+                let seq = f["seq"].as_u64().unwrap();
+                if f["conv"] == room.as_str() {
+                    assert!(seq <= room_answered, "room copy #{seq} before its answer");
+                    if room_copy != 0 {
+                        assert_eq!(seq, room_copy + 1, "room copies in order, once");
+                    }
+                    room_copy = seq;
+                } else {
+                    assert_eq!(f["conv"], own.as_str(), "{f}");
+                    dm_copies += 1;
+                    assert!(dm_copies <= dms_answered, "DM copy before its answer");
+                }
+                return false;
+            }
+            let id = f["id"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("a reply's id: {f}"));
+            assert_eq!(id, next_id, "replies in request order: {f}");
+            next_id += 1;
+            if kind == "error" && f["code"] == "rate_limited" {
+                refused += 1;
+            }
+            if kind == "published" {
+                let seq = f["seq"].as_u64().unwrap();
+                if f["conv"] == room.as_str() {
+                    assert!(seq > room_answered, "room seqs in the order sent");
+                    room_answered = seq;
+                } else {
+                    dms_answered += 1;
+                }
+            }
+            next_id == base + REQUESTS && room_copy == room_answered
+        })
+        .await;
+        let tx = sender.await.unwrap();
+        a.ws = tx.reunite(rx).unwrap();
+        let stored = room_answered + dms_answered - answered_before;
+        eprintln!("round {round}: {stored} stored, {refused} refused");
+        assert!(stored > 0 && refused > 0, "a mix of both");
+    }
+
+    // Bob saw every room message once, in order.
+    let mut last = 0;
+    let head = a
+        .request(
+            json!({"type": "history", "conv": room, "limit": 1}),
+            9_999_999,
+        )
+        .await;
+    let head = head["messages"][0]["seq"].as_u64().unwrap();
+    while last < head {
+        let v = b.next().await.expect("bob's frame");
+        if v["type"] == "message" && v["conv"] == room.as_str() {
+            assert_eq!(
+                v["seq"].as_u64().unwrap(),
+                last + 1,
+                "bob: gap or duplicate"
+            );
+            last += 1;
+        }
+    }
+}
