@@ -17,7 +17,8 @@
 //! - answers of publishes come back in the order the publishes were sent, failures included
 //!   (whoever writes one writes it under the line's lock, the oldest first);
 //! - any other request waits until every publish before it is answered (replies stay in
-//!   request order);
+//!   request order), and so does a frame refused before it is read (malformed, too large, over
+//!   the frame rate), publishes included;
 //! - a message of a conversation the connection has a publish in flight to is written only
 //!   after that publish's answer: while publishes are in flight the connection is held (the
 //!   fan-out hands everything to the session, see [`crate::conn`]), and the session settles

@@ -15,6 +15,8 @@ use tokio::time::Instant;
 impl<T: Transport> Session<T> {
     /// A frame over the size limit: an error reply, and it counts as a bad frame.
     pub(super) async fn on_too_large(&mut self, size: usize) -> Result<(), End> {
+        // Replies stay in request order: publishes before this one are answered first.
+        self.settle_publishes().await?;
         let max = self.node.limits.max_frame_bytes;
         self.reply_error(
             None,
@@ -49,16 +51,19 @@ impl<T: Transport> Session<T> {
         let (id, frame) = match parse_client_frame(&bytes) {
             Ok(parsed) => parsed,
             Err(fe) => {
+                self.settle_publishes().await?;
                 self.reply_error(fe.id, Error::bad_request(fe.message))
                     .await?;
                 return self.count_bad_frame();
             }
         };
-        if !matches!(frame, ClientFrame::Publish { .. }) {
-            // Replies stay in request order: publishes before this one are answered first.
+        // Replies stay in request order: publishes before this one are answered first (a
+        // publish is answered in line with them, unless it is refused here).
+        let limited = !self.frame_bucket.try_take();
+        if limited || !matches!(frame, ClientFrame::Publish { .. }) {
             self.settle_publishes().await?;
         }
-        if !self.frame_bucket.try_take() {
+        if limited {
             return self
                 .reply_error(id, Error::new(ErrorCode::RateLimited, "too many frames"))
                 .await;

@@ -1,6 +1,6 @@
 //! One connection hammered with pipelined publishes mixed with every other kind of request
-//! (history, subscribe, unsubscribe, ping) and publishes refused by the rate limit: every
-//! reply comes back in the order its request was sent, each `published` before the
+//! (history, subscribe, unsubscribe, ping), publishes refused by the rate limit and malformed
+//! ones: every reply comes back in the order its request was sent, each `published` before the
 //! sender's own copy, and a second subscriber sees every message once, in order.
 
 use crate::common;
@@ -8,6 +8,7 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::time::Duration;
+use switchboard_server::ServerConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// Requests sent without waiting for any reply.
@@ -150,4 +151,53 @@ async fn replies_keep_request_order_while_pipelined_publishes_mix_with_other_req
             last += 1;
         }
     }
+}
+
+/// A node with `tweak`, alice's connection, and `n` publishes (ids `0..n`) sent on it to a room
+/// without waiting.
+async fn publishing(n: u64, tweak: impl FnOnce(&mut ServerConfig)) -> (TestNode, WsClient, String) {
+    let node = TestNode::start_with(tweak).await;
+    let (_, alice) = node.user("alice").await;
+    let room = format!("room:{}", node.http.room(&alice, "r", "public").await);
+    let mut a = node.connect(&alice).await;
+    for i in 0..n {
+        a.send(json!({"type": "publish", "id": i, "conv": room, "body": {"i": i}}))
+            .await;
+    }
+    (node, a, room)
+}
+
+/// The next `n` replies (frames with an id): the id and the type.
+async fn replies(c: &mut WsClient, n: usize) -> Vec<(u64, String)> {
+    let mut replies = Vec::new();
+    while replies.len() < n {
+        let f = c.next().await.expect("a frame");
+        if let Some(id) = f["id"].as_u64() {
+            replies.push((id, f["type"].as_str().unwrap().to_owned()));
+        }
+    }
+    replies
+}
+
+#[tokio::test]
+async fn a_refused_publish_frame_is_answered_after_the_publishes_sent_before_it() {
+    let (_node, mut a, room) = publishing(20, |_| {}).await;
+    // Malformed (no body): refused before it reaches the line.
+    a.send(json!({"type": "publish", "id": 20, "conv": room}))
+        .await;
+    let ids: Vec<u64> = replies(&mut a, 21).await.iter().map(|r| r.0).collect();
+    assert_eq!(ids, (0..21).collect::<Vec<_>>(), "replies in request order");
+}
+
+#[tokio::test]
+async fn publishes_over_the_frame_rate_are_refused_after_the_ones_sent_before_them() {
+    // 10 frames a second, a burst of 20 (the auth frame took one): the last ones are refused.
+    let (_node, mut a, _) = publishing(30, |c| c.limits.frame_rate = 10).await;
+    let replies = replies(&mut a, 30).await;
+    let ids: Vec<u64> = replies.iter().map(|r| r.0).collect();
+    assert_eq!(ids, (0..30).collect::<Vec<_>>(), "replies in request order");
+    assert!(
+        replies[20..].iter().all(|(_, t)| t == "error"),
+        "{replies:?}"
+    );
 }
