@@ -1,7 +1,8 @@
 //! One connection hammered with pipelined publishes mixed with every other kind of request
 //! (history, subscribe, unsubscribe, ping), publishes refused by the rate limit and malformed
 //! ones: every reply comes back in the order its request was sent, each `published` before the
-//! sender's own copy, and a second subscriber sees every message once, in order.
+//! sender's own copy, and a second subscriber sees every message once, in order. The same for
+//! Socket.IO acknowledgements, and a connection that leaves with publishes in flight.
 
 use crate::common;
 use common::*;
@@ -26,7 +27,26 @@ fn request(i: u64, room: &str, other: &str, dm: &str) -> Value {
     }
 }
 
-/// Reads frames until `done` says so, failing after a quiet spell.
+/// The next text frame of `rx`, failing after a quiet spell.
+async fn next_text(
+    rx: &mut (
+             impl futures_util::Stream<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>>
+             + Unpin
+         ),
+) -> String {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), rx.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("open")
+            .expect("a frame");
+        if let WsMessage::Text(t) = msg {
+            return t.to_string();
+        }
+    }
+}
+
+/// Reads JSON frames until `on` says so.
 async fn read_until(
     rx: &mut (
              impl futures_util::Stream<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>>
@@ -34,18 +54,7 @@ async fn read_until(
          ),
     mut on: impl FnMut(Value) -> bool,
 ) {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), rx.next())
-            .await
-            .expect("a frame within 10 s")
-            .expect("open")
-            .expect("a frame");
-        if let WsMessage::Text(t) = msg
-            && on(serde_json::from_str(&t).unwrap())
-        {
-            return;
-        }
-    }
+    while !on(serde_json::from_str(&next_text(rx).await).unwrap()) {}
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,4 +209,107 @@ async fn publishes_over_the_frame_rate_are_refused_after_the_ones_sent_before_th
         replies[20..].iter().all(|(_, t)| t == "error"),
         "{replies:?}"
     );
+}
+
+/// Socket.IO text packets of `ws` until `done` says so (Engine.IO pings answered).
+async fn sio_until(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    mut done: impl FnMut(&str) -> bool,
+) {
+    loop {
+        let t = next_text(ws).await;
+        if t == "2" {
+            ws.send(WsMessage::text("3")).await.unwrap();
+        } else if done(&t) {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_io_acks_of_pipelined_publishes_come_in_order_before_their_messages() {
+    let node = TestNode::start_with(|c| c.limits.publish_rate = 0).await;
+    let (_, alice) = node.user("alice").await;
+    let room = format!("room:{}", node.http.room(&alice, "r", "public").await);
+    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", node.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    sio_until(&mut ws, |t| t.starts_with('0')).await;
+    let auth = json!({ "token": alice });
+    ws.send(WsMessage::text(format!("40{auth}"))).await.unwrap();
+    sio_until(&mut ws, |t| t.starts_with("40")).await;
+    let subscribe = json!(["subscribe", room]);
+    ws.send(WsMessage::text(format!("421{subscribe}")))
+        .await
+        .unwrap();
+    sio_until(&mut ws, |t| t.starts_with("431")).await;
+    const N: u64 = 300;
+    for i in 2..2 + N {
+        let publish = json!(["publish", {"conv": room, "body": {"i": i}}]);
+        ws.send(WsMessage::text(format!("42{i}{publish}")))
+            .await
+            .unwrap();
+    }
+    let (mut next_ack, mut acked_seq, mut messages) = (2u64, 0u64, 0u64);
+    sio_until(&mut ws, |t| {
+        if let Some(rest) = t.strip_prefix("43") {
+            let at = rest.find('[').unwrap();
+            let id: u64 = rest[..at].parse().unwrap();
+            assert_eq!(id, next_ack, "acks in the order sent: {t}");
+            next_ack += 1;
+            let arg: Value = serde_json::from_str(&rest[at..]).unwrap();
+            let seq = arg[0]["seq"].as_u64().unwrap_or_else(|| panic!("{t}"));
+            assert_eq!(seq, acked_seq + 1, "{t}");
+            acked_seq = seq;
+        } else if let Some(rest) = t.strip_prefix("42") {
+            let event: Value = serde_json::from_str(rest).unwrap();
+            assert_eq!(event[0], "message", "{t}");
+            let seq = event[1]["seq"].as_u64().unwrap();
+            assert_eq!(seq, messages + 1, "messages once, in order");
+            assert!(seq <= acked_seq, "message #{seq} before its ack");
+            messages = seq;
+        }
+        messages == N && acked_seq == N
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_leaves_with_publishes_in_flight_disturbs_nothing() {
+    let node = TestNode::start_with(|c| c.limits.publish_rate = 0).await;
+    let (_, alice) = node.user("alice").await;
+    let (_, bob) = node.user("bob").await;
+    let room = format!("room:{}", node.http.room(&alice, "r", "public").await);
+    let mut b = node.connect(&bob).await;
+    b.request(json!({"type": "subscribe", "conv": room}), 1)
+        .await;
+    let mut last = 0;
+    for round in 0..5 {
+        let mut a = node.connect(&alice).await;
+        for i in 0..64u64 {
+            a.send(json!({"type": "publish", "id": i, "conv": room, "body": {"i": i}}))
+                .await;
+        }
+        drop(a); // gone before its answers
+        // Alice's next connection publishes; bob gets everything stored up to it once, in order.
+        let mut a = node.connect(&alice).await;
+        let r = a
+            .request(
+                json!({"type": "publish", "conv": room, "body": "marker"}),
+                1,
+            )
+            .await;
+        assert_eq!(r["type"], "published", "{r}");
+        let marker = r["seq"].as_u64().unwrap();
+        let seen = b.messages(&room, (marker - last) as usize).await;
+        let seqs: Vec<u64> = seen.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+        assert_eq!(
+            seqs,
+            (last + 1..=marker).collect::<Vec<_>>(),
+            "round {round}"
+        );
+        eprintln!("round {round}: {} of 64 stored", marker - last - 1);
+        last = marker;
+    }
 }
