@@ -228,3 +228,29 @@ fn a_commit_delay_holds_a_busy_batch_open_but_not_a_lone_job() {
     drop(jobs);
     thread.join().expect("writer thread");
 }
+
+/// An append's completion runs on the writer thread (a connection's answer is written there):
+/// one that panics neither stops the writer nor keeps the batch's messages from the fan-out.
+#[test]
+fn a_completion_that_panics_does_not_stop_the_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conv = Conv::room("panics");
+    let sink = RecordingSink::new();
+    let (jobs, rx) = mpsc::channel();
+    jobs.send(Job::Append {
+        request: keyed(&conv, None),
+        reply: crate::append::AppendReply::Then(Box::new(|_| panic!("a completion's bug"))),
+    })
+    .expect("queue");
+    let after = queue_append(&jobs, keyed(&conv, None));
+    run_writer(dir.path(), jobs, rx, &sink);
+    let seq = after
+        .blocking_recv()
+        .expect("answered")
+        .expect("stored")
+        .receipt
+        .seq;
+    assert_eq!(seq, 2, "the writer went on after the panic");
+    let delivered: Vec<u64> = sink.messages_in(&conv).iter().map(|m| m.seq).collect();
+    assert_eq!(delivered, [1, 2], "both published");
+}

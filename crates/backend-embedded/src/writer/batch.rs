@@ -159,7 +159,16 @@ impl Writer {
         let mut rest = Vec::with_capacity(outcomes.len());
         for outcome in outcomes {
             match outcome {
-                Outcome::Append(reply @ AppendReply::Then(_), r) => reply.send(answer(r)),
+                Outcome::Append(reply @ AppendReply::Then(_), r) => {
+                    // A completion runs the caller's code on this thread (a connection's answer
+                    // write): a panic there must not stop the writer, nor the fan-out below.
+                    let r = answer(r);
+                    let sent =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reply.send(r)));
+                    if sent.is_err() {
+                        tracing::error!("an append's completion panicked on the writer thread");
+                    }
+                }
                 other => rest.push(other),
             }
         }
