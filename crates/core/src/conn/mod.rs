@@ -141,7 +141,7 @@ impl Conn {
         if st.closed || st.failed || st.kill.is_some() {
             return false;
         }
-        if st.inbox.is_empty() && !st.held {
+        if st.inbox.is_empty() && st.held == 0 {
             let seq = d.message.seq;
             let full = self.full(&st);
             if let Some(last) = st.live_sub(&d.conv) {
@@ -261,7 +261,7 @@ impl Conn {
 
     /// Holds deliveries back for the session until the guard is dropped (rule 3).
     pub(crate) fn hold(self: &Arc<Self>) -> Held {
-        self.state.lock().held = true;
+        self.state.lock().held += 1;
         Held(self.clone())
     }
 
@@ -473,7 +473,8 @@ pub(crate) struct Held(Arc<Conn>);
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.0.state.lock().held = false;
+        let mut st = self.0.state.lock();
+        st.held = st.held.saturating_sub(1);
     }
 }
 

@@ -37,9 +37,11 @@ pub(super) struct State {
     pub(super) failed: bool,
     /// The session is ending: the fan-out leaves the connection alone.
     pub(super) closed: bool,
-    /// The session is answering a publish: deliveries wait for it, so that the `published`
-    /// reply comes before the sender's own copy of the message, as a client expects.
-    pub(super) held: bool,
+    /// Holds alive ([`super::Held`]): while any is (publishes in flight, an authentication),
+    /// deliveries wait for the session, so that the `published` reply comes before the
+    /// sender's own copy of the message, as a client expects. A count, so that two holders
+    /// cannot let each other's hold go.
+    pub(super) held: u32,
 }
 
 impl State {

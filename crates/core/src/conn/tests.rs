@@ -336,3 +336,27 @@ fn an_answer_is_written_now_with_the_next_own_copy_unless_something_waits_before
     assert_eq!(written(&pipe), "[answe");
     assert_eq!(conn.backlog(), 1);
 }
+
+#[test]
+fn deliveries_wait_until_every_hold_is_gone() {
+    let (pipe, conn) = open(1 << 20, 8);
+    let c = Conv::room("r");
+    conn.subscribe_with(&[(c.clone(), 0)], Bytes::from_static(b"[sub]"))
+        .unwrap();
+    let (first, second) = (conn.hold(), conn.hold());
+    drop(first);
+    assert!(conn.offer(&delivery(&c, 1)));
+    assert_eq!(written(&pipe), "[sub]", "still held by the second");
+    drop(second);
+    assert!(matches!(conn.next_handed_over(), Some(Outbound::Message(d)) if d.message.seq == 1));
+    assert_eq!(
+        conn.write_message(&c, 1, &Bytes::from_static(b"<1>"), false, How::Now),
+        Ok(Sent::Written)
+    );
+    assert!(conn.offer(&delivery(&c, 2)));
+    assert_eq!(
+        written(&pipe),
+        "[sub]<1><2>",
+        "no hold left: written at once"
+    );
+}
