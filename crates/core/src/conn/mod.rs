@@ -205,11 +205,8 @@ impl Conn {
             return false;
         }
         if !st.backlog.is_empty() || how == How::Later {
-            if st.backlog.is_empty() {
-                st.moved_at = Some(Instant::now());
-            }
             // Whoever started the backlog raised attention; the session flushes it.
-            st.push_backlog(out);
+            st.push_later(out);
             return true;
         }
         self.write_through(st, std::slice::from_ref(&out))

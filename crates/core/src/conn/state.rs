@@ -114,6 +114,15 @@ impl State {
         )
     }
 
+    /// Queues `out` for the session's next flush (behind what waits); a backlog that starts
+    /// here starts the write timeout's clock.
+    pub(super) fn push_later(&mut self, out: Out) {
+        if self.backlog.is_empty() {
+            self.moved_at = Some(tokio::time::Instant::now());
+        }
+        self.push_backlog(out);
+    }
+
     pub(super) fn push_backlog(&mut self, out: Out) {
         self.backlog_bytes += out_bytes(&out);
         self.backlog.push_back(out);

@@ -286,7 +286,10 @@ fn an_answer_is_written_now_with_the_next_own_copy_unless_something_waits_before
     let copy = delivery(&c, 4).message.clone();
     let gap = delivery(&c, 9).message.clone();
     assert_eq!(
-        conn.answer_now(&[(Bytes::from_static(b"[ok]"), vec![copy.clone(), gap])]),
+        conn.answer(
+            &[(Bytes::from_static(b"[ok]"), vec![copy.clone(), gap])],
+            How::Now
+        ),
         Ok(true)
     );
     let out = written(&pipe);
@@ -310,7 +313,7 @@ fn an_answer_is_written_now_with_the_next_own_copy_unless_something_waits_before
     assert!(conn.offer(&delivery(&c, 5)));
     let before = written(&pipe);
     assert_eq!(
-        conn.answer_now(&[(Bytes::from_static(b"[ok2]"), vec![])]),
+        conn.answer(&[(Bytes::from_static(b"[ok2]"), vec![])], How::Now),
         Ok(false)
     );
     assert_eq!(written(&pipe), before);
@@ -322,7 +325,7 @@ fn an_answer_is_written_now_with_the_next_own_copy_unless_something_waits_before
     conn.write(Out::Text(Bytes::from_static(b"[long]")))
         .unwrap();
     assert_eq!(
-        conn.answer_now(&[(Bytes::from_static(b"[ok]"), vec![])]),
+        conn.answer(&[(Bytes::from_static(b"[ok]"), vec![])], How::Now),
         Ok(false)
     );
     assert_eq!(written(&pipe), "[lo");
@@ -330,7 +333,7 @@ fn an_answer_is_written_now_with_the_next_own_copy_unless_something_waits_before
     // A partial write keeps the rest, in order, for the session's flush.
     let (pipe, conn) = open(6, 8);
     assert_eq!(
-        conn.answer_now(&[(Bytes::from_static(b"[answer]"), vec![])]),
+        conn.answer(&[(Bytes::from_static(b"[answer]"), vec![])], How::Now),
         Ok(true)
     );
     assert_eq!(written(&pipe), "[answe");

@@ -1,13 +1,12 @@
 //! The publishes in flight of one connection as their completions see them (a [`Line`]): each
 //! completion puts its outcome in, and writes the ready answers from where it runs when every
-//! publish in line has its outcome ([`crate::conn::Conn::answer_now`]); otherwise, or when
+//! publish in line has its outcome ([`crate::conn::Conn::answer`]); otherwise, or when
 //! something waits before them, the session writes them (see [`super::pipeline`]).
 
 use crate::conn::{Conn, Held, How};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::node::Published;
-use crate::transport::Out;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -35,6 +34,20 @@ pub(super) struct Line {
     metrics: Arc<Metrics>,
 }
 
+impl LineState {
+    fn reached(&self, until: &Until<'_>) -> bool {
+        match *until {
+            Until::Left => false,
+            Until::Empty => self.queue.is_empty(),
+            Until::Clear(conv) => !self
+                .queue
+                .iter()
+                .any(|f| f.convs.iter().flatten().any(|c| c == conv)),
+            Until::Room(depth) => self.queue.len() < depth,
+        }
+    }
+}
+
 struct LineState {
     /// In the order sent.
     queue: VecDeque<InFlight>,
@@ -49,15 +62,6 @@ struct LineState {
     /// The session, while it waits for publishes to be answered before something else
     /// (woken by every answer, wherever written).
     settling: Option<Waker>,
-}
-
-/// How an answer leaves.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Write {
-    /// From a completion: straight to the socket, or not at all (left to the session).
-    Now,
-    /// From the session: queued behind what waits, for its flush.
-    Queued,
 }
 
 impl Line {
@@ -78,7 +82,7 @@ impl Line {
     /// Writes the ready answers at the front for the session's flush, in order.
     pub(super) fn write_ready(&self) -> std::result::Result<(), crate::conn::Broken> {
         let mut st = self.state.lock();
-        self.drain(&mut st, Write::Queued)
+        self.drain(&mut st, How::Later)
     }
 
     /// Puts a publish in line (holding deliveries from now on); returns its place.
@@ -106,12 +110,9 @@ impl Line {
         self.state.lock().queue.is_empty()
     }
 
-    pub(super) fn targets(&self, conv: &Conv) -> bool {
-        self.state
-            .lock()
-            .queue
-            .iter()
-            .any(|f| f.convs.iter().flatten().any(|c| c == conv))
+    /// Whether `until` holds (its condition besides an answer left to the session).
+    pub(super) fn reached(&self, until: &Until<'_>) -> bool {
+        self.state.lock().reached(until)
     }
 
     /// The outcome of publish `n` (from its completion, wherever that runs): written now if it
@@ -125,7 +126,7 @@ impl Line {
         // Written from here only once every publish in line has its outcome (then all in one
         // write); before that the session writes what is ready, as one batch too.
         let written = if st.queue.iter().all(|f| f.outcome.is_some()) {
-            self.drain(&mut st, Write::Now)
+            self.drain(&mut st, How::Now)
         } else {
             Ok(())
         };
@@ -143,12 +144,8 @@ impl Line {
     }
 
     /// Writes the ready answers at the front, in order, until one is not ready; with
-    /// `Write::Now` all of them in one write or none. Lets deliveries go once the line is empty.
-    fn drain(
-        &self,
-        st: &mut LineState,
-        how: Write,
-    ) -> std::result::Result<(), crate::conn::Broken> {
+    /// `How::Now` all of them in one write or none. Lets deliveries go once the line is empty.
+    fn drain(&self, st: &mut LineState, how: How) -> std::result::Result<(), crate::conn::Broken> {
         let ready = st.queue.iter().take_while(|f| f.outcome.is_some()).count();
         if ready > 0 {
             let answers: Vec<(Bytes, Vec<Arc<Message>>)> = st
@@ -160,18 +157,8 @@ impl Line {
                     answer(f.id.clone(), outcome.expect("ready"))
                 })
                 .collect();
-            match how {
-                Write::Now => {
-                    if !self.conn.answer_now(&answers)? {
-                        return Ok(());
-                    }
-                }
-                Write::Queued => {
-                    for (frame, stored) in &answers {
-                        self.conn.write_as(Out::Text(frame.clone()), How::Later)?;
-                        write_own_copies(&self.conn, stored)?;
-                    }
-                }
+            if !self.conn.answer(&answers, how)? {
+                return Ok(());
             }
             for f in st.queue.drain(..ready) {
                 if let Some(Err(e)) = &f.outcome {
@@ -210,26 +197,8 @@ fn answer(
     }
 }
 
-/// Queues this connection's own copies of what its publish stored (its room message, its DM's
-/// copy in its own stream) behind the answer, each only if it is the next seq there: the
-/// answer and the copy then leave in one write, instead of the fan-out writing the copy in a
-/// second one. Anything else (not subscribed, a gap, already sent) is left to the fan-out,
-/// which skips what was written here. On the embedded backend the copy is the very message the
-/// bus delivers (the same `Arc`), so whichever of the two encodes it first, the other shares
-/// the bytes; the Redis backend delivers its own copy, read from pub/sub.
-fn write_own_copies(
-    conn: &Conn,
-    stored: &[Arc<Message>],
-) -> std::result::Result<(), crate::conn::Broken> {
-    for m in stored {
-        if m.seq > 0 && conn.last_seq(&m.conv) == Some(m.seq - 1) {
-            conn.write_message(&m.conv, m.seq, &m.encode_frame(), false, How::Later)?;
-        }
-    }
-    Ok(())
-}
-
 /// What the session waits for in its line.
+#[derive(Clone, Copy)]
 pub(super) enum Until<'a> {
     /// The oldest publish's outcome is in, left to the session by its completion.
     Left,
@@ -257,17 +226,7 @@ pub(super) fn poll_progress(
 ) -> Poll<()> {
     let mut st = line.state.lock();
     let left = st.queue.front().is_some_and(|f| f.outcome.is_some());
-    let done = left
-        || match *until {
-            Until::Left => false,
-            Until::Empty => st.queue.is_empty(),
-            Until::Clear(conv) => !st
-                .queue
-                .iter()
-                .any(|f| f.convs.iter().flatten().any(|c| c == conv)),
-            Until::Room(depth) => st.queue.len() < depth,
-        };
-    if done {
+    if left || st.reached(until) {
         return Poll::Ready(());
     }
     let slot = match until {

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::backend::Receipt;
-use crate::transport::{Progress, Wire};
+use crate::transport::{Out, Progress, Wire};
 use std::io;
 use std::task::Context;
 

@@ -10,7 +10,7 @@
 //! publishes the stored messages), as the fan-out writes deliveries: no task is woken for an
 //! answer, and a DM's answer and the sender's own copy leave in one write. The publishes in
 //! flight are therefore in a [`Line`] shared with those completions, and the session writes an
-//! answer itself only when the completion could not ([`Conn::answer_now`]: unsent bytes or
+//! answer itself only when the completion could not ([`Conn::answer`]: unsent bytes or
 //! handed-over work wait before it, or an earlier answer is not in yet).
 //!
 //! Three rules keep the answers where a client expects them:
@@ -25,7 +25,7 @@
 //!   the publishes to that conversation first. So a sender sees `published` before its own
 //!   copy of the message.
 //!
-//! [`Conn::answer_now`]: crate::conn::Conn::answer_now
+//! [`Conn::answer`]: crate::conn::Conn::answer
 
 use super::line::{Line, Until, poll_progress, progress};
 use super::output::SESSION_HIGH_WATER;
@@ -138,18 +138,7 @@ impl<T: Transport> Session<T> {
 
     /// Answers every publish in flight, in order (before any other request is taken).
     pub(super) async fn settle_publishes(&mut self) -> std::result::Result<(), End> {
-        loop {
-            self.write_answers(How::Now).await?;
-            let Some(p) = self.pipeline.as_ref() else {
-                return Ok(());
-            };
-            let line = p.line.clone();
-            if line.is_empty() {
-                self.pipeline = None;
-                return Ok(());
-            }
-            progress(&line, Until::Empty).await;
-        }
+        self.settle(Until::Empty, How::Now).await
     }
 
     /// Answers the publishes in flight up to the last one to `conv` (before a message of
@@ -160,16 +149,21 @@ impl<T: Transport> Session<T> {
         &mut self,
         conv: &Conv,
     ) -> std::result::Result<(), End> {
+        self.settle(Until::Clear(conv), How::Later).await
+    }
+
+    /// Writes answers as they come until `until` holds.
+    async fn settle(&mut self, until: Until<'_>, how: How) -> std::result::Result<(), End> {
         loop {
-            self.write_answers(How::Later).await?;
+            self.write_answers(how).await?;
             let Some(p) = self.pipeline.as_ref() else {
                 return Ok(());
             };
             let line = p.line.clone();
-            if !line.targets(conv) {
+            if line.reached(&until) {
                 return Ok(());
             }
-            progress(&line, Until::Clear(conv)).await;
+            progress(&line, until).await;
         }
     }
 }
