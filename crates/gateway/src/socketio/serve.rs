@@ -17,7 +17,6 @@ use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use serde_json::Value;
-use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
@@ -240,14 +239,20 @@ impl SocketHandler for SioHandler {
     }
 
     async fn event(&self, _socket: &Socket, event: Event) {
-        let args: Vec<Value> = event
-            .args
-            .iter()
-            .map(|a| serde_json::from_str(a.get()).unwrap_or(Value::Null))
-            .collect();
         let binary = !event.attachments.is_empty();
         let ack_id = event.ack.as_ref().map(AckSender::id);
-        match translate::request(&event.name, &args, ack_id, binary) {
+        // A publish (the busiest event) is copied as written; anything else goes through values.
+        let request = translate::publish_request(&event.name, &event.args, ack_id, binary)
+            .map(Ok)
+            .unwrap_or_else(|| {
+                let args: Vec<Value> = event
+                    .args
+                    .iter()
+                    .map(|a| serde_json::from_str(a.get()).unwrap_or(Value::Null))
+                    .collect();
+                translate::request(&event.name, &args, ack_id, binary)
+            });
+        match request {
             Ok(frame) => {
                 if let Some(ack) = event.ack {
                     self.acks().lock().insert(ack.id(), ack);
@@ -315,11 +320,11 @@ impl Outlet for SocketOutlet {
         Poll::Ready(())
     }
 
-    fn emit_message(&self, object: &RawValue, offset_json: &str) -> io::Result<()> {
+    fn emit_message(&self, object: &str, offset_json: &str) -> io::Result<()> {
         // The offset is base-36 digits and dots: quoting it is all its JSON needs. Written from
         // the shared object's bytes, straight to the socket when nothing is queued for it.
         self.socket
-            .emit_values(&self.message, &[object.get(), offset_json])
+            .emit_values(&self.message, &[object, offset_json])
             .map_err(io_err)
     }
 
@@ -327,9 +332,9 @@ impl Outlet for SocketOutlet {
         self.socket.emit_json(event, &args).map_err(io_err)
     }
 
-    fn ack(&self, id: u64, arg: Value) -> io::Result<()> {
+    fn ack(&self, id: u64, args_json: &str) -> io::Result<()> {
         match self.acks.lock().remove(&id) {
-            Some(ack) => ack.send([arg]).map_err(io_err),
+            Some(ack) => ack.send_json(args_json).map_err(io_err),
             None => Ok(()),
         }
     }

@@ -122,6 +122,68 @@ pub fn request(
     Ok(serde_json::to_vec(&Value::Object(frame)).unwrap_or_default())
 }
 
+/// A `publish` event's object, its fields borrowed as the client wrote them. A field that is
+/// present is `Some`, `null` included (as [`request`] copies it).
+#[derive(serde::Deserialize)]
+struct PublishFields<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    conv: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    body: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    client_msg_id: Option<&'a RawValue>,
+}
+
+/// A field that is present, whatever its value.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+/// [`request`] for a `publish` event read from its arguments' JSON text, without building
+/// values: the fields are copied as the client wrote them. `None` when the event is not a
+/// plain `publish` of one object (binary, another event, duplicate or unreadable fields):
+/// [`request`] then answers it as it always did.
+pub fn publish_request(
+    event: &str,
+    args: &[Box<RawValue>],
+    ack: Option<u64>,
+    binary: bool,
+) -> Option<Vec<u8>> {
+    if event != "publish" || binary {
+        return None;
+    }
+    let object = args.first()?.get();
+    if !object.trim_start().starts_with('{') {
+        // A struct would also take an array, by position.
+        return None;
+    }
+    let fields: PublishFields<'_> = serde_json::from_str(object).ok()?;
+    let mut frame = Vec::with_capacity(64 + args[0].get().len());
+    frame.extend_from_slice(br#"{"type":"publish","id":"#);
+    match ack {
+        Some(a) => frame.extend_from_slice(a.to_string().as_bytes()),
+        None => {
+            frame.push(b'"');
+            frame.extend_from_slice(NO_ACK.as_bytes());
+            frame.push(b'"');
+        }
+    }
+    for (key, value) in [
+        ("conv", fields.conv),
+        ("body", fields.body),
+        ("client_msg_id", fields.client_msg_id),
+    ] {
+        if let Some(v) = value {
+            frame.extend_from_slice(b",\"");
+            frame.extend_from_slice(key.as_bytes());
+            frame.extend_from_slice(b"\":");
+            frame.extend_from_slice(v.get().as_bytes());
+        }
+    }
+    frame.push(b'}');
+    Some(frame)
+}
+
 /// What one native server frame becomes.
 #[derive(Debug, PartialEq)]
 pub enum Outgoing<'a> {
@@ -137,6 +199,14 @@ pub enum Outgoing<'a> {
     },
     /// An acknowledgement with its one argument.
     Ack(u64, Value),
+    /// An acknowledgement whose one argument is the answer itself without its `type` and `id`:
+    /// the object is `{` + `fields` (read without parsing, see [`plain_ack`]).
+    AckObject {
+        /// The acknowledgement id.
+        id: u64,
+        /// The answer's bytes after `"id":N,` (its other fields and the closing brace).
+        fields: &'a [u8],
+    },
     /// A subscription started (or moved) after seq `start` (slot bookkeeping), acknowledged
     /// with the argument when asked.
     Subscribed {
@@ -173,7 +243,7 @@ const MESSAGE_PREFIX: &[u8] = br#"{"type":"message","conv":"#;
 
 /// What the session's frame `frame` becomes for a Socket.IO client.
 pub fn outgoing(frame: &[u8]) -> Outgoing<'_> {
-    if let Some(m) = message(frame) {
+    if let Some(m) = message(frame).or_else(|| plain_ack(frame)) {
         return m;
     }
     let Ok(Value::Object(mut o)) = serde_json::from_slice::<Value>(frame) else {
@@ -246,22 +316,76 @@ fn message(frame: &[u8]) -> Option<Outgoing<'_>> {
     })
 }
 
+/// The answers acknowledged with themselves (without `type` and `id`), as
+/// `ServerFrame::encode` begins them: the tag, then the request id.
+const PLAIN_ACKS: [&[u8]; 3] = [
+    br#"{"type":"published","id":"#,
+    br#"{"type":"history","id":"#,
+    br#"{"type":"presence","id":"#,
+];
+
+/// An answer to `publish`, `history` or `presence` read without parsing it whole (a DM's
+/// answer is the busiest frame a socket gets): `{"type":"published","id":N,…}` becomes the
+/// acknowledgement `N` of the rest; `"id":"-"` (no acknowledgement asked) becomes nothing.
+/// `None` for any other layout, which [`outgoing`] then parses.
+fn plain_ack(frame: &[u8]) -> Option<Outgoing<'_>> {
+    let rest = PLAIN_ACKS.iter().find_map(|p| frame.strip_prefix(*p))?;
+    let (id, after) = match rest.strip_prefix(b"\"") {
+        Some(quoted) => (
+            None,
+            quoted
+                .strip_prefix(NO_ACK.as_bytes())?
+                .strip_prefix(b"\"")?,
+        ),
+        None => {
+            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+            let id: u64 = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+            (Some(id), &rest[digits..])
+        }
+    };
+    let fields = match after.first()? {
+        b',' => &after[1..],
+        b'}' => after,
+        _ => return None,
+    };
+    if fields.last() != Some(&b'}') {
+        return None;
+    }
+    Some(match id {
+        Some(id) => Outgoing::AckObject { id, fields },
+        None => Outgoing::Nothing,
+    })
+}
+
+/// The arguments of an [`Outgoing::AckObject`]: `[{` + `fields` + `]`, JSON text (`fields` is
+/// a tail of a JSON text cut after an ASCII comma).
+pub fn ack_object_args(fields: &[u8]) -> Option<String> {
+    let fields = std::str::from_utf8(fields).ok()?;
+    let mut args = String::with_capacity(fields.len() + 3);
+    args.push_str("[{");
+    args.push_str(fields);
+    args.push(']');
+    Some(args)
+}
+
 /// What a `message` frame gives every socket it goes to, read once per frame per thread.
 struct Cached {
     /// The frame (kept, so that its address cannot be reused while it is the key).
     frame: Bytes,
     conv: Box<str>,
     seq: u64,
-    /// The message object: the frame without its `type`.
-    object: Box<RawValue>,
+    /// The message object: the frame without its `type` (JSON text: the node's own encoding,
+    /// not read again).
+    object: Box<str>,
 }
 
 /// Calls `f` with a `message` frame's conversation, seq and message object (the frame
-/// without its `type`); `None` when `frame` is not a `message` frame. Each is read once per
+/// without its `type`, JSON text); `None` when `frame` is not a `message` frame. The frame is
+/// `Message::encode_frame`'s, so the object is not validated again. Each is read once per
 /// frame and shared: the fan-out hands every subscriber on a thread the same frame bytes one
 /// after the other, so each thread keeps the last one it read, and a socket's share is a
 /// pointer comparison.
-pub fn with_message<R>(frame: &Bytes, f: impl FnOnce(&str, u64, &RawValue) -> R) -> Option<R> {
+pub fn with_message<R>(frame: &Bytes, f: impl FnOnce(&str, u64, &str) -> R) -> Option<R> {
     thread_local! {
         static LAST: RefCell<Option<Cached>> = const { RefCell::new(None) };
     }
@@ -282,7 +406,7 @@ pub fn with_message<R>(frame: &Bytes, f: impl FnOnce(&str, u64, &RawValue) -> R)
                 frame: frame.clone(),
                 conv: conv.into(),
                 seq,
-                object: RawValue::from_string(text).ok()?,
+                object: text.into_boxed_str(),
             });
         }
         let c = last.as_ref()?;
@@ -315,8 +439,7 @@ mod tests {
             panic!("not a message");
         };
         assert_eq!((conv, seq), ("room:r1", 42));
-        let read =
-            |f: &Bytes| with_message(f, |c, s, o| (c.to_owned(), s, o.get().as_ptr())).unwrap();
+        let read = |f: &Bytes| with_message(f, |c, s, o| (c.to_owned(), s, o.as_ptr())).unwrap();
         let (conv, seq, object) = read(&frame);
         assert_eq!((conv.as_str(), seq), ("room:r1", 42));
         assert_eq!(read(&frame).2, object, "made once per frame");
@@ -324,8 +447,7 @@ mod tests {
         assert_ne!(read(&other).2, object, "another frame is read again");
         assert!(with_message(&Bytes::from_static(br#"{"type":"pong"}"#), |_, _, _| ()).is_none());
         let object = with_message(&frame, |_, _, o| o.to_owned()).unwrap();
-        let args: Value =
-            serde_json::from_str(&serde_json::to_string(&(&*object, "c.1")).unwrap()).unwrap();
+        let args: Value = serde_json::from_str(&format!("[{object},\"c.1\"]")).unwrap();
         assert_eq!(args[0]["seq"], 42);
         assert_eq!(args[0]["body"]["t"], 1);
         assert!(args[0].get("type").is_none());
@@ -363,6 +485,157 @@ mod tests {
         );
         assert!(request("subscribe", &[json!(5)], Some(1), false).is_err());
         assert!(request("history", &[json!("room:r1")], Some(1), false).is_err());
+    }
+
+    /// The answers read without parsing give the acknowledgement the full parse gives, for
+    /// every layout `ServerFrame::encode` writes; anything else is left to the full parse.
+    #[test]
+    fn plain_answers_are_acknowledged_as_parsed() {
+        use std::sync::Arc;
+        use switchboard_proto::frame::PresenceEntry;
+        use switchboard_proto::{Conv, ServerFrame};
+        let parsed = |frame: &[u8]| -> Option<(u64, Value)> {
+            let mut o = serde_json::from_slice::<Map<String, Value>>(frame).ok()?;
+            o.remove("type");
+            let id = o.remove("id")?.as_u64()?;
+            Some((id, Value::Object(o)))
+        };
+        let body = RawValue::from_string(r#"{"t":"a \"quoted\" }, text"}"#.into()).unwrap();
+        let m = Arc::new(Message {
+            conv: Conv::room("r1"),
+            seq: 3,
+            message_id: "m_1".into(),
+            from: Some("u_1".into()),
+            to: None,
+            ts: 7,
+            client_msg_id: Some("k".into()),
+            body: switchboard_proto::MessageBody(body),
+            encoded: Default::default(),
+        });
+        for id in [
+            Some(json!(0)),
+            Some(json!(18446744073709551615u64)),
+            Some(json!(42)),
+        ] {
+            let frames = [
+                ServerFrame::Published {
+                    id: id.clone(),
+                    conv: Conv::user("u_2"),
+                    seq: 9,
+                    message_id: "m_2".into(),
+                    ts: 11,
+                },
+                ServerFrame::History {
+                    id: id.clone(),
+                    conv: Conv::room("r1"),
+                    messages: vec![m.clone(), m.clone()],
+                    more: true,
+                },
+                ServerFrame::History {
+                    id: id.clone(),
+                    conv: Conv::room("r1"),
+                    messages: vec![],
+                    more: false,
+                },
+                ServerFrame::Presence {
+                    id: id.clone(),
+                    conv: Conv::room("r1"),
+                    users: vec![PresenceEntry {
+                        user_id: "u_1".into(),
+                        connections: 2,
+                    }],
+                },
+            ];
+            for frame in frames {
+                let bytes = frame.encode();
+                let Outgoing::AckObject { id, fields } = outgoing(&bytes) else {
+                    panic!(
+                        "not read without parsing: {}",
+                        String::from_utf8_lossy(&bytes)
+                    );
+                };
+                let args: Value = serde_json::from_str(&ack_object_args(fields).unwrap()).unwrap();
+                let (want_id, want) = parsed(&bytes).unwrap();
+                assert_eq!((id, args), (want_id, json!([want])));
+            }
+        }
+        let no_ack = ServerFrame::Published {
+            id: Some(json!(NO_ACK)),
+            conv: Conv::user("u_2"),
+            seq: 1,
+            message_id: "m".into(),
+            ts: 1,
+        };
+        assert_eq!(outgoing(&no_ack.encode()), Outgoing::Nothing);
+        // Other layouts go to the full parse, which gives what it always gave.
+        let o = outgoing(br#"{"type":"published","id":1.5,"conv":"user:u_2","seq":1}"#);
+        assert_eq!(o, Outgoing::Nothing, "not a u64 ack id");
+        let o = outgoing(br#"{"type":"published","conv":"user:u_2","id":4}"#);
+        assert_eq!(o, Outgoing::Ack(4, json!({"conv":"user:u_2"})));
+        let o = outgoing(br#"{"type":"published","id":4"#);
+        assert_eq!(o, Outgoing::Nothing, "cut short");
+        let o = outgoing(br#"{"type":"published","id":4}"#);
+        assert_eq!(
+            o,
+            Outgoing::AckObject {
+                id: 4,
+                fields: b"}"
+            }
+        );
+        assert_eq!(ack_object_args(b"}").unwrap(), "[{}]");
+        let o = outgoing(br#"{"type":"published","id":"x","conv":"user:u_2"}"#);
+        assert_eq!(o, Outgoing::Nothing, "a string id that is not ours");
+    }
+
+    /// A publish copied as written is the request that values make, or left to them.
+    #[test]
+    fn publishes_copied_as_written_are_the_requests_values_make() {
+        let raw = |t: &str| RawValue::from_string(t.to_owned()).unwrap();
+        let cases: &[(&[&str], bool)] = &[
+            (
+                &[r#"{"conv":"room:r1","body":{"t":"hi","n":[1,2,{"x":null}]}}"#],
+                true,
+            ),
+            (
+                &[r#"{"conv":"user:u_2","body":"x","client_msg_id":"k1"}"#],
+                true,
+            ),
+            (
+                &[r#"{ "conv" : "room:r\u0031" , "body" : null , "extra" : [1] }"#],
+                true,
+            ),
+            (&[r#"{"conv":"room:r1"}"#], true),
+            (&[r#"{"body":1,"client_msg_id":null}"#], true),
+            (&[r#"{}"#], true),
+            (&[r#"{"conv":"room:r1","body":1}"#, r#""second""#], true),
+            (&[r#"{"conv":"room:r1","conv":"room:r2","body":1}"#], false),
+            (&[r#""room:r1""#], false),
+            (&[r#"[1]"#], false),
+            (&[], false),
+        ];
+        for (args, copied) in cases {
+            let args: Vec<Box<RawValue>> = args.iter().map(|a| raw(a)).collect();
+            let values: Vec<Value> = args
+                .iter()
+                .map(|a| serde_json::from_str(a.get()).unwrap())
+                .collect();
+            for ack in [Some(7), None] {
+                let fast = publish_request("publish", &args, ack, false);
+                assert_eq!(fast.is_some(), *copied, "{args:?}");
+                if let Some(fast) = fast {
+                    let slow = request("publish", &values, ack, false).unwrap();
+                    let fast: Value = serde_json::from_slice(&fast).unwrap();
+                    let slow: Value = serde_json::from_slice(&slow).unwrap();
+                    assert_eq!(fast, slow, "{args:?}");
+                }
+            }
+        }
+        let one = [raw(r#"{"conv":"room:r1","body":1}"#)];
+        assert!(
+            publish_request("publish", &one, Some(1), true).is_none(),
+            "binary"
+        );
+        assert!(publish_request("history", &one, Some(1), false).is_none());
     }
 
     #[test]

@@ -17,10 +17,9 @@
 use super::inbox::Inbox;
 use super::offset::Slots;
 use super::record::{Record, Records};
-use super::translate::{Outgoing, outgoing, with_message};
+use super::translate::{Outgoing, ack_object_args, outgoing, with_message};
 use bytes::Bytes;
 use parking_lot::Mutex;
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::io;
 use std::sync::Arc;
@@ -36,11 +35,11 @@ pub trait Outlet: Send + Sync + 'static {
     fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()>;
     /// Queues event `event` whose arguments are the JSON array `args` (already encoded).
     fn emit(&self, event: &str, args: String) -> io::Result<()>;
-    /// Queues a `message` event: the message object (shared by every socket) and the offset
-    /// (its JSON text, quoted).
-    fn emit_message(&self, object: &RawValue, offset_json: &str) -> io::Result<()>;
-    /// Queues the acknowledgement `id` with the one argument `arg`.
-    fn ack(&self, id: u64, arg: Value) -> io::Result<()>;
+    /// Queues a `message` event: the message object (JSON text shared by every socket, the
+    /// node's own encoding) and the offset (its JSON text, quoted).
+    fn emit_message(&self, object: &str, offset_json: &str) -> io::Result<()>;
+    /// Queues the acknowledgement `id` with `args_json`, a JSON array's text written as it is.
+    fn ack(&self, id: u64, args_json: &str) -> io::Result<()>;
     /// Sends DISCONNECT and closes.
     fn disconnect(&self);
     /// Closes the underlying connection without a DISCONNECT (the client reconnects).
@@ -137,7 +136,12 @@ impl<O: Outlet> SioWire<O> {
         match outgoing(frame) {
             // A message frame whose object could not be read: nothing to send.
             Outgoing::Message { .. } => {}
-            Outgoing::Ack(id, arg) => self.outlet.ack(id, arg)?,
+            Outgoing::Ack(id, arg) => self.ack(id, arg)?,
+            Outgoing::AckObject { id, fields } => {
+                if let Some(args) = ack_object_args(fields) {
+                    self.outlet.ack(id, &args)?;
+                }
+            }
             Outgoing::Subscribed {
                 conv,
                 start,
@@ -152,7 +156,7 @@ impl<O: Outlet> SioWire<O> {
                         .update(&self.pid, self.owner, &self.record(&st.slots));
                 }
                 if let Some((id, arg)) = ack {
-                    self.outlet.ack(id, arg)?;
+                    self.ack(id, arg)?;
                 }
             }
             Outgoing::Unsubscribed { conv, ack, reason } => {
@@ -163,7 +167,7 @@ impl<O: Outlet> SioWire<O> {
                         .update(&self.pid, self.owner, &self.record(&st.slots));
                 }
                 match ack {
-                    Some((id, arg)) => self.outlet.ack(id, arg)?,
+                    Some((id, arg)) => self.ack(id, arg)?,
                     None => {
                         let args = json!([{"conv": conv, "reason": reason}]);
                         self.outlet
@@ -181,6 +185,11 @@ impl<O: Outlet> SioWire<O> {
             Outgoing::Nothing => {}
         }
         Ok(true)
+    }
+
+    /// Acknowledges `id` with the one argument `arg`.
+    fn ack(&self, id: u64, arg: Value) -> io::Result<()> {
+        self.outlet.ack(id, &Value::Array(vec![arg]).to_string())
     }
 
     /// The client disconnected on purpose (a DISCONNECT of its own): nothing to recover.

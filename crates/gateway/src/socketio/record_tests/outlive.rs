@@ -243,10 +243,10 @@ impl crate::socketio::wire::Outlet for NoOutlet {
     fn emit(&self, _: &str, _: String) -> std::io::Result<()> {
         Ok(())
     }
-    fn emit_message(&self, _: &serde_json::value::RawValue, _: &str) -> std::io::Result<()> {
+    fn emit_message(&self, _: &str, _: &str) -> std::io::Result<()> {
         Ok(())
     }
-    fn ack(&self, _: u64, _: serde_json::Value) -> std::io::Result<()> {
+    fn ack(&self, _: u64, _: &str) -> std::io::Result<()> {
         Ok(())
     }
     fn disconnect(&self) {}
