@@ -75,10 +75,12 @@ fn shown(kind: &str) -> String {
     kind.chars().take(40).collect()
 }
 
-/// The `client_frame` fuzz target's function (its corpus test calls it too): `data` parsed as a
-/// client frame (what the node does with every frame) and as a server frame (what the SDK
-/// does). Either may fail, with an error; neither may panic. Returns which parsed.
+/// The `client_frame` fuzz target's function (its corpus test calls it too): `data`'s nesting
+/// measured (the node's depth check, on any bytes), then parsed as a client frame (what the
+/// node does with every frame) and as a server frame (what the SDK does). Either may fail, with
+/// an error; none may panic. Returns which parsed.
 pub fn check_frames(data: &[u8]) -> (bool, bool) {
+    let _ = crate::depth::json_depth(data);
     let client = parse_client_frame(data);
     if let Err(e) = &client {
         assert!(!e.message.is_empty(), "an error says why");

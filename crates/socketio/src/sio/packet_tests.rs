@@ -85,7 +85,12 @@ fn errors() {
     assert_eq!(d("2{}").unwrap_err(), DecodeError::BadPayload);
     assert_eq!(d("2[]").unwrap_err(), DecodeError::BadPayload);
     assert_eq!(d("2[1]").unwrap_err(), DecodeError::BadPayload);
+    assert_eq!(d(r#"2[ 1, "a"]"#).unwrap_err(), DecodeError::BadPayload);
+    assert_eq!(d(r#"2[{"a":"b"}]"#).unwrap_err(), DecodeError::BadPayload);
+    assert_eq!(d(r#"2"a""#).unwrap_err(), DecodeError::BadPayload);
     assert_eq!(d("2").unwrap_err(), DecodeError::BadPayload);
+    // Blanks JSON allows before the array and its first element.
+    assert_eq!(d("2 [\n\t\"a\" , 1 ]").unwrap().kind, PacketType::Event);
     assert_eq!(
         d(r#"2abc["message-with-ack",1]"#).unwrap_err(),
         DecodeError::BadJson
