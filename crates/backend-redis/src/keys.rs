@@ -44,7 +44,7 @@
 //! `Psession:<hex>` (one per name and token, so the hottest reads, token checks, spread evenly),
 //! and the few global keys `Pnodes`, `Proomseq`, `Prooms:public`, `Pconvs` (small, rarely
 //! written). Writes that span owners (a new user's name, a room's indexes, a membership) are
-//! ordered so that no reader finds an index entry without its object (store module).
+//! ordered so that no reader finds an index entry without its object (store and rooms modules).
 
 use switchboard_core::backend::TokenHash;
 use switchboard_proto::Conv;

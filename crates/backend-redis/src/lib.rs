@@ -7,7 +7,8 @@
 //! - **Bus** (`pubsub`): a node subscribes to a conversation's channel only while it has an
 //!   interested connection. One task owns the pub/sub connection; when it drops, the task
 //!   reconnects, subscribes again and fills the gap from the streams, so nothing is lost.
-//! - **Store** (`store`): users, auth sessions, rooms and members in hashes and sorted sets.
+//! - **Store** (`store`, `rooms`): users, auth sessions, rooms and members in hashes and sorted
+//!   sets.
 //! - **Registry** (`registry`): live connections and room subscribers, tied to a per-node lease
 //!   renewed every `lease / 3`; when a node dies its entries stop counting at once and are
 //!   swept by the other nodes.
@@ -32,6 +33,7 @@ mod recovery;
 mod registry;
 mod replicated;
 mod retention;
+mod rooms;
 mod scripts;
 mod shared;
 mod store;

@@ -21,7 +21,9 @@ mod proto;
 mod report;
 mod rng;
 mod scenario;
+mod side_by_side_table;
 mod target;
+mod targets_table;
 mod worker;
 mod ws;
 

@@ -16,16 +16,9 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
-use switchboard_proto::{DisconnectReason, ErrorCode, ServerFrame};
+use switchboard_proto::ServerFrame;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-
-/// Disconnect reasons after which reconnecting cannot help.
-const FINAL_REASONS: [DisconnectReason; 3] = [
-    DisconnectReason::LoggedOut,
-    DisconnectReason::Kicked,
-    DisconnectReason::AuthExpired,
-];
 
 /// Who waits for a request's answer.
 enum Waiter {
@@ -47,50 +40,6 @@ struct Pending {
 impl Pending {
     fn abandoned(&self) -> bool {
         matches!(&self.waiter, Waiter::App(tx) if tx.is_closed())
-    }
-}
-
-impl Request {
-    fn frame(&self, id: u64) -> Value {
-        match self {
-            Request::Subscribe { conv } => json!({"type": "subscribe", "id": id, "conv": conv}),
-            Request::Unsubscribe { conv } => {
-                json!({"type": "unsubscribe", "id": id, "conv": conv})
-            }
-            Request::Publish {
-                conv,
-                body,
-                client_msg_id,
-            } => json!({"type": "publish", "id": id, "conv": conv, "body": body,
-                        "client_msg_id": client_msg_id}),
-            Request::History {
-                conv,
-                after,
-                before,
-                limit,
-            } => {
-                let mut f = json!({"type": "history", "id": id, "conv": conv});
-                if let Some(a) = after {
-                    f["after"] = json!(a);
-                }
-                if let Some(b) = before {
-                    f["before"] = json!(b);
-                }
-                if let Some(l) = limit {
-                    f["limit"] = json!(l);
-                }
-                f
-            }
-            Request::Presence { conv } => json!({"type": "presence", "id": id, "conv": conv}),
-        }
-    }
-
-    /// Safe to send again on a new connection (idempotent on the server).
-    fn retried(&self) -> bool {
-        matches!(
-            self,
-            Request::Subscribe { .. } | Request::Unsubscribe { .. } | Request::Publish { .. }
-        )
     }
 }
 
@@ -468,20 +417,6 @@ impl Driver {
             reason,
         }
     }
-}
-
-/// Error codes that say the server could not serve a request right now (storage away,
-/// overloaded), rather than that it never will.
-const TRANSIENT: [ErrorCode; 4] = [
-    ErrorCode::Unavailable,
-    ErrorCode::Internal,
-    ErrorCode::Overloaded,
-    ErrorCode::RateLimited,
-];
-
-/// Whether `code` (an error frame's code) is one of [`TRANSIENT`].
-fn transient(code: &str) -> bool {
-    TRANSIENT.iter().any(|c| c.as_str() == code)
 }
 
 #[path = "driver_incoming.rs"]

@@ -2,14 +2,35 @@
 //! tracker (and the fills and resumes it asks for), replies routed to the requests waiting for
 //! them, subscription ends, and frames that could not be read.
 
-use super::{After, Driver, FINAL_REASONS, MAX_UNREADABLE, Pending, Waiter, transient};
+use super::{After, Driver, MAX_UNREADABLE, Pending, Waiter};
 use crate::connect::{numeric_id, server_error};
 use crate::link::Link;
 use crate::tracker::{Action, FILL_PAGE};
 use crate::{ClientError, Event, Message, Request, lock};
 use serde_json::{Value, json};
 use std::time::Duration;
-use switchboard_proto::{FrameError, ServerFrame};
+use switchboard_proto::{DisconnectReason, ErrorCode, FrameError, ServerFrame};
+
+/// Disconnect reasons after which reconnecting cannot help.
+const FINAL_REASONS: [DisconnectReason; 3] = [
+    DisconnectReason::LoggedOut,
+    DisconnectReason::Kicked,
+    DisconnectReason::AuthExpired,
+];
+
+/// Error codes that say the server could not serve a request right now (storage away,
+/// overloaded), rather than that it never will.
+const TRANSIENT: [ErrorCode; 4] = [
+    ErrorCode::Unavailable,
+    ErrorCode::Internal,
+    ErrorCode::Overloaded,
+    ErrorCode::RateLimited,
+];
+
+/// Whether `code` (an error frame's code) is one of [`TRANSIENT`].
+fn transient(code: &str) -> bool {
+    TRANSIENT.iter().any(|c| c.as_str() == code)
+}
 
 impl Driver {
     /// One server frame. `Some` when the connection must end.

@@ -75,6 +75,8 @@ mod dispatch;
 mod driver;
 mod link;
 mod net;
+mod request;
+mod shared;
 mod tracker;
 mod types;
 
@@ -92,63 +94,15 @@ use tokio::sync::{mpsc, oneshot};
 use switchboard_proto::ServerFrame;
 pub use switchboard_proto::frame::PresenceEntry;
 
+pub(crate) use request::{Cmd, Request};
+pub(crate) use shared::{Shared, lock};
+
 /// How many events the [`Events`] stream holds before the client waits for the application
 /// to read (see "Backpressure" above).
 pub const EVENT_BUFFER: usize = 1024;
 
 /// How many requests can wait for the background task before callers wait to hand theirs over.
 pub const COMMAND_BUFFER: usize = 64;
-
-/// A request to the background task.
-#[derive(Debug, Clone)]
-pub(crate) enum Request {
-    Subscribe {
-        conv: String,
-    },
-    Unsubscribe {
-        conv: String,
-    },
-    Publish {
-        conv: String,
-        body: Value,
-        client_msg_id: String,
-    },
-    History {
-        conv: String,
-        after: Option<u64>,
-        before: Option<u64>,
-        limit: Option<u32>,
-    },
-    Presence {
-        conv: String,
-    },
-}
-
-/// What the application sends the background task.
-pub(crate) enum Cmd {
-    Request {
-        req: Request,
-        reply: oneshot::Sender<Result<ServerFrame, ClientError>>,
-    },
-    Close {
-        done: oneshot::Sender<()>,
-    },
-}
-
-/// State the background task shares with the handles.
-#[derive(Debug, Default)]
-pub(crate) struct SharedState {
-    pub tracker: tracker::Tracker,
-    pub node_id: Option<String>,
-    pub user_id: Option<String>,
-    pub last_error: Option<String>,
-}
-
-pub(crate) type Shared = Arc<Mutex<SharedState>>;
-
-pub(crate) fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, SharedState> {
-    shared.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 struct Inner {
     cmds: mpsc::Sender<Cmd>,

@@ -1,9 +1,9 @@
 //! [`Store`] for the Redis backend: each call checks the backend is open, then runs in the
-//! store module (users, sessions, rooms, members) or the accounts module (revocation,
-//! passwords).
+//! store module (users, sessions), the rooms module (rooms, members) or the accounts module
+//! (revocation, passwords).
 
 use crate::RedisBackend;
-use crate::{accounts, store};
+use crate::{accounts, rooms, store};
 use async_trait::async_trait;
 use switchboard_core::backend::{
     AuthSession, BackendError, Room, Store, TokenHash, User, UserCredentials, Visibility,
@@ -77,36 +77,36 @@ impl Store for RedisBackend {
         owner: &str,
     ) -> Result<Room, BackendError> {
         self.shared.check_open()?;
-        store::create_room(&self.shared, name, visibility, owner).await
+        rooms::create_room(&self.shared, name, visibility, owner).await
     }
 
     async fn room(&self, room_id: &str) -> Result<Option<Room>, BackendError> {
         self.shared.check_open()?;
-        store::room(&self.shared, room_id).await
+        rooms::room(&self.shared, room_id).await
     }
 
     async fn rooms_visible_to(&self, user_id: &str) -> Result<Vec<Room>, BackendError> {
         self.shared.check_open()?;
-        store::rooms_visible_to(&self.shared, user_id).await
+        rooms::rooms_visible_to(&self.shared, user_id).await
     }
 
     async fn add_member(&self, room_id: &str, user_id: &str) -> Result<(), BackendError> {
         self.shared.check_open()?;
-        store::add_member(&self.shared, room_id, user_id).await
+        rooms::add_member(&self.shared, room_id, user_id).await
     }
 
     async fn remove_member(&self, room_id: &str, user_id: &str) -> Result<(), BackendError> {
         self.shared.check_open()?;
-        store::remove_member(&self.shared, room_id, user_id).await
+        rooms::remove_member(&self.shared, room_id, user_id).await
     }
 
     async fn is_member(&self, room_id: &str, user_id: &str) -> Result<bool, BackendError> {
         self.shared.check_open()?;
-        store::is_member(&self.shared, room_id, user_id).await
+        rooms::is_member(&self.shared, room_id, user_id).await
     }
 
     async fn members(&self, room_id: &str) -> Result<Vec<String>, BackendError> {
         self.shared.check_open()?;
-        store::members(&self.shared, room_id).await
+        rooms::members(&self.shared, room_id).await
     }
 }
