@@ -9,7 +9,7 @@
 //! holds at most one batch (about [`BATCH_BYTES`]) per connection. Reading decrypts what the
 //! socket has into the reader's buffer.
 
-use crate::wire::{Framing, MAX_HEAD, ReadSource, read_chunk};
+use crate::wire::{Framing, MAX_HEAD, ReadSource, read_chunk, with_read_chunk};
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use rustls::ServerConnection;
@@ -148,13 +148,14 @@ impl<F: Framing> ReadSource for TlsWire<F> {
             {
                 let mut tls = self.tls.lock();
                 // Decrypted data first (some may have come with the handshake).
-                let mut chunk = [0u8; crate::wire::READ_CHUNK];
-                match tls.reader().read(&mut chunk) {
+                let read = with_read_chunk(|chunk| {
+                    let n = tls.reader().read(chunk)?;
+                    buf.extend_from_slice(&chunk[..n]);
+                    Ok::<_, io::Error>(n)
+                });
+                match read {
                     Ok(0) => return Poll::Ready(false), // close_notify
-                    Ok(n) => {
-                        buf.extend_from_slice(&chunk[..n]);
-                        return Poll::Ready(true);
-                    }
+                    Ok(_) => return Poll::Ready(true),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => return Poll::Ready(false),
                 }
@@ -163,26 +164,34 @@ impl<F: Framing> ReadSource for TlsWire<F> {
                 tracing::debug!(error = %e, "read failed");
                 return Poll::Ready(false);
             }
-            let mut raw = [0u8; crate::wire::READ_CHUNK];
-            let n = match read_chunk(&self.stream, &mut raw) {
-                Ok(0) => return Poll::Ready(false),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(_) => return Poll::Ready(false),
+            // `Err`: the connection ended; `Ok(None)`: nothing came after all.
+            let fed = with_read_chunk(|raw| {
+                let n = match read_chunk(&self.stream, raw) {
+                    Ok(0) => return Err(()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                    Err(_) => return Err(()),
+                };
+                let mut tls = self.tls.lock();
+                let mut input = &raw[..n];
+                while !input.is_empty() {
+                    if tls.read_tls(&mut input).is_err() {
+                        return Err(());
+                    }
+                    if let Err(e) = tls.process_new_packets() {
+                        tracing::debug!(error = %e, "TLS error");
+                        // The alert, if it can go.
+                        let _ = send(&mut tls, &self.stream);
+                        return Err(());
+                    }
+                }
+                Ok(Some(tls))
+            });
+            let mut tls = match fed {
+                Ok(Some(tls)) => tls,
+                Ok(None) => continue,
+                Err(()) => return Poll::Ready(false),
             };
-            let mut tls = self.tls.lock();
-            let mut input = &raw[..n];
-            while !input.is_empty() {
-                if tls.read_tls(&mut input).is_err() {
-                    return Poll::Ready(false);
-                }
-                if let Err(e) = tls.process_new_packets() {
-                    tracing::debug!(error = %e, "TLS error");
-                    // The alert, if it can go.
-                    let _ = send(&mut tls, &self.stream);
-                    return Poll::Ready(false);
-                }
-            }
             // Anything rustls must answer (a key update) goes now, best effort; frames that
             // find it still there send it first.
             if send(&mut tls, &self.stream).is_err() {
