@@ -8,8 +8,9 @@
 //!   conversation that never had a message needs no read (the cache module).
 //! - **Bus**: in-process. Every stored message goes to the one [`BusSink`], in seq order, through
 //!   a bounded queue to one bus thread (the relay module), so a large fan-out does not hold up the
-//!   next commit; control events take the same queue. The hub filters by subscription, so
-//!   `subscribe` and `unsubscribe` have nothing to do.
+//!   next commit; control events take the same queue. A commit of a few messages that finds the
+//!   bus idle is delivered by the writer itself (no thread wake-up). The hub filters by
+//!   subscription, so `subscribe` and `unsubscribe` have nothing to do.
 //! - **Registry**: in memory; a crash forgets it together with the connections it describes.
 
 mod append;
@@ -106,9 +107,9 @@ impl EmbeddedBackend {
             .with_commit_metrics(config.commit_metrics.clone());
         let writer_alive = Arc::new(AtomicBool::new(true));
         let alive = writer_alive.clone();
-        // The writer hands committed messages to the bus thread (relay module); if that thread
-        // could not start it delivers them itself, so give it the caller's runtime context for
-        // a sink that uses tokio.
+        // The writer delivers small commits itself and hands the others to the bus thread (relay
+        // module), or delivers them all if that thread could not start, so give it the caller's
+        // runtime context for a sink that uses tokio.
         let runtime = tokio::runtime::Handle::try_current().ok();
         let handle = std::thread::Builder::new()
             .name("sb-sqlite-writer".into())

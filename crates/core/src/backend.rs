@@ -272,6 +272,14 @@ pub trait BusSink: Send + Sync + 'static {
     /// A stored message for a conversation this node declared interest in. Called in seq order
     /// per conversation. Must not block.
     fn deliver(&self, message: Arc<Message>);
+    /// The messages one commit stored, in seq order: [`deliver`](BusSink::deliver) for each,
+    /// unless the sink has a cheaper way for a group (the embedded backend's relay writes a small
+    /// commit's on the committing thread).
+    fn deliver_all(&self, messages: Vec<Arc<Message>>) {
+        for m in messages {
+            self.deliver(m);
+        }
+    }
     /// A control event from any node (including this one).
     fn control(&self, event: ControlEvent);
 }

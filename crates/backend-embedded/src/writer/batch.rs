@@ -172,9 +172,7 @@ impl Writer {
                 other => rest.push(other),
             }
         }
-        for m in published {
-            self.sink.deliver(m);
-        }
+        self.sink.deliver_all(published);
         for outcome in rest {
             match outcome {
                 Outcome::Append(reply, r) => reply.send(answer(r)),
