@@ -122,6 +122,24 @@ pub fn request(
     Ok(serde_json::to_vec(&Value::Object(frame)).unwrap_or_default())
 }
 
+/// `frame` if the node takes frames of its size (`max`, its `--max-frame-bytes`), else the
+/// refusal `too_large`. A Socket.IO packet within `maxPayload` (the same limit) becomes a native
+/// frame a few bytes longer (the envelope's `"type"` and `"id"`), so one near the limit can make
+/// a frame over it: refused here, where its acknowledgement is known, since the session answers
+/// a frame it cannot read without an id (and so without an acknowledgement).
+pub fn within_limit(frame: Vec<u8>, max: usize) -> Result<Vec<u8>, Refusal> {
+    if frame.len() <= max {
+        return Ok(frame);
+    }
+    Err(Refusal {
+        code: ErrorCode::TooLarge,
+        message: format!(
+            "the event makes a frame of {} bytes, over the {max}-byte limit",
+            frame.len()
+        ),
+    })
+}
+
 /// A `publish` event's object, its fields borrowed as the client wrote them. A field that is
 /// present is `Some`, `null` included (as [`request`] copies it).
 #[derive(serde::Deserialize)]
@@ -636,6 +654,23 @@ mod tests {
             "binary"
         );
         assert!(publish_request("history", &one, Some(1), false).is_none());
+    }
+
+    /// A frame over the node's limit is refused with `too_large` (and so acknowledged); one
+    /// at the limit goes on.
+    #[test]
+    fn frames_over_the_node_limit_are_refused_here() {
+        let one = [RawValue::from_string(r#"{"conv":"room:r1","body":"xxxx"}"#.into()).unwrap()];
+        let frame = publish_request("publish", &one, Some(7), false).unwrap();
+        let len = frame.len();
+        assert!(
+            len > one[0].get().len(),
+            "the envelope makes the frame longer"
+        );
+        assert_eq!(within_limit(frame.clone(), len), Ok(frame.clone()));
+        let refused = within_limit(frame, len - 1).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::TooLarge);
+        assert_eq!(refused.ack_arg()["error"]["code"], "too_large");
     }
 
     #[test]
