@@ -161,6 +161,10 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
 /// values: the fields are copied as the client wrote them. `None` when the event is not a
 /// plain `publish` of one object (binary, another event, duplicate or unreadable fields):
 /// [`request`] then answers it as it always did.
+///
+/// So a body is stored verbatim, as a native client's is (PROTOCOL.md): its layout, escapes and
+/// numbers as written, duplicate keys inside it kept, and also what values cannot hold and
+/// [`request`] refused (`1e400`, a lone surrogate `"\ud800"`), which the native protocol takes.
 pub fn publish_request(
     event: &str,
     args: &[Box<RawValue>],
@@ -603,6 +607,33 @@ mod tests {
         assert_eq!(ack_object_args(b"}").unwrap(), "[{}]");
         let o = outgoing(br#"{"type":"published","id":"x","conv":"user:u_2"}"#);
         assert_eq!(o, Outgoing::Nothing, "a string id that is not ours");
+    }
+
+    /// A body copied as written reaches the session as a native client's would: verbatim,
+    /// whatever values would have made of it (or refused).
+    #[test]
+    fn bodies_reach_the_session_verbatim() {
+        use switchboard_proto::frame::{ClientFrame, parse_client_frame};
+        for body in [
+            "1e400",
+            r#""\ud800""#,
+            r#"{"a":1,"a":2}"#,
+            "12345678901234567890123",
+            "-0",
+            r#"[1,  2, "\/"]"#,
+        ] {
+            let object = format!(r#"{{"conv":"room:r1","body":{body}}}"#);
+            let args = [RawValue::from_string(object.clone()).unwrap()];
+            let frame = publish_request("publish", &args, Some(1), false).expect("copied");
+            let native = format!(r#"{{"type":"publish","id":1,"conv":"room:r1","body":{body}}}"#);
+            for text in [frame, native.into_bytes()] {
+                let Ok((_, ClientFrame::Publish { body: read, .. })) = parse_client_frame(&text)
+                else {
+                    panic!("not a publish: {}", String::from_utf8_lossy(&text));
+                };
+                assert_eq!(read.get(), body, "{object}");
+            }
+        }
     }
 
     /// A publish copied as written is the request that values make, or left to them.
