@@ -9,10 +9,11 @@
 //! cut as a slow consumer, and the client resumes from history and loses nothing.
 //!
 //! Where the fan-out runs: a conversation with few local subscribers is written to on the
-//! thread that delivers the message (the bus). A larger one is split over the fan-out threads,
-//! one part each, by connection key: a connection always gets its messages from the same
-//! thread, in the order they were delivered, and the sockets of one large room are written
-//! from every core at once.
+//! thread that delivers the message (the embedded bus thread, or the embedded writer for a
+//! small commit; the Redis pub/sub task). A larger one is split over the fan-out threads, one
+//! part each, by connection key: a connection always gets its messages from the same thread,
+//! in the order they were delivered, and the sockets of one large room are written from every
+//! core at once.
 
 use crate::backend::{BusSink, ControlEvent};
 use crate::conn::Conn;

@@ -340,8 +340,8 @@ pub(crate) mod tests {
         assert!(framed(&TcpFraming, &Out::Close(1000)).is_empty());
     }
 
-    /// A short read leaves the socket's read readiness cleared (no `EAGAIN` read needed), and
-    /// the next bytes to arrive make it ready again.
+    /// The read buffer is kept per thread; a nested call (none is made today) gets a fresh one
+    /// instead of the one in use.
     #[test]
     fn the_read_buffer_is_the_threads_and_a_nested_call_gets_its_own() {
         let outer = with_read_chunk(|a| {
@@ -356,6 +356,8 @@ pub(crate) mod tests {
         assert_eq!(with_read_chunk(|a| a.as_ptr() as usize), outer, "kept");
     }
 
+    /// A short read leaves the socket's read readiness cleared (no `EAGAIN` read needed), and
+    /// the next bytes to arrive make it ready again.
     #[tokio::test]
     async fn a_short_read_clears_readiness_until_more_comes() {
         use std::future::poll_fn;

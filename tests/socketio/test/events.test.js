@@ -78,6 +78,26 @@ test('subscribe, unsubscribe, publish, history and presence, with their errors',
   assert.ok(b.connected);
 });
 
+test('a publish as large as maxPayload gets its answer', async (t) => {
+  // maxPayload is the node's --max-frame-bytes, and the native frame a publish becomes is a few
+  // bytes longer than its packet: a packet within the limit may make a frame over it.
+  const max = 2048;
+  const node = await h.startNode(t, { args: ['--max-frame-bytes', String(max)] });
+  const tok = await h.token(node.base, h.unique('u'));
+  const conv = await h.room(node.base, tok, 'large');
+  const socket = h.client(t, node.base, { transports: ['websocket'], auth: { token: tok } });
+  await h.connected(socket);
+  // The WebSocket message: `42`, the ack id (0: the socket's first), the event's JSON array.
+  const message = (body) => `420${JSON.stringify(['publish', { conv, body }])}`.length;
+  const body = 'x'.repeat(max - message(''));
+  assert.equal(message(body), max);
+  const refused = await h.request(socket, 'publish', { conv, body });
+  assert.equal(refused.error.code, 'too_large');
+  const published = await h.request(socket, 'publish', { conv, body: body.slice(100) });
+  assert.equal(published.seq, 1);
+  assert.ok(socket.connected);
+});
+
 test('subscribe with since replays the missed messages after the ack', async (t) => {
   const node = await h.startNode(t);
   const tok = await h.token(node.base, h.unique('u'));

@@ -251,7 +251,8 @@ impl SocketHandler for SioHandler {
                     .map(|a| serde_json::from_str(a.get()).unwrap_or(Value::Null))
                     .collect();
                 translate::request(&event.name, &args, ack_id, binary)
-            });
+            })
+            .and_then(|frame| translate::within_limit(frame, self.node.limits.max_frame_bytes));
         match request {
             Ok(frame) => {
                 if let Some(ack) = event.ack {

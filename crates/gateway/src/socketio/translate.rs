@@ -122,6 +122,24 @@ pub fn request(
     Ok(serde_json::to_vec(&Value::Object(frame)).unwrap_or_default())
 }
 
+/// `frame` if the node takes frames of its size (`max`, its `--max-frame-bytes`), else the
+/// refusal `too_large`. A Socket.IO packet within `maxPayload` (the same limit) becomes a native
+/// frame a few bytes longer (the envelope's `"type"` and `"id"`), so one near the limit can make
+/// a frame over it: refused here, where its acknowledgement is known, since the session answers
+/// a frame it cannot read without an id (and so without an acknowledgement).
+pub fn within_limit(frame: Vec<u8>, max: usize) -> Result<Vec<u8>, Refusal> {
+    if frame.len() <= max {
+        return Ok(frame);
+    }
+    Err(Refusal {
+        code: ErrorCode::TooLarge,
+        message: format!(
+            "the event makes a frame of {} bytes, over the {max}-byte limit",
+            frame.len()
+        ),
+    })
+}
+
 /// A `publish` event's object, its fields borrowed as the client wrote them. A field that is
 /// present is `Some`, `null` included (as [`request`] copies it).
 #[derive(serde::Deserialize)]
@@ -143,6 +161,10 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
 /// values: the fields are copied as the client wrote them. `None` when the event is not a
 /// plain `publish` of one object (binary, another event, duplicate or unreadable fields):
 /// [`request`] then answers it as it always did.
+///
+/// So a body is stored verbatim, as a native client's is (PROTOCOL.md): its layout, escapes and
+/// numbers as written, duplicate keys inside it kept, and also what values cannot hold and
+/// [`request`] refused (`1e400`, a lone surrogate `"\ud800"`), which the native protocol takes.
 pub fn publish_request(
     event: &str,
     args: &[Box<RawValue>],
@@ -587,6 +609,33 @@ mod tests {
         assert_eq!(o, Outgoing::Nothing, "a string id that is not ours");
     }
 
+    /// A body copied as written reaches the session as a native client's would: verbatim,
+    /// whatever values would have made of it (or refused).
+    #[test]
+    fn bodies_reach_the_session_verbatim() {
+        use switchboard_proto::frame::{ClientFrame, parse_client_frame};
+        for body in [
+            "1e400",
+            r#""\ud800""#,
+            r#"{"a":1,"a":2}"#,
+            "12345678901234567890123",
+            "-0",
+            r#"[1,  2, "\/"]"#,
+        ] {
+            let object = format!(r#"{{"conv":"room:r1","body":{body}}}"#);
+            let args = [RawValue::from_string(object.clone()).unwrap()];
+            let frame = publish_request("publish", &args, Some(1), false).expect("copied");
+            let native = format!(r#"{{"type":"publish","id":1,"conv":"room:r1","body":{body}}}"#);
+            for text in [frame, native.into_bytes()] {
+                let Ok((_, ClientFrame::Publish { body: read, .. })) = parse_client_frame(&text)
+                else {
+                    panic!("not a publish: {}", String::from_utf8_lossy(&text));
+                };
+                assert_eq!(read.get(), body, "{object}");
+            }
+        }
+    }
+
     /// A publish copied as written is the request that values make, or left to them.
     #[test]
     fn publishes_copied_as_written_are_the_requests_values_make() {
@@ -636,6 +685,23 @@ mod tests {
             "binary"
         );
         assert!(publish_request("history", &one, Some(1), false).is_none());
+    }
+
+    /// A frame over the node's limit is refused with `too_large` (and so acknowledged); one
+    /// at the limit goes on.
+    #[test]
+    fn frames_over_the_node_limit_are_refused_here() {
+        let one = [RawValue::from_string(r#"{"conv":"room:r1","body":"xxxx"}"#.into()).unwrap()];
+        let frame = publish_request("publish", &one, Some(7), false).unwrap();
+        let len = frame.len();
+        assert!(
+            len > one[0].get().len(),
+            "the envelope makes the frame longer"
+        );
+        assert_eq!(within_limit(frame.clone(), len), Ok(frame.clone()));
+        let refused = within_limit(frame, len - 1).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::TooLarge);
+        assert_eq!(refused.ack_arg()["error"]["code"], "too_large");
     }
 
     #[test]
