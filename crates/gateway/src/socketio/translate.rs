@@ -222,7 +222,7 @@ pub enum Outgoing<'a> {
     /// An acknowledgement with its one argument.
     Ack(u64, Value),
     /// An acknowledgement whose one argument is the answer itself without its `type` and `id`:
-    /// the object is `{` + `fields` (read without parsing, see [`plain_ack`]).
+    /// the object is `{` + `fields` (read without parsing, see `plain_ack`).
     AckObject {
         /// The acknowledgement id.
         id: u64,
