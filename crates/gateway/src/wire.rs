@@ -106,7 +106,7 @@ pub trait Framing: Send + Sync + 'static {
     fn payload<'a>(&self, frame: &'a Out) -> &'a [u8];
 }
 
-/// A socket as a [`Wire`] (and, through [`SocketWire::stream`], its reader's source).
+/// A socket as a [`Wire`] (and, through its `stream`, its reader's source).
 pub struct SocketWire<F> {
     stream: TcpStream,
     framing: F,

@@ -94,7 +94,7 @@ fn fuzz_split(data: &[u8]) -> Option<FuzzInput<'_>> {
 /// A fuzz input taken apart: the size limit, the whole input, and its two parts.
 type FuzzInput<'a> = (usize, &'a [u8], &'a [u8], &'a [u8]);
 
-/// The `ws_frames` fuzz property: the input decoded whole and split in two (see [`fuzz_split`])
+/// The `ws_frames` fuzz property: the input decoded whole and split in two (see `fuzz_split`)
 /// gives the same items, error and leftover. Panics if not. Returns the number of items.
 pub fn check_ws(data: &[u8]) -> usize {
     let Some((max, whole, a, b)) = fuzz_split(data) else {

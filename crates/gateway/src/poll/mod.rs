@@ -7,7 +7,7 @@
 //! is nothing yet. Frames stay buffered until a later GET acknowledges them with a larger
 //! `after`, so a lost response loses nothing. The buffer is bounded: a client that stops
 //! collecting frames stops the session from draining its queue, and the session is cut as a
-//! slow consumer like any other (see [`session`]). A user holds a bounded number of sessions on
+//! slow consumer like any other (see the `session` module). A user holds a bounded number of sessions on
 //! a node (more are `429 rate_limited`), and a session never polled ends quickly. A session id
 //! names its node (`<random>~<node_id>`): a request
 //! that reaches another node is answered `421 wrong_node` with the right node's poll URL.
