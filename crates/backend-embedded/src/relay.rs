@@ -10,13 +10,14 @@
 //! events take the same queue, so a `Revoke` or a logout is never overtaken by a message
 //! committed before it. The queue is bounded: when delivery falls behind, the writer waits.
 //!
-//! A commit of at most [`INLINE_MESSAGES`] messages found with nothing queued nor in delivery
-//! (the bus idle, so there is nothing to overtake) is delivered by the writer itself, right after
-//! the commit: the hub writes a small fan-out on the calling thread and hands a large one to its
-//! fan-out threads. Handing it to the bus cost a thread wake-up per commit: with DMs at 5,000/s
-//! (about four per commit) that was 8% of the node's CPU per DM (docs/PERFORMANCE.md). Larger
-//! commits still go to the bus, so that the writer commits the next batch while the bus writes
-//! (the one-connection room pipeline lost a fifth of its rate when every commit went inline).
+//! A commit whose messages go to at most [`INLINE_DELIVERIES`] local connections in all, found
+//! with nothing queued nor in delivery (the bus idle, so there is nothing to overtake), is
+//! delivered by the writer itself, right after the commit. Handing it to the bus cost a thread
+//! wake-up per commit (docs/PERFORMANCE.md, "Issue 12, seventh round"). Larger commits still go
+//! to the bus, so that the writer commits the next batch while the bus writes (the one-connection
+//! room pipeline lost a fifth of its rate when every commit went inline). The measure is
+//! connections, not messages: a DM is two messages (the recipient's and the sender's copy) with
+//! about one connection each, a room message one with ten or more.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -28,9 +29,11 @@ use tokio::sync::mpsc;
 /// Events queued between the writer and the bus thread.
 const QUEUE: usize = 1024;
 
-/// The most messages a commit may have for the writer to deliver them itself (when the bus is
-/// idle). A DM commit at 5,000 DMs/s holds about four; a pipelining connection's about thirty.
-const INLINE_MESSAGES: usize = 8;
+/// The most local connections a commit's messages may go to, in all, for the writer to deliver
+/// them itself (when the bus is idle). A DM commit at 5,000 DMs/s holds about four DMs, eight
+/// messages to about eight connections; a pipelining connection's commit of ~30 room messages
+/// goes to ~300.
+const INLINE_DELIVERIES: usize = 32;
 
 /// The name of the bus thread.
 const THREAD: &str = "sb-bus";
@@ -123,6 +126,21 @@ fn deliver_here(sink: &dyn BusSink, m: Arc<Message>) {
     }
 }
 
+impl Relay {
+    /// Whether `messages` go to at most [`INLINE_DELIVERIES`] local connections in all (a
+    /// message to none still counts one: its lookup and encoding).
+    fn small(&self, messages: &[Arc<Message>]) -> bool {
+        let mut total = 0;
+        for m in messages {
+            total += self.sink.subscribers(&m.conv).max(1);
+            if total > INLINE_DELIVERIES {
+                return false;
+            }
+        }
+        true
+    }
+}
+
 /// What the writer thread calls after each commit.
 impl BusSink for Relay {
     fn deliver(&self, message: Arc<Message>) {
@@ -150,7 +168,7 @@ impl BusSink for Relay {
     fn deliver_all(&self, messages: Vec<Arc<Message>>) {
         // Only the writer queues messages, so with nothing pending every message committed
         // before these has been delivered: delivering them here overtakes nothing.
-        if messages.len() <= INLINE_MESSAGES && self.pending.load(Ordering::Acquire) == 0 {
+        if self.pending.load(Ordering::Acquire) == 0 && self.small(&messages) {
             for m in messages {
                 deliver_here(self.sink.as_ref(), m);
             }
@@ -254,6 +272,8 @@ mod tests {
         seen: Mutex<Vec<(u64, String)>>,
         hold: u64,
         release: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+        /// The local connections it says each message goes to.
+        subscribers: usize,
     }
 
     impl BusSink for Gate {
@@ -267,16 +287,39 @@ mod tests {
             }
         }
         fn control(&self, _: ControlEvent) {}
+        fn subscribers(&self, _: &Conv) -> usize {
+            self.subscribers
+        }
     }
 
-    fn gate(hold: u64) -> (Arc<Gate>, std::sync::mpsc::Sender<()>) {
+    fn gate_of(hold: u64, subscribers: usize) -> (Arc<Gate>, std::sync::mpsc::Sender<()>) {
         let (tx, rx) = std::sync::mpsc::channel();
         let gate = Gate {
             seen: Mutex::new(Vec::new()),
             hold,
             release: Mutex::new(Some(rx)),
+            subscribers,
         };
         (Arc::new(gate), tx)
+    }
+
+    fn gate(hold: u64) -> (Arc<Gate>, std::sync::mpsc::Sender<()>) {
+        gate_of(hold, 1)
+    }
+
+    /// What counts is the connections a commit goes to: three messages to ten each are
+    /// delivered here, four go to the bus.
+    #[test]
+    fn a_commit_is_small_by_the_connections_it_goes_to() {
+        let (gate, _release) = gate_of(0, 10);
+        let relay = Relay::start(gate.clone());
+        relay.deliver_all((1..=3).map(message).collect());
+        assert_eq!(gate.seen.lock().len(), 3, "delivered before it returned");
+        relay.deliver_all((4..=7).map(message).collect());
+        wait_for(&gate, 7);
+        let seen = gate.seen.lock().clone();
+        assert!(seen[..3].iter().all(|(_, t)| t != THREAD), "{seen:?}");
+        assert!(seen[3..].iter().all(|(_, t)| t == THREAD), "{seen:?}");
     }
 
     fn wait_for(gate: &Gate, n: usize) {
@@ -298,31 +341,35 @@ mod tests {
             .spawn({
                 let relay = relay.clone();
                 move || {
-                    relay.deliver_all((1..=INLINE_MESSAGES as u64).map(message).collect());
+                    relay.deliver_all((1..=INLINE_DELIVERIES as u64).map(message).collect());
                 }
             })
             .unwrap()
             .join()
             .unwrap();
         let seen = gate.seen.lock().clone();
-        assert_eq!(seen.len(), INLINE_MESSAGES, "delivered before it returned");
+        assert_eq!(
+            seen.len(),
+            INLINE_DELIVERIES,
+            "delivered before it returned"
+        );
         assert!(seen.iter().all(|(_, t)| t == "writer"), "{seen:?}");
-        let from = INLINE_MESSAGES as u64 + 1;
+        let from = INLINE_DELIVERIES as u64 + 1;
         relay.deliver_all(
-            (from..from + INLINE_MESSAGES as u64 + 1)
+            (from..from + INLINE_DELIVERIES as u64 + 1)
                 .map(message)
                 .collect(),
         );
-        wait_for(&gate, 2 * INLINE_MESSAGES + 1);
+        wait_for(&gate, 2 * INLINE_DELIVERIES + 1);
         let seen = gate.seen.lock().clone();
         assert!(
-            seen[INLINE_MESSAGES..].iter().all(|(_, t)| t == THREAD),
+            seen[INLINE_DELIVERIES..].iter().all(|(_, t)| t == THREAD),
             "{seen:?}"
         );
         let seqs: Vec<u64> = seen.iter().map(|(s, _)| *s).collect();
         assert_eq!(
             seqs,
-            (1..=2 * INLINE_MESSAGES as u64 + 1).collect::<Vec<_>>()
+            (1..=2 * INLINE_DELIVERIES as u64 + 1).collect::<Vec<_>>()
         );
     }
 
@@ -330,7 +377,7 @@ mod tests {
     /// overtaking it; once the bus is idle again, the next goes inline.
     #[test]
     fn a_small_commit_never_overtakes_one_the_bus_still_delivers() {
-        let big = INLINE_MESSAGES as u64 + 1;
+        let big = INLINE_DELIVERIES as u64 + 1;
         let (gate, release) = gate(1);
         let relay = Relay::start(gate.clone());
         relay.deliver_all((1..=big).map(message).collect());

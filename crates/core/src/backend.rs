@@ -280,6 +280,11 @@ pub trait BusSink: Send + Sync + 'static {
             self.deliver(m);
         }
     }
+    /// How many local connections a message of `conv` would be offered to: what delivering it
+    /// costs, for a caller choosing where to deliver. One unless the sink knows better.
+    fn subscribers(&self, _conv: &switchboard_proto::Conv) -> usize {
+        1
+    }
     /// A control event from any node (including this one).
     fn control(&self, event: ControlEvent);
 }

@@ -370,6 +370,13 @@ impl BusSink for Hub {
         }
     }
 
+    fn subscribers(&self, conv: &Conv) -> usize {
+        self.shard(conv)
+            .read()
+            .get(conv)
+            .map_or(0, Subscribers::len)
+    }
+
     fn control(&self, event: ControlEvent) {
         match event {
             ControlEvent::DisconnectSession {
