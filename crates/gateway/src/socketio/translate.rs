@@ -328,14 +328,20 @@ fn message(frame: &[u8]) -> Option<Outgoing<'_>> {
     if conv.contains('\\') {
         return None;
     }
-    let after = rest[end + 1..].strip_prefix(br#","seq":"#)?;
-    let digits = after.iter().take_while(|b| b.is_ascii_digit()).count();
-    let seq = std::str::from_utf8(&after[..digits]).ok()?.parse().ok()?;
+    let (seq, _) = leading_u64(rest[end + 1..].strip_prefix(br#","seq":"#)?)?;
     Some(Outgoing::Message {
         conv,
         seq,
         rest: &frame[br#"{"type":"message","#.len()..],
     })
+}
+
+/// The unsigned number `text` starts with (digits only, as the node writes seqs and ack ids),
+/// and the bytes after it; `None` if there is none or it overflows.
+fn leading_u64(text: &[u8]) -> Option<(u64, &[u8])> {
+    let digits = text.iter().take_while(|b| b.is_ascii_digit()).count();
+    let n = std::str::from_utf8(&text[..digits]).ok()?.parse().ok()?;
+    Some((n, &text[digits..]))
 }
 
 /// The answers acknowledged with themselves (without `type` and `id`), as
@@ -360,9 +366,8 @@ fn plain_ack(frame: &[u8]) -> Option<Outgoing<'_>> {
                 .strip_prefix(b"\"")?,
         ),
         None => {
-            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-            let id: u64 = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
-            (Some(id), &rest[digits..])
+            let (id, after) = leading_u64(rest)?;
+            (Some(id), after)
         }
     };
     let fields = match after.first()? {

@@ -3,7 +3,7 @@
 //!
 //! Per-type structs (rather than one internally tagged enum) keep publish bodies as raw JSON.
 
-use super::{FrameError, RequestId, read_envelope, shown};
+use super::{FrameError, RequestId, read_envelope, request_id, shown};
 use crate::conv::Conv;
 use crate::message::MessageBody;
 use serde::{Deserialize, Serialize};
@@ -240,11 +240,7 @@ fn publish_in_one_pass(text: &[u8]) -> Option<(Option<RequestId>, ClientFrame)> 
         return None;
     }
     let f: PublishWithEnvelope = serde_json::from_slice(text).ok()?;
-    let id = match f.id {
-        None | Some(serde_json::Value::Null) => None,
-        Some(v @ (serde_json::Value::Number(_) | serde_json::Value::String(_))) => Some(v),
-        Some(_) => return None,
-    };
+    let id = request_id(f.id)?;
     if f.kind != "publish" || !client_msg_id_fits(&f.client_msg_id) {
         return None;
     }

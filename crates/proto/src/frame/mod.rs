@@ -44,6 +44,16 @@ struct Envelope {
     kind: Option<String>,
 }
 
+/// A frame's `id` as read: absent or null is none, a number or a string is the id, anything
+/// else is refused (`None`).
+fn request_id(id: Option<Value>) -> Option<Option<RequestId>> {
+    match id {
+        Some(Value::Null) | None => Some(None),
+        Some(v @ (Value::Number(_) | Value::String(_))) => Some(Some(v)),
+        Some(_) => None,
+    }
+}
+
 /// Reads a frame's `id` (a number, a string, or absent/null) and its `type`. The error carries
 /// the id whenever it could be read, so that the caller can answer (or fail) that request.
 fn read_envelope(text: &[u8]) -> Result<(Option<RequestId>, String), FrameError> {
@@ -51,15 +61,11 @@ fn read_envelope(text: &[u8]) -> Result<(Option<RequestId>, String), FrameError>
         id: None,
         message: format!("frame is not a JSON object: {e}"),
     })?;
-    let id = match env.id {
-        Some(Value::Null) | None => None,
-        Some(v @ (Value::Number(_) | Value::String(_))) => Some(v),
-        Some(_) => {
-            return Err(FrameError {
-                id: None,
-                message: "id must be a number or a string".into(),
-            });
-        }
+    let Some(id) = request_id(env.id) else {
+        return Err(FrameError {
+            id: None,
+            message: "id must be a number or a string".into(),
+        });
     };
     match env.kind {
         Some(kind) => Ok((id, kind)),
