@@ -1,11 +1,11 @@
 //! Running one batch: every job in one transaction (each write in its own savepoint, runs of
 //! appends together), one commit, then publication in seq order, then the answers.
 
+use super::txn::WriteTxn;
 use super::{Job, Writer};
 use crate::append::{AppendReply, Head, Outcome, append_run, finish_heads, in_savepoint};
 use crate::error::{DbResultExt, internal, now_ms};
 use crate::messages::Statements;
-use rusqlite::TransactionBehavior;
 use std::collections::HashMap;
 use std::time::Instant;
 use switchboard_core::backend::BackendError;
@@ -26,10 +26,7 @@ impl Writer {
         let mut overlay: HashMap<Conv, u64> = HashMap::new();
         let began = Instant::now();
 
-        let batch_error = match self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-        {
+        let batch_error = match WriteTxn::begin(&self.conn) {
             Err(e) => {
                 // Nothing ran: fail every job with the reason.
                 let err = internal("beginning a transaction", e);

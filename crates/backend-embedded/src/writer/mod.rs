@@ -9,13 +9,14 @@
 //! order, because one thread assigns the seqs, commits and publishes.
 //!
 //! This file holds the thread's state and loop; [`jobs`] holds what it is asked to do,
-//! [`gather`] how a batch grows, [`batch`] how a batch is run and answered, [`retention`] the
-//! deletion of what expired.
+//! [`gather`] how a batch grows, [`batch`] how a batch is run and answered, [`txn`] its
+//! transaction, [`retention`] the deletion of what expired.
 
 mod batch;
 mod gather;
 mod jobs;
 mod retention;
+mod txn;
 
 pub(crate) use jobs::{Job, TypedJob, WriteJob};
 pub(crate) use retention::IDEMPOTENCY_MIN_RETENTION_MS;
