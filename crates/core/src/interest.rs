@@ -4,7 +4,7 @@
 //! conversation are serialized by an async lock per conversation, so a subscribe and an
 //! unsubscribe racing on the bus cannot leave the node deaf to a conversation it wants.
 //!
-//! Only [`crate::subscriptions::Subscriptions`] changes it (after the hub subscription on
+//! Only `crate::subscriptions::Subscriptions` changes it (after the hub subscription on
 //! attach, after the last hub subscriber leaves on detach): that is what keeps the bus and the
 //! hub in step.
 

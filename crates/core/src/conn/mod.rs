@@ -16,23 +16,23 @@
 //!
 //! # The rules between the session and `Conn`
 //! Each rule is kept here, where it can be, so the session cannot get it wrong:
-//! 1. **A subscription is pending until its reply is written.** [`Conn::add_pending`] (called by
-//!    [`crate::subscriptions::Subscriptions::attach`] right after the hub subscription) records
+//! 1. **A subscription is pending until its reply is written.** `Conn::add_pending` (called by
+//!    `crate::subscriptions::Subscriptions::attach` right after the hub subscription) records
 //!    the conversation with no position: the fan-out hands every delivery of it to the session
-//!    instead of writing it. [`Conn::subscribe_with`] then sets the client's position and writes
+//!    instead of writing it. `Conn::subscribe_with` then sets the client's position and writes
 //!    the `subscribed`/`welcome` reply in one step under the lock, so no message of the
 //!    conversation can precede that reply; what was handed over meanwhile is then written or
 //!    dropped by seq. The pending entry is also what makes teardown total: a subscription is in
 //!    this list from the moment the hub has it.
-//! 2. **Work handed over is never stranded.** [`Conn::attention`] is ready while anything waits
+//! 2. **Work handed over is never stranded.** `Conn::attention` is ready while anything waits
 //!    in the inbox (not only when a new hand-over raised the flag), so a session that takes a
 //!    bounded batch per turn comes back for the rest by itself.
 //! 3. **A reply is not overtaken by what it answers.** While the session answers a publish (or
-//!    authenticates), it holds a [`Held`] guard: the fan-out hands everything over, so the
+//!    authenticates), it holds a `Held` guard: the fan-out hands everything over, so the
 //!    `published` reply reaches the sender before its own copy of the message. The guard lets
 //!    go when dropped, on every path out, errors and panics included.
 //! 4. **One writer at a time, in order.** Whoever writes (fan-out or session) does it under the
-//!    lock and behind any backlog: only [`Conn::flush`] (the session) moves the backlog.
+//!    lock and behind any backlog: only `Conn::flush` (the session) moves the backlog.
 
 mod answer;
 mod state;

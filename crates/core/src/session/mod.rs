@@ -3,16 +3,16 @@
 //!
 //! The files, one concern each:
 //! - `mod.rs` (here): starting a session, its state, how it ends;
-//! - [`serve`]: the loop (requests, hand-overs, writability, timers and heartbeats);
-//! - [`output`]: the session's own writes and waiting for room (the bound on its replies);
-//! - [`request`]: one client frame: parse, rate limits, and the requests that need no
+//! - `serve`: the loop (requests, hand-overs, writability, timers and heartbeats);
+//! - `output`: the session's own writes and waiting for room (the bound on its replies);
+//! - `request`: one client frame: parse, rate limits, and the requests that need no
 //!   subscription (publish, history, presence);
-//! - [`subscribe`]: authentication, resume and `subscribe`;
-//! - [`pipeline`]: publishes in flight, answered in order; [`line`]: the same as their
+//! - `subscribe`: authentication, resume and `subscribe`;
+//! - `pipeline`: publishes in flight, answered in order; `line`: the same as their
 //!   completions see them (an answer is written where its commit completed when it can be);
-//! - [`delivery`]: what the fan-out hands over, gap fills and history replays;
-//! - [`resume`]: where a resume starts (a pure function);
-//! - [`teardown`]: the last frames and the release of everything the connection held.
+//! - `delivery`: what the fan-out hands over, gap fills and history replays;
+//! - `resume`: where a resume starts (a pure function);
+//! - `teardown`: the last frames and the release of everything the connection held.
 //!
 //! Ordering and resume: a subscription is added to the hub (and the bus) *before* its position
 //! and history are read, so every message is either in that history read or arrives live
@@ -22,7 +22,7 @@
 //! is exactly the next one and nothing else waits; the check and the write are one step under
 //! the connection's lock, so it and the session never reorder each other. The rules the
 //! session relies on are kept by [`crate::conn`] (its module comment lists them); what the
-//! connection holds outside itself is owned by [`crate::subscriptions`].
+//! connection holds outside itself is owned by `crate::subscriptions`.
 
 mod delivery;
 mod line;
@@ -118,7 +118,7 @@ impl From<Principal> for PreAuth {
 /// `pre_auth`, `welcome` is sent unasked first. The connection is known to the node (counted,
 /// reachable by shutdown) from this call on, before the returned future first runs. If the
 /// future is dropped before it completes (a panic in its task), everything the connection held
-/// is released all the same (see [`crate::subscriptions`]).
+/// is released all the same (see `crate::subscriptions`).
 pub fn run_session<T: Transport>(
     node: Arc<Node>,
     transport: T,

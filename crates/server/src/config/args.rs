@@ -73,7 +73,8 @@ pub struct ServeArgs {
     /// Placement weight relative to other nodes [default: 1].
     #[arg(long, env = "SWITCHBOARD_WEIGHT", value_name = "N")]
     pub weight: Option<u32>,
-    /// Base URL this node advertises to clients and dispatchers [default: http://<listen>].
+    /// Base URL this node advertises to clients and dispatchers
+    /// [default: http:// and the --listen address].
     #[arg(long, env = "SWITCHBOARD_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
     /// Static gateway list for a dispatcher (base URLs, comma separated), probed besides the
