@@ -3,6 +3,7 @@
 
 use crate::error::{DbResultExt, now_ms};
 use crate::messages::{NewMessage, Statements};
+use crate::writer::run_cached;
 use rusqlite::{Connection, params};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -114,17 +115,17 @@ pub(crate) fn in_savepoint<T>(
             "the batch's transaction was rolled back by the database".into(),
         ));
     }
-    let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
-    run("SAVEPOINT sb_job").ctx("opening a savepoint")?;
+    run_cached(conn, "SAVEPOINT sb_job").ctx("opening a savepoint")?;
     // As rusqlite's `Savepoint`: kept only if it releases; anything else undoes the job.
     let result = f(conn).and_then(|r| {
-        run("RELEASE sb_job")
+        run_cached(conn, "RELEASE sb_job")
             .ctx("releasing a savepoint")
             .map(|_| r)
     });
     if result.is_err() {
         // Undo the job's changes, then end the savepoint; the transaction goes on.
-        let undone = run("ROLLBACK TO sb_job").and_then(|_| run("RELEASE sb_job"));
+        let undone =
+            run_cached(conn, "ROLLBACK TO sb_job").and_then(|_| run_cached(conn, "RELEASE sb_job"));
         if let Err(u) = undone {
             tracing::error!(error = %u, "rolling back a failed job's savepoint failed");
         }
@@ -170,13 +171,12 @@ pub(crate) fn append_run(
                 // Nothing but the run is in the transaction (or the database already rolled it
                 // back): undo it whole and begin again. If that fails, the jobs below find no
                 // transaction and fail, and so does the batch.
-                let run_sql = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
                 let restarted = if conn.is_autocommit() {
-                    Ok(0)
+                    Ok(())
                 } else {
-                    run_sql("ROLLBACK")
+                    run_cached(conn, "ROLLBACK")
                 }
-                .and_then(|_| run_sql("BEGIN IMMEDIATE"));
+                .and_then(|()| run_cached(conn, "BEGIN IMMEDIATE"));
                 if let Err(e) = restarted {
                     tracing::error!(error = %e, "undoing a failed run of appends failed");
                 }

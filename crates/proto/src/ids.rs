@@ -8,8 +8,6 @@ const ID_POOL_BYTES: usize = 320;
 /// Bytes of randomness in an id.
 const ID_BYTES: usize = 10;
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
 /// A random id such as `u_3f9a0c1b2d4e5f60a1b2`: a type prefix, then 80 random bits in hex.
 /// Collisions are not a practical concern at that size for users, rooms, messages and connections.
 ///
@@ -20,13 +18,12 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 pub fn new_id(prefix: &str) -> String {
     let mut b = [0u8; ID_BYTES];
     pooled_random(&mut b);
-    let mut id = String::with_capacity(prefix.len() + 1 + 2 * ID_BYTES);
+    let mut hex = [0u8; 2 * ID_BYTES];
+    hex::encode_to_slice(b, &mut hex).expect("twice the bytes' length");
+    let mut id = String::with_capacity(prefix.len() + 1 + hex.len());
     id.push_str(prefix);
     id.push('_');
-    for byte in b {
-        id.push(HEX[usize::from(byte >> 4)] as char);
-        id.push(HEX[usize::from(byte & 15)] as char);
-    }
+    id.push_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"));
     id
 }
 

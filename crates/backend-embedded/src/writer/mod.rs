@@ -20,6 +20,7 @@ mod txn;
 
 pub(crate) use jobs::{Job, TypedJob, WriteJob};
 pub(crate) use retention::IDEMPOTENCY_MIN_RETENTION_MS;
+pub(crate) use txn::run_cached;
 // The tests run a maintenance pass on a database of their own.
 #[cfg(test)]
 pub(crate) use retention::maintenance;

@@ -18,8 +18,10 @@ pub(super) struct WriteTxn<'c> {
     committed: bool,
 }
 
-/// Runs one statement without parameters or rows from the connection's statement cache.
-fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+/// Runs one statement without parameters or rows (transaction control: `BEGIN`, `COMMIT`,
+/// `ROLLBACK`, savepoints) from the connection's statement cache, so that its text is parsed
+/// once per connection.
+pub(crate) fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
@@ -27,7 +29,7 @@ impl<'c> WriteTxn<'c> {
     /// Begins an immediate transaction (the write lock taken at once, as the writer is the
     /// only writer).
     pub(super) fn begin(conn: &'c Connection) -> rusqlite::Result<WriteTxn<'c>> {
-        run(conn, "BEGIN IMMEDIATE")?;
+        run_cached(conn, "BEGIN IMMEDIATE")?;
         Ok(WriteTxn {
             conn,
             committed: false,
@@ -37,7 +39,7 @@ impl<'c> WriteTxn<'c> {
     /// Commits. On an error the transaction may still be open; it is rolled back when `self`
     /// is dropped, here.
     pub(super) fn commit(mut self) -> rusqlite::Result<()> {
-        run(self.conn, "COMMIT")?;
+        run_cached(self.conn, "COMMIT")?;
         self.committed = true;
         Ok(())
     }
@@ -57,7 +59,7 @@ impl Drop for WriteTxn<'_> {
         if self.committed || self.conn.is_autocommit() {
             return;
         }
-        if let Err(e) = run(self.conn, "ROLLBACK") {
+        if let Err(e) = run_cached(self.conn, "ROLLBACK") {
             tracing::error!(error = %e, "rolling back the batch's transaction failed");
         }
     }

@@ -193,6 +193,11 @@ mod size_tests {
     use super::*;
     use crate::transport::Inbound;
 
+    /// The size of the future `f` returns (never called).
+    fn returned_size<F: FnOnce() -> Fut, Fut>(_: F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
     struct Nothing;
     impl Transport for Nothing {
         async fn recv(&mut self) -> Option<Inbound> {
@@ -203,9 +208,6 @@ mod size_tests {
     /// The session's future is allocated once per connection: keep an eye on its size.
     #[test]
     fn the_session_future_stays_small() {
-        fn returned_size<F: FnOnce() -> Fut, Fut>(_: F) -> usize {
-            std::mem::size_of::<Fut>()
-        }
         #[allow(unreachable_code)]
         let size = returned_size(|| run_session(unreachable!(), Nothing, unreachable!(), None));
         println!(
@@ -223,9 +225,6 @@ mod size_tests {
     #[test]
     #[allow(unreachable_code, unused_variables, clippy::diverging_sub_expression)]
     fn a_frames_futures_stay_in_the_allocators_thread_cache() {
-        fn returned_size<F: FnOnce() -> Fut, Fut>(_: F) -> usize {
-            std::mem::size_of::<Fut>()
-        }
         let on_frame = returned_size(|| {
             let s: &mut Session<Nothing> = unreachable!();
             s.on_frame(unreachable!())
