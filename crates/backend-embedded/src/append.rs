@@ -4,7 +4,7 @@
 use crate::error::{DbResultExt, now_ms};
 use crate::messages::{NewMessage, Statements};
 use crate::writer::run_cached;
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use std::collections::HashMap;
 use std::sync::Arc;
 use switchboard_core::backend::{AppendRequest, Appended, BackendError, Receipt};
@@ -282,26 +282,20 @@ fn append_one(
 /// `committed` tells which conversations already have their row: for those the (read-only)
 /// insert is skipped, which was two statements per DM.
 pub(crate) fn finish_heads(
-    conn: &Connection,
+    stmts: &mut Statements<'_>,
     overlay: &HashMap<Conv, u64>,
     committed: &HashMap<Conv, Head>,
     max_messages: u64,
     keys_from: u64,
 ) -> Result<bool, BackendError> {
-    let mut record = conn
-        .prepare_cached(
-            "INSERT INTO convs (conv, head) VALUES (?1, ?2) ON CONFLICT (conv) DO NOTHING",
-        )
-        .ctx("preparing the conversation record")?;
     let mut spilled = false;
     for (conv, head) in overlay {
         if !committed.get(conv).is_some_and(|h| h.recorded) {
-            record
-                .execute(params![conv.as_str(), *head as i64])
-                .ctx("recording a conversation")?;
+            stmts.record(conv, *head)?;
         }
         if max_messages > 0 && *head > max_messages {
-            spilled |= crate::messages::trim_stream(conn, conv, *head - max_messages, keys_from)?;
+            spilled |=
+                crate::messages::trim_stream(stmts.conn(), conv, *head - max_messages, keys_from)?;
         }
     }
     Ok(spilled)

@@ -4,8 +4,10 @@
 //! entries; when the last goes before the key has expired, the key moves to the `idempotency`
 //! table so that a retry is still answered with the original receipt.
 //!
-//! The statements an append runs are prepared once per batch ([`Statements`]), not looked up
-//! in the connection's statement cache for every message (each lookup hashes the SQL text).
+//! The statements of the append path and of the batch's transaction are prepared once and held
+//! for the writer's life ([`Statements`]), not looked up in the connection's statement cache for
+//! every use: each lookup hashes the SQL text, and each return to the cache copies it into a new
+//! key (about 1,200 instructions a use under callgrind, 5% of a direct message's).
 
 use crate::error::DbResultExt;
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
@@ -28,9 +30,15 @@ const INSERT_ENTRY: &str = "INSERT INTO entries (conv, seq, msg) VALUES (?1, ?2,
 /// A conversation's committed head: the larger of its `convs` row and its newest entry.
 const HEAD: &str = "SELECT (SELECT head FROM convs WHERE conv = ?1),
         (SELECT max(seq) FROM entries WHERE conv = ?1)";
+/// A conversation's row, written by the first batch that appends to it.
+const RECORD: &str = "INSERT INTO convs (conv, head) VALUES (?1, ?2) ON CONFLICT (conv) DO NOTHING";
+/// The batch's transaction (the write lock taken at once: the writer is the only writer).
+const BEGIN: &str = "BEGIN IMMEDIATE";
+const COMMIT: &str = "COMMIT";
 
-/// The statements of the append path, each prepared on first use in a batch and kept for the
-/// rest of it.
+/// The writer's statements: the append path's and the batch's `BEGIN`, `COMMIT` and
+/// conversation record, each prepared on first use and kept as long as `self` (the writer's
+/// life; a test's batch).
 pub(crate) struct Statements<'c> {
     conn: &'c Connection,
     receipt: Option<CachedStatement<'c>>,
@@ -38,6 +46,9 @@ pub(crate) struct Statements<'c> {
     insert: Option<CachedStatement<'c>>,
     entry: Option<CachedStatement<'c>>,
     head: Option<CachedStatement<'c>>,
+    record: Option<CachedStatement<'c>>,
+    begin: Option<CachedStatement<'c>>,
+    commit: Option<CachedStatement<'c>>,
 }
 
 /// The statement in `slot`, prepared from `sql` if this batch has not used it yet.
@@ -51,6 +62,20 @@ fn prepared<'a, 'c>(
     }
     slot.as_mut()
         .ok_or_else(|| BackendError::Internal("statement slot is empty".into()))
+}
+
+/// Runs the parameterless statement in `slot` (transaction control), prepared from `sql` on
+/// first use.
+fn run<'c>(
+    conn: &'c Connection,
+    slot: &mut Option<CachedStatement<'c>>,
+    sql: &str,
+) -> rusqlite::Result<()> {
+    let stmt = match slot {
+        Some(stmt) => stmt,
+        None => slot.insert(conn.prepare_cached(sql)?),
+    };
+    stmt.execute([]).map(drop)
 }
 
 /// One message row to insert: the stored message of its first stream, and where its copy went.
@@ -73,7 +98,33 @@ impl<'c> Statements<'c> {
             insert: None,
             entry: None,
             head: None,
+            record: None,
+            begin: None,
+            commit: None,
         }
+    }
+
+    /// The connection the statements run on.
+    pub(crate) fn conn(&self) -> &'c Connection {
+        self.conn
+    }
+
+    /// Begins the batch's transaction (see [`crate::writer`]'s `WriteTxn`).
+    pub(crate) fn begin(&mut self) -> rusqlite::Result<()> {
+        run(self.conn, &mut self.begin, BEGIN)
+    }
+
+    /// Commits the batch's transaction.
+    pub(crate) fn commit(&mut self) -> rusqlite::Result<()> {
+        run(self.conn, &mut self.commit, COMMIT)
+    }
+
+    /// Writes `conv`'s row with `head`, unless it has one.
+    pub(crate) fn record(&mut self, conv: &Conv, head: u64) -> Result<(), BackendError> {
+        prepared(self.conn, &mut self.record, RECORD)?
+            .execute(params![conv.as_str(), to_i64(head)])
+            .ctx("recording a conversation")
+            .map(drop)
     }
 
     /// The original receipt of a live key: on its message row (if stored at `not_before` or

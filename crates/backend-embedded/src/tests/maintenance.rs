@@ -26,9 +26,9 @@ fn maintenance_trims_by_age_and_expires_keys_and_sessions() {
     expired.blocking_recv().expect("answered").expect("session");
     live.blocking_recv().expect("answered").expect("session");
 
-    let (mut conn, _) = schema::open_writer(dir.path()).expect("open");
+    let (conn, _) = schema::open_writer(dir.path()).expect("open");
     let soon = now_ms() + 10_000;
-    assert!(!maintenance(&mut conn, 1_000, soon).expect("maintenance"));
+    assert!(!maintenance(&conn, 1_000, soon).expect("maintenance"));
     assert_eq!(
         reads::position(&conn, &conv).expect("position"),
         (3, None),
@@ -58,9 +58,9 @@ fn maintenance_trims_by_age_and_expires_keys_and_sessions() {
     );
 
     // ...for a week at least.
-    let (mut conn, _) = schema::open_writer(dir.path()).expect("open");
+    let (conn, _) = schema::open_writer(dir.path()).expect("open");
     let later = now_ms() + crate::writer::IDEMPOTENCY_MIN_RETENTION_MS + 10_000;
-    maintenance(&mut conn, 1_000, later).expect("maintenance");
+    maintenance(&conn, 1_000, later).expect("maintenance");
     let keys: i64 = conn
         .query_row("SELECT count(*) FROM idempotency", [], |r| r.get(0))
         .expect("count");
@@ -105,8 +105,8 @@ fn age_trimming_deletes_a_prefix_and_keeps_heads() {
         .receipt;
     assert!(new.ts > old_ts);
 
-    let (mut conn, _) = schema::open_writer(dir.path()).expect("open");
-    assert!(!maintenance(&mut conn, 1_000, old_ts + 1 + 1_000).expect("maintenance"));
+    let (conn, _) = schema::open_writer(dir.path()).expect("open");
+    assert!(!maintenance(&conn, 1_000, old_ts + 1 + 1_000).expect("maintenance"));
     assert_eq!(reads::position(&conn, &a).expect("position"), (3, Some(3)));
     assert_eq!(
         reads::position(&conn, &b).expect("position"),
@@ -195,14 +195,14 @@ fn spilled_keys_expire_as_a_prefix() {
         .expect("a key");
     }
     drop(conn);
-    let (mut conn, _) = schema::open_writer(dir.path()).expect("open");
-    assert!(!maintenance(&mut conn, 0, now).expect("maintenance"));
+    let (conn, _) = schema::open_writer(dir.path()).expect("open");
+    assert!(!maintenance(&conn, 0, now).expect("maintenance"));
     let keys: Vec<String> = conn
         .prepare("SELECT client_msg_id FROM idempotency ORDER BY id")
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .expect("keys");
     assert_eq!(keys, vec!["b".to_owned(), "c".to_owned()]);
-    assert!(!maintenance(&mut conn, 0, now + 7 * day).expect("maintenance"));
+    assert!(!maintenance(&conn, 0, now + 7 * day).expect("maintenance"));
     let left: i64 = conn
         .query_row("SELECT count(*) FROM idempotency", [], |r| r.get(0))
         .expect("count");

@@ -2,7 +2,7 @@
 //! appends together), one commit, then publication in seq order, then the answers.
 
 use super::txn::WriteTxn;
-use super::{Job, Writer};
+use super::{Job, WriterState};
 use crate::append::{AppendReply, Head, Outcome, append_run, finish_heads, in_savepoint};
 use crate::error::{DbResultExt, internal, now_ms};
 use crate::messages::Statements;
@@ -15,9 +15,14 @@ use tokio::sync::oneshot;
 /// Above this many cached conversation heads the cache is emptied (it refills from the database).
 const HEAD_CACHE_MAX: usize = 200_000;
 
-impl Writer {
-    /// Runs one batch in one transaction; returns the close request if the batch held one.
-    pub(super) fn run_batch(&mut self, batch: Vec<Job>) -> Option<oneshot::Sender<()>> {
+impl WriterState {
+    /// Runs one batch in one transaction with the writer's statements; returns the close
+    /// request if the batch held one.
+    pub(super) fn run_batch(
+        &mut self,
+        stmts: &mut Statements<'_>,
+        batch: Vec<Job>,
+    ) -> Option<oneshot::Sender<()>> {
         if self.seq.heads.len() > HEAD_CACHE_MAX {
             self.seq.heads.clear();
         }
@@ -26,7 +31,7 @@ impl Writer {
         let mut overlay: HashMap<Conv, u64> = HashMap::new();
         let began = Instant::now();
 
-        let batch_error = match WriteTxn::begin(&self.conn) {
+        let batch_error = match WriteTxn::begin(stmts) {
             Err(e) => {
                 // Nothing ran: fail every job with the reason.
                 let err = internal("beginning a transaction", e);
@@ -43,7 +48,6 @@ impl Writer {
             }
             Ok(tx) => {
                 {
-                    let mut stmts = Statements::new(&tx);
                     let mut jobs = batch.into_iter().peekable();
                     while let Some(job) = jobs.next() {
                         if close.is_some() {
@@ -61,7 +65,7 @@ impl Writer {
                                 }
                                 append_run(
                                     &tx,
-                                    &mut stmts,
+                                    stmts,
                                     &mut self.seq,
                                     &mut overlay,
                                     run,
@@ -96,7 +100,7 @@ impl Writer {
                     }
                     let keys_from = now_ms().saturating_sub(self.seq.key_retention_ms);
                     finish_heads(
-                        &tx,
+                        stmts,
                         &overlay,
                         &self.seq.heads,
                         self.limits.history_max_messages,
@@ -105,7 +109,7 @@ impl Writer {
                     .and_then(|spilled| {
                         // Set before the commit is known: a lookup too many is harmless.
                         self.seq.spilled_keys |= spilled;
-                        tx.commit().ctx("committing")
+                        tx.commit(stmts).ctx("committing")
                     })
                     .err()
                 }

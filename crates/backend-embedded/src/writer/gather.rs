@@ -1,17 +1,17 @@
 //! How a batch grows before it is committed: jobs arriving in a burst right behind it join it,
 //! and with a commit delay a busy writer's batch waits for more.
 
-use super::{Job, Writer};
+use super::{Job, WriterState};
 use std::time::{Duration, Instant};
 
 /// How soon after the last job the next must come to join the same commit (see
-/// [`Writer::gather`]).
+/// [`WriterState::gather`]).
 const GATHER_GAP: Duration = Duration::from_micros(40);
 
-/// The most [`Writer::gather`] adds to a commit's latency.
+/// The most [`WriterState::gather`] adds to a commit's latency.
 const GATHER_MAX: Duration = Duration::from_micros(300);
 
-impl Writer {
+impl WriterState {
     /// Takes jobs that arrive in a burst right behind the batch: while the next job comes within
     /// [`GATHER_GAP`] of the last (up to [`GATHER_MAX`] in all), it joins this commit instead of
     /// waiting a whole commit for the next one. A pipelining connection's publishes arrive a few

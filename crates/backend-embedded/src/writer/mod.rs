@@ -8,6 +8,10 @@
 //! the jobs. So an `append` returns once its message is durable, and publication order is seq
 //! order, because one thread assigns the seqs, commits and publishes.
 //!
+//! The writer's statements are prepared once and held for its life ([`Statements`]): they
+//! borrow the connection, so the thread's state is split in two, the connection
+//! ([`Writer`]) and everything else ([`WriterState`]).
+//!
 //! This file holds the thread's state and loop; [`jobs`] holds what it is asked to do,
 //! [`gather`] how a batch grows, [`batch`] how a batch is run and answered, [`txn`] its
 //! transaction, [`retention`] the deletion of what expired.
@@ -29,6 +33,7 @@ use crate::append::Sequencer;
 use crate::cache::StoredConvs;
 use crate::checkpointer::Checkpointer;
 use crate::error::DbResultExt;
+use crate::messages::Statements;
 use rusqlite::Connection;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -64,9 +69,14 @@ impl Drop for AliveGuard {
     }
 }
 
-/// The writer thread's state.
+/// The writer thread: its connection and its state.
 pub(crate) struct Writer {
     conn: Connection,
+    state: WriterState,
+}
+
+/// The writer thread's state but its connection, which the statements it holds borrow.
+struct WriterState {
     jobs: Receiver<Job>,
     sink: Arc<dyn BusSink>,
     limits: WriterLimits,
@@ -96,8 +106,7 @@ impl Writer {
             )
             .ctx("reading the latest message time")?;
         let spilled_keys = crate::messages::has_spilled_keys(&conn)?;
-        Ok(Writer {
-            conn,
+        let state = WriterState {
             jobs,
             sink,
             limits: WriterLimits {
@@ -113,46 +122,49 @@ impl Writer {
             stored: None,
             checkpointer: None,
             commit_metrics: None,
-        })
+        };
+        Ok(Writer { conn, state })
     }
 
     /// Lets `checkpointer` run the checkpoints; the writer stops it before its own last
     /// checkpoint on close.
     pub(crate) fn with_checkpointer(mut self, checkpointer: Checkpointer) -> Writer {
-        self.checkpointer = Some(checkpointer);
+        self.state.checkpointer = Some(checkpointer);
         self
     }
 
     /// Keeps `stored` complete: conversations are added before their messages are committed.
     pub(crate) fn with_stored(mut self, stored: Arc<StoredConvs>) -> Writer {
-        self.stored = Some(stored);
+        self.state.stored = Some(stored);
         self
     }
 
     /// Records each commit's time and messages in `metrics`.
     pub(crate) fn with_commit_metrics(mut self, metrics: Option<CommitMetrics>) -> Writer {
-        self.commit_metrics = metrics;
+        self.state.commit_metrics = metrics;
         self
     }
 
     /// The thread's body: runs until closed or until every sender is gone.
-    pub(crate) fn run(mut self, alive: Arc<AtomicBool>) {
+    pub(crate) fn run(self, alive: Arc<AtomicBool>) {
         let _guard = AliveGuard(alive);
+        let Writer { conn, mut state } = self;
+        let mut stmts = Statements::new(&conn);
         let mut next_maintenance = Instant::now();
         loop {
             // After any commit, a batch's or maintenance's, and while idle: once the checkpoint
             // thread's pass is done, finish it, so that the next commit starts the log over.
             let mut wait = next_maintenance.saturating_duration_since(Instant::now());
-            if let Some(c) = &self.checkpointer
-                && c.tend(&self.conn)
+            if let Some(c) = &state.checkpointer
+                && c.tend(&conn)
             {
                 wait = wait.min(CHECKPOINT_POLL);
             }
-            let first = match self.jobs.recv_timeout(wait) {
+            let first = match state.jobs.recv_timeout(wait) {
                 Ok(job) => job,
                 Err(RecvTimeoutError::Timeout) => {
                     if Instant::now() >= next_maintenance {
-                        next_maintenance = self.maintenance();
+                        next_maintenance = state.maintenance(&conn);
                     }
                     continue;
                 }
@@ -160,40 +172,39 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             let mut batch = vec![first];
-            while batch.len() < self.limits.max_batch
+            while batch.len() < state.limits.max_batch
                 && !matches!(batch.last(), Some(Job::Close { .. }))
             {
-                match self.jobs.try_recv() {
+                match state.jobs.try_recv() {
                     Ok(job) => batch.push(job),
                     Err(_) => break,
                 }
             }
-            self.gather(&mut batch);
-            self.wait_for_more(&mut batch);
-            if let Some(reply) = self.run_batch(batch) {
-                if let Some(mut c) = self.checkpointer.take() {
+            state.gather(&mut batch);
+            state.wait_for_more(&mut batch);
+            if let Some(reply) = state.run_batch(&mut stmts, batch) {
+                if let Some(mut c) = state.checkpointer.take() {
                     c.stop();
                 }
-                self.checkpoint();
+                checkpoint(&conn);
                 let _ = reply.send(());
                 return;
             }
             if Instant::now() >= next_maintenance {
-                next_maintenance = self.maintenance();
+                next_maintenance = state.maintenance(&conn);
             }
         }
     }
+}
 
-    fn checkpoint(&self) {
-        let r = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                r.get::<_, i64>(0)
-            });
-        match r {
-            Ok(0) => {}
-            Ok(_) => tracing::warn!("WAL checkpoint on close was blocked by a reader"),
-            Err(e) => tracing::warn!(error = %e, "WAL checkpoint on close failed"),
-        }
+/// The last checkpoint, on close: the log is copied into the database and emptied.
+fn checkpoint(conn: &Connection) {
+    let r = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    });
+    match r {
+        Ok(0) => {}
+        Ok(_) => tracing::warn!("WAL checkpoint on close was blocked by a reader"),
+        Err(e) => tracing::warn!(error = %e, "WAL checkpoint on close failed"),
     }
 }

@@ -1,10 +1,10 @@
 //! Deleting what expired: history older than the age limit, idempotency keys past their
 //! retention, and expired sessions, a chunk at a time.
 
-use super::Writer;
+use super::WriterState;
 use crate::error::{DbResultExt, now_ms};
 use crate::messages::MAINTENANCE_CHUNK;
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use std::time::{Duration, Instant};
 use switchboard_core::backend::BackendError;
 
@@ -15,14 +15,14 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
 /// limit is longer. A retry is answered with the original receipt within this window.
 pub(crate) const IDEMPOTENCY_MIN_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
 
-impl Writer {
+impl WriterState {
     /// Deletes expired history, sessions and idempotency keys, a chunk at a time; returns when to
     /// run next (soon if a chunk was full).
-    pub(super) fn maintenance(&mut self) -> Instant {
-        let done = maintenance(&mut self.conn, self.limits.history_max_age_ms, now_ms());
+    pub(super) fn maintenance(&mut self, conn: &Connection) -> Instant {
+        let done = maintenance(conn, self.limits.history_max_age_ms, now_ms());
         // The pass may have moved keys there, or expired the last of them. On an error, keep
         // looking there.
-        self.seq.spilled_keys = crate::messages::has_spilled_keys(&self.conn).unwrap_or(true);
+        self.seq.spilled_keys = crate::messages::has_spilled_keys(conn).unwrap_or(true);
         match done {
             Ok(true) => Instant::now() + Duration::from_millis(100),
             Ok(false) => Instant::now() + MAINTENANCE_INTERVAL,
@@ -36,12 +36,13 @@ impl Writer {
 
 /// One maintenance pass in its own transaction. Returns `true` if a chunk was full (more to do).
 pub(crate) fn maintenance(
-    conn: &mut Connection,
+    conn: &Connection,
     history_max_age_ms: u64,
     now: u64,
 ) -> Result<bool, BackendError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
+    // Unchecked: the writer's connection is shared with the statements it holds (no other
+    // transaction is open on it between batches).
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
         .ctx("beginning maintenance")?;
     let mut more = false;
     let keys_cutoff = now.saturating_sub(IDEMPOTENCY_MIN_RETENTION_MS.max(history_max_age_ms));

@@ -1,19 +1,20 @@
-//! The batch's write transaction, begun and committed through the connection's cache of
-//! prepared statements.
+//! The batch's write transaction, begun and committed with statements prepared once.
 //!
 //! rusqlite's `Transaction` runs `BEGIN IMMEDIATE` and `COMMIT` with `execute_batch`, which
 //! parses the SQL text again every time: callgrind counted about 4,700 instructions per commit
 //! for the two parses, the statements' set-up and their finalizing (5% of a direct message's
-//! instructions when each commit carries one). [`WriteTxn`] prepares them once and keeps
-//! rusqlite's semantics otherwise: dropped without a successful commit, it rolls back whatever
-//! the database still holds open.
+//! instructions when each commit carries one). [`WriteTxn`] runs the two held by the writer's
+//! [`Statements`] and keeps rusqlite's semantics otherwise: dropped without a successful commit,
+//! it rolls back whatever the database still holds open (that statement from the connection's
+//! cache: failures are rare).
 
+use crate::messages::Statements;
 use rusqlite::Connection;
 use std::ops::Deref;
 
 /// A write transaction on the writer's connection (see the module comment). Derefs to the
 /// connection, as rusqlite's `Transaction` does.
-pub(super) struct WriteTxn<'c> {
+pub(crate) struct WriteTxn<'c> {
     conn: &'c Connection,
     committed: bool,
 }
@@ -27,19 +28,19 @@ pub(crate) fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 impl<'c> WriteTxn<'c> {
     /// Begins an immediate transaction (the write lock taken at once, as the writer is the
-    /// only writer).
-    pub(super) fn begin(conn: &'c Connection) -> rusqlite::Result<WriteTxn<'c>> {
-        run_cached(conn, "BEGIN IMMEDIATE")?;
+    /// only writer) on the connection of `stmts`.
+    pub(crate) fn begin(stmts: &mut Statements<'c>) -> rusqlite::Result<WriteTxn<'c>> {
+        stmts.begin()?;
         Ok(WriteTxn {
-            conn,
+            conn: stmts.conn(),
             committed: false,
         })
     }
 
     /// Commits. On an error the transaction may still be open; it is rolled back when `self`
     /// is dropped, here.
-    pub(super) fn commit(mut self) -> rusqlite::Result<()> {
-        run_cached(self.conn, "COMMIT")?;
+    pub(crate) fn commit(mut self, stmts: &mut Statements<'c>) -> rusqlite::Result<()> {
+        stmts.commit()?;
         self.committed = true;
         Ok(())
     }
@@ -83,11 +84,12 @@ mod tests {
     #[test]
     fn a_commit_keeps_the_writes_and_ends_the_transaction() {
         let conn = db();
+        let mut stmts = Statements::new(&conn);
         for round in 1..=3 {
-            let tx = WriteTxn::begin(&conn).unwrap();
+            let tx = WriteTxn::begin(&mut stmts).unwrap();
             assert!(!tx.is_autocommit());
             tx.execute("INSERT INTO t VALUES (1)", []).unwrap();
-            tx.commit().unwrap();
+            tx.commit(&mut stmts).unwrap();
             assert!(conn.is_autocommit());
             assert_eq!(count(&conn), round);
         }
@@ -96,16 +98,17 @@ mod tests {
     #[test]
     fn a_drop_without_commit_rolls_back() {
         let conn = db();
+        let mut stmts = Statements::new(&conn);
         {
-            let tx = WriteTxn::begin(&conn).unwrap();
+            let tx = WriteTxn::begin(&mut stmts).unwrap();
             tx.execute("INSERT INTO t VALUES (1)", []).unwrap();
         }
         assert!(conn.is_autocommit());
         assert_eq!(count(&conn), 0);
-        // The connection is usable again, and the cached statements too.
-        let tx = WriteTxn::begin(&conn).unwrap();
+        // The connection is usable again, and the held statements too.
+        let tx = WriteTxn::begin(&mut stmts).unwrap();
         tx.execute("INSERT INTO t VALUES (1)", []).unwrap();
-        tx.commit().unwrap();
+        tx.commit(&mut stmts).unwrap();
         assert_eq!(count(&conn), 1);
     }
 
@@ -118,22 +121,30 @@ mod tests {
              PRAGMA foreign_keys = ON;",
         )
         .unwrap();
-        let tx = WriteTxn::begin(&conn).unwrap();
+        let mut stmts = Statements::new(&conn);
+        let tx = WriteTxn::begin(&mut stmts).unwrap();
         tx.execute("INSERT INTO t VALUES (1)", []).unwrap();
         // A deferred foreign key fails only at COMMIT, which leaves the transaction open.
         tx.execute("INSERT INTO c VALUES (7)", []).unwrap();
-        assert!(tx.commit().is_err());
+        assert!(tx.commit(&mut stmts).is_err());
         assert!(
             conn.is_autocommit(),
             "the failed commit was not rolled back"
         );
         assert_eq!(count(&conn), 0);
+        // The held COMMIT works again after the failed one.
+        conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+        let tx = WriteTxn::begin(&mut stmts).unwrap();
+        tx.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        tx.commit(&mut stmts).unwrap();
+        assert_eq!(count(&conn), 1);
     }
 
     #[test]
     fn a_transaction_the_database_ended_is_not_rolled_back_again() {
         let conn = db();
-        let tx = WriteTxn::begin(&conn).unwrap();
+        let mut stmts = Statements::new(&conn);
+        let tx = WriteTxn::begin(&mut stmts).unwrap();
         tx.execute("INSERT INTO t VALUES (1)", []).unwrap();
         tx.execute_batch("ROLLBACK").unwrap();
         drop(tx);
