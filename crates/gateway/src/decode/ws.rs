@@ -4,6 +4,8 @@
 //! the split-at-every-byte tests call the same function.
 
 use bytes::{Buf, Bytes, BytesMut};
+// One RFC 6455 unmasking for both WebSocket servers (word at a time).
+use switchboard_socketio::engine::wsframe::apply_mask;
 
 /// What the decoder took out of the buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,12 +235,5 @@ fn close(payload: &[u8]) -> Result<Option<u16>, WsError> {
             }
             Ok(Some(code))
         }
-    }
-}
-
-/// Unmasks (or masks) `data` in place with the frame's key.
-pub fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
-    for (i, b) in data.iter_mut().enumerate() {
-        *b ^= mask[i & 3];
     }
 }

@@ -102,11 +102,8 @@ pub fn decode(buf: &[u8], max: usize) -> Result<Option<(Frame, usize)>, FrameErr
     }
     let mask = [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]];
     at += 4;
-    let payload = buf[at..at + len]
-        .iter()
-        .enumerate()
-        .map(|(i, b)| b ^ mask[i % 4])
-        .collect();
+    let mut payload = buf[at..at + len].to_vec();
+    apply_mask(&mut payload, mask);
     Ok(Some((
         Frame {
             fin,
@@ -115,6 +112,25 @@ pub fn decode(buf: &[u8], max: usize) -> Result<Option<(Frame, usize)>, FrameErr
         },
         at + len,
     )))
+}
+
+/// Unmasks (or masks: the same XOR) `data` in place with a frame's key, eight bytes at a time
+/// (a byte at a time cost about 9 instructions a byte under callgrind: 1,900 per Socket.IO DM
+/// of the bench).
+pub fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
+    // The key repeated in memory order: XOR-ing it over memory-order words is byte-wise XOR on
+    // either endianness. Chunks start at multiples of 8, so the key's phase stays at 0.
+    let key = u32::from_ne_bytes(mask) as u64;
+    let key = key | (key << 32);
+    let mut words = data.chunks_exact_mut(8);
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        word.copy_from_slice(&(u64::from_ne_bytes(w) ^ key).to_ne_bytes());
+    }
+    for (i, b) in words.into_remainder().iter_mut().enumerate() {
+        *b ^= mask[i & 3];
+    }
 }
 
 /// The longest header a server frame has (no mask): 2 bytes and a 64-bit length.
@@ -148,6 +164,24 @@ pub fn encode_header(out: &mut Vec<u8>, opcode: u8, len: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masking_by_words_is_the_byte_wise_xor_at_every_length() {
+        let mask = [0x8f, 0x01, 0xa5, 0x3c];
+        for len in 0..=67 {
+            let data: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            let expected: Vec<u8> = data
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ mask[i % 4])
+                .collect();
+            let mut masked = data.clone();
+            apply_mask(&mut masked, mask);
+            assert_eq!(masked, expected, "length {len}");
+            apply_mask(&mut masked, mask);
+            assert_eq!(masked, data, "length {len}: masking twice is the identity");
+        }
+    }
 
     /// A masked client frame.
     fn client(fin: bool, op: u8, payload: &[u8]) -> Vec<u8> {
