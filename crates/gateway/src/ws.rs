@@ -354,7 +354,8 @@ mod size_tests {
 
     /// What every idle WebSocket connection holds: its session's future (plus tokio's task
     /// header). It was 1,304 bytes before the reader polled without a future of its own and
-    /// the session stopped keeping its arguments twice.
+    /// the session stopped keeping its arguments twice; 792 made the task 1,024 bytes, 752
+    /// keeps it at 896 (tokio sizes tasks in steps of 128; massif, release build).
     #[test]
     #[allow(unreachable_code)]
     fn the_connection_future_stays_small() {
@@ -371,7 +372,7 @@ mod size_tests {
         });
         println!("run_session::<WsReader>: {session} bytes");
         assert!(
-            session <= 900,
+            session <= 752,
             "the WebSocket session future grew to {session} bytes"
         );
     }

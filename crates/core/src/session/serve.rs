@@ -55,9 +55,9 @@ impl<T: Transport> Session<T> {
                 }
                 ev = self.t.recv(), if full == 0 => match ev {
                     None => Err(End::Gone),
-                    Some(Inbound::Alive) => { self.last_seen = Instant::now(); Ok(()) }
+                    Some(Inbound::Alive) => { self.heard = true; Ok(()) }
                     Some(Inbound::Ping(payload)) => {
-                        self.last_seen = Instant::now();
+                        self.heard = true;
                         // Pings count as frames, and a client that is not reading gets no pong
                         // (RFC 6455 lets an endpoint answer only the latest): pongs cannot pile up.
                         if self.frame_bucket.try_take() && self.conn.backlog() == 0 {
@@ -66,7 +66,7 @@ impl<T: Transport> Session<T> {
                             Ok(())
                         }
                     }
-                    Some(Inbound::Frame(b)) => { self.last_seen = Instant::now(); Box::pin(self.on_frame(b)).await }
+                    Some(Inbound::Frame(b)) => { self.heard = true; Box::pin(self.on_frame(b)).await }
                     Some(Inbound::TooLarge(n)) => Box::pin(self.on_too_large(n)).await,
                 },
                 () = &mut timer => {
@@ -84,12 +84,7 @@ impl<T: Transport> Session<T> {
 
     /// The earliest of: the next heartbeat, the auth deadline or token expiry, the write stall.
     fn next_deadline(&self) -> Instant {
-        let mut at = match self.expires_at {
-            None => self
-                .next_ping
-                .min(self.started + self.node.limits.auth_timeout),
-            Some(expires_at) => self.next_ping.min(expires_at),
-        };
+        let mut at = self.next_ping.min(self.deadline);
         if let Some(moved) = self.conn.backlog_moved_at() {
             at = at.min(moved + self.node.limits.write_timeout);
         }
@@ -117,28 +112,26 @@ impl<T: Transport> Session<T> {
 
     async fn on_timer(&mut self) -> Result<(), End> {
         let now = Instant::now();
-        match self.expires_at {
-            None if now >= self.started + self.node.limits.auth_timeout => {
-                let ms = self.node.limits.auth_timeout.as_millis();
-                self.reply_error(
-                    None,
-                    Error::unauthorized(format!("no auth frame within {ms} ms")),
-                )
-                .await?;
-                return Err(End::Close);
-            }
-            Some(expires_at) if now >= expires_at => {
+        if now >= self.deadline {
+            if self.authenticated {
                 return Err(End::Disconnect(DisconnectReason::AuthExpired));
             }
-            _ => {}
+            let ms = self.node.limits.auth_timeout.as_millis();
+            self.reply_error(
+                None,
+                Error::unauthorized(format!("no auth frame within {ms} ms")),
+            )
+            .await?;
+            return Err(End::Close);
         }
         // A client that does not read for the write timeout is a slow consumer.
         self.check_stall(now)?;
         if now >= self.next_ping {
             // A ping is missed when nothing at all arrived between it and the next one.
-            match self.last_ping {
-                Some(sent) if self.last_seen < sent => self.missed_pings += 1,
-                _ => self.missed_pings = 0,
+            if self.pinged && !self.heard {
+                self.missed_pings += 1;
+            } else {
+                self.missed_pings = 0;
             }
             if self.missed_pings >= MISSED_PINGS_ALLOWED {
                 tracing::debug!(key = self.subs.key(), "peer missed two heartbeats");
@@ -148,7 +141,8 @@ impl<T: Transport> Session<T> {
                 return Err(End::Gone);
             }
             self.conn.write(Out::Ping)?;
-            self.last_ping = Some(now);
+            self.pinged = true;
+            self.heard = false;
             self.next_ping = now + self.node.limits.heartbeat;
         }
         Ok(())

@@ -59,8 +59,8 @@ impl<T: Transport> Session<T> {
             })
             .await?;
         let left_ms = principal.expires_at_ms.saturating_sub(now_ms());
-        self.expires_at =
-            Some(Instant::now() + Duration::from_millis(left_ms.min(365 * 24 * 3600 * 1000)));
+        self.deadline = Instant::now() + Duration::from_millis(left_ms.min(365 * 24 * 3600 * 1000));
+        self.authenticated = true;
 
         let own = Conv::user(&user_id);
         let mut resume = resume;
