@@ -147,9 +147,10 @@ impl Writer {
 
     /// The thread's body: runs until closed or until every sender is gone.
     pub(crate) fn run(self, alive: Arc<AtomicBool>) {
-        let _guard = AliveGuard(alive);
         let Writer { conn, mut state } = self;
         let mut stmts = Statements::new(&conn);
+        // Declared last, dropped first: the writer is marked gone before its connection closes.
+        let _guard = AliveGuard(alive);
         let mut next_maintenance = Instant::now();
         loop {
             // After any commit, a batch's or maintenance's, and while idle: once the checkpoint
