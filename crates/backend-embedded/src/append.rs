@@ -176,7 +176,7 @@ pub(crate) fn append_run(
                 } else {
                     run_cached(conn, "ROLLBACK")
                 }
-                .and_then(|()| run_cached(conn, "BEGIN IMMEDIATE"));
+                .and_then(|()| stmts.begin());
                 if let Err(e) = restarted {
                     tracing::error!(error = %e, "undoing a failed run of appends failed");
                 }

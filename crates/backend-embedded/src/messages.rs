@@ -51,31 +51,34 @@ pub(crate) struct Statements<'c> {
     commit: Option<CachedStatement<'c>>,
 }
 
-/// The statement in `slot`, prepared from `sql` if this batch has not used it yet.
-fn prepared<'a, 'c>(
+/// The statement in `slot`, prepared from `sql` on its first use.
+fn slot<'a, 'c>(
     conn: &'c Connection,
     slot: &'a mut Option<CachedStatement<'c>>,
     sql: &str,
-) -> Result<&'a mut CachedStatement<'c>, BackendError> {
-    if slot.is_none() {
-        *slot = Some(conn.prepare_cached(sql).ctx("preparing a statement")?);
-    }
-    slot.as_mut()
-        .ok_or_else(|| BackendError::Internal("statement slot is empty".into()))
-}
-
-/// Runs the parameterless statement in `slot` (transaction control), prepared from `sql` on
-/// first use.
-fn run<'c>(
-    conn: &'c Connection,
-    slot: &mut Option<CachedStatement<'c>>,
-    sql: &str,
-) -> rusqlite::Result<()> {
-    let stmt = match slot {
+) -> rusqlite::Result<&'a mut CachedStatement<'c>> {
+    Ok(match slot {
         Some(stmt) => stmt,
         None => slot.insert(conn.prepare_cached(sql)?),
-    };
-    stmt.execute([]).map(drop)
+    })
+}
+
+/// [`slot`] for the append path's statements, its error the backend's.
+fn prepared<'a, 'c>(
+    conn: &'c Connection,
+    stmt: &'a mut Option<CachedStatement<'c>>,
+    sql: &str,
+) -> Result<&'a mut CachedStatement<'c>, BackendError> {
+    slot(conn, stmt, sql).ctx("preparing a statement")
+}
+
+/// Runs the parameterless statement in `stmt` (transaction control), prepared on first use.
+fn run<'c>(
+    conn: &'c Connection,
+    stmt: &mut Option<CachedStatement<'c>>,
+    sql: &str,
+) -> rusqlite::Result<()> {
+    slot(conn, stmt, sql)?.execute([]).map(drop)
 }
 
 /// One message row to insert: the stored message of its first stream, and where its copy went.

@@ -81,6 +81,13 @@ mod tests {
             .unwrap()
     }
 
+    /// One row written in a transaction of its own, committed.
+    fn commit_one(stmts: &mut Statements<'_>) {
+        let tx = WriteTxn::begin(stmts).unwrap();
+        tx.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        tx.commit(stmts).unwrap();
+    }
+
     #[test]
     fn a_commit_keeps_the_writes_and_ends_the_transaction() {
         let conn = db();
@@ -106,9 +113,7 @@ mod tests {
         assert!(conn.is_autocommit());
         assert_eq!(count(&conn), 0);
         // The connection is usable again, and the held statements too.
-        let tx = WriteTxn::begin(&mut stmts).unwrap();
-        tx.execute("INSERT INTO t VALUES (1)", []).unwrap();
-        tx.commit(&mut stmts).unwrap();
+        commit_one(&mut stmts);
         assert_eq!(count(&conn), 1);
     }
 
@@ -134,9 +139,7 @@ mod tests {
         assert_eq!(count(&conn), 0);
         // The held COMMIT works again after the failed one.
         conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
-        let tx = WriteTxn::begin(&mut stmts).unwrap();
-        tx.execute("INSERT INTO t VALUES (1)", []).unwrap();
-        tx.commit(&mut stmts).unwrap();
+        commit_one(&mut stmts);
         assert_eq!(count(&conn), 1);
     }
 

@@ -132,7 +132,6 @@ pub fn run_session<T: Transport>(
     );
     let subs = Subscriptions::open(node.clone(), conn.clone());
     let now = Instant::now();
-    let node_limits_auth_timeout = node.limits.auth_timeout;
     let mut session = Session {
         publish_bucket: TokenBucket::new(node.limits.publish_rate, node.limits.publish_burst),
         frame_bucket: TokenBucket::new(
@@ -140,11 +139,11 @@ pub fn run_session<T: Transport>(
             node.limits.frame_rate.saturating_mul(2),
         ),
         next_ping: now + node.limits.heartbeat,
+        deadline: now + node.limits.auth_timeout,
         node,
         t: transport,
         subs,
         conn,
-        deadline: now + node_limits_auth_timeout,
         authenticated: false,
         pipeline: None,
         bad_frames: 0,
