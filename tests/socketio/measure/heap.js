@@ -8,6 +8,9 @@
 //   SWITCHBOARD_BIN=/tmp/m/run.sh SWITCHBOARD_WAIT_MS=60000 IDLE=1000 OUT=/tmp/m \
 //     node tests/socketio/measure/heap.js sio      # or native
 //   grep mem_heap /tmp/m/sio.*.ms
+//
+// USERS=each gives every connection a user of its own (as the bench's `idle` scenario does), so
+// the difference also holds what the node keeps per user; by default they share one user.
 'use strict';
 
 const { execFileSync } = require('node:child_process');
@@ -18,20 +21,25 @@ const N = Number(process.env.IDLE || 1000);
 const OUT = process.env.OUT || '/tmp';
 const kind = process.argv[2] === 'native' ? 'native' : 'sio';
 const fakeT = { after() {} };
+const eachUser = process.env.USERS === 'each';
 
 (async () => {
   const node = await h.startNode(fakeT, { args: ['--max-connections', '100000'] });
-  const token = await h.token(node.base, h.unique('idle'));
-  const connect = kind === 'sio' ? (base, token) => sioClient(base, token, 60_000) : nativeClient;
+  const shared = await h.token(node.base, h.unique('idle'));
+  const open = kind === 'sio' ? (base, token) => sioClient(base, token, 60_000) : nativeClient;
+  // Every token is made before the first snapshot, as the bench makes them before its baseline.
+  const tokens = [];
+  for (let i = 0; eachUser && i < N + 20; i++) tokens.push(await h.token(node.base, h.unique('idle')));
+  const connect = (base) => open(base, eachUser ? tokens.pop() : shared);
   const snapshot = (name) =>
     execFileSync('vgdb', [`--pid=${node.child.pid}`, 'detailed_snapshot', `${OUT}/${kind}.${name}.ms`]);
   const conns = [];
-  for (let i = 0; i < 20; i++) conns.push(await connect(node.base, token));
+  for (let i = 0; i < 20; i++) conns.push(await connect(node.base));
   await h.sleep(2000);
   snapshot('before');
   for (let i = 0; i < N; i += 25) {
     const batch = [];
-    for (let j = 0; j < 25 && i + j < N; j++) batch.push(connect(node.base, token));
+    for (let j = 0; j < 25 && i + j < N; j++) batch.push(connect(node.base));
     conns.push(...(await Promise.all(batch)));
   }
   await h.sleep(3000);

@@ -15,6 +15,8 @@
 //! in the order they were delivered, and the sockets of one large room are written from every
 //! core at once.
 
+mod subscribers;
+
 use crate::backend::{BusSink, ControlEvent};
 use crate::conn::Conn;
 use crate::delivery::Delivery;
@@ -24,6 +26,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use subscribers::Subscribers;
 use switchboard_proto::{Conv, DisconnectReason, Message};
 
 /// A local connection, for control events (logout, kick, revoke, shutdown). `auth` is set
@@ -40,70 +43,6 @@ struct Conns {
 }
 
 const SHARDS: usize = 32;
-
-/// Subscribers per chunk of a conversation's list.
-const CHUNK: usize = 256;
-
-/// One chunk of subscribers: (connection key, connection).
-type Chunk = Arc<Vec<(u64, Arc<Conn>)>>;
-
-/// Local subscribers of one conversation. Shared so that a delivery takes the list out from
-/// under the shard lock in one reference count and writes to sockets with no hub lock held. A
-/// change while deliveries hold it copies on write, but only the list of chunks and the one
-/// chunk changed: a join or leave in a busy room of n subscribers costs about n / 256 + 256
-/// reference counts, not n.
-#[derive(Clone, Default)]
-struct Subscribers(Arc<Vec<Chunk>>);
-
-impl Subscribers {
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    fn len(&self) -> usize {
-        self.0.iter().map(|c| c.len()).sum()
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &(u64, Arc<Conn>)> {
-        self.0.iter().flat_map(|c| c.iter())
-    }
-
-    /// Adds `key` unless it is there; true if added.
-    fn add(&mut self, key: u64, conn: Arc<Conn>) -> bool {
-        if self.iter().any(|(k, _)| *k == key) {
-            return false;
-        }
-        let chunks = Arc::make_mut(&mut self.0);
-        match chunks.last_mut() {
-            Some(c) if c.len() < CHUNK => Arc::make_mut(c).push((key, conn)),
-            _ => {
-                // Most conversations (a user's own stream) have one local subscriber.
-                // (`vec!` allocates exactly one slot.)
-                chunks.push(Arc::new(vec![(key, conn)]));
-            }
-        }
-        true
-    }
-
-    /// Removes `key`; true if it was there.
-    fn remove(&mut self, key: u64) -> bool {
-        let found = self
-            .0
-            .iter()
-            .enumerate()
-            .find_map(|(i, c)| c.iter().position(|(k, _)| *k == key).map(|j| (i, j)));
-        let Some((i, j)) = found else {
-            return false;
-        };
-        let chunks = Arc::make_mut(&mut self.0);
-        let chunk = Arc::make_mut(&mut chunks[i]);
-        chunk.swap_remove(j);
-        if chunk.is_empty() {
-            chunks.remove(i);
-        }
-        true
-    }
-}
 
 /// One shard of the subscription map: conv -> its local subscribers.
 type Shard = RwLock<HashMap<Conv, Subscribers>>;
@@ -395,58 +334,5 @@ impl BusSink for Hub {
                 self.matching(&user_id, None, |c| c.revoke(conv.clone()))
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::transport::{Out, Progress, Wire};
-    use std::task::{Context, Poll};
-
-    struct Sink;
-    impl Wire for Sink {
-        fn try_write(
-            &self,
-            frames: &mut dyn Iterator<Item = &Out>,
-            _: usize,
-        ) -> std::io::Result<Progress> {
-            Ok(Progress {
-                frames: frames.count(),
-                offset: 0,
-                blocked: false,
-            })
-        }
-        fn poll_writable(&self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-        fn shutdown(&self) {}
-    }
-
-    #[test]
-    fn subscriber_chunks_add_remove_and_copy_on_write() {
-        let conn = Conn::new(Arc::new(Sink), 8, 1 << 20);
-        let mut subs = Subscribers::default();
-        for k in 0..600 {
-            assert!(subs.add(k, conn.clone()));
-        }
-        assert!(!subs.add(5, conn.clone()), "a key is added once");
-        assert_eq!(subs.len(), 600);
-        assert_eq!(subs.0.len(), 3, "chunks of 256");
-        // A delivery's snapshot does not see later changes.
-        let snapshot = subs.clone();
-        for k in (0..600).step_by(2) {
-            assert!(subs.remove(k));
-        }
-        assert!(!subs.remove(0));
-        assert_eq!(subs.len(), 300);
-        assert_eq!(snapshot.len(), 600);
-        let mut keys: Vec<u64> = subs.iter().map(|(k, _)| *k).collect();
-        keys.sort();
-        assert_eq!(keys, (1..600).step_by(2).collect::<Vec<_>>());
-        for k in (1..600).step_by(2) {
-            assert!(subs.remove(k));
-        }
-        assert!(subs.is_empty(), "empty chunks are dropped");
     }
 }
