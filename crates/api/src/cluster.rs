@@ -77,7 +77,7 @@ pub async fn nodes(State(s): State<AppState>, _k: ServerKey, headers: HeaderMap)
     let http = peer_client().clone();
     let reads = peers
         .into_iter()
-        .filter(|n| n.node_id != s.node.id)
+        .filter(|n| *n.node_id != *s.node.id)
         .take(MAX_NODES)
         .map(|n| {
             let http = http.clone();

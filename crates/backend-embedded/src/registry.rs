@@ -1,12 +1,14 @@
 //! The in-memory registry of live connections: one node holds them all, so a map is the truth,
 //! and a crash forgets them together with the connections themselves.
 //!
-//! Every live user has an entry, so the entries are kept small: ids as `Box<str>` (no spare
-//! capacity), and the ids under a key in an [`Ids`], which holds the common single id inline
-//! instead of in a hash set of its own (a user's one connection, a connection's one room).
+//! Every live user has an entry, so the entries are kept small: the ids are the connection's
+//! own (`Arc<str>`, shared with its session and the hub, not copies), and the ids under a key
+//! are an [`Ids`], which holds the common single id inline instead of in a hash set of its own
+//! (a user's one connection, a connection's one room).
 
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use switchboard_core::backend::ConnEntry;
 use switchboard_proto::frame::PresenceEntry;
 
@@ -14,13 +16,13 @@ use switchboard_proto::frame::PresenceEntry;
 /// that the set is two words, not six, in every entry).
 #[allow(clippy::box_collection)]
 enum Ids {
-    One(Box<str>),
-    Many(Box<HashSet<Box<str>>>),
+    One(Arc<str>),
+    Many(Box<HashSet<Arc<str>>>),
 }
 
 impl Ids {
-    fn new(id: &str) -> Ids {
-        Ids::One(id.into())
+    fn new(id: &Arc<str>) -> Ids {
+        Ids::One(id.clone())
     }
 
     fn len(&self) -> usize {
@@ -39,18 +41,16 @@ impl Ids {
     }
 
     /// Adds `id` unless it is there.
-    fn insert(&mut self, id: &str) {
+    fn insert(&mut self, id: &Arc<str>) {
         match self {
-            Ids::One(one) if &**one == id => {}
+            Ids::One(one) if **one == **id => {}
             Ids::One(one) => {
-                let mut set = HashSet::with_capacity(2);
-                set.insert(std::mem::take(one));
-                set.insert(id.into());
+                let set = HashSet::from([one.clone(), id.clone()]);
                 *self = Ids::Many(Box::new(set));
             }
             Ids::Many(set) => {
-                if !set.contains(id) {
-                    set.insert(id.into());
+                if !set.contains(&**id) {
+                    set.insert(id.clone());
                 }
             }
         }
@@ -77,17 +77,17 @@ fn set_is_empty(ids: &Ids) -> bool {
 }
 
 /// Adds `id` under `key` in `map`.
-fn add(map: &mut HashMap<Box<str>, Ids>, key: &str, id: &str) {
-    match map.get_mut(key) {
+fn add(map: &mut HashMap<Arc<str>, Ids>, key: &Arc<str>, id: &Arc<str>) {
+    match map.get_mut(&**key) {
         Some(ids) => ids.insert(id),
         None => {
-            map.insert(key.into(), Ids::new(id));
+            map.insert(key.clone(), Ids::new(id));
         }
     }
 }
 
 /// Removes `id` from under `key` in `map`, and `key` once it holds none.
-fn remove(map: &mut HashMap<Box<str>, Ids>, key: &str, id: &str) {
+fn remove(map: &mut HashMap<Arc<str>, Ids>, key: &str, id: &str) {
     if let Some(ids) = map.get_mut(key)
         && ids.remove(id)
     {
@@ -98,11 +98,11 @@ fn remove(map: &mut HashMap<Box<str>, Ids>, key: &str, id: &str) {
 #[derive(Default)]
 struct State {
     /// user id -> their live connection ids.
-    users: HashMap<Box<str>, Ids>,
+    users: HashMap<Arc<str>, Ids>,
     /// room id -> user id -> that user's connection ids subscribed to the room.
-    rooms: HashMap<Box<str>, HashMap<Box<str>, Ids>>,
+    rooms: HashMap<Arc<str>, HashMap<Arc<str>, Ids>>,
     /// connection id -> the rooms it is subscribed to (to clean up when it ends).
-    conn_rooms: HashMap<Box<str>, Ids>,
+    conn_rooms: HashMap<Arc<str>, Ids>,
 }
 
 /// Live connections and room subscribers of this node.
@@ -131,12 +131,17 @@ impl Connections {
     /// A connection subscribed to a room.
     pub(crate) fn add_room_subscriber(&self, room_id: &str, conn: &ConnEntry) {
         let mut s = self.state.lock();
-        let users = match s.rooms.get_mut(room_id) {
-            Some(users) => users,
-            None => s.rooms.entry(room_id.into()).or_default(),
+        // The room's id is held once, by its entry.
+        let room: Arc<str> = match s.rooms.get_key_value(room_id) {
+            Some((room, _)) => room.clone(),
+            None => room_id.into(),
         };
-        add(users, &conn.user_id, &conn.conn_id);
-        add(&mut s.conn_rooms, &conn.conn_id, room_id);
+        add(
+            s.rooms.entry(room.clone()).or_default(),
+            &conn.user_id,
+            &conn.conn_id,
+        );
+        add(&mut s.conn_rooms, &conn.conn_id, &room);
     }
 
     /// A connection left a room.
@@ -180,7 +185,7 @@ fn count(n: usize) -> u32 {
 }
 
 fn remove_from_room(
-    rooms: &mut HashMap<Box<str>, HashMap<Box<str>, Ids>>,
+    rooms: &mut HashMap<Arc<str>, HashMap<Arc<str>, Ids>>,
     room_id: &str,
     conn: &ConnEntry,
 ) {

@@ -369,13 +369,13 @@ pub trait Broker: Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnEntry {
     /// Connection id.
-    pub conn_id: String,
+    pub conn_id: Arc<str>,
     /// Its user.
-    pub user_id: String,
+    pub user_id: Arc<str>,
     /// The auth session it was opened with.
-    pub session_id: String,
+    pub session_id: Arc<str>,
     /// The node holding it.
-    pub node_id: String,
+    pub node_id: Arc<str>,
 }
 
 /// Which users and rooms have live connections, where.

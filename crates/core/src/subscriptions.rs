@@ -68,7 +68,7 @@ impl Subscriptions {
         self.node.backend.registry.add_connection(&entry).await?;
         self.node
             .hub
-            .register(self.key, &entry.user_id, &entry.session_id);
+            .register(self.key, entry.user_id.clone(), entry.session_id.clone());
         self.entry = Some(entry);
         Ok(())
     }

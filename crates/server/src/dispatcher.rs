@@ -25,7 +25,7 @@ pub(crate) fn start_dispatcher(
         );
         let weight = config.weight;
         Arc::new(move || LocalGateway {
-            node_id: node.id.clone(),
+            node_id: node.id.to_string(),
             endpoints: endpoints.clone(),
             connections: node.hub.open_connections() as u64,
             max_connections: node.limits.max_connections as u64,
@@ -45,7 +45,7 @@ pub(crate) fn start_dispatcher(
                     .into_iter()
                     // Only gateways take clients; api or dispatcher-only nodes announce too.
                     .filter(|n| n.gateway)
-                    .filter(|n| Some(&n.node_id) != own_id.as_ref())
+                    .filter(|n| Some(n.node_id.as_str()) != own_id.as_deref())
                     .filter_map(|n| n.public_url)
                     .collect(),
                 Err(e) => {

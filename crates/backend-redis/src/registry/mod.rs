@@ -34,6 +34,7 @@ pub(crate) use sweep::sweeper_task;
 use crate::Shared;
 use crate::batch::Batch;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use switchboard_core::backend::BackendError;
 
 /// Entries removed per sweep script call, and written per pipeline when registering again.
@@ -43,12 +44,15 @@ const BATCH: usize = 500;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Entry {
     /// A live connection of a user.
-    Conn { user_id: String, conn_id: String },
+    Conn {
+        user_id: Arc<str>,
+        conn_id: Arc<str>,
+    },
     /// A connection subscribed to a room.
     Room {
         room_id: String,
-        user_id: String,
-        conn_id: String,
+        user_id: Arc<str>,
+        conn_id: Arc<str>,
     },
 }
 
@@ -81,10 +85,10 @@ impl Entry {
         };
         let index = s.keys.node_entries(me);
         if add {
-            p.cmd("HSET").arg(key).arg(conn_id).arg(value).ignore();
+            p.cmd("HSET").arg(key).arg(&**conn_id).arg(value).ignore();
             p.cmd("SADD").arg(index).arg(self.index_item()).ignore();
         } else {
-            p.cmd("HDEL").arg(key).arg(conn_id).ignore();
+            p.cmd("HDEL").arg(key).arg(&**conn_id).ignore();
             p.cmd("SREM").arg(index).arg(self.index_item()).ignore();
         }
     }
@@ -93,7 +97,8 @@ impl Entry {
 /// One connection as this node registered it.
 #[derive(Debug, Default)]
 struct Registered {
-    user_id: String,
+    /// Shared with the connection's session (see [`ConnEntry`](switchboard_core::backend::ConnEntry)).
+    user_id: Arc<str>,
     /// `add_connection` was called (and not undone).
     connected: bool,
     /// Rooms it subscribed to.
@@ -103,7 +108,7 @@ struct Registered {
 /// What this node registered, kept in memory so that it can be written again.
 #[derive(Debug, Default)]
 pub(crate) struct Mirror {
-    conns: HashMap<String, Registered>,
+    conns: HashMap<Arc<str>, Registered>,
     /// Removals that failed (Redis unreachable), retried after each successful renewal.
     pending: Vec<Entry>,
 }

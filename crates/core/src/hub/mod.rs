@@ -160,12 +160,12 @@ impl Hub {
     }
 
     /// Marks a connection authenticated so control events about its user can find it.
-    pub fn register(&self, key: u64, user_id: &str, session_id: &str) {
-        let user: Arc<str> = Arc::from(user_id);
+    /// The ids are the connection's own (shared with its registry entry), not copies.
+    pub fn register(&self, key: u64, user_id: Arc<str>, session_id: Arc<str>) {
         let mut c = self.conns.lock();
         if let Some(meta) = c.by_key.get_mut(&key) {
-            meta.auth = Some((user.clone(), Arc::from(session_id)));
-            c.by_user.entry(user).or_default().push(key);
+            meta.auth = Some((user_id.clone(), session_id));
+            c.by_user.entry(user_id).or_default().push(key);
         }
     }
 

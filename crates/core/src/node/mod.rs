@@ -71,8 +71,8 @@ pub struct IssuedToken {
 
 /// One node's services and state.
 pub struct Node {
-    /// This node's id.
-    pub id: String,
+    /// This node's id (shared: every connection's registry entry names it).
+    pub id: Arc<str>,
     /// Limits and timings.
     pub limits: Limits,
     /// Where data lives.
@@ -114,7 +114,7 @@ impl Node {
         let passwords = PasswordHasherPool::new(cores, limits.abuse.hash_queue);
         let guards = Guards::new(&limits);
         Node {
-            id,
+            id: id.into(),
             limits,
             backend,
             hub,

@@ -94,7 +94,7 @@ impl<T: Transport> Session<T> {
     }
 
     /// The authenticated user a request runs as (every request but ping, pong and auth).
-    fn user_id(&self) -> Result<String, Fail> {
+    fn user_id(&self) -> Result<std::sync::Arc<str>, Fail> {
         match self.subs.entry() {
             Some(entry) => Ok(entry.user_id.clone()),
             None => Err(Error::unauthorized("send an auth frame first").into()),
@@ -138,7 +138,7 @@ impl<T: Transport> Session<T> {
         let user_id = match (self.subs.entry(), &frame) {
             (_, ClientFrame::Ping) => return Ok(self.reply(ServerFrame::Pong { id }).await?),
             (_, ClientFrame::Pong) => return Ok(()),
-            (None, ClientFrame::Auth { .. }) => String::new(),
+            (None, ClientFrame::Auth { .. }) => "".into(),
             (Some(_), ClientFrame::Auth { .. }) => {
                 return Err(Error::bad_request("already authenticated").into());
             }

@@ -48,13 +48,14 @@ impl<T: Transport> Session<T> {
         principal: Principal,
         resume: BTreeMap<Conv, ResumePosition>,
     ) -> Result<(), Fail> {
-        let user_id = principal.user_id;
-        let conn_id = switchboard_proto::ids::new_id("c");
+        // The ids are shared from here on: the registry, the hub and this session hold one copy.
+        let user_id: std::sync::Arc<str> = principal.user_id.into();
+        let conn_id: std::sync::Arc<str> = switchboard_proto::ids::new_id("c").into();
         self.subs
             .register(ConnEntry {
                 conn_id: conn_id.clone(),
                 user_id: user_id.clone(),
-                session_id: principal.session_id,
+                session_id: principal.session_id.into(),
                 node_id: self.node.id.clone(),
             })
             .await?;
@@ -105,9 +106,9 @@ impl<T: Transport> Session<T> {
         let heartbeat_ms = self.node.limits.heartbeat.as_millis() as u64;
         let welcome = ServerFrame::Welcome {
             id: id.clone(),
-            user_id,
-            node_id: self.node.id.clone(),
-            conn_id,
+            user_id: user_id.to_string(),
+            node_id: self.node.id.to_string(),
+            conn_id: conn_id.to_string(),
             heartbeat_ms,
             resumed,
         };

@@ -236,7 +236,7 @@ async fn find(polls: &PollSessions, id: &str) -> Result<Arc<Shared>, Response> {
         return Ok(s);
     }
     match id.split_once('~') {
-        Some((_, owner)) if owner != polls.node.id => {
+        Some((_, owner)) if owner != &*polls.node.id => {
             let base = match &polls.config.locate {
                 Some(locate) => locate(owner.to_owned()).await,
                 None => None,

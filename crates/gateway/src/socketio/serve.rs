@@ -114,7 +114,7 @@ pub fn socketio_endpoint(node: Arc<Node>, config: SioConfig) -> SioEndpoint {
         });
     let forwarder = config.locate.map(|locate| {
         Arc::new(Forwarder::new(
-            node_id.clone(),
+            node_id.to_string(),
             locate,
             ForwardLimits {
                 max_body: config.max_payload + 4096,
