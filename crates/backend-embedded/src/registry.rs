@@ -207,7 +207,6 @@ mod tests {
             conn_id: id.into(),
             user_id: user.into(),
             session_id: "s".into(),
-            node_id: "n".into(),
         }
     }
 

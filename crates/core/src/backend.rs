@@ -365,7 +365,9 @@ pub trait Broker: Send + Sync + 'static {
     async fn broadcast(&self, event: ControlEvent) -> Result<(), BackendError>;
 }
 
-/// One live connection, as the registry knows it.
+/// One live connection, as the registry knows it. The node holding it is the registry's own
+/// (each node registers its own connections); the session future holds this, so it names no
+/// more than it must.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnEntry {
     /// Connection id.
@@ -374,8 +376,6 @@ pub struct ConnEntry {
     pub user_id: Arc<str>,
     /// The auth session it was opened with.
     pub session_id: Arc<str>,
-    /// The node holding it.
-    pub node_id: Arc<str>,
 }
 
 /// Which users and rooms have live connections, where.

@@ -29,8 +29,10 @@ use switchboard_proto::conv::ConvKind;
 
 /// One connection's presence in the hub, the registry and the bus (see the module comment).
 pub(crate) struct Subscriptions {
-    node: Arc<Node>,
-    conn: Arc<Conn>,
+    /// The node (the session reads it here too).
+    pub(crate) node: Arc<Node>,
+    /// The connection's shared half (the session reads it here too).
+    pub(crate) conn: Arc<Conn>,
     /// The connection's key in the hub.
     key: u64,
     /// Its registry entry, once authenticated.

@@ -62,12 +62,12 @@ where
     start.elapsed()
 }
 
-/// A registry entry: connection `conn_id` of `user_id` on `node_id`, auth session `s_1`.
-pub fn conn(conn_id: &str, user_id: &str, node_id: &str) -> ConnEntry {
+/// A registry entry: connection `conn_id` of `user_id`, auth session `s_1` (on the node of the
+/// backend that registers it).
+pub fn conn(conn_id: &str, user_id: &str) -> ConnEntry {
     ConnEntry {
         conn_id: conn_id.into(),
         user_id: user_id.into(),
         session_id: "s_1".into(),
-        node_id: node_id.into(),
     }
 }

@@ -41,7 +41,7 @@ async fn a_crashed_nodes_connections_vanish_within_two_leases() {
     let b = connect(node_config(&redis, "b"), RecordingSink::new()).await;
     let users = vec!["u".to_owned()];
 
-    let on_b = conn("c_b1", "u", "b");
+    let on_b = conn("c_b1", "u");
     b.add_connection(&on_b).await.expect("add_connection");
     b.add_room_subscriber("r1", &on_b)
         .await
@@ -112,11 +112,9 @@ async fn a_node_whose_lease_vanished_registers_its_connections_again() {
     let a = connect(node_config(&redis, "a"), RecordingSink::new()).await;
     let b = connect(node_config(&redis, "b"), RecordingSink::new()).await;
     let users = vec!["u".to_owned(), "v".to_owned()];
-    b.add_connection(&conn("c1", "u", "b")).await.unwrap();
-    b.add_connection(&conn("c2", "v", "b")).await.unwrap();
-    b.add_room_subscriber("r1", &conn("c1", "u", "b"))
-        .await
-        .unwrap();
+    b.add_connection(&conn("c1", "u")).await.unwrap();
+    b.add_connection(&conn("c2", "v")).await.unwrap();
+    b.add_room_subscriber("r1", &conn("c1", "u")).await.unwrap();
 
     // As if B had been unreachable for a whole lease and A had swept it.
     assert!(redis.command("DEL sb:node:b").starts_with(":1"));
@@ -140,10 +138,8 @@ async fn closing_a_node_removes_its_entries_at_once() {
     let redis = RedisServer::start();
     let a = connect(node_config(&redis, "a"), RecordingSink::new()).await;
     let b = connect(node_config(&redis, "b"), RecordingSink::new()).await;
-    b.add_connection(&conn("c1", "u", "b")).await.unwrap();
-    b.add_room_subscriber("r1", &conn("c1", "u", "b"))
-        .await
-        .unwrap();
+    b.add_connection(&conn("c1", "u")).await.unwrap();
+    b.add_room_subscriber("r1", &conn("c1", "u")).await.unwrap();
     b.close().await;
     assert_eq!(a.user_connections(&["u".into()]).await.unwrap(), vec![0]);
     assert_eq!(int(&redis.command("HLEN sb:conns:u")), 0);
@@ -164,7 +160,7 @@ async fn closing_a_node_removes_its_entries_at_once() {
 async fn a_restarted_node_clears_what_its_previous_run_left() {
     let redis = RedisServer::start();
     let first = connect(node_config(&redis, "b"), RecordingSink::new()).await;
-    first.add_connection(&conn("c1", "u", "b")).await.unwrap();
+    first.add_connection(&conn("c1", "u")).await.unwrap();
     first.stop_renewing_for_test();
     drop(first); // a crash: no close
 

@@ -41,7 +41,7 @@ async fn a_crashed_nodes_entries_vanish_and_are_swept_from_every_slot() {
     let cluster = crate::shared();
     let (a, b, p, b_id) = two_nodes(LEASE).await;
     let users = vec!["u".to_owned()];
-    let on_b = conn("c_b1", "u", &b_id);
+    let on_b = conn("c_b1", "u");
     b.add_connection(&on_b).await.unwrap();
     b.add_room_subscriber("r1", &on_b).await.unwrap();
     assert_eq!(a.user_connections(&users).await.unwrap(), vec![1]);
@@ -74,10 +74,8 @@ async fn a_crashed_nodes_entries_vanish_and_are_swept_from_every_slot() {
 async fn closing_a_node_removes_its_entries_at_once() {
     let cluster = crate::shared();
     let (a, b, p, b_id) = two_nodes(Duration::from_secs(3)).await;
-    b.add_connection(&conn("c1", "u", &b_id)).await.unwrap();
-    b.add_room_subscriber("r1", &conn("c1", "u", &b_id))
-        .await
-        .unwrap();
+    b.add_connection(&conn("c1", "u")).await.unwrap();
+    b.add_room_subscriber("r1", &conn("c1", "u")).await.unwrap();
     b.close().await;
     assert_eq!(a.user_connections(&["u".into()]).await.unwrap(), vec![0]);
     assert_eq!(int(cluster, &["HLEN"], &format!("{p}{{user:u}}:conns")), 0);

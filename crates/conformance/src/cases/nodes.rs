@@ -37,7 +37,6 @@ fn conn(conn_id: &str, user_id: &str) -> ConnEntry {
         conn_id: conn_id.into(),
         user_id: user_id.into(),
         session_id: format!("s_{user_id}").into(),
-        node_id: "n_1".into(),
     }
 }
 

@@ -18,7 +18,7 @@ impl<T: Transport> Session<T> {
         match o {
             Outbound::Message(d) => self.deliver(d).await,
             Outbound::Revoke(conv) => {
-                if !self.conn.is_subscribed(&conv) {
+                if !self.subs.conn.is_subscribed(&conv) {
                     return Ok(());
                 }
                 self.subs.detach(&conv).await;
@@ -40,20 +40,23 @@ impl<T: Transport> Session<T> {
         // turn's flush (`on_attention`) sends them, and the rest of the turn's, in one write.
         self.settle_publishes_to(&d.conv).await?;
         let (conv, seq) = (&d.conv, d.message.seq);
-        if let Sent::Gap(last) = self
-            .conn
-            .write_message(conv, seq, &d.frame, false, How::Later)?
+        if let Sent::Gap(last) =
+            self.subs
+                .conn
+                .write_message(conv, seq, &d.frame, false, How::Later)?
         {
-            self.conn.flush()?;
+            self.subs.conn.flush()?;
             Box::pin(self.replay(conv, last, Some(seq))).await?;
-            self.conn
+            self.subs
+                .conn
                 .write_message(conv, seq, &d.frame, true, How::Later)?;
         }
         if self
+            .subs
             .conn
             .backlog_over(SESSION_HIGH_WATER - 1, self.high_water_bytes())
         {
-            self.conn.flush()?;
+            self.subs.conn.flush()?;
         }
         Ok(())
     }
@@ -75,8 +78,8 @@ impl<T: Transport> Session<T> {
                 before,
                 limit: MAX_HISTORY_LIMIT,
             };
-            let max_bytes = self.node.limits.history_page_bytes;
-            let page = match self.node.read_history(conv, q, max_bytes).await {
+            let max_bytes = self.subs.node.limits.history_page_bytes;
+            let page = match self.subs.node.read_history(conv, q, max_bytes).await {
                 Ok(p) => p,
                 Err(e) => {
                     // The client sees the jump in seq and fills it from history itself.
@@ -96,20 +99,22 @@ impl<T: Transport> Session<T> {
                 // this replay has no other writer: its frame is not kept with it.
                 let frame = m.encode_frame_unkept();
                 let sent = self
+                    .subs
                     .conn
                     .write_message(conv, m.seq, &frame, true, How::Later)?;
                 if sent == Sent::NotSubscribed {
                     return Ok(());
                 }
                 if self
+                    .subs
                     .conn
                     .backlog_over(SESSION_HIGH_WATER - 1, high_water_bytes)
                 {
-                    self.conn.flush()?;
+                    self.subs.conn.flush()?;
                     self.make_room(SESSION_HIGH_WATER).await?;
                 }
             }
-            self.conn.flush()?;
+            self.subs.conn.flush()?;
             self.make_room(SESSION_HIGH_WATER).await?;
             if !more && n < MAX_HISTORY_LIMIT as usize {
                 return Ok(());

@@ -130,7 +130,6 @@ pub fn run_session<T: Transport>(
         node.limits.outbound_queue,
         node.limits.outbound_queue_bytes,
     );
-    let subs = Subscriptions::open(node.clone(), conn.clone());
     let now = Instant::now();
     let mut session = Session {
         publish_bucket: TokenBucket::new(node.limits.publish_rate, node.limits.publish_burst),
@@ -140,14 +139,11 @@ pub fn run_session<T: Transport>(
         ),
         next_ping: now + node.limits.heartbeat,
         deadline: now + node.limits.auth_timeout,
-        node,
         t: transport,
-        subs,
-        conn,
+        subs: Subscriptions::open(node, conn),
         authenticated: false,
         pipeline: None,
-        bad_frames: 0,
-        bad_window: now,
+        bad_frames: None,
         pinged: false,
         heard: false,
         missed_pings: 0,
@@ -163,15 +159,20 @@ pub fn run_session<T: Transport>(
     }
 }
 
+/// Invalid frames a connection sent in the current [`BAD_FRAME_WINDOW`].
+struct BadFrames {
+    count: u32,
+    window: Instant,
+}
+
 /// One connection's session: the task's state.
 struct Session<T: Transport> {
-    node: Arc<Node>,
     t: T,
     /// Everything the connection holds outside itself: hub key, registry entry (the user, once
-    /// authenticated), subscriptions.
+    /// authenticated), subscriptions; and the node and the connection's shared half (subscriptions
+    /// with their last seq, unsent frames, handed-over work), read as `subs.node` and `subs.conn`
+    /// (one copy of each in every connection's future).
     subs: Subscriptions,
-    /// The shared half: subscriptions with their last seq, unsent frames, handed-over work.
-    conn: Arc<Conn>,
     /// Until it authenticated, when the auth timeout ends; then when its token expires.
     deadline: Instant,
     /// It authenticated (`deadline` is the token's expiry).
@@ -180,15 +181,15 @@ struct Session<T: Transport> {
     pipeline: Option<Box<pipeline::Pipeline>>,
     publish_bucket: TokenBucket,
     frame_bucket: TokenBucket,
-    bad_frames: u32,
-    bad_window: Instant,
+    /// Invalid frames in the current window (boxed: most connections never send one).
+    bad_frames: Option<Box<BadFrames>>,
     next_ping: Instant,
     /// A heartbeat was sent; anything at all came from the peer since the last one; how many
     /// heartbeats in a row went unanswered. (Flags, not instants: every connection's future
     /// holds them, and a frame then costs no clock read.)
     pinged: bool,
     heard: bool,
-    missed_pings: u32,
+    missed_pings: u8,
 }
 
 #[cfg(test)]
@@ -218,11 +219,12 @@ mod size_tests {
             std::mem::size_of::<Session<Nothing>>()
         );
         // Every idle connection holds this future: a regression here is memory per connection.
-        // Tokio sizes a task in steps of 128 bytes, so a few bytes can cost 128: the session
-        // took 40 bytes off (flags for the heartbeat, one deadline for auth and expiry) and
-        // every transport's task went down a step (massif: native 1,024 → 896 bytes,
-        // Socket.IO 896 → 768).
-        assert!(size <= 624, "the session future grew to {size} bytes");
+        // Tokio allocates a task as its future plus 104 bytes (header, scheduler, id, stage
+        // tag, trailer), rounded up to 128; the session's task also holds its admission permit
+        // (8). 624 bytes made the Socket.IO session's task 768 bytes; 528 makes it 640 (the
+        // ids shared, one node and one `Conn` in the future instead of two, the bad-frame
+        // window boxed, a one-pointer permit; massif).
+        assert!(size <= 528, "the session future grew to {size} bytes");
     }
 
     /// Every frame a client sends boxes `on_frame`'s future, and every publish `publish`'s:

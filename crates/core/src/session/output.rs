@@ -23,28 +23,28 @@ impl<T: Transport> Session<T> {
     /// (it is looked at at least every [`ROOM_CHECK`]).
     pub(super) async fn make_room(&mut self, limit: usize) -> Result<(), End> {
         let bytes = self.high_water_bytes();
-        while self.conn.backlog_over(limit, bytes) {
-            if let Some(reason) = self.conn.reason() {
+        while self.subs.conn.backlog_over(limit, bytes) {
+            if let Some(reason) = self.subs.conn.reason() {
                 return Err(End::Disconnect(reason));
             }
-            if self.conn.flush()? || !self.conn.backlog_over(limit, bytes) {
+            if self.subs.conn.flush()? || !self.subs.conn.backlog_over(limit, bytes) {
                 return Ok(());
             }
             self.check_stall(Instant::now())?;
-            let _ = timeout(ROOM_CHECK, self.conn.writable()).await;
+            let _ = timeout(ROOM_CHECK, self.subs.conn.writable()).await;
         }
         Ok(())
     }
 
     /// Unsent bytes past which the session's own writes wait.
     pub(super) fn high_water_bytes(&self) -> usize {
-        self.node.limits.outbound_queue_bytes / 4
+        self.subs.node.limits.outbound_queue_bytes / 4
     }
 
     /// A backlog that has not moved for the write timeout is a slow consumer.
     pub(super) fn check_stall(&self, now: Instant) -> Result<(), End> {
-        match self.conn.backlog_moved_at() {
-            Some(moved) if now >= moved + self.node.limits.write_timeout => {
+        match self.subs.conn.backlog_moved_at() {
+            Some(moved) if now >= moved + self.subs.node.limits.write_timeout => {
                 Err(End::Disconnect(DisconnectReason::SlowConsumer))
             }
             _ => Ok(()),
@@ -53,21 +53,21 @@ impl<T: Transport> Session<T> {
 
     /// Writes out everything unsent (the last frames; the caller bounds the time).
     pub(super) async fn drain(&mut self) -> Result<(), End> {
-        while !self.conn.flush()? {
-            self.conn.writable().await;
+        while !self.subs.conn.flush()? {
+            self.subs.conn.writable().await;
         }
         Ok(())
     }
 
     /// Writes a reply, then waits for room if the client is behind.
     pub(super) async fn reply(&mut self, frame: ServerFrame) -> Result<(), End> {
-        self.conn.write(Out::Text(frame.encode()))?;
+        self.subs.conn.write(Out::Text(frame.encode()))?;
         self.make_room(SESSION_HIGH_WATER).await
     }
 
     /// Writes an error reply (counted by code).
     pub(super) async fn reply_error(&mut self, id: Option<RequestId>, e: Error) -> Result<(), End> {
-        self.node.metrics.error(e.code);
+        self.subs.node.metrics.error(e.code);
         self.reply(ServerFrame::error(id, e.code, e.message)).await
     }
 }

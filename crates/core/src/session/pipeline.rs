@@ -79,7 +79,7 @@ impl<T: Transport> Session<T> {
     /// Whether the connection may not send another publish before an answer (the loop stops
     /// reading until one comes): the depth it reached, or 0.
     pub(super) fn pipeline_full(&self) -> usize {
-        let depth = if self.node.backend.broker.queues_in_order() {
+        let depth = if self.subs.node.backend.broker.queues_in_order() {
             PIPELINE_DEPTH
         } else {
             1
@@ -106,7 +106,7 @@ impl<T: Transport> Session<T> {
         let line = match &self.pipeline {
             Some(p) => p.line.clone(),
             None => {
-                let line = Line::new(self.conn.clone(), self.node.metrics.clone());
+                let line = Line::new(self.subs.conn.clone(), self.subs.node.metrics.clone());
                 self.pipeline = Some(Box::new(Pipeline { line: line.clone() }));
                 line
             }
@@ -126,7 +126,7 @@ impl<T: Transport> Session<T> {
             self.pipeline = None;
         }
         if how == How::Now {
-            self.conn.flush()?;
+            self.subs.conn.flush()?;
         }
         self.make_room(SESSION_HIGH_WATER).await
     }

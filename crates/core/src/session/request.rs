@@ -1,7 +1,7 @@
 //! One client frame: size and parse checks, the frame rate, dispatch, and the requests that
 //! need no subscription of their own (publish, history, presence).
 
-use super::{BAD_FRAME_WINDOW, End, Fail, MAX_BAD_FRAMES, Session, pipeline};
+use super::{BAD_FRAME_WINDOW, BadFrames, End, Fail, MAX_BAD_FRAMES, Session, pipeline};
 use crate::backend::HistoryQuery;
 use crate::error::Error;
 use crate::node::{Publisher, clamp_limit};
@@ -17,7 +17,7 @@ impl<T: Transport> Session<T> {
     pub(super) async fn on_too_large(&mut self, size: usize) -> Result<(), End> {
         // Replies stay in request order: publishes before this one are answered first.
         self.settle_publishes().await?;
-        let max = self.node.limits.max_frame_bytes;
+        let max = self.subs.node.limits.max_frame_bytes;
         self.reply_error(
             None,
             Error::new(
@@ -32,12 +32,18 @@ impl<T: Transport> Session<T> {
     /// Too many bad frames in a window end the connection.
     fn count_bad_frame(&mut self) -> Result<(), End> {
         let now = Instant::now();
-        if now.duration_since(self.bad_window) > BAD_FRAME_WINDOW {
-            self.bad_window = now;
-            self.bad_frames = 0;
+        let bad = self.bad_frames.get_or_insert_with(|| {
+            Box::new(BadFrames {
+                count: 0,
+                window: now,
+            })
+        });
+        if now.duration_since(bad.window) > BAD_FRAME_WINDOW {
+            bad.window = now;
+            bad.count = 0;
         }
-        self.bad_frames += 1;
-        if self.bad_frames > MAX_BAD_FRAMES {
+        bad.count += 1;
+        if bad.count > MAX_BAD_FRAMES {
             return Err(End::Disconnect(DisconnectReason::ProtocolError));
         }
         Ok(())
@@ -45,7 +51,7 @@ impl<T: Transport> Session<T> {
 
     /// One complete frame from the client.
     pub(super) async fn on_frame(&mut self, bytes: Bytes) -> Result<(), End> {
-        if bytes.len() > self.node.limits.max_frame_bytes {
+        if bytes.len() > self.subs.node.limits.max_frame_bytes {
             return Box::pin(self.on_too_large(bytes.len())).await;
         }
         let (id, frame) = match parse_client_frame(&bytes) {
@@ -122,7 +128,8 @@ impl<T: Transport> Session<T> {
         // completes, or by the loop when it could not be written there.
         let done = pipeline::completion(line, n);
         if self.publish_bucket.try_take() {
-            self.node
+            self.subs
+                .node
                 .queue_publish_then(Publisher::User(user_id), conv, body, client_msg_id, done)
                 .await;
         } else {
@@ -146,7 +153,7 @@ impl<T: Transport> Session<T> {
         };
         match frame {
             ClientFrame::Auth { token, resume } => {
-                let principal = match self.node.authenticate(&token).await {
+                let principal = match self.subs.node.authenticate(&token).await {
                     Ok(p) => p,
                     Err(e) => {
                         self.reply_error(id, e).await?;
@@ -159,7 +166,7 @@ impl<T: Transport> Session<T> {
                 self.subscribe(id, &user_id, conv, since, epoch).await
             }
             ClientFrame::Unsubscribe { conv } => {
-                if self.conn.is_subscribed(&conv) {
+                if self.subs.conn.is_subscribed(&conv) {
                     self.subs.detach(&conv).await;
                 }
                 let reply = ServerFrame::Unsubscribed {
@@ -189,7 +196,7 @@ impl<T: Transport> Session<T> {
                     before,
                     limit,
                 };
-                let page = self.node.history(&user_id, &conv, query).await?;
+                let page = self.subs.node.history(&user_id, &conv, query).await?;
                 let reply = ServerFrame::History {
                     id,
                     conv,
@@ -199,7 +206,7 @@ impl<T: Transport> Session<T> {
                 Ok(self.reply(reply).await?)
             }
             ClientFrame::Presence { conv } => {
-                let users = self.node.presence(&user_id, &conv).await?;
+                let users = self.subs.node.presence(&user_id, &conv).await?;
                 Ok(self
                     .reply(ServerFrame::Presence { id, conv, users })
                     .await?)

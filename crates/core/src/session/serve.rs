@@ -9,7 +9,7 @@ use switchboard_proto::DisconnectReason;
 use tokio::time::Instant;
 
 /// Heartbeats a peer may leave unanswered; at the next one it is considered dead.
-const MISSED_PINGS_ALLOWED: u32 = 2;
+const MISSED_PINGS_ALLOWED: u8 = 2;
 /// Handed-over messages handled per turn of the loop (the rest is taken at the next turn:
 /// `Conn::attention` stays ready while anything waits).
 const DELIVERY_BATCH: usize = 256;
@@ -22,11 +22,11 @@ impl<T: Transport> Session<T> {
         {
             return end;
         }
-        let mut timer_at = self.next_deadline();
-        let timer = tokio::time::sleep_until(timer_at);
+        // The timer keeps its own deadline: no copy of it in every connection's future.
+        let timer = tokio::time::sleep_until(self.next_deadline());
         tokio::pin!(timer);
         loop {
-            let unsent = self.conn.backlog() > 0;
+            let unsent = self.subs.conn.backlog() > 0;
             if unsent {
                 // Checked here too, not only by the timer: a client that keeps its socket busy
                 // could keep the timer from ever being polled.
@@ -35,9 +35,8 @@ impl<T: Transport> Session<T> {
                 }
                 // A backlog that does not move is a slow consumer: wake up for that too.
                 let deadline = self.next_deadline();
-                if deadline < timer_at {
-                    timer_at = deadline;
-                    timer.as_mut().reset(timer_at);
+                if deadline < timer.deadline() {
+                    timer.as_mut().reset(deadline);
                 }
             }
             // Publishes answered where their commits completed leave an empty line behind.
@@ -48,8 +47,8 @@ impl<T: Transport> Session<T> {
             let full = self.pipeline_full();
             let r = tokio::select! {
                 biased;
-                () = self.conn.attention() => Box::pin(self.on_attention()).await,
-                () = self.conn.writable(), if unsent => self.conn.flush().map(|_| ()).map_err(End::from),
+                () = self.subs.conn.attention() => Box::pin(self.on_attention()).await,
+                () = self.subs.conn.writable(), if unsent => self.subs.conn.flush().map(|_| ()).map_err(End::from),
                 () = next_answer(&self.pipeline, full), if self.pipeline.is_some() => {
                     Box::pin(self.on_answer()).await
                 }
@@ -60,8 +59,8 @@ impl<T: Transport> Session<T> {
                         self.heard = true;
                         // Pings count as frames, and a client that is not reading gets no pong
                         // (RFC 6455 lets an endpoint answer only the latest): pongs cannot pile up.
-                        if self.frame_bucket.try_take() && self.conn.backlog() == 0 {
-                            self.conn.write(Out::Pong(payload)).map_err(End::from)
+                        if self.frame_bucket.try_take() && self.subs.conn.backlog() == 0 {
+                            self.subs.conn.write(Out::Pong(payload)).map_err(End::from)
                         } else {
                             Ok(())
                         }
@@ -71,8 +70,7 @@ impl<T: Transport> Session<T> {
                 },
                 () = &mut timer => {
                     let r = Box::pin(self.on_timer()).await;
-                    timer_at = self.next_deadline();
-                    timer.as_mut().reset(timer_at);
+                    timer.as_mut().reset(self.next_deadline());
                     r
                 }
             };
@@ -85,28 +83,28 @@ impl<T: Transport> Session<T> {
     /// The earliest of: the next heartbeat, the auth deadline or token expiry, the write stall.
     fn next_deadline(&self) -> Instant {
         let mut at = self.next_ping.min(self.deadline);
-        if let Some(moved) = self.conn.backlog_moved_at() {
-            at = at.min(moved + self.node.limits.write_timeout);
+        if let Some(moved) = self.subs.conn.backlog_moved_at() {
+            at = at.min(moved + self.subs.node.limits.write_timeout);
         }
         at
     }
 
     /// The connection was asked to end, a write failed, or work was handed over.
     async fn on_attention(&mut self) -> Result<(), End> {
-        if let Some(reason) = self.conn.reason() {
+        if let Some(reason) = self.subs.conn.reason() {
             return Err(End::Disconnect(reason));
         }
-        if self.conn.failed() {
+        if self.subs.conn.failed() {
             return Err(End::Gone);
         }
         for _ in 0..DELIVERY_BATCH {
-            match self.conn.next_handed_over() {
+            match self.subs.conn.next_handed_over() {
                 Some(o) => self.on_outbound(o).await?,
                 None => break,
             }
         }
         // Deliveries are queued (`How::Later`): one write sends the turn's frames.
-        self.conn.flush()?;
+        self.subs.conn.flush()?;
         Ok(())
     }
 
@@ -116,7 +114,7 @@ impl<T: Transport> Session<T> {
             if self.authenticated {
                 return Err(End::Disconnect(DisconnectReason::AuthExpired));
             }
-            let ms = self.node.limits.auth_timeout.as_millis();
+            let ms = self.subs.node.limits.auth_timeout.as_millis();
             self.reply_error(
                 None,
                 Error::unauthorized(format!("no auth frame within {ms} ms")),
@@ -135,15 +133,16 @@ impl<T: Transport> Session<T> {
             }
             if self.missed_pings >= MISSED_PINGS_ALLOWED {
                 tracing::debug!(key = self.subs.key(), "peer missed two heartbeats");
-                self.node
+                self.subs
+                    .node
                     .metrics
                     .disconnect(DisconnectReason::ProtocolError);
                 return Err(End::Gone);
             }
-            self.conn.write(Out::Ping)?;
+            self.subs.conn.write(Out::Ping)?;
             self.pinged = true;
             self.heard = false;
-            self.next_ping = now + self.node.limits.heartbeat;
+            self.next_ping = now + self.subs.node.limits.heartbeat;
         }
         Ok(())
     }

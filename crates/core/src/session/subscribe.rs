@@ -38,7 +38,7 @@ impl<T: Transport> Session<T> {
         principal: Principal,
         resume: BTreeMap<Conv, ResumePosition>,
     ) -> Result<(), Fail> {
-        let _held = self.conn.hold();
+        let _held = self.subs.conn.hold();
         self.authenticate_held(id, principal, resume).await
     }
 
@@ -56,7 +56,6 @@ impl<T: Transport> Session<T> {
                 conn_id: conn_id.clone(),
                 user_id: user_id.clone(),
                 session_id: principal.session_id.into(),
-                node_id: self.node.id.clone(),
             })
             .await?;
         let left_ms = principal.expires_at_ms.saturating_sub(now_ms());
@@ -83,11 +82,11 @@ impl<T: Transport> Session<T> {
             None => subs.push((own, pos.head_seq)),
         }
         for (conv, p) in resume {
-            if subs.len() >= self.node.limits.max_subscriptions {
+            if subs.len() >= self.subs.node.limits.max_subscriptions {
                 refused.push((conv, Error::bad_request("too many subscriptions")));
                 continue;
             }
-            if let Err(e) = self.node.check_read(&user_id, &conv).await {
+            if let Err(e) = self.subs.node.check_read(&user_id, &conv).await {
                 refused.push((conv, e));
                 continue;
             }
@@ -103,20 +102,20 @@ impl<T: Transport> Session<T> {
             resumed.insert(conv.clone(), r);
             replays.push(conv);
         }
-        let heartbeat_ms = self.node.limits.heartbeat.as_millis() as u64;
+        let heartbeat_ms = self.subs.node.limits.heartbeat.as_millis() as u64;
         let welcome = ServerFrame::Welcome {
             id: id.clone(),
             user_id: user_id.to_string(),
-            node_id: self.node.id.to_string(),
+            node_id: self.subs.node.id.to_string(),
             conn_id: conn_id.to_string(),
             heartbeat_ms,
             resumed,
         };
-        self.conn.subscribe_with(&subs, welcome.encode())?;
+        self.subs.conn.subscribe_with(&subs, welcome.encode())?;
         self.make_room(SESSION_HIGH_WATER).await?;
         for (conv, e) in refused {
             // The conversation is named in `conv` (and, for older clients, in the text).
-            self.node.metrics.error(e.code);
+            self.subs.node.metrics.error(e.code);
             let message = format!("{conv}: {}", e.message);
             let frame = ServerFrame::error_for(id.clone(), e.code, message, Some(conv));
             self.reply(frame).await?;
@@ -140,17 +139,19 @@ impl<T: Transport> Session<T> {
         since: Option<u64>,
         epoch: Option<String>,
     ) -> Result<(), Fail> {
-        let already = self.conn.is_subscribed(&conv);
-        if !already && self.conn.subscription_count() >= self.node.limits.max_subscriptions {
-            let max = self.node.limits.max_subscriptions;
+        let already = self.subs.conn.is_subscribed(&conv);
+        if !already
+            && self.subs.conn.subscription_count() >= self.subs.node.limits.max_subscriptions
+        {
+            let max = self.subs.node.limits.max_subscriptions;
             return Err(Error::bad_request(format!(
                 "a connection may hold at most {max} subscriptions"
             ))
             .into());
         }
-        self.node.check_read(user_id, &conv).await?;
+        self.subs.node.check_read(user_id, &conv).await?;
         let (conv, pos) = if already {
-            let pos = self.node.backend.broker.position(&conv).await;
+            let pos = self.subs.node.backend.broker.position(&conv).await;
             (conv, pos.map_err(Error::from)?)
         } else {
             self.subs.attach(&conv).await?
@@ -173,8 +174,11 @@ impl<T: Transport> Session<T> {
         }
         .encode();
         match last {
-            Some(last) => self.conn.subscribe_with(&[(conv.clone(), last)], reply)?,
-            None => self.conn.write(Out::Text(reply))?,
+            Some(last) => self
+                .subs
+                .conn
+                .subscribe_with(&[(conv.clone(), last)], reply)?,
+            None => self.subs.conn.write(Out::Text(reply))?,
         }
         self.make_room(SESSION_HIGH_WATER).await?;
         if let Some(from) = from_seq {

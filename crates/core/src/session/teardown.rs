@@ -15,19 +15,19 @@ impl<T: Transport> Session<T> {
     /// presence and the hub's record of the connection.
     pub(super) async fn finish(&mut self, end: End) {
         // From here on the fan-out leaves this connection alone.
-        self.conn.close();
+        self.subs.conn.close();
         let code = self.t.close_code();
         let _ = timeout(CLOSE_GRACE, self.last_frames(end, code)).await;
-        self.conn.shutdown();
+        self.subs.conn.shutdown();
         self.subs.close_all().await;
     }
 
     async fn last_frames(&mut self, end: End, code: u16) -> Result<(), End> {
         let mut last = Vec::new();
         if let End::Disconnect(reason) = end {
-            self.node.metrics.disconnect(reason);
+            self.subs.node.metrics.disconnect(reason);
             if reason == DisconnectReason::Shutdown {
-                let jitter_ms = self.node.limits.reconnect_jitter.as_millis() as u64;
+                let jitter_ms = self.subs.node.limits.reconnect_jitter.as_millis() as u64;
                 let delay_ms = switchboard_proto::ids::random_u64() % jitter_ms.max(1);
                 let reconnect = ServerFrame::Reconnect {
                     reason: "shutdown".into(),
@@ -39,13 +39,13 @@ impl<T: Transport> Session<T> {
             if reason == DisconnectReason::SlowConsumer {
                 // What waited is not sent (the client resumes from history): the disconnect
                 // goes out now, not behind a backlog the client is not reading.
-                self.conn.discard_unsent();
+                self.subs.conn.discard_unsent();
             }
         }
         for frame in last {
-            self.conn.write(Out::Text(frame))?;
+            self.subs.conn.write(Out::Text(frame))?;
         }
-        self.conn.write(Out::Close(code))?;
+        self.subs.conn.write(Out::Close(code))?;
         self.drain().await
     }
 }

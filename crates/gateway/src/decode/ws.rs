@@ -36,8 +36,9 @@ pub struct WsError {
 /// one being thrown away.
 #[derive(Debug, Default)]
 pub struct WsDecoder {
-    /// Messages above this are [`WsItem::TooLarge`].
-    max_frame_bytes: usize,
+    /// Messages above this are [`WsItem::TooLarge`]. (A `u32`, beside the flag below: every
+    /// connection's task holds the decoder, and this keeps the native one in its 768 bytes.)
+    max_frame_bytes: u32,
     /// A fragmented message being put together: its opcode and the data so far.
     message: Option<Box<(u8, BytesMut)>>,
     /// Payload bytes of an oversized frame still to be thrown away.
@@ -58,14 +59,14 @@ impl WsDecoder {
     /// A decoder for messages of at most `max_frame_bytes`.
     pub fn new(max_frame_bytes: usize) -> WsDecoder {
         WsDecoder {
-            max_frame_bytes,
+            max_frame_bytes: u32::try_from(max_frame_bytes).unwrap_or(u32::MAX),
             ..WsDecoder::default()
         }
     }
 
     /// The size past which a message ends the connection (close 1009; [`super::hard_limit`]).
     pub fn hard_limit(&self) -> usize {
-        super::hard_limit(self.max_frame_bytes)
+        super::hard_limit(self.max_frame_bytes as usize)
     }
 
     /// Takes the next item out of `buf`: `Ok(None)` when more bytes are needed (what is there
