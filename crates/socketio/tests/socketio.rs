@@ -328,7 +328,7 @@ async fn close_all_flushes_then_closes_every_session() {
 }
 
 #[tokio::test]
-async fn sids_come_from_the_generator() {
+async fn engine_sids_come_from_the_generator_and_socket_ids_are_the_librarys() {
     let counter = std::sync::atomic::AtomicU32::new(0);
     let builder = SocketIo::builder(config()).sid_generator(move || {
         format!(
@@ -340,7 +340,16 @@ async fn sids_come_from_the_generator() {
     let (poll, _) = Poll::open(&server).await;
     assert!(poll.sid.ends_with("~node7"), "{}", poll.sid);
     poll.post("40").await;
-    assert!(server.next_socket().await.id().ends_with("~node7"));
+    // A socket's id is the library's own (20 random URL-safe characters, as socket.io's): it
+    // is never routed on, so it does not name the node.
+    let id = server.next_socket().await.id().to_owned();
+    assert_eq!(id.len(), 20, "{id}");
+    assert!(
+        id.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "{id}"
+    );
+    assert_ne!(id, poll.sid);
 }
 
 trait SendBinary {

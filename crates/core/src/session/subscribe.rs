@@ -64,7 +64,12 @@ impl<T: Transport> Session<T> {
 
         let own = Conv::user(&user_id);
         let mut resume = resume;
-        let own_since = resume.remove(&own);
+        // The transport's own copy of the stream's name when it gave one (a Socket.IO socket's
+        // recovery slots hold it): the connection then keeps one copy, not two.
+        let (own, own_since) = match resume.remove_entry(&own) {
+            Some((given, since)) => (given, Some(since)),
+            None => (own, None),
+        };
         let mut resumed = BTreeMap::new();
         // (conv, last seq the client has): set in the same step as `welcome` is written.
         let mut subs: Vec<(Conv, u64)> = Vec::new();

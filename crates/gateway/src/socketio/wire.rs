@@ -52,8 +52,9 @@ struct State {
     slots: Slots,
     /// The last `message` event's offset text, its buffer kept for the next one.
     offset: String,
-    /// `delay_ms` of a `reconnect` frame: the transport closes that much later.
-    reconnect: Option<u64>,
+    /// `delay_ms` of a `reconnect` frame: the transport closes that much later (a `u32` of
+    /// milliseconds, 49 days, beside the flag below: every socket's wire holds it).
+    reconnect: Option<u32>,
     /// The end was handled (the record ended, the outlet told).
     ended: bool,
 }
@@ -64,10 +65,10 @@ pub struct SioWire<O: Outlet> {
     outlet: O,
     state: Mutex<State>,
     records: Arc<Records>,
-    pid: String,
+    pid: Box<str>,
     /// The session's owner token for `pid`'s record.
     owner: u64,
-    user_id: String,
+    user_id: Box<str>,
     /// The session's input (read by [`super::inbox::SioTransport`]); the heartbeat's proof of
     /// life goes there too (see the module comment).
     inbox: Inbox,
@@ -94,9 +95,9 @@ impl<O: Outlet> SioWire<O> {
                 ended: false,
             }),
             records,
-            pid,
+            pid: pid.into(),
             owner,
-            user_id,
+            user_id: user_id.into(),
             inbox: Inbox::new(inbound),
         }
     }
@@ -113,7 +114,7 @@ impl<O: Outlet> SioWire<O> {
 
     fn record(&self, slots: &Slots) -> Record {
         Record {
-            user_id: self.user_id.clone(),
+            user_id: self.user_id.to_string(),
             slots: slots.slots().to_vec(),
             full: slots.is_full(),
         }
@@ -176,7 +177,7 @@ impl<O: Outlet> SioWire<O> {
                 }
             }
             Outgoing::Reconnect(arg, delay) => {
-                st.reconnect = Some(delay);
+                st.reconnect = Some(u32::try_from(delay).unwrap_or(u32::MAX));
                 let args = Value::Array(vec![arg]);
                 self.outlet
                     .emit("switchboard:reconnect", args.to_string())?;
@@ -224,7 +225,7 @@ impl<O: Outlet> SioWire<O> {
             // Drain: the client reconnects (elsewhere) and recovers.
             self.records.end(&self.pid, self.owner, Some(&record));
             self.outlet
-                .close_transport_after(Duration::from_millis(delay));
+                .close_transport_after(Duration::from_millis(delay.into()));
             return;
         }
         match reason {

@@ -89,9 +89,10 @@ pub(crate) struct Shared {
     /// upgrade progress).
     pub out_ready: Notify,
     /// Wakes the polling session's heartbeat driver (pong, deadline changes, close, flushed).
-    /// A WebSocket session's task runs the heartbeat itself and waits on `out_ready` alone (one
-    /// `Notified` less in every idle task): [`Shared::heartbeat_changed`] wakes both.
-    pub ctl: Notify,
+    /// Only a session that began on polling has one (boxed: a WebSocket session's task runs
+    /// the heartbeat itself and waits on `out_ready` alone, and every idle WebSocket session
+    /// would keep its 32 bytes): [`Shared::heartbeat_changed`] wakes both.
+    pub ctl: Option<Box<Notify>>,
     /// The application's handler of this session; taken out when the session ends.
     pub handler: tokio::sync::Mutex<Option<Box<dyn SessionHandler>>>,
     pub engine: Arc<Engine>,
@@ -119,7 +120,7 @@ impl Shared {
                 written: 0,
             }),
             out_ready: Notify::new(),
-            ctl: Notify::new(),
+            ctl: (transport == Transport::Polling).then(|| Box::new(Notify::new())),
             handler: tokio::sync::Mutex::new(None),
             engine,
         })
@@ -228,7 +229,14 @@ impl Shared {
     /// finds nothing to take and waits on.)
     pub fn heartbeat_changed(&self) {
         self.out_ready.notify_one();
-        self.ctl.notify_one();
+        self.wake_driver();
+    }
+
+    /// Wakes the polling heartbeat driver, if the session has one.
+    pub fn wake_driver(&self) {
+        if let Some(ctl) = &self.ctl {
+            ctl.notify_one();
+        }
     }
 
     /// Whether requests naming the session still reach it: while it is open, and while a

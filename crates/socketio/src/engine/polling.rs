@@ -115,7 +115,7 @@ fn take_payload(shared: &Shared) -> Option<Vec<u8>> {
             append_to_payload(&mut body, last, false);
             if reason.flushes() {
                 st.flushed = true;
-                shared.ctl.notify_one();
+                shared.wake_driver();
             }
         }
         None if body.is_empty() => body.push(b'6'),
@@ -167,6 +167,10 @@ async fn post(shared: Arc<Shared>, req: Request) -> Response {
 /// The heartbeat of a polling session, until it closes or upgrades (the WebSocket task then
 /// runs it). A session closed by the server waits for the poll that takes its last packets.
 async fn drive(shared: Arc<Shared>) {
+    // A session that began on polling has its driver's `Notify`; this one is for it alone.
+    let Some(ctl) = shared.ctl.as_deref() else {
+        return;
+    };
     loop {
         if shared.state.lock().transport == Transport::WebSocket {
             return;
@@ -176,7 +180,7 @@ async fn drive(shared: Arc<Shared>) {
         };
         tokio::select! {
             _ = sleep_until(next) => {}
-            _ = shared.ctl.notified() => {}
+            _ = ctl.notified() => {}
         }
     }
     if shared.closed().is_some_and(DisconnectReason::flushes) {
@@ -184,7 +188,7 @@ async fn drive(shared: Arc<Shared>) {
         while !shared.state.lock().flushed && Instant::now() < until {
             tokio::select! {
                 _ = sleep_until(until) => {}
-                _ = shared.ctl.notified() => {}
+                _ = ctl.notified() => {}
             }
         }
     }

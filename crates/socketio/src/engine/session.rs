@@ -32,7 +32,7 @@ pub(crate) async fn on_packet(
             // Only the polling driver needs waking: on a WebSocket the pong is handled in the
             // session's own task, which looks at the heartbeat again right after (waking it
             // too would cost it one more turn per pong).
-            shared.ctl.notify_one();
+            shared.wake_driver();
             Ok(())
         }
         Packet::Message(text) => dispatch(shared, Message::Text(text)).await,

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 
 use super::handler::Namespace;
 use super::session::SioEngineHandler;
-use crate::engine::{EngineIo, Hooks, SidGenerator, random_sid};
+use crate::engine::{EngineIo, Hooks};
 use crate::{Config, DisconnectReason};
 
 /// What every session of the server shares.
@@ -22,7 +22,6 @@ pub(crate) struct SioInner {
     pub config: Config,
     /// Each namespace with its name, shared by its sockets (none allocates its own).
     pub namespaces: HashMap<String, (Arc<str>, Arc<dyn Namespace>)>,
-    pub sid_generator: SidGenerator,
 }
 
 /// Builds a [`SocketIo`].
@@ -31,7 +30,6 @@ pub struct Builder {
     path: String,
     namespaces: HashMap<String, Arc<dyn Namespace>>,
     hooks: Hooks,
-    sid_generator: Option<SidGenerator>,
 }
 
 impl Builder {
@@ -48,12 +46,11 @@ impl Builder {
         self
     }
 
-    /// Makes the Engine.IO sids (and the sockets' ids) with `generator` (e.g. `<random>~<node>`).
+    /// Makes the Engine.IO sids with `generator` (e.g. `<random>~<node>`, so that any node can
+    /// tell which one holds a session). A socket's id is 20 random URL-safe characters, as
+    /// socket.io makes them: it names the socket to its client and is never routed on.
     pub fn sid_generator(mut self, generator: impl Fn() -> String + Send + Sync + 'static) -> Self {
-        let generator: SidGenerator = Arc::new(generator);
-        self.sid_generator = Some(generator.clone());
-        let engine_generator = generator.clone();
-        self.hooks = self.hooks.sid_generator(move || engine_generator());
+        self.hooks = self.hooks.sid_generator(generator);
         self
     }
 
@@ -90,7 +87,6 @@ impl Builder {
                     (name, (shared, ns))
                 })
                 .collect(),
-            sid_generator: self.sid_generator.unwrap_or_else(|| Arc::new(random_sid)),
         });
         let engine =
             EngineIo::from_boxed(self.config, Box::new(SioEngineHandler(inner)), self.hooks);
@@ -116,7 +112,6 @@ impl SocketIo {
             path: "/socket.io/".into(),
             namespaces: HashMap::new(),
             hooks: Hooks::default(),
-            sid_generator: None,
         }
     }
 

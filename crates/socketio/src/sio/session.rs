@@ -15,7 +15,7 @@ use super::server::SioInner;
 use super::socket::{AckResponse, Event, Socket};
 use super::stored::StoredRequest;
 use crate::DisconnectReason;
-use crate::engine::{EngineConn, EngineHandler, Message, RequestInfo, SessionHandler};
+use crate::engine::{EngineConn, EngineHandler, Message, RequestInfo, SessionHandler, random_sid};
 
 /// Makes the Socket.IO handler of each new Engine.IO session.
 pub(crate) struct SioEngineHandler(pub Arc<SioInner>);
@@ -168,11 +168,7 @@ impl SioSession {
         if self.sockets.len() >= self.server.config.max_namespaces {
             return Err(PARSE);
         }
-        let socket = Socket::new(
-            (self.server.sid_generator)().into(),
-            name,
-            self.conn.clone(),
-        );
+        let socket = Socket::new(random_sid().into(), name, self.conn.clone());
         let request = ConnectRequest {
             auth: packet.data,
             request: self.request.info(),
