@@ -1,4 +1,4 @@
-//! Admission of client sessions and the tracking of their tasks.
+//! Admission of client sessions, and the drain's wait for the last of them to end.
 //!
 //! A node takes at most `max_connections` sessions, over every transport together. Each
 //! session holds one [`Permit`] from before it is accepted until its task ends, and taking one

@@ -41,8 +41,8 @@ impl Lifecycle {
         );
         let deadline = started + self.drain_window + self.shutdown_timeout;
         // No session is admitted from now on (the transports check `draining` first); the
-        // tracker's wait ends when the last session task has ended, sessions admitted just
-        // before the drain began included.
+        // wait ends when the last session's permit is gone, sessions admitted just before the
+        // drain began (and handshakes still deciding) included.
         let sessions = &self.node.admission;
         sessions.close();
         let all_ended = sessions.wait();
