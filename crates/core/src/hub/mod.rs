@@ -39,7 +39,48 @@ struct ConnMeta {
 #[derive(Default)]
 struct Conns {
     by_key: HashMap<u64, ConnMeta>,
-    by_user: HashMap<Arc<str>, Vec<u64>>,
+    by_user: HashMap<Arc<str>, Keys>,
+}
+
+/// A user's connection keys. Most users have one connection: that key is held inline (a vector
+/// of one took an allocation of 32 bytes for every user online).
+enum Keys {
+    One(u64),
+    Many(Vec<u64>),
+}
+
+impl Keys {
+    fn push(&mut self, key: u64) {
+        match self {
+            Keys::One(k) => *self = Keys::Many(vec![*k, key]),
+            Keys::Many(keys) => keys.push(key),
+        }
+    }
+
+    /// Removes `key`; true when no key is left.
+    fn remove(&mut self, key: u64) -> bool {
+        match self {
+            Keys::One(k) => *k == key,
+            Keys::Many(keys) => {
+                keys.retain(|k| *k != key);
+                match keys[..] {
+                    [] => true,
+                    [only] => {
+                        *self = Keys::One(only);
+                        false
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, u64> {
+        match self {
+            Keys::One(k) => std::slice::from_ref(k).iter(),
+            Keys::Many(keys) => keys.iter(),
+        }
+    }
 }
 
 const SHARDS: usize = 32;
@@ -143,11 +184,9 @@ impl Hub {
         if let Some(meta) = c.by_key.remove(&key)
             && let Some((user, _)) = meta.auth
             && let Some(keys) = c.by_user.get_mut(&user)
+            && keys.remove(key)
         {
-            keys.retain(|k| *k != key);
-            if keys.is_empty() {
-                c.by_user.remove(&user);
-            }
+            c.by_user.remove(&user);
         }
         drop(c);
         self.open.fetch_sub(1, Ordering::AcqRel);
@@ -165,7 +204,10 @@ impl Hub {
         let mut c = self.conns.lock();
         if let Some(meta) = c.by_key.get_mut(&key) {
             meta.auth = Some((user_id.clone(), session_id));
-            c.by_user.entry(user_id).or_default().push(key);
+            c.by_user
+                .entry(user_id)
+                .and_modify(|keys| keys.push(key))
+                .or_insert(Keys::One(key));
         }
     }
 
@@ -334,5 +376,31 @@ impl BusSink for Hub {
                 self.matching(&user_id, None, |c| c.revoke(conv.clone()))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_users_keys_hold_one_inline_and_go_back_to_one() {
+        assert_eq!(
+            std::mem::size_of::<Keys>(),
+            24,
+            "a Vec's three words, no more"
+        );
+        let mut keys = Keys::One(1);
+        assert!(!keys.remove(2), "an unknown key changes nothing");
+        keys.push(2);
+        keys.push(3);
+        assert_eq!(keys.iter().copied().collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(!keys.remove(2));
+        assert!(!keys.remove(1));
+        assert!(
+            matches!(keys, Keys::One(3)),
+            "the last one is held inline again"
+        );
+        assert!(keys.remove(3), "none is left");
     }
 }

@@ -183,6 +183,9 @@ impl SioSession {
                     self.conn
                         .send_text(&encode(PacketType::Connect, &nsp, None, Some(&reply), 0));
                 socket.set_handler(accept.handler.clone());
+                // Most sessions join one namespace: room for one (a first push makes room for
+                // four, 32 bytes in every idle session).
+                self.sockets.reserve_exact(1);
                 self.sockets.push(socket.clone());
                 self.conn.set_deadline(None);
                 accept.handler.connected(&socket).await;
