@@ -60,20 +60,17 @@ impl Ids {
     fn remove(&mut self, id: &str) -> bool {
         match self {
             Ids::One(one) => &**one == id,
+            // A set holds two or more: one removal leaves at least one, held inline again.
             Ids::Many(set) => {
                 set.remove(id);
                 if set.len() == 1 {
                     let last = set.drain().next().unwrap_or_default();
                     *self = Ids::One(last);
                 }
-                set_is_empty(self)
+                false
             }
         }
     }
-}
-
-fn set_is_empty(ids: &Ids) -> bool {
-    matches!(ids, Ids::Many(set) if set.is_empty())
 }
 
 /// Adds `id` under `key` in `map`.

@@ -106,10 +106,8 @@ async fn upgrade(State(node): State<Arc<Node>>, mut req: Request) -> Response {
         max_frame_bytes: node.limits.max_frame_bytes,
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let spawner = node.clone();
-    spawner
-        .admission
-        .spawn(permit, connection(on_upgrade, node, principal, cfg));
+    let task = connection(on_upgrade, node.clone(), principal, cfg);
+    node.admission.spawn(permit, task);
     let mut resp = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let h = resp.headers_mut();
     h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
