@@ -6,6 +6,7 @@ use bytes::Bytes;
 use std::future::Future;
 use std::io;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 /// What a transport read from its client.
 #[derive(Debug)]
@@ -30,6 +31,12 @@ pub trait Transport: Send + 'static {
     /// protocol violation (1002), an oversized message (1009) or invalid UTF-8 (1007).
     fn close_code(&self) -> u16 {
         1000
+    }
+    /// How often the session sends its heartbeat ([`Out::Ping`]) on this transport: `None` for
+    /// the node's `heartbeat`. A transport whose protocol promised its client a ping interval
+    /// (Engine.IO's `pingInterval`) keeps that promise through this.
+    fn heartbeat(&self) -> Option<Duration> {
+        None
     }
 }
 

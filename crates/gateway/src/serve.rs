@@ -115,8 +115,9 @@ pub async fn serve_http(
         let io = TimedStream::new(stream, limits.write_timeout);
         // A `Router` clone is a reference count: its routes were built once, by the caller.
         let (router, limits, metrics) = (router.clone(), limits.clone(), metrics.clone());
+        let encrypted = tls.is_some();
         let service = hyper::service::service_fn(move |req| {
-            guarded(router.clone(), &limits, &metrics, peer, req)
+            guarded(router.clone(), &limits, &metrics, peer, encrypted, req)
         });
         let (builder, closing, tls) = (builder.clone(), closing_rx.clone(), tls.clone());
         connections.spawn(async move {
@@ -187,10 +188,14 @@ fn guarded(
     limits: &HttpLimits,
     metrics: &Metrics,
     peer: std::net::SocketAddr,
+    encrypted: bool,
     mut req: Request<Incoming>,
 ) -> impl Future<Output = Result<Response, Infallible>> + use<> {
     req.extensions_mut()
         .insert(axum::extract::ConnectInfo(peer));
+    if encrypted {
+        req.extensions_mut().insert(Encrypted);
+    }
     let refused = announced_len(&req)
         .filter(|&n| n > limits.max_body_bytes as u64)
         .map(|n| {
@@ -206,6 +211,11 @@ fn guarded(
         router.call(req).await
     }
 }
+
+/// Marks a request that came over TLS (a request extension): its upgraded connection is a TLS
+/// stream, not the plain socket.
+#[derive(Debug, Clone, Copy)]
+pub struct Encrypted;
 
 /// The request's `Content-Length`, when it has one that parses.
 fn announced_len(req: &Request<Incoming>) -> Option<u64> {

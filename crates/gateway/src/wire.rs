@@ -34,28 +34,38 @@ pub trait ReadSource: Send + Sync + 'static {
 
 impl<F: Framing> ReadSource for SocketWire<F> {
     fn poll_read_into(&self, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<bool> {
-        if buf.is_empty() && buf.capacity() > 0 {
-            *buf = BytesMut::new();
+        poll_read_stream(&self.stream, buf, cx)
+    }
+}
+
+/// [`ReadSource::poll_read_into`] for a plain socket (a [`SocketWire`]'s, or one another wire
+/// owns).
+pub(crate) fn poll_read_stream(
+    stream: &TcpStream,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<bool> {
+    if buf.is_empty() && buf.capacity() > 0 {
+        *buf = BytesMut::new();
+    }
+    loop {
+        if let Err(e) = std::task::ready!(stream.poll_read_ready(cx)) {
+            tracing::debug!(error = %e, "read failed");
+            return Poll::Ready(false);
         }
-        loop {
-            if let Err(e) = std::task::ready!(self.stream.poll_read_ready(cx)) {
+        // Through the thread's read buffer, so `buf` grows only by what came.
+        let read = with_read_chunk(|chunk| {
+            let n = read_chunk(stream, chunk)?;
+            buf.extend_from_slice(&chunk[..n]);
+            Ok::<_, io::Error>(n)
+        });
+        match read {
+            Ok(n) => return Poll::Ready(n > 0),
+            // The readiness was stale and is cleared now: the next poll registers the waker.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
                 tracing::debug!(error = %e, "read failed");
                 return Poll::Ready(false);
-            }
-            // Through the thread's read buffer, so `buf` grows only by what came.
-            let read = with_read_chunk(|chunk| {
-                let n = read_chunk(&self.stream, chunk)?;
-                buf.extend_from_slice(&chunk[..n]);
-                Ok::<_, io::Error>(n)
-            });
-            match read {
-                Ok(n) => return Poll::Ready(n > 0),
-                // The readiness was stale and is cleared now: the next poll registers the waker.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => {
-                    tracing::debug!(error = %e, "read failed");
-                    return Poll::Ready(false);
-                }
             }
         }
     }
@@ -219,6 +229,24 @@ impl<F: Framing> Wire for SocketWire<F> {
 /// RFC 6455 framing of server frames: unmasked, unfragmented.
 pub struct WsFraming;
 
+/// Writes the head of an unmasked, final server frame of `opcode` with a payload of `len`
+/// bytes; returns its length (2, 4 or 10).
+pub(crate) fn ws_head(opcode: u8, len: usize, head: &mut [u8; MAX_HEAD]) -> usize {
+    head[0] = 0x80 | opcode;
+    if len < 126 {
+        head[1] = len as u8;
+        2
+    } else if len <= u16::MAX as usize {
+        head[1] = 126;
+        head[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        4
+    } else {
+        head[1] = 127;
+        head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    }
+}
+
 impl Framing for WsFraming {
     fn head(&self, frame: &Out, head: &mut [u8; MAX_HEAD]) -> usize {
         let (opcode, len) = match frame {
@@ -233,19 +261,7 @@ impl Framing for WsFraming {
                 return 4;
             }
         };
-        head[0] = 0x80 | opcode;
-        if len < 126 {
-            head[1] = len as u8;
-            2
-        } else if len <= u16::MAX as usize {
-            head[1] = 126;
-            head[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-            4
-        } else {
-            head[1] = 127;
-            head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-            10
-        }
+        ws_head(opcode, len, head)
     }
 
     fn payload<'a>(&self, frame: &'a Out) -> &'a [u8] {

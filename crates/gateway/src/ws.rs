@@ -108,11 +108,16 @@ async fn upgrade(State(node): State<Arc<Node>>, mut req: Request) -> Response {
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task = connection(on_upgrade, node.clone(), principal, cfg);
     node.admission.spawn(permit, task);
+    switching_protocols(&key)
+}
+
+/// The 101 answer to a WebSocket handshake whose `Sec-WebSocket-Key` is `key`.
+pub(crate) fn switching_protocols(key: &[u8]) -> Response {
     let mut resp = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let h = resp.headers_mut();
     h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::SEC_WEBSOCKET_ACCEPT, accept_key(&key));
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, accept_key(key));
     resp
 }
 
@@ -167,7 +172,7 @@ fn connection(
 }
 
 /// The client's `Sec-WebSocket-Key` if the request is a WebSocket handshake (RFC 6455 §4.2.1).
-fn handshake_key(method: &Method, headers: &HeaderMap) -> Result<Vec<u8>, &'static str> {
+pub(crate) fn handshake_key(method: &Method, headers: &HeaderMap) -> Result<Vec<u8>, &'static str> {
     let has = |name: header::HeaderName, token: &str| {
         headers.get_all(name).iter().any(|v| {
             v.as_bytes()
@@ -232,7 +237,7 @@ impl<S: ReadSource> WsReader<S> {
     fn next_event(&mut self) -> Option<Inbound> {
         match self.decoder.decode(&mut self.buf) {
             Ok(None) => None,
-            Ok(Some(WsItem::Message(m))) => Some(Inbound::Frame(m)),
+            Ok(Some(WsItem::Message(m) | WsItem::Binary(m))) => Some(Inbound::Frame(m)),
             Ok(Some(WsItem::TooLarge(n))) => Some(Inbound::TooLarge(n)),
             Ok(Some(WsItem::Ping(p))) => Some(Inbound::Ping(p)),
             Ok(Some(WsItem::Pong)) => Some(Inbound::Alive),

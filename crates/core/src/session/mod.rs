@@ -137,7 +137,7 @@ pub fn run_session<T: Transport>(
             node.limits.frame_rate,
             node.limits.frame_rate.saturating_mul(2),
         ),
-        next_ping: now + node.limits.heartbeat,
+        next_ping: now + transport.heartbeat().unwrap_or(node.limits.heartbeat),
         deadline: now + node.limits.auth_timeout,
         t: transport,
         subs: Subscriptions::open(node, conn),

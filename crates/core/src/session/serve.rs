@@ -142,7 +142,11 @@ impl<T: Transport> Session<T> {
             self.subs.conn.write(Out::Ping)?;
             self.pinged = true;
             self.heard = false;
-            self.next_ping = now + self.subs.node.limits.heartbeat;
+            self.next_ping = now
+                + self
+                    .t
+                    .heartbeat()
+                    .unwrap_or(self.subs.node.limits.heartbeat);
         }
         Ok(())
     }

@@ -38,6 +38,10 @@ fn msg(s: &[u8]) -> WsItem {
     WsItem::Message(Bytes::copy_from_slice(s))
 }
 
+fn bin(s: &[u8]) -> WsItem {
+    WsItem::Binary(Bytes::copy_from_slice(s))
+}
+
 /// Every way of feeding `bytes` that is checked: whole, split in two at every point (or at
 /// every `step`-th point for long inputs), one byte at a time.
 fn splits(bytes: &[u8], step: usize) -> Vec<Vec<&[u8]>> {
@@ -85,7 +89,7 @@ fn websocket_frames_of_every_length_form_and_kind() {
     bytes.extend(masked(true, 0x1, b"after the close: ignored"));
     let items = vec![
         msg(br#"{"a":1}"#),
-        msg(&mid),
+        bin(&mid),
         msg(b"wide"),
         WsItem::Ping(Bytes::from_static(b"hi")),
         msg(br#"{"b":2}"#),
@@ -107,11 +111,11 @@ fn a_64_bit_length_frame_split_across_its_head_and_payload() {
     let big = vec![b'z'; 70_000];
     let mut bytes = masked(true, 0x2, &big);
     bytes.extend(masked(true, 0x1, b"{}"));
-    ws_case(&bytes, 100_000, vec![msg(&big), msg(b"{}")], None);
+    ws_case(&bytes, 100_000, vec![bin(&big), msg(b"{}")], None);
     // Every split inside the head, where the 64-bit length is.
     for at in 0..=14 {
         let got = decode_ws(100_000, &[&bytes[..at], &bytes[at..]]);
-        assert_eq!(got.items, vec![msg(&big), msg(b"{}")]);
+        assert_eq!(got.items, vec![bin(&big), msg(b"{}")]);
     }
 }
 
@@ -170,7 +174,7 @@ fn websocket_violations_close_with_their_codes_wherever_the_bytes_split() {
     // Binary need not be UTF-8; a message before the violation is still delivered.
     let mut bytes = masked(true, 0x2, &[0xff]);
     bytes.extend(masked(true, 0x7, b""));
-    ws_case(&bytes, 1024, vec![msg(&[0xff])], Some(1002));
+    ws_case(&bytes, 1024, vec![bin(&[0xff])], Some(1002));
 }
 
 #[test]

@@ -10,8 +10,11 @@ use switchboard_socketio::engine::wsframe::apply_mask;
 /// What the decoder took out of the buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WsItem {
-    /// A whole message (text, or binary carrying the same JSON), its fragments joined.
+    /// A whole text message, its fragments joined.
     Message(Bytes),
+    /// A whole binary message (the native protocol reads the same JSON in it; Engine.IO's
+    /// binary attachments come this way).
+    Binary(Bytes),
     /// A message over `max_frame_bytes` (its size so far): it is skipped, not buffered. If it
     /// passed the hard limit as well, the next call fails with 1009.
     TooLarge(usize),
@@ -200,7 +203,11 @@ impl WsDecoder {
                 if opcode == 0x1 && std::str::from_utf8(&data).is_err() {
                     return Err(fail(1007, "a text message that is not UTF-8"));
                 }
-                Ok(Step::Item(WsItem::Message(data.freeze())))
+                Ok(Step::Item(if opcode == 0x2 {
+                    WsItem::Binary(data.freeze())
+                } else {
+                    WsItem::Message(data.freeze())
+                }))
             }
         }
     }

@@ -8,12 +8,14 @@ use super::inbox::SioTransport;
 use super::record::Records;
 use super::translate::{self, error_arg};
 use super::wire::{Outlet, SioWire};
+use super::ws_session::{self, WsSessions};
 use crate::poll::NodeLocator;
 use crate::timed::TimedStream;
 use async_trait::async_trait;
 use axum::Router;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
+use axum::routing::any;
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -31,6 +33,7 @@ use switchboard_socketio::{
     Accept, AckSender, Config, ConnectRequest, DisconnectReason, Event, EventHead, Namespace,
     Refuse, Socket, SocketHandler, SocketIo,
 };
+use tower::ServiceExt;
 
 /// Settings of the endpoint.
 #[derive(Clone)]
@@ -54,14 +57,33 @@ pub struct SioConfig {
 /// The endpoint: its router and what shutdown needs.
 pub struct SioEndpoint {
     io: SocketIo,
+    /// Connections that open their WebSocket directly.
+    direct: Arc<WsSessions>,
     /// The node's recovery records.
     pub records: Arc<Records>,
 }
 
 impl SioEndpoint {
-    /// The routes (`/socket.io/`).
+    /// The routes (`/socket.io/`): a new session on a plain WebSocket runs as a core session on
+    /// its socket ([`super::ws_session`]); everything else is the library's.
     pub fn router(&self) -> Router {
-        self.io.router()
+        let library = self.io.router();
+        let direct = self.direct.clone();
+        let route = any(move |req: Request| {
+            let (library, direct) = (library.clone(), direct.clone());
+            async move {
+                if ws_session::takes(&req) {
+                    return ws_session::open(direct, req);
+                }
+                match library.oneshot(req).await {
+                    Ok(resp) => resp,
+                    Err(never) => match never {},
+                }
+            }
+        });
+        Router::new()
+            .route("/socket.io/", route.clone())
+            .route("/socket.io", route)
     }
 
     /// Engine.IO sessions open on this node.
@@ -128,8 +150,18 @@ pub fn socketio_endpoint(node: Arc<Node>, config: SioConfig) -> SioEndpoint {
         let node_id = node_id.clone();
         async move { misrouted(req, sid, &node_id, forwarder).await }
     });
+    let direct = Arc::new(WsSessions {
+        node: node.clone(),
+        records: records.clone(),
+        ping_interval: config.ping_interval,
+        ping_timeout: config.ping_timeout,
+        max_payload: config.max_payload,
+        // The node's rule for a connection that has not said who it is yet (it holds a slot).
+        connect_timeout: node.limits.auth_timeout,
+    });
     SioEndpoint {
         io: builder.build(),
+        direct,
         records,
     }
 }
@@ -241,18 +273,13 @@ impl SocketHandler for SioHandler {
     async fn event(&self, _socket: &Socket, event: Event) {
         let binary = !event.attachments.is_empty();
         let ack_id = event.ack.as_ref().map(AckSender::id);
-        // A publish (the busiest event) is copied as written; anything else goes through values.
-        let request = translate::publish_request(&event.name, &event.args, ack_id, binary)
-            .map(Ok)
-            .unwrap_or_else(|| {
-                let args: Vec<Value> = event
-                    .args
-                    .iter()
-                    .map(|a| serde_json::from_str(a.get()).unwrap_or(Value::Null))
-                    .collect();
-                translate::request(&event.name, &args, ack_id, binary)
-            })
-            .and_then(|frame| translate::within_limit(frame, self.node.limits.max_frame_bytes));
+        let request = translate::event_frame(
+            &event.name,
+            &event.args,
+            ack_id,
+            binary,
+            self.node.limits.max_frame_bytes,
+        );
         match request {
             Ok(frame) => {
                 if let Some(ack) = event.ack {
@@ -338,6 +365,10 @@ impl Outlet for SocketOutlet {
             Some(ack) => ack.send_json(args_json).map_err(io_err),
             None => Ok(()),
         }
+    }
+
+    fn ping(&self) -> io::Result<bool> {
+        Ok(false)
     }
 
     fn disconnect(&self) {

@@ -122,6 +122,28 @@ pub fn request(
     Ok(serde_json::to_vec(&Value::Object(frame)).unwrap_or_default())
 }
 
+/// The native frame for a client's event `event` with arguments `args` as the client wrote
+/// them, checked against the node's frame limit `max`, or why it is refused. A `publish` (the
+/// busiest event) is copied as written; anything else goes through values.
+pub fn event_frame(
+    event: &str,
+    args: &[Box<RawValue>],
+    ack: Option<u64>,
+    binary: bool,
+    max: usize,
+) -> Result<Vec<u8>, Refusal> {
+    publish_request(event, args, ack, binary)
+        .map(Ok)
+        .unwrap_or_else(|| {
+            let args: Vec<Value> = args
+                .iter()
+                .map(|a| serde_json::from_str(a.get()).unwrap_or(Value::Null))
+                .collect();
+            request(event, &args, ack, binary)
+        })
+        .and_then(|frame| within_limit(frame, max))
+}
+
 /// `frame` if the node takes frames of its size (`max`, its `--max-frame-bytes`), else the
 /// refusal `too_large`. A Socket.IO packet within `maxPayload` (the same limit) becomes a native
 /// frame a few bytes longer (the envelope's `"type"` and `"id"`), so one near the limit can make

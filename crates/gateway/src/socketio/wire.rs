@@ -11,8 +11,9 @@
 //! Ends: `reconnect` (drain) emits `switchboard:reconnect` and closes the transport `delay_ms`
 //! later without a DISCONNECT, so stock clients reconnect and recover by themselves; any other
 //! `disconnect` emits `switchboard:disconnect` then sends DISCONNECT. The session's heartbeat is
-//! answered here at once: Engine.IO's own pings find dead clients (the library closes them, and
-//! the transport then ends).
+//! answered here at once where the library runs Engine.IO's heartbeat (its pings find dead
+//! clients: the library closes them, and the transport then ends); on a WebSocket the session
+//! runs itself ([`super::ws_session`]) the session's heartbeat is Engine.IO's ping.
 
 use super::inbox::Inbox;
 use super::offset::Slots;
@@ -40,6 +41,11 @@ pub trait Outlet: Send + Sync + 'static {
     fn emit_message(&self, object: &str, offset_json: &str) -> io::Result<()>;
     /// Queues the acknowledgement `id` with `args_json`, a JSON array's text written as it is.
     fn ack(&self, id: u64, args_json: &str) -> io::Result<()>;
+    /// The session's heartbeat is due: `Ok(true)` when the outlet sent Engine.IO's ping itself
+    /// (its transport has no heartbeat of its own, and the client's pong comes back to the
+    /// session); `Ok(false)` when Engine.IO's heartbeat runs elsewhere, and the session's is
+    /// answered at once.
+    fn ping(&self) -> io::Result<bool>;
     /// Sends DISCONNECT and closes.
     fn disconnect(&self);
     /// Closes the underlying connection without a DISCONNECT (the client reconnects).
@@ -120,16 +126,13 @@ impl<O: Outlet> SioWire<O> {
         }
     }
 
-    /// Writes one native frame; `false` when the socket has no room for it now.
-    fn write_one(&self, frame: &Bytes, st: &mut State) -> io::Result<bool> {
+    /// Writes one native frame (the outlet had room for it).
+    fn write_one(&self, frame: &Bytes, st: &mut State) -> io::Result<()> {
         // The fan-out's frame, read once for every socket on this thread.
         let sent = with_message(frame, |conv, seq, object| {
-            if !self.outlet.has_room() {
-                return Ok(false);
-            }
             st.slots.received(conv, seq);
             st.slots.offset_json_into(&mut st.offset);
-            self.outlet.emit_message(object, &st.offset).map(|()| true)
+            self.outlet.emit_message(object, &st.offset)
         });
         if let Some(sent) = sent {
             return sent;
@@ -185,7 +188,7 @@ impl<O: Outlet> SioWire<O> {
             Outgoing::Disconnect(reason) => self.end(st, Some(reason)),
             Outgoing::Nothing => {}
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Acknowledges `id` with the one argument `arg`.
@@ -269,15 +272,19 @@ impl<O: Outlet> Wire for SioWire<O> {
         for frame in frames {
             match frame {
                 Out::Text(bytes) => {
-                    if !self.write_one(bytes, &mut st)? {
+                    if !self.outlet.has_room() {
                         p.blocked = true;
                         break;
                     }
+                    self.write_one(bytes, &mut st)?;
                 }
-                // Engine.IO checks the client's liveness; the session's heartbeat is answered
-                // here (a full queue means the session is past its own bound anyway).
+                // Where Engine.IO checks the client's liveness itself, the session's heartbeat
+                // is answered here (a full queue means the session is past its own bound
+                // anyway).
                 Out::Ping => {
-                    self.inbox.push(Inbound::Alive);
+                    if !self.outlet.ping()? {
+                        self.inbox.push(Inbound::Alive);
+                    }
                 }
                 Out::Pong(_) | Out::Close(_) => {}
             }

@@ -28,6 +28,7 @@ mod redis_cluster;
 mod revocation;
 mod sdk;
 mod smoke;
+mod socketio_ws;
 mod tls;
 mod transports;
 mod web;

@@ -249,6 +249,9 @@ impl crate::socketio::wire::Outlet for NoOutlet {
     fn ack(&self, _: u64, _: &str) -> std::io::Result<()> {
         Ok(())
     }
+    fn ping(&self) -> std::io::Result<bool> {
+        Ok(false)
+    }
     fn disconnect(&self) {}
     fn close_transport(&self) {}
     fn close_transport_after(&self, _: Duration) {}
