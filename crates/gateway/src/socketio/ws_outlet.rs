@@ -24,7 +24,8 @@ pub const TEXT: u8 = 0x1;
 const CLOSE: u8 = 0x8;
 const PONG: u8 = 0xA;
 
-/// The most parts one frame is written from (the `message` event has five).
+/// The most parts one frame is written from (the `message` event has five; more are not
+/// given).
 const MAX_PARTS: usize = 6;
 
 /// A Socket.IO socket's own WebSocket, written directly.
@@ -65,18 +66,26 @@ impl WsOutlet {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let mut head = [0u8; MAX_HEAD];
         let used = ws_head(op, len, &mut head);
+        let head = &head[..used];
         let mut pending = self.pending.lock();
         let mut written = 0;
         if pending.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_PARTS + 1];
-            let mut n = 0;
-            for part in std::iter::once(&head[..used]).chain(parts.iter().copied()) {
-                if !part.is_empty() && n < slices.len() {
-                    slices[n] = IoSlice::new(part);
-                    n += 1;
-                }
+            let mut slices = [IoSlice::new(head); MAX_PARTS + 1];
+            let mut n = 1;
+            for part in parts.iter().take(MAX_PARTS) {
+                slices[n] = IoSlice::new(part);
+                n += 1;
             }
-            written = match self.stream.try_write_vectored(&slices[..n]) {
+            // Straight to `sendmsg`: tokio's readiness state is only needed when the socket is
+            // full. Then the same write through tokio either goes through or clears that
+            // state, so that `poll_room` waits.
+            let sent = socket2::SockRef::from(&self.stream)
+                .send_vectored(&slices[..n])
+                .or_else(|e| match e.kind() {
+                    io::ErrorKind::WouldBlock => self.stream.try_write_vectored(&slices[..n]),
+                    _ => Err(e),
+                });
+            written = match sent {
                 Ok(w) => w,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
                 Err(e) => {
@@ -84,10 +93,13 @@ impl WsOutlet {
                     return Err(e);
                 }
             };
+            if written == used + len {
+                return Ok(());
+            }
         }
         // Whatever the socket did not take, from where it stopped.
         let mut skip = written;
-        for part in std::iter::once(&head[..used]).chain(parts.iter().copied()) {
+        for part in std::iter::once(head).chain(parts.iter().copied()) {
             if skip >= part.len() {
                 skip -= part.len();
                 continue;
