@@ -7,6 +7,8 @@ use std::future::Future;
 use std::io;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use switchboard_proto::ErrorCode;
+use switchboard_proto::frame::RequestId;
 
 /// What a transport read from its client.
 #[derive(Debug)]
@@ -20,6 +22,21 @@ pub enum Inbound {
     Alive,
     /// A WebSocket ping with its payload: answer with a pong (it is proof of life too).
     Ping(Bytes),
+    /// A request the transport read but could not hand over as a frame (a Socket.IO event the
+    /// mapping refuses): the session answers it with this error, in order with its other
+    /// replies, and counts it as a bad frame, as it would a frame it could not read.
+    Refused(Box<Refused>),
+}
+
+/// A request a transport refused itself ([`Inbound::Refused`]).
+#[derive(Debug)]
+pub struct Refused {
+    /// The request's id, as the error answer names it (`None`: the answer has no id).
+    pub id: Option<RequestId>,
+    /// Why.
+    pub code: ErrorCode,
+    /// For the client.
+    pub message: String,
 }
 
 /// The read side of a client connection as the session sees it.

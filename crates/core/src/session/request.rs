@@ -5,7 +5,7 @@ use super::{BAD_FRAME_WINDOW, BadFrames, End, Fail, MAX_BAD_FRAMES, Session, pip
 use crate::backend::HistoryQuery;
 use crate::error::Error;
 use crate::node::{Publisher, clamp_limit};
-use crate::transport::Transport;
+use crate::transport::{Refused, Transport};
 use bytes::Bytes;
 use switchboard_proto::conv::ConvKind;
 use switchboard_proto::frame::{ClientFrame, RequestId, parse_client_frame};
@@ -26,6 +26,15 @@ impl<T: Transport> Session<T> {
             ),
         )
         .await?;
+        self.count_bad_frame()
+    }
+
+    /// A request the transport refused: its error answer, and it counts as a bad frame.
+    pub(super) async fn on_refused(&mut self, refused: Refused) -> Result<(), End> {
+        // Replies stay in request order: publishes before this one are answered first.
+        self.settle_publishes().await?;
+        let Refused { id, code, message } = refused;
+        self.reply_error(id, Error::new(code, message)).await?;
         self.count_bad_frame()
     }
 

@@ -67,6 +67,7 @@ impl<T: Transport> Session<T> {
                     }
                     Some(Inbound::Frame(b)) => { self.heard = true; Box::pin(self.on_frame(b)).await }
                     Some(Inbound::TooLarge(n)) => Box::pin(self.on_too_large(n)).await,
+                    Some(Inbound::Refused(r)) => { self.heard = true; Box::pin(self.on_refused(*r)).await }
                 },
                 () = &mut timer => {
                     let r = Box::pin(self.on_timer()).await;

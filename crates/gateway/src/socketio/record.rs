@@ -429,4 +429,4 @@ async fn run(records: Weak<Records>, wake: Arc<Notify>) {
 
 #[cfg(test)]
 #[path = "record_tests/mod.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -8,6 +8,7 @@ use super::inbox::SioTransport;
 use super::record::Records;
 use super::translate::{self, error_arg};
 use super::wire::{Outlet, SioWire};
+use super::ws_outlet::Closing;
 use super::ws_session::{self, WsSessions};
 use crate::poll::NodeLocator;
 use crate::timed::TimedStream;
@@ -86,14 +87,17 @@ impl SioEndpoint {
             .route("/socket.io", route)
     }
 
-    /// Engine.IO sessions open on this node.
+    /// Engine.IO sessions open on this node, and direct WebSockets whose drain's delayed close
+    /// has not come yet.
     pub fn session_count(&self) -> usize {
-        self.io.engine().session_count()
+        self.io.engine().session_count() + self.direct.closing.count()
     }
 
-    /// Closes every Engine.IO session (the end of a drain); clients reconnect by themselves.
+    /// Closes every Engine.IO session and every direct WebSocket still waiting for its delayed
+    /// close (the end of a drain); clients reconnect by themselves.
     pub fn close_all(&self) {
         self.io.close_all();
+        self.direct.closing.close_all();
     }
 }
 
@@ -156,6 +160,7 @@ pub fn socketio_endpoint(node: Arc<Node>, config: SioConfig) -> SioEndpoint {
         ping_interval: config.ping_interval,
         ping_timeout: config.ping_timeout,
         max_payload: config.max_payload,
+        closing: Closing::new(),
         // The node's rule for a connection that has not said who it is yet (it holds a slot).
         connect_timeout: node.limits.auth_timeout,
     });
@@ -338,10 +343,10 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
 }
 
 impl Outlet for SocketOutlet {
-    fn has_room(&self) -> bool {
-        // The library bounds each session's queue itself and closes a session that fills it
-        // (the client then reconnects and recovers).
-        true
+    fn flush(&self) -> Option<usize> {
+        // The library queues whole packets and bounds each session's queue itself, closing a
+        // session that fills it (the client then reconnects and recovers).
+        None
     }
 
     fn poll_room(&self, _cx: &mut Context<'_>) -> Poll<()> {

@@ -30,9 +30,12 @@ use switchboard_core::transport::{Inbound, Out, Progress, Wire};
 
 /// What the wire needs from a Socket.IO socket of the protocol library.
 pub trait Outlet: Send + Sync + 'static {
-    /// Whether an event can be queued now without exceeding the socket's bound.
-    fn has_room(&self) -> bool;
-    /// Ready when [`has_room`](Outlet::has_room) may be true again (or the socket closed).
+    /// Writes what the outlet kept of the frames written so far (the rest of one the socket
+    /// did not take whole): `None` once nothing is kept, else how many bytes it has written
+    /// of what it kept, ever (positive, and growing as they are written). An outlet that
+    /// queues whole packets itself keeps nothing here.
+    fn flush(&self) -> Option<usize>;
+    /// Ready when [`flush`](Outlet::flush) may make progress (or the socket closed).
     fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()>;
     /// Queues event `event` whose arguments are the JSON array `args` (already encoded).
     fn emit(&self, event: &str, args: String) -> io::Result<()>;
@@ -46,6 +49,11 @@ pub trait Outlet: Send + Sync + 'static {
     /// session); `Ok(false)` when Engine.IO's heartbeat runs elsewhere, and the session's is
     /// answered at once.
     fn ping(&self) -> io::Result<bool>;
+    /// Answers a WebSocket ping of the client's (only outlets that read the client's
+    /// WebSocket themselves get one).
+    fn pong(&self, _payload: &[u8]) -> io::Result<()> {
+        Ok(())
+    }
     /// Sends DISCONNECT and closes.
     fn disconnect(&self);
     /// Closes the underlying connection without a DISCONNECT (the client reconnects).
@@ -258,10 +266,15 @@ impl<O: Outlet> AsRef<Inbox> for SioWire<O> {
 }
 
 impl<O: Outlet> Wire for SioWire<O> {
+    /// Writes frames through the outlet. A frame whose bytes the outlet had to keep (the
+    /// socket took only part of them) is reported as partly written, `offset` being the
+    /// outlet's progress plus one: the session keeps it and offers it again once the socket
+    /// has room, and it counts as written once the outlet has nothing kept. It is translated
+    /// once: its bytes are the outlet's by then.
     fn try_write(
         &self,
         frames: &mut dyn Iterator<Item = &Out>,
-        _offset: usize,
+        offset: usize,
     ) -> io::Result<Progress> {
         let mut p = Progress {
             frames: 0,
@@ -269,15 +282,20 @@ impl<O: Outlet> Wire for SioWire<O> {
             blocked: false,
         };
         let mut st = self.state.lock();
+        if let Some(progress) = self.outlet.flush() {
+            // The first frame is the one in flight (or packets written beside the session
+            // are): nothing more goes out behind them yet.
+            p.offset = if offset > 0 { progress + 1 } else { 0 };
+            p.blocked = true;
+            return Ok(p);
+        }
+        if offset > 0 && frames.next().is_some() {
+            // The frame in flight is written now.
+            p.frames = 1;
+        }
         for frame in frames {
             match frame {
-                Out::Text(bytes) => {
-                    if !self.outlet.has_room() {
-                        p.blocked = true;
-                        break;
-                    }
-                    self.write_one(bytes, &mut st)?;
-                }
+                Out::Text(bytes) => self.write_one(bytes, &mut st)?,
                 // Where Engine.IO checks the client's liveness itself, the session's heartbeat
                 // is answered here (a full queue means the session is past its own bound
                 // anyway).
@@ -286,7 +304,13 @@ impl<O: Outlet> Wire for SioWire<O> {
                         self.inbox.push(Inbound::Alive);
                     }
                 }
-                Out::Pong(_) | Out::Close(_) => {}
+                Out::Pong(payload) => self.outlet.pong(payload)?,
+                Out::Close(_) => {}
+            }
+            if let Some(progress) = self.outlet.flush() {
+                p.offset = progress + 1;
+                p.blocked = true;
+                return Ok(p);
             }
             p.frames += 1;
         }

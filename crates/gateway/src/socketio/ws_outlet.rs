@@ -4,20 +4,24 @@
 //!
 //! A frame goes out in one `sendmsg` of its head and its parts: a `message` event's object is
 //! the node's one encoding, shared by every socket, and is not copied. What the socket does not
-//! take is kept (the rest of that one frame, and the few control packets written behind it)
-//! until the socket has room again; meanwhile the wire offers no further frame
-//! ([`Outlet::has_room`]), so the session's own bounded queue holds them, as on a native
-//! WebSocket.
+//! take is kept, and the wire reports that frame as partly written ([`Outlet::flush`]): the
+//! session keeps it (and everything after it) in its own bounded queue, waits for the socket
+//! to have room, and offers it again until the outlet has written the rest, exactly as a
+//! native WebSocket's partly written frame. So at most one frame's rest is kept here, plus the
+//! few packets written beside the session (a refused namespace), which are bounded: past the
+//! bound the connection is closed, as the library closes a session whose queue is full.
 
 use super::wire::Outlet;
 use crate::wire::{MAX_HEAD, ws_head};
 use parking_lot::Mutex;
 use std::io::{self, IoSlice};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 /// The opcode of a text frame.
 pub const TEXT: u8 = 0x1;
@@ -28,14 +32,63 @@ const PONG: u8 = 0xA;
 /// given).
 const MAX_PARTS: usize = 6;
 
+/// Bytes kept beyond one frame's rest before the connection is closed (packets written beside
+/// the session by a client that does not read).
+const KEPT_BEYOND_A_FRAME: usize = 64 * 1024;
+
+/// Sockets whose close waits for a drain's `delay_ms`, counted so that the node stays up until
+/// they are closed, and closed at once when it cannot wait longer.
+#[derive(Debug)]
+pub struct Closing {
+    count: AtomicUsize,
+    now: watch::Sender<bool>,
+}
+
+impl Closing {
+    /// No socket closing yet.
+    pub fn new() -> Arc<Closing> {
+        Arc::new(Closing {
+            count: AtomicUsize::new(0),
+            now: watch::Sender::new(false),
+        })
+    }
+
+    /// Sockets still waiting for their close.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Closes every waiting socket now (and those that start waiting from now on).
+    pub fn close_all(&self) {
+        self.now.send_replace(true);
+    }
+}
+
+/// What the socket has not taken yet.
+#[derive(Default)]
+struct Kept {
+    /// Framed bytes, written from `at`; empty (holding no memory) while the socket keeps up.
+    buf: Vec<u8>,
+    at: usize,
+    /// Bytes written from `buf` so far, ever: the progress the wire reports.
+    written: usize,
+    /// The close was written (or the socket failed): nothing more is.
+    closed: bool,
+}
+
+impl Kept {
+    fn len(&self) -> usize {
+        self.buf.len() - self.at
+    }
+}
+
 /// A Socket.IO socket's own WebSocket, written directly.
 pub struct WsOutlet {
     stream: TcpStream,
-    /// Framed bytes the socket has not taken yet (empty, and holding no memory, while it keeps
-    /// up).
-    pending: Mutex<Vec<u8>>,
-    /// The close was written (or the socket failed): nothing more is.
-    closed: AtomicBool,
+    kept: Mutex<Kept>,
+    /// The most bytes kept at once: a frame's rest and [`KEPT_BEYOND_A_FRAME`].
+    max_kept: usize,
+    closing: Arc<Closing>,
 }
 
 fn gone() -> io::Error {
@@ -43,12 +96,14 @@ fn gone() -> io::Error {
 }
 
 impl WsOutlet {
-    /// Writes to `stream`.
-    pub fn new(stream: TcpStream) -> WsOutlet {
+    /// Writes to `stream` frames of at most `max_frame` bytes; a drain's delayed close is
+    /// counted in `closing`.
+    pub fn new(stream: TcpStream, max_frame: usize, closing: Arc<Closing>) -> WsOutlet {
         WsOutlet {
             stream,
-            pending: Mutex::new(Vec::new()),
-            closed: AtomicBool::new(false),
+            kept: Mutex::new(Kept::default()),
+            max_kept: max_frame.saturating_add(KEPT_BEYOND_A_FRAME),
+            closing,
         }
     }
 
@@ -58,18 +113,23 @@ impl WsOutlet {
     }
 
     /// Writes one frame of opcode `op` whose payload is `parts` joined: straight to the socket
-    /// when nothing waits before it, else (or for what the socket did not take) kept, in order.
+    /// when nothing is kept before it, else (or for what the socket did not take) kept, in
+    /// order. Past the bound on what is kept, the connection is closed.
     pub fn send(&self, op: u8, parts: &[&[u8]]) -> io::Result<()> {
-        if self.closed.load(Ordering::Acquire) {
+        let mut kept = self.kept.lock();
+        self.send_locked(&mut kept, op, parts)
+    }
+
+    fn send_locked(&self, kept: &mut Kept, op: u8, parts: &[&[u8]]) -> io::Result<()> {
+        if kept.closed {
             return Err(gone());
         }
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let mut head = [0u8; MAX_HEAD];
         let used = ws_head(op, len, &mut head);
         let head = &head[..used];
-        let mut pending = self.pending.lock();
         let mut written = 0;
-        if pending.is_empty() {
+        if kept.len() == 0 {
             let mut slices = [IoSlice::new(head); MAX_PARTS + 1];
             let mut n = 1;
             for part in parts.iter().take(MAX_PARTS) {
@@ -89,13 +149,19 @@ impl WsOutlet {
                 Ok(w) => w,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
                 Err(e) => {
-                    self.closed.store(true, Ordering::Release);
+                    self.fail(kept);
                     return Err(e);
                 }
             };
             if written == used + len {
                 return Ok(());
             }
+        } else if kept.len() + used + len > self.max_kept {
+            // A client that does not read what it keeps asking for.
+            tracing::debug!("Socket.IO WebSocket: too much unread, closing");
+            self.fail(kept);
+            let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Both);
+            return Err(gone());
         }
         // Whatever the socket did not take, from where it stopped.
         let mut skip = written;
@@ -104,29 +170,43 @@ impl WsOutlet {
                 skip -= part.len();
                 continue;
             }
-            pending.extend_from_slice(&part[skip..]);
+            kept.buf.extend_from_slice(&part[skip..]);
             skip = 0;
         }
         Ok(())
     }
 
-    /// Writes what is kept; `true` once nothing is.
-    fn flush(&self, pending: &mut Vec<u8>) -> bool {
-        while !pending.is_empty() {
-            match self.stream.try_write(pending) {
+    /// Nothing more is written; what was kept is dropped.
+    fn fail(&self, kept: &mut Kept) {
+        kept.closed = true;
+        kept.buf = Vec::new();
+        kept.at = 0;
+    }
+
+    /// Writes what is kept: `None` once nothing is, else the bytes written from it so far.
+    fn flush_locked(&self, kept: &mut Kept) -> Option<usize> {
+        while kept.len() > 0 {
+            match self.stream.try_write(&kept.buf[kept.at..]) {
                 Ok(n) => {
-                    pending.drain(..n);
+                    kept.at += n;
+                    kept.written = kept.written.wrapping_add(n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(_) => {
-                    // The peer is gone: nothing kept will reach it (the reader sees the end).
-                    self.closed.store(true, Ordering::Release);
-                    pending.clear();
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Moved forward without copying; compacted once most of it is written.
+                    if kept.at > kept.buf.len() / 2 {
+                        let at = kept.at;
+                        kept.buf.drain(..at);
+                        kept.at = 0;
+                    }
+                    return Some(kept.written);
                 }
+                // The peer is gone: nothing kept will reach it (the reader sees the end).
+                Err(_) => self.fail(kept),
             }
         }
-        *pending = Vec::new();
-        true
+        kept.buf = Vec::new();
+        kept.at = 0;
+        None
     }
 
     /// Sends a text frame.
@@ -134,32 +214,33 @@ impl WsOutlet {
         self.send(TEXT, &[text])
     }
 
-    /// Answers a WebSocket ping.
-    pub fn pong(&self, payload: &[u8]) -> io::Result<()> {
-        self.send(PONG, &[payload])
-    }
-
     /// Writes a close frame (1000) after what is kept, if the socket takes it now, and ends the
     /// write side. A client that stopped reading does not hold anything up.
     pub fn close(&self) {
-        let _ = self.send(CLOSE, &[&1000u16.to_be_bytes()]);
-        self.closed.store(true, Ordering::Release);
-        let mut pending = self.pending.lock();
-        self.flush(&mut pending);
-        *pending = Vec::new();
+        let mut kept = self.kept.lock();
+        if kept.closed {
+            return;
+        }
+        if self.flush_locked(&mut kept).is_none() {
+            let _ = self.send_locked(&mut kept, CLOSE, &[&1000u16.to_be_bytes()]);
+        }
+        self.fail(&mut kept);
         let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Write);
     }
 }
 
 impl Outlet for WsOutlet {
-    fn has_room(&self) -> bool {
-        let mut pending = self.pending.lock();
-        pending.is_empty() || self.flush(&mut pending)
+    fn flush(&self) -> Option<usize> {
+        let mut kept = self.kept.lock();
+        if kept.len() == 0 {
+            return None;
+        }
+        self.flush_locked(&mut kept)
     }
 
     fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
-            if self.has_room() {
+            if self.flush().is_none() {
                 return Poll::Ready(());
             }
             // Not writable (the flush's `WouldBlock` cleared the readiness): this registers the
@@ -210,6 +291,10 @@ impl Outlet for WsOutlet {
         self.send(TEXT, &[b"2"]).map(|()| true)
     }
 
+    fn pong(&self, payload: &[u8]) -> io::Result<()> {
+        self.send(PONG, &[payload])
+    }
+
     fn disconnect(&self) {
         let _ = self.send(TEXT, &[b"41"]);
         self.close();
@@ -222,7 +307,7 @@ impl Outlet for WsOutlet {
     fn close_transport_after(&self, delay: Duration) {
         // The session ends now and its socket with it; a second descriptor of the connection
         // keeps it open until the delay is over (a drain's `delay_ms`: the client reconnects
-        // when it closes).
+        // when it closes), counted in `closing` so the node waits for it.
         let (Ok(rt), Ok(fd)) = (
             tokio::runtime::Handle::try_current(),
             self.stream.as_fd().try_clone_to_owned(),
@@ -230,9 +315,14 @@ impl Outlet for WsOutlet {
             self.close();
             return;
         };
+        let closing = self.closing.clone();
+        let mut now = closing.now.subscribe();
+        closing.count.fetch_add(1, Ordering::AcqRel);
         rt.spawn(async move {
-            tokio::time::sleep(delay).await;
+            let _ = tokio::time::timeout(delay, now.wait_for(|now| *now)).await;
             let _ = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Both);
+            drop(fd);
+            closing.count.fetch_sub(1, Ordering::AcqRel);
         });
     }
 }
@@ -240,6 +330,7 @@ impl Outlet for WsOutlet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchboard_core::transport::Out;
     use tokio::io::AsyncReadExt;
 
     /// The text frames in `bytes` (server frames: unmasked, unfragmented), and what is left.
@@ -267,60 +358,126 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn what_the_socket_does_not_take_waits_in_order_until_it_has_room() {
+    /// A connected pair: the outlet on the server's end (frames of at most `max_frame`), and
+    /// the client's end.
+    async fn pair(max_frame: usize) -> (WsOutlet, TcpStream, Arc<Closing>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+        let client = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let outlet = WsOutlet::new(server);
-        let pad = "x".repeat(1000);
-        // A client that does not read: the socket fills, and the outlet says so.
-        let mut sent = 0;
-        while outlet.has_room() {
-            let object = format!(r#"{{"n":{sent},"pad":"{pad}"}}"#);
-            outlet.emit_message(&object, r#""o""#).unwrap();
-            sent += 1;
-            assert!(sent < 100_000, "the socket never filled");
-        }
-        // A heartbeat is still taken, behind what waits.
-        assert!(outlet.ping().unwrap());
-        let reader = tokio::spawn(async move {
-            let mut bytes = Vec::new();
-            let mut chunk = vec![0u8; 65536];
-            loop {
-                let n = client.read(&mut chunk).await.unwrap();
-                assert!(n > 0, "closed early");
-                bytes.extend_from_slice(&chunk[..n]);
-                let (got, _) = frames(&bytes);
-                if got.len() == sent + 1 {
-                    return got;
-                }
+        let closing = Closing::new();
+        (
+            WsOutlet::new(server, max_frame, closing.clone()),
+            client,
+            closing,
+        )
+    }
+
+    /// Reads `count` frames (or until the end of the stream, `count` 0).
+    async fn read_frames(client: &mut TcpStream, count: usize) -> Vec<String> {
+        let mut bytes = Vec::new();
+        let mut chunk = vec![0u8; 65536];
+        loop {
+            let n = client.read(&mut chunk).await.unwrap();
+            bytes.extend_from_slice(&chunk[..n]);
+            let (got, _) = frames(&bytes);
+            if n == 0 || (count > 0 && got.len() >= count) {
+                return got;
             }
-        });
-        std::future::poll_fn(|cx| outlet.poll_room(cx)).await;
-        let got = reader.await.unwrap();
-        for (n, text) in got[..sent].iter().enumerate() {
-            let want = format!(r#"42["message",{{"n":{n},"pad":"{pad}"}},"o"]"#);
-            assert_eq!(text, &want, "frame {n} whole and in order");
         }
-        assert_eq!(got[sent], "2");
-        assert!(outlet.has_room());
+    }
+
+    /// The session's writes through the wire, as `Conn` makes them: each frame offered until
+    /// it is written whole, resumed at the reported offset, waiting for room when blocked.
+    #[tokio::test]
+    async fn a_frame_the_socket_takes_in_part_is_finished_before_the_next_one() {
+        let (outlet, mut client, _) = pair(1 << 20).await;
+        let (_, records) = crate::socketio::record::tests::start(false).await;
+        let wire = Arc::new(crate::socketio::wire::SioWire::new(
+            outlet,
+            crate::socketio::offset::Slots::default(),
+            records,
+            "p".into(),
+            1,
+            "u".into(),
+            1,
+        ));
+        // More than loopback's socket buffers take at once (a few MB).
+        const N: usize = 300;
+        let pad = "x".repeat(60_000);
+        let out: Vec<Out> = (0..N)
+            .map(|i| {
+                let frame = format!(
+                    r#"{{"type":"message","conv":"user:u","seq":{},"body":"{pad}"}}"#,
+                    i + 1
+                );
+                Out::Text(bytes::Bytes::from(frame))
+            })
+            .chain([Out::Ping])
+            .collect();
+        let reader = tokio::spawn(async move { read_frames(&mut client, N + 1).await });
+        let blocked = crate::wire::tests::write_all(&*wire, &out).await;
+        assert!(blocked, "the socket filled");
+        // Everything arrives, the tail of the last frame too (nothing waits for a next write).
+        let got = tokio::time::timeout(Duration::from_secs(20), reader)
+            .await
+            .expect("every frame arrives")
+            .unwrap();
+        assert_eq!(got.len(), N + 1);
+        for (i, text) in got[..N].iter().enumerate() {
+            let seq = format!(r#""seq":{}"#, i + 1);
+            assert!(text.starts_with(r#"42["message",{"#), "frame {i}");
+            assert!(
+                text.contains(&seq) && text.len() > 60_000,
+                "frame {i} whole, in order"
+            );
+        }
+        assert_eq!(got[N], "2", "the heartbeat after them");
+        assert!(wire.outlet().flush().is_none(), "nothing kept");
+    }
+
+    #[tokio::test]
+    async fn what_a_client_that_does_not_read_makes_the_outlet_keep_is_bounded() {
+        let (outlet, client, _) = pair(4096).await;
+        let pad = vec![b'x'; 1000];
+        let mut refused = 0;
+        for _ in 0..10_000 {
+            if outlet.send(TEXT, &[&pad]).is_err() {
+                refused += 1;
+                break;
+            }
+        }
+        assert_eq!(refused, 1, "the connection was closed past its bound");
+        let kept = outlet.kept.lock();
         assert!(
-            outlet.pending.lock().capacity() == 0,
-            "nothing kept once written"
+            kept.closed && kept.buf.capacity() == 0,
+            "and nothing is kept"
         );
+        drop(client);
+    }
+
+    #[tokio::test]
+    async fn a_delayed_close_is_counted_and_can_be_hurried() {
+        let (outlet, mut client, closing) = pair(4096).await;
+        outlet.close_transport_after(Duration::from_secs(60));
+        drop(outlet);
+        assert_eq!(closing.count(), 1, "open, counted");
+        closing.close_all();
+        let got = tokio::time::timeout(Duration::from_secs(5), read_frames(&mut client, 0)).await;
+        assert_eq!(got.expect("closed at once"), Vec::<String>::new());
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while closing.count() > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("no longer counted");
     }
 
     #[tokio::test]
     async fn events_acks_and_the_close() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        let outlet = WsOutlet::new(server);
+        let (outlet, mut client, _) = pair(4096).await;
         outlet
             .emit("switchboard:reconnect", "[{\"delay_ms\":5}]".into())
             .unwrap();

@@ -17,9 +17,9 @@
 
 use super::connect::{self, Accepted};
 use super::record::Records;
-use super::translate;
-use super::wire::{Outlet, SioWire};
-use super::ws_outlet::{TEXT, WsOutlet};
+use super::translate::{self, NO_ACK};
+use super::wire::SioWire;
+use super::ws_outlet::{Closing, WsOutlet};
 use crate::decode::{WsDecoder, WsItem};
 use crate::http_error::ApiError;
 use crate::serve::Encrypted;
@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use switchboard_core::session::{PreAuth, run_session};
-use switchboard_core::transport::{Inbound, Transport};
+use switchboard_core::transport::{Inbound, Refused, Transport};
 use switchboard_core::{Error, Node};
 use switchboard_proto::ErrorCode;
 use switchboard_socketio::engine::random_sid;
@@ -47,6 +47,9 @@ use switchboard_socketio::sio::packet::{
     self, Limits, Packet, PacketType, decode, split_ack, split_event,
 };
 use tokio::net::TcpStream;
+
+/// Refused CONNECTs one connection may send before it is closed.
+const MAX_REFUSED_CONNECTS: u32 = 8;
 
 /// A socket's wire on its own WebSocket.
 pub type WsWire = SioWire<WsOutlet>;
@@ -63,6 +66,8 @@ pub struct WsSessions {
     pub ping_timeout: Duration,
     /// `maxPayload`: a longer message closes the connection, as Engine.IO does.
     pub max_payload: usize,
+    /// Sockets waiting for a drain's delayed close.
+    pub closing: Arc<Closing>,
     /// How long the client has to send an accepted CONNECT after the open packet (the node's
     /// `--auth-timeout-ms`, as for a native connection's `auth`: the connection holds a slot).
     pub connect_timeout: Duration,
@@ -143,7 +148,7 @@ async fn handshake(
     stream: TcpStream,
     read: Bytes,
 ) -> Option<(SioWsReader, Arc<WsWire>, PreAuth)> {
-    let outlet = WsOutlet::new(stream);
+    let outlet = WsOutlet::new(stream, sessions.max_payload, sessions.closing.clone());
     let mut reading = Reading::new(read, sessions.max_payload);
     let open = format!(
         r#"0{{"sid":"{}","upgrades":[],"pingInterval":{},"pingTimeout":{},"maxPayload":{}}}"#,
@@ -154,11 +159,12 @@ async fn handshake(
     );
     outlet.text(open.as_bytes()).ok()?;
     let deadline = tokio::time::Instant::now() + sessions.connect_timeout;
+    let mut refused = 0;
     loop {
         let next = std::future::poll_fn(|cx| reading.poll_step(&outlet, cx));
         let packet = match tokio::time::timeout_at(deadline, next).await {
             Ok(Some(Step::Packet(packet, _))) => packet,
-            Ok(Some(Step::Alive)) => continue,
+            Ok(Some(Step::Alive | Step::Ping(_))) => continue,
             Ok(None) | Err(_) => {
                 outlet.close();
                 return None;
@@ -200,6 +206,12 @@ async fn handshake(
             Err(e) => {
                 let data = connect::connect_error(&e).to_string();
                 let _ = outlet.text(format!("44{data}").as_bytes());
+                refused += 1;
+                if refused >= MAX_REFUSED_CONNECTS {
+                    // Guessing tokens: the connection ends (each try costs a check).
+                    outlet.close();
+                    return None;
+                }
                 continue;
             }
         };
@@ -238,9 +250,10 @@ fn invalid_namespace(outlet: &WsOutlet, nsp: &str) {
 }
 
 /// What the connection read: a Socket.IO packet (with whether it carried binary attachments),
-/// or proof of life.
+/// a WebSocket ping (for the session to answer), or proof of life.
 enum Step {
     Packet(Packet, bool),
+    Ping(Bytes),
     Alive,
 }
 
@@ -282,7 +295,7 @@ impl Reading {
                     self.ended = true;
                 }
                 Ok(Some(item)) => {
-                    if let Some(step) = self.on_item(item, outlet) {
+                    if let Some(step) = self.on_item(item) {
                         return Poll::Ready(Some(step));
                     }
                 }
@@ -306,9 +319,9 @@ impl Reading {
         None
     }
 
-    fn on_item(&mut self, item: WsItem, outlet: &WsOutlet) -> Option<Step> {
+    fn on_item(&mut self, item: WsItem) -> Option<Step> {
         match item {
-            WsItem::Message(text) => self.on_text(&text, outlet),
+            WsItem::Message(text) => self.on_text(&text),
             WsItem::Binary(data) => {
                 let max = self.max_payload as usize;
                 let Some(partial) = self.partial.as_mut() else {
@@ -326,10 +339,7 @@ impl Reading {
                 }
             }
             WsItem::TooLarge(_) => self.fail("a message over maxPayload"),
-            WsItem::Ping(payload) => {
-                let _ = outlet.pong(&payload);
-                Some(Step::Alive)
-            }
+            WsItem::Ping(payload) => Some(Step::Ping(payload)),
             WsItem::Pong => Some(Step::Alive),
             WsItem::Close(_) => {
                 self.ended = true;
@@ -339,7 +349,7 @@ impl Reading {
     }
 
     /// One Engine.IO packet (a text message).
-    fn on_text(&mut self, text: &[u8], outlet: &WsOutlet) -> Option<Step> {
+    fn on_text(&mut self, text: &[u8]) -> Option<Step> {
         if self.partial.is_some() {
             return self.fail("a text message while attachments were expected");
         }
@@ -363,12 +373,9 @@ impl Reading {
                 }
                 Some(Step::Packet(packet, false))
             }
-            Some(b'3') => Some(Step::Alive),
-            // A client's ping (Engine.IO 3 had them): answered.
-            Some(b'2') => {
-                let _ = outlet.send(TEXT, &[b"3", &text.as_bytes()[1..]]);
-                Some(Step::Alive)
-            }
+            // A pong, or a client's ping (Engine.IO 3 had them; protocol 4 clients send none):
+            // proof of life. The library answers a ping; here the session's heartbeat does.
+            Some(b'3' | b'2') => Some(Step::Alive),
             Some(b'6') => None,
             Some(b'1') => {
                 self.ended = true;
@@ -394,6 +401,7 @@ impl SioWsReader {
             match step {
                 None => return Poll::Ready(None),
                 Some(Step::Alive) => return Poll::Ready(Some(Inbound::Alive)),
+                Some(Step::Ping(payload)) => return Poll::Ready(Some(Inbound::Ping(payload))),
                 Some(Step::Packet(packet, binary)) => {
                     if let Some(inbound) = self.on_packet(packet, binary) {
                         return Poll::Ready(Some(inbound));
@@ -420,13 +428,13 @@ impl SioWsReader {
                 let max = self.sessions.node.limits.max_frame_bytes;
                 match translate::event_frame(&name, &args, packet.id, binary, max) {
                     Ok(frame) => Some(Inbound::Frame(frame.into())),
-                    Err(refusal) => {
-                        if let Some(id) = packet.id {
-                            let args = Value::Array(vec![refusal.ack_arg()]).to_string();
-                            let _ = outlet.ack(id, &args);
-                        }
-                        None
-                    }
+                    // Answered by the session, in order with its replies (an event that asked
+                    // for no acknowledgement gets none: its id is `NO_ACK`).
+                    Err(refusal) => Some(Inbound::Refused(Box::new(Refused {
+                        id: Some(packet.id.map_or(Value::from(NO_ACK), Value::from)),
+                        code: refusal.code,
+                        message: refusal.message,
+                    }))),
                 }
             }
             // The server asks for no acknowledgement: the client's are read and dropped.

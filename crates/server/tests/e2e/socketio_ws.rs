@@ -152,6 +152,17 @@ async fn refused_connects_then_an_accepted_one_on_the_same_websocket() {
         .unwrap();
     let accepted = next_text(&mut ws).await.unwrap();
     assert!(accepted.starts_with("40{"), "{accepted}");
+    // Guessing tokens ends the connection at the eighth refusal.
+    let (mut guesser, _) = open(&node).await;
+    for i in 0..8 {
+        let guess = format!(r#"40{{"token":"guess-{i}"}}"#);
+        let _ = guesser.send(WsMessage::text(guess)).await;
+    }
+    for _ in 0..8 {
+        let refused = next_text(&mut guesser).await.expect("refused");
+        assert!(refused.starts_with("44{"), "{refused}");
+    }
+    assert!(ends(&mut guesser).await, "closed after the eighth");
     // A repeat CONNECT is ignored; the socket works.
     ws.send(WsMessage::text(format!("40{}", json!({ "token": token }))))
         .await
@@ -204,9 +215,17 @@ async fn events_their_refusals_and_a_message_with_its_offset() {
     assert_eq!(event[1]["seq"], seq, "{event}");
     assert_eq!(event[1]["body"], json!({"hello": 1}), "{event}");
     assert!(event[2].as_str().is_some_and(|o| !o.is_empty()), "{event}");
-    // A client ping is answered with a pong carrying its data.
-    ws.send(WsMessage::text("2probe")).await.unwrap();
-    assert_eq!(next_text(&mut ws).await.unwrap(), "3probe");
+    // A WebSocket ping is answered with a pong carrying its data.
+    ws.send(WsMessage::Ping(b"hi".to_vec().into()))
+        .await
+        .unwrap();
+    loop {
+        match tokio::time::timeout(WAIT, ws.next()).await.unwrap() {
+            Some(Ok(WsMessage::Pong(p))) => break assert_eq!(&p[..], b"hi"),
+            Some(Ok(WsMessage::Text(_))) => {}
+            other => panic!("a pong, got {other:?}"),
+        }
+    }
     // Leaving the namespace ends the connection.
     ws.send(WsMessage::text("41")).await.unwrap();
     assert!(ends(&mut ws).await);
@@ -301,4 +320,50 @@ async fn a_full_node_refuses_the_upgrade() {
         }
         other => panic!("expected 503, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn refused_events_count_as_bad_frames() {
+    let node = TestNode::start().await;
+    let (_, token) = node.user("fay").await;
+    let (mut ws, _) = connect(&node, &token).await;
+    // As a native client's unreadable frames: past twenty in ten seconds the session ends.
+    for i in 1..=25 {
+        let _ = ws.send(WsMessage::text(format!(r#"42{i}["shout"]"#))).await;
+    }
+    let mut refused = 0;
+    let reason = loop {
+        let t = next_text(&mut ws).await.expect("the session's end is said");
+        if t.starts_with("43") {
+            refused += 1;
+        } else if let Some(event) = t.strip_prefix("42") {
+            let event: Value = serde_json::from_str(event).unwrap();
+            assert_eq!(event[0], "switchboard:disconnect", "{event}");
+            break event[1]["reason"].clone();
+        }
+    };
+    assert_eq!(reason, "protocol_error");
+    assert!(
+        (19..=21).contains(&refused),
+        "{refused} refusals answered first"
+    );
+    assert_eq!(next_text(&mut ws).await.as_deref(), Some("41"));
+}
+
+#[tokio::test]
+async fn a_client_that_asks_and_never_reads_is_closed_not_buffered() {
+    let node = TestNode::start_with(|c| c.limits.max_frame_bytes = 4096).await;
+    let (_, token) = node.user("gus").await;
+    let (mut ws, _) = connect(&node, &token).await;
+    // Each is answered beside the session (Invalid namespace); the answers pile up only until
+    // the node's bound for them, well below what is sent here, then the connection ends.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut sent = 0;
+    while tokio::time::Instant::now() < deadline && sent < 400_000 {
+        if ws.send(WsMessage::text("40/nowhere,")).await.is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    assert!(sent < 400_000, "the connection was closed ({sent} sent)");
 }

@@ -13,7 +13,7 @@ const WINDOW: Duration = Duration::from_secs(120);
 const LEASE: Duration = Duration::from_secs(2);
 
 /// A registry in this process: the records with their time to live, and a log of the calls.
-struct Logged {
+pub(crate) struct Logged {
     outlive: bool,
     /// How long a store takes (a slow registry: the writer is mid-write for this long).
     put_takes: Mutex<Duration>,
@@ -166,7 +166,7 @@ async fn wait(by: Duration) {
 
 /// The records of a registry whose records outlive the process or not, once the writer task
 /// ran its first round (renewals then come every half lease from now).
-async fn start(outlive: bool) -> (Arc<Logged>, Arc<Records>) {
+pub(crate) async fn start(outlive: bool) -> (Arc<Logged>, Arc<Records>) {
     let registry = Logged::new(outlive);
     let records = Records::start(registry.clone(), WINDOW, LEASE);
     wait(Duration::from_millis(1)).await;

@@ -234,8 +234,8 @@ async fn a_superseded_session_elsewhere_cannot_bring_back_a_deleted_record() {
 struct NoOutlet;
 
 impl crate::socketio::wire::Outlet for NoOutlet {
-    fn has_room(&self) -> bool {
-        true
+    fn flush(&self) -> Option<usize> {
+        None
     }
     fn poll_room(&self, _: &mut std::task::Context<'_>) -> std::task::Poll<()> {
         std::task::Poll::Ready(())
