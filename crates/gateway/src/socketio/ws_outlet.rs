@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use std::io::{self, IoSlice};
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -86,6 +86,9 @@ impl Kept {
 pub struct WsOutlet {
     stream: TcpStream,
     kept: Mutex<Kept>,
+    /// Whether anything is kept (read without the lock: after every frame the wire asks, and
+    /// almost always nothing is). Set and cleared under the lock.
+    any_kept: AtomicBool,
     /// The most bytes kept at once: a frame's rest and [`KEPT_BEYOND_A_FRAME`].
     max_kept: usize,
     closing: Arc<Closing>,
@@ -102,6 +105,7 @@ impl WsOutlet {
         WsOutlet {
             stream,
             kept: Mutex::new(Kept::default()),
+            any_kept: AtomicBool::new(false),
             max_kept: max_frame.saturating_add(KEPT_BEYOND_A_FRAME),
             closing,
         }
@@ -173,6 +177,7 @@ impl WsOutlet {
             kept.buf.extend_from_slice(&part[skip..]);
             skip = 0;
         }
+        self.any_kept.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -181,6 +186,7 @@ impl WsOutlet {
         kept.closed = true;
         kept.buf = Vec::new();
         kept.at = 0;
+        self.any_kept.store(false, Ordering::Release);
     }
 
     /// Writes what is kept: `None` once nothing is, else the bytes written from it so far.
@@ -206,6 +212,7 @@ impl WsOutlet {
         }
         kept.buf = Vec::new();
         kept.at = 0;
+        self.any_kept.store(false, Ordering::Release);
         None
     }
 
@@ -231,6 +238,9 @@ impl WsOutlet {
 
 impl Outlet for WsOutlet {
     fn flush(&self) -> Option<usize> {
+        if !self.any_kept.load(Ordering::Acquire) {
+            return None;
+        }
         let mut kept = self.kept.lock();
         if kept.len() == 0 {
             return None;
