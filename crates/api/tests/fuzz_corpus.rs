@@ -73,3 +73,8 @@ fn api_body() {
 fn sio_packets() {
     some_accepted("sio_packets", sio::check_sio);
 }
+
+#[test]
+fn sio_ws() {
+    some_accepted("sio_ws", switchboard_gateway::socketio::ws_read::check_reading);
+}

@@ -8,8 +8,8 @@
 //! - [`connect`]: the CONNECT: token, recovery, the `pid`;
 //! - [`wire`] and [`inbox`]: the session's two halves on a Socket.IO socket;
 //! - [`forward`]: polling requests for another node's session, forwarded to it;
-//! - [`ws_session`] and [`ws_outlet`]: a client that opens its WebSocket directly runs as one
-//!   core session on the socket, without the library's session.
+//! - [`ws_session`], [`ws_read`] and [`ws_outlet`]: a client that opens its WebSocket directly
+//!   runs as one core session on the socket, without the library's session.
 
 pub mod connect;
 pub mod forward;
@@ -20,4 +20,5 @@ pub mod serve;
 pub mod translate;
 pub mod wire;
 pub mod ws_outlet;
+pub mod ws_read;
 pub mod ws_session;

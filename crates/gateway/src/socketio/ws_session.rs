@@ -17,10 +17,9 @@
 
 use super::connect::{self, Accepted};
 use super::record::Records;
-use super::translate::{self, NO_ACK};
 use super::wire::SioWire;
 use super::ws_outlet::{Closing, WsOutlet};
-use crate::decode::{WsDecoder, WsItem};
+use super::ws_read::{Action, Reading, Step, action};
 use crate::http_error::ApiError;
 use crate::serve::Encrypted;
 use crate::timed::TimedStream;
@@ -28,7 +27,7 @@ use crate::ws::{handshake_key, switching_protocols};
 use axum::extract::Request;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::OptionFuture;
 use hyper::upgrade::OnUpgrade;
@@ -38,18 +37,31 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use switchboard_core::session::{PreAuth, run_session};
-use switchboard_core::transport::{Inbound, Refused, Transport};
+use switchboard_core::transport::{Inbound, Transport};
 use switchboard_core::{Error, Node};
 use switchboard_proto::ErrorCode;
 use switchboard_socketio::engine::random_sid;
-use switchboard_socketio::sio::binary::{Partial, check_placeholders};
-use switchboard_socketio::sio::packet::{
-    self, Limits, Packet, PacketType, decode, split_ack, split_event,
-};
+use switchboard_socketio::sio::packet::{self, PacketType};
 use tokio::net::TcpStream;
 
 /// Refused CONNECTs one connection may send before it is closed.
 const MAX_REFUSED_CONNECTS: u32 = 8;
+
+/// The next step read from the client; `None` once the connection is over.
+fn poll_step(reading: &mut Reading, outlet: &WsOutlet, cx: &mut Context<'_>) -> Poll<Option<Step>> {
+    loop {
+        if let Some(step) = reading.next_step() {
+            return Poll::Ready(Some(step));
+        }
+        if reading.is_over() {
+            return Poll::Ready(None);
+        }
+        let buf = reading.buf_mut();
+        if !ready!(crate::wire::poll_read_stream(outlet.stream(), buf, cx)) {
+            reading.end();
+        }
+    }
+}
 
 /// A socket's wire on its own WebSocket.
 pub type WsWire = SioWire<WsOutlet>;
@@ -161,7 +173,7 @@ async fn handshake(
     let deadline = tokio::time::Instant::now() + sessions.connect_timeout;
     let mut refused = 0;
     loop {
-        let next = std::future::poll_fn(|cx| reading.poll_step(&outlet, cx));
+        let next = std::future::poll_fn(|cx| poll_step(&mut reading, &outlet, cx));
         let packet = match tokio::time::timeout_at(deadline, next).await {
             Ok(Some(Step::Packet(packet, _))) => packet,
             Ok(Some(Step::Alive | Step::Ping(_))) => continue,
@@ -249,143 +261,6 @@ fn invalid_namespace(outlet: &WsOutlet, nsp: &str) {
     let _ = outlet.text(format!("4{text}").as_bytes());
 }
 
-/// What the connection read: a Socket.IO packet (with whether it carried binary attachments),
-/// a WebSocket ping (for the session to answer), or proof of life.
-enum Step {
-    Packet(Packet, bool),
-    Ping(Bytes),
-    Alive,
-}
-
-/// The reading state of a direct connection: bytes, WebSocket frames, Engine.IO packets,
-/// Socket.IO packets (binary ones with their attachments).
-struct Reading {
-    /// Bytes read but not yet decoded; empty (no allocation) between frames.
-    buf: BytesMut,
-    decoder: WsDecoder,
-    /// A binary packet waiting for its attachments (boxed: rare, and every idle connection
-    /// would keep its room).
-    partial: Option<Box<Partial>>,
-    /// `maxPayload`, for a binary packet's attachments together.
-    max_payload: u32,
-    /// The client left, or broke the protocol: nothing more is read.
-    ended: bool,
-}
-
-impl Reading {
-    fn new(read: Bytes, max_payload: usize) -> Reading {
-        Reading {
-            buf: BytesMut::from(&read[..]),
-            decoder: WsDecoder::new(max_payload),
-            partial: None,
-            max_payload: u32::try_from(max_payload).unwrap_or(u32::MAX),
-            ended: false,
-        }
-    }
-
-    /// The next packet or proof of life; `None` once the connection is over.
-    fn poll_step(&mut self, outlet: &WsOutlet, cx: &mut Context<'_>) -> Poll<Option<Step>> {
-        loop {
-            if self.ended {
-                return Poll::Ready(None);
-            }
-            match self.decoder.decode(&mut self.buf) {
-                Err(e) => {
-                    tracing::debug!(code = e.code, why = e.why, "Socket.IO WebSocket error");
-                    self.ended = true;
-                }
-                Ok(Some(item)) => {
-                    if let Some(step) = self.on_item(item) {
-                        return Poll::Ready(Some(step));
-                    }
-                }
-                Ok(None) => {
-                    if !ready!(crate::wire::poll_read_stream(
-                        outlet.stream(),
-                        &mut self.buf,
-                        cx
-                    )) {
-                        self.ended = true;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Ends the reading: the client broke the protocol (Engine.IO closes such a session).
-    fn fail(&mut self, why: &'static str) -> Option<Step> {
-        tracing::debug!(why, "Socket.IO protocol error");
-        self.ended = true;
-        None
-    }
-
-    fn on_item(&mut self, item: WsItem) -> Option<Step> {
-        match item {
-            WsItem::Message(text) => self.on_text(&text),
-            WsItem::Binary(data) => {
-                let max = self.max_payload as usize;
-                let Some(partial) = self.partial.as_mut() else {
-                    return self.fail("a binary message with no packet waiting for it");
-                };
-                if partial.held_bytes() + data.len() > max {
-                    return self.fail("attachments over maxPayload");
-                }
-                if !partial.push(data) {
-                    return None;
-                }
-                match self.partial.take().map(|p| p.finish()) {
-                    Some(Ok((packet, _))) => Some(Step::Packet(packet, true)),
-                    _ => self.fail("bad binary placeholders"),
-                }
-            }
-            WsItem::TooLarge(_) => self.fail("a message over maxPayload"),
-            WsItem::Ping(payload) => Some(Step::Ping(payload)),
-            WsItem::Pong => Some(Step::Alive),
-            WsItem::Close(_) => {
-                self.ended = true;
-                None
-            }
-        }
-    }
-
-    /// One Engine.IO packet (a text message).
-    fn on_text(&mut self, text: &[u8]) -> Option<Step> {
-        if self.partial.is_some() {
-            return self.fail("a text message while attachments were expected");
-        }
-        let Ok(text) = std::str::from_utf8(text) else {
-            return self.fail("not UTF-8");
-        };
-        match text.as_bytes().first() {
-            Some(b'4') => {
-                let Ok(packet) = decode(&text[1..], &Limits::default()) else {
-                    return self.fail("a malformed Socket.IO packet");
-                };
-                if packet.kind.is_binary() && packet.attachments > 0 {
-                    self.partial = Some(Box::new(Partial::new(packet)));
-                    return None;
-                }
-                if packet.kind.is_binary() {
-                    let data = packet.data.as_deref().map_or("null", |d| d.get());
-                    if check_placeholders(data, 0).is_err() {
-                        return self.fail("bad binary placeholders");
-                    }
-                }
-                Some(Step::Packet(packet, false))
-            }
-            // A pong, or a client's ping (Engine.IO 3 had them; protocol 4 clients send none):
-            // proof of life. The library answers a ping; here the session's heartbeat does.
-            Some(b'3' | b'2') => Some(Step::Alive),
-            Some(b'6') => None,
-            Some(b'1') => {
-                self.ended = true;
-                None
-            }
-            _ => self.fail("not an Engine.IO packet a client sends on a WebSocket"),
-        }
-    }
-}
-
 /// The session's transport on a direct connection: the client's events as native request
 /// frames, its pongs as proof of life.
 pub struct SioWsReader {
@@ -397,76 +272,19 @@ pub struct SioWsReader {
 impl SioWsReader {
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
         loop {
-            let step = ready!(self.reading.poll_step(self.wire.outlet(), cx));
-            match step {
+            let step = ready!(poll_step(&mut self.reading, self.wire.outlet(), cx));
+            let max = self.sessions.node.limits.max_frame_bytes;
+            match step.map(|step| action(step, max)) {
                 None => return Poll::Ready(None),
-                Some(Step::Alive) => return Poll::Ready(Some(Inbound::Alive)),
-                Some(Step::Ping(payload)) => return Poll::Ready(Some(Inbound::Ping(payload))),
-                Some(Step::Packet(packet, binary)) => {
-                    if let Some(inbound) = self.on_packet(packet, binary) {
-                        return Poll::Ready(Some(inbound));
-                    }
-                }
-            }
-        }
-    }
-
-    /// A Socket.IO packet once connected: an event becomes a request frame (or is refused in
-    /// its acknowledgement), as on the library's sockets.
-    fn on_packet(&mut self, packet: Packet, binary: bool) -> Option<Inbound> {
-        let outlet = self.wire.outlet();
-        match packet.kind {
-            PacketType::Event | PacketType::BinaryEvent => {
-                let Some(Ok((name, args))) = packet.data.as_deref().map(split_event) else {
-                    self.reading.fail("an event that is not [name, ...args]");
-                    return None;
-                };
-                // Events for a namespace the client is not connected to are dropped.
-                if packet.nsp != "/" {
-                    return None;
-                }
-                let max = self.sessions.node.limits.max_frame_bytes;
-                match translate::event_frame(&name, &args, packet.id, binary, max) {
-                    Ok(frame) => Some(Inbound::Frame(frame.into())),
-                    // Answered by the session, in order with its replies (an event that asked
-                    // for no acknowledgement gets none: its id is `NO_ACK`).
-                    Err(refusal) => Some(Inbound::Refused(Box::new(Refused {
-                        id: Some(packet.id.map_or(Value::from(NO_ACK), Value::from)),
-                        code: refusal.code,
-                        message: refusal.message,
-                    }))),
-                }
-            }
-            // The server asks for no acknowledgement: the client's are read and dropped.
-            PacketType::Ack | PacketType::BinaryAck => {
-                if packet
-                    .data
-                    .as_deref()
-                    .map(split_ack)
-                    .is_none_or(|r| r.is_err())
-                {
-                    self.reading.fail("an acknowledgement that is not an array");
-                }
-                None
-            }
-            PacketType::Connect => {
-                // A repeat CONNECT to `/` is ignored, as socket.io does.
-                if packet.nsp != "/" {
-                    invalid_namespace(outlet, &packet.nsp);
-                }
-                None
-            }
-            PacketType::Disconnect => {
-                if packet.nsp == "/" {
+                Some(Action::Inbound(inbound)) => return Poll::Ready(Some(inbound)),
+                Some(Action::InvalidNamespace(nsp)) => invalid_namespace(self.wire.outlet(), &nsp),
+                Some(Action::Left) => {
                     // On purpose: nothing to recover.
                     self.wire.client_left();
-                    self.reading.ended = true;
+                    self.reading.end();
                 }
-                None
-            }
-            PacketType::ConnectError => {
-                self.reading.fail("a CONNECT_ERROR from the client");
-                None
+                Some(Action::Fail(why)) => self.reading.fail(why),
+                Some(Action::Nothing) => {}
             }
         }
     }
