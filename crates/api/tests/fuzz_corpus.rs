@@ -76,5 +76,8 @@ fn sio_packets() {
 
 #[test]
 fn sio_ws() {
-    some_accepted("sio_ws", switchboard_gateway::socketio::ws_read::check_reading);
+    some_accepted(
+        "sio_ws",
+        switchboard_gateway::socketio::ws_read::check_reading,
+    );
 }

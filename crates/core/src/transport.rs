@@ -24,7 +24,7 @@ pub enum Inbound {
     Ping(Bytes),
     /// A request the transport read but could not hand over as a frame (a Socket.IO event the
     /// mapping refuses): the session answers it with this error, in order with its other
-    /// replies, and counts it as a bad frame, as it would a frame it could not read.
+    /// replies, and counts it against the frame rate.
     Refused(Box<Refused>),
 }
 

@@ -29,13 +29,19 @@ impl<T: Transport> Session<T> {
         self.count_bad_frame()
     }
 
-    /// A request the transport refused: its error answer, and it counts as a bad frame.
+    /// A request the transport refused: its error answer. It counts against the frame rate
+    /// as any frame does (not as a bad frame: it was well formed, only not one this node
+    /// serves, such as an app's own Socket.IO event).
     pub(super) async fn on_refused(&mut self, refused: Refused) -> Result<(), End> {
         // Replies stay in request order: publishes before this one are answered first.
         self.settle_publishes().await?;
         let Refused { id, code, message } = refused;
-        self.reply_error(id, Error::new(code, message)).await?;
-        self.count_bad_frame()
+        let e = if self.frame_bucket.try_take() {
+            Error::new(code, message)
+        } else {
+            Error::new(ErrorCode::RateLimited, "too many frames")
+        };
+        Box::pin(self.reply_error(id, e)).await
     }
 
     /// Too many bad frames in a window end the connection.

@@ -54,8 +54,13 @@ pub trait Outlet: Send + Sync + 'static {
     fn pong(&self, _payload: &[u8]) -> io::Result<()> {
         Ok(())
     }
-    /// Sends DISCONNECT and closes.
+    /// Sends DISCONNECT and closes (an outlet that writes through the session closes at
+    /// [`finish`](Outlet::finish), once the session wrote out what it had).
     fn disconnect(&self);
+    /// The session ended and wrote out what it could: close whatever is still open (unless a
+    /// close was scheduled for later). Nothing to do where `disconnect` and the transport's end
+    /// close by themselves.
+    fn finish(&self) {}
     /// Closes the underlying connection without a DISCONNECT (the client reconnects).
     fn close_transport(&self);
     /// The same, `delay` from now (a drain's `delay_ms`).
@@ -324,5 +329,6 @@ impl<O: Outlet> Wire for SioWire<O> {
     fn shutdown(&self) {
         let mut st = self.state.lock();
         self.end(&mut st, None);
+        self.outlet.finish();
     }
 }

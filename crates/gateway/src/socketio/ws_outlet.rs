@@ -72,8 +72,14 @@ struct Kept {
     at: usize,
     /// Bytes written from `buf` so far, ever: the progress the wire reports.
     written: usize,
+    /// Bytes written while others were kept (packets beside the session, or the second of
+    /// a frame's packets): bounded, unlike the one frame's rest before them.
+    behind: usize,
     /// The close was written (or the socket failed): nothing more is.
     closed: bool,
+    /// A close is scheduled for later (a drain's `delay_ms`): the session's end leaves the
+    /// socket open.
+    close_later: bool,
 }
 
 impl Kept {
@@ -89,8 +95,6 @@ pub struct WsOutlet {
     /// Whether anything is kept (read without the lock: after every frame the wire asks, and
     /// almost always nothing is). Set and cleared under the lock.
     any_kept: AtomicBool,
-    /// The most bytes kept at once: a frame's rest and [`KEPT_BEYOND_A_FRAME`].
-    max_kept: usize,
     closing: Arc<Closing>,
 }
 
@@ -99,14 +103,12 @@ fn gone() -> io::Error {
 }
 
 impl WsOutlet {
-    /// Writes to `stream` frames of at most `max_frame` bytes; a drain's delayed close is
-    /// counted in `closing`.
-    pub fn new(stream: TcpStream, max_frame: usize, closing: Arc<Closing>) -> WsOutlet {
+    /// Writes to `stream`; a drain's delayed close is counted in `closing`.
+    pub fn new(stream: TcpStream, closing: Arc<Closing>) -> WsOutlet {
         WsOutlet {
             stream,
             kept: Mutex::new(Kept::default()),
             any_kept: AtomicBool::new(false),
-            max_kept: max_frame.saturating_add(KEPT_BEYOND_A_FRAME),
             closing,
         }
     }
@@ -160,12 +162,15 @@ impl WsOutlet {
             if written == used + len {
                 return Ok(());
             }
-        } else if kept.len() + used + len > self.max_kept {
-            // A client that does not read what it keeps asking for.
-            tracing::debug!("Socket.IO WebSocket: too much unread, closing");
-            self.fail(kept);
-            let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Both);
-            return Err(gone());
+        } else {
+            kept.behind += used + len;
+            if kept.behind > KEPT_BEYOND_A_FRAME {
+                // A client that does not read what it keeps asking for.
+                tracing::debug!("Socket.IO WebSocket: too much unread, closing");
+                self.fail(kept);
+                let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Both);
+                return Err(gone());
+            }
         }
         // Whatever the socket did not take, from where it stopped.
         let mut skip = written;
@@ -186,6 +191,7 @@ impl WsOutlet {
         kept.closed = true;
         kept.buf = Vec::new();
         kept.at = 0;
+        kept.behind = 0;
         self.any_kept.store(false, Ordering::Release);
     }
 
@@ -212,6 +218,7 @@ impl WsOutlet {
         }
         kept.buf = Vec::new();
         kept.at = 0;
+        kept.behind = 0;
         self.any_kept.store(false, Ordering::Release);
         None
     }
@@ -249,16 +256,14 @@ impl Outlet for WsOutlet {
     }
 
     fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            if self.flush().is_none() {
-                return Poll::Ready(());
-            }
-            // Not writable (the flush's `WouldBlock` cleared the readiness): this registers the
-            // waker. An error means the peer is gone; the next write says so.
-            if std::task::ready!(self.stream.poll_write_ready(cx)).is_err() {
-                return Poll::Ready(());
-            }
+        if !self.any_kept.load(Ordering::Acquire) {
+            return Poll::Ready(());
         }
+        // Ready once the socket may take more; the session's next write writes it out (and
+        // sees the progress: a slow reader that still reads is not a stalled one). A write
+        // that found the socket full cleared its readiness, so this waits. An error means the
+        // peer is gone; the next write says so.
+        self.stream.poll_write_ready(cx).map(|_| ())
     }
 
     fn emit(&self, event: &str, args: String) -> io::Result<()> {
@@ -306,8 +311,14 @@ impl Outlet for WsOutlet {
     }
 
     fn disconnect(&self) {
+        // The session writes out what waits, then ends: `finish` closes.
         let _ = self.send(TEXT, &[b"41"]);
-        self.close();
+    }
+
+    fn finish(&self) {
+        if !self.kept.lock().close_later {
+            self.close();
+        }
     }
 
     fn close_transport(&self) {
@@ -325,6 +336,7 @@ impl Outlet for WsOutlet {
             self.close();
             return;
         };
+        self.kept.lock().close_later = true;
         let closing = self.closing.clone();
         let mut now = closing.now.subscribe();
         closing.count.fetch_add(1, Ordering::AcqRel);
@@ -362,26 +374,25 @@ mod tests {
             if bytes.len() < head + len {
                 return (out, bytes.len());
             }
-            assert_eq!(bytes[0], 0x81, "a final text frame");
-            out.push(String::from_utf8(bytes[head..head + len].to_vec()).unwrap());
+            if bytes[0] == 0x88 {
+                out.push("<close>".into());
+            } else {
+                assert_eq!(bytes[0], 0x81, "a final text frame");
+                out.push(String::from_utf8(bytes[head..head + len].to_vec()).unwrap());
+            }
             bytes = &bytes[head + len..];
         }
     }
 
-    /// A connected pair: the outlet on the server's end (frames of at most `max_frame`), and
-    /// the client's end.
-    async fn pair(max_frame: usize) -> (WsOutlet, TcpStream, Arc<Closing>) {
+    /// A connected pair: the outlet on the server's end, and the client's end.
+    async fn pair() -> (WsOutlet, TcpStream, Arc<Closing>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let closing = Closing::new();
-        (
-            WsOutlet::new(server, max_frame, closing.clone()),
-            client,
-            closing,
-        )
+        (WsOutlet::new(server, closing.clone()), client, closing)
     }
 
     /// Reads `count` frames (or until the end of the stream, `count` 0).
@@ -402,7 +413,7 @@ mod tests {
     /// it is written whole, resumed at the reported offset, waiting for room when blocked.
     #[tokio::test]
     async fn a_frame_the_socket_takes_in_part_is_finished_before_the_next_one() {
-        let (outlet, mut client, _) = pair(1 << 20).await;
+        let (outlet, mut client, _) = pair().await;
         let (_, records) = crate::socketio::record::tests::start(false).await;
         let wire = Arc::new(crate::socketio::wire::SioWire::new(
             outlet,
@@ -426,15 +437,31 @@ mod tests {
             })
             .chain([Out::Ping])
             .collect();
-        let reader = tokio::spawn(async move { read_frames(&mut client, N + 1).await });
+        let reader = tokio::spawn(async move { read_frames(&mut client, 0).await });
         let blocked = crate::wire::tests::write_all(&*wire, &out).await;
         assert!(blocked, "the socket filled");
+        // Then the session ends the connection (a kick): its last packets, then the close.
+        let last = [
+            Out::Text(bytes::Bytes::from_static(
+                br#"{"type":"disconnect","reason":"kicked"}"#,
+            )),
+            Out::Close(1000),
+        ];
+        crate::wire::tests::write_all(&*wire, &last).await;
+        switchboard_core::transport::Wire::shutdown(&*wire);
         // Everything arrives, the tail of the last frame too (nothing waits for a next write).
         let got = tokio::time::timeout(Duration::from_secs(20), reader)
             .await
             .expect("every frame arrives")
             .unwrap();
-        assert_eq!(got.len(), N + 1);
+        assert_eq!(
+            got[N + 1..],
+            [
+                r#"42["switchboard:disconnect",{"reason":"kicked"}]"#,
+                "41",
+                "<close>"
+            ]
+        );
         for (i, text) in got[..N].iter().enumerate() {
             let seq = format!(r#""seq":{}"#, i + 1);
             assert!(text.starts_with(r#"42["message",{"#), "frame {i}");
@@ -449,7 +476,7 @@ mod tests {
 
     #[tokio::test]
     async fn what_a_client_that_does_not_read_makes_the_outlet_keep_is_bounded() {
-        let (outlet, client, _) = pair(4096).await;
+        let (outlet, client, _) = pair().await;
         let pad = vec![b'x'; 1000];
         let mut refused = 0;
         for _ in 0..10_000 {
@@ -469,7 +496,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_delayed_close_is_counted_and_can_be_hurried() {
-        let (outlet, mut client, closing) = pair(4096).await;
+        let (outlet, mut client, closing) = pair().await;
         outlet.close_transport_after(Duration::from_secs(60));
         drop(outlet);
         assert_eq!(closing.count(), 1, "open, counted");
@@ -487,13 +514,15 @@ mod tests {
 
     #[tokio::test]
     async fn events_acks_and_the_close() {
-        let (outlet, mut client, _) = pair(4096).await;
+        let (outlet, mut client, _) = pair().await;
         outlet
             .emit("switchboard:reconnect", "[{\"delay_ms\":5}]".into())
             .unwrap();
         outlet.emit("bare", "[]".into()).unwrap();
         outlet.ack(9_007_199_254_740_991, "[1,\"two\"]").unwrap();
         outlet.disconnect();
+        // The session's end closes (after it wrote out what waited).
+        outlet.finish();
         assert!(
             outlet.emit("late", "[]".into()).is_err(),
             "nothing after the close"

@@ -160,7 +160,7 @@ async fn handshake(
     stream: TcpStream,
     read: Bytes,
 ) -> Option<(SioWsReader, Arc<WsWire>, PreAuth)> {
-    let outlet = WsOutlet::new(stream, sessions.max_payload, sessions.closing.clone());
+    let outlet = WsOutlet::new(stream, sessions.closing.clone());
     let mut reading = Reading::new(read, sessions.max_payload);
     let open = format!(
         r#"0{{"sid":"{}","upgrades":[],"pingInterval":{},"pingTimeout":{},"maxPayload":{}}}"#,

@@ -323,31 +323,27 @@ async fn a_full_node_refuses_the_upgrade() {
 }
 
 #[tokio::test]
-async fn refused_events_count_as_bad_frames() {
+async fn refused_events_are_answered_in_order_and_the_socket_goes_on() {
     let node = TestNode::start().await;
-    let (_, token) = node.user("fay").await;
+    let (hal, token) = node.user("hal").await;
     let (mut ws, _) = connect(&node, &token).await;
-    // As a native client's unreadable frames: past twenty in ten seconds the session ends.
-    for i in 1..=25 {
-        let _ = ws.send(WsMessage::text(format!(r#"42{i}["shout"]"#))).await;
+    // An app's own events (not served here), many at once, between two requests.
+    let presence = |id: u32| format!(r#"42{id}["presence","user:{hal}"]"#);
+    ws.send(WsMessage::text(presence(1))).await.unwrap();
+    for i in 2..=41 {
+        ws.send(WsMessage::text(format!(r#"42{i}["typing",{{"n":{i}}}]"#)))
+            .await
+            .unwrap();
     }
-    let mut refused = 0;
-    let reason = loop {
-        let t = next_text(&mut ws).await.expect("the session's end is said");
-        if t.starts_with("43") {
-            refused += 1;
-        } else if let Some(event) = t.strip_prefix("42") {
-            let event: Value = serde_json::from_str(event).unwrap();
-            assert_eq!(event[0], "switchboard:disconnect", "{event}");
-            break event[1]["reason"].clone();
-        }
-    };
-    assert_eq!(reason, "protocol_error");
-    assert!(
-        (19..=21).contains(&refused),
-        "{refused} refusals answered first"
-    );
-    assert_eq!(next_text(&mut ws).await.as_deref(), Some("41"));
+    ws.send(WsMessage::text(presence(42))).await.unwrap();
+    for id in 1..=42 {
+        let t = next_text(&mut ws).await.expect("every answer");
+        let prefix = format!("43{id}[");
+        assert!(t.starts_with(&prefix), "answer {id} in order: {t}");
+        let args: Value = serde_json::from_str(&t[prefix.len() - 1..]).unwrap();
+        let refused = (2..=41).contains(&id);
+        assert_eq!(args[0]["error"]["code"] == "bad_request", refused, "{t}");
+    }
 }
 
 #[tokio::test]
