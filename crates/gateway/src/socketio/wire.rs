@@ -1,6 +1,8 @@
-//! The writing half a Socket.IO socket runs the core's session on ([`super::inbox`] is the
-//! reading half: the client's events, already translated to native frames): [`SioWire`] writes (native frames
-//! translated to events and acknowledgements, `message` events with the socket's offset).
+//! The writing half a Socket.IO socket runs the core's session on: [`SioWire`] writes native
+//! frames as events and acknowledgements (`message` events with the socket's offset) through
+//! an [`Outlet`], a socket of the protocol library (its reading half is [`super::inbox`], the
+//! client's events already translated to native frames) or a direct WebSocket
+//! ([`super::ws_outlet`]; its reading half is [`super::ws_read`]).
 //!
 //! The wire keeps the socket's slots ([`Slots`]): a `subscribed` reply opens one, so the next
 //! `message` of that conversation is counted in the offset; every change is written to the
@@ -28,7 +30,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use switchboard_core::transport::{Inbound, Out, Progress, Wire};
 
-/// What the wire needs from a Socket.IO socket of the protocol library.
+/// Where a socket's packets go: a socket of the protocol library, or a direct WebSocket.
 pub trait Outlet: Send + Sync + 'static {
     /// Writes what the outlet kept of the frames written so far (the rest of one the socket
     /// did not take whole): `None` once nothing is kept, else how many bytes it has written
