@@ -12,6 +12,7 @@
 //! bound the connection is closed, as the library closes a session whose queue is full.
 
 use super::wire::Outlet;
+use switchboard_socketio::sio::packet::encode_event;
 use crate::wire::{MAX_HEAD, ws_head};
 use parking_lot::Mutex;
 use std::io::{self, IoSlice};
@@ -267,17 +268,9 @@ impl Outlet for WsOutlet {
     }
 
     fn emit(&self, event: &str, args: String) -> io::Result<()> {
-        let inner = args
-            .trim()
-            .strip_prefix('[')
-            .and_then(|a| a.strip_suffix(']'))
-            .unwrap_or("");
-        let name = serde_json::to_string(event).map_err(io::Error::other)?;
-        let comma: &[u8] = if inner.trim().is_empty() { b"" } else { b"," };
-        self.send(
-            TEXT,
-            &[b"42[", name.as_bytes(), comma, inner.as_bytes(), b"]"],
-        )
+        // Rare events (`switchboard:*`): the library's encoding, in one allocation.
+        let text = encode_event("4", "/", None, event, &args, 0).map_err(io::Error::other)?;
+        self.send(TEXT, &[text.as_bytes()])
     }
 
     fn emit_message(&self, object: &str, offset_json: &str) -> io::Result<()> {
