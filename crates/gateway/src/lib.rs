@@ -17,3 +17,10 @@ pub mod wire;
 pub mod ws;
 
 pub use ws::{WsConfig, ws_route};
+
+/// The size of the future `f` returns, without calling it (the size tests of the futures every
+/// connection holds).
+#[cfg(test)]
+pub(crate) fn returned_size<F: FnOnce() -> Fut, Fut>(_: F) -> usize {
+    std::mem::size_of::<Fut>()
+}

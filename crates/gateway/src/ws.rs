@@ -369,6 +369,7 @@ mod tests {
 #[cfg(test)]
 mod size_tests {
     use super::*;
+    use crate::returned_size;
 
     /// What every idle WebSocket connection holds: its task, the connection's future (the
     /// session's, after the upgrade) plus the admission permit (8) plus tokio's 104 bytes, in
@@ -378,9 +379,6 @@ mod size_tests {
     #[test]
     #[allow(unreachable_code)]
     fn the_connection_future_stays_small() {
-        fn returned_size<F: FnOnce() -> Fut, Fut>(_: F) -> usize {
-            std::mem::size_of::<Fut>()
-        }
         let session = returned_size(|| {
             run_session(
                 unreachable!(),

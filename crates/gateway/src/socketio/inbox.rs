@@ -175,6 +175,7 @@ mod tests {
 #[cfg(test)]
 mod size_tests {
     use super::*;
+    use crate::returned_size;
     use switchboard_core::session::run_session;
 
     /// What every idle Socket.IO connection's core session holds: 816 bytes while the session
@@ -185,9 +186,6 @@ mod size_tests {
     #[test]
     #[allow(unreachable_code)]
     fn the_session_future_stays_small() {
-        fn returned_size<F: FnOnce() -> Fut, Fut>(_: F) -> usize {
-            std::mem::size_of::<Fut>()
-        }
         let session = returned_size(|| {
             run_session(
                 unreachable!(),

@@ -12,7 +12,6 @@
 //! bound the connection is closed, as the library closes a session whose queue is full.
 
 use super::wire::Outlet;
-use switchboard_socketio::sio::packet::encode_event;
 use crate::wire::{MAX_HEAD, ws_head};
 use parking_lot::Mutex;
 use std::io::{self, IoSlice};
@@ -21,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
+use switchboard_socketio::sio::packet::encode_event;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 

@@ -303,6 +303,7 @@ impl Transport for SioWsReader {
 #[cfg(test)]
 mod size_tests {
     use super::*;
+    use crate::returned_size;
 
     /// What every idle direct Socket.IO connection's task holds: the connection's future (the
     /// session's, after the CONNECT) plus the admission permit (8) plus tokio's 104 bytes, in
@@ -310,9 +311,6 @@ mod size_tests {
     #[test]
     #[allow(unreachable_code)]
     fn the_connection_future_stays_small() {
-        fn returned_size<F: FnOnce() -> Fut, Fut>(_: F) -> usize {
-            std::mem::size_of::<Fut>()
-        }
         let session = returned_size(|| {
             run_session(
                 unreachable!(),
