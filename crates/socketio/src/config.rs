@@ -35,6 +35,11 @@ pub struct Config {
     pub close_flush_timeout: Duration,
     /// Socket.IO decoder bounds: attachments per packet, JSON depth, namespace length.
     pub limits: Limits,
+    /// Whether each session keeps its handshake request (headers, URI, peer) for its CONNECTs'
+    /// [`ConnectRequest::request`](crate::ConnectRequest). A server whose namespaces do not
+    /// read it turns this off: every session then holds no copy of its headers (a browser's
+    /// run to several hundred bytes), and each CONNECT gets an empty request.
+    pub keep_handshake: bool,
 }
 
 impl Default for Config {
@@ -51,6 +56,7 @@ impl Default for Config {
             max_namespaces: 16,
             close_flush_timeout: Duration::from_millis(2_000),
             limits: Limits::default(),
+            keep_handshake: true,
         }
     }
 }

@@ -54,6 +54,30 @@ async fn namespaces_and_an_invalid_one() {
 }
 
 #[tokio::test]
+async fn the_handshake_request_is_kept_unless_turned_off() {
+    for keep in [true, false] {
+        let config = Config {
+            keep_handshake: keep,
+            ..config()
+        };
+        let server = start(config).await;
+        for query in ["transport=websocket", "transport=websocket&x=1"] {
+            let mut ws = ws_connect(&server.ws_url(query)).await;
+            ws_text(&mut ws).await;
+            ws_send(&mut ws, r#"40{"request":true}"#).await;
+            let reply = ws_text(&mut ws).await;
+            let reply: serde_json::Value = serde_json::from_str(&reply[2..]).unwrap();
+            if keep {
+                assert!(reply["uri"].as_str().unwrap().ends_with(query), "{reply}");
+                assert!(reply["host"].as_str().is_some(), "{reply}");
+            } else {
+                assert_eq!(reply, json!({"uri": "/", "host": null}));
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn acknowledgements_both_ways() {
     let mut server = start(config()).await;
     let (mut ws, _) = ws_session(&server).await;

@@ -1,13 +1,19 @@
-// The idle clients the measurements connect: a Socket.IO client on the websocket transport, and
-// a native WebSocket client (connected once the welcome frame came).
+// The idle clients the measurements connect: a Socket.IO client on the websocket transport (or,
+// with UPGRADE=1, socket.io-client's default: long-polling first, then upgraded to a WebSocket),
+// and a native WebSocket client (connected once the welcome frame came).
 'use strict';
 
 const WebSocket = require('ws');
 const h = require('../lib/harness');
 
 async function sioClient(base, token, waitMs = 30_000) {
-  const s = h.client(null, base, { transports: ['websocket'], auth: { token }, reconnection: false });
+  const upgrade = process.env.UPGRADE === '1';
+  const transports = upgrade ? ['polling', 'websocket'] : ['websocket'];
+  const s = h.client(null, base, { transports, auth: { token }, reconnection: false });
   await h.connected(s, waitMs);
+  if (upgrade && s.io.engine.transport.name !== 'websocket') {
+    await new Promise((resolve) => s.io.engine.once('upgrade', resolve));
+  }
   return s;
 }
 

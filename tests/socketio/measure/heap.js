@@ -9,6 +9,11 @@
 //     node tests/socketio/measure/heap.js sio      # or native
 //   grep mem_heap /tmp/m/sio.*.ms
 //
+// UPGRADE=1 connects socket.io-client with its default transports (polling, then the upgrade);
+// SETTLE_MS (3000 by default) is how long the node idles before the second snapshot: past the
+// node's keep-alive wait (`--http-header-timeout-ms`, 20 s) the polling requests' idle HTTP
+// connections are closed and no longer counted.
+//
 // USERS=each gives every connection a user of its own (as the bench's `idle` scenario does), so
 // the difference also holds what the node keeps per user; by default they share one user.
 'use strict';
@@ -42,7 +47,7 @@ const eachUser = process.env.USERS === 'each';
     for (let j = 0; j < 25 && i + j < N; j++) batch.push(connect(node.base));
     conns.push(...(await Promise.all(batch)));
   }
-  await h.sleep(3000);
+  await h.sleep(Number(process.env.SETTLE_MS || 3000));
   snapshot('after');
   for (const c of conns) (c.close || c.terminate).call(c);
   node.kill();

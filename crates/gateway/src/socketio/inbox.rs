@@ -1,6 +1,7 @@
 //! A socket's input: the client's events (as native frames) and proof of life, waiting for the
 //! session. A queue that allocates nothing until used (an idle socket holds an empty one),
-//! bounded in entries, closed by the event handler when the socket ends.
+//! bounded in entries, closed by the event handler when the socket ends. Proof of life is a
+//! flag beside the queue, not an entry: an idle socket's heartbeat allocates nothing.
 //!
 //! The session waits on it with a plain poll that leaves the waker beside the queue, not with a
 //! `Notify`: an idle session's future keeps no `Notified` (64 bytes) in its `select!` for it.
@@ -26,6 +27,8 @@ pub struct Inbox {
     queue: Mutex<Queue>,
     cap: usize,
     closed: AtomicBool,
+    /// Proof of life not yet taken by the session (set under the queue's lock).
+    alive: AtomicBool,
 }
 
 impl Inbox {
@@ -38,6 +41,7 @@ impl Inbox {
             }),
             cap: cap.max(1),
             closed: AtomicBool::new(false),
+            alive: AtomicBool::new(false),
         }
     }
 
@@ -58,6 +62,23 @@ impl Inbox {
             w.wake();
         }
         true
+    }
+
+    /// Proof of life: the session gets [`Inbound::Alive`] once however often this is called
+    /// before it looks (the queue's bound and memory are not used: an idle socket's heartbeat
+    /// keeps no entry).
+    pub fn alive(&self) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let waiting = {
+            let mut q = self.queue.lock();
+            self.alive.store(true, Ordering::Relaxed);
+            q.waiting.take()
+        };
+        if let Some(w) = waiting {
+            w.wake();
+        }
     }
 
     /// Ends the input: the session reads what is queued, then the end.
@@ -83,6 +104,9 @@ impl Inbox {
         }
         if self.closed.load(Ordering::Acquire) {
             return Poll::Ready(None);
+        }
+        if self.alive.swap(false, Ordering::Relaxed) {
+            return Poll::Ready(Some(Inbound::Alive));
         }
         match &mut q.waiting {
             Some(w) if w.will_wake(cx.waker()) => {}
@@ -130,6 +154,32 @@ mod tests {
         assert!(matches!(inbox.next().await, Some(Inbound::Alive)));
         assert!(matches!(inbox.next().await, Some(Inbound::Alive)));
         assert!(inbox.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn proof_of_life_is_a_flag_not_an_entry() {
+        let inbox = Inbox::new(1);
+        inbox.alive();
+        inbox.alive();
+        assert!(inbox.push(Inbound::Alive), "the bound is the events'");
+        assert!(matches!(inbox.next().await, Some(Inbound::Alive)));
+        assert!(
+            matches!(inbox.next().await, Some(Inbound::Alive)),
+            "the flag, once"
+        );
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(
+            inbox.poll_next(&mut cx).is_pending(),
+            "taken once for two calls"
+        );
+        let idle = Inbox::new(4);
+        idle.alive();
+        assert!(matches!(idle.next().await, Some(Inbound::Alive)));
+        assert_eq!(idle.queue.lock().items.capacity(), 0, "nothing allocated");
+        idle.close();
+        idle.alive();
+        assert!(idle.next().await.is_none(), "nothing after the end");
     }
 
     /// Counts its wake-ups.

@@ -109,6 +109,9 @@ pub fn socketio_endpoint(node: Arc<Node>, config: SioConfig) -> SioEndpoint {
         ping_timeout: config.ping_timeout,
         max_payload: config.max_payload,
         max_queued_packets: node.limits.outbound_queue.max(64),
+        // Namespace `/` decides a CONNECT by its `auth` alone (origins and addresses are
+        // checked before the request reaches the library): no session keeps its headers.
+        keep_handshake: false,
         ..Config::default()
     };
     let node_id = node.id.clone();

@@ -28,7 +28,7 @@ use std::io;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use switchboard_core::transport::{Inbound, Out, Progress, Wire};
+use switchboard_core::transport::{Out, Progress, Wire};
 
 /// Where a socket's packets go: a socket of the protocol library, or a direct WebSocket.
 pub trait Outlet: Send + Sync + 'static {
@@ -86,10 +86,12 @@ pub struct SioWire<O: Outlet> {
     outlet: O,
     state: Mutex<State>,
     records: Arc<Records>,
-    pid: Box<str>,
+    /// The record's private id, then the user's id: one allocation (see [`SioWire::pid`]).
+    ids: Box<str>,
+    /// Where the user's id starts in `ids`.
+    pid_len: usize,
     /// The session's owner token for `pid`'s record.
     owner: u64,
-    user_id: Box<str>,
     /// The session's input (read by [`super::inbox::SioTransport`]); the heartbeat's proof of
     /// life goes there too (see the module comment).
     inbox: Inbox,
@@ -116,11 +118,21 @@ impl<O: Outlet> SioWire<O> {
                 ended: false,
             }),
             records,
-            pid: pid.into(),
+            pid_len: pid.len(),
+            ids: (pid + &user_id).into(),
             owner,
-            user_id: user_id.into(),
             inbox: Inbox::new(inbound),
         }
+    }
+
+    /// The private id of the socket's recovery record.
+    fn pid(&self) -> &str {
+        &self.ids[..self.pid_len]
+    }
+
+    /// The socket's user.
+    fn user_id(&self) -> &str {
+        &self.ids[self.pid_len..]
     }
 
     /// The socket's input.
@@ -135,7 +147,7 @@ impl<O: Outlet> SioWire<O> {
 
     fn record(&self, slots: &Slots) -> Record {
         Record {
-            user_id: self.user_id.to_string(),
+            user_id: self.user_id().to_string(),
             slots: slots.slots().to_vec(),
             full: slots.is_full(),
         }
@@ -172,7 +184,7 @@ impl<O: Outlet> SioWire<O> {
                     && st.slots.subscribed(&conv, start, &epoch, moved)
                 {
                     self.records
-                        .update(&self.pid, self.owner, &self.record(&st.slots));
+                        .update(self.pid(), self.owner, &self.record(&st.slots));
                 }
                 if let Some((id, arg)) = ack {
                     self.ack(id, arg)?;
@@ -183,7 +195,7 @@ impl<O: Outlet> SioWire<O> {
                     && st.slots.unsubscribed(&c)
                 {
                     self.records
-                        .update(&self.pid, self.owner, &self.record(&st.slots));
+                        .update(self.pid(), self.owner, &self.record(&st.slots));
                 }
                 match ack {
                     Some((id, arg)) => self.ack(id, arg)?,
@@ -216,7 +228,7 @@ impl<O: Outlet> SioWire<O> {
         let mut st = self.state.lock();
         if !st.ended {
             st.ended = true;
-            self.records.end(&self.pid, self.owner, None);
+            self.records.end(self.pid(), self.owner, None);
         }
     }
 
@@ -228,7 +240,7 @@ impl<O: Outlet> SioWire<O> {
         if !st.ended {
             st.ended = true;
             let record = self.record(&st.slots);
-            self.records.end(&self.pid, self.owner, Some(&record));
+            self.records.end(self.pid(), self.owner, Some(&record));
         }
     }
 
@@ -241,7 +253,7 @@ impl<O: Outlet> SioWire<O> {
         let record = self.record(&st.slots);
         if let Some(delay) = st.reconnect {
             // Drain: the client reconnects (elsewhere) and recovers.
-            self.records.end(&self.pid, self.owner, Some(&record));
+            self.records.end(self.pid(), self.owner, Some(&record));
             self.outlet
                 .close_transport_after(Duration::from_millis(delay.into()));
             return;
@@ -253,13 +265,13 @@ impl<O: Outlet> SioWire<O> {
                 let recoverable =
                     !matches!(reason.as_str(), "logged_out" | "kicked" | "auth_expired");
                 self.records
-                    .end(&self.pid, self.owner, recoverable.then_some(&record));
+                    .end(self.pid(), self.owner, recoverable.then_some(&record));
                 let args = json!([{"reason": reason}]);
                 let _ = self.outlet.emit("switchboard:disconnect", args.to_string());
                 self.outlet.disconnect();
             }
             None => {
-                self.records.end(&self.pid, self.owner, Some(&record));
+                self.records.end(self.pid(), self.owner, Some(&record));
                 self.outlet.close_transport();
             }
         }
@@ -308,7 +320,7 @@ impl<O: Outlet> Wire for SioWire<O> {
                 // anyway).
                 Out::Ping => {
                     if !self.outlet.ping()? {
-                        self.inbox.push(Inbound::Alive);
+                        self.inbox.alive();
                     }
                 }
                 Out::Pong(payload) => self.outlet.pong(payload)?,

@@ -89,10 +89,11 @@ pub(crate) struct Shared {
     /// upgrade progress).
     pub out_ready: Notify,
     /// Wakes the polling session's heartbeat driver (pong, deadline changes, close, flushed).
-    /// Only a session that began on polling has one (boxed: a WebSocket session's task runs
-    /// the heartbeat itself and waits on `out_ready` alone, and every idle WebSocket session
-    /// would keep its 32 bytes): [`Shared::heartbeat_changed`] wakes both.
-    pub ctl: Option<Box<Notify>>,
+    /// Only a session that began on polling has one, while it is on polling (a WebSocket
+    /// session's task runs the heartbeat itself and waits on `out_ready` alone): the driver
+    /// holds a clone and empties this slot when it ends, so an upgraded session keeps no
+    /// `Notify` of it. [`Shared::heartbeat_changed`] wakes both.
+    pub ctl: Mutex<Option<Arc<Notify>>>,
     /// The application's handler of this session; taken out when the session ends.
     pub handler: tokio::sync::Mutex<Option<Box<dyn SessionHandler>>>,
     pub engine: Arc<Engine>,
@@ -120,7 +121,7 @@ impl Shared {
                 written: 0,
             }),
             out_ready: Notify::new(),
-            ctl: (transport == Transport::Polling).then(|| Box::new(Notify::new())),
+            ctl: Mutex::new((transport == Transport::Polling).then(|| Arc::new(Notify::new()))),
             handler: tokio::sync::Mutex::new(None),
             engine,
         })
@@ -234,7 +235,7 @@ impl Shared {
 
     /// Wakes the polling heartbeat driver, if the session has one.
     pub fn wake_driver(&self) {
-        if let Some(ctl) = &self.ctl {
+        if let Some(ctl) = &*self.ctl.lock() {
             ctl.notify_one();
         }
     }

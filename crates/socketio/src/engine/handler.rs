@@ -13,7 +13,7 @@ use crate::DisconnectReason;
 
 /// What the handshake request said: its headers, URI (with the query) and the peer's address
 /// (when the router is served with `into_make_service_with_connect_info::<SocketAddr>()`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RequestInfo {
     /// The handshake request's headers.
     pub headers: HeaderMap,

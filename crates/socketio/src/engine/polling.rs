@@ -168,11 +168,13 @@ async fn post(shared: Arc<Shared>, req: Request) -> Response {
 /// runs it). A session closed by the server waits for the poll that takes its last packets.
 async fn drive(shared: Arc<Shared>) {
     // A session that began on polling has its driver's `Notify`; this one is for it alone.
-    let Some(ctl) = shared.ctl.as_deref() else {
+    let Some(ctl) = shared.ctl.lock().clone() else {
         return;
     };
     loop {
         if shared.state.lock().transport == Transport::WebSocket {
+            // The WebSocket task runs the heartbeat from here on: nothing wakes a driver.
+            *shared.ctl.lock() = None;
             return;
         }
         let Some(next) = heartbeat(&shared, Instant::now()) else {

@@ -83,6 +83,12 @@ impl Namespace for TestNamespace {
         if let Some(pid) = auth.as_ref().and_then(|a| a.get("pid")) {
             accept = accept.with_reply(json!({"sid": socket.id(), "pid": pid}));
         }
+        // The handshake request as the namespace sees it (`Config::keep_handshake`).
+        if auth.as_ref().and_then(|a| a.get("request")).is_some() {
+            let host = request.request.headers.get("host").map(|h| h.to_str().ok());
+            let uri = request.request.uri.to_string();
+            accept = accept.with_reply(json!({"uri": uri, "host": host}));
+        }
         let _ = self.0.send(Seen::Connected(socket.clone(), auth));
         Ok(accept)
     }
