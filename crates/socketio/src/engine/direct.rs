@@ -51,10 +51,20 @@ pub(crate) fn write_parts(
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let mut head = [0u8; wsframe::MAX_HEADER];
     let used = wsframe::write_header(&mut head, op, len);
+    let head = &head[..used];
+    if skip == 0 && parts.len() < FEW_PARTS {
+        // A whole frame of a few parts (every event the fan-out writes): its slices in order,
+        // in an array sized for them, not for the most parts a frame may have.
+        let mut slices = [IoSlice::new(head); FEW_PARTS];
+        for (slot, part) in slices[1..].iter_mut().zip(parts) {
+            *slot = IoSlice::new(part);
+        }
+        return send(stream, &slices[..=parts.len()]);
+    }
     let mut slices = [IoSlice::new(&[]); MAX_PARTS + 1];
     let mut n = 0;
     let mut skip = skip;
-    for part in std::iter::once(&head[..used]).chain(parts.iter().copied()) {
+    for part in std::iter::once(head).chain(parts.iter().copied()) {
         if skip >= part.len() {
             skip -= part.len();
             continue;
@@ -69,7 +79,24 @@ pub(crate) fn write_parts(
     if n == 0 {
         return Ok(0);
     }
-    match stream.try_write_vectored(&slices[..n]) {
+    send(stream, &slices[..n])
+}
+
+/// Parts of a frame (its head included) written from an array of this size; more go the
+/// general way.
+const FEW_PARTS: usize = 8;
+
+/// One `sendmsg` of `slices`; 0 when the socket is full. Straight to the socket: tokio's
+/// readiness state matters only when the socket is full, and then the same write through tokio
+/// either goes through or clears that state, so that the session's task waits for room.
+fn send(stream: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    let sent = socket2::SockRef::from(stream)
+        .send_vectored(slices)
+        .or_else(|e| match e.kind() {
+            io::ErrorKind::WouldBlock => stream.try_write_vectored(slices),
+            _ => Err(e),
+        });
+    match sent {
         Ok(w) => Ok(w),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
         Err(e) => Err(e),

@@ -196,3 +196,45 @@ async fn drive(shared: Arc<Shared>) {
     }
     shared.finish().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+    use crate::engine::RequestInfo;
+    use crate::engine::{EngineConn, EngineHandler, EngineIo, Hooks, Message, SessionHandler};
+
+    struct Nothing;
+    #[async_trait::async_trait]
+    impl SessionHandler for Nothing {
+        async fn message(&mut self, _: Message) -> Result<(), DisconnectReason> {
+            Ok(())
+        }
+        async fn close(&mut self, _: DisconnectReason) {}
+    }
+    struct Handler;
+    impl EngineHandler for Handler {
+        fn open(&self, _: EngineConn, _: RequestInfo) -> Box<dyn SessionHandler> {
+            Box::new(Nothing)
+        }
+    }
+
+    /// The polling driver's `Notify` lives while the session is on polling and goes with the
+    /// driver once the session moved to a WebSocket: an upgraded session keeps none.
+    #[tokio::test]
+    async fn the_drivers_notify_goes_with_the_upgrade() {
+        let io = EngineIo::new(Config::default(), Handler, Hooks::default());
+        let shared = open_session(&io.engine, Transport::Polling, RequestInfo::default());
+        let driver = tokio::spawn(drive(shared.clone()));
+        tokio::task::yield_now().await;
+        assert!(shared.ctl.lock().is_some(), "on polling: the driver's");
+        shared.state.lock().transport = Transport::WebSocket;
+        shared.heartbeat_changed();
+        tokio::time::timeout(std::time::Duration::from_secs(5), driver)
+            .await
+            .expect("the driver ends at the upgrade")
+            .unwrap();
+        assert!(shared.ctl.lock().is_none(), "upgraded: nothing kept");
+        shared.wake_driver();
+    }
+}
