@@ -9,6 +9,9 @@
 // connections, and its CPU time (utime + stime from /proc) over a run of messages to a room of
 // M subscribers. Every message is checked to have reached every subscriber.
 //
+// UPGRADE=1 connects the Socket.IO clients with socket.io-client's default transports
+// (long-polling, then the upgrade) instead of the websocket transport alone.
+//
 // ONLY=idle or ONLY=cpu runs one half. CALLGRIND=1 (with SWITCHBOARD_BIN a script that execs
 // `valgrind --tool=callgrind --callgrind-out-file=$DIR/cg.%p <binary> "$@"`, DIR in CALLGRIND_DIR)
 // zeroes the counters before the publishes and dumps them after, and prints the server's
