@@ -12,7 +12,13 @@ async function sioClient(base, token, waitMs = 30_000) {
   const s = h.client(null, base, { transports, auth: { token }, reconnection: false });
   await h.connected(s, waitMs);
   if (upgrade && s.io.engine.transport.name !== 'websocket') {
-    await new Promise((resolve) => s.io.engine.once('upgrade', resolve));
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no upgrade within ${waitMs} ms`)), waitMs);
+      s.io.engine.once('upgrade', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
   return s;
 }

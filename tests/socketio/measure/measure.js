@@ -10,7 +10,9 @@
 // M subscribers. Every message is checked to have reached every subscriber.
 //
 // UPGRADE=1 connects the Socket.IO clients with socket.io-client's default transports
-// (long-polling, then the upgrade) instead of the websocket transport alone.
+// (long-polling, then the upgrade) instead of the websocket transport alone. SETTLE_MS (1500 by
+// default) is how long the idle half waits before it reads the RSS: past the node's keep-alive
+// wait (`--http-header-timeout-ms`, 20 s) the polling requests' HTTP connections are closed.
 //
 // ONLY=idle or ONLY=cpu runs one half. CALLGRIND=1 (with SWITCHBOARD_BIN a script that execs
 // `valgrind --tool=callgrind --callgrind-out-file=$DIR/cg.%p <binary> "$@"`, DIR in CALLGRIND_DIR)
@@ -62,7 +64,7 @@ async function idleMemory(kind) {
     for (let j = 0; j < 50 && i + j < IDLE; j++) batch.push((kind === 'sio' ? sioClient : nativeClient)(node.base, token));
     conns.push(...(await Promise.all(batch)));
   }
-  await h.sleep(1500);
+  await h.sleep(Number(process.env.SETTLE_MS || 1500));
   const after = rssKib(node.child.pid);
   for (const c of [...warm, ...conns]) (c.close || c.terminate).call(c);
   node.kill();
