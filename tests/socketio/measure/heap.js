@@ -11,8 +11,7 @@
 //
 // UPGRADE=1 connects socket.io-client with its default transports (polling, then the upgrade);
 // SETTLE_MS (3000 by default) is how long the node idles before the second snapshot: past the
-// node's keep-alive wait (`--http-header-timeout-ms`, 20 s) the polling requests' idle HTTP
-// connections are closed and no longer counted.
+// first heartbeat (`pingInterval`, 25 s) it also counts what a heartbeat leaves behind.
 //
 // USERS=each gives every connection a user of its own (as the bench's `idle` scenario does), so
 // the difference also holds what the node keeps per user; by default they share one user.

@@ -11,8 +11,8 @@
 //
 // UPGRADE=1 connects the Socket.IO clients with socket.io-client's default transports
 // (long-polling, then the upgrade) instead of the websocket transport alone. SETTLE_MS (1500 by
-// default) is how long the idle half waits before it reads the RSS: past the node's keep-alive
-// wait (`--http-header-timeout-ms`, 20 s) the polling requests' HTTP connections are closed.
+// default) is how long the idle half waits before it reads the RSS: past the first heartbeat
+// (`pingInterval`, 25 s) it also counts what a heartbeat leaves behind.
 //
 // ONLY=idle or ONLY=cpu runs one half. CALLGRIND=1 (with SWITCHBOARD_BIN a script that execs
 // `valgrind --tool=callgrind --callgrind-out-file=$DIR/cg.%p <binary> "$@"`, DIR in CALLGRIND_DIR)
