@@ -86,6 +86,24 @@ pub(crate) fn with_read_chunk<R>(f: impl FnOnce(&mut [u8; READ_CHUNK]) -> R) -> 
     })
 }
 
+/// Writes `slices` with one `sendmsg`; the bytes written, 0 when the socket is full. Straight to
+/// the socket: tokio's readiness state (another cache line per connection) is only needed when
+/// the socket is full. Then the same write through tokio either goes through or clears that
+/// state, so that a wait for room (`poll_write_ready`) waits.
+pub(crate) fn send_now(stream: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    let sent = socket2::SockRef::from(stream)
+        .send_vectored(slices)
+        .or_else(|e| match e.kind() {
+            io::ErrorKind::WouldBlock => stream.try_write_vectored(slices),
+            _ => Err(e),
+        });
+    match sent {
+        Ok(w) => Ok(w),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads what the socket has now into `chunk`. A read that took less than `chunk` emptied the
 /// socket, so it also clears the socket's read readiness: the next wait goes straight to the
 /// poller instead of first paying a `recvfrom` that can only answer `EAGAIN` (one system call
@@ -161,19 +179,7 @@ impl<F: Framing> SocketWire<F> {
         let written = if total == 0 {
             0
         } else {
-            // Straight to `sendmsg`: tokio's readiness state (another cache line per
-            // connection) is only needed when the socket is full. Then the same write through
-            // tokio either goes through or clears that state, so `poll_writable` waits.
-            match socket2::SockRef::from(&self.stream)
-                .send_vectored(&slices[..k])
-                .or_else(|e| match e.kind() {
-                    io::ErrorKind::WouldBlock => self.stream.try_write_vectored(&slices[..k]),
-                    _ => Err(e),
-                }) {
-                Ok(w) => w,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                Err(e) => return Err(e),
-            }
+            send_now(&self.stream, &slices[..k])?
         };
         // Which frames that completed, and how far into the next one it got.
         let mut left = written;

@@ -12,7 +12,7 @@
 //! bound the connection is closed, as the library closes a session whose queue is full.
 
 use super::wire::Outlet;
-use crate::wire::{MAX_HEAD, ws_head};
+use crate::wire::{MAX_HEAD, send_now, ws_head};
 use parking_lot::Mutex;
 use std::io::{self, IoSlice};
 use std::os::fd::AsFd;
@@ -143,18 +143,9 @@ impl WsOutlet {
                 slices[n] = IoSlice::new(part);
                 n += 1;
             }
-            // Straight to `sendmsg`: tokio's readiness state is only needed when the socket is
-            // full. Then the same write through tokio either goes through or clears that
-            // state, so that `poll_room` waits.
-            let sent = socket2::SockRef::from(&self.stream)
-                .send_vectored(&slices[..n])
-                .or_else(|e| match e.kind() {
-                    io::ErrorKind::WouldBlock => self.stream.try_write_vectored(&slices[..n]),
-                    _ => Err(e),
-                });
-            written = match sent {
+            // Straight to `sendmsg` (tokio only for a full socket, so that `poll_room` waits).
+            written = match send_now(&self.stream, &slices[..n]) {
                 Ok(w) => w,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
                 Err(e) => {
                     self.fail(kept);
                     return Err(e);
