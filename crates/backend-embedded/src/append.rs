@@ -3,6 +3,7 @@
 
 use crate::error::{DbResultExt, now_ms};
 use crate::messages::{NewMessage, Statements};
+use crate::tail::{Entry, Tail};
 use crate::writer::run_cached;
 use rusqlite::Connection;
 use std::collections::HashMap;
@@ -34,6 +35,9 @@ pub(crate) struct Sequencer {
     ///
     /// [`IDEMPOTENCY_MIN_RETENTION_MS`]: crate::writer::IDEMPOTENCY_MIN_RETENTION_MS
     pub(crate) key_retention_ms: u64,
+    /// Committed stream entries not yet in `entries` (the tail module): a head read from the
+    /// database counts them too.
+    pub(crate) tail: Arc<Tail>,
 }
 
 impl Sequencer {
@@ -58,7 +62,11 @@ impl Sequencer {
         }
         // Outside the overlay the database holds only committed data for this conversation.
         let (row, newest) = stmts.head(conv)?;
-        let seq = row.max(newest).map_or(0, |h| u64::try_from(h).unwrap_or(0));
+        let stored = row.max(newest).map_or(0, |h| u64::try_from(h).unwrap_or(0));
+        let seq = self
+            .tail
+            .bounds(conv)
+            .map_or(stored, |(_, last)| last.max(stored));
         let recorded = row.is_some();
         self.heads.insert(conv.clone(), Head { seq, recorded });
         Ok(seq)
@@ -146,13 +154,17 @@ pub(crate) fn append_run(
     overlay: &mut HashMap<Conv, u64>,
     run: Vec<(AppendRequest, AppendReply)>,
     outcomes: &mut Vec<Outcome>,
+    fresh: &mut Vec<(Conv, Entry)>,
 ) {
     let first = outcomes.is_empty();
+    let mark = fresh.len();
     let mut undo: Vec<(Conv, Option<u64>)> = Vec::new();
     let together = if first && !conn.is_autocommit() {
-        append_all(stmts, seq, overlay, &run, &mut undo)
+        append_all(stmts, seq, overlay, &run, &mut undo, fresh)
     } else {
-        in_savepoint(conn, |_| append_all(stmts, seq, overlay, &run, &mut undo))
+        in_savepoint(conn, |_| {
+            append_all(stmts, seq, overlay, &run, &mut undo, fresh)
+        })
     };
     match together {
         Ok(answers) => {
@@ -161,6 +173,7 @@ pub(crate) fn append_run(
             }
         }
         Err(_) => {
+            fresh.truncate(mark);
             for (conv, before) in undo.into_iter().rev() {
                 match before {
                     Some(h) => overlay.insert(conv, h),
@@ -182,7 +195,11 @@ pub(crate) fn append_run(
                 }
             }
             for (request, reply) in run {
-                let r = in_savepoint(conn, |_| append_one(stmts, seq, overlay, &request));
+                let mark = fresh.len();
+                let r = in_savepoint(conn, |_| append_one(stmts, seq, overlay, &request, fresh));
+                if r.is_err() {
+                    fresh.truncate(mark);
+                }
                 let r = r.map(|(appended, heads)| {
                     overlay.extend(heads);
                     appended
@@ -194,17 +211,19 @@ pub(crate) fn append_run(
 }
 
 /// Appends every request of a run, publishing each one's heads into `overlay` (and what they
-/// replaced into `undo`) so that the next one sees them.
+/// replaced into `undo`) so that the next one sees them, and its stream entries into `fresh`
+/// (the caller forgets them if the run is undone).
 fn append_all(
     stmts: &mut Statements<'_>,
     seq: &mut Sequencer,
     overlay: &mut HashMap<Conv, u64>,
     run: &[(AppendRequest, AppendReply)],
     undo: &mut Vec<(Conv, Option<u64>)>,
+    fresh: &mut Vec<(Conv, Entry)>,
 ) -> Result<Vec<Appended>, BackendError> {
     let mut answers = Vec::with_capacity(run.len());
     for (request, _) in run {
-        let (appended, heads) = append_one(stmts, seq, overlay, request)?;
+        let (appended, heads) = append_one(stmts, seq, overlay, request, fresh)?;
         for (conv, head) in heads {
             let before = overlay.insert(conv.clone(), head);
             undo.push((conv, before));
@@ -214,13 +233,15 @@ fn append_all(
     Ok(answers)
 }
 
-/// Appends one request (and its copy): one message row, an entry per stream. Returns the answer
-/// and the new heads to publish into the batch's overlay once the savepoint is kept.
+/// Appends one request (and its copy): one message row, its entries (one per stream) pushed
+/// onto `fresh` for the tail. Returns the answer and the new heads to publish into the batch's
+/// overlay once the savepoint is kept.
 fn append_one(
     stmts: &mut Statements<'_>,
     seq: &mut Sequencer,
     overlay: &HashMap<Conv, u64>,
     req: &AppendRequest,
+    fresh: &mut Vec<(Conv, Entry)>,
 ) -> Result<(Appended, Vec<(Conv, u64)>), BackendError> {
     if let Some(cmid) = &req.client_msg_id {
         let live_from = now_ms().saturating_sub(seq.key_retention_ms);
@@ -256,11 +277,16 @@ fn append_one(
         heads.push((conv.clone(), message.seq));
         stored.push(Arc::new(message));
     }
-    stmts.insert(NewMessage {
+    let id = stmts.insert(NewMessage {
         first: &stored[0],
         copy: stored.get(1).map(|m| (&m.conv, m.seq)),
         key_owner: &req.idempotency_owner,
     })?;
+    fresh.extend(
+        stored
+            .iter()
+            .map(|m| (m.conv.clone(), Entry { seq: m.seq, id })),
+    );
     let receipt = Receipt {
         conv: req.conv.clone(),
         seq: stored[0].seq,
@@ -270,14 +296,13 @@ fn append_one(
     Ok((Appended { receipt, stored }, heads))
 }
 
-/// Records the batch's new conversations and trims each touched conversation to the count limit.
+/// Records the batch's new conversations.
 ///
 /// A conversation's head is the larger of its `convs` row and its newest entry, so an append
 /// does not rewrite the row (that was one more random page per message in every commit): the
 /// row is written once, with the conversation's first messages, and raised only by the age
-/// trim, which can delete a conversation's newest messages. The count trim always keeps the
-/// newest message. Returns whether the trim moved an idempotency key to the `idempotency` table
-/// (keys stored at `keys_from` or later are live).
+/// trim, which can delete a conversation's newest messages. (The count limit is applied by the
+/// index's step, to entries written: see the writer's indexing.)
 ///
 /// `committed` tells which conversations already have their row: for those the (read-only)
 /// insert is skipped, which was two statements per DM.
@@ -285,18 +310,11 @@ pub(crate) fn finish_heads(
     stmts: &mut Statements<'_>,
     overlay: &HashMap<Conv, u64>,
     committed: &HashMap<Conv, Head>,
-    max_messages: u64,
-    keys_from: u64,
-) -> Result<bool, BackendError> {
-    let mut spilled = false;
+) -> Result<(), BackendError> {
     for (conv, head) in overlay {
         if !committed.get(conv).is_some_and(|h| h.recorded) {
             stmts.record(conv, *head)?;
         }
-        if max_messages > 0 && *head > max_messages {
-            spilled |=
-                crate::messages::trim_stream(stmts.conn(), conv, *head - max_messages, keys_from)?;
-        }
     }
-    Ok(spilled)
+    Ok(())
 }

@@ -4,6 +4,9 @@ use crate::Durability;
 use std::path::PathBuf;
 use switchboard_core::metrics::CommitMetrics;
 
+/// The default [`EmbeddedConfig::index_cycle`].
+pub const DEFAULT_INDEX_CYCLE: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// Settings of the embedded backend.
 #[derive(Debug, Clone)]
 pub struct EmbeddedConfig {
@@ -21,6 +24,10 @@ pub struct EmbeddedConfig {
     /// What an answered append promises: on disk (the default) or in the operating system's
     /// file cache (`--durability process`; see [`Durability`]).
     pub durability: Durability,
+    /// Under load, how long the stream index takes to write every partition's waiting entries
+    /// once (the tail and index modules); a longer cycle writes fewer pages per entry and holds
+    /// more entries in memory.
+    pub index_cycle: std::time::Duration,
     /// Where the writer records each group commit's time and messages (the node's
     /// `switchboard_commit_seconds` and `switchboard_commit_messages`); `None` records nothing.
     pub commit_metrics: Option<CommitMetrics>,
@@ -35,6 +42,7 @@ impl EmbeddedConfig {
             history_max_age_ms: 0,
             max_batch: 512,
             commit_delay: std::time::Duration::ZERO,
+            index_cycle: DEFAULT_INDEX_CYCLE,
             durability: Durability::Disk,
             commit_metrics: None,
         }

@@ -20,6 +20,7 @@ mod config;
 mod durability;
 mod error;
 mod files;
+mod index;
 mod messages;
 mod migrate;
 mod reads;
@@ -27,6 +28,7 @@ mod recovery;
 mod registry;
 mod relay;
 mod schema;
+mod tail;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -38,7 +40,7 @@ mod writer;
 mod writes;
 
 use cache::{RecordCache, SessionCache, StoredConvs};
-pub use config::EmbeddedConfig;
+pub use config::{DEFAULT_INDEX_CYCLE, EmbeddedConfig};
 pub use durability::Durability;
 use error::closed;
 use parking_lot::Mutex;
@@ -72,6 +74,8 @@ pub struct EmbeddedBackend {
     users: RecordCache<User>,
     rooms: RecordCache<Room>,
     stored: Arc<StoredConvs>,
+    /// Stream entries of committed messages not yet in `entries`: history reads look here too.
+    tail: Arc<tail::Tail>,
     connections: registry::Connections,
     recoveries: recovery::Recoveries,
 }
@@ -98,10 +102,13 @@ impl EmbeddedBackend {
             history_max_age_ms: config.history_max_age_ms,
             max_batch: config.max_batch,
             commit_delay: config.commit_delay,
+            index_cycle: config.index_cycle,
         };
         let bus = relay::Relay::start(sink);
         let stored = Arc::new(StoredConvs::load(&conn)?);
+        let tail = Arc::new(tail::Tail::new(config.history_max_messages));
         let writer = Writer::new(conn, rx, bus.clone(), limits)?
+            .with_tail(tail.clone())
             .with_stored(stored.clone())
             .with_checkpointer(checkpointer)
             .with_commit_metrics(config.commit_metrics.clone());
@@ -130,6 +137,7 @@ impl EmbeddedBackend {
             users: RecordCache::default(),
             rooms: RecordCache::default(),
             stored,
+            tail,
             connections: registry::Connections::default(),
             recoveries: recovery::Recoveries::default(),
         }))

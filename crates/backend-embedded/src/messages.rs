@@ -1,6 +1,7 @@
-//! The writer's message SQL (schema version 4): a message is one `messages` row and one
+//! The writer's message SQL (schema version 5): a message is one `messages` row and one
 //! `entries` row per stream it is in (two for a direct message: the recipient's stream and the
-//! sender's copy), its idempotency key on the message row. A row lives as long as one of its
+//! sender's copy), its idempotency key on the message row. The entries are written after the
+//! row, in the index's steps (the index and tail modules). A row lives as long as one of its
 //! entries; when the last goes before the key has expired, the key moves to the `idempotency`
 //! table so that a retry is still answered with the original receipt.
 //!
@@ -26,8 +27,8 @@ const SPILLED_RECEIPT: &str = "SELECT conv, seq, message_id, ts FROM idempotency
 const INSERT_MESSAGE: &str = "INSERT INTO messages (conv, seq, copy_conv, copy_seq, message_id,
          from_user, to_user, ts, key_owner, client_msg_id, body)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
-const INSERT_ENTRY: &str = "INSERT INTO entries (conv, seq, msg) VALUES (?1, ?2, ?3)";
-/// A conversation's committed head: the larger of its `convs` row and its newest entry.
+/// A conversation's committed head: the larger of its `convs` row and its newest entry (and of
+/// its unindexed entries, which the caller adds: see the tail module).
 const HEAD: &str = "SELECT (SELECT head FROM convs WHERE conv = ?1),
         (SELECT max(seq) FROM entries WHERE conv = ?1)";
 /// A conversation's row, written by the first batch that appends to it.
@@ -44,7 +45,6 @@ pub(crate) struct Statements<'c> {
     receipt: Option<CachedStatement<'c>>,
     spilled: Option<CachedStatement<'c>>,
     insert: Option<CachedStatement<'c>>,
-    entry: Option<CachedStatement<'c>>,
     head: Option<CachedStatement<'c>>,
     record: Option<CachedStatement<'c>>,
     begin: Option<CachedStatement<'c>>,
@@ -99,7 +99,6 @@ impl<'c> Statements<'c> {
             receipt: None,
             spilled: None,
             insert: None,
-            entry: None,
             head: None,
             record: None,
             begin: None,
@@ -173,8 +172,9 @@ impl<'c> Statements<'c> {
             .ctx("loading a conversation head")
     }
 
-    /// Stores a message once and an entry for each of its streams.
-    pub(crate) fn insert(&mut self, m: NewMessage<'_>) -> Result<(), BackendError> {
+    /// Stores a message once; returns its row's id, by which the index's step writes its stream
+    /// entries later.
+    pub(crate) fn insert(&mut self, m: NewMessage<'_>) -> Result<i64, BackendError> {
         let first = m.first;
         prepared(self.conn, &mut self.insert, INSERT_MESSAGE)?
             .execute(params![
@@ -191,14 +191,7 @@ impl<'c> Statements<'c> {
                 first.body.get()
             ])
             .ctx("inserting a message")?;
-        let id = self.conn.last_insert_rowid();
-        let entry = prepared(self.conn, &mut self.entry, INSERT_ENTRY)?;
-        for (conv, seq) in std::iter::once((&first.conv, first.seq)).chain(m.copy) {
-            entry
-                .execute(params![conv.as_str(), to_i64(seq), id])
-                .ctx("inserting a stream entry")?;
-        }
-        Ok(())
+        Ok(self.conn.last_insert_rowid())
     }
 }
 
@@ -216,12 +209,14 @@ pub(crate) fn has_spilled_keys(conn: &Connection) -> Result<bool, BackendError> 
 
 /// Deletes the entries of `conv` up to `seq` (the count limit), and the messages left with no
 /// entry, moving their keys stored at `keys_from` or later to the `idempotency` table. Returns
-/// whether a key moved.
+/// whether a key moved. A row whose other stream's partition is not indexed past it (`marks`:
+/// the index module) is kept: its entry there is still to be written.
 pub(crate) fn trim_stream(
     conn: &Connection,
     conv: &Conv,
     seq: u64,
     keys_from: u64,
+    marks: &[i64],
 ) -> Result<bool, BackendError> {
     let ids: Vec<i64> = conn
         .prepare_cached("DELETE FROM entries WHERE conv = ?1 AND seq <= ?2 RETURNING msg")
@@ -233,19 +228,27 @@ pub(crate) fn trim_stream(
     let mut moved = false;
     for id in ids {
         // `keyed`: the row has a live key; no row: the message is still in another stream.
-        let keyed: Option<bool> = conn
+        let row: Option<(bool, String, Option<String>)> = conn
             .prepare_cached(
-                "SELECT key_owner IS NOT NULL AND ts >= ?2 FROM messages AS m WHERE id = ?1
+                "SELECT key_owner IS NOT NULL AND ts >= ?2, conv, copy_conv FROM messages AS m
+                 WHERE id = ?1
                  AND NOT EXISTS (SELECT 1 FROM entries WHERE conv = m.conv AND seq = m.seq)
                  AND NOT EXISTS
                     (SELECT 1 FROM entries WHERE conv = m.copy_conv AND seq = m.copy_seq)",
             )
             .and_then(|mut s| {
-                s.query_row(params![id, to_i64(keys_from)], |r| r.get(0))
-                    .optional()
+                s.query_row(params![id, to_i64(keys_from)], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
             })
             .ctx("checking a trimmed message")?;
-        let Some(keyed) = keyed else { continue };
+        let Some((keyed, first, copy)) = row else {
+            continue;
+        };
+        if !crate::index::row_indexed(marks, id, &first, copy.as_deref()) {
+            continue;
+        }
         if keyed {
             conn.prepare_cached(
                 "INSERT INTO idempotency (owner, client_msg_id, conv, seq, message_id, ts)
@@ -263,13 +266,15 @@ pub(crate) fn trim_stream(
     Ok(moved)
 }
 
-/// Deletes messages stored before `cutoff` (a prefix by `id`, at most a chunk) with their
-/// entries, raising the heads of their conversations first and moving their keys stored at
-/// `keys_from` or later to the `idempotency` table. Returns whether the chunk was full.
+/// Deletes messages stored before `cutoff` (a prefix by `id`, at most a chunk, and only rows
+/// whose entries are all in `entries`: up to `indexed`) with their entries, raising the heads of
+/// their conversations first and moving their keys stored at `keys_from` or later to the
+/// `idempotency` table. Returns whether the chunk was full.
 pub(crate) fn trim_age(
     conn: &Connection,
     cutoff: u64,
     keys_from: u64,
+    indexed: i64,
 ) -> Result<bool, BackendError> {
     // Rows are in time order, so the expired ones are a prefix: find its end within the first
     // chunk (a filter over the whole table would scan all of it when little expired).
@@ -281,7 +286,7 @@ pub(crate) fn trim_age(
             |r| r.get(0),
         )
         .ctx("finding old history")?;
-    let Some(last) = last else {
+    let Some(last) = last.map(|l| l.min(indexed)).filter(|l| *l > 0) else {
         return Ok(false);
     };
     let streams: Vec<(String, i64)> = conn

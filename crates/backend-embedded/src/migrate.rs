@@ -7,6 +7,8 @@
 //!   recipient's and the sender's copy) with the same `message_id`, each in a (conv, seq) index.
 //! - Version 3 added `users.username_key`.
 //! - Version 4 stores each message once, with one `entries` row per stream.
+//! - Version 5 writes those rows after the message and adds `index_marks`; a version-4 file is
+//!   wholly indexed, so it needs no step here (the index module's `recover` marks it so).
 
 use crate::error::DbResultExt;
 use rusqlite::Connection;

@@ -15,9 +15,11 @@ use switchboard_core::backend::BackendError;
 /// row on every append; version 3 gives every named user a `username_key` (NFKC, lowercased),
 /// unique, by which names compare; version 4 stores a message once, however many streams it is
 /// in (a direct message and the sender's copy), with one small entry per stream, and keeps its
-/// idempotency key on the message row. Older databases are migrated on open (see
-/// [`open_writer`] and the migrate module).
-pub(crate) const SCHEMA_VERSION: u32 = 4;
+/// idempotency key on the message row; version 5 writes those entries after the message, in
+/// sorted steps, and records each partition's progress in `index_marks` (see the index and tail
+/// modules: a build that indexes as it stores must not open such a file). Older databases are
+/// migrated on open (see [`open_writer`] and the migrate module).
+pub(crate) const SCHEMA_VERSION: u32 = 5;
 
 /// The file name inside the data directory.
 pub(crate) const DB_FILE: &str = "switchboard.db";
@@ -117,13 +119,20 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_by_key ON messages (key_owner, client_msg_id)
     WHERE key_owner IS NOT NULL;
 
--- A stream's messages: (conv, seq) -> messages.id, a few dozen bytes per entry.
+-- A stream's messages: (conv, seq) -> messages.id, a few dozen bytes per entry. Written after
+-- the message, a partition of the conversations at a time (the index module).
 CREATE TABLE IF NOT EXISTS entries (
     conv TEXT NOT NULL,
     seq INTEGER NOT NULL,
     msg INTEGER NOT NULL,
     PRIMARY KEY (conv, seq)
 ) WITHOUT ROWID;
+
+-- Per partition of the conversations: every entry of a row up to `id` is in `entries`.
+CREATE TABLE IF NOT EXISTS index_marks (
+    part INTEGER PRIMARY KEY,
+    id INTEGER NOT NULL
+);
 
 -- Every conversation that ever had a message. A conversation's head is the larger of `head` and
 -- its newest stored seq: the row is written with the first message and raised only before age
@@ -217,6 +226,7 @@ pub(crate) fn open_writer(dir: &Path) -> Result<(Connection, String), BackendErr
         .query_row("SELECT value FROM meta WHERE key='epoch'", [], |r| r.get(0))
         .ctx("reading the epoch")?;
     tx.commit().ctx("committing the schema")?;
+    crate::index::recover(&mut conn)?;
     Ok((conn, epoch))
 }
 

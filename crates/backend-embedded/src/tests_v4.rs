@@ -66,7 +66,7 @@ fn page() -> HistoryQuery {
 }
 
 fn seqs(conn: &Connection, conv: &Conv) -> Vec<u64> {
-    reads::history(conn, conv, page())
+    reads::history(conn, &crate::tail::Tail::default(), conv, page())
         .expect("history")
         .iter()
         .map(|m| m.seq)
@@ -83,7 +83,7 @@ fn a_dm_is_stored_once_and_kept_while_a_stream_holds_it() {
     let conn = schema::open_reader(dir.path()).expect("reader");
     assert_eq!(count(&conn, "SELECT count(*) FROM messages"), 1);
     assert_eq!(count(&conn, "SELECT count(*) FROM entries"), 2);
-    let mine = reads::history(&conn, &me, page()).expect("history");
+    let mine = reads::history(&conn, &crate::tail::Tail::default(), &me, page()).expect("history");
     assert_eq!(mine.len(), 1);
     assert_eq!(
         (mine[0].conv.clone(), mine[0].seq, mine[0].to.as_deref()),
@@ -256,7 +256,7 @@ fn a_version_3_database_is_migrated_on_open() {
     assert_eq!(seqs(&conn, &bob), vec![1, 3]);
     assert_eq!(seqs(&conn, &me), vec![1, 2, 3]);
     assert_eq!(seqs(&conn, &room), vec![1]);
-    let mine = reads::history(&conn, &me, page()).expect("history");
+    let mine = reads::history(&conn, &crate::tail::Tail::default(), &me, page()).expect("history");
     let got: Vec<(&str, u64, &str, Option<&str>)> = mine
         .iter()
         .map(|m| {
@@ -278,7 +278,10 @@ fn a_version_3_database_is_migrated_on_open() {
         ],
         "the sender's copies read as before"
     );
-    assert_eq!(reads::position(&conn, &bob).expect("bob"), (3, Some(1)));
+    assert_eq!(
+        reads::position(&conn, &crate::tail::Tail::default(), &bob).expect("bob"),
+        (3, Some(1))
+    );
     drop(conn);
 
     let next = one_batch(

@@ -1,9 +1,14 @@
 //! The messages' reads: a conversation's position (head and oldest stored seq) and pages of
 //! its history, each message checked as it is read.
+//!
+//! A stream's newest entries may not be in `entries` yet: each read takes them from the tail
+//! first, then queries SQLite, and counts an entry found in both once (the tail module says why
+//! that sees every committed message).
 
 use super::to_u64;
 use crate::error::DbResultExt;
-use rusqlite::{Connection, Row, params};
+use crate::tail::{Entry, Tail};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::sync::Arc;
 use switchboard_core::backend::{BackendError, HistoryQuery};
 use switchboard_proto::{Conv, Message, MessageBody};
@@ -11,8 +16,14 @@ use switchboard_proto::{Conv, Message, MessageBody};
 /// The most messages one history read returns.
 pub(crate) const HISTORY_MAX_LIMIT: u32 = 500;
 
-/// The head seq (0 if never written) and the smallest stored seq (if any), read atomically.
-pub(crate) fn position(conn: &Connection, conv: &Conv) -> Result<(u64, Option<u64>), BackendError> {
+/// The head seq (0 if never written) and the smallest stored seq (if any).
+pub(crate) fn position(
+    conn: &Connection,
+    tail: &Tail,
+    conv: &Conv,
+) -> Result<(u64, Option<u64>), BackendError> {
+    let unindexed = tail.bounds(conv);
+    let floor = tail.floor(conv);
     let (head, oldest): (Option<i64>, Option<i64>) = conn
         .prepare_cached(
             "SELECT max(coalesce((SELECT head FROM convs WHERE conv = ?1), 0),
@@ -21,11 +32,90 @@ pub(crate) fn position(conn: &Connection, conv: &Conv) -> Result<(u64, Option<u6
         )
         .and_then(|mut s| s.query_row([conv.as_str()], |r| Ok((r.get(0)?, r.get(1)?))))
         .ctx("reading a position")?;
-    Ok((head.map(to_u64).unwrap_or(0), oldest.map(to_u64)))
+    let (head, oldest) = (head.map(to_u64).unwrap_or(0), oldest.map(to_u64));
+    Ok(match unindexed {
+        None => (head, oldest),
+        Some((first, last)) => (
+            head.max(last),
+            Some(oldest.map_or(first, |o| o.min(first)).max(floor + 1)),
+        ),
+    })
 }
 
 /// A page of history, ascending seq (see [`HistoryQuery`]).
 pub(crate) fn history(
+    conn: &Connection,
+    tail: &Tail,
+    conv: &Conv,
+    q: HistoryQuery,
+) -> Result<Vec<Arc<Message>>, BackendError> {
+    let descending = q.after.is_none();
+    // Past the count limit but maybe still stored: an ascending page starts above it, a
+    // descending one drops it (what it would have shown there is trimmed).
+    let floor = tail.floor(conv);
+    let q = if descending || floor == 0 {
+        q
+    } else {
+        HistoryQuery {
+            after: q.after.map(|a| a.max(floor)),
+            ..q
+        }
+    };
+    let unindexed = tail.entries(conv, q.after.or(Some(floor)), q.before);
+    let mut out = indexed_history(conn, conv, q)?;
+    out.retain(|m| m.seq > floor);
+    if unindexed.is_empty() {
+        return Ok(out);
+    }
+    // The page is the `limit` first (ascending) or last of both lists together; the tail's
+    // entries that make it are read by row.
+    let limit = q.limit.clamp(1, HISTORY_MAX_LIMIT) as usize;
+    let known: std::collections::HashSet<u64> = out.iter().map(|m| m.seq).collect();
+    let mut extra: Vec<Entry> = unindexed
+        .into_iter()
+        .filter(|e| !known.contains(&e.seq))
+        .collect();
+    let mut seqs: Vec<u64> = out
+        .iter()
+        .map(|m| m.seq)
+        .chain(extra.iter().map(|e| e.seq))
+        .collect();
+    seqs.sort_unstable();
+    let kept = if descending {
+        &seqs[seqs.len().saturating_sub(limit)..]
+    } else {
+        &seqs[..seqs.len().min(limit)]
+    };
+    let (Some(&low), Some(&high)) = (kept.first(), kept.last()) else {
+        return Ok(out);
+    };
+    out.retain(|m| m.seq >= low && m.seq <= high);
+    extra.retain(|e| e.seq >= low && e.seq <= high);
+    for e in extra {
+        // None: deleted since (the age limit); the page goes without it.
+        if let Some(raw) = row(conn, e)? {
+            out.push(raw.into_message(conv)?);
+        }
+    }
+    out.sort_unstable_by_key(|m| m.seq);
+    Ok(out)
+}
+
+/// The message of a tail entry, read by its row.
+fn row(conn: &Connection, e: Entry) -> Result<Option<RawMessage>, BackendError> {
+    conn.prepare_cached(
+        "SELECT ?2, message_id, from_user, to_user, ts, client_msg_id, body
+         FROM messages WHERE id = ?1",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![e.id, crate::messages::to_i64(e.seq)], raw_message)
+            .optional()
+    })
+    .ctx("reading a message")
+}
+
+/// A page of history from `entries` alone.
+fn indexed_history(
     conn: &Connection,
     conv: &Conv,
     q: HistoryQuery,

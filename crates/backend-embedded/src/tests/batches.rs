@@ -53,12 +53,14 @@ fn a_transaction_rolled_back_by_the_database_fails_the_whole_batch() {
         ..HistoryQuery::default()
     };
     assert!(
-        reads::history(&conn, &conv, q).expect("history").is_empty(),
+        reads::history(&conn, &crate::tail::Tail::default(), &conv, q)
+            .expect("history")
+            .is_empty(),
         "nothing of the batch is stored"
     );
     assert!(reads::session(&conn, &[2; 32]).expect("session").is_none());
     assert_eq!(
-        reads::position(&conn, &conv).expect("position"),
+        reads::position(&conn, &crate::tail::Tail::default(), &conv).expect("position"),
         (0, None),
         "no head was committed for the lost message"
     );
@@ -104,7 +106,7 @@ fn a_failing_job_does_not_undo_its_batch() {
         limit: 10,
         ..HistoryQuery::default()
     };
-    let stored: Vec<u64> = reads::history(&conn, &conv, q)
+    let stored: Vec<u64> = reads::history(&conn, &crate::tail::Tail::default(), &conv, q)
         .expect("history")
         .iter()
         .map(|m| m.seq)
@@ -165,8 +167,14 @@ fn every_conversation_with_messages_is_recorded_across_batches() {
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .expect("convs");
     assert_eq!(recorded, vec!["room:one".to_owned(), "room:two".to_owned()]);
-    assert_eq!(reads::position(&conn, &c1).expect("position"), (3, Some(1)));
-    assert_eq!(reads::position(&conn, &c2).expect("position"), (1, Some(1)));
+    assert_eq!(
+        reads::position(&conn, &crate::tail::Tail::default(), &c1).expect("position"),
+        (3, Some(1))
+    );
+    assert_eq!(
+        reads::position(&conn, &crate::tail::Tail::default(), &c2).expect("position"),
+        (1, Some(1))
+    );
 }
 
 /// With a commit delay, a busy writer's batch of two or more jobs waits for more before it

@@ -30,7 +30,7 @@ fn maintenance_trims_by_age_and_expires_keys_and_sessions() {
     let soon = now_ms() + 10_000;
     assert!(!maintenance(&conn, 1_000, soon).expect("maintenance"));
     assert_eq!(
-        reads::position(&conn, &conv).expect("position"),
+        reads::position(&conn, &crate::tail::Tail::default(), &conv).expect("position"),
         (3, None),
         "all trimmed; head kept"
     );
@@ -107,9 +107,12 @@ fn age_trimming_deletes_a_prefix_and_keeps_heads() {
 
     let (conn, _) = schema::open_writer(dir.path()).expect("open");
     assert!(!maintenance(&conn, 1_000, old_ts + 1 + 1_000).expect("maintenance"));
-    assert_eq!(reads::position(&conn, &a).expect("position"), (3, Some(3)));
     assert_eq!(
-        reads::position(&conn, &b).expect("position"),
+        reads::position(&conn, &crate::tail::Tail::default(), &a).expect("position"),
+        (3, Some(3))
+    );
+    assert_eq!(
+        reads::position(&conn, &crate::tail::Tail::default(), &b).expect("position"),
         (2, None),
         "the head outlives the conversation's last message"
     );

@@ -1,10 +1,12 @@
-//! Unit tests of the writer: batches (one transaction, savepoint isolation, in-batch dedup) and
-//! maintenance (age-based trimming, key and session expiry), and of opening a database.
+//! Unit tests of the writer: batches (one transaction, savepoint isolation, in-batch dedup),
+//! the deferred stream index and maintenance (age-based trimming, key and session expiry), and
+//! of opening a database.
 //!
 //! This file holds the fixtures they share (with `tests_durability` and `tests_v4` too): a
 //! writer run over a directory, queued appends and sessions, and an older database file.
 
 mod batches;
+mod index;
 mod maintenance;
 mod opening;
 
@@ -22,6 +24,7 @@ pub(crate) const LIMITS: WriterLimits = WriterLimits {
     history_max_age_ms: 0,
     max_batch: 512,
     commit_delay: std::time::Duration::ZERO,
+    index_cycle: crate::DEFAULT_INDEX_CYCLE,
 };
 
 pub(crate) fn keyed(conv: &Conv, cmid: Option<&str>) -> AppendRequest {

@@ -147,7 +147,7 @@ fn a_version_1_database_is_migrated_on_open() {
         limit: 10,
         ..HistoryQuery::default()
     };
-    let history = reads::history(&conn, &room, q).expect("history");
+    let history = reads::history(&conn, &crate::tail::Tail::default(), &room, q).expect("history");
     let got: Vec<(u64, &str, u64, Option<&str>, String)> = history
         .iter()
         .map(|m| {
@@ -179,10 +179,16 @@ fn a_version_1_database_is_migrated_on_open() {
         );
     }
     assert_eq!(history[0].from.as_deref(), Some("u_1"));
-    assert_eq!(reads::position(&conn, &room).expect("room"), (3, Some(1)));
-    assert_eq!(reads::position(&conn, &dm).expect("dm"), (2, Some(1)));
     assert_eq!(
-        reads::position(&conn, &gone).expect("gone"),
+        reads::position(&conn, &crate::tail::Tail::default(), &room).expect("room"),
+        (3, Some(1))
+    );
+    assert_eq!(
+        reads::position(&conn, &crate::tail::Tail::default(), &dm).expect("dm"),
+        (2, Some(1))
+    );
+    assert_eq!(
+        reads::position(&conn, &crate::tail::Tail::default(), &gone).expect("gone"),
         (7, None),
         "a head without messages survives"
     );
@@ -220,5 +226,8 @@ fn a_version_1_database_is_migrated_on_open() {
         .collect();
     assert_eq!(seqs, vec![4, 3, 8], "seqs go on from the migrated heads");
     let (conn, _) = schema::open_writer(dir.path()).expect("reopen at version 2");
-    assert_eq!(reads::position(&conn, &room).expect("room"), (4, Some(1)));
+    assert_eq!(
+        reads::position(&conn, &crate::tail::Tail::default(), &room).expect("room"),
+        (4, Some(1))
+    );
 }

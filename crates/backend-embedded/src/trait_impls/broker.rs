@@ -72,13 +72,17 @@ impl Broker for EmbeddedBackend {
         query: HistoryQuery,
     ) -> Result<Vec<Arc<Message>>, BackendError> {
         let conv = conv.clone();
-        self.read(move |c| reads::history(c, &conv, query)).await
+        let tail = self.tail.clone();
+        self.read(move |c| reads::history(c, &tail, &conv, query))
+            .await
     }
 
     async fn position(&self, conv: &Conv) -> Result<Position, BackendError> {
         let (head_seq, oldest) = if self.stored.may_have_messages(conv) {
             let conv_owned = conv.clone();
-            self.read(move |c| reads::position(c, &conv_owned)).await?
+            let tail = self.tail.clone();
+            self.read(move |c| reads::position(c, &tail, &conv_owned))
+                .await?
         } else {
             // Never had a message (most users' own streams): nothing to read.
             self.check_open()?;

@@ -4,7 +4,7 @@
 use super::txn::WriteTxn;
 use super::{Job, WriterState};
 use crate::append::{AppendReply, Head, Outcome, append_run, finish_heads, in_savepoint};
-use crate::error::{DbResultExt, internal, now_ms};
+use crate::error::{DbResultExt, internal};
 use crate::messages::Statements;
 use std::collections::HashMap;
 use std::time::Instant;
@@ -29,6 +29,8 @@ impl WriterState {
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
         let mut close = None;
         let mut overlay: HashMap<Conv, u64> = HashMap::new();
+        // The stream entries of the batch's messages, for the tail once committed.
+        let mut fresh = Vec::new();
         let began = Instant::now();
 
         let batch_error = match WriteTxn::begin(stmts) {
@@ -70,6 +72,7 @@ impl WriterState {
                                     &mut overlay,
                                     run,
                                     &mut outcomes,
+                                    &mut fresh,
                                 );
                             }
                             Job::Write(mut w) => {
@@ -98,20 +101,9 @@ impl WriterState {
                     if let Some(stored) = &self.stored {
                         stored.add(overlay.keys());
                     }
-                    let keys_from = now_ms().saturating_sub(self.seq.key_retention_ms);
-                    finish_heads(
-                        stmts,
-                        &overlay,
-                        &self.seq.heads,
-                        self.limits.history_max_messages,
-                        keys_from,
-                    )
-                    .and_then(|spilled| {
-                        // Set before the commit is known: a lookup too many is harmless.
-                        self.seq.spilled_keys |= spilled;
-                        tx.commit(stmts).ctx("committing")
-                    })
-                    .err()
+                    finish_heads(stmts, &overlay, &self.seq.heads)
+                        .and_then(|()| tx.commit(stmts).ctx("committing"))
+                        .err()
                 }
             }
         };
@@ -131,6 +123,9 @@ impl WriterState {
                 )
             });
             self.seq.heads.extend(committed);
+            // Before any answer or delivery: whoever learns of a message can read it.
+            self.indexing.committed(&fresh);
+            self.seq.tail.add(&fresh);
             if let Some(metrics) = &self.commit_metrics {
                 metrics.seconds.observe(began.elapsed().as_secs_f64());
                 let (appends, messages) = outcomes.iter().fold((0, 0), |(a, n), o| match o {

@@ -12,12 +12,16 @@
 //! borrow the connection, so the thread's state is split in two, the connection
 //! ([`Writer`]) and everything else ([`WriterState`]).
 //!
+//! A batch commits its message rows; their stream entries go to the tail (memory) and reach
+//! `entries` in the index's later steps ([`indexing`]; the tail module says why).
+//!
 //! This file holds the thread's state and loop; [`jobs`] holds what it is asked to do,
 //! [`gather`] how a batch grows, [`batch`] how a batch is run and answered, [`txn`] its
-//! transaction, [`retention`] the deletion of what expired.
+//! transaction, [`indexing`] the index's steps, [`retention`] the deletion of what expired.
 
 mod batch;
 mod gather;
+mod indexing;
 mod jobs;
 mod retention;
 mod txn;
@@ -34,6 +38,8 @@ use crate::cache::StoredConvs;
 use crate::checkpointer::Checkpointer;
 use crate::error::DbResultExt;
 use crate::messages::Statements;
+use crate::tail::Tail;
+use indexing::Indexing;
 use rusqlite::Connection;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -58,6 +64,9 @@ pub(crate) struct WriterLimits {
     pub max_batch: usize,
     /// How long a commit of two or more jobs waits for more (zero: none).
     pub commit_delay: std::time::Duration,
+    /// Under load, each partition of the stream index is written about once per this time
+    /// (see [`indexing`]).
+    pub index_cycle: std::time::Duration,
 }
 
 /// Marks the writer as gone when its thread ends, however it ends.
@@ -87,6 +96,8 @@ struct WriterState {
     checkpointer: Option<Checkpointer>,
     /// Each commit's time and messages, if recorded.
     commit_metrics: Option<CommitMetrics>,
+    /// The index's progress (the tail itself is `seq.tail`).
+    indexing: Indexing,
 }
 
 impl Writer {
@@ -106,6 +117,12 @@ impl Writer {
             )
             .ctx("reading the latest message time")?;
         let spilled_keys = crate::messages::has_spilled_keys(&conn)?;
+        let newest: i64 = conn
+            .query_row("SELECT coalesce(max(id), 0) FROM messages", [], |r| {
+                r.get(0)
+            })
+            .ctx("reading the newest message")?;
+        let marks = crate::index::load_marks(&conn)?;
         let state = WriterState {
             jobs,
             sink,
@@ -118,10 +135,12 @@ impl Writer {
                 last_ts: u64::try_from(last_ts).unwrap_or(0),
                 spilled_keys,
                 key_retention_ms: IDEMPOTENCY_MIN_RETENTION_MS.max(limits.history_max_age_ms),
+                tail: Arc::new(Tail::default()),
             },
             stored: None,
             checkpointer: None,
             commit_metrics: None,
+            indexing: Indexing::new(marks, newest, limits.index_cycle),
         };
         Ok(Writer { conn, state })
     }
@@ -136,6 +155,13 @@ impl Writer {
     /// Keeps `stored` complete: conversations are added before their messages are committed.
     pub(crate) fn with_stored(mut self, stored: Arc<StoredConvs>) -> Writer {
         self.state.stored = Some(stored);
+        self
+    }
+
+    /// Keeps the stream entries not yet in `entries` in `tail`, where reads find them (it must
+    /// be empty: the database was opened, and so indexed, just before).
+    pub(crate) fn with_tail(mut self, tail: Arc<Tail>) -> Writer {
+        self.state.seq.tail = tail;
         self
     }
 
@@ -161,9 +187,13 @@ impl Writer {
             {
                 wait = wait.min(CHECKPOINT_POLL);
             }
+            if let Some(due) = state.index_wait() {
+                wait = wait.min(due);
+            }
             let first = match state.jobs.recv_timeout(wait) {
                 Ok(job) => job,
                 Err(RecvTimeoutError::Timeout) => {
+                    state.index_if_due(&conn);
                     if Instant::now() >= next_maintenance {
                         next_maintenance = state.maintenance(&conn);
                     }
@@ -184,6 +214,7 @@ impl Writer {
             state.gather(&mut batch);
             state.wait_for_more(&mut batch);
             if let Some(reply) = state.run_batch(&mut stmts, batch) {
+                state.index_all(&conn);
                 if let Some(mut c) = state.checkpointer.take() {
                     c.stop();
                 }
@@ -191,6 +222,7 @@ impl Writer {
                 let _ = reply.send(());
                 return;
             }
+            state.index_if_due(&conn);
             if Instant::now() >= next_maintenance {
                 next_maintenance = state.maintenance(&conn);
             }

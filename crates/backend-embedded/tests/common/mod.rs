@@ -17,6 +17,7 @@ pub fn open(dir: &Path, history_max_messages: u64, sink: Arc<dyn BusSink>) -> Ar
             history_max_age_ms: 0,
             max_batch: 512,
             commit_delay: std::time::Duration::ZERO,
+            index_cycle: switchboard_backend_embedded::DEFAULT_INDEX_CYCLE,
             durability: Default::default(),
             commit_metrics: None,
         },

@@ -67,6 +67,7 @@ pub fn embedded_node(limits: Limits) -> (Arc<Node>, tempfile::TempDir) {
         history_max_age_ms: 0,
         max_batch: 64,
         commit_delay: Duration::ZERO,
+        index_cycle: switchboard_backend_embedded::DEFAULT_INDEX_CYCLE,
         durability: Default::default(),
         commit_metrics: Some(metrics.commits.clone()),
     };

@@ -1,0 +1,140 @@
+//! The index's steps on the writer thread: when a partition's stream entries go from the tail
+//! (memory) into `entries`, and the count limit, applied to what a step wrote.
+//!
+//! Under load a step is due every `index_cycle / PARTITIONS`, each for the next partition with
+//! entries waiting, so that every partition is written about once a cycle: a stream's entries of
+//! a whole cycle share its leaf of `entries`, where each used to write the leaf in its own
+//! commit. A step is a transaction of its own (the entries need no fsync of their own, but
+//! SQLite syncs every commit; a step's is one among many message commits). An idle writer keeps
+//! the same pace, a step per interval while entries wait (at a low rate, steps back to back would
+//! add a commit per message). On close every partition is written before the last checkpoint;
+//! after a crash, opening the database writes what was left (the index module). More than
+//! [`TAIL_MAX`] entries waiting makes a step due after every batch, which bounds the tail's
+//! memory.
+
+use super::WriterState;
+use crate::error::{DbResultExt, now_ms};
+use crate::tail::{Entry, PARTITIONS};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use std::time::{Duration, Instant};
+use switchboard_core::backend::BackendError;
+use switchboard_proto::Conv;
+
+/// Entries in the tail past which a step is due after every batch: 16 bytes each, plus a map
+/// entry per conversation (tens of MB at most).
+pub(crate) const TAIL_MAX: usize = 500_000;
+
+/// The writer's progress through the partitions.
+pub(super) struct Indexing {
+    /// Per partition: every entry of a row up to this id is in `entries` (as committed).
+    marks: Vec<i64>,
+    /// The newest committed message row: a step raises its partition's mark to it.
+    committed_id: i64,
+    /// The partition the next step starts looking from.
+    next: usize,
+    /// When the next step is due under load.
+    due: Instant,
+    /// Time between steps under load.
+    interval: Duration,
+}
+
+impl Indexing {
+    /// Progress as stored (`marks`), the newest row `committed_id`, a step every
+    /// `cycle / PARTITIONS` under load.
+    pub(super) fn new(marks: Vec<i64>, committed_id: i64, cycle: Duration) -> Indexing {
+        let interval = cycle / PARTITIONS as u32;
+        Indexing {
+            marks,
+            committed_id,
+            next: 0,
+            due: Instant::now() + interval,
+            interval,
+        }
+    }
+
+    /// Notes the rows of a batch that committed.
+    pub(super) fn committed(&mut self, fresh: &[(Conv, Entry)]) {
+        if let Some(newest) = fresh.iter().map(|(_, e)| e.id).max() {
+            self.committed_id = self.committed_id.max(newest);
+        }
+    }
+}
+
+impl WriterState {
+    /// After a batch: one step if one is due or the tail is over [`TAIL_MAX`].
+    pub(super) fn index_if_due(&mut self, conn: &Connection) {
+        let now = Instant::now();
+        if now < self.indexing.due && self.seq.tail.len() <= TAIL_MAX {
+            return;
+        }
+        self.indexing.due = now + self.indexing.interval;
+        self.index_next(conn);
+    }
+
+    /// How long an idle writer may wait before the next step is due (`None`: nothing waits).
+    pub(super) fn index_wait(&self) -> Option<Duration> {
+        (self.seq.tail.len() > 0)
+            .then(|| self.indexing.due.saturating_duration_since(Instant::now()))
+    }
+
+    /// Every partition with entries waiting (on close).
+    pub(super) fn index_all(&mut self, conn: &Connection) {
+        for part in 0..PARTITIONS {
+            if self.seq.tail.has_pending(part)
+                && let Err(e) = self.index_step(conn, part)
+            {
+                tracing::warn!(error = %e, part, "writing stream entries on close failed");
+            }
+        }
+    }
+
+    /// One step for the next partition with entries waiting, if any.
+    fn index_next(&mut self, conn: &Connection) {
+        let Some(part) = (0..PARTITIONS)
+            .map(|i| (self.indexing.next + i) % PARTITIONS)
+            .find(|p| self.seq.tail.has_pending(*p))
+        else {
+            return;
+        };
+        self.indexing.next = (part + 1) % PARTITIONS;
+        if let Err(e) = self.index_step(conn, part) {
+            // The entries stay in the tail; a later step writes them.
+            tracing::warn!(error = %e, part, "writing stream entries failed");
+        }
+    }
+
+    /// Writes partition `part`'s waiting entries and raises its mark, trims its conversations
+    /// to the count limit, commits, then forgets the entries from the tail.
+    fn index_step(&mut self, conn: &Connection, part: usize) -> Result<(), BackendError> {
+        let pending = self.seq.tail.pending(part);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mark = self.indexing.committed_id;
+        let mut marks = self.indexing.marks.clone();
+        marks[part] = mark;
+        // Unchecked: the writer's connection is shared with the statements it holds (no other
+        // transaction is open on it between batches).
+        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+            .ctx("beginning an index step")?;
+        crate::index::write_step(&tx, part, &pending, mark)?;
+        let max = self.limits.history_max_messages;
+        let mut spilled = false;
+        if max > 0 {
+            let keys_from = now_ms().saturating_sub(self.seq.key_retention_ms);
+            // Sorted by conversation then seq: the last of each conversation is its head.
+            for (i, (conv, e)) in pending.iter().enumerate() {
+                let head = pending.get(i + 1).is_none_or(|(next, _)| next != conv);
+                if head && e.seq > max {
+                    spilled |=
+                        crate::messages::trim_stream(&tx, conv, e.seq - max, keys_from, &marks)?;
+                }
+            }
+        }
+        tx.commit().ctx("committing an index step")?;
+        self.seq.spilled_keys |= spilled;
+        self.seq.tail.indexed(part, mark);
+        self.indexing.marks = marks;
+        Ok(())
+    }
+}
