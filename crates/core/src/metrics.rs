@@ -56,6 +56,8 @@ impl Metrics {
                 seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
                 messages: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
                 checkpoint_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
+                index_step_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
+                index_pending: Gauge::default(),
             },
             errors: Family::default(),
             disconnects: Family::default(),
@@ -112,6 +114,16 @@ impl Metrics {
             "switchboard_checkpoint_seconds",
             "Embedded backend: one checkpoint step (the thread's pass, or the writer finishing it)",
             m.commits.checkpoint_seconds.clone(),
+        );
+        registry.register(
+            "switchboard_index_step_seconds",
+            "Embedded backend: one step of the stream index (a partition's entries written)",
+            m.commits.index_step_seconds.clone(),
+        );
+        registry.register(
+            "switchboard_index_pending",
+            "Embedded backend: stream entries committed and not yet written to the index",
+            m.commits.index_pending.clone(),
         );
         registry.register(
             "switchboard_errors",
@@ -184,6 +196,10 @@ pub struct CommitMetrics {
     pub messages: Histogram,
     /// Seconds of each checkpoint pass, on the checkpoint thread or the writer's finishing step.
     pub checkpoint_seconds: Histogram,
+    /// Seconds of each step of the stream index, `BEGIN` to `COMMIT` returning.
+    pub index_step_seconds: Histogram,
+    /// Stream entries waiting in the tail, as of the writer's last step.
+    pub index_pending: Gauge,
 }
 
 impl Default for Metrics {

@@ -31,9 +31,18 @@ fn msg(conv: &Conv, from: &str, copy: Option<&Conv>) -> AppendRequest {
 }
 
 fn open(dir: &std::path::Path, limit: u64) -> (Arc<EmbeddedBackend>, Backend) {
+    open_with(dir, limit, None)
+}
+
+fn open_with(
+    dir: &std::path::Path,
+    limit: u64,
+    metrics: Option<switchboard_core::metrics::CommitMetrics>,
+) -> (Arc<EmbeddedBackend>, Backend) {
     let mut config = EmbeddedConfig::new(dir);
     config.history_max_messages = limit;
     config.index_cycle = NO_STEP;
+    config.commit_metrics = metrics;
     let b = EmbeddedBackend::open(config, RecordingSink::new().as_sink()).expect("open");
     let backend = b.backend();
     (b, backend)
@@ -64,7 +73,8 @@ fn range(a: u64, b: u64) -> Vec<u64> {
 #[tokio::test]
 async fn reads_find_what_no_step_has_written_and_close_writes_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (embedded, b) = open(dir.path(), 0);
+    let node_metrics = switchboard_core::metrics::Metrics::new();
+    let (embedded, b) = open_with(dir.path(), 0, Some(node_metrics.commits.clone()));
     let room = Conv::room("r");
     let (u1, u2) = (Conv::user("u_1"), Conv::user("u_2"));
     for _ in 0..30 {
@@ -104,6 +114,24 @@ async fn reads_find_what_no_step_has_written_and_close_writes_it() {
     b.lifecycle.close().await;
     drop(embedded);
     assert_eq!(count(dir.path(), "SELECT count(*) FROM entries"), 30 + 22);
+    let rendered = node_metrics.render();
+    let metric = |name: &str| -> f64 {
+        rendered
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} is exported"))
+    };
+    let parts: std::collections::HashSet<usize> = [&room, &u1, &u2]
+        .iter()
+        .map(|c| partition(c.as_str(), PARTITIONS))
+        .collect();
+    assert_eq!(
+        metric("switchboard_index_step_seconds_count "),
+        parts.len() as f64,
+        "one step per partition with entries, on close"
+    );
+    assert_eq!(metric("switchboard_index_pending "), 0.0);
     let (_embedded, b) = open(dir.path(), 0);
     assert_eq!(seqs(&b, &u2, q(None, None, 50)).await, range(1, 11));
     assert_eq!(seqs(&b, &room, q(Some(28), None, 50)).await, range(29, 30));

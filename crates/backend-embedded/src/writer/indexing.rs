@@ -110,6 +110,7 @@ impl WriterState {
         if pending.is_empty() {
             return Ok(());
         }
+        let began = Instant::now();
         let mark = self.indexing.committed_id;
         let mut marks = self.indexing.marks.clone();
         marks[part] = mark;
@@ -135,6 +136,12 @@ impl WriterState {
         self.seq.spilled_keys |= spilled;
         self.seq.tail.indexed(part, mark);
         self.indexing.marks = marks;
+        if let Some(metrics) = &self.commit_metrics {
+            metrics
+                .index_step_seconds
+                .observe(began.elapsed().as_secs_f64());
+            metrics.index_pending.set(self.seq.tail.len() as i64);
+        }
         Ok(())
     }
 }
