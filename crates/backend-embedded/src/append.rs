@@ -38,6 +38,10 @@ pub(crate) struct Sequencer {
     /// Committed stream entries not yet in `entries` (the tail module): a head read from the
     /// database counts them too.
     pub(crate) tail: Arc<Tail>,
+    /// The next message row's id. Given by the writer rather than SQLite, which reuses ids once
+    /// the age limit has emptied the table: every id must stay above the index's marks (the
+    /// index module), which say which rows' entries are written.
+    pub(crate) next_id: i64,
 }
 
 impl Sequencer {
@@ -243,6 +247,11 @@ fn append_one(
     req: &AppendRequest,
     fresh: &mut Vec<(Conv, Entry)>,
 ) -> Result<(Appended, Vec<(Conv, u64)>), BackendError> {
+    if seq.tail.len() > crate::writer::TAIL_REFUSE {
+        return Err(BackendError::Unavailable(
+            "the stream index is behind (its steps are failing); try again later".into(),
+        ));
+    }
     if let Some(cmid) = &req.client_msg_id {
         let live_from = now_ms().saturating_sub(seq.key_retention_ms);
         let earlier = stmts.receipt(&req.idempotency_owner, cmid, live_from, seq.spilled_keys)?;
@@ -277,11 +286,16 @@ fn append_one(
         heads.push((conv.clone(), message.seq));
         stored.push(Arc::new(message));
     }
-    let id = stmts.insert(NewMessage {
-        first: &stored[0],
-        copy: stored.get(1).map(|m| (&m.conv, m.seq)),
-        key_owner: &req.idempotency_owner,
-    })?;
+    let id = seq.next_id;
+    seq.next_id += 1;
+    stmts.insert(
+        id,
+        NewMessage {
+            first: &stored[0],
+            copy: stored.get(1).map(|m| (&m.conv, m.seq)),
+            key_owner: &req.idempotency_owner,
+        },
+    )?;
     fresh.extend(
         stored
             .iter()
@@ -311,9 +325,11 @@ pub(crate) fn finish_heads(
     overlay: &HashMap<Conv, u64>,
     committed: &HashMap<Conv, Head>,
 ) -> Result<(), BackendError> {
-    for (conv, head) in overlay {
+    for conv in overlay.keys() {
         if !committed.get(conv).is_some_and(|h| h.recorded) {
-            stmts.record(conv, *head)?;
+            // Head 0: until the batch's entries reach the tail (after the commit), a position
+            // must not show a head without its messages.
+            stmts.record(conv, 0)?;
         }
     }
     Ok(())

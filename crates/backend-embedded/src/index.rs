@@ -17,10 +17,24 @@ use switchboard_proto::Conv;
 /// The meta key of the partition count the marks were written with.
 const PARTS_KEY: &str = "index_partitions";
 
-/// Writes every entry a crash left unindexed and sets every partition's mark to the newest row;
-/// returns the marks (one per [`PARTITIONS`]). A database without marks (new, or from version
-/// 4, which indexed each message as it stored it) is indexed up to its newest row.
-pub(crate) fn recover(conn: &mut Connection) -> Result<Vec<i64>, BackendError> {
+/// What recovery trims to: the count limit (0: none), and how long idempotency keys answer
+/// (a trimmed message's live key moves to the `idempotency` table).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retention {
+    /// Messages kept per conversation; 0 keeps all.
+    pub max_messages: u64,
+    /// How long a key answers, in ms.
+    pub key_retention_ms: u64,
+}
+
+/// Writes every entry a crash left unindexed, trims the conversations it wrote to
+/// `retention`'s count limit (their step would have), and sets every partition's mark to the
+/// newest row; returns the marks (one per [`PARTITIONS`]). A database without marks (new, or
+/// from version 4, which indexed each message as it stored it) is indexed up to its newest row.
+pub(crate) fn recover(
+    conn: &mut Connection,
+    retention: Option<Retention>,
+) -> Result<Vec<i64>, BackendError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .ctx("beginning the index's recovery")?;
@@ -39,6 +53,8 @@ pub(crate) fn recover(conn: &mut Connection) -> Result<Vec<i64>, BackendError> {
         .unwrap_or(PARTITIONS);
     let (marks, stored) = stored_marks(&tx, parts.max(1), newest)?;
     let mut written = 0usize;
+    // The newest seq written per conversation.
+    let mut heads: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     if stored {
         let low = marks.iter().copied().min().unwrap_or(newest);
         let mut rows = tx
@@ -61,7 +77,22 @@ pub(crate) fn recover(conn: &mut Connection) -> Result<Vec<i64>, BackendError> {
                     written += insert
                         .execute(params![conv, seq, id])
                         .ctx("indexing an unindexed message")?;
+                    let head = heads.entry(conv).or_insert(seq);
+                    *head = (*head).max(seq);
                 }
+            }
+        }
+    }
+    if let Some(r) = retention.filter(|r| r.max_messages > 0) {
+        let keys_from = crate::error::now_ms().saturating_sub(r.key_retention_ms);
+        // Every row is written now: no row waits for another partition.
+        let all = vec![newest; PARTITIONS];
+        for (name, head) in heads {
+            let (Some(conv), Ok(head)) = (Conv::parse(&name), u64::try_from(head)) else {
+                continue;
+            };
+            if head > r.max_messages {
+                crate::messages::trim_stream(&tx, &conv, head - r.max_messages, keys_from, &all)?;
             }
         }
     }
@@ -112,14 +143,6 @@ pub(crate) fn write_step(
         .and_then(|mut s| s.execute(params![part as i64, mark]))
         .ctx("raising an index mark")?;
     Ok(())
-}
-
-/// The lowest mark: every row up to it has all its entries in `entries`.
-pub(crate) fn indexed_everywhere(conn: &Connection) -> Result<i64, BackendError> {
-    conn.query_row("SELECT coalesce(min(id), 0) FROM index_marks", [], |r| {
-        r.get(0)
-    })
-    .ctx("reading the index's marks")
 }
 
 /// Whether every entry of row `id` is in `entries`: `conv`'s and `copy`'s partitions are

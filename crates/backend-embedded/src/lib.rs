@@ -87,7 +87,11 @@ impl EmbeddedBackend {
         config: EmbeddedConfig,
         sink: Arc<dyn BusSink>,
     ) -> Result<Arc<EmbeddedBackend>, BackendError> {
-        let (mut conn, epoch) = schema::open_writer(&config.data_dir)?;
+        let retention = index::Retention {
+            max_messages: config.history_max_messages,
+            key_retention_ms: writer::IDEMPOTENCY_MIN_RETENTION_MS.max(config.history_max_age_ms),
+        };
+        let (mut conn, epoch) = schema::open_writer_retaining(&config.data_dir, Some(retention))?;
         config.durability.apply(&conn)?;
         let checkpointer = checkpointer::Checkpointer::start(
             &config.data_dir,

@@ -25,8 +25,8 @@ const RECEIPT: &str = "SELECT conv, seq, message_id, ts FROM messages
 const SPILLED_RECEIPT: &str = "SELECT conv, seq, message_id, ts FROM idempotency
      WHERE owner = ?1 AND client_msg_id = ?2";
 const INSERT_MESSAGE: &str = "INSERT INTO messages (conv, seq, copy_conv, copy_seq, message_id,
-         from_user, to_user, ts, key_owner, client_msg_id, body)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+         from_user, to_user, ts, key_owner, client_msg_id, body, id)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 /// A conversation's committed head: the larger of its `convs` row and its newest entry (and of
 /// its unindexed entries, which the caller adds: see the tail module).
 const HEAD: &str = "SELECT (SELECT head FROM convs WHERE conv = ?1),
@@ -172,9 +172,9 @@ impl<'c> Statements<'c> {
             .ctx("loading a conversation head")
     }
 
-    /// Stores a message once; returns its row's id, by which the index's step writes its stream
-    /// entries later.
-    pub(crate) fn insert(&mut self, m: NewMessage<'_>) -> Result<i64, BackendError> {
+    /// Stores a message once as row `id`, by which the index's step writes its stream entries
+    /// later.
+    pub(crate) fn insert(&mut self, id: i64, m: NewMessage<'_>) -> Result<(), BackendError> {
         let first = m.first;
         prepared(self.conn, &mut self.insert, INSERT_MESSAGE)?
             .execute(params![
@@ -188,10 +188,11 @@ impl<'c> Statements<'c> {
                 to_i64(first.ts),
                 first.client_msg_id.as_ref().map(|_| m.key_owner),
                 first.client_msg_id,
-                first.body.get()
+                first.body.get(),
+                id
             ])
             .ctx("inserting a message")?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(())
     }
 }
 

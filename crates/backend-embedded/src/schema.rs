@@ -135,8 +135,8 @@ CREATE TABLE IF NOT EXISTS index_marks (
 );
 
 -- Every conversation that ever had a message. A conversation's head is the larger of `head` and
--- its newest stored seq: the row is written with the first message and raised only before age
--- trimming deletes newest messages, not rewritten by every append.
+-- its newest stored seq: the row is written (head 0) with the first message and raised only
+-- before age trimming deletes newest messages, not rewritten by every append.
 CREATE TABLE IF NOT EXISTS convs (
     conv TEXT PRIMARY KEY,
     head INTEGER NOT NULL
@@ -157,8 +157,18 @@ CREATE UNIQUE INDEX IF NOT EXISTS idempotency_by_key ON idempotency (owner, clie
 ";
 
 /// Opens the writer's connection, creating the file and the schema if needed, and returns it
-/// with the database's epoch.
+/// with the database's epoch (stream entries a crash left are written, untrimmed: see
+/// [`open_writer_retaining`]).
+#[cfg(test)]
 pub(crate) fn open_writer(dir: &Path) -> Result<(Connection, String), BackendError> {
+    open_writer_retaining(dir, None)
+}
+
+/// [`open_writer`], trimming the conversations whose entries a crash left to `retention`.
+pub(crate) fn open_writer_retaining(
+    dir: &Path,
+    retention: Option<crate::index::Retention>,
+) -> Result<(Connection, String), BackendError> {
     crate::files::prepare_dir(dir)?;
     let path = dir.join(DB_FILE);
     crate::files::prepare_db(&path)?;
@@ -226,7 +236,7 @@ pub(crate) fn open_writer(dir: &Path) -> Result<(Connection, String), BackendErr
         .query_row("SELECT value FROM meta WHERE key='epoch'", [], |r| r.get(0))
         .ctx("reading the epoch")?;
     tx.commit().ctx("committing the schema")?;
-    crate::index::recover(&mut conn)?;
+    crate::index::recover(&mut conn, retention)?;
     Ok((conn, epoch))
 }
 

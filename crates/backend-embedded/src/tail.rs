@@ -17,7 +17,7 @@
 //!
 //! **The count limit.** A step trims its conversations to the history limit, so a conversation
 //! with entries here may still hold older messages than the limit keeps. Reads hide them
-//! ([`Tail::floor`]): what a read returns is trimmed at once, what is stored at the next step.
+//! ([`Tail::floor_below`]): what a read returns is trimmed at once, what is stored at the next step.
 //!
 //! Partitions are by a hash of the conversation's name ([`partition`]), stable across
 //! versions: the database records each partition's progress (`index_marks`), so a restart
@@ -76,12 +76,14 @@ impl Tail {
         }
     }
 
-    /// The seq up to which `conv`'s messages are past the count limit but maybe still stored
-    /// (reads hide them: see the module comment); 0 if none are.
-    pub(crate) fn floor(&self, conv: &Conv) -> u64 {
-        match self.bounds(conv) {
-            Some((_, last)) if self.limit > 0 => last.saturating_sub(self.limit),
-            _ => 0,
+    /// The seq up to which the messages of a conversation whose newest unindexed seq is `last`
+    /// are past the count limit but maybe still stored (reads hide them: see the module
+    /// comment); 0 if none are.
+    pub(crate) fn floor_below(&self, last: u64) -> u64 {
+        if self.limit > 0 {
+            last.saturating_sub(self.limit)
+        } else {
+            0
         }
     }
 
@@ -102,21 +104,26 @@ impl Tail {
         self.len.fetch_add(entries.len(), Ordering::Relaxed);
     }
 
-    /// The unindexed entries of `conv` with a seq in `(after, before)`, ascending.
+    /// The unindexed entries of `conv` with a seq in `(after, before)` and above its floor,
+    /// ascending, and its floor ([`Tail::floor_below`]), read together.
     pub(crate) fn entries(
         &self,
         conv: &Conv,
         after: Option<u64>,
         before: Option<u64>,
-    ) -> Vec<Entry> {
+    ) -> (u64, Vec<Entry>) {
         let part = self.part(conv).lock();
         let Some(list) = part.get(conv) else {
-            return Vec::new();
+            return (0, Vec::new());
         };
-        list.iter()
-            .filter(|e| after.is_none_or(|a| e.seq > a) && before.is_none_or(|b| e.seq < b))
+        let floor = list.last().map_or(0, |e| self.floor_below(e.seq));
+        let after = after.unwrap_or(0).max(floor);
+        let entries = list
+            .iter()
+            .filter(|e| e.seq > after && before.is_none_or(|b| e.seq < b))
             .copied()
-            .collect()
+            .collect();
+        (floor, entries)
     }
 
     /// The smallest and largest unindexed seq of `conv`, if it has any.
@@ -192,8 +199,11 @@ mod tests {
         ]);
         tail.add(&[(a.clone(), e(3, 12))]);
         assert_eq!(tail.len(), 4);
-        assert_eq!(tail.entries(&a, None, None), [e(1, 10), e(2, 11), e(3, 12)]);
-        assert_eq!(tail.entries(&a, Some(1), Some(3)), [e(2, 11)]);
+        assert_eq!(
+            tail.entries(&a, None, None).1,
+            [e(1, 10), e(2, 11), e(3, 12)]
+        );
+        assert_eq!(tail.entries(&a, Some(1), Some(3)).1, [e(2, 11)]);
         assert_eq!(tail.bounds(&a), Some((1, 3)));
         assert_eq!(tail.bounds(&Conv::room("none")), None);
 
@@ -207,11 +217,11 @@ mod tests {
                 .eq([1, 2, 3])
         );
         tail.indexed(part, 11);
-        assert_eq!(tail.entries(&a, None, None), [e(3, 12)]);
+        assert_eq!(tail.entries(&a, None, None).1, [e(3, 12)]);
         tail.indexed(part, 12);
         assert_eq!(tail.bounds(&a), None);
         assert!(!tail.has_pending(part) || partition(b.as_str(), PARTITIONS) == part);
-        assert_eq!(tail.entries(&b, None, None), [e(4, 10)]);
+        assert_eq!(tail.entries(&b, None, None).1, [e(4, 10)]);
         tail.indexed(partition(b.as_str(), PARTITIONS), 10);
         assert_eq!(tail.len(), 0);
     }
@@ -220,12 +230,17 @@ mod tests {
     fn the_floor_hides_what_the_count_limit_trims() {
         let tail = Tail::new(3);
         let a = Conv::room("a");
-        assert_eq!(tail.floor(&a), 0);
+        assert_eq!(tail.entries(&a, None, None).0, 0);
         tail.add(&[(a.clone(), e(2, 1)), (a.clone(), e(3, 2))]);
-        assert_eq!(tail.floor(&a), 0, "at most the limit");
+        assert_eq!(tail.entries(&a, None, None).0, 0, "at most the limit");
         tail.add(&[(a.clone(), e(7, 3))]);
-        assert_eq!(tail.floor(&a), 4);
-        assert_eq!(Tail::new(0).floor(&a), 0, "no limit");
+        assert_eq!(tail.entries(&a, None, None).0, 4);
+        assert_eq!(
+            tail.entries(&a, None, None),
+            (4, vec![e(7, 3)]),
+            "read with the floor"
+        );
+        assert_eq!(Tail::new(0).entries(&a, None, None).0, 0, "no limit");
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub(crate) async fn open_backend(
                     history_max_age_ms: config.history_max_age.as_millis() as u64,
                     max_batch: 512,
                     commit_delay: config.commit_delay,
-                    index_cycle: switchboard_backend_embedded::DEFAULT_INDEX_CYCLE,
+                    index_cycle: config.index_cycle,
                     durability: config.durability,
                     commit_metrics: Some(metrics.commits.clone()),
                 },

@@ -23,7 +23,7 @@ pub(crate) fn position(
     conv: &Conv,
 ) -> Result<(u64, Option<u64>), BackendError> {
     let unindexed = tail.bounds(conv);
-    let floor = tail.floor(conv);
+    let floor = unindexed.map_or(0, |(_, last)| tail.floor_below(last));
     let (head, oldest): (Option<i64>, Option<i64>) = conn
         .prepare_cached(
             "SELECT max(coalesce((SELECT head FROM convs WHERE conv = ?1), 0),
@@ -52,7 +52,7 @@ pub(crate) fn history(
     let descending = q.after.is_none();
     // Past the count limit but maybe still stored: an ascending page starts above it, a
     // descending one drops it (what it would have shown there is trimmed).
-    let floor = tail.floor(conv);
+    let (floor, unindexed) = tail.entries(conv, q.after, q.before);
     let q = if descending || floor == 0 {
         q
     } else {
@@ -61,7 +61,6 @@ pub(crate) fn history(
             ..q
         }
     };
-    let unindexed = tail.entries(conv, q.after.or(Some(floor)), q.before);
     let mut out = indexed_history(conn, conv, q)?;
     out.retain(|m| m.seq > floor);
     if unindexed.is_empty() {

@@ -319,3 +319,154 @@ fn a_page_merges_the_tail_with_entries_and_counts_an_entry_in_both_once() {
         (10, Some(1))
     );
 }
+
+/// Two messages to `room`, committed and written by a closed writer, then a moment for them to
+/// age.
+fn two_old_messages(dir: &std::path::Path, room: &Conv) {
+    let (jobs, rx) = mpsc::channel();
+    for _ in 0..2 {
+        queue_append(&jobs, msg(room, "u_1", None));
+    }
+    super::run_writer(dir, jobs, rx, &RecordingSink::new());
+    std::thread::sleep(Duration::from_millis(30));
+}
+
+/// Runs a writer over `dir` whose first maintenance pass empties `messages` (the age limit);
+/// appends `requests` after it; returns their seqs; then closes, or crashes (drops the writer's
+/// channel without a close).
+fn after_emptying(
+    dir: &std::path::Path,
+    limits: WriterLimits,
+    requests: Vec<AppendRequest>,
+    close: bool,
+) -> Vec<u64> {
+    let (conn, _) = schema::open_writer(dir).expect("open");
+    let (jobs, rx) = mpsc::channel();
+    let writer = Writer::new(conn, rx, RecordingSink::new().as_sink(), limits).expect("writer");
+    let thread = std::thread::spawn(move || writer.run(Arc::new(AtomicBool::new(true))));
+    let start = std::time::Instant::now();
+    while count(dir, "SELECT count(*) FROM messages") > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no maintenance pass"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let replies: Vec<AppendReply> = requests
+        .into_iter()
+        .map(|r| queue_append(&jobs, r))
+        .collect();
+    let seqs = super::answered_seqs(replies);
+    if close {
+        let (reply, _closed) = tokio::sync::oneshot::channel();
+        jobs.send(crate::writer::Job::Close { reply })
+            .expect("close");
+    }
+    drop(jobs);
+    thread.join().expect("writer thread");
+    seqs
+}
+
+/// Once the age limit has emptied `messages`, SQLite would give the next row id 1 again, below
+/// the index's marks: a crash then lost the answered message and gave its seq again (found by
+/// a review). The writer gives ids itself, above every mark.
+#[test]
+fn row_ids_stay_above_the_marks_after_the_age_limit_empties_the_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let room = Conv::room("r");
+    two_old_messages(dir.path(), &room);
+    let limits = WriterLimits {
+        history_max_age_ms: 10,
+        index_cycle: NO_STEP,
+        ..LIMITS
+    };
+    let got = after_emptying(dir.path(), limits, vec![msg(&room, "u_1", None)], false);
+    assert_eq!(got, [3]);
+    assert_eq!(
+        count(dir.path(), "SELECT max(id) FROM messages"),
+        3,
+        "not id 1 again"
+    );
+    let (conn, _) = schema::open_writer(dir.path()).expect("reopen");
+    let seqs: Vec<u64> = reads::history(&conn, &Tail::default(), &room, q(None, None, 50))
+        .expect("history")
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(seqs, [3], "the answered message survived the crash");
+    drop(conn);
+    let (jobs, rx) = mpsc::channel();
+    let next = queue_append(&jobs, msg(&room, "u_1", None));
+    super::run_writer(dir.path(), jobs, rx, &RecordingSink::new());
+    let next = next.blocking_recv().expect("answered").expect("append");
+    assert_eq!(next.receipt.seq, 4, "and seq goes on");
+}
+
+/// The same reuse without a crash defeated the DM guard: the sender's trim deleted a row whose
+/// recipient entry was still in the tail (found by a review).
+#[test]
+fn the_dm_guard_holds_after_the_age_limit_empties_the_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    two_old_messages(dir.path(), &Conv::room("r"));
+    let sender = (0..)
+        .map(|i| Conv::user(&format!("s{i}")))
+        .find(|c| partition(c.as_str(), PARTITIONS) == 0)
+        .expect("a name in partition 0");
+    let first = user_after(&sender);
+    let limits = WriterLimits {
+        history_max_messages: 1,
+        history_max_age_ms: 10,
+        index_cycle: NO_STEP,
+        ..LIMITS
+    };
+    let requests = vec![
+        msg(&first, sender.id(), Some(&sender)),
+        msg(&Conv::user("other"), sender.id(), Some(&sender)),
+    ];
+    after_emptying(dir.path(), limits, requests, true);
+    let (conn, _) = schema::open_writer(dir.path()).expect("reopen");
+    let seqs = |c: &Conv| -> Vec<u64> {
+        reads::history(&conn, &Tail::default(), c, q(None, None, 50))
+            .expect("history")
+            .iter()
+            .map(|m| m.seq)
+            .collect()
+    };
+    assert_eq!(seqs(&sender), [2]);
+    assert_eq!(seqs(&first), [1], "the recipient keeps its only message");
+}
+
+/// Opening after a crash trims what it writes to the count limit, as the step would have: a
+/// page never shows more than the limit (found by a review: recovery showed all ten).
+#[tokio::test]
+async fn opening_after_a_crash_applies_the_count_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let limits = WriterLimits {
+        history_max_messages: 3,
+        index_cycle: NO_STEP,
+        ..LIMITS
+    };
+    let path = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let room = Conv::room("r");
+        crash_after(
+            &path,
+            limits,
+            (0..10).map(|_| msg(&room, "u_1", None)).collect(),
+        );
+    })
+    .await
+    .expect("crash");
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM messages"), 10);
+    let (_embedded, b) = open(dir.path(), 3);
+    let room = Conv::room("r");
+    assert_eq!(seqs(&b, &room, q(None, None, 50)).await, range(8, 10));
+    let p = b.broker.position(&room).await.expect("position");
+    assert_eq!((p.head_seq, p.oldest_seq), (10, 8));
+    assert_eq!(
+        count(dir.path(), "SELECT count(*) FROM messages"),
+        3,
+        "trimmed on open"
+    );
+    b.lifecycle.close().await;
+}

@@ -28,7 +28,7 @@ fn maintenance_trims_by_age_and_expires_keys_and_sessions() {
 
     let (conn, _) = schema::open_writer(dir.path()).expect("open");
     let soon = now_ms() + 10_000;
-    assert!(!maintenance(&conn, 1_000, soon).expect("maintenance"));
+    assert!(!maintenance(&conn, 1_000, soon, i64::MAX).expect("maintenance"));
     assert_eq!(
         reads::position(&conn, &crate::tail::Tail::default(), &conv).expect("position"),
         (3, None),
@@ -60,7 +60,7 @@ fn maintenance_trims_by_age_and_expires_keys_and_sessions() {
     // ...for a week at least.
     let (conn, _) = schema::open_writer(dir.path()).expect("open");
     let later = now_ms() + crate::writer::IDEMPOTENCY_MIN_RETENTION_MS + 10_000;
-    maintenance(&conn, 1_000, later).expect("maintenance");
+    maintenance(&conn, 1_000, later, i64::MAX).expect("maintenance");
     let keys: i64 = conn
         .query_row("SELECT count(*) FROM idempotency", [], |r| r.get(0))
         .expect("count");
@@ -106,7 +106,7 @@ fn age_trimming_deletes_a_prefix_and_keeps_heads() {
     assert!(new.ts > old_ts);
 
     let (conn, _) = schema::open_writer(dir.path()).expect("open");
-    assert!(!maintenance(&conn, 1_000, old_ts + 1 + 1_000).expect("maintenance"));
+    assert!(!maintenance(&conn, 1_000, old_ts + 1 + 1_000, i64::MAX).expect("maintenance"));
     assert_eq!(
         reads::position(&conn, &crate::tail::Tail::default(), &a).expect("position"),
         (3, Some(3))
@@ -199,13 +199,13 @@ fn spilled_keys_expire_as_a_prefix() {
     }
     drop(conn);
     let (conn, _) = schema::open_writer(dir.path()).expect("open");
-    assert!(!maintenance(&conn, 0, now).expect("maintenance"));
+    assert!(!maintenance(&conn, 0, now, i64::MAX).expect("maintenance"));
     let keys: Vec<String> = conn
         .prepare("SELECT client_msg_id FROM idempotency ORDER BY id")
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .expect("keys");
     assert_eq!(keys, vec!["b".to_owned(), "c".to_owned()]);
-    assert!(!maintenance(&conn, 0, now + 7 * day).expect("maintenance"));
+    assert!(!maintenance(&conn, 0, now + 7 * day, i64::MAX).expect("maintenance"));
     let left: i64 = conn
         .query_row("SELECT count(*) FROM idempotency", [], |r| r.get(0))
         .expect("count");

@@ -41,6 +41,20 @@ pub(crate) fn keyed(conv: &Conv, cmid: Option<&str>) -> AppendRequest {
 
 pub(crate) type AppendReply = oneshot::Receiver<Result<Appended, BackendError>>;
 
+/// The seqs the appends behind `replies` were answered with, in order.
+pub(crate) fn answered_seqs(replies: Vec<AppendReply>) -> Vec<u64> {
+    replies
+        .into_iter()
+        .map(|r| {
+            r.blocking_recv()
+                .expect("answered")
+                .expect("append")
+                .receipt
+                .seq
+        })
+        .collect()
+}
+
 pub(crate) fn queue_append(jobs: &mpsc::Sender<Job>, request: AppendRequest) -> AppendReply {
     let (reply, rx) = oneshot::channel();
     jobs.send(Job::Append {

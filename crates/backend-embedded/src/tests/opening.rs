@@ -214,16 +214,7 @@ fn a_version_1_database_is_migrated_on_open() {
         "the idempotency key answers with the original receipt"
     );
     assert!(retry.stored.is_empty());
-    let seqs: Vec<u64> = next
-        .into_iter()
-        .map(|r| {
-            r.blocking_recv()
-                .expect("answered")
-                .expect("append")
-                .receipt
-                .seq
-        })
-        .collect();
+    let seqs = super::answered_seqs(next);
     assert_eq!(seqs, vec![4, 3, 8], "seqs go on from the migrated heads");
     let (conn, _) = schema::open_writer(dir.path()).expect("reopen at version 2");
     assert_eq!(

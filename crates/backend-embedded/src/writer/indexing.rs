@@ -10,7 +10,7 @@
 //! add a commit per message). On close every partition is written before the last checkpoint;
 //! after a crash, opening the database writes what was left (the index module). More than
 //! [`TAIL_MAX`] entries waiting makes a step due after every batch, which bounds the tail's
-//! memory.
+//! memory while steps succeed; past [`TAIL_REFUSE`] (steps failing) appends are refused.
 
 use super::WriterState;
 use crate::error::{DbResultExt, now_ms};
@@ -23,6 +23,10 @@ use switchboard_proto::Conv;
 /// Entries in the tail past which a step is due after every batch: 16 bytes each, plus a map
 /// entry per conversation (tens of MB at most).
 pub(crate) const TAIL_MAX: usize = 500_000;
+
+/// Entries in the tail past which appends are refused (`Unavailable`) until steps catch up:
+/// only reached when steps keep failing (a full disk, say), so memory stays bounded then too.
+pub(crate) const TAIL_REFUSE: usize = 4 * TAIL_MAX;
 
 /// The writer's progress through the partitions.
 pub(super) struct Indexing {
@@ -69,6 +73,22 @@ impl WriterState {
         }
         self.indexing.due = now + self.indexing.interval;
         self.index_next(conn);
+    }
+
+    /// The newest row whose stream entries are all in `entries`: a partition with entries
+    /// waiting is written up to its mark, any other up to the newest committed row (its mark
+    /// may be older: a step raises only its own partition's).
+    pub(super) fn indexed_everywhere(&self) -> i64 {
+        (0..PARTITIONS)
+            .map(|p| {
+                if self.seq.tail.has_pending(p) {
+                    self.indexing.marks[p]
+                } else {
+                    self.indexing.committed_id
+                }
+            })
+            .min()
+            .unwrap_or(self.indexing.committed_id)
     }
 
     /// How long an idle writer may wait before the next step is due (`None`: nothing waits).
@@ -143,5 +163,50 @@ impl WriterState {
             metrics.index_pending.set(self.seq.tail.len() as i64);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tail::{Entry, PARTITIONS, partition};
+    use crate::writer::Writer;
+    use switchboard_conformance::RecordingSink;
+    use switchboard_proto::Conv;
+
+    /// The age limit may delete up to the newest committed row in a partition with nothing
+    /// waiting, whatever its stored mark (steps raise only their own partition's mark: a review
+    /// found age trimming pinned by idle partitions).
+    #[test]
+    fn idle_partitions_do_not_hold_back_what_is_indexed_everywhere() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (conn, _) = crate::schema::open_writer(dir.path()).expect("open");
+        let (_jobs, rx) = std::sync::mpsc::channel();
+        let mut w = Writer::new(
+            conn,
+            rx,
+            RecordingSink::new().as_sink(),
+            crate::tests::LIMITS,
+        )
+        .expect("writer");
+        let state = &mut w.state;
+        assert_eq!(state.indexed_everywhere(), 0, "a new database");
+        let room = Conv::room("r");
+        let fresh = [(room.clone(), Entry { seq: 1, id: 7 })];
+        state.indexing.committed(&fresh);
+        assert_eq!(
+            state.indexed_everywhere(),
+            7,
+            "nothing waits: every row is written"
+        );
+        state.seq.tail.add(&fresh);
+        assert_eq!(
+            state.indexed_everywhere(),
+            0,
+            "row 7 waits in its partition, whose mark is 0"
+        );
+        state
+            .index_step(&w.conn, partition(room.as_str(), PARTITIONS))
+            .expect("step");
+        assert_eq!(state.indexed_everywhere(), 7);
     }
 }

@@ -26,6 +26,7 @@ mod jobs;
 mod retention;
 mod txn;
 
+pub(crate) use indexing::TAIL_REFUSE;
 pub(crate) use jobs::{Job, TypedJob, WriteJob};
 pub(crate) use retention::IDEMPOTENCY_MIN_RETENTION_MS;
 pub(crate) use txn::run_cached;
@@ -136,6 +137,7 @@ impl Writer {
                 spilled_keys,
                 key_retention_ms: IDEMPOTENCY_MIN_RETENTION_MS.max(limits.history_max_age_ms),
                 tail: Arc::new(Tail::default()),
+                next_id: newest.max(marks.iter().copied().max().unwrap_or(0)) + 1,
             },
             stored: None,
             checkpointer: None,

@@ -19,7 +19,8 @@ impl WriterState {
     /// Deletes expired history, sessions and idempotency keys, a chunk at a time; returns when to
     /// run next (soon if a chunk was full).
     pub(super) fn maintenance(&mut self, conn: &Connection) -> Instant {
-        let done = maintenance(conn, self.limits.history_max_age_ms, now_ms());
+        let indexed = self.indexed_everywhere();
+        let done = maintenance(conn, self.limits.history_max_age_ms, now_ms(), indexed);
         // The pass may have moved keys there, or expired the last of them. On an error, keep
         // looking there.
         self.seq.spilled_keys = crate::messages::has_spilled_keys(conn).unwrap_or(true);
@@ -35,10 +36,13 @@ impl WriterState {
 }
 
 /// One maintenance pass in its own transaction. Returns `true` if a chunk was full (more to do).
+/// The age limit deletes only rows up to `indexed`, whose stream entries are all written (see
+/// the writer's indexing).
 pub(crate) fn maintenance(
     conn: &Connection,
     history_max_age_ms: u64,
     now: u64,
+    indexed: i64,
 ) -> Result<bool, BackendError> {
     // Unchecked: the writer's connection is shared with the statements it holds (no other
     // transaction is open on it between batches).
@@ -48,7 +52,6 @@ pub(crate) fn maintenance(
     let keys_cutoff = now.saturating_sub(IDEMPOTENCY_MIN_RETENTION_MS.max(history_max_age_ms));
     if history_max_age_ms > 0 {
         let cutoff = now.saturating_sub(history_max_age_ms);
-        let indexed = crate::index::indexed_everywhere(&tx)?;
         more |= crate::messages::trim_age(&tx, cutoff, keys_cutoff, indexed)?;
     }
     more |= crate::messages::expire_keys(&tx, keys_cutoff)?;

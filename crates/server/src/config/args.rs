@@ -119,6 +119,11 @@ pub struct ServeArgs {
     /// long it waits for more first, in microseconds; 0 commits at once [default: 0].
     #[arg(long, env = "SWITCHBOARD_COMMIT_DELAY_US", value_name = "US")]
     pub commit_delay_us: Option<u64>,
+    /// Embedded backend: under load, how long the stream index takes to write every waiting
+    /// entry once, in milliseconds (at most 60000). Longer writes fewer pages per message and
+    /// holds more entries in memory [default: 4000].
+    #[arg(long, env = "SWITCHBOARD_INDEX_CYCLE_MS", value_name = "MS")]
+    pub index_cycle_ms: Option<u64>,
     /// Embedded backend: what a `published` answer promises. `disk`: the message is fsynced
     /// (survives power loss). `process`: it is in the operating system's file cache (survives
     /// the node process dying, not the machine) and no commit waits for an fsync [default: disk].

@@ -50,6 +50,7 @@ impl ServeArgs {
             history_max_messages,
             history_max_age_s,
             commit_delay_us,
+            index_cycle_ms,
             durability,
             session_ttl_s,
             shutdown_timeout_ms,

@@ -76,6 +76,8 @@ pub struct ServerConfig {
     pub history_max_age: Duration,
     /// Embedded backend: a busy writer's wait for more writes before it commits.
     pub commit_delay: Duration,
+    /// Embedded backend: the stream index's cycle under load (`--index-cycle-ms`).
+    pub index_cycle: Duration,
     /// Embedded backend: what a `published` answer promises (`--durability`).
     pub durability: switchboard_backend_embedded::Durability,
     /// Shutdown wait.

@@ -200,6 +200,11 @@ impl ServeArgs {
             history_max_messages: a.history_max_messages.unwrap_or(10_000),
             history_max_age: Duration::from_secs(a.history_max_age_s.unwrap_or(0)),
             commit_delay: Duration::from_micros(a.commit_delay_us.unwrap_or(0).min(100_000)),
+            index_cycle: a
+                .index_cycle_ms
+                .map(Duration::from_millis)
+                .unwrap_or(switchboard_backend_embedded::DEFAULT_INDEX_CYCLE)
+                .min(Duration::from_secs(60)),
             durability,
             shutdown_timeout: Duration::from_millis(a.shutdown_timeout_ms.unwrap_or(30_000)),
             poll_idle: Duration::from_millis(a.poll_idle_ms.unwrap_or(60_000).max(1_000)),

@@ -153,3 +153,20 @@ fn durability_is_disk_unless_asked_and_only_for_the_embedded_backend() {
     };
     assert!(resolve(disk_with_redis).is_ok());
 }
+
+#[test]
+fn the_index_cycle_defaults_to_four_seconds_and_is_capped_at_a_minute() {
+    let resolve = |ms: Option<u64>| {
+        ServeArgs {
+            index_cycle_ms: ms,
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap()
+        .index_cycle
+    };
+    assert_eq!(resolve(None), Duration::from_secs(4));
+    assert_eq!(resolve(Some(0)), Duration::ZERO);
+    assert_eq!(resolve(Some(250)), Duration::from_millis(250));
+    assert_eq!(resolve(Some(3_600_000)), Duration::from_secs(60));
+}
