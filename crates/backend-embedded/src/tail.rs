@@ -56,6 +56,8 @@ pub(crate) struct Tail {
     parts: Vec<Mutex<HashMap<Conv, Vec<Entry>>>>,
     /// Entries held, in all.
     len: AtomicUsize,
+    /// Entries held per partition.
+    part_len: Vec<AtomicUsize>,
     /// Messages kept per conversation (0: all).
     limit: u64,
 }
@@ -72,6 +74,7 @@ impl Tail {
         Tail {
             parts: (0..PARTITIONS).map(|_| Mutex::default()).collect(),
             len: AtomicUsize::new(0),
+            part_len: (0..PARTITIONS).map(|_| AtomicUsize::new(0)).collect(),
             limit,
         }
     }
@@ -95,11 +98,13 @@ impl Tail {
     /// commit, before it answers).
     pub(crate) fn add(&self, entries: &[(Conv, Entry)]) {
         for (conv, entry) in entries {
-            self.part(conv)
+            let part = partition(conv.as_str(), PARTITIONS);
+            self.parts[part]
                 .lock()
                 .entry(conv.clone())
                 .or_default()
                 .push(*entry);
+            self.part_len[part].fetch_add(1, Ordering::Relaxed);
         }
         self.len.fetch_add(entries.len(), Ordering::Relaxed);
     }
@@ -154,12 +159,23 @@ impl Tail {
             gone += before - list.len();
             !list.is_empty()
         });
+        self.part_len[part].fetch_sub(gone, Ordering::Relaxed);
         self.len.fetch_sub(gone, Ordering::Relaxed);
     }
 
     /// Whether partition `part` holds any entry.
     pub(crate) fn has_pending(&self, part: usize) -> bool {
         !self.parts[part].lock().is_empty()
+    }
+
+    /// The partition holding the most entries, and how many.
+    pub(crate) fn fullest(&self) -> (usize, usize) {
+        self.part_len
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .enumerate()
+            .max_by_key(|(_, n)| *n)
+            .unwrap_or((0, 0))
     }
 
     /// Entries held, in all.
@@ -222,8 +238,10 @@ mod tests {
         assert_eq!(tail.bounds(&a), None);
         assert!(!tail.has_pending(part) || partition(b.as_str(), PARTITIONS) == part);
         assert_eq!(tail.entries(&b, None, None).1, [e(4, 10)]);
+        assert_eq!(tail.fullest(), (partition(b.as_str(), PARTITIONS), 1));
         tail.indexed(partition(b.as_str(), PARTITIONS), 10);
         assert_eq!(tail.len(), 0);
+        assert_eq!(tail.fullest().1, 0);
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //! SQLite syncs every commit; a step's is one among many message commits). An idle writer keeps
 //! the same pace, a step per interval while entries wait (at a low rate, steps back to back would
 //! add a commit per message). On close every partition is written before the last checkpoint;
-//! after a crash, opening the database writes what was left (the index module). More than
-//! [`TAIL_MAX`] entries waiting makes a step due after every batch, which bounds the tail's
+//! after a crash, opening the database writes what was left (the index module). A partition
+//! holding [`PART_FULL`] entries (a busy room) is written after the next batch, and a step
+//! writes at most [`STEP_MAX`] entries, those of the oldest rows, so that no step stalls appends
+//! for long. More than [`TAIL_MAX`] entries waiting makes a step due after every batch, which bounds the tail's
 //! memory while steps succeed; past [`TAIL_REFUSE`] (steps failing) appends are refused.
 
 use super::WriterState;
@@ -23,6 +25,14 @@ use switchboard_proto::Conv;
 /// Entries in the tail past which a step is due after every batch: 16 bytes each, plus a map
 /// entry per conversation (tens of MB at most).
 pub(crate) const TAIL_MAX: usize = 500_000;
+
+/// Entries of one partition past which its step is due after the next batch, whatever the
+/// cycle: a busy conversation (a room taking thousands of messages a second) would otherwise
+/// make its partition's step long enough to stall appends.
+pub(crate) const PART_FULL: usize = 1_000;
+
+/// The most entries one step writes (those of the oldest rows; the rest wait for the next).
+pub(crate) const STEP_MAX: usize = 2_000;
 
 /// Entries in the tail past which appends are refused (`Unavailable`) until steps catch up:
 /// only reached when steps keep failing (a full disk, say), so memory stays bounded then too.
@@ -67,6 +77,13 @@ impl Indexing {
 impl WriterState {
     /// After a batch: one step if one is due or the tail is over [`TAIL_MAX`].
     pub(super) fn index_if_due(&mut self, conn: &Connection) {
+        let (fullest, held) = self.seq.tail.fullest();
+        if held >= PART_FULL {
+            if let Err(e) = self.index_step(conn, fullest) {
+                tracing::warn!(error = %e, part = fullest, "writing stream entries failed");
+            }
+            return;
+        }
         let now = Instant::now();
         if now < self.indexing.due && self.seq.tail.len() <= TAIL_MAX {
             return;
@@ -126,12 +143,21 @@ impl WriterState {
     /// Writes partition `part`'s waiting entries and raises its mark, trims its conversations
     /// to the count limit, commits, then forgets the entries from the tail.
     fn index_step(&mut self, conn: &Connection, part: usize) -> Result<(), BackendError> {
-        let pending = self.seq.tail.pending(part);
+        let mut pending = self.seq.tail.pending(part);
         if pending.is_empty() {
             return Ok(());
         }
         let began = Instant::now();
-        let mark = self.indexing.committed_id;
+        // At most STEP_MAX entries: those of the oldest rows, up to a mark below the newest.
+        let mark = if pending.len() > STEP_MAX {
+            let mut ids: Vec<i64> = pending.iter().map(|(_, e)| e.id).collect();
+            let (_, nth, _) = ids.select_nth_unstable(STEP_MAX - 1);
+            let mark = *nth;
+            pending.retain(|(_, e)| e.id <= mark);
+            mark
+        } else {
+            self.indexing.committed_id
+        };
         let mut marks = self.indexing.marks.clone();
         marks[part] = mark;
         // Unchecked: the writer's connection is shared with the statements it holds (no other
@@ -143,7 +169,8 @@ impl WriterState {
         let mut spilled = false;
         if max > 0 {
             let keys_from = now_ms().saturating_sub(self.seq.key_retention_ms);
-            // Sorted by conversation then seq: the last of each conversation is its head.
+            // Sorted by conversation then seq: the last of each conversation is its head (or,
+            // in a step capped at STEP_MAX, below it: this step trims less, the next the rest).
             for (i, (conv, e)) in pending.iter().enumerate() {
                 let head = pending.get(i + 1).is_none_or(|(next, _)| next != conv);
                 if head && e.seq > max {
@@ -208,5 +235,71 @@ mod tests {
             .index_step(&w.conn, partition(room.as_str(), PARTITIONS))
             .expect("step");
         assert_eq!(state.indexed_everywhere(), 7);
+    }
+
+    /// A busy conversation's partition is written once it holds PART_FULL entries, at most
+    /// STEP_MAX of them per step, oldest rows first, its mark at the last row written.
+    #[test]
+    fn a_full_partition_is_written_at_once_in_capped_steps() {
+        use super::{PART_FULL, STEP_MAX};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (conn, _) = crate::schema::open_writer(dir.path()).expect("open");
+        let (_jobs, rx) = std::sync::mpsc::channel();
+        // No step by time during the test.
+        let limits = crate::writer::WriterLimits {
+            index_cycle: std::time::Duration::from_secs(3600),
+            ..crate::tests::LIMITS
+        };
+        let mut w = Writer::new(conn, rx, RecordingSink::new().as_sink(), limits).expect("writer");
+        let room = Conv::room("busy");
+        let part = partition(room.as_str(), PARTITIONS);
+        let state = &mut w.state;
+        let add = |state: &mut super::WriterState, from: u64, n: u64| {
+            let fresh: Vec<(Conv, Entry)> = (from..from + n)
+                .map(|s| {
+                    (
+                        room.clone(),
+                        Entry {
+                            seq: s,
+                            id: s as i64,
+                        },
+                    )
+                })
+                .collect();
+            state.indexing.committed(&fresh);
+            state.seq.tail.add(&fresh);
+        };
+        add(state, 1, PART_FULL as u64 - 1);
+        state.index_if_due(&w.conn);
+        assert_eq!(
+            state.seq.tail.len(),
+            PART_FULL - 1,
+            "not full, and the cycle not due"
+        );
+        add(state, PART_FULL as u64, STEP_MAX as u64 + 1);
+        state.index_if_due(&w.conn);
+        assert_eq!(state.seq.tail.len(), PART_FULL, "one step of STEP_MAX");
+        assert_eq!(
+            state.indexing.marks[part], STEP_MAX as i64,
+            "oldest rows first"
+        );
+        let written: i64 = w
+            .conn
+            .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(written, STEP_MAX as i64);
+        assert_eq!(
+            state
+                .seq
+                .tail
+                .entries(&room, None, None)
+                .1
+                .first()
+                .map(|e| e.seq),
+            Some(STEP_MAX as u64 + 1)
+        );
+        state.index_if_due(&w.conn);
+        assert_eq!(state.seq.tail.len(), 0, "the rest in the next step");
+        assert_eq!(state.indexing.marks[part], (PART_FULL + STEP_MAX) as i64);
     }
 }
