@@ -40,6 +40,21 @@ pub(crate) struct Entry {
     pub id: i64,
 }
 
+/// Entries of `conv` for `seqs`, each in the row of the same number (tests).
+#[cfg(test)]
+pub(crate) fn entries_of(conv: &Conv, seqs: std::ops::Range<u64>) -> Vec<(Conv, Entry)> {
+    seqs.map(|s| {
+        (
+            conv.clone(),
+            Entry {
+                seq: s,
+                id: s as i64,
+            },
+        )
+    })
+    .collect()
+}
+
 /// The partition of `conv` among `parts`: FNV-1a of its name (a pure function, the same in
 /// every build, unlike std's hasher).
 pub(crate) fn partition(conv: &str, parts: usize) -> usize {

@@ -4,7 +4,7 @@
 //! writes after a crash.
 
 use super::{AppendReply, LIMITS, queue_append};
-use crate::tail::{Entry, PARTITIONS, Tail, partition};
+use crate::tail::{PARTITIONS, Tail, partition};
 use crate::writer::{Writer, WriterLimits};
 use crate::{EmbeddedBackend, EmbeddedConfig, reads, schema};
 use rusqlite::Connection;
@@ -290,18 +290,7 @@ fn a_page_merges_the_tail_with_entries_and_counts_an_entry_in_both_once() {
     conn.execute("DELETE FROM entries WHERE seq > 6", [])
         .expect("entries");
     let tail = Tail::default();
-    let fresh: Vec<(Conv, Entry)> = (5..=10)
-        .map(|s| {
-            (
-                room.clone(),
-                Entry {
-                    seq: s,
-                    id: s as i64,
-                },
-            )
-        })
-        .collect();
-    tail.add(&fresh);
+    tail.add(&crate::tail::entries_of(&room, 5..11));
     let page = |query| -> Vec<u64> {
         reads::history(&conn, &tail, &room, query)
             .expect("history")

@@ -255,17 +255,7 @@ mod tests {
         let part = partition(room.as_str(), PARTITIONS);
         let state = &mut w.state;
         let add = |state: &mut super::WriterState, from: u64, n: u64| {
-            let fresh: Vec<(Conv, Entry)> = (from..from + n)
-                .map(|s| {
-                    (
-                        room.clone(),
-                        Entry {
-                            seq: s,
-                            id: s as i64,
-                        },
-                    )
-                })
-                .collect();
+            let fresh = crate::tail::entries_of(&room, from..from + n);
             state.indexing.committed(&fresh);
             state.seq.tail.add(&fresh);
         };
