@@ -459,3 +459,43 @@ async fn opening_after_a_crash_applies_the_count_limit() {
     );
     b.lifecycle.close().await;
 }
+
+/// A step that keeps failing (a full disk, here a trigger) is retried after a pause, not in a
+/// loop (found by a review: an idle writer retried a full partition's step thousands of times
+/// a second).
+#[test]
+fn a_failing_step_is_retried_after_a_pause() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut conn, _) = schema::open_writer(dir.path()).expect("open");
+    conn.execute_batch(
+        "CREATE TRIGGER full_disk BEFORE INSERT ON entries
+         BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+    )
+    .expect("trigger");
+    let rollbacks = Arc::new(AtomicUsize::new(0));
+    let counted = rollbacks.clone();
+    conn.rollback_hook(Some(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+    }))
+    .expect("hook");
+    let (jobs, rx) = mpsc::channel();
+    let room = Conv::room("busy");
+    let replies: Vec<AppendReply> = (0..1100)
+        .map(|_| queue_append(&jobs, msg(&room, "u_1", None)))
+        .collect();
+    let writer = Writer::new(conn, rx, RecordingSink::new().as_sink(), LIMITS).expect("writer");
+    let thread = std::thread::spawn(move || writer.run(Arc::new(AtomicBool::new(true))));
+    super::answered_seqs(replies);
+    std::thread::sleep(Duration::from_millis(200));
+    let before = rollbacks.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(500));
+    let attempts = rollbacks.load(Ordering::SeqCst) - before;
+    drop(jobs);
+    thread.join().expect("writer thread");
+    assert!(
+        attempts <= 20,
+        "{attempts} failed steps in 500 ms of an idle writer: it spins"
+    );
+    assert!(attempts >= 1, "the step is retried");
+}

@@ -34,6 +34,10 @@ pub(crate) const PART_FULL: usize = 1_000;
 /// The most entries one step writes (those of the oldest rows; the rest wait for the next).
 pub(crate) const STEP_MAX: usize = 2_000;
 
+/// How long the writer waits after a failed step before the next (a full disk, say: without a
+/// pause, an idle writer retried a full partition's step thousands of times a second).
+pub(crate) const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
 /// Entries in the tail past which appends are refused (`Unavailable`) until steps catch up:
 /// only reached when steps keep failing (a full disk, say), so memory stays bounded then too.
 pub(crate) const TAIL_REFUSE: usize = 4 * TAIL_MAX;
@@ -50,6 +54,8 @@ pub(super) struct Indexing {
     due: Instant,
     /// Time between steps under load.
     interval: Duration,
+    /// No step before this (set by a failed step).
+    retry_at: Instant,
 }
 
 impl Indexing {
@@ -63,6 +69,7 @@ impl Indexing {
             next: 0,
             due: Instant::now() + interval,
             interval,
+            retry_at: Instant::now(),
         }
     }
 
@@ -75,21 +82,30 @@ impl Indexing {
 }
 
 impl WriterState {
-    /// After a batch: one step if one is due or the tail is over [`TAIL_MAX`].
+    /// After a batch (and when an idle writer's wait ends): one step, for a partition holding
+    /// [`PART_FULL`] entries, else for the next partition with entries waiting if the interval
+    /// is up or the tail is over [`TAIL_MAX`]. Not within [`RETRY_PAUSE`] of a failed step.
     pub(super) fn index_if_due(&mut self, conn: &Connection) {
-        let (fullest, held) = self.seq.tail.fullest();
-        if held >= PART_FULL {
-            if let Err(e) = self.index_step(conn, fullest) {
-                tracing::warn!(error = %e, part = fullest, "writing stream entries failed");
-            }
-            return;
-        }
         let now = Instant::now();
-        if now < self.indexing.due && self.seq.tail.len() <= TAIL_MAX {
+        if now < self.indexing.retry_at {
             return;
         }
-        self.indexing.due = now + self.indexing.interval;
-        self.index_next(conn);
+        let (fullest, held) = self.seq.tail.fullest();
+        let part = if held >= PART_FULL {
+            Some(fullest)
+        } else if now >= self.indexing.due || self.seq.tail.len() > TAIL_MAX {
+            self.indexing.due = now + self.indexing.interval;
+            self.next_pending()
+        } else {
+            None
+        };
+        if let Some(part) = part
+            && let Err(e) = self.index_step(conn, part)
+        {
+            // The entries stay in the tail; a step after the pause writes them.
+            tracing::warn!(error = %e, part, "writing stream entries failed");
+            self.indexing.retry_at = now + RETRY_PAUSE;
+        }
     }
 
     /// The newest row whose stream entries are all in `entries`: a partition with entries
@@ -110,34 +126,35 @@ impl WriterState {
 
     /// How long an idle writer may wait before the next step is due (`None`: nothing waits).
     pub(super) fn index_wait(&self) -> Option<Duration> {
-        (self.seq.tail.len() > 0)
-            .then(|| self.indexing.due.saturating_duration_since(Instant::now()))
+        (self.seq.tail.len() > 0).then(|| {
+            self.indexing
+                .due
+                .max(self.indexing.retry_at)
+                .saturating_duration_since(Instant::now())
+        })
     }
 
     /// Every partition with entries waiting (on close).
     pub(super) fn index_all(&mut self, conn: &Connection) {
         for part in 0..PARTITIONS {
-            if self.seq.tail.has_pending(part)
-                && let Err(e) = self.index_step(conn, part)
-            {
-                tracing::warn!(error = %e, part, "writing stream entries on close failed");
+            // A step writes at most STEP_MAX: as many as the partition needs.
+            while self.seq.tail.has_pending(part) {
+                if let Err(e) = self.index_step(conn, part) {
+                    // What is left is written by the next open (the index module).
+                    tracing::warn!(error = %e, part, "writing stream entries on close failed");
+                    break;
+                }
             }
         }
     }
 
-    /// One step for the next partition with entries waiting, if any.
-    fn index_next(&mut self, conn: &Connection) {
-        let Some(part) = (0..PARTITIONS)
+    /// The next partition with entries waiting, round robin, if any.
+    fn next_pending(&mut self) -> Option<usize> {
+        let part = (0..PARTITIONS)
             .map(|i| (self.indexing.next + i) % PARTITIONS)
-            .find(|p| self.seq.tail.has_pending(*p))
-        else {
-            return;
-        };
+            .find(|p| self.seq.tail.has_pending(*p))?;
         self.indexing.next = (part + 1) % PARTITIONS;
-        if let Err(e) = self.index_step(conn, part) {
-            // The entries stay in the tail; a later step writes them.
-            tracing::warn!(error = %e, part, "writing stream entries failed");
-        }
+        Some(part)
     }
 
     /// Writes partition `part`'s waiting entries and raises its mark, trims its conversations
@@ -200,6 +217,18 @@ mod tests {
     use switchboard_conformance::RecordingSink;
     use switchboard_proto::Conv;
 
+    /// A writer over `dir` whose steps run only when a partition is full or asked for.
+    fn writer_without_timed_steps(dir: &std::path::Path) -> Writer {
+        let (conn, _) = crate::schema::open_writer(dir).expect("open");
+        // The job channel's sender is dropped: the tests drive the state, not the thread.
+        let (_, rx) = std::sync::mpsc::channel();
+        let limits = crate::writer::WriterLimits {
+            index_cycle: std::time::Duration::from_secs(3600),
+            ..crate::tests::LIMITS
+        };
+        Writer::new(conn, rx, RecordingSink::new().as_sink(), limits).expect("writer")
+    }
+
     /// The age limit may delete up to the newest committed row in a partition with nothing
     /// waiting, whatever its stored mark (steps raise only their own partition's mark: a review
     /// found age trimming pinned by idle partitions).
@@ -243,14 +272,7 @@ mod tests {
     fn a_full_partition_is_written_at_once_in_capped_steps() {
         use super::{PART_FULL, STEP_MAX};
         let dir = tempfile::tempdir().expect("tempdir");
-        let (conn, _) = crate::schema::open_writer(dir.path()).expect("open");
-        let (_jobs, rx) = std::sync::mpsc::channel();
-        // No step by time during the test.
-        let limits = crate::writer::WriterLimits {
-            index_cycle: std::time::Duration::from_secs(3600),
-            ..crate::tests::LIMITS
-        };
-        let mut w = Writer::new(conn, rx, RecordingSink::new().as_sink(), limits).expect("writer");
+        let mut w = writer_without_timed_steps(dir.path());
         let room = Conv::room("busy");
         let part = partition(room.as_str(), PARTITIONS);
         let state = &mut w.state;
@@ -291,5 +313,25 @@ mod tests {
         state.index_if_due(&w.conn);
         assert_eq!(state.seq.tail.len(), 0, "the rest in the next step");
         assert_eq!(state.indexing.marks[part], (PART_FULL + STEP_MAX) as i64);
+    }
+
+    /// Close writes a partition holding more than one step's entries (found by a review: one
+    /// capped step per partition left the rest to the next open).
+    #[test]
+    fn close_writes_a_partition_holding_more_than_one_step() {
+        use super::STEP_MAX;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = writer_without_timed_steps(dir.path());
+        let room = Conv::room("busy");
+        let state = &mut w.state;
+        let fresh = crate::tail::entries_of(&room, 1..(STEP_MAX as u64 + 501));
+        state.indexing.committed(&fresh);
+        state.seq.tail.add(&fresh);
+        state.index_all(&w.conn);
+        let written: i64 = w
+            .conn
+            .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!((written, state.seq.tail.len()), (STEP_MAX as i64 + 500, 0));
     }
 }
