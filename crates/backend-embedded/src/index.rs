@@ -29,12 +29,12 @@ pub(crate) struct Retention {
 
 /// Writes every entry a crash left unindexed, trims the conversations it wrote to
 /// `retention`'s count limit (their step would have), and sets every partition's mark to the
-/// newest row; returns the marks (one per [`PARTITIONS`]). A database without marks (new, or
-/// from version 4, which indexed each message as it stored it) is indexed up to its newest row.
+/// newest row (one mark per [`PARTITIONS`]). A database without marks (new, or from version 4,
+/// which indexed each message as it stored it) is indexed up to its newest row.
 pub(crate) fn recover(
     conn: &mut Connection,
     retention: Option<Retention>,
-) -> Result<Vec<i64>, BackendError> {
+) -> Result<(), BackendError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .ctx("beginning the index's recovery")?;
@@ -120,7 +120,7 @@ pub(crate) fn recover(
             "embedded backend: indexed the stream entries of messages stored before a crash"
         );
     }
-    Ok(vec![newest; PARTITIONS])
+    Ok(())
 }
 
 /// Writes a step's entries (sorted: each leaf of `entries` written once) and partition
