@@ -1,5 +1,6 @@
 //! How a batch grows before it is committed: jobs arriving in a burst right behind it join it,
-//! and with a commit delay a busy writer's batch waits for more.
+//! and with a commit delay a busy writer's batch waits for more, sleeping in slices sized by the
+//! rate jobs come at, until a slice brings none ([`Arrivals`]).
 
 use super::{Job, WriterState};
 use std::time::{Duration, Instant};
@@ -10,6 +11,67 @@ const GATHER_GAP: Duration = Duration::from_micros(40);
 
 /// The most [`WriterState::gather`] adds to a commit's latency.
 const GATHER_MAX: Duration = Duration::from_micros(300);
+
+/// A batch of this many jobs is committed without the commit delay: its fsync is shared widely
+/// enough already, and the delay would only slow a pipelining connection's round trips.
+pub(super) const DELAY_ENOUGH: usize = 64;
+
+/// The commit delay is slept in slices, and ends after a slice in which no job came. A slice is
+/// long enough for [`SLICE_ARRIVALS`] jobs at the rate they have been coming, and at least
+/// [`SLICE_MIN`]: at 5,000 DMs/s from many connections a slice is 600 µs, and one finds no job
+/// about one time in twenty; a pipelining connection's burst is over when its answers are
+/// still to come, and the first slice (about 100 µs at its rate) ends the wait.
+const SLICE_ARRIVALS: f64 = 3.0;
+
+/// The shortest slice of the commit delay.
+const SLICE_MIN: Duration = Duration::from_micros(100);
+
+/// How long the writer counts jobs for before it takes their rate anew.
+const RATE_WINDOW: Duration = Duration::from_millis(100);
+
+/// The rate jobs reach the writer at, taken over windows of [`RATE_WINDOW`] (see
+/// [`WriterState::wait_for_more`]).
+#[derive(Debug)]
+pub(super) struct Arrivals {
+    /// When the current window began.
+    since: Instant,
+    /// Jobs counted in the current window.
+    jobs: u64,
+    /// Jobs per second over the last whole window (zero before the first).
+    per_sec: f64,
+}
+
+impl Arrivals {
+    /// No jobs yet.
+    pub(super) fn new() -> Arrivals {
+        Arrivals {
+            since: Instant::now(),
+            jobs: 0,
+            per_sec: 0.0,
+        }
+    }
+
+    /// Counts `n` jobs that reached the writer.
+    fn count(&mut self, n: usize) {
+        self.jobs += n as u64;
+        let elapsed = self.since.elapsed();
+        if elapsed >= RATE_WINDOW {
+            self.per_sec = self.jobs as f64 / elapsed.as_secs_f64();
+            self.since = Instant::now();
+            self.jobs = 0;
+        }
+    }
+
+    /// How long one slice of a `delay` is ([`SLICE_MIN`] while no rate is known).
+    fn slice(&self, delay: Duration) -> Duration {
+        if self.per_sec <= 0.0 {
+            return SLICE_MIN.min(delay);
+        }
+        Duration::from_secs_f64(SLICE_ARRIVALS / self.per_sec)
+            .max(SLICE_MIN)
+            .min(delay)
+    }
+}
 
 impl WriterState {
     /// Takes jobs that arrive in a burst right behind the batch: while the next job comes within
@@ -22,14 +84,53 @@ impl WriterState {
     }
 
     /// With a commit delay, a batch of two or more jobs (the writer is busy: others are coming)
-    /// waits up to the delay for more, so one commit (its page writes and fsync) carries more
-    /// messages. A lone job is committed at once: a quiet node adds no latency.
-    pub(super) fn wait_for_more(&self, batch: &mut Vec<Job>) {
+    /// but fewer than [`DELAY_ENOUGH`] waits the delay, then takes what came, so one commit (its
+    /// page writes and fsync) carries more messages. A lone job is committed at once: a quiet
+    /// node adds no latency; nor does a batch that already shares its fsync widely (a pipelining
+    /// connection's).
+    ///
+    /// The writer sleeps rather than waiting on the channel: a receiver blocked on it is woken
+    /// by every job sent (a futex wake and a context switch each), while jobs sent to a sleeping
+    /// writer only queue. Measured at 5,000 DMs/s with a 1 ms delay: 19% less CPU per DM than
+    /// no delay, against 12% waiting on the channel (docs/PERFORMANCE.md).
+    pub(super) fn wait_for_more(&mut self, batch: &mut Vec<Job>) {
         let delay = self.limits.commit_delay;
-        if delay.is_zero() || batch.len() < 2 {
+        self.wait_slices(batch, delay);
+        self.arrivals.count(batch.len());
+    }
+
+    /// The commit delay's wait (see [`WriterState::wait_for_more`]).
+    fn wait_slices(&self, batch: &mut Vec<Job>, delay: Duration) {
+        if delay.is_zero()
+            || batch.len() < 2
+            || batch.len() >= DELAY_ENOUGH
+            || matches!(batch.last(), Some(Job::Close { .. }))
+        {
             return;
         }
-        self.take_more(batch, Instant::now() + delay, Duration::MAX);
+        let until = Instant::now() + delay;
+        let slice = self.arrivals.slice(delay);
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(slice));
+            let before = batch.len();
+            while batch.len() < self.limits.max_batch
+                && !matches!(batch.last(), Some(Job::Close { .. }))
+            {
+                match self.jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            // Nothing came in a slice: the senders wait for these answers (a pipelining
+            // connection), or are quiet; waiting longer would only add latency.
+            if batch.len() == before || batch.len() >= DELAY_ENOUGH {
+                return;
+            }
+        }
     }
 
     /// Adds jobs to the batch until `until`, the batch is full or closing, or no job came for
@@ -47,5 +148,150 @@ impl WriterState {
                 Err(_) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::writer::{TypedJob, Writer};
+    use std::sync::mpsc;
+    use switchboard_conformance::RecordingSink;
+    use switchboard_core::backend::BackendError;
+
+    /// A writer (its state driven by the test, not its thread) with `delay` and its job sender.
+    fn writer(dir: &std::path::Path, delay: Duration) -> (Writer, mpsc::Sender<Job>) {
+        let (conn, _) = crate::schema::open_writer(dir).expect("open");
+        let (jobs, rx) = mpsc::channel();
+        let limits = crate::writer::WriterLimits {
+            commit_delay: delay,
+            ..crate::tests::LIMITS
+        };
+        let w = Writer::new(conn, rx, RecordingSink::new().as_sink(), limits).expect("writer");
+        (w, jobs)
+    }
+
+    /// A job that does nothing (the tests count jobs, nothing runs them).
+    fn job() -> Job {
+        let (reply, _) = tokio::sync::oneshot::channel();
+        Job::Write(TypedJob::boxed(
+            |_: &rusqlite::Connection| -> Result<(), BackendError> { Ok(()) },
+            reply,
+        ))
+    }
+
+    fn batch(n: usize) -> Vec<Job> {
+        (0..n).map(|_| job()).collect()
+    }
+
+    #[test]
+    fn a_slice_holds_three_arrivals_at_the_rate_within_its_bounds() {
+        let delay = Duration::from_millis(2);
+        let at = |per_sec: f64| {
+            Arrivals {
+                since: Instant::now(),
+                jobs: 0,
+                per_sec,
+            }
+            .slice(delay)
+        };
+        assert_eq!(at(0.0), SLICE_MIN, "no rate known yet");
+        assert_eq!(at(5_000.0), Duration::from_micros(600));
+        assert_eq!(at(1_000_000.0), SLICE_MIN);
+        assert_eq!(at(10.0), delay, "never beyond the delay");
+        assert_eq!(
+            Arrivals::new().slice(Duration::from_micros(50)),
+            Duration::from_micros(50)
+        );
+    }
+
+    #[test]
+    fn the_rate_is_taken_over_a_window() {
+        let mut a = Arrivals::new();
+        a.count(5);
+        assert_eq!(a.per_sec, 0.0, "a window is not over yet");
+        std::thread::sleep(RATE_WINDOW);
+        a.count(5);
+        // Ten jobs in 100 ms or more.
+        assert!(a.per_sec > 0.0 && a.per_sec <= 100.0, "{}", a.per_sec);
+        assert_eq!(a.jobs, 0, "a new window began");
+    }
+
+    /// While jobs keep coming, a busy batch takes them, up to the delay.
+    #[test]
+    fn a_busy_batch_waits_while_jobs_keep_coming() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let delay = Duration::from_millis(600);
+        let (mut w, jobs) = writer(dir.path(), delay);
+        // 20 jobs/s: slices of 150 ms; a job every 30 ms keeps every slice busy.
+        w.state.arrivals.per_sec = 20.0;
+        let feeder = std::thread::spawn(move || {
+            for _ in 0..40 {
+                if jobs.send(job()).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        });
+        let mut b = batch(2);
+        let began = Instant::now();
+        w.state.wait_for_more(&mut b);
+        let waited = began.elapsed();
+        assert!(waited >= delay, "the wait ended early, after {waited:?}");
+        assert!(waited < delay * 3, "the wait went on, {waited:?}");
+        assert!(b.len() >= 2 + 5, "only {} jobs joined", b.len() - 2);
+        drop(w);
+        feeder.join().expect("feeder");
+    }
+
+    /// A slice in which no job came ends the wait: a pipelining connection's burst is not held
+    /// for the whole delay while its next publishes wait for these answers.
+    #[test]
+    fn a_slice_without_jobs_ends_the_wait() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let delay = Duration::from_secs(5);
+        let (mut w, _jobs) = writer(dir.path(), delay);
+        w.state.arrivals.per_sec = 30.0; // slices of 100 ms
+        let mut b = batch(3);
+        let began = Instant::now();
+        w.state.wait_for_more(&mut b);
+        let waited = began.elapsed();
+        assert!(
+            waited >= Duration::from_millis(100),
+            "no slice was slept: {waited:?}"
+        );
+        assert!(
+            waited < Duration::from_secs(2),
+            "held for the delay: {waited:?}"
+        );
+        assert_eq!(b.len(), 3);
+    }
+
+    /// A lone job, a batch that shares its fsync widely already, and no delay: no wait.
+    #[test]
+    fn lone_jobs_and_large_batches_are_not_held() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut w, jobs) = writer(dir.path(), Duration::from_secs(5));
+        w.state.arrivals.per_sec = 1.0; // a slice would be the whole delay
+        jobs.send(job()).expect("queued");
+        for n in [1, DELAY_ENOUGH] {
+            let mut b = batch(n);
+            let began = Instant::now();
+            w.state.wait_for_more(&mut b);
+            assert!(
+                began.elapsed() < Duration::from_secs(1),
+                "a batch of {n} waited"
+            );
+            assert_eq!(b.len(), n, "a batch of {n} took more");
+        }
+        let other = tempfile::tempdir().expect("tempdir");
+        let (mut w, _jobs) = writer(other.path(), Duration::ZERO);
+        let mut b = batch(2);
+        let began = Instant::now();
+        w.state.wait_for_more(&mut b);
+        assert!(
+            began.elapsed() < Duration::from_secs(1),
+            "no delay, yet a wait"
+        );
     }
 }

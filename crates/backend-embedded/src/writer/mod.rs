@@ -99,6 +99,8 @@ struct WriterState {
     commit_metrics: Option<CommitMetrics>,
     /// The index's progress (the tail itself is `seq.tail`).
     indexing: Indexing,
+    /// The rate jobs come at, which the commit delay's slices follow.
+    arrivals: gather::Arrivals,
 }
 
 impl Writer {
@@ -143,6 +145,7 @@ impl Writer {
             checkpointer: None,
             commit_metrics: None,
             indexing: Indexing::new(marks, newest, limits.index_cycle),
+            arrivals: gather::Arrivals::new(),
         };
         Ok(Writer { conn, state })
     }

@@ -170,3 +170,20 @@ fn the_index_cycle_defaults_to_four_seconds_and_is_capped_at_a_minute() {
     assert_eq!(resolve(Some(250)), Duration::from_millis(250));
     assert_eq!(resolve(Some(3_600_000)), Duration::from_secs(60));
 }
+
+#[test]
+fn the_commit_delay_defaults_to_a_millisecond_and_is_capped() {
+    let resolve = |us: Option<u64>| {
+        ServeArgs {
+            commit_delay_us: us,
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap()
+        .commit_delay
+    };
+    assert_eq!(resolve(None), Duration::from_millis(1));
+    assert_eq!(resolve(Some(0)), Duration::ZERO);
+    assert_eq!(resolve(Some(250)), Duration::from_micros(250));
+    assert_eq!(resolve(Some(10_000_000)), Duration::from_millis(100));
+}
