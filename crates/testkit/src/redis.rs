@@ -86,8 +86,9 @@ impl RedisServer {
         });
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            // Another test's Redis may answer on this port: only our child's pid will do.
-            if answering_pid(self.port) == Some(child.id()) {
+            // Another test's Redis may answer on this port: only our child's pid will do. And
+            // a Redis loading its AOF answers INFO but `-LOADING` to commands: wait for PONG.
+            if answering_pid(self.port) == Some(child.id()) && serving(self.port) {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -196,6 +197,11 @@ pub(crate) fn answering_pid(port: u16) -> Option<u32> {
     info.lines()
         .find_map(|l| l.strip_prefix("process_id:"))
         .and_then(|pid| pid.trim().parse().ok())
+}
+
+/// Whether the Redis on `port` serves commands (it answers PING with PONG, not `-LOADING`).
+fn serving(port: u16) -> bool {
+    command(port, "PING", Duration::from_millis(500)).is_ok_and(|r| r.starts_with("+PONG"))
 }
 
 impl Drop for RedisServer {

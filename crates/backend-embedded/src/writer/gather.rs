@@ -17,11 +17,17 @@ const GATHER_MAX: Duration = Duration::from_micros(300);
 pub(super) const DELAY_ENOUGH: usize = 64;
 
 /// The commit delay is slept in slices, and ends after a slice in which no job came. A slice is
-/// long enough for [`SLICE_ARRIVALS`] jobs at the rate they have been coming, and at least
-/// [`SLICE_MIN`]: at 5,000 DMs/s from many connections a slice is 600 µs, and one finds no job
-/// about one time in twenty; a pipelining connection's burst is over when its answers are
-/// still to come, and the first slice (about 100 µs at its rate) ends the wait.
+/// long enough for [`SLICE_ARRIVALS`] jobs at the rate they have been coming, at least
+/// [`SLICE_MIN`] and at most a [`SLICES`]th of the delay: at 5,000 DMs/s from many connections
+/// a slice of a 1 ms delay is 250 µs; a pipelining connection's burst is over when its answers
+/// are still to come, and the first slice ends the wait.
 const SLICE_ARRIVALS: f64 = 3.0;
+
+/// A slice is at most the delay divided by this. The cap matters for a connection with a few
+/// publishes in flight: its jobs come only as fast as the writer answers them, so the rate it
+/// shows is slowed by the wait itself, and uncapped slices grew to the whole delay, slept on
+/// every round trip (a review measured 2 in flight at a fifth of their speed without a delay).
+const SLICES: u32 = 4;
 
 /// The shortest slice of the commit delay.
 const SLICE_MIN: Duration = Duration::from_micros(100);
@@ -71,14 +77,15 @@ impl Arrivals {
         }
     }
 
-    /// How long one slice of a `delay` is ([`SLICE_MIN`] while no rate is known).
+    /// How long one slice of a `delay` is ([`SLICE_MIN`] while no rate is known), never more
+    /// than the delay.
     fn slice(&self, delay: Duration) -> Duration {
-        if self.per_sec <= 0.0 {
-            return SLICE_MIN.min(delay);
-        }
-        Duration::from_secs_f64(SLICE_ARRIVALS / self.per_sec)
-            .max(SLICE_MIN)
-            .min(delay)
+        let at_rate = if self.per_sec <= 0.0 {
+            SLICE_MIN
+        } else {
+            Duration::from_secs_f64(SLICE_ARRIVALS / self.per_sec)
+        };
+        at_rate.min(delay / SLICES).max(SLICE_MIN).min(delay)
     }
 }
 
@@ -93,10 +100,11 @@ impl WriterState {
     }
 
     /// With a commit delay, a batch of two or more jobs (the writer is busy: others are coming)
-    /// but fewer than [`DELAY_ENOUGH`] waits the delay, then takes what came, so one commit (its
-    /// page writes and fsync) carries more messages. A lone job is committed at once: a quiet
-    /// node adds no latency; nor does a batch that already shares its fsync widely (a pipelining
-    /// connection's).
+    /// but fewer than [`DELAY_ENOUGH`] waits up to the delay for more, in slices, as long as
+    /// each slice brings some, so one commit (its page writes and fsync) carries more messages.
+    /// A lone job is committed at once: a quiet node adds no latency; nor does a batch that
+    /// already shares its fsync widely (64 publishes in flight), and a batch nothing joins waits
+    /// one slice.
     ///
     /// The writer sleeps rather than waiting on the channel: a receiver blocked on it is woken
     /// by every job sent (a futex wake and a context switch each), while jobs sent to a sleeping
@@ -111,11 +119,12 @@ impl WriterState {
 
     /// The commit delay's wait (see [`WriterState::wait_for_more`]).
     fn wait_slices(&self, batch: &mut Vec<Job>, delay: Duration) {
-        if delay.is_zero()
-            || batch.len() < 2
-            || batch.len() >= DELAY_ENOUGH
-            || matches!(batch.last(), Some(Job::Close { .. }))
-        {
+        // Full (for the delay or for the transaction) or closing: commit now.
+        let done = |batch: &Vec<Job>| {
+            batch.len() >= DELAY_ENOUGH.min(self.limits.max_batch)
+                || matches!(batch.last(), Some(Job::Close { .. }))
+        };
+        if delay.is_zero() || batch.len() < 2 || done(batch) {
             return;
         }
         let until = Instant::now() + delay;
@@ -137,7 +146,7 @@ impl WriterState {
             }
             // Nothing came in a slice: the senders wait for these answers (a pipelining
             // connection), or are quiet; waiting longer would only add latency.
-            if batch.len() == before || batch.len() >= DELAY_ENOUGH {
+            if batch.len() == before || done(batch) {
                 return;
             }
         }
@@ -171,10 +180,20 @@ mod tests {
 
     /// A writer (its state driven by the test, not its thread) with `delay` and its job sender.
     fn writer(dir: &std::path::Path, delay: Duration) -> (Writer, mpsc::Sender<Job>) {
+        writer_batching(dir, delay, crate::tests::LIMITS.max_batch)
+    }
+
+    /// [`writer`], with transactions of at most `max_batch` jobs.
+    fn writer_batching(
+        dir: &std::path::Path,
+        delay: Duration,
+        max_batch: usize,
+    ) -> (Writer, mpsc::Sender<Job>) {
         let (conn, _) = crate::schema::open_writer(dir).expect("open");
         let (jobs, rx) = mpsc::channel();
         let limits = crate::writer::WriterLimits {
             commit_delay: delay,
+            max_batch,
             ..crate::tests::LIMITS
         };
         let w = Writer::new(conn, rx, RecordingSink::new().as_sink(), limits).expect("writer");
@@ -206,9 +225,14 @@ mod tests {
             .slice(delay)
         };
         assert_eq!(at(0.0), SLICE_MIN, "no rate known yet");
-        assert_eq!(at(5_000.0), Duration::from_micros(600));
+        assert_eq!(at(8_000.0), Duration::from_micros(375));
         assert_eq!(at(1_000_000.0), SLICE_MIN);
-        assert_eq!(at(10.0), delay, "never beyond the delay");
+        assert_eq!(
+            at(5_000.0),
+            delay / SLICES,
+            "never beyond a share of the delay"
+        );
+        assert_eq!(at(10.0), delay / SLICES);
         assert_eq!(
             Arrivals::new().slice(Duration::from_micros(50)),
             Duration::from_micros(50)
@@ -281,12 +305,13 @@ mod tests {
         assert_eq!(b.len(), 3);
     }
 
-    /// A lone job, a batch that shares its fsync widely already, and no delay: no wait.
+    /// A lone job, a batch that shares its fsync widely already, and a batch as large as a
+    /// transaction may be: no wait.
     #[test]
-    fn lone_jobs_and_large_batches_are_not_held() {
+    fn lone_jobs_and_full_batches_are_not_held() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut w, jobs) = writer(dir.path(), Duration::from_secs(5));
-        w.state.arrivals.per_sec = 1.0; // a slice would be the whole delay
+        w.state.arrivals.per_sec = 1.0; // slices of 1.25 s
         jobs.send(job()).expect("queued");
         for n in [1, DELAY_ENOUGH] {
             let mut b = batch(n);
@@ -299,13 +324,59 @@ mod tests {
             assert_eq!(b.len(), n, "a batch of {n} took more");
         }
         let other = tempfile::tempdir().expect("tempdir");
-        let (mut w, _jobs) = writer(other.path(), Duration::ZERO);
-        let mut b = batch(2);
+        let (mut w, jobs) = writer_batching(other.path(), Duration::from_secs(5), 3);
+        w.state.arrivals.per_sec = 1.0;
+        jobs.send(job()).expect("queued");
+        let mut b = batch(3);
         let began = Instant::now();
         w.state.wait_for_more(&mut b);
         assert!(
             began.elapsed() < Duration::from_secs(1),
-            "no delay, yet a wait"
+            "a full transaction waited"
+        );
+        assert_eq!(b.len(), 3);
+    }
+
+    /// A connection with two publishes in flight sends no more until they are answered, and the
+    /// rate it shows is slow: the batch waits one slice, a share of the delay, not the delay (a
+    /// review found slices grown to the whole delay, slept on every round trip).
+    #[test]
+    fn a_few_in_flight_wait_a_share_of_the_delay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let delay = Duration::from_secs(2);
+        let (mut w, _jobs) = writer(dir.path(), delay);
+        w.state.arrivals.per_sec = 1.0; // 3 s at the rate: capped at 500 ms
+        let mut b = batch(2);
+        let began = Instant::now();
+        w.state.wait_for_more(&mut b);
+        let waited = began.elapsed();
+        assert!(waited >= delay / SLICES, "no slice was slept: {waited:?}");
+        assert!(
+            waited < delay * 3 / 4,
+            "held for most of the delay: {waited:?}"
+        );
+    }
+
+    /// A close that comes during the wait ends it after that slice: the writer closes without
+    /// sleeping another.
+    #[test]
+    fn a_close_ends_the_wait() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut w, jobs) = writer(dir.path(), Duration::from_secs(5));
+        w.state.arrivals.per_sec = 10.0; // slices of 300 ms
+        let (reply, _closed) = tokio::sync::oneshot::channel();
+        jobs.send(Job::Close { reply }).expect("queued");
+        let mut b = batch(2);
+        let began = Instant::now();
+        w.state.wait_for_more(&mut b);
+        let waited = began.elapsed();
+        assert!(
+            matches!(b.last(), Some(Job::Close { .. })),
+            "the close joined"
+        );
+        assert!(
+            waited < Duration::from_millis(550),
+            "a second slice: {waited:?}"
         );
     }
 }

@@ -117,7 +117,7 @@ pub struct ServeArgs {
     pub history_max_age_s: Option<u64>,
     /// Embedded backend: when a commit would carry two or more writes (the writer is busy), how
     /// long it may wait for more first, in microseconds (it stops waiting once none come); 0
-    /// commits at once [default: 1000].
+    /// commits at once [default: 0].
     #[arg(long, env = "SWITCHBOARD_COMMIT_DELAY_US", value_name = "US")]
     pub commit_delay_us: Option<u64>,
     /// Embedded backend: under load, how long the stream index takes to write every waiting

@@ -8,10 +8,11 @@ use switchboard_core::config::Limits;
 use switchboard_gateway::limits::{HttpLimits, MIN_HEAD_BYTES};
 use switchboard_gateway::origin::OriginPolicy;
 
-/// `--commit-delay-us` when not given: measured at 5,000 DMs/s from one pipelining connection,
-/// 42% less CPU per DM for 1.5 ms more at p99; with 64 publishes in flight, no slower (the wait
-/// stops once no job comes; docs/PERFORMANCE.md, issue 12's fourteenth round).
-const DEFAULT_COMMIT_DELAY_US: u64 = 1_000;
+/// `--commit-delay-us` when not given: off. A delay saves CPU when many connections publish
+/// (one connection at 5,000 DMs/s: 42% less per DM at 1000 µs) but slows a connection that keeps
+/// only a few publishes in flight, whose next ones wait for these answers (2 in flight: 37%
+/// fewer publishes/s at 1000 µs; docs/PERFORMANCE.md, issue 12's fourteenth round).
+const DEFAULT_COMMIT_DELAY_US: u64 = 0;
 
 impl ServeArgs {
     /// Merges flags (and env) over the TOML file named by `--config`, then defaults.

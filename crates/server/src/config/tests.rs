@@ -172,7 +172,7 @@ fn the_index_cycle_defaults_to_four_seconds_and_is_capped_at_a_minute() {
 }
 
 #[test]
-fn the_commit_delay_defaults_to_a_millisecond_and_is_capped() {
+fn the_commit_delay_is_off_by_default_and_capped() {
     let resolve = |us: Option<u64>| {
         ServeArgs {
             commit_delay_us: us,
@@ -182,8 +182,8 @@ fn the_commit_delay_defaults_to_a_millisecond_and_is_capped() {
         .unwrap()
         .commit_delay
     };
-    assert_eq!(resolve(None), Duration::from_millis(1));
-    assert_eq!(resolve(Some(0)), Duration::ZERO);
+    assert_eq!(resolve(None), Duration::ZERO);
+    assert_eq!(resolve(Some(1000)), Duration::from_millis(1));
     assert_eq!(resolve(Some(250)), Duration::from_micros(250));
     assert_eq!(resolve(Some(10_000_000)), Duration::from_millis(100));
 }
