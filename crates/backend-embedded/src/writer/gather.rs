@@ -110,7 +110,7 @@ impl WriterState {
     /// by every job sent (a futex wake and a context switch each), while jobs sent to a sleeping
     /// writer only queue. Measured at 5,000 DMs/s from 10,000 connections with 1 ms slept whole:
     /// 19% less CPU per DM than no delay, against 12% waiting on the channel; in slices, one
-    /// pipelining connection at 5,000/s spends 42% less (docs/PERFORMANCE.md).
+    /// pipelining connection at 5,000/s spends 21-26% less (docs/PERFORMANCE.md).
     pub(super) fn wait_for_more(&mut self, batch: &mut Vec<Job>) {
         let delay = self.limits.commit_delay;
         self.wait_slices(batch, delay);

@@ -9,9 +9,9 @@ use switchboard_gateway::limits::{HttpLimits, MIN_HEAD_BYTES};
 use switchboard_gateway::origin::OriginPolicy;
 
 /// `--commit-delay-us` when not given: off. A delay saves CPU when many connections publish
-/// (one connection at 5,000 DMs/s: 42% less per DM at 1000 µs) but slows a connection that keeps
-/// only a few publishes in flight, whose next ones wait for these answers (2 in flight: 37%
-/// fewer publishes/s at 1000 µs; docs/PERFORMANCE.md, issue 12's fourteenth round).
+/// (at 1000 µs, DMs 9-21% less per DM) but slows a connection that keeps only a few publishes
+/// in flight, whose next ones wait for these answers (2 in flight: 37% fewer publishes/s at
+/// 1000 µs; docs/PERFORMANCE.md, issue 12's fourteenth round).
 const DEFAULT_COMMIT_DELAY_US: u64 = 0;
 
 impl ServeArgs {
