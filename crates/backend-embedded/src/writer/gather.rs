@@ -113,18 +113,33 @@ impl WriterState {
     /// pipelining connection at 5,000/s spends 21-26% less (docs/PERFORMANCE.md).
     pub(super) fn wait_for_more(&mut self, batch: &mut Vec<Job>) {
         let delay = self.limits.commit_delay;
+        if delay.is_zero() {
+            return; // the rate serves only the delay's slices
+        }
         self.wait_slices(batch, delay);
         self.arrivals.count(batch.len());
+    }
+
+    /// Takes the jobs already queued, without waiting, while the batch has room.
+    pub(super) fn take_queued(&self, batch: &mut Vec<Job>) {
+        while self.has_room(batch) {
+            match self.jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Whether `batch` may take another job: below a transaction's size and not closing.
+    fn has_room(&self, batch: &[Job]) -> bool {
+        batch.len() < self.limits.max_batch && !matches!(batch.last(), Some(Job::Close { .. }))
     }
 
     /// The commit delay's wait (see [`WriterState::wait_for_more`]).
     fn wait_slices(&self, batch: &mut Vec<Job>, delay: Duration) {
         // Full (for the delay or for the transaction) or closing: commit now.
-        let done = |batch: &Vec<Job>| {
-            batch.len() >= DELAY_ENOUGH.min(self.limits.max_batch)
-                || matches!(batch.last(), Some(Job::Close { .. }))
-        };
-        if delay.is_zero() || batch.len() < 2 || done(batch) {
+        let done = |batch: &Vec<Job>| batch.len() >= DELAY_ENOUGH || !self.has_room(batch);
+        if batch.len() < 2 || done(batch) {
             return;
         }
         let until = Instant::now() + delay;
@@ -136,14 +151,7 @@ impl WriterState {
             }
             std::thread::sleep(left.min(slice));
             let before = batch.len();
-            while batch.len() < self.limits.max_batch
-                && !matches!(batch.last(), Some(Job::Close { .. }))
-            {
-                match self.jobs.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
+            self.take_queued(batch);
             // Nothing came in a slice: the senders wait for these answers (a pipelining
             // connection), or are quiet; waiting longer would only add latency.
             if batch.len() == before || done(batch) {
@@ -155,9 +163,7 @@ impl WriterState {
     /// Adds jobs to the batch until `until`, the batch is full or closing, or no job came for
     /// `gap`.
     fn take_more(&self, batch: &mut Vec<Job>, until: Instant, gap: Duration) {
-        while batch.len() < self.limits.max_batch
-            && !matches!(batch.last(), Some(Job::Close { .. }))
-        {
+        while self.has_room(batch) {
             let left = until.saturating_duration_since(Instant::now()).min(gap);
             if left.is_zero() {
                 return;

@@ -11,8 +11,9 @@
 //! after a crash, opening the database writes what was left (the index module). A partition
 //! holding [`PART_FULL`] entries (a busy room) is written after the next batch, and a step
 //! writes at most [`STEP_MAX`] entries, those of the oldest rows, so that no step stalls appends
-//! for long. More than [`TAIL_MAX`] entries waiting makes a step due after every batch, which bounds the tail's
-//! memory while steps succeed; past [`TAIL_REFUSE`] (steps failing) appends are refused.
+//! for long. More than [`TAIL_MAX`] entries waiting makes a step due after every batch, which
+//! bounds the tail's memory while steps succeed; past [`TAIL_REFUSE`] (steps failing) appends
+//! are refused.
 
 use super::WriterState;
 use crate::error::{DbResultExt, now_ms};

@@ -208,14 +208,7 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             let mut batch = vec![first];
-            while batch.len() < state.limits.max_batch
-                && !matches!(batch.last(), Some(Job::Close { .. }))
-            {
-                match state.jobs.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
+            state.take_queued(&mut batch);
             state.gather(&mut batch);
             state.wait_for_more(&mut batch);
             if let Some(reply) = state.run_batch(&mut stmts, batch) {
