@@ -1,6 +1,7 @@
 //! How a batch grows before it is committed: jobs arriving in a burst right behind it join it,
 //! and with a commit delay a busy writer's batch waits for more, sleeping in slices sized by the
-//! rate jobs come at, until a slice brings none ([`Arrivals`]).
+//! rate jobs come at, until a slice brings none ([`Arrivals`]), if jobs of two or more senders
+//! the last commit did not answer are in it.
 
 use super::{Job, WriterState};
 use std::time::{Duration, Instant};
@@ -99,8 +100,8 @@ impl WriterState {
         self.take_more(batch, Instant::now() + GATHER_MAX, GATHER_GAP);
     }
 
-    /// With a commit delay, a batch of two or more jobs (the writer is busy: others are coming)
-    /// but fewer than [`DELAY_ENOUGH`] waits up to the delay for more, in slices, as long as
+    /// With a commit delay, a batch of two or more jobs of independent senders (the writer is
+    /// busy: others are coming) but fewer than [`DELAY_ENOUGH`] waits up to the delay for more, in slices, as long as
     /// each slice brings some, so one commit (its page writes and fsync) carries more messages.
     /// A lone job is committed at once: a quiet node adds no latency; nor does a batch that
     /// already shares its fsync widely (64 publishes in flight), and a batch nothing joins waits
@@ -111,12 +112,19 @@ impl WriterState {
     /// writer only queue. Measured at 5,000 DMs/s from 10,000 connections with 1 ms slept whole:
     /// 19% less CPU per DM than no delay, against 12% waiting on the channel; in slices, one
     /// pipelining connection at 5,000/s spends 21-26% less (docs/PERFORMANCE.md).
+    ///
+    /// Only jobs of senders the last commit did not answer count ([`super::senders::Answered`]):
+    /// those that
+    /// did are waiting for answers, and send nothing a wait could gather.
     pub(super) fn wait_for_more(&mut self, batch: &mut Vec<Job>) {
         let delay = self.limits.commit_delay;
         if delay.is_zero() {
-            return; // the rate serves only the delay's slices
+            return; // the rate and the senders serve only the delay
         }
-        self.wait_slices(batch, delay);
+        if self.answered.fresh(batch) >= 2 {
+            self.wait_slices(batch, delay);
+        }
+        self.answered.remember(batch);
         self.arrivals.count(batch.len());
     }
 
@@ -360,6 +368,39 @@ mod tests {
         assert!(
             waited < delay * 3 / 4,
             "held for most of the delay: {waited:?}"
+        );
+    }
+
+    /// A connection with publishes in flight sends its next ones when these are answered: a
+    /// batch of only such jobs commits at once, while two senders new to the last commit make
+    /// it wait (a review measured 2 in flight at a third of their speed with a 1 ms delay).
+    #[test]
+    fn jobs_of_senders_just_answered_are_not_held() {
+        use crate::writer::senders::append_from;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut w, _jobs) = writer(dir.path(), Duration::from_secs(5));
+        w.state.arrivals.per_sec = 10.0; // slices of 300 ms
+        let timed = |w: &mut Writer, mut b: Vec<Job>| {
+            let began = Instant::now();
+            w.state.wait_for_more(&mut b);
+            began.elapsed()
+        };
+        let fresh = timed(&mut w, vec![append_from("u_1"), append_from("u_1")]);
+        assert!(fresh >= Duration::from_millis(300), "no slice: {fresh:?}");
+        let answered = timed(&mut w, vec![append_from("u_1"), append_from("u_1")]);
+        assert!(
+            answered < Duration::from_millis(100),
+            "the sender just answered was held: {answered:?}"
+        );
+        let one_new = timed(&mut w, vec![append_from("u_1"), append_from("u_2")]);
+        assert!(
+            one_new < Duration::from_millis(100),
+            "one new sender is not two: {one_new:?}"
+        );
+        let two_new = timed(&mut w, vec![append_from("u_3"), append_from("u_4")]);
+        assert!(
+            two_new >= Duration::from_millis(300),
+            "no slice: {two_new:?}"
         );
     }
 

@@ -16,7 +16,7 @@
 //! `entries` in the index's later steps ([`indexing`]; the tail module says why).
 //!
 //! This file holds the thread's state and loop; [`jobs`] holds what it is asked to do,
-//! [`gather`] how a batch grows, [`batch`] how a batch is run and answered, [`txn`] its
+//! [`gather`] how a batch grows (and [`senders`] whose jobs it waits for), [`batch`] how a batch is run and answered, [`txn`] its
 //! transaction, [`indexing`] the index's steps, [`retention`] the deletion of what expired.
 
 mod batch;
@@ -24,6 +24,7 @@ mod gather;
 mod indexing;
 mod jobs;
 mod retention;
+mod senders;
 mod txn;
 
 pub(crate) use indexing::TAIL_REFUSE;
@@ -101,6 +102,8 @@ struct WriterState {
     indexing: Indexing,
     /// The rate jobs come at, which the commit delay's slices follow.
     arrivals: gather::Arrivals,
+    /// Who the last commit answered, whose jobs the commit delay does not wait for.
+    answered: senders::Answered,
 }
 
 impl Writer {
@@ -146,6 +149,7 @@ impl Writer {
             commit_metrics: None,
             indexing: Indexing::new(marks, newest, limits.index_cycle),
             arrivals: gather::Arrivals::new(),
+            answered: senders::Answered::default(),
         };
         Ok(Writer { conn, state })
     }
