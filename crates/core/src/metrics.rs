@@ -58,6 +58,8 @@ impl Metrics {
                 checkpoint_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
                 index_step_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
                 index_pending: Gauge::default(),
+                delay_waits: Counter::default(),
+                delay_passes: Counter::default(),
             },
             errors: Family::default(),
             disconnects: Family::default(),
@@ -124,6 +126,17 @@ impl Metrics {
             "switchboard_index_pending",
             "Embedded backend: stream entries committed and not yet written to the index",
             m.commits.index_pending.clone(),
+        );
+        registry.register(
+            "switchboard_commit_delay_waits",
+            "Embedded backend, with --commit-delay-us: batches the commit delay held",
+            m.commits.delay_waits.clone(),
+        );
+        registry.register(
+            "switchboard_commit_delay_passes",
+            "Embedded backend, with --commit-delay-us: busy batches not held (their senders \
+             wait for the last commit's answers)",
+            m.commits.delay_passes.clone(),
         );
         registry.register(
             "switchboard_errors",
@@ -200,6 +213,11 @@ pub struct CommitMetrics {
     pub index_step_seconds: Histogram,
     /// Stream entries waiting in the tail, as of the writer's last step.
     pub index_pending: Gauge,
+    /// Batches the commit delay held (at least one slice slept).
+    pub delay_waits: Counter,
+    /// Batches of two or more jobs the commit delay let through at once, because fewer than two
+    /// came from senders the last commit did not answer (a pipelining connection's next ones).
+    pub delay_passes: Counter,
 }
 
 impl Default for Metrics {

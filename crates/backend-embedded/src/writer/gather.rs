@@ -1,7 +1,7 @@
 //! How a batch grows before it is committed: jobs arriving in a burst right behind it join it,
 //! and with a commit delay a busy writer's batch waits for more, sleeping in slices sized by the
-//! rate jobs come at, until a slice brings none ([`Arrivals`]), if jobs of two or more senders
-//! the last commit did not answer are in it.
+//! rate jobs come at ([`super::arrivals`]) until a slice brings none, when two or more of its
+//! jobs come from senders the last commit did not answer ([`super::senders`]).
 
 use super::{Job, WriterState};
 use std::time::{Duration, Instant};
@@ -17,79 +17,6 @@ const GATHER_MAX: Duration = Duration::from_micros(300);
 /// enough already, and the delay would only slow a pipelining connection's round trips.
 pub(super) const DELAY_ENOUGH: usize = 64;
 
-/// The commit delay is slept in slices, and ends after a slice in which no job came. A slice is
-/// long enough for [`SLICE_ARRIVALS`] jobs at the rate they have been coming, at least
-/// [`SLICE_MIN`] and at most a [`SLICES`]th of the delay: at 5,000 DMs/s from many connections
-/// a slice of a 1 ms delay is 250 µs; a pipelining connection's burst is over when its answers
-/// are still to come, and the first slice ends the wait.
-const SLICE_ARRIVALS: f64 = 3.0;
-
-/// A slice is at most the delay divided by this. The cap matters for a connection with a few
-/// publishes in flight: its jobs come only as fast as the writer answers them, so the rate it
-/// shows is slowed by the wait itself, and uncapped slices grew to the whole delay, slept on
-/// every round trip (a review measured 2 in flight at a fifth of their speed without a delay).
-const SLICES: u32 = 4;
-
-/// The shortest slice of the commit delay.
-const SLICE_MIN: Duration = Duration::from_micros(100);
-
-/// How long the writer counts jobs for before it takes their rate anew.
-const RATE_WINDOW: Duration = Duration::from_millis(100);
-
-/// A window longer than this (the writer was idle) gives no rate: the next busy batch after a
-/// quiet spell is a burst whose rate is unknown, and gets the shortest slices.
-const RATE_WINDOW_MAX: Duration = Duration::from_secs(1);
-
-/// The rate jobs reach the writer at, taken over windows of [`RATE_WINDOW`] (see
-/// [`WriterState::wait_for_more`]).
-#[derive(Debug)]
-pub(super) struct Arrivals {
-    /// When the current window began.
-    since: Instant,
-    /// Jobs counted in the current window.
-    jobs: u64,
-    /// Jobs per second over the last whole window (zero before the first, or after one longer
-    /// than [`RATE_WINDOW_MAX`]).
-    per_sec: f64,
-}
-
-impl Arrivals {
-    /// No jobs yet.
-    pub(super) fn new() -> Arrivals {
-        Arrivals {
-            since: Instant::now(),
-            jobs: 0,
-            per_sec: 0.0,
-        }
-    }
-
-    /// Counts `n` jobs that reached the writer.
-    fn count(&mut self, n: usize) {
-        self.jobs += n as u64;
-        let elapsed = self.since.elapsed();
-        if elapsed >= RATE_WINDOW {
-            self.per_sec = if elapsed > RATE_WINDOW_MAX {
-                0.0
-            } else {
-                self.jobs as f64 / elapsed.as_secs_f64()
-            };
-            self.since = Instant::now();
-            self.jobs = 0;
-        }
-    }
-
-    /// How long one slice of a `delay` is ([`SLICE_MIN`] while no rate is known), never more
-    /// than the delay.
-    fn slice(&self, delay: Duration) -> Duration {
-        let at_rate = if self.per_sec <= 0.0 {
-            SLICE_MIN
-        } else {
-            Duration::from_secs_f64(SLICE_ARRIVALS / self.per_sec)
-        };
-        at_rate.min(delay / SLICES).max(SLICE_MIN).min(delay)
-    }
-}
-
 impl WriterState {
     /// Takes jobs that arrive in a burst right behind the batch: while the next job comes within
     /// [`GATHER_GAP`] of the last (up to [`GATHER_MAX`] in all), it joins this commit instead of
@@ -100,30 +27,41 @@ impl WriterState {
         self.take_more(batch, Instant::now() + GATHER_MAX, GATHER_GAP);
     }
 
-    /// With a commit delay, a batch of two or more jobs of independent senders (the writer is
-    /// busy: others are coming) but fewer than [`DELAY_ENOUGH`] waits up to the delay for more, in slices, as long as
-    /// each slice brings some, so one commit (its page writes and fsync) carries more messages.
-    /// A lone job is committed at once: a quiet node adds no latency; nor does a batch that
-    /// already shares its fsync widely (64 publishes in flight), and a batch nothing joins waits
+    /// With a commit delay, a busy batch (two or more jobs, fewer than [`DELAY_ENOUGH`], room
+    /// left in the transaction) waits up to the delay for more, in slices, as long as each
+    /// slice brings some, so one commit (its page writes and fsync) carries more messages. A
+    /// lone job is committed at once (a quiet node adds no latency), and so is a batch that
+    /// shares its fsync widely already (64 publishes in flight); a batch nothing joins waits
     /// one slice.
+    ///
+    /// It waits only if two or more of its jobs are fresh ([`super::senders::Answered`]):
+    /// appends of senders the last commit did not answer, or other writes. A sender the last
+    /// commit answered sent these jobs in reply, and sends nothing a wait could gather until
+    /// they are answered in turn.
     ///
     /// The writer sleeps rather than waiting on the channel: a receiver blocked on it is woken
     /// by every job sent (a futex wake and a context switch each), while jobs sent to a sleeping
     /// writer only queue. Measured at 5,000 DMs/s from 10,000 connections with 1 ms slept whole:
-    /// 19% less CPU per DM than no delay, against 12% waiting on the channel; in slices, one
-    /// pipelining connection at 5,000/s spends 21-26% less (docs/PERFORMANCE.md).
-    ///
-    /// Only jobs of senders the last commit did not answer count ([`super::senders::Answered`]):
-    /// those that
-    /// did are waiting for answers, and send nothing a wait could gather.
+    /// 19% less CPU per DM than no delay, against 12% waiting on the channel (docs/PERFORMANCE.md,
+    /// fourteenth and fifteenth rounds).
     pub(super) fn wait_for_more(&mut self, batch: &mut Vec<Job>) {
         let delay = self.limits.commit_delay;
         if delay.is_zero() {
             return; // the rate and the senders serve only the delay
         }
-        if self.answered.fresh(batch) >= 2 {
-            self.wait_slices(batch, delay);
+        let busy = batch.len() >= 2 && batch.len() < DELAY_ENOUGH && self.has_room(batch);
+        if busy {
+            if self.answered.fresh(batch) < 2 {
+                if let Some(m) = &self.commit_metrics {
+                    m.delay_passes.inc();
+                }
+            } else if self.wait_slices(batch, delay)
+                && let Some(m) = &self.commit_metrics
+            {
+                m.delay_waits.inc();
+            }
         }
+        // The batch as it will be committed, with the jobs that joined during the wait.
         self.answered.remember(batch);
         self.arrivals.count(batch.len());
     }
@@ -143,19 +81,19 @@ impl WriterState {
         batch.len() < self.limits.max_batch && !matches!(batch.last(), Some(Job::Close { .. }))
     }
 
-    /// The commit delay's wait (see [`WriterState::wait_for_more`]).
-    fn wait_slices(&self, batch: &mut Vec<Job>, delay: Duration) {
+    /// The commit delay's wait (see [`WriterState::wait_for_more`]); whether it slept.
+    fn wait_slices(&self, batch: &mut Vec<Job>, delay: Duration) -> bool {
         // Full (for the delay or for the transaction) or closing: commit now.
         let done = |batch: &Vec<Job>| batch.len() >= DELAY_ENOUGH || !self.has_room(batch);
         if batch.len() < 2 || done(batch) {
-            return;
+            return false;
         }
         let until = Instant::now() + delay;
         let slice = self.arrivals.slice(delay);
         loop {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return;
+                return true;
             }
             std::thread::sleep(left.min(slice));
             let before = batch.len();
@@ -163,7 +101,7 @@ impl WriterState {
             // Nothing came in a slice: the senders wait for these answers (a pipelining
             // connection), or are quiet; waiting longer would only add latency.
             if batch.len() == before || done(batch) {
-                return;
+                return true;
             }
         }
     }
@@ -187,6 +125,7 @@ impl WriterState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::writer::arrivals::SLICES;
     use crate::writer::{TypedJob, Writer};
     use std::sync::mpsc;
     use switchboard_conformance::RecordingSink;
@@ -225,48 +164,6 @@ mod tests {
 
     fn batch(n: usize) -> Vec<Job> {
         (0..n).map(|_| job()).collect()
-    }
-
-    #[test]
-    fn a_slice_holds_three_arrivals_at_the_rate_within_its_bounds() {
-        let delay = Duration::from_millis(2);
-        let at = |per_sec: f64| {
-            Arrivals {
-                since: Instant::now(),
-                jobs: 0,
-                per_sec,
-            }
-            .slice(delay)
-        };
-        assert_eq!(at(0.0), SLICE_MIN, "no rate known yet");
-        assert_eq!(at(8_000.0), Duration::from_micros(375));
-        assert_eq!(at(1_000_000.0), SLICE_MIN);
-        assert_eq!(
-            at(5_000.0),
-            delay / SLICES,
-            "never beyond a share of the delay"
-        );
-        assert_eq!(at(10.0), delay / SLICES);
-        assert_eq!(
-            Arrivals::new().slice(Duration::from_micros(50)),
-            Duration::from_micros(50)
-        );
-    }
-
-    #[test]
-    fn the_rate_is_taken_over_a_window() {
-        let mut a = Arrivals::new();
-        a.count(5);
-        assert_eq!(a.per_sec, 0.0, "a window is not over yet");
-        std::thread::sleep(RATE_WINDOW);
-        a.count(5);
-        // Ten jobs in 100 ms or more.
-        assert!(a.per_sec > 0.0 && a.per_sec <= 100.0, "{}", a.per_sec);
-        assert_eq!(a.jobs, 0, "a new window began");
-        // A window that spans a quiet spell gives no rate.
-        a.since = Instant::now() - RATE_WINDOW_MAX * 2;
-        a.count(1);
-        assert_eq!(a.per_sec, 0.0, "a rate from an idle window");
     }
 
     /// While jobs keep coming, a busy batch takes them, up to the delay.
@@ -372,35 +269,43 @@ mod tests {
     }
 
     /// A connection with publishes in flight sends its next ones when these are answered: a
-    /// batch of only such jobs commits at once, while two senders new to the last commit make
-    /// it wait (a review measured 2 in flight at a third of their speed with a 1 ms delay).
+    /// batch of only such jobs commits at once, while two jobs of senders the last commit did
+    /// not answer make it wait (a review measured 2 in flight at a third of their speed with a
+    /// 1 ms delay). The senders remembered are the committed batch's, with the jobs that
+    /// joined during its wait, whether or not it waited.
     #[test]
     fn jobs_of_senders_just_answered_are_not_held() {
         use crate::writer::senders::append_from;
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut w, _jobs) = writer(dir.path(), Duration::from_secs(5));
-        w.state.arrivals.per_sec = 10.0; // slices of 300 ms
-        let timed = |w: &mut Writer, mut b: Vec<Job>| {
+        let (mut w, jobs) = writer(dir.path(), Duration::from_secs(5));
+        let metrics = switchboard_core::metrics::Metrics::new();
+        w.state.commit_metrics = Some(metrics.commits.clone());
+        let held = |w: &mut Writer, owners: &[&str]| {
+            // Slices of 300 ms, whatever rate the last wait counted.
+            w.state.arrivals.per_sec = 10.0;
+            let mut b: Vec<Job> = owners.iter().map(|o| append_from(o)).collect();
             let began = Instant::now();
             w.state.wait_for_more(&mut b);
-            began.elapsed()
+            let waited = began.elapsed();
+            assert!(
+                waited >= Duration::from_millis(300) || waited < Duration::from_millis(100),
+                "{owners:?}: {waited:?}"
+            );
+            waited >= Duration::from_millis(300)
         };
-        let fresh = timed(&mut w, vec![append_from("u_1"), append_from("u_1")]);
-        assert!(fresh >= Duration::from_millis(300), "no slice: {fresh:?}");
-        let answered = timed(&mut w, vec![append_from("u_1"), append_from("u_1")]);
-        assert!(
-            answered < Duration::from_millis(100),
-            "the sender just answered was held: {answered:?}"
-        );
-        let one_new = timed(&mut w, vec![append_from("u_1"), append_from("u_2")]);
-        assert!(
-            one_new < Duration::from_millis(100),
-            "one new sender is not two: {one_new:?}"
-        );
-        let two_new = timed(&mut w, vec![append_from("u_3"), append_from("u_4")]);
-        assert!(
-            two_new >= Duration::from_millis(300),
-            "no slice: {two_new:?}"
+        assert!(held(&mut w, &["u_1", "u_1"]), "a new sender's two jobs");
+        assert!(!held(&mut w, &["u_1", "u_1"]), "the sender just answered");
+        assert!(!held(&mut w, &["u_1", "u_2"]), "one fresh job is not two");
+        assert!(!held(&mut w, &["u_2", "u_2"]), "remembered without a wait");
+        jobs.send(append_from("u_5")).expect("queued");
+        assert!(held(&mut w, &["u_3", "u_4"]), "two new senders");
+        assert!(!held(&mut w, &["u_5", "u_5"]), "joined during the wait");
+        assert!(!held(&mut w, &["u_6"]), "a lone job");
+        assert_eq!(metrics.commits.delay_waits.get(), 2, "held");
+        assert_eq!(
+            metrics.commits.delay_passes.get(),
+            4,
+            "let through (a lone job is neither)"
         );
     }
 

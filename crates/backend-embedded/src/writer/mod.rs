@@ -16,9 +16,11 @@
 //! `entries` in the index's later steps ([`indexing`]; the tail module says why).
 //!
 //! This file holds the thread's state and loop; [`jobs`] holds what it is asked to do,
-//! [`gather`] how a batch grows (and [`senders`] whose jobs it waits for), [`batch`] how a batch is run and answered, [`txn`] its
+//! [`gather`] how a batch grows ([`arrivals`] the rate its wait's slices follow, [`senders`]
+//! whose jobs it waits for), [`batch`] how a batch is run and answered, [`txn`] its
 //! transaction, [`indexing`] the index's steps, [`retention`] the deletion of what expired.
 
+mod arrivals;
 mod batch;
 mod gather;
 mod indexing;
@@ -101,7 +103,7 @@ struct WriterState {
     /// The index's progress (the tail itself is `seq.tail`).
     indexing: Indexing,
     /// The rate jobs come at, which the commit delay's slices follow.
-    arrivals: gather::Arrivals,
+    arrivals: arrivals::Arrivals,
     /// Who the last commit answered, whose jobs the commit delay does not wait for.
     answered: senders::Answered,
 }
@@ -148,7 +150,7 @@ impl Writer {
             checkpointer: None,
             commit_metrics: None,
             indexing: Indexing::new(marks, newest, limits.index_cycle),
-            arrivals: gather::Arrivals::new(),
+            arrivals: arrivals::Arrivals::new(),
             answered: senders::Answered::default(),
         };
         Ok(Writer { conn, state })

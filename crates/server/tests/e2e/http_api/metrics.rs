@@ -120,6 +120,9 @@ async fn metrics_count_group_commits_and_the_messages_in_them() {
     assert!(metric(&text, "switchboard_commit_seconds_sum") > 0.0);
     // Exported from the start (a small test database never reaches a checkpoint).
     assert!(metric(&text, "switchboard_checkpoint_seconds_count") >= 0.0);
+    // The commit delay is off by default: its counters are exported, and stay at zero.
+    assert_eq!(metric(&text, "switchboard_commit_delay_waits_total"), 0.0);
+    assert_eq!(metric(&text, "switchboard_commit_delay_passes_total"), 0.0);
     assert!(
         metric(&text, "switchboard_commit_messages_bucket{le=\"1.0\"}").is_finite(),
         "a histogram with buckets:\n{text}"
