@@ -91,8 +91,33 @@ pub(crate) fn with_read_chunk<R>(f: impl FnOnce(&mut [u8; READ_CHUNK]) -> R) -> 
 /// the socket is full. Then the same write through tokio either goes through or clears that
 /// state, so that a wait for room (`poll_write_ready`) waits.
 pub(crate) fn send_now(stream: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    send_now_flags(stream, slices, 0)
+}
+
+/// [`send_now`], telling the kernel that more follows at once (`MSG_MORE`, Linux): what it
+/// takes waits in the socket for the next write without it, which sends both in one segment
+/// (one transmit, and one wake-up of the reader), or for [`push`].
+pub(crate) fn send_now_more(stream: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    #[cfg(target_os = "linux")]
+    let flags = libc::MSG_MORE;
+    #[cfg(not(target_os = "linux"))]
+    let flags = 0;
+    send_now_flags(stream, slices, flags)
+}
+
+/// Sends what writes with `MSG_MORE` left waiting in the socket ([`send_now_more`]): turning
+/// `TCP_NODELAY` on, even when it is on already, pushes the socket's pending data.
+pub(crate) fn push(stream: &TcpStream) -> io::Result<()> {
+    socket2::SockRef::from(stream).set_tcp_nodelay(true)
+}
+
+fn send_now_flags(
+    stream: &TcpStream,
+    slices: &[IoSlice<'_>],
+    flags: std::ffi::c_int,
+) -> io::Result<usize> {
     let sent = socket2::SockRef::from(stream)
-        .send_vectored(slices)
+        .send_vectored_with_flags(slices, flags)
         .or_else(|e| match e.kind() {
             io::ErrorKind::WouldBlock => stream.try_write_vectored(slices),
             _ => Err(e),

@@ -63,6 +63,13 @@ pub trait Outlet: Send + Sync + 'static {
     /// close was scheduled for later). Nothing to do where `disconnect` and the transport's end
     /// close by themselves.
     fn finish(&self) {}
+    /// Whether the packets written next are followed at once by more of the same batch (a
+    /// DM's acknowledgement, then the sender's own copy): an outlet that can, holds them for
+    /// one write to the network, which the batch's last packet makes. Nothing by default.
+    fn more_follows(&self, _more: bool) {}
+    /// The batch is over: what the outlet still holds of it is sent (see
+    /// [`more_follows`](Outlet::more_follows)). Nothing to do by default.
+    fn end_batch(&self) {}
     /// Closes the underlying connection without a DISCONNECT (the client reconnects).
     fn close_transport(&self);
     /// The same, `delay` from now (a drain's `delay_ms`).
@@ -312,7 +319,13 @@ impl<O: Outlet> Wire for SioWire<O> {
             // The frame in flight is written now.
             p.frames = 1;
         }
-        for frame in frames {
+        // Several frames (a DM's answer and the sender's own copy) leave in one segment: each
+        // packet but the last says more follows, and the guard sends what waits however this
+        // ends (a frame that makes no packet, a full socket, an error).
+        let _push = PushAtEnd(&self.outlet);
+        let mut frames = frames.peekable();
+        while let Some(frame) = frames.next() {
+            self.outlet.more_follows(frames.peek().is_some());
             match frame {
                 Out::Text(bytes) => self.write_one(bytes, &mut st)?,
                 // Where Engine.IO checks the client's liveness itself, the session's heartbeat
@@ -344,5 +357,14 @@ impl<O: Outlet> Wire for SioWire<O> {
         let mut st = self.state.lock();
         self.end(&mut st, None);
         self.outlet.finish();
+    }
+}
+
+/// Ends an outlet's batch of writes however the batch ends.
+struct PushAtEnd<'a, O: Outlet>(&'a O);
+
+impl<O: Outlet> Drop for PushAtEnd<'_, O> {
+    fn drop(&mut self) {
+        self.0.end_batch();
     }
 }

@@ -12,7 +12,7 @@
 //! bound the connection is closed, as the library closes a session whose queue is full.
 
 use super::wire::Outlet;
-use crate::wire::{MAX_HEAD, send_now, ws_head};
+use crate::wire::{MAX_HEAD, push, send_now, send_now_more, ws_head};
 use parking_lot::Mutex;
 use std::io::{self, IoSlice};
 use std::os::fd::AsFd;
@@ -96,6 +96,12 @@ pub struct WsOutlet {
     /// Whether anything is kept (read without the lock: after every frame the wire asks, and
     /// almost always nothing is). Set and cleared under the lock.
     any_kept: AtomicBool,
+    /// The packets written now are followed at once by more ([`Outlet::more_follows`]): they
+    /// go with `MSG_MORE`, and wait in the socket for the last of the batch.
+    more: AtomicBool,
+    /// A write with `MSG_MORE` may have left bytes waiting in the socket: the end of the batch
+    /// pushes them (read without the lock: one frame's fan-out never sets it).
+    held: AtomicBool,
     closing: Arc<Closing>,
 }
 
@@ -110,6 +116,8 @@ impl WsOutlet {
             stream,
             kept: Mutex::new(Kept::default()),
             any_kept: AtomicBool::new(false),
+            more: AtomicBool::new(false),
+            held: AtomicBool::new(false),
             closing,
         }
     }
@@ -144,7 +152,15 @@ impl WsOutlet {
                 n += 1;
             }
             // Straight to `sendmsg` (tokio only for a full socket, so that `poll_room` waits).
-            written = match send_now(&self.stream, &slices[..n]) {
+            // A write without `MSG_MORE` also sends what earlier ones left waiting.
+            let more = self.more.load(Ordering::Relaxed);
+            self.held.store(more, Ordering::Relaxed);
+            let sent = if more {
+                send_now_more(&self.stream, &slices[..n])
+            } else {
+                send_now(&self.stream, &slices[..n])
+            };
+            written = match sent {
                 Ok(w) => w,
                 Err(e) => {
                     self.fail(kept);
@@ -236,6 +252,22 @@ impl WsOutlet {
 }
 
 impl Outlet for WsOutlet {
+    fn more_follows(&self, more: bool) {
+        self.more.store(more, Ordering::Relaxed);
+    }
+
+    fn end_batch(&self) {
+        self.more.store(false, Ordering::Relaxed);
+        if self.held.load(Ordering::Relaxed) {
+            let kept = self.kept.lock();
+            self.held.store(false, Ordering::Relaxed);
+            if !kept.closed {
+                // Failing, the socket is gone, and the reader sees its end.
+                let _ = push(&self.stream);
+            }
+        }
+    }
+
     fn flush(&self) -> Option<usize> {
         if !self.any_kept.load(Ordering::Acquire) {
             return None;

@@ -197,3 +197,35 @@ async fn events_acks_and_the_close() {
         ]
     );
 }
+
+/// The packets of one batch leave together: those written while more follow wait in the socket
+/// (`MSG_MORE`) for the last one, or for the batch's end when no packet comes after them.
+#[tokio::test]
+async fn a_batch_waits_in_the_socket_for_its_last_packet() {
+    let (outlet, mut client, _) = pair().await;
+    outlet.more_follows(true);
+    outlet.ack(1, "[1]").unwrap();
+    let mut chunk = [0u8; 256];
+    let early = tokio::time::timeout(Duration::from_millis(100), client.read(&mut chunk)).await;
+    assert!(
+        early.is_err(),
+        "a packet went before its batch ended: {early:?}"
+    );
+    // The batch ends without another packet (a frame that made none): what waits is sent.
+    outlet.end_batch();
+    let pushed = tokio::time::timeout(Duration::from_secs(5), read_frames(&mut client, 1));
+    assert_eq!(pushed.await.expect("sent at the end"), ["431[1]"]);
+    assert!(!outlet.held.load(Ordering::Relaxed));
+    // The last packet of a batch sends what waits: nothing is left to push.
+    outlet.more_follows(true);
+    outlet.ack(2, "[2]").unwrap();
+    assert!(outlet.held.load(Ordering::Relaxed));
+    outlet.more_follows(false);
+    outlet.ack(3, "[3]").unwrap();
+    assert!(
+        !outlet.held.load(Ordering::Relaxed),
+        "the last packet sent it all"
+    );
+    assert_eq!(read_frames(&mut client, 2).await, ["432[2]", "433[3]"]);
+    outlet.end_batch();
+}
