@@ -96,7 +96,8 @@ pub(crate) fn send_now(stream: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result
 
 /// [`send_now`], telling the kernel that more follows at once (`MSG_MORE`, Linux): what it
 /// takes waits in the socket for the next write without it, which sends both in one segment
-/// (one transmit, and one wake-up of the reader), or for [`push`].
+/// (one transmit, and one wake-up of the reader), or for [`push`]. Linux also lets it go when
+/// an ACK of earlier data comes, or after about 200 ms.
 pub(crate) fn send_now_more(stream: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
     #[cfg(target_os = "linux")]
     let flags = libc::MSG_MORE;

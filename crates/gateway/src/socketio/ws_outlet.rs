@@ -97,7 +97,8 @@ pub struct WsOutlet {
     /// almost always nothing is). Set and cleared under the lock.
     any_kept: AtomicBool,
     /// The packets written now are followed at once by more ([`Outlet::more_follows`]): they
-    /// go with `MSG_MORE`, and wait in the socket for the last of the batch.
+    /// go with `MSG_MORE`, and wait in the socket for the last of the batch (or for the
+    /// kernel's own release: an ACK of earlier data, or about 200 ms).
     more: AtomicBool,
     /// A write with `MSG_MORE` may have left bytes waiting in the socket: the end of the batch
     /// pushes them (read without the lock: one frame's fan-out never sets it).
@@ -153,8 +154,10 @@ impl WsOutlet {
             }
             // Straight to `sendmsg` (tokio only for a full socket, so that `poll_room` waits).
             // A write without `MSG_MORE` also sends what earlier ones left waiting.
-            let more = self.more.load(Ordering::Relaxed);
-            self.held.store(more, Ordering::Relaxed);
+            let more = self.more.load(Ordering::SeqCst);
+            if more || self.held.load(Ordering::Relaxed) {
+                self.held.store(more, Ordering::SeqCst);
+            }
             let sent = if more {
                 send_now_more(&self.stream, &slices[..n])
             } else {
@@ -167,6 +170,14 @@ impl WsOutlet {
                     return Err(e);
                 }
             };
+            // A packet written beside the session (a refused namespace, by the reader) may
+            // have seen a batch's `more` just as the batch ended without another packet: the
+            // batch's end may have found nothing held, so this write pushes itself. (With
+            // `SeqCst` on both sides, one of the two sees the other.)
+            if more && !self.more.load(Ordering::SeqCst) {
+                self.held.store(false, Ordering::SeqCst);
+                let _ = push(&self.stream);
+            }
             if written == used + len {
                 return Ok(());
             }
@@ -253,14 +264,17 @@ impl WsOutlet {
 
 impl Outlet for WsOutlet {
     fn more_follows(&self, more: bool) {
-        self.more.store(more, Ordering::Relaxed);
+        // Stored only when it changes: the fan-out's one frame per socket leaves it false.
+        if self.more.load(Ordering::Relaxed) != more {
+            self.more.store(more, Ordering::SeqCst);
+        }
     }
 
     fn end_batch(&self) {
-        self.more.store(false, Ordering::Relaxed);
-        if self.held.load(Ordering::Relaxed) {
+        self.more_follows(false);
+        if self.held.load(Ordering::SeqCst) {
             let kept = self.kept.lock();
-            self.held.store(false, Ordering::Relaxed);
+            self.held.store(false, Ordering::SeqCst);
             if !kept.closed {
                 // Failing, the socket is gone, and the reader sees its end.
                 let _ = push(&self.stream);
