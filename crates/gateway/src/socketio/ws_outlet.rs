@@ -3,7 +3,9 @@
 //! socket, by whoever writes (the session's task, or the fan-out's thread for a `message`).
 //!
 //! A frame goes out in one `sendmsg` of its head and its parts: a `message` event's object is
-//! the node's one encoding, shared by every socket, and is not copied. What the socket does not
+//! the node's one encoding, shared by every socket, and is not copied. When the wire writes
+//! several frames at once (a DM's acknowledgement and the sender's own copy), all but the last
+//! go with `MSG_MORE`, so that the kernel sends them in one segment with the last. What the socket does not
 //! take is kept, and the wire reports that frame as partly written ([`Outlet::flush`]): the
 //! session keeps it (and everything after it) in its own bounded queue, waits for the socket
 //! to have room, and offers it again until the outlet has written the rest, exactly as a

@@ -200,6 +200,7 @@ async fn events_acks_and_the_close() {
 
 /// The packets of one batch leave together: those written while more follow wait in the socket
 /// (`MSG_MORE`) for the last one, or for the batch's end when no packet comes after them.
+#[cfg(target_os = "linux")]
 #[tokio::test]
 async fn a_batch_waits_in_the_socket_for_its_last_packet() {
     let (outlet, mut client, _) = pair().await;
