@@ -24,27 +24,42 @@ fn checkpoints_run_on_their_own_thread() {
         .expect("wal_autocheckpoint");
     assert_eq!(auto, 0, "the writer's commits never checkpoint");
     let db = dir.path().join(schema::DB_FILE);
-    let before = std::fs::metadata(&db).expect("db").len();
     conn.execute_batch("CREATE TABLE filler (x BLOB)")
         .expect("table");
-    // About 200 pages, in commits of a few pages each: past the threshold of 64.
-    for _ in 0..100 {
-        conn.execute("INSERT INTO filler VALUES (zeroblob(8000))", [])
-            .expect("insert");
+    // A pass may copy nothing when it finds the log's frames still needed by a transaction
+    // (the writer then copies them itself: the design allows it, and a CI run once met it).
+    // So up to three rounds, and the thread must have copied in one of them.
+    let mut grew = Vec::new();
+    for round in 0..3 {
+        if round > 0 {
+            checkpointer.finish(&conn);
+        }
+        let before = std::fs::metadata(&db).expect("db").len();
+        // About 200 pages, in commits of a few pages each: past the threshold of 64.
+        for _ in 0..100 {
+            conn.execute("INSERT INTO filler VALUES (zeroblob(8000))", [])
+                .expect("insert");
+        }
+        // The thread's pass copies the log into the database file, then asks the writer to
+        // finish.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !checkpointer.finish_wanted() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint pass ended"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let after = std::fs::metadata(&db).expect("db").len();
+        grew.push((before, after));
+        if after >= before + 16 * 4096 {
+            break;
+        }
     }
-    // The thread's pass copies the log into the database file, then asks the writer to finish.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !checkpointer.finish_wanted() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no checkpoint pass ended"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let after = std::fs::metadata(&db).expect("db").len();
     assert!(
-        after >= before + 16 * 4096,
-        "the pass copied the log into the database file ({before} -> {after} bytes)"
+        grew.iter()
+            .any(|(before, after)| *after >= before + 16 * 4096),
+        "a pass copied the log into the database file (sizes before and after: {grew:?})"
     );
     // The writer finishes it; its next commit starts the log over.
     checkpointer.finish(&conn);
