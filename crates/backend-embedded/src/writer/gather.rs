@@ -55,10 +55,11 @@ impl WriterState {
                 if let Some(m) = &self.commit_metrics {
                     m.delay_passes.inc();
                 }
-            } else if self.wait_slices(batch, delay)
-                && let Some(m) = &self.commit_metrics
-            {
-                m.delay_waits.inc();
+            } else {
+                self.wait_slices(batch, delay);
+                if let Some(m) = &self.commit_metrics {
+                    m.delay_waits.inc();
+                }
             }
         }
         // The batch as it will be committed, with the jobs that joined during the wait.
@@ -81,19 +82,17 @@ impl WriterState {
         batch.len() < self.limits.max_batch && !matches!(batch.last(), Some(Job::Close { .. }))
     }
 
-    /// The commit delay's wait (see [`WriterState::wait_for_more`]); whether it slept.
-    fn wait_slices(&self, batch: &mut Vec<Job>, delay: Duration) -> bool {
+    /// The commit delay's wait for a busy batch (see [`WriterState::wait_for_more`], which
+    /// checked that it is one): at least one slice.
+    fn wait_slices(&self, batch: &mut Vec<Job>, delay: Duration) {
         // Full (for the delay or for the transaction) or closing: commit now.
         let done = |batch: &Vec<Job>| batch.len() >= DELAY_ENOUGH || !self.has_room(batch);
-        if batch.len() < 2 || done(batch) {
-            return false;
-        }
         let until = Instant::now() + delay;
         let slice = self.arrivals.slice(delay);
         loop {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return true;
+                return;
             }
             std::thread::sleep(left.min(slice));
             let before = batch.len();
@@ -101,7 +100,7 @@ impl WriterState {
             // Nothing came in a slice: the senders wait for these answers (a pipelining
             // connection), or are quiet; waiting longer would only add latency.
             if batch.len() == before || done(batch) {
-                return true;
+                return;
             }
         }
     }

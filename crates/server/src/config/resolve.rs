@@ -8,10 +8,10 @@ use switchboard_core::config::Limits;
 use switchboard_gateway::limits::{HttpLimits, MIN_HEAD_BYTES};
 use switchboard_gateway::origin::OriginPolicy;
 
-/// `--commit-delay-us` when not given: off. A delay saves CPU when many connections publish
-/// (at 1000 µs, DMs 9-21% less per DM) but slows a connection that keeps only a few publishes
-/// in flight, whose next ones wait for these answers (2 in flight: 37% fewer publishes/s at
-/// 1000 µs; docs/PERFORMANCE.md, issue 12's fourteenth round).
+/// `--commit-delay-us` when not given: off. A delay saved DMs from many connections 9-21% of
+/// their CPU in one hour and nothing measurable in another, did nothing for small rooms, and
+/// adds latency to every batch it holds (docs/PERFORMANCE.md, issue 12's fourteenth and
+/// fifteenth rounds; a connection with a few publishes in flight is no longer held).
 const DEFAULT_COMMIT_DELAY_US: u64 = 0;
 
 impl ServeArgs {
