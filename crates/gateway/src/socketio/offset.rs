@@ -14,6 +14,12 @@
 //!
 //! An unsubscribed conversation keeps its slot (its delta stays in the offset; older offsets
 //! stay readable), and subscribing to it again opens a new slot with a new start.
+//!
+//! Every `message` event carries the offset, so its text is kept ([`Slots::offset_json`]): a
+//! message of the last slot in the text (a socket's room, or its own stream) changes only that
+//! slot's digits, usually by one, which is a digit or two rewritten in place; anything else
+//! writes the text again. [`Slots::offset`] is the plain encoder, and a test holds the kept text
+//! to it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -25,6 +31,9 @@ pub const MAX_SLOTS: usize = 2048;
 
 /// Slots up to which a socket's live slot is found by a scan rather than a map.
 const INDEXED: usize = 16;
+
+/// [`Slots::text_slot`] when the kept text must be written again.
+const STALE: u16 = u16::MAX;
 
 /// One conversation the socket holds or held, from its start.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -40,7 +49,7 @@ pub struct Slot {
 }
 
 /// A socket's slots and how far it got in each.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Slots {
     slots: Vec<Slot>,
     /// Deltas past each slot's start, in slot order.
@@ -49,10 +58,32 @@ pub struct Slots {
     /// slots (below, a scan finds it: most sockets have one or a few, and an empty map
     /// allocates nothing; a `BTreeMap`, 24 bytes where a `HashMap` is 48, in every socket).
     live: BTreeMap<String, usize>,
+    /// The offset as a JSON string (quoted), current unless `text_slot` is [`STALE`].
+    text: String,
+    /// The last slot written in `text`: every slot after it has a zero delta, and a change of
+    /// this slot's delta alone changes only its digits, at the end of the text.
+    text_slot: u16,
+    /// Where that slot's digits begin in `text`.
+    text_digits: u16,
+    /// The slot the last message was counted in.
+    last: u16,
     /// More slots were needed than [`MAX_SLOTS`]: recovery is off for this socket.
     full: bool,
-    /// The slot the last message was counted in.
-    last: usize,
+}
+
+impl Default for Slots {
+    fn default() -> Slots {
+        Slots {
+            slots: Vec::new(),
+            deltas: Vec::new(),
+            live: BTreeMap::new(),
+            text: String::new(),
+            text_slot: STALE,
+            text_digits: 0,
+            last: 0,
+            full: false,
+        }
+    }
 }
 
 impl Slots {
@@ -63,9 +94,7 @@ impl Slots {
         let mut restored = Slots {
             slots,
             deltas,
-            live: BTreeMap::new(),
-            full: false,
-            last: 0,
+            ..Slots::default()
         };
         restored.index();
         restored
@@ -106,6 +135,7 @@ impl Slots {
     /// subscription there): a new slot. Subscribing again without moving keeps the slot.
     /// Returns whether the record changed.
     pub fn subscribed(&mut self, conv: &Conv, start: u64, epoch: &str, moved: bool) -> bool {
+        self.text_slot = STALE;
         if let Some(i) = self.find(conv.as_str()) {
             if !moved {
                 return false;
@@ -143,6 +173,7 @@ impl Slots {
 
     /// The socket left `conv`. Returns whether the record changed.
     pub fn unsubscribed(&mut self, conv: &Conv) -> bool {
+        self.text_slot = STALE;
         match self.find(conv.as_str()) {
             Some(i) => {
                 self.slots[i].live = false;
@@ -157,21 +188,62 @@ impl Slots {
     /// conversation with no live slot (the offset does not cover it).
     pub fn received(&mut self, conv: &str, seq: u64) -> bool {
         // Most messages are of the conversation the last one was of: no hashing then.
-        let i = match self.slots.get(self.last) {
-            Some(slot) if slot.live && slot.conv.as_str() == conv => self.last,
+        let last = usize::from(self.last);
+        let i = match self.slots.get(last) {
+            Some(slot) if slot.live && slot.conv.as_str() == conv => last,
             _ => match self.find(conv) {
                 Some(i) => {
-                    self.last = i;
+                    // Below MAX_SLOTS, which fits.
+                    self.last = u16::try_from(i).unwrap_or(0);
                     i
                 }
                 None => return false,
             },
         };
         let d = seq.saturating_sub(self.slots[i].start);
-        if d > self.deltas[i] {
+        let was = self.deltas[i];
+        if d > was {
             self.deltas[i] = d;
+            if usize::from(self.text_slot) == i {
+                self.text_digits_changed(was, d);
+            } else {
+                self.text_slot = STALE;
+            }
         }
         true
+    }
+
+    /// The last slot in the kept text went from delta `was` to `now`: its digits, at the end.
+    fn text_digits_changed(&mut self, was: u64, now: u64) {
+        self.text.pop(); // the closing quote
+        if now == was + 1 {
+            // Counting up in base 36: the last digit that is not `z` goes up by one, and the
+            // `z`s after it become `0`s (all `z`s: a `1` in front of them).
+            let mut zeros = 0;
+            loop {
+                if self.text.len() == usize::from(self.text_digits) {
+                    self.text.push('1');
+                    break;
+                }
+                match self.text.pop() {
+                    Some('z') => zeros += 1,
+                    Some('9') => {
+                        self.text.push('a');
+                        break;
+                    }
+                    Some(c) => {
+                        self.text.push(char::from(c as u8 + 1));
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            self.text.extend(std::iter::repeat_n('0', zeros));
+        } else {
+            self.text.truncate(usize::from(self.text_digits));
+            push_base36(&mut self.text, now);
+        }
+        self.text.push('"');
     }
 
     /// The offset now (see the module comment for the encoding).
@@ -181,29 +253,44 @@ impl Slots {
         out
     }
 
-    /// The offset as a JSON string (quoted: its digits and dots need no escaping), written
-    /// into `out` (cleared first; its buffer is reused from one `message` event to the next).
-    pub fn offset_json_into(&self, out: &mut String) {
-        out.clear();
-        out.push('"');
-        self.push_offset(out);
-        out.push('"');
+    /// The offset as a JSON string (quoted: its digits and dots need no escaping), kept from
+    /// one call to the next (see the module comment).
+    pub fn offset_json(&mut self) -> &str {
+        if self.text_slot == STALE {
+            let mut text = std::mem::take(&mut self.text);
+            text.clear();
+            text.push('"');
+            let last = self.push_offset(&mut text);
+            text.push('"');
+            self.text = text;
+            // The text is at most MAX_SLOTS * 14 bytes, which fits; were it not, it would be
+            // written again every time.
+            if let (Ok(slot), Ok(digits)) = (u16::try_from(last.0), u16::try_from(last.1)) {
+                self.text_slot = slot;
+                self.text_digits = digits;
+            }
+        }
+        &self.text
     }
 
-    fn push_offset(&self, out: &mut String) {
+    /// Writes the offset into `out`; returns its last slot and where that slot's digits begin.
+    fn push_offset(&self, out: &mut String) -> (usize, usize) {
         let used = self
             .deltas
             .iter()
             .rposition(|d| *d != 0)
             .map_or(1, |i| i + 1);
+        let mut digits = out.len();
         for (i, d) in self.deltas.iter().take(used).enumerate() {
             if i > 0 {
                 out.push('.');
             }
+            digits = out.len();
             if *d != 0 || i == 0 {
                 push_base36(out, *d);
             }
         }
+        (used - 1, digits)
     }
 
     /// The last seq the socket had of each live slot, with the slot's epoch.
@@ -255,89 +342,5 @@ pub fn parse(offset: &str, slots: usize) -> Option<Vec<u64>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn slots(n: usize) -> Slots {
-        let mut s = Slots::default();
-        for i in 0..n {
-            s.subscribed(&Conv::room(&format!("r{i}")), 10, "e", false);
-        }
-        s
-    }
-
-    #[test]
-    fn offsets_are_short_and_read_back() {
-        let mut s = slots(4);
-        assert_eq!(s.offset(), "0");
-        s.received("room:r0", 22);
-        assert_eq!(s.offset(), "c");
-        s.received("room:r2", 13);
-        assert_eq!(s.offset(), "c..3");
-        let mut json = String::from("stale");
-        s.offset_json_into(&mut json);
-        assert_eq!(json, "\"c..3\"");
-        assert_eq!(parse("c..3", 4), Some(vec![12, 0, 3]));
-        let back = Slots::restore(s.slots().to_vec(), parse(&s.offset(), 4));
-        assert_eq!(back.offset(), "c..3");
-        let pos: Vec<u64> = back.positions().map(|(_, p, _)| p).collect();
-        assert_eq!(pos, [22, 10, 13, 10]);
-        // The last slot is remembered; another conversation, or one unsubscribed, is not it.
-        s.received("room:r0", 23);
-        s.received("room:r2", 14);
-        assert!(s.unsubscribed(&Conv::room("r2")));
-        assert!(!s.received("room:r2", 15));
-        assert_eq!(s.offset(), "d..4");
-    }
-
-    /// Past [`INDEXED`] slots the live ones are found through the map, the same ones.
-    #[test]
-    fn many_slots_are_found_as_few_are() {
-        let n = INDEXED + 4;
-        let mut s = slots(n);
-        assert!(s.live.len() == n);
-        assert!(s.received(&format!("room:r{}", n - 1), 11));
-        assert!(s.unsubscribed(&Conv::room("r3")));
-        assert!(!s.received("room:r3", 12) && !s.unsubscribed(&Conv::room("r3")));
-        assert!(s.subscribed(&Conv::room("r3"), 20, "e", false));
-        assert!(s.received("room:r3", 21));
-        let back = Slots::restore(s.slots().to_vec(), None);
-        assert_eq!(back.live.len(), n);
-        assert_eq!(back.find("room:r3"), Some(n));
-        assert!(slots(2).live.is_empty(), "no map for a few slots");
-    }
-
-    #[test]
-    fn offsets_never_go_backwards_and_resubscribing_opens_a_slot() {
-        let mut s = slots(2);
-        s.received("room:r1", 15);
-        s.received("room:r1", 12);
-        assert_eq!(s.offset(), "0.5");
-        assert!(!s.received("room:nope", 3));
-        assert!(s.unsubscribed(&Conv::room("r1")));
-        assert!(!s.received("room:r1", 16), "no live slot once unsubscribed");
-        assert!(s.subscribed(&Conv::room("r1"), 20, "e", false));
-        s.received("room:r1", 21);
-        assert_eq!(s.offset(), "0.5.1");
-        assert_eq!(s.positions().count(), 2);
-    }
-
-    #[test]
-    fn bad_offsets_are_refused() {
-        assert_eq!(parse("0.1.2", 2), None, "more deltas than slots");
-        assert_eq!(parse("zz!", 2), None);
-        assert_eq!(parse("zzzzzzzzzzzzzz", 2), None, "overflow");
-        assert_eq!(parse("", 1), Some(vec![0]));
-        assert_eq!(parse(&"1.".repeat(20_000), 50_000), None, "too long");
-    }
-
-    #[test]
-    fn slots_are_bounded() {
-        let mut s = Slots::default();
-        for i in 0..MAX_SLOTS + 3 {
-            s.subscribed(&Conv::room(&format!("r{i}")), 0, "e", false);
-        }
-        assert!(s.is_full());
-        assert_eq!(s.slots().len(), MAX_SLOTS);
-    }
-}
+#[path = "offset_tests.rs"]
+mod tests;

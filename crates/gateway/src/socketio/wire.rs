@@ -77,9 +77,8 @@ pub trait Outlet: Send + Sync + 'static {
 }
 
 struct State {
+    /// The socket's slots, and its offset's text for the next `message` event.
     slots: Slots,
-    /// The last `message` event's offset text, its buffer kept for the next one.
-    offset: String,
     /// `delay_ms` of a `reconnect` frame: the transport closes that much later (a `u32` of
     /// milliseconds, 49 days, beside the flag below: every socket's wire holds it).
     reconnect: Option<u32>,
@@ -120,7 +119,6 @@ impl<O: Outlet> SioWire<O> {
             outlet,
             state: Mutex::new(State {
                 slots,
-                offset: String::new(),
                 reconnect: None,
                 ended: false,
             }),
@@ -165,8 +163,7 @@ impl<O: Outlet> SioWire<O> {
         // The fan-out's frame, read once for every socket on this thread.
         let sent = with_message(frame, |conv, seq, object| {
             st.slots.received(conv, seq);
-            st.slots.offset_json_into(&mut st.offset);
-            self.outlet.emit_message(object, &st.offset)
+            self.outlet.emit_message(object, st.slots.offset_json())
         });
         if let Some(sent) = sent {
             return sent;
