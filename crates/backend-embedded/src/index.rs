@@ -84,7 +84,6 @@ pub(crate) fn recover(
         }
     }
     if let Some(r) = retention.filter(|r| r.max_messages > 0) {
-        let keys_from = crate::error::now_ms().saturating_sub(r.key_retention_ms);
         // Every row is written now: no row waits for another partition.
         let all = vec![newest; PARTITIONS];
         for (name, head) in heads {
@@ -92,9 +91,15 @@ pub(crate) fn recover(
                 continue;
             };
             if head > r.max_messages {
-                crate::messages::trim_stream(&tx, &conv, head - r.max_messages, keys_from, &all)?;
+                crate::messages::trim_stream(&tx, &conv, head - r.max_messages, &all)?;
             }
         }
+    }
+    if let Some(r) = retention {
+        // What the count limit queued (by this recovery or before) is deleted now: opening is
+        // rare, and a limit since removed queues nothing more to trigger it.
+        let keys_from = crate::error::now_ms().saturating_sub(r.key_retention_ms);
+        crate::messages::delete_doomed(&tx, keys_from)?;
     }
     tx.execute("DELETE FROM index_marks", [])
         .ctx("resetting the index's marks")?;

@@ -208,17 +208,25 @@ pub(crate) fn has_spilled_keys(conn: &Connection) -> Result<bool, BackendError> 
         .ctx("looking for spilled idempotency keys")
 }
 
-/// Deletes the entries of `conv` up to `seq` (the count limit), and the messages left with no
-/// entry, moving their keys stored at `keys_from` or later to the `idempotency` table. Returns
-/// whether a key moved. A row whose other stream's partition is not indexed past it (`marks`:
-/// the index module) is kept: its entry there is still to be written.
+/// Rows queued in `doomed` that a step deletes together ([`delete_doomed`]).
+pub(crate) const DOOMED_BATCH: usize = 4096;
+
+/// Deletes the entries of `conv` up to `seq` (the count limit), and queues the messages left
+/// with no entry in the `doomed` table. Returns how many it queued. A row whose other stream's
+/// partition is not indexed past it (`marks`: the index module) is kept: its entry there is
+/// still to be written.
+///
+/// Why a queue: a trimmed row is a stream's oldest, so the rows one step trims are scattered
+/// over the table, and deleted at once each wrote a page of its own. Deleted later, thousands
+/// at a time and in id order ([`delete_doomed`]), rows stored close together share their pages
+/// (docs/PERFORMANCE.md, "sixteenth round"). Meanwhile a queued row is in no stream, so no read
+/// finds it, and its key (if any) still answers a retry, as it would from `idempotency`.
 pub(crate) fn trim_stream(
     conn: &Connection,
     conv: &Conv,
     seq: u64,
-    keys_from: u64,
     marks: &[i64],
-) -> Result<bool, BackendError> {
+) -> Result<usize, BackendError> {
     let ids: Vec<i64> = conn
         .prepare_cached("DELETE FROM entries WHERE conv = ?1 AND seq <= ?2 RETURNING msg")
         .and_then(|mut s| {
@@ -226,45 +234,65 @@ pub(crate) fn trim_stream(
                 .collect::<rusqlite::Result<_>>()
         })
         .ctx("trimming history")?;
-    let mut moved = false;
+    let mut queued = 0;
     for id in ids {
-        // `keyed`: the row has a live key; no row: the message is still in another stream.
-        let row: Option<(bool, String, Option<String>)> = conn
+        // No row: the message is still in another stream.
+        let row: Option<(String, Option<String>)> = conn
             .prepare_cached(
-                "SELECT key_owner IS NOT NULL AND ts >= ?2, conv, copy_conv FROM messages AS m
+                "SELECT conv, copy_conv FROM messages AS m
                  WHERE id = ?1
                  AND NOT EXISTS (SELECT 1 FROM entries WHERE conv = m.conv AND seq = m.seq)
                  AND NOT EXISTS
                     (SELECT 1 FROM entries WHERE conv = m.copy_conv AND seq = m.copy_seq)",
             )
-            .and_then(|mut s| {
-                s.query_row(params![id, to_i64(keys_from)], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional()
-            })
+            .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
             .ctx("checking a trimmed message")?;
-        let Some((keyed, first, copy)) = row else {
+        let Some((first, copy)) = row else {
             continue;
         };
         if !crate::index::row_indexed(marks, id, &first, copy.as_deref()) {
             continue;
         }
-        if keyed {
-            conn.prepare_cached(
-                "INSERT INTO idempotency (owner, client_msg_id, conv, seq, message_id, ts)
-                 SELECT key_owner, client_msg_id, conv, seq, message_id, ts
-                 FROM messages WHERE id = ?1",
-            )
+        queued += conn
+            .prepare_cached("INSERT OR IGNORE INTO doomed (id) VALUES (?1)")
             .and_then(|mut s| s.execute([id]))
-            .ctx("keeping a trimmed message's key")?;
-            moved = true;
-        }
-        conn.prepare_cached("DELETE FROM messages WHERE id = ?1")
-            .and_then(|mut s| s.execute([id]))
-            .ctx("deleting a trimmed message")?;
+            .ctx("queueing a trimmed message")?;
     }
-    Ok(moved)
+    Ok(queued)
+}
+
+/// Deletes the rows queued by [`trim_stream`], in id order, moving their keys stored at
+/// `keys_from` or later to the `idempotency` table, and empties the queue. Returns whether a
+/// key moved. (An id whose row age trimming deleted meanwhile matches nothing.)
+pub(crate) fn delete_doomed(conn: &Connection, keys_from: u64) -> Result<bool, BackendError> {
+    let moved = conn
+        .prepare_cached(DOOMED_KEYS)
+        .and_then(|mut s| s.execute([to_i64(keys_from)]))
+        .ctx("keeping trimmed messages' keys")?;
+    conn.prepare_cached(DOOMED_DELETE)
+        .and_then(|mut s| s.execute([]))
+        .ctx("deleting trimmed messages")?;
+    conn.prepare_cached("DELETE FROM doomed")
+        .and_then(|mut s| s.execute([]))
+        .ctx("emptying the trimmed messages' queue")?;
+    Ok(moved > 0)
+}
+
+/// [`delete_doomed`]: the queued rows' live keys (stored at `?1` or later), in row order.
+pub(crate) const DOOMED_KEYS: &str =
+    "INSERT INTO idempotency (owner, client_msg_id, conv, seq, message_id, ts)
+     SELECT key_owner, client_msg_id, conv, seq, message_id, ts FROM messages
+     WHERE id IN (SELECT id FROM doomed) AND key_owner IS NOT NULL AND ts >= ?1 ORDER BY id";
+
+/// [`delete_doomed`]: the queued rows.
+pub(crate) const DOOMED_DELETE: &str = "DELETE FROM messages WHERE id IN (SELECT id FROM doomed)";
+
+/// Rows queued by [`trim_stream`] and not yet deleted.
+pub(crate) fn doomed_count(conn: &Connection) -> Result<usize, BackendError> {
+    conn.prepare_cached("SELECT count(*) FROM doomed")
+        .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+        .map(|n| usize::try_from(n).unwrap_or(0))
+        .ctx("counting trimmed messages")
 }
 
 /// Deletes messages stored before `cutoff` (a prefix by `id`, at most a chunk, and only rows

@@ -142,6 +142,14 @@ CREATE TABLE IF NOT EXISTS convs (
     head INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- Message rows the count limit left in no stream, to be deleted together in id order (the
+-- messages module: rows deleted one by one as their streams were trimmed each wrote a page).
+-- Added within version 5: a build that does not know the table leaves such rows in place, in
+-- no stream (no read finds them), until age trimming deletes them.
+CREATE TABLE IF NOT EXISTS doomed (
+    id INTEGER PRIMARY KEY
+);
+
 -- Idempotency keys whose message was trimmed before the key expired (and every key stored before
 -- version 4), so that a retry still gets the original answer. Expiry deletes a prefix by `id`.
 CREATE TABLE IF NOT EXISTS idempotency (

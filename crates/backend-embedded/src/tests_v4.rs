@@ -6,15 +6,13 @@ use crate::error::now_ms;
 use crate::tests::{
     AppendReply, LIMITS, keyed, old_database, queue_append, queue_session, run_writer,
 };
-use crate::writer::{Job, Writer, WriterLimits};
+use crate::writer::WriterLimits;
 use crate::{reads, schema};
 use rusqlite::Connection;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc;
 use switchboard_conformance::RecordingSink;
 use switchboard_core::backend::{AppendRequest, Appended, HistoryQuery};
 use switchboard_proto::{Conv, MessageBody};
-use tokio::sync::oneshot;
 
 /// A direct message from `u_1` to `to`, with the sender's copy, and an optional key.
 fn dm(to: &str, cmid: Option<&str>) -> AppendRequest {
@@ -35,22 +33,7 @@ fn one_batch(
     limits: WriterLimits,
     requests: Vec<AppendRequest>,
 ) -> Vec<Appended> {
-    let (jobs, rx) = mpsc::channel();
-    let replies: Vec<AppendReply> = requests
-        .into_iter()
-        .map(|r| queue_append(&jobs, r))
-        .collect();
-    let (reply, _closed) = oneshot::channel();
-    jobs.send(Job::Close { reply }).expect("queue close");
-    let (conn, _) = schema::open_writer(dir).expect("open");
-    let writer = Writer::new(conn, rx, RecordingSink::new().as_sink(), limits).expect("writer");
-    std::thread::spawn(move || writer.run(Arc::new(AtomicBool::new(true))))
-        .join()
-        .expect("writer thread");
-    replies
-        .into_iter()
-        .map(|r| r.blocking_recv().expect("answered").expect("append"))
-        .collect()
+    crate::tests::run_appends(dir, limits, requests, true)
 }
 
 fn count(conn: &Connection, sql: &str) -> i64 {

@@ -209,20 +209,7 @@ async fn a_dm_row_stays_while_its_other_streams_step_is_to_come() {
 /// Runs a writer over `dir` until its job channel is dropped: the crash path (no close, no last
 /// step).
 fn crash_after(dir: &std::path::Path, limits: WriterLimits, requests: Vec<AppendRequest>) {
-    let (jobs, rx) = mpsc::channel();
-    let replies: Vec<AppendReply> = requests
-        .into_iter()
-        .map(|r| queue_append(&jobs, r))
-        .collect();
-    drop(jobs);
-    let (conn, _) = schema::open_writer(dir).expect("open");
-    let writer = Writer::new(conn, rx, RecordingSink::new().as_sink(), limits).expect("writer");
-    std::thread::spawn(move || writer.run(Arc::new(AtomicBool::new(true))))
-        .join()
-        .expect("writer thread");
-    for r in replies {
-        r.blocking_recv().expect("answered").expect("append");
-    }
+    super::run_appends(dir, limits, requests, false);
 }
 
 #[test]

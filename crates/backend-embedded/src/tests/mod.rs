@@ -9,6 +9,7 @@ mod batches;
 mod index;
 mod maintenance;
 mod opening;
+mod trim;
 
 use crate::writer::{Job, TypedJob, Writer, WriterLimits};
 use crate::{schema, writes};
@@ -82,6 +83,36 @@ pub(crate) fn queue_session(
     );
     jobs.send(Job::Write(job)).expect("queue");
     rx
+}
+
+/// Runs a writer with `limits` over `dir` on `requests` (queued before it starts, so they can
+/// share batches), then a close (`close`) or nothing (the crash path: no last step, the job
+/// channel just dropped). Returns the answers.
+pub(crate) fn run_appends(
+    dir: &std::path::Path,
+    limits: WriterLimits,
+    requests: Vec<AppendRequest>,
+    close: bool,
+) -> Vec<Appended> {
+    let (jobs, rx) = mpsc::channel();
+    let replies: Vec<AppendReply> = requests
+        .into_iter()
+        .map(|r| queue_append(&jobs, r))
+        .collect();
+    if close {
+        let (reply, _closed) = oneshot::channel();
+        jobs.send(Job::Close { reply }).expect("queue close");
+    }
+    drop(jobs);
+    let (conn, _) = schema::open_writer(dir).expect("open");
+    let writer = Writer::new(conn, rx, RecordingSink::new().as_sink(), limits).expect("writer");
+    std::thread::spawn(move || writer.run(Arc::new(AtomicBool::new(true))))
+        .join()
+        .expect("writer thread");
+    replies
+        .into_iter()
+        .map(|r| r.blocking_recv().expect("answered").expect("append"))
+        .collect()
 }
 
 /// Queues `Close`, then runs a writer over `dir` until it has done everything queued.

@@ -17,6 +17,7 @@
 
 use super::WriterState;
 use crate::error::{DbResultExt, now_ms};
+use crate::messages::DOOMED_BATCH;
 use crate::tail::{Entry, PARTITIONS};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use std::time::{Duration, Instant};
@@ -57,12 +58,20 @@ pub(super) struct Indexing {
     interval: Duration,
     /// No step before this (set by a failed step).
     retry_at: Instant,
+    /// Rows queued in `doomed` (the messages module), deleted once there are
+    /// [`DOOMED_BATCH`].
+    doomed: usize,
 }
 
 impl Indexing {
-    /// Progress as stored (`marks`), the newest row `committed_id`, a step every
-    /// `cycle / PARTITIONS` under load.
-    pub(super) fn new(marks: Vec<i64>, committed_id: i64, cycle: Duration) -> Indexing {
+    /// Progress as stored (`marks`), the newest row `committed_id`, the rows queued for
+    /// deletion (`doomed`), a step every `cycle / PARTITIONS` under load.
+    pub(super) fn new(
+        marks: Vec<i64>,
+        committed_id: i64,
+        doomed: usize,
+        cycle: Duration,
+    ) -> Indexing {
         let interval = cycle / PARTITIONS as u32;
         Indexing {
             marks,
@@ -71,6 +80,7 @@ impl Indexing {
             due: Instant::now() + interval,
             interval,
             retry_at: Instant::now(),
+            doomed,
         }
     }
 
@@ -147,6 +157,30 @@ impl WriterState {
                 }
             }
         }
+        // And the rows the count limit queued (else they wait for a step after the next open).
+        if self.indexing.doomed > 0 {
+            let deleted = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+                .ctx("beginning to delete trimmed messages")
+                .and_then(|tx| {
+                    let spilled = self.delete_doomed(&tx)?;
+                    tx.commit().ctx("deleting trimmed messages")?;
+                    Ok(spilled)
+                });
+            match deleted {
+                Ok(spilled) => {
+                    self.indexing.doomed = 0;
+                    self.seq.spilled_keys |= spilled;
+                }
+                Err(e) => tracing::warn!(error = %e, "deleting trimmed messages on close failed"),
+            }
+        }
+    }
+
+    /// Deletes the rows the count limit queued ([`crate::messages::delete_doomed`]); returns
+    /// whether a key moved to the `idempotency` table.
+    fn delete_doomed(&self, conn: &Connection) -> Result<bool, BackendError> {
+        let keys_from = now_ms().saturating_sub(self.seq.key_retention_ms);
+        crate::messages::delete_doomed(conn, keys_from)
     }
 
     /// The next partition with entries waiting, round robin, if any.
@@ -184,20 +218,26 @@ impl WriterState {
             .ctx("beginning an index step")?;
         crate::index::write_step(&tx, part, &pending, mark)?;
         let max = self.limits.history_max_messages;
-        let mut spilled = false;
+        let mut doomed = self.indexing.doomed;
         if max > 0 {
-            let keys_from = now_ms().saturating_sub(self.seq.key_retention_ms);
             // Sorted by conversation then seq: the last of each conversation is its head (or,
             // in a step capped at STEP_MAX, below it: this step trims less, the next the rest).
             for (i, (conv, e)) in pending.iter().enumerate() {
                 let head = pending.get(i + 1).is_none_or(|(next, _)| next != conv);
                 if head && e.seq > max {
-                    spilled |=
-                        crate::messages::trim_stream(&tx, conv, e.seq - max, keys_from, &marks)?;
+                    doomed += crate::messages::trim_stream(&tx, conv, e.seq - max, &marks)?;
                 }
             }
         }
+        // The rows the count limit left, deleted together once enough wait (messages module).
+        let spilled = if doomed >= DOOMED_BATCH {
+            doomed = 0;
+            self.delete_doomed(&tx)?
+        } else {
+            false
+        };
         tx.commit().ctx("committing an index step")?;
+        self.indexing.doomed = doomed;
         self.seq.spilled_keys |= spilled;
         self.seq.tail.indexed(part, mark);
         self.indexing.marks = marks;

@@ -131,6 +131,7 @@ impl Writer {
             })
             .ctx("reading the newest message")?;
         let marks = crate::index::load_marks(&conn)?;
+        let doomed = crate::messages::doomed_count(&conn)?;
         let state = WriterState {
             jobs,
             sink,
@@ -149,7 +150,7 @@ impl Writer {
             stored: None,
             checkpointer: None,
             commit_metrics: None,
-            indexing: Indexing::new(marks, newest, limits.index_cycle),
+            indexing: Indexing::new(marks, newest, doomed, limits.index_cycle),
             arrivals: arrivals::Arrivals::new(),
             answered: senders::Answered::default(),
         };

@@ -1,0 +1,114 @@
+//! The count limit's trimmed rows: queued in `doomed` while in no stream, then deleted together
+//! once [`DOOMED_BATCH`] wait, on close, or when the database opens; their live keys kept.
+
+use super::{LIMITS, keyed, run_appends};
+use crate::messages::{DOOMED_BATCH, DOOMED_DELETE, DOOMED_KEYS};
+use crate::schema;
+use crate::writer::WriterLimits;
+use rusqlite::Connection;
+use std::time::Duration;
+use switchboard_core::backend::{AppendRequest, Appended};
+use switchboard_proto::Conv;
+
+fn count(dir: &std::path::Path, sql: &str) -> usize {
+    let conn = Connection::open(dir.join(schema::DB_FILE)).expect("db");
+    let n: i64 = conn.query_row(sql, [], |r| r.get(0)).expect("count");
+    usize::try_from(n).expect("a count")
+}
+
+/// Runs a writer over `dir` with a history limit of one message on `requests`, then a close
+/// (`close`) or nothing (a crash). Steps run only for a partition that holds 1,000 entries (and
+/// on close).
+fn run(dir: &std::path::Path, requests: Vec<AppendRequest>, close: bool) -> Vec<Appended> {
+    let limits = WriterLimits {
+        history_max_messages: 1,
+        index_cycle: Duration::from_secs(3600),
+        ..LIMITS
+    };
+    run_appends(dir, limits, requests, close)
+}
+
+#[test]
+fn trimmed_rows_wait_in_no_stream_and_go_together() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let room = Conv::room("r");
+    let plain = |n: usize| (0..n).map(|_| keyed(&room, None)).collect::<Vec<_>>();
+    let mut first = vec![keyed(&room, Some("k1"))];
+    first.extend(plain(1_500));
+    let answers = run(dir.path(), first, false);
+    let receipt = answers[0].receipt.clone();
+
+    // The step at 1,000 entries trimmed them to one: the rows are queued, none deleted yet,
+    // and the keyed one's key is still on its row.
+    let queued = count(dir.path(), "SELECT count(*) FROM doomed");
+    assert!((900..1_500).contains(&queued), "{queued} rows queued");
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM messages"), 1_501);
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM idempotency"), 0);
+    let in_streams = "SELECT count(*) FROM messages WHERE id IN (SELECT id FROM doomed)
+                      AND EXISTS (SELECT 1 FROM entries WHERE msg = messages.id)";
+    assert_eq!(
+        count(dir.path(), in_streams),
+        0,
+        "a queued row is in no stream"
+    );
+
+    // Opening writes the entries the crash left, trims them to the limit, and deletes what is
+    // queued, the live key kept.
+    let retention = crate::index::Retention {
+        max_messages: 1,
+        key_retention_ms: crate::writer::IDEMPOTENCY_MIN_RETENTION_MS,
+    };
+    drop(schema::open_writer_retaining(dir.path(), Some(retention)).expect("open"));
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM doomed"), 0);
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM messages"), 1);
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM idempotency"), 1);
+
+    // A retry still gets the original answer. Steps queue more; once DOOMED_BATCH wait, the
+    // step deletes them all.
+    let mut second = vec![keyed(&room, Some("k1"))];
+    second.extend(plain(DOOMED_BATCH + 1_000));
+    let answers = run(dir.path(), second, false);
+    assert_eq!(
+        answers[0].receipt, receipt,
+        "the trimmed message's key answers"
+    );
+    assert!(answers[0].stored.is_empty());
+    let queued = count(dir.path(), "SELECT count(*) FROM doomed");
+    let rows = count(dir.path(), "SELECT count(*) FROM messages");
+    assert!(queued < DOOMED_BATCH, "{queued} rows still queued");
+    assert!(
+        rows < 1_501 + 2_000,
+        "{rows} rows: the queue was deleted during the run"
+    );
+
+    // Closing deletes the rest: one message is left, the limit.
+    run(dir.path(), plain(10), true);
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM doomed"), 0);
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM messages"), 1);
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM entries"), 1);
+}
+
+/// The queue's statements look each queued id up: deleting it never scans `messages`.
+#[test]
+fn the_queue_is_deleted_by_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (conn, _) = schema::open_writer(dir.path()).expect("open");
+    for sql in [DOOMED_KEYS, DOOMED_DELETE] {
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .and_then(|mut s| {
+                let args = &rusqlite::params![0][..s.parameter_count()];
+                s.query_map(args, |r| r.get::<_, String>(3))?.collect()
+            })
+            .expect("plan");
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN messages")),
+            "{sql}: {plan:?}"
+        );
+        assert!(
+            plan.iter()
+                .any(|s| s.contains("INTEGER PRIMARY KEY (rowid=?)")),
+            "{sql}: {plan:?}"
+        );
+    }
+}
