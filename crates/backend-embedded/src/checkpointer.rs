@@ -41,6 +41,19 @@ use switchboard_core::metrics::CommitMetrics;
 /// covers. 8,192 pages keep the log under about 33 MB.
 pub(crate) const WAL_CHECKPOINT_PAGES: i32 = 8192;
 
+/// How many times the thread's pass tries its checkpoint while SQLite answers busy (every
+/// [`BUSY_PAUSE`]). A `PASSIVE` checkpoint first reads the wal-index header, which each
+/// commit rewrites (two copies, one after the other); a read that lands between the two finds
+/// them different, and SQLite then wants the WAL write lock to read it again: the writer holds it
+/// until its commit ends, so the checkpoint gives up at once with `SQLITE_BUSY` (`PRAGMA
+/// wal_checkpoint` answers `1|-1|-1`), having copied nothing. The window is nanoseconds wide but
+/// stays open as long as the writer is preempted inside it; a pass that gave up left the whole
+/// copy and its fsync to the writer's finishing step. Another checkpoint under way (another
+/// process's) answers busy the same way. After the last try the writer finishes as before.
+const BUSY_TRIES: u32 = 100;
+/// The wait between two of [`BUSY_TRIES`].
+const BUSY_PAUSE: Duration = Duration::from_millis(2);
+
 /// What the writer's hook and the thread share.
 #[derive(Default)]
 struct Shared {
@@ -154,7 +167,7 @@ impl Checkpointer {
     /// copies what was committed during the thread's pass (nothing else is appended meanwhile),
     /// so the next commit starts the log over. The next checkpoint may then begin.
     pub(crate) fn finish(&self, writer: &Connection) {
-        if let Err(e) = timed(writer, self.metrics.as_ref()) {
+        if let Err(e) = timed(writer, self.metrics.as_ref(), 1) {
             tracing::warn!(error = %e, "finishing a WAL checkpoint failed");
         }
         self.shared.state.lock().phase = Phase::Idle;
@@ -233,9 +246,14 @@ fn run(
             }
             continue;
         }
-        let pass = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| timed(conn, metrics)));
+        let pass = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            timed(conn, metrics, BUSY_TRIES)
+        }));
         match pass {
-            Ok(Ok(_)) => {}
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None)) => {
+                tracing::debug!("the WAL checkpoint stayed busy; the writer will copy the log")
+            }
             Ok(Err(e)) => tracing::warn!(error = %e, "WAL checkpoint failed"),
             Err(_) => tracing::error!("the WAL checkpoint panicked; the writer will finish it"),
         }
@@ -243,10 +261,22 @@ fn run(
     }
 }
 
-/// [`checkpoint`], its time recorded in `metrics`.
-fn timed(conn: &Connection, metrics: Option<&CommitMetrics>) -> Result<(i64, i64), BackendError> {
+/// [`checkpoint`], tried up to `tries` times while SQLite answers busy ([`BUSY_TRIES`]), its
+/// time recorded in `metrics`. Returns what the last try returned.
+fn timed(
+    conn: &Connection,
+    metrics: Option<&CommitMetrics>,
+    tries: u32,
+) -> Result<Option<(i64, i64)>, BackendError> {
     let began = std::time::Instant::now();
-    let r = checkpoint(conn);
+    let mut r = checkpoint(conn);
+    for _ in 1..tries {
+        if !matches!(r, Ok(None)) {
+            break;
+        }
+        std::thread::sleep(BUSY_PAUSE);
+        r = checkpoint(conn);
+    }
     if let Some(m) = metrics {
         m.checkpoint_seconds.observe(began.elapsed().as_secs_f64());
     }
@@ -254,10 +284,16 @@ fn timed(conn: &Connection, metrics: Option<&CommitMetrics>) -> Result<(i64, i64
 }
 
 /// One `PASSIVE` checkpoint: copies every log page no reader still needs, without waiting for
-/// anyone. Returns (log pages, pages copied back so far).
-pub(crate) fn checkpoint(conn: &Connection) -> Result<(i64, i64), BackendError> {
+/// anyone. Returns (log pages, pages copied back so far), or `None` when SQLite answered busy
+/// before it looked at the log, having copied nothing ([`BUSY_TRIES`] says when).
+pub(crate) fn checkpoint(conn: &Connection) -> Result<Option<(i64, i64)>, BackendError> {
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
     })
     .ctx("checkpointing")
+    .map(|(busy, log, copied)| (busy == 0).then_some((log, copied)))
 }
