@@ -135,6 +135,8 @@ impl Slots {
     /// subscription there): a new slot. Subscribing again without moving keeps the slot.
     /// Returns whether the record changed.
     pub fn subscribed(&mut self, conv: &Conv, start: u64, epoch: &str, moved: bool) -> bool {
+        // A new slot's delta is zero, which changes the text only for a socket's first slot
+        // (no slot: ``; one: `0`): marked for all, subscriptions being rare.
         self.text_slot = STALE;
         if let Some(i) = self.find(conv.as_str()) {
             if !moved {
@@ -204,7 +206,7 @@ impl Slots {
         let was = self.deltas[i];
         if d > was {
             self.deltas[i] = d;
-            if usize::from(self.text_slot) == i {
+            if self.text_slot != STALE && usize::from(self.text_slot) == i {
                 self.text_digits_changed(was, d);
             } else {
                 self.text_slot = STALE;
@@ -263,7 +265,8 @@ impl Slots {
             let last = self.push_offset(&mut text);
             text.push('"');
             self.text = text;
-            // The text is at most MAX_SLOTS * 14 bytes, which fits; were it not, it would be
+            // The text is at most 28,673 bytes (MAX_SLOTS deltas of 13 digits, their dots,
+            // two quotes), which fits; were it not, it would be
             // written again every time.
             if let (Ok(slot), Ok(digits)) = (u16::try_from(last.0), u16::try_from(last.1)) {
                 self.text_slot = slot;

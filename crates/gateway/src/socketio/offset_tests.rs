@@ -67,7 +67,8 @@ fn offsets_never_go_backwards_and_resubscribing_opens_a_slot() {
 }
 
 /// The kept text is always what the plain encoder writes, through counting up (carries
-/// included), jumps, repeats, unknown conversations, new slots, unsubscriptions and restores.
+/// included), small and large jumps, repeats, unknown conversations, the socket's own stream
+/// (slot 0, from `0`), new slots, unsubscriptions and restores.
 #[test]
 fn the_kept_text_is_the_offset() {
     let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -77,39 +78,58 @@ fn the_kept_text_is_the_offset() {
         rng ^= rng << 17;
         rng % n
     };
+    // Conversations 0-7 are rooms, 8 the socket's own stream.
+    let name = |r: usize| {
+        if r == 8 {
+            "user:u".to_owned()
+        } else {
+            format!("room:r{r}")
+        }
+    };
     let mut s = Slots::default();
     assert_eq!(s.offset_json(), "\"\"", "no slot yet");
     s.subscribed(&Conv::user("u"), 0, "e", false);
-    let mut seqs = [0u64; 8];
+    assert_eq!(s.offset_json(), "\"0\"");
+    let mut seqs = [0u64; 9];
     for step in 0..50_000 {
-        let r = next(8) as usize;
-        let conv = format!("room:r{r}");
+        let r = next(9) as usize;
+        let room = Conv::room(&format!("r{}", r % 8));
         match next(100) {
             0 => {
                 let moved = next(2) == 0;
-                s.subscribed(&Conv::room(&format!("r{r}")), seqs[r], "e", moved);
+                s.subscribed(&room, seqs[r % 8], "e", moved);
             }
             1 => {
-                s.unsubscribed(&Conv::room(&format!("r{r}")));
+                s.unsubscribed(&room);
             }
             2 => {
                 s = Slots::restore(s.slots().to_vec(), parse(&s.offset(), MAX_SLOTS));
             }
             3..=9 => {
                 seqs[r] += next(2_000_000);
-                s.received(&conv, seqs[r]);
+                s.received(&name(r), seqs[r]);
             }
             10..=14 => {
-                s.received(&conv, seqs[r].saturating_sub(next(3)));
+                s.received(&name(r), seqs[r].saturating_sub(next(3)));
             }
             15..=19 => {
                 s.received("room:unknown", seqs[r]);
             }
+            20..=34 => {
+                // A small gap: messages the socket did not get (another node's, say).
+                seqs[r] += 2 + next(40);
+                s.received(&name(r), seqs[r]);
+            }
             _ => {
-                // Mostly the next message of a conversation, in runs.
-                let r = if next(4) == 0 { r } else { 0 };
+                // Mostly the next message of a conversation, in runs: a room, or the socket's
+                // own stream.
+                let r = match next(4) {
+                    0 => r,
+                    1 => 8,
+                    _ => 0,
+                };
                 seqs[r] += 1;
-                s.received(&format!("room:r{r}"), seqs[r]);
+                s.received(&name(r), seqs[r]);
             }
         }
         let plain = format!("\"{}\"", s.offset());
