@@ -278,14 +278,28 @@ pub(crate) fn delete_doomed(conn: &Connection, keys_from: u64) -> Result<bool, B
     Ok(moved > 0)
 }
 
-/// [`delete_doomed`]: the queued rows' live keys (stored at `?1` or later), in row order.
+/// [`delete_doomed`]: the queued rows' live keys (stored at `?1` or later), in row order. Only
+/// rows still in no stream: an id queued by a build that then stopped (SIGKILL) and outlived
+/// by an older build, which knows no queue and may give ids again once the age limit emptied
+/// the table, can name a live row (a review found it). A key may name two rows (a client may
+/// use it again once it expired, and a longer age limit makes the older one live again): the
+/// newer one answers, as [`RECEIPT`] does.
 pub(crate) const DOOMED_KEYS: &str =
     "INSERT INTO idempotency (owner, client_msg_id, conv, seq, message_id, ts)
-     SELECT key_owner, client_msg_id, conv, seq, message_id, ts FROM messages
-     WHERE id IN (SELECT id FROM doomed) AND key_owner IS NOT NULL AND ts >= ?1 ORDER BY id";
+     SELECT key_owner, client_msg_id, conv, seq, message_id, ts FROM messages AS m
+     WHERE id IN (SELECT id FROM doomed) AND key_owner IS NOT NULL AND ts >= ?1
+     AND NOT EXISTS (SELECT 1 FROM entries WHERE conv = m.conv AND seq = m.seq)
+     AND NOT EXISTS (SELECT 1 FROM entries WHERE conv = m.copy_conv AND seq = m.copy_seq)
+     ORDER BY id
+     ON CONFLICT (owner, client_msg_id) DO UPDATE SET conv = excluded.conv, seq = excluded.seq,
+         message_id = excluded.message_id, ts = excluded.ts
+     WHERE excluded.ts >= idempotency.ts";
 
-/// [`delete_doomed`]: the queued rows.
-pub(crate) const DOOMED_DELETE: &str = "DELETE FROM messages WHERE id IN (SELECT id FROM doomed)";
+/// [`delete_doomed`]: the queued rows still in no stream (see [`DOOMED_KEYS`]).
+pub(crate) const DOOMED_DELETE: &str = "DELETE FROM messages AS m
+     WHERE id IN (SELECT id FROM doomed)
+     AND NOT EXISTS (SELECT 1 FROM entries WHERE conv = m.conv AND seq = m.seq)
+     AND NOT EXISTS (SELECT 1 FROM entries WHERE conv = m.copy_conv AND seq = m.copy_seq)";
 
 /// Rows queued by [`trim_stream`] and not yet deleted.
 pub(crate) fn doomed_count(conn: &Connection) -> Result<usize, BackendError> {
@@ -356,7 +370,10 @@ pub(crate) fn trim_age(
     conn.execute(
         "INSERT INTO idempotency (owner, client_msg_id, conv, seq, message_id, ts)
          SELECT key_owner, client_msg_id, conv, seq, message_id, ts FROM messages
-         WHERE id <= ?1 AND key_owner IS NOT NULL AND ts >= ?2 ORDER BY id",
+         WHERE id <= ?1 AND key_owner IS NOT NULL AND ts >= ?2 ORDER BY id
+         ON CONFLICT (owner, client_msg_id) DO UPDATE SET conv = excluded.conv,
+             seq = excluded.seq, message_id = excluded.message_id, ts = excluded.ts
+         WHERE excluded.ts >= idempotency.ts",
         params![last, to_i64(keys_from)],
     )
     .ctx("keeping the keys of old history")?;

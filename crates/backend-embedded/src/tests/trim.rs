@@ -112,3 +112,73 @@ fn the_queue_is_deleted_by_id() {
         );
     }
 }
+
+/// Stores row `id` of `conv` at `seq`, keyed `key` (if given) and stored `age_ms` ago, with its
+/// entry when `in_stream`.
+fn row(conn: &Connection, id: i64, seq: i64, key: Option<&str>, age_ms: u64, in_stream: bool) {
+    conn.execute(
+        "INSERT INTO messages (id, conv, seq, message_id, ts, key_owner, client_msg_id, body)
+         VALUES (?1, 'room:r', ?2, ?3, ?4, ?5, ?6, '{}')",
+        rusqlite::params![
+            id,
+            seq,
+            format!("m_{id}"),
+            (crate::error::now_ms() - age_ms) as i64,
+            key.map(|_| "u_1"),
+            key,
+        ],
+    )
+    .expect("a message");
+    if in_stream {
+        conn.execute(
+            "INSERT INTO entries (conv, seq, msg) VALUES ('room:r', ?1, ?2)",
+            [seq, id],
+        )
+        .expect("an entry");
+    }
+}
+
+/// What the queue's deletion keeps and moves: a live key moves, an expired one does not, a key
+/// on two rows ends with the newer one's answer (it used to fail the whole deletion, and with
+/// it every open), and a queued id whose row is in a stream (an older build gave the id again)
+/// deletes nothing.
+#[test]
+fn the_queue_keeps_live_rows_and_the_newest_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (conn, _) = schema::open_writer(dir.path()).expect("open");
+    let week = crate::writer::IDEMPOTENCY_MIN_RETENTION_MS;
+    row(&conn, 1, 1, Some("old"), week + 60_000, false);
+    row(&conn, 2, 2, Some("live"), 0, false);
+    row(&conn, 3, 3, Some("twice"), 2_000, false);
+    row(&conn, 4, 4, Some("twice"), 1_000, false);
+    row(&conn, 5, 5, None, 0, true);
+    conn.execute("INSERT INTO doomed (id) SELECT id FROM messages", [])
+        .expect("queue");
+    let keys_from = crate::error::now_ms() - week;
+    assert!(crate::messages::delete_doomed(&conn, keys_from).expect("delete"));
+    let left: Vec<i64> = conn
+        .prepare("SELECT id FROM messages ORDER BY id")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("rows");
+    assert_eq!(left, [5], "the row in a stream stays");
+    let keys: Vec<(String, String)> = conn
+        .prepare("SELECT client_msg_id, message_id FROM idempotency ORDER BY client_msg_id")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .expect("keys");
+    let keys: Vec<(&str, &str)> = keys.iter().map(|(k, m)| (&k[..], &m[..])).collect();
+    assert_eq!(keys, [("live", "m_2"), ("twice", "m_4")]);
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM doomed"), 0);
+    // The same key once more, from an older row: the newer answer stays.
+    row(&conn, 6, 6, Some("twice"), 5_000, false);
+    conn.execute("INSERT INTO doomed (id) VALUES (6)", [])
+        .expect("queue");
+    crate::messages::delete_doomed(&conn, keys_from).expect("delete");
+    let answer: String = conn
+        .query_row(
+            "SELECT message_id FROM idempotency WHERE client_msg_id = 'twice'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("key");
+    assert_eq!(answer, "m_4");
+}
