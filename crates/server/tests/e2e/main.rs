@@ -21,6 +21,7 @@ mod ops_listen;
 mod ordering;
 mod origins;
 mod persistence;
+mod persistence_limit;
 mod pipelining;
 mod pipelining_mixed;
 mod rebalance;

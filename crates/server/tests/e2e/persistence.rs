@@ -259,8 +259,50 @@ async fn pipeline_until_killed(
     }
 }
 
+/// A pipelining node's flags: no publish, frame or DM rate limits, and `history` messages
+/// kept per conversation.
+pub(crate) fn pipelining_flags(history: &str) -> Vec<&str> {
+    vec![
+        "--publish-rate",
+        "0",
+        "--frame-rate",
+        "0",
+        "--dm-per-min",
+        "0",
+        "--history-max-messages",
+        history,
+    ]
+}
+
+/// Pipelines publishes from `token`'s connection (to `room` and as DMs to `dm_to`) for about
+/// 2 s, then kills the node with SIGKILL in the middle of it. Returns what was acknowledged.
+pub(crate) async fn pipeline_then_kill(
+    proc: &mut NodeProcess,
+    token: &str,
+    room: &str,
+    dm_to: &str,
+) -> AckedByConv {
+    let mut ws = WsClient::connect(&format!("{}?token={token}", proc.ws_url())).await;
+    ws.expect("welcome").await;
+    let acked: Arc<Mutex<AckedByConv>> = Arc::default();
+    let publisher = tokio::spawn(pipeline_until_killed(
+        ws,
+        room.to_owned(),
+        dm_to.to_owned(),
+        acked.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proc.signal("KILL");
+    proc.wait(WAIT).await;
+    tokio::time::timeout(WAIT, publisher)
+        .await
+        .expect("the publisher sees the connection end")
+        .unwrap();
+    acked.lock().unwrap().clone()
+}
+
 /// Every message of a conversation's history, read in pages after a restart.
-async fn whole_history(http: &Http, path: &str, token: &str) -> Vec<serde_json::Value> {
+pub(crate) async fn whole_history(http: &Http, path: &str, token: &str) -> Vec<serde_json::Value> {
     let mut all = Vec::new();
     let mut after = 0;
     loop {
@@ -294,16 +336,7 @@ async fn sigkill_with_process_durability_loses_no_acknowledged_one() {
 /// history, in order and with no gap below it. `extra` are more flags for the killed node.
 async fn sigkill_while_pipelining(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let mut flags = vec![
-        "--publish-rate",
-        "0",
-        "--frame-rate",
-        "0",
-        "--dm-per-min",
-        "0",
-        "--history-max-messages",
-        "0",
-    ];
+    let mut flags = pipelining_flags("0");
     flags.extend_from_slice(extra);
     let mut proc = NodeProcess::start(dir.path(), &flags).await;
     let relaxed = proc
@@ -319,25 +352,7 @@ async fn sigkill_while_pipelining(extra: &[&str]) {
     let (_, alice) = proc.http.user("alice").await;
     let (bob_id, bob) = proc.http.user("bob").await;
     let room = proc.http.room(&alice, "pipelined", "public").await;
-    let mut ws = WsClient::connect(&format!("{}?token={alice}", proc.ws_url())).await;
-    ws.expect("welcome").await;
-
-    let acked: Arc<Mutex<AckedByConv>> = Arc::default();
-    let publisher = tokio::spawn(pipeline_until_killed(
-        ws,
-        room.clone(),
-        bob_id.clone(),
-        acked.clone(),
-    ));
-    // About 2 s of pipelined publishing, then kill -9 in the middle of it.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    proc.signal("KILL");
-    proc.wait(WAIT).await;
-    tokio::time::timeout(WAIT, publisher)
-        .await
-        .expect("the publisher sees the connection end")
-        .unwrap();
-    let acked = acked.lock().unwrap().clone();
+    let acked = pipeline_then_kill(&mut proc, &alice, &room, &bob_id).await;
     let room_conv = format!("room:{room}");
     let dm_conv = format!("user:{bob_id}");
     for conv in [&room_conv, &dm_conv] {
