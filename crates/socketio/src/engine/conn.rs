@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -79,15 +80,28 @@ pub(crate) struct State {
     pub socket: Option<Arc<TcpStream>>,
     /// The bytes of the queue's first frame already written to `socket`.
     pub written: usize,
+    /// The writer waiting for [`Shared::wake_writer`] (the pending poll or the WebSocket task:
+    /// one at a time), and whether a wake-up came that no wait has taken yet.
+    writer: Option<Waker>,
+    writer_woken: bool,
+}
+
+impl State {
+    /// Marks the writer woken and takes its waker (to be woken once the lock is released).
+    pub(crate) fn writer_waker(&mut self) -> Option<Waker> {
+        self.writer_woken = true;
+        self.writer.take()
+    }
 }
 
 /// What is shared between the transports and the handles of one session.
 pub(crate) struct Shared {
     pub sid: Arc<str>,
+    /// The session's state; also where the writer (the pending poll or the WebSocket task)
+    /// waits for packets queued, the close and the upgrade's progress: a waker beside the
+    /// state, not a `Notify`, so that a waiting task keeps no `Notified` (64 bytes) in its
+    /// future (see [`Shared::poll_writer`]).
     pub state: Mutex<State>,
-    /// Wakes the writer: the pending poll or the WebSocket task (packets queued, closed,
-    /// upgrade progress).
-    pub out_ready: Notify,
     /// Wakes the polling session's heartbeat driver (pong, deadline changes, close, flushed).
     /// Only a session that began on polling has one, while it is on polling (a WebSocket
     /// session's task runs the heartbeat itself and waits on `out_ready` alone): the driver
@@ -119,8 +133,9 @@ impl Shared {
                 flushed: false,
                 socket: None,
                 written: 0,
+                writer: None,
+                writer_woken: false,
             }),
-            out_ready: Notify::new(),
             ctl: Mutex::new((transport == Transport::Polling).then(|| Arc::new(Notify::new()))),
             handler: tokio::sync::Mutex::new(None),
             engine,
@@ -170,8 +185,9 @@ impl Shared {
         }
         st.queue.push_back(make());
         st.queued_bytes += bytes;
+        let writer = st.writer_waker();
         drop(st);
-        self.out_ready.notify_one();
+        wake(writer);
         Ok(())
     }
 
@@ -194,8 +210,9 @@ impl Shared {
             if self.admits(&st, frames.len(), bytes) {
                 st.queue.extend(frames);
                 st.queued_bytes += bytes;
+                let writer = st.writer_waker();
                 drop(st);
-                self.out_ready.notify_one();
+                wake(writer);
                 return Ok(());
             }
         }
@@ -229,8 +246,36 @@ impl Shared {
     /// it, the polling driver or the WebSocket task. (A spurious wake-up of a pending poll
     /// finds nothing to take and waits on.)
     pub fn heartbeat_changed(&self) {
-        self.out_ready.notify_one();
+        self.wake_writer();
         self.wake_driver();
+    }
+
+    /// Wakes the writer (the pending poll or the WebSocket task), or the next one to wait when
+    /// none waits now (a wake-up is kept until a wait takes it, as `Notify::notify_one` does).
+    pub fn wake_writer(&self) {
+        let writer = self.state.lock().writer_waker();
+        wake(writer);
+    }
+
+    /// Ready once [`wake_writer`](Shared::wake_writer) was called since the last time this was
+    /// ready; else `cx` is woken by the next call. One writer waits at a time: a polling
+    /// session's GET (a second one is refused as an overlap), or once on a WebSocket the
+    /// session's task (a GET then answers at once).
+    pub fn poll_writer(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut st = self.state.lock();
+        if std::mem::take(&mut st.writer_woken) {
+            return Poll::Ready(());
+        }
+        match &mut st.writer {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Waits for [`wake_writer`](Shared::wake_writer) (see [`poll_writer`](Shared::poll_writer)).
+    pub async fn writer_woken(&self) {
+        std::future::poll_fn(|cx| self.poll_writer(cx)).await
     }
 
     /// Wakes the polling heartbeat driver, if the session has one.
@@ -260,6 +305,13 @@ impl Shared {
             handler.close(reason).await;
         }
         self.engine.remove(&self.sid);
+    }
+}
+
+/// Wakes `waker`, if any (called once the session's lock is released).
+pub(crate) fn wake(waker: Option<Waker>) {
+    if let Some(w) = waker {
+        w.wake();
     }
 }
 
@@ -365,5 +417,55 @@ impl std::fmt::Debug for EngineConn {
         f.debug_struct("EngineConn")
             .field("sid", &self.0.sid)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Counts its wake-ups.
+    struct Count(AtomicUsize);
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The writer's wait: a wake-up is kept for the next wait when nobody waits (as
+    /// `Notify::notify_one`'s permit is), taken once, and a waiting writer is woken by a queued
+    /// frame and by the close.
+    #[tokio::test]
+    async fn the_writer_is_woken_once_per_wake_up_and_none_is_lost() {
+        let (_io, shared) = crate::engine::test_session::session(Transport::Polling);
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let woken = || count.0.load(Ordering::SeqCst);
+
+        shared.wake_writer();
+        shared.wake_writer();
+        assert!(
+            shared.poll_writer(&mut cx).is_ready(),
+            "kept for the next wait"
+        );
+        assert!(
+            shared.poll_writer(&mut cx).is_pending(),
+            "taken once for two"
+        );
+        assert!(shared.poll_writer(&mut cx).is_pending(), "waits on");
+        assert_eq!(woken(), 0);
+
+        shared.push(Frame::Text(Bytes::from_static(b"4x"))).unwrap();
+        assert_eq!(woken(), 1, "a queued frame wakes the waiting writer");
+        shared.push(Frame::Text(Bytes::from_static(b"4y"))).unwrap();
+        assert_eq!(woken(), 1, "nobody waits: nobody is woken");
+        assert!(shared.poll_writer(&mut cx).is_ready());
+        assert!(shared.poll_writer(&mut cx).is_pending());
+
+        shared.close(DisconnectReason::ServerClose);
+        assert_eq!(woken(), 2, "the close wakes it");
+        assert!(shared.poll_writer(&mut cx).is_ready());
     }
 }

@@ -10,6 +10,8 @@ pub mod packet;
 mod polling;
 mod server;
 mod session;
+#[cfg(test)]
+mod test_session;
 mod ws;
 mod wsconn;
 pub mod wsframe;

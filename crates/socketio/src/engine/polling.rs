@@ -77,11 +77,11 @@ async fn poll(shared: Arc<Shared>) -> Response {
         return error(ErrorCode::BadRequest);
     };
     loop {
-        let notified = shared.out_ready.notified();
+        // A wake-up that comes between the look and the wait is kept for the wait.
         if let Some(body) = take_payload(&shared) {
             return ([(header::CONTENT_TYPE, TEXT)], body).into_response();
         }
-        notified.await;
+        shared.writer_woken().await;
     }
 }
 
@@ -200,31 +200,12 @@ async fn drive(shared: Arc<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Config;
-    use crate::engine::RequestInfo;
-    use crate::engine::{EngineConn, EngineHandler, EngineIo, Hooks, Message, SessionHandler};
-
-    struct Nothing;
-    #[async_trait::async_trait]
-    impl SessionHandler for Nothing {
-        async fn message(&mut self, _: Message) -> Result<(), DisconnectReason> {
-            Ok(())
-        }
-        async fn close(&mut self, _: DisconnectReason) {}
-    }
-    struct Handler;
-    impl EngineHandler for Handler {
-        fn open(&self, _: EngineConn, _: RequestInfo) -> Box<dyn SessionHandler> {
-            Box::new(Nothing)
-        }
-    }
 
     /// The polling driver's `Notify` lives while the session is on polling and goes with the
     /// driver once the session moved to a WebSocket: an upgraded session keeps none.
     #[tokio::test]
     async fn the_drivers_notify_goes_with_the_upgrade() {
-        let io = EngineIo::new(Config::default(), Handler, Hooks::default());
-        let shared = open_session(&io.engine, Transport::Polling, RequestInfo::default());
+        let (_io, shared) = crate::engine::test_session::session(Transport::Polling);
         let driver = tokio::spawn(drive(shared.clone()));
         tokio::task::yield_now().await;
         assert!(shared.ctl.lock().is_some(), "on polling: the driver's");

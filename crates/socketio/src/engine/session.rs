@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::conn::{Frame, Shared};
+use super::conn::{Frame, Shared, wake};
 use super::handler::Message;
 use super::packet::Packet;
 use crate::DisconnectReason;
@@ -69,6 +69,7 @@ pub(crate) fn heartbeat(shared: &Shared, now: Instant) -> Option<Instant> {
         shared.close(reason);
         return None;
     }
+    let mut writer = None;
     if st.pong_deadline.is_none() && now >= st.next_ping {
         if st.queue.len() >= config.max_queued_packets || st.queued_bytes >= config.max_queued_bytes
         {
@@ -81,8 +82,11 @@ pub(crate) fn heartbeat(shared: &Shared, now: Instant) -> Option<Instant> {
         // From when the ping was due, not from when this timer woke: a late wake-up does not
         // lengthen the client's time.
         st.pong_deadline = Some(st.next_ping + config.ping_timeout);
-        shared.out_ready.notify_one();
+        writer = st.writer_waker();
     }
     let beat = st.pong_deadline.unwrap_or(st.next_ping);
-    Some(st.deadline.map_or(beat, |d| d.min(beat)))
+    let next = st.deadline.map_or(beat, |d| d.min(beat));
+    drop(st);
+    wake(writer);
+    Some(next)
 }

@@ -73,7 +73,8 @@ impl WsConn {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<WsIn> {
+    /// The next message, or `Pending` (then `cx` is woken when more may be read).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<WsIn> {
         loop {
             match wsframe::decode(&self.buf, self.max) {
                 Err(FrameError::TooLong(_)) => return Poll::Ready(WsIn::TooLong),
@@ -124,6 +125,14 @@ impl WsConn {
                 self.buf.extend_from_slice(read.filled());
                 Poll::Ready(Ok(read.filled().len()))
             }
+        }
+    }
+
+    /// The plain socket, borrowed, when the connection is one.
+    pub fn direct_ref(&self) -> Option<&TcpStream> {
+        match &self.io {
+            Io::Direct(stream) => Some(stream),
+            Io::Hyper(_) => None,
         }
     }
 
