@@ -104,7 +104,7 @@ pub(crate) struct Shared {
     pub state: Mutex<State>,
     /// Wakes the polling session's heartbeat driver (pong, deadline changes, close, flushed).
     /// Only a session that began on polling has one, while it is on polling (a WebSocket
-    /// session's task runs the heartbeat itself and waits on `out_ready` alone): the driver
+    /// session's task runs the heartbeat itself and waits on the writer's waker alone): the driver
     /// holds a clone and empties this slot when it ends, so an upgraded session keeps no
     /// `Notify` of it. [`Shared::heartbeat_changed`] wakes both.
     pub ctl: Mutex<Option<Arc<Notify>>>,
@@ -147,23 +147,24 @@ impl Shared {
     pub fn push(&self, frame: Frame) -> Result<(), SendError> {
         let (op, payload) = direct::framed(&frame);
         let parts: [&[u8]; 1] = [payload];
-        self.push_parts(op, &parts, || frame.clone())
+        self.push_parts(op, &parts, payload.len(), || frame.clone())
     }
 
-    /// Sends the frame of `op` whose payload is `parts` joined: written at once (no copy) when
-    /// the socket is direct and the queue empty, else `make` builds it to be queued. Order is
-    /// kept: the check and the write are one step under the lock (see [`super::direct`]).
+    /// Sends the frame of `op` whose payload is `parts` joined (`bytes` in all): written at
+    /// once (no copy) when the socket is direct and the queue empty, else `make` builds it to
+    /// be queued. Order is kept: the check and the write are one step under the lock (see
+    /// [`super::direct`]).
     pub fn push_parts(
         &self,
         op: u8,
         parts: &[&[u8]],
+        bytes: usize,
         make: impl FnOnce() -> Frame,
     ) -> Result<(), SendError> {
         let mut st = self.state.lock();
         if st.closed.is_some() {
             return Err(SendError::Closed);
         }
-        let bytes: usize = parts.iter().map(|p| p.len()).sum();
         if !self.admits(&st, 1, bytes) {
             drop(st);
             self.close(DisconnectReason::QueueFull);
@@ -172,7 +173,7 @@ impl Shared {
         if st.queue.is_empty()
             && let Some(socket) = &st.socket
         {
-            match direct::write_parts(socket, op, parts, 0) {
+            match direct::write_parts(socket, op, parts, bytes, 0) {
                 Ok(w) if w == direct::wire_len(op, bytes) => return Ok(()),
                 // The task writes the rest when the socket has room.
                 Ok(w) => st.written = w,
@@ -388,9 +389,20 @@ impl EngineConn {
     /// written from the parts themselves (no copy) when the socket is direct and nothing is
     /// queued, else joined and queued.
     pub(crate) fn send_text_parts(&self, parts: &[&[u8]]) -> Result<(), SendError> {
-        self.0.push_parts(super::wsframe::opcode::TEXT, parts, || {
-            Frame::Text(Bytes::from(parts.concat()))
-        })
+        self.send_text_parts_of(parts, parts.iter().map(|p| p.len()).sum())
+    }
+
+    /// [`send_text_parts`](EngineConn::send_text_parts) where the caller knows the parts'
+    /// length in all (`bytes`), as the fan-out does while it gathers them.
+    pub(crate) fn send_text_parts_of(
+        &self,
+        parts: &[&[u8]],
+        bytes: usize,
+    ) -> Result<(), SendError> {
+        self.0
+            .push_parts(super::wsframe::opcode::TEXT, parts, bytes, || {
+                Frame::Text(Bytes::from(parts.concat()))
+            })
     }
 
     /// Closes the session. With `ServerClose` or `ServerShutdown` the packets already queued are

@@ -39,16 +39,17 @@ pub fn plain_tcp(upgraded: Upgraded) -> Result<(TcpStream, Bytes), Upgraded> {
 /// The most parts one frame's payload is written from (more are joined first).
 pub(crate) const MAX_PARTS: usize = 16;
 
-/// Writes the frame of `opcode` whose payload is `parts` joined, from byte `skip` of the framed
-/// bytes (head included), with one `sendmsg`; returns the bytes written (0 when the socket is
-/// full).
+/// Writes the frame of `opcode` whose payload is `parts` joined (`len` bytes: the caller knows
+/// it, and it is not summed again per write), from byte `skip` of the framed bytes (head
+/// included), with one `sendmsg`; returns the bytes written (0 when the socket is full).
 pub(crate) fn write_parts(
     stream: &TcpStream,
     op: u8,
     parts: &[&[u8]],
+    len: usize,
     skip: usize,
 ) -> io::Result<usize> {
-    let len: usize = parts.iter().map(|p| p.len()).sum();
+    debug_assert_eq!(len, parts.iter().map(|p| p.len()).sum::<usize>());
     let mut head = [0u8; wsframe::MAX_HEADER];
     let used = wsframe::write_header(&mut head, op, len);
     let head = &head[..used];
@@ -121,7 +122,7 @@ pub(crate) fn wire_len(op: u8, payload: usize) -> usize {
 /// Writes `frame` from byte `skip`; returns whether it is now written whole, and how far in.
 pub(crate) fn write_frame(stream: &TcpStream, frame: &Frame, skip: usize) -> io::Result<usize> {
     let (op, payload) = framed(frame);
-    write_parts(stream, op, &[payload], skip)
+    write_parts(stream, op, &[payload], payload.len(), skip)
 }
 
 /// Writes the queue of `st` to its socket, front first (resuming a partly written frame), one

@@ -197,7 +197,8 @@ impl WsConn {
                 let total = super::direct::wire_len(op, payload.len());
                 let mut done = 0;
                 while done < total {
-                    done += super::direct::write_parts(stream, op, &[payload], done)?;
+                    done +=
+                        super::direct::write_parts(stream, op, &[payload], payload.len(), done)?;
                     if done < total {
                         stream.writable().await?;
                     }
@@ -227,7 +228,7 @@ impl WsConn {
     pub async fn close(&mut self) {
         match &mut self.io {
             Io::Direct(stream) => {
-                let _ = super::direct::write_parts(stream, opcode::CLOSE, &[], 0);
+                let _ = super::direct::write_parts(stream, opcode::CLOSE, &[], 0, 0);
                 let _ = socket2::SockRef::from(&**stream).shutdown(std::net::Shutdown::Write);
             }
             Io::Hyper(_) => {

@@ -57,14 +57,17 @@ impl Socket {
         }
         let mut parts: [&[u8]; 2 * MAX_VALUES + 2] = [&[]; 2 * MAX_VALUES + 2];
         parts[0] = head.text.as_bytes();
+        // The frame's length, counted while the parts are gathered (not summed again below).
+        let mut len = head.text.len() + 1;
         let mut n = 1;
         for v in values {
             parts[n] = b",";
             parts[n + 1] = v.as_bytes();
+            len += 1 + v.len();
             n += 2;
         }
         parts[n] = b"]";
-        Ok(self.conn().send_text_parts(&parts[..=n])?)
+        Ok(self.conn().send_text_parts_of(&parts[..=n], len)?)
     }
 }
 
