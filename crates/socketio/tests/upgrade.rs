@@ -1,6 +1,7 @@
 //! The upgrade of a polling session to a WebSocket when it goes wrong, from outside: a bad
 //! probe, a probe that never finishes, a session closed mid-probe, a retry after a failed
-//! upgrade, and the heartbeat on either side of the upgrade.
+//! upgrade, the heartbeat on either side of the upgrade, and a probe and its `5` in one segment
+//! while a poll waits.
 
 mod common;
 
@@ -104,4 +105,54 @@ async fn a_session_closed_during_the_probe_closes_the_websocket_and_tells_the_po
     let (_, b) = poll.get().await;
     assert!(b.split('\x1e').any(|p| p == "1"), "{b:?}");
     assert_eq!(socket.closed().await, DisconnectReason::ServerClose);
+}
+
+/// A client that sends `2probe` and `5` in one segment while a GET waits: the probe wakes the
+/// GET, the session moves to the WebSocket, and its task may start waiting before the GET
+/// runs. The GET must then answer (noop) without taking the task's place as the writer to
+/// wake: the next packet, and the close, still reach the WebSocket at once. (Found in review:
+/// with the GET waiting as the task does, both waited up to a heartbeat interval.)
+async fn upgraded_in_one_segment(server: &Server, poll: &Poll) -> Ws {
+    use futures_util::SinkExt;
+    let pending = poll.pending_get().await;
+    let mut ws = upgrade_socket(server, poll).await;
+    ws.feed(WsMessage::Text("2probe".into())).await.unwrap();
+    ws.feed(WsMessage::Text("5".into())).await.unwrap();
+    ws.flush().await.unwrap();
+    assert_eq!(ws_text(&mut ws).await, "3probe");
+    let answer = tokio::time::timeout(Duration::from_secs(5), pending)
+        .await
+        .expect("the waiting GET answers")
+        .unwrap();
+    assert_eq!(answer, "6", "a noop ends the waiting GET");
+    ws
+}
+
+/// After such an upgrade on hyper's connection (where every packet is written by the task, so
+/// it must be woken), a packet emitted reaches the WebSocket.
+async fn a_packet_reaches_the_task_after_an_upgrade_in_one_segment() {
+    let mut server = start_axum(switchboard_socketio::SocketIo::builder(config())).await;
+    let (poll, socket) = Poll::connected(&mut server).await;
+    let mut ws = upgraded_in_one_segment(&server, &poll).await;
+    socket.emit("after", (2,)).unwrap();
+    assert_eq!(ws_text(&mut ws).await, r#"42["after",2]"#);
+}
+
+#[tokio::test]
+async fn a_probe_and_its_upgrade_in_one_segment_leave_the_task_woken_by_packets() {
+    a_packet_reaches_the_task_after_an_upgrade_in_one_segment().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_and_its_upgrade_in_one_segment_on_two_threads() {
+    a_packet_reaches_the_task_after_an_upgrade_in_one_segment().await;
+}
+
+#[tokio::test]
+async fn a_probe_and_its_upgrade_in_one_segment_leave_the_task_woken_by_the_close() {
+    let mut server = start(config()).await;
+    let (poll, socket) = Poll::connected(&mut server).await;
+    let mut ws = upgraded_in_one_segment(&server, &poll).await;
+    socket.conn().close(DisconnectReason::ServerClose);
+    assert!(ws_closed(&mut ws).await);
 }

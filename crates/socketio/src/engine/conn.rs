@@ -92,6 +92,15 @@ impl State {
         self.writer_woken = true;
         self.writer.take()
     }
+
+    /// Leaves `cx`'s waker for the next [`Shared::wake_writer`] (a waiter that looked at the
+    /// state under this same lock: the pending poll).
+    pub(crate) fn wait_writer(&mut self, cx: &Context<'_>) {
+        match &mut self.writer {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+    }
 }
 
 /// What is shared between the transports and the handles of one session.
@@ -258,25 +267,18 @@ impl Shared {
         wake(writer);
     }
 
-    /// Ready once [`wake_writer`](Shared::wake_writer) was called since the last time this was
-    /// ready; else `cx` is woken by the next call. One writer waits at a time: a polling
-    /// session's GET (a second one is refused as an overlap), or once on a WebSocket the
-    /// session's task (a GET then answers at once).
+    /// The WebSocket task's wait: ready once [`wake_writer`](Shared::wake_writer) was called
+    /// since the last time this was ready; else `cx` is woken by the next call. One writer
+    /// waits at a time: while the session is on polling its GET (a second one is refused as an
+    /// overlap), which looks and waits in one step under the lock and answers at once once the
+    /// session is on a WebSocket; from then on the session's task.
     pub fn poll_writer(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut st = self.state.lock();
         if std::mem::take(&mut st.writer_woken) {
             return Poll::Ready(());
         }
-        match &mut st.writer {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
-        }
+        st.wait_writer(cx);
         Poll::Pending
-    }
-
-    /// Waits for [`wake_writer`](Shared::wake_writer) (see [`poll_writer`](Shared::poll_writer)).
-    pub async fn writer_woken(&self) {
-        std::future::poll_fn(|cx| self.poll_writer(cx)).await
     }
 
     /// Wakes the polling heartbeat driver, if the session has one.

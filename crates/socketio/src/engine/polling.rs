@@ -3,13 +3,14 @@
 //! by `maxPayload`: 413 and close past it), and the task that runs a polling session's heartbeat.
 
 use std::sync::Arc;
+use std::task::Poll;
 
 use axum::extract::Request;
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::time::{Instant, sleep_until};
 
-use super::conn::{Frame, Shared, Transport};
+use super::conn::{Frame, Shared, State, Transport};
 use super::http::{ErrorCode, error, open_packet, open_session, request_info};
 use super::packet::{append_to_payload, decode_payload};
 use super::server::Engine;
@@ -76,18 +77,27 @@ async fn poll(shared: Arc<Shared>) -> Response {
     let Some(_active) = Active::begin(&shared, true) else {
         return error(ErrorCode::BadRequest);
     };
-    loop {
-        // A wake-up that comes between the look and the wait is kept for the wait.
-        if let Some(body) = take_payload(&shared) {
-            return ([(header::CONTENT_TYPE, TEXT)], body).into_response();
+    // The look and the wait are one step under the session's lock: nothing that changes what
+    // the look finds can come between them, and a GET waits only while the session is on
+    // polling. Once it is on a WebSocket the look answers at once, so a GET never takes the
+    // WebSocket task's place as the writer to wake (a GET woken by the upgrade's probe may
+    // run only after the task has started waiting).
+    let body = std::future::poll_fn(|cx| {
+        let mut st = shared.state.lock();
+        match take_payload(&shared, &mut st) {
+            Some(body) => Poll::Ready(body),
+            None => {
+                st.wait_writer(cx);
+                Poll::Pending
+            }
         }
-        shared.writer_woken().await;
-    }
+    })
+    .await;
+    ([(header::CONTENT_TYPE, TEXT)], body).into_response()
 }
 
 /// The body for the pending poll, or `None` when it must wait on.
-fn take_payload(shared: &Shared) -> Option<Vec<u8>> {
-    let mut st = shared.state.lock();
+fn take_payload(shared: &Shared, st: &mut State) -> Option<Vec<u8>> {
     if st.transport == Transport::WebSocket {
         return Some(b"6".to_vec());
     }
@@ -96,7 +106,7 @@ fn take_payload(shared: &Shared) -> Option<Vec<u8>> {
     }
     let mut body = Vec::new();
     if st.closed.is_none_or(DisconnectReason::flushes) {
-        for frame in Shared::take_queue(&mut st) {
+        for frame in Shared::take_queue(st) {
             match frame {
                 Frame::Text(t) => append_to_payload(&mut body, &t, false),
                 Frame::Binary(b) => append_to_payload(&mut body, &b, true),
