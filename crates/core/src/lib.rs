@@ -12,6 +12,7 @@ pub mod error;
 pub mod hub;
 pub mod interest;
 pub mod metrics;
+pub mod moment;
 pub mod names;
 pub mod node;
 mod offline;

@@ -9,12 +9,12 @@ use super::{End, Fail, PreAuth, Session};
 use crate::auth::{Principal, now_ms};
 use crate::backend::ConnEntry;
 use crate::error::Error;
+use crate::moment::Moment;
 use crate::transport::{Out, Transport};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use switchboard_proto::frame::{RequestId, ResumePosition};
 use switchboard_proto::{Conv, ServerFrame};
-use tokio::time::Instant;
 
 impl<T: Transport> Session<T> {
     /// Authenticates a client the transport already identified; `welcome` goes out unasked.
@@ -59,7 +59,7 @@ impl<T: Transport> Session<T> {
             })
             .await?;
         let left_ms = principal.expires_at_ms.saturating_sub(now_ms());
-        self.deadline = Instant::now() + Duration::from_millis(left_ms.min(365 * 24 * 3600 * 1000));
+        self.deadline = Moment::now() + Duration::from_millis(left_ms.min(365 * 24 * 3600 * 1000));
         self.authenticated = true;
 
         let own = Conv::user(&user_id);

@@ -240,7 +240,10 @@ impl Slots {
                     None => break,
                 }
             }
-            self.text.extend(std::iter::repeat_n('0', zeros));
+            // Rarely any (a carry past `z`): no call for none, whatever the compiler inlines.
+            if zeros > 0 {
+                self.text.extend(std::iter::repeat_n('0', zeros));
+            }
         } else {
             self.text.truncate(usize::from(self.text_digits));
             push_base36(&mut self.text, now);
