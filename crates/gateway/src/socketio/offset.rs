@@ -55,9 +55,9 @@ pub struct Slots {
     /// Deltas past each slot's start, in slot order.
     deltas: Vec<u64>,
     /// The live slot of each subscribed conversation, once there are more than [`INDEXED`]
-    /// slots (below, a scan finds it: most sockets have one or a few, and an empty map
-    /// allocates nothing; a `BTreeMap`, 24 bytes where a `HashMap` is 48, in every socket).
-    live: BTreeMap<String, usize>,
+    /// slots (below, a scan finds it: most sockets have one or a few). Boxed, and only once
+    /// needed: 8 bytes in every socket, where an empty `BTreeMap` is 24 (a `HashMap` 48).
+    live: Option<Box<BTreeMap<String, usize>>>,
     /// The offset as a JSON string (quoted), current unless `text_slot` is [`STALE`].
     text: String,
     /// The last slot written in `text`: every slot after it has a zero delta, and a change of
@@ -76,7 +76,7 @@ impl Default for Slots {
         Slots {
             slots: Vec::new(),
             deltas: Vec::new(),
-            live: BTreeMap::new(),
+            live: None,
             text: String::new(),
             text_slot: STALE,
             text_digits: 0,
@@ -107,17 +107,26 @@ impl Slots {
                 .iter()
                 .position(|s| s.live && s.conv.as_str() == conv)
         } else {
-            self.live.get(conv).copied()
+            self.live.as_ref().and_then(|m| m.get(conv).copied())
         }
     }
 
     /// Builds the map of live slots once there are more than [`INDEXED`] slots.
     fn index(&mut self) {
-        if self.slots.len() > INDEXED && self.live.is_empty() {
-            self.live = (self.slots.iter().enumerate())
-                .filter(|(_, s)| s.live)
-                .map(|(i, s)| (s.conv.as_str().to_owned(), i))
-                .collect();
+        if self.slots.len() > INDEXED && self.live.as_ref().is_none_or(|m| m.is_empty()) {
+            self.live = Some(Box::new(
+                (self.slots.iter().enumerate())
+                    .filter(|(_, s)| s.live)
+                    .map(|(i, s)| (s.conv.as_str().to_owned(), i))
+                    .collect(),
+            ));
+        }
+    }
+
+    /// `conv` has no live slot any more: out of the map, if there is one.
+    fn unindex(&mut self, conv: &str) {
+        if let Some(live) = &mut self.live {
+            live.remove(conv);
         }
     }
 
@@ -147,14 +156,14 @@ impl Slots {
                 return false;
             }
             self.slots[i].live = false;
-            self.live.remove(conv.as_str());
+            self.unindex(conv.as_str());
         }
         if self.slots.len() >= MAX_SLOTS {
             self.full = true;
             return true;
         }
-        if !self.live.is_empty() {
-            self.live.insert(conv.as_str().to_owned(), self.slots.len());
+        if let Some(live) = self.live.as_mut().filter(|m| !m.is_empty()) {
+            live.insert(conv.as_str().to_owned(), self.slots.len());
         }
         if self.slots.is_empty() {
             // Most sockets hold their personal stream only, for their whole life: room for one
@@ -179,7 +188,7 @@ impl Slots {
         match self.find(conv.as_str()) {
             Some(i) => {
                 self.slots[i].live = false;
-                self.live.remove(conv.as_str());
+                self.unindex(conv.as_str());
                 true
             }
             None => false,

@@ -116,7 +116,6 @@ pub fn socketio_endpoint(node: Arc<Node>, config: SioConfig) -> SioEndpoint {
     };
     let node_id = node.id.clone();
     let sids = node_id.clone();
-    let message = Arc::new(EventHead::new("/", "message").expect("a constant event head"));
     let mut builder = SocketIo::builder(lib)
         .namespace(
             "/",
@@ -124,7 +123,6 @@ pub fn socketio_endpoint(node: Arc<Node>, config: SioConfig) -> SioEndpoint {
                 node: node.clone(),
                 records: records.clone(),
                 inbound_queue: config.inbound_queue.max(1),
-                message,
             },
         )
         // The server (crate::serve) serves plain connections as `TimedStream`s: their sockets
@@ -198,8 +196,6 @@ struct Switchboard {
     node: Arc<Node>,
     records: Arc<Records>,
     inbound_queue: usize,
-    /// The start of every `message` event, shared by every socket.
-    message: Arc<EventHead>,
 }
 
 #[async_trait]
@@ -232,7 +228,6 @@ impl Namespace for Switchboard {
         let outlet = SocketOutlet {
             socket: socket.clone(),
             acks: Mutex::new(BTreeMap::new()),
-            message: self.message.clone(),
         };
         let wire = Arc::new(SioWire::new(
             outlet,
@@ -338,7 +333,13 @@ struct SocketOutlet {
     /// The client's acknowledgements waiting for their answer (by the session's request id;
     /// a `BTreeMap`, half a `HashMap`'s 48 bytes while empty).
     acks: Mutex<BTreeMap<u64, AckSender>>,
-    message: Arc<EventHead>,
+}
+
+/// The start of every `message` event (`42["message"`), encoded once for the process: no
+/// socket keeps a pointer to it.
+fn message_head() -> &'static EventHead {
+    static HEAD: std::sync::OnceLock<EventHead> = std::sync::OnceLock::new();
+    HEAD.get_or_init(|| EventHead::new("/", "message").expect("a constant event head"))
 }
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
@@ -360,7 +361,7 @@ impl Outlet for SocketOutlet {
         // The offset is base-36 digits and dots: quoting it is all its JSON needs. Written from
         // the shared object's bytes, straight to the socket when nothing is queued for it.
         self.socket
-            .emit_values(&self.message, &[object, offset_json])
+            .emit_values(message_head(), &[object, offset_json])
             .map_err(io_err)
     }
 
