@@ -57,6 +57,7 @@ pub struct Slots {
     /// The live slot of each subscribed conversation, once there are more than [`INDEXED`]
     /// slots (below, a scan finds it: most sockets have one or a few). Boxed, and only once
     /// needed: 8 bytes in every socket, where an empty `BTreeMap` is 24 (a `HashMap` 48).
+    #[allow(clippy::box_collection)] // on purpose: 8 bytes in every socket, not 24
     live: Option<Box<BTreeMap<String, usize>>>,
     /// The offset as a JSON string (quoted), current unless `text_slot` is [`STALE`].
     text: String,
