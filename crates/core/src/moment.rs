@@ -7,8 +7,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The epoch: a day before the first use, so that instants read a little before it still come
-/// after it (where the monotonic clock allows: on a machine up for less than a day, an hour,
-/// a minute or a second before; only a machine up for less than a second gets the first use).
+/// after it (on Linux the monotonic clock allows that whatever the uptime; where a platform's
+/// `Instant` cannot go back that far, an hour, a minute or a second before).
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(|| {
@@ -26,9 +26,11 @@ fn epoch() -> Instant {
 pub struct Moment(u64);
 
 impl Moment {
-    /// Now.
+    /// Now, by tokio's clock (the session's timers' clock: the same as the system's, unless a
+    /// test paused it; a deadline set by another clock than the one it is checked by would
+    /// drift under a paused clock).
     pub fn now() -> Moment {
-        Moment::from(Instant::now())
+        Moment::from(tokio::time::Instant::now())
     }
 
     /// The same point as an `Instant`.

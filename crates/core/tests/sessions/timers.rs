@@ -140,3 +140,29 @@ async fn a_session_ends_when_its_token_expires() {
     );
     assert_eq!(frames.last().map(String::as_str), Some("CLOSE 1000"));
 }
+
+/// A session opened after the paused clock moved on still gets its whole auth timeout: its
+/// deadline is set by the clock its timer checks (found in review: set by the system's clock,
+/// it had already passed on the paused one).
+#[tokio::test(start_paused = true)]
+async fn the_auth_deadline_is_set_by_the_timers_clock() {
+    let (node, _dir) = embedded_node(limits(60_000, 3_000));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let (lasted, _) = lasts(node, Peer { every: None }, None, Duration::from_secs(10)).await;
+    let lasted = lasted.expect("closed");
+    assert!(lasted >= Duration::from_secs(3), "closed after {lasted:?}");
+}
+
+/// Real time spent before the session starts does not lengthen its deadline on the paused
+/// clock (found in review, as above).
+#[tokio::test(start_paused = true)]
+async fn real_time_before_the_session_does_not_move_its_deadline() {
+    let (node, _dir) = embedded_node(limits(60_000, 3_000));
+    std::thread::sleep(Duration::from_millis(300));
+    let (lasted, _) = lasts(node, Peer { every: None }, None, Duration::from_secs(10)).await;
+    let lasted = lasted.expect("closed");
+    assert!(
+        lasted < Duration::from_millis(3_100),
+        "closed after {lasted:?}"
+    );
+}
