@@ -212,9 +212,8 @@ fn run(shared: Arc<Shared>, mut conn: WsConn) -> impl Future<Output = ()> + Send
                 continue;
             };
             // Boxed with the frames: only hyper's connection writes here, and an idle task
-            // keeps no room for it.
-            // (Moved whole into `map`: a local moved out of in part would keep its room in the
-            // future across the write.)
+            // keeps no room for it. (`frames` is moved whole into `map`: a local moved out of
+            // in part would keep its room in the future across the write.)
             let failed = match frames.map(|frames| Box::pin(write(&mut conn, frames))) {
                 Some(writing) => writing.await.is_err(),
                 None => false,
@@ -242,9 +241,9 @@ fn run(shared: Arc<Shared>, mut conn: WsConn) -> impl Future<Output = ()> + Send
             // task waits on `ctl` no more (`Shared::heartbeat_changed`). One poll of the four,
             // not a `select!` (whose futures and outputs the task would keep room for): the
             // loop's top looks at the queue, the heartbeat and the close after every wake-up,
-            // so a client that sends without pause starves none of them.
-            // In a block of its own: `woke` is moved out of in part, and would otherwise keep its
-            // room in the future while the message is handled.
+            // so a client that sends without pause starves none of them. In a block of its
+            // own: `woke` is moved out of in part, and would otherwise keep its room in the
+            // future while the message is handled.
             let incoming = {
                 let woke = std::future::poll_fn(|cx| {
                     if closed.is_none()
