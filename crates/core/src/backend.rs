@@ -272,12 +272,18 @@ pub trait BusSink: Send + Sync + 'static {
     /// A stored message for a conversation this node declared interest in. Called in seq order
     /// per conversation. Must not block.
     fn deliver(&self, message: Arc<Message>);
-    /// The messages one commit stored, in seq order: [`deliver`](BusSink::deliver) for each,
-    /// unless the sink has a cheaper way for a group (the embedded backend's relay writes a small
-    /// commit's on the committing thread).
+    /// Messages stored together (a commit's, or what waited for the embedded bus), in seq
+    /// order per conversation: [`deliver`](BusSink::deliver) for each, unless the sink has a
+    /// cheaper way for a group (the hub writes a conversation's run to each subscriber at once;
+    /// the embedded backend's relay writes a small commit's on the committing thread). A panic
+    /// while delivering one message must not lose the others: the default catches it per
+    /// message.
     fn deliver_all(&self, messages: Vec<Arc<Message>>) {
         for m in messages {
-            self.deliver(m);
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.deliver(m)));
+            if r.is_err() {
+                tracing::error!("delivering a message panicked; going on with the next");
+            }
         }
     }
     /// How many local connections a message of `conv` would be offered to: what delivering it

@@ -19,3 +19,19 @@ pub struct Delivery {
     /// `message` (see [`Message::encode_frame`]).
     pub frame: Bytes,
 }
+
+/// A stored message of `conv` with seq `seq` and the body `1`, for tests.
+#[cfg(test)]
+pub(crate) fn test_message(conv: &Conv, seq: u64) -> Arc<Message> {
+    Arc::new(Message {
+        conv: conv.clone(),
+        seq,
+        message_id: format!("m{seq}"),
+        from: None,
+        to: None,
+        ts: 0,
+        client_msg_id: None,
+        body: switchboard_proto::MessageBody::from_json("1".into()).expect("a JSON body"),
+        encoded: Default::default(),
+    })
+}

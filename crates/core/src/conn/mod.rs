@@ -35,6 +35,7 @@
 //!    lock and behind any backlog: only `Conn::flush` (the session) moves the backlog.
 
 mod answer;
+mod fanout;
 mod state;
 
 use crate::delivery::Delivery;
@@ -130,74 +131,6 @@ impl Conn {
         self.state.lock().kill
     }
 
-    /// Offers a message of a conversation this connection subscribed to (the fan-out). Written
-    /// at once when it is the next seq and nothing else waits; otherwise left to the session.
-    /// False if the connection did not take it (ending, already has it, or cut as a slow
-    /// consumer because too much is waiting).
-    pub fn offer(&self, d: &Arc<Delivery>) -> bool {
-        let mut st = self.state.lock();
-        // A connection asked to end sends nothing more (the protocol: waiting frames are not
-        // sent); its client resumes from history.
-        if st.closed || st.failed || st.kill.is_some() {
-            return false;
-        }
-        if st.inbox.is_empty() && st.held == 0 {
-            let seq = d.message.seq;
-            let full = self.full(&st);
-            if let Some(last) = st.live_sub(&d.conv) {
-                if seq <= *last {
-                    return false;
-                }
-                if seq == *last + 1 {
-                    if full {
-                        // Refused before `last` moves: nothing is recorded as sent that was not.
-                        drop(st);
-                        self.cut();
-                        return false;
-                    }
-                    *last = seq;
-                    return self.push(st, Out::Text(d.frame.clone()), How::Now);
-                }
-            }
-        }
-        self.hand_over(st, Outbound::Message(d.clone()))
-    }
-
-    /// Ends a subscription from outside (access withdrawn), in order with the messages.
-    pub fn revoke(&self, conv: Conv) {
-        let st = self.state.lock();
-        if !st.closed && st.kill.is_none() {
-            self.hand_over(st, Outbound::Revoke(conv));
-        }
-    }
-
-    /// Whether the fan-out may leave nothing more waiting.
-    fn full(&self, st: &State) -> bool {
-        let (frames, bytes) = st.queued();
-        frames >= self.max_queued || bytes >= self.max_queued_bytes
-    }
-
-    /// Cuts the connection as a slow consumer (too much waiting).
-    fn cut(&self) {
-        if self.kill(DisconnectReason::SlowConsumer) {
-            tracing::debug!("slow consumer: too many frames waiting");
-        }
-    }
-
-    /// Leaves `o` to the session, or cuts the connection if too much is waiting.
-    fn hand_over(&self, mut st: MutexGuard<'_, State>, o: Outbound) -> bool {
-        if self.full(&st) {
-            drop(st);
-            self.cut();
-            return false;
-        }
-        st.push_inbox(o);
-        let w = st.attend();
-        drop(st);
-        wake(w);
-        true
-    }
-
     /// Writes `out` behind whatever is waiting, or straight to the wire when nothing is. False
     /// if the wire failed. (The fan-out checks its bound before it calls this.)
     fn push(&self, mut st: MutexGuard<'_, State>, out: Out, how: How) -> bool {
@@ -215,20 +148,25 @@ impl Conn {
     /// Writes `outs` straight to the wire (nothing waits before them); what the socket does not
     /// take waits in the backlog, in order, for the session's flush. False if the wire failed.
     fn write_through(&self, mut st: MutexGuard<'_, State>, outs: &[Out]) -> bool {
-        let w = match self.wire.try_write(&mut outs.iter(), 0) {
-            Ok(p) if p.frames == outs.len() => return true,
-            Ok(p) => {
-                for out in &outs[p.frames..] {
-                    st.push_backlog(out.clone());
+        let mut done = 0;
+        let w = loop {
+            match self.wire.try_write(&mut outs[done..].iter(), 0) {
+                Ok(p) if done + p.frames == outs.len() => return true,
+                // A wire writes a bounded number of frames per call: go on while it takes them.
+                Ok(p) if p.frames > 0 && p.offset == 0 && !p.blocked => done += p.frames,
+                Ok(p) => {
+                    for out in &outs[done + p.frames..] {
+                        st.push_backlog(out.clone());
+                    }
+                    st.offset = p.offset;
+                    st.moved_at = Some(Instant::now());
+                    break st.attend();
                 }
-                st.offset = p.offset;
-                st.moved_at = Some(Instant::now());
-                st.attend()
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "write failed");
-                st.failed = true;
-                st.attend()
+                Err(e) => {
+                    tracing::debug!(error = %e, "write failed");
+                    st.failed = true;
+                    break st.attend();
+                }
             }
         };
         let ok = !st.failed;
@@ -475,5 +413,7 @@ impl Drop for Held {
     }
 }
 
+#[cfg(test)]
+mod run_tests;
 #[cfg(test)]
 mod tests;

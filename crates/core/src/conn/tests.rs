@@ -5,13 +5,16 @@ use crate::transport::Progress;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Context;
-use switchboard_proto::Message;
 
-/// A wire that takes `room` bytes, then would block; records what it wrote.
+/// A wire that takes `room` bytes, then would block; records what it wrote, and how many
+/// calls wrote it. With `per_call` set, it takes at most that many frames per call (as a
+/// socket wire's `writev` does).
 #[derive(Default)]
-struct Pipe {
-    room: AtomicUsize,
-    written: Mutex<Vec<u8>>,
+pub(super) struct Pipe {
+    pub(super) room: AtomicUsize,
+    pub(super) written: Mutex<Vec<u8>>,
+    pub(super) calls: AtomicUsize,
+    pub(super) per_call: AtomicUsize,
 }
 
 impl Wire for Arc<Pipe> {
@@ -25,7 +28,12 @@ impl Wire for Arc<Pipe> {
             offset,
             blocked: false,
         };
-        for frame in frames {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let take = match self.per_call.load(Ordering::SeqCst) {
+            0 => usize::MAX,
+            n => n,
+        };
+        for frame in frames.take(take) {
             let bytes: Vec<u8> = match frame {
                 Out::Text(b) => b.to_vec(),
                 Out::Ping => b"PING".to_vec(),
@@ -52,18 +60,8 @@ impl Wire for Arc<Pipe> {
     fn shutdown(&self) {}
 }
 
-fn delivery(conv: &Conv, seq: u64) -> Arc<Delivery> {
-    let message = Arc::new(Message {
-        conv: conv.clone(),
-        seq,
-        message_id: format!("m{seq}"),
-        from: None,
-        to: None,
-        ts: 0,
-        client_msg_id: None,
-        body: switchboard_proto::MessageBody::from_json("1".into()).unwrap(),
-        encoded: Default::default(),
-    });
+pub(super) fn delivery(conv: &Conv, seq: u64) -> Arc<Delivery> {
+    let message = crate::delivery::test_message(conv, seq);
     Arc::new(Delivery {
         conv: conv.clone(),
         frame: Bytes::from(format!("<{seq}>")),
@@ -72,19 +70,23 @@ fn delivery(conv: &Conv, seq: u64) -> Arc<Delivery> {
 }
 
 /// A connection over a pipe with `room` bytes of room, cut past `max_queued` frames.
-fn open(room: usize, max_queued: usize) -> (Arc<Pipe>, Arc<Conn>) {
+pub(super) fn open(room: usize, max_queued: usize) -> (Arc<Pipe>, Arc<Conn>) {
     open_bytes(room, max_queued, usize::MAX)
 }
 
 /// The same, also cut past `max_bytes` bytes waiting.
-fn open_bytes(room: usize, max_queued: usize, max_bytes: usize) -> (Arc<Pipe>, Arc<Conn>) {
+pub(super) fn open_bytes(
+    room: usize,
+    max_queued: usize,
+    max_bytes: usize,
+) -> (Arc<Pipe>, Arc<Conn>) {
     let pipe = Arc::new(Pipe::default());
     pipe.room.store(room, Ordering::SeqCst);
     let conn = Conn::new(Arc::new(pipe.clone()), max_queued, max_bytes);
     (pipe, conn)
 }
 
-fn written(p: &Pipe) -> String {
+pub(super) fn written(p: &Pipe) -> String {
     String::from_utf8(p.written.lock().clone()).unwrap()
 }
 
@@ -176,7 +178,7 @@ fn a_closed_connection_takes_nothing_more() {
 }
 
 /// Polls `f` once, with a waker that does nothing.
-fn ready_now(f: impl Future<Output = ()>) -> bool {
+pub(super) fn ready_now(f: impl Future<Output = ()>) -> bool {
     let mut cx = Context::from_waker(std::task::Waker::noop());
     std::pin::pin!(f).poll(&mut cx).is_ready()
 }

@@ -15,13 +15,17 @@
 //! in the order they were delivered, and the sockets of one large room are written from every
 //! core at once.
 
+mod keys;
+mod runs;
 mod subscribers;
 
 use crate::backend::{BusSink, ControlEvent};
 use crate::conn::Conn;
 use crate::delivery::Delivery;
 use crate::metrics::Metrics;
+use keys::Keys;
 use parking_lot::{Mutex, RwLock};
+use runs::gather_runs;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -42,47 +46,6 @@ struct Conns {
     by_user: HashMap<Arc<str>, Keys>,
 }
 
-/// A user's connection keys. Most users have one connection: that key is held inline (a vector
-/// of one took an allocation of 32 bytes for every user online).
-enum Keys {
-    One(u64),
-    Many(Vec<u64>),
-}
-
-impl Keys {
-    fn push(&mut self, key: u64) {
-        match self {
-            Keys::One(k) => *self = Keys::Many(vec![*k, key]),
-            Keys::Many(keys) => keys.push(key),
-        }
-    }
-
-    /// Removes `key`; true when no key is left.
-    fn remove(&mut self, key: u64) -> bool {
-        match self {
-            Keys::One(k) => *k == key,
-            Keys::Many(keys) => {
-                keys.retain(|k| *k != key);
-                match keys[..] {
-                    [] => true,
-                    [only] => {
-                        *self = Keys::One(only);
-                        false
-                    }
-                    _ => false,
-                }
-            }
-        }
-    }
-
-    fn iter(&self) -> std::slice::Iter<'_, u64> {
-        match self {
-            Keys::One(k) => std::slice::from_ref(k).iter(),
-            Keys::Many(keys) => keys.iter(),
-        }
-    }
-}
-
 const SHARDS: usize = 32;
 
 /// One shard of the subscription map: conv -> its local subscribers.
@@ -96,9 +59,10 @@ const INLINE_SUBSCRIBERS: usize = 32;
 /// the bus instead of unbounded memory).
 const FANOUT_QUEUE: usize = 4096;
 
-/// One part of a large fan-out: the subscribers whose key falls in `part` of `parts`.
+/// One part of a large fan-out: the subscribers whose key falls in `part` of `parts`, offered
+/// a run of messages of one conversation.
 struct Job {
-    delivery: Arc<Delivery>,
+    run: Arc<[Arc<Delivery>]>,
     subs: Subscribers,
     part: usize,
     parts: usize,
@@ -131,7 +95,7 @@ impl Hub {
                             // A panic must not end the thread: its share of every large room
                             // would silently get nothing more.
                             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                offer_all(&job.delivery, &job.subs, job.part, job.parts)
+                                offer_all(&job.run, &job.subs, job.part, job.parts)
                             }));
                             match r {
                                 Ok(n) => {
@@ -305,48 +269,101 @@ fn send_job(tx: &mpsc::SyncSender<Job>, job: Job) -> Result<(), ()> {
     r.map_err(|_| ())
 }
 
-/// Offers `delivery` to the subscribers in `part` of `parts`; returns how many took it.
-fn offer_all(delivery: &Arc<Delivery>, subs: &Subscribers, part: usize, parts: usize) -> u64 {
+/// Offers `run` (messages of one conversation, in seq order) to the subscribers in `part` of
+/// `parts`; returns how many deliveries they took.
+fn offer_all(run: &[Arc<Delivery>], subs: &Subscribers, part: usize, parts: usize) -> u64 {
     let mut delivered = 0;
     for (key, conn) in subs.iter() {
-        if (*key as usize) % parts == part && conn.offer(delivery) {
-            delivered += 1;
+        if (*key as usize) % parts == part {
+            delivered += match run {
+                [one] => u64::from(conn.offer(one)),
+                _ => conn.offer_run(run),
+            };
         }
     }
     delivered
 }
 
-impl BusSink for Hub {
-    fn deliver(&self, message: Arc<Message>) {
-        self.metrics.bus_messages_received.inc();
+impl Hub {
+    /// Delivers `messages` (one conversation's, in seq order) to its local subscribers: each
+    /// takes what is simply next for it in one write.
+    fn deliver_run(&self, messages: &[Arc<Message>]) {
+        let Some(first) = messages.first() else {
+            return;
+        };
+        self.metrics
+            .bus_messages_received
+            .inc_by(messages.len() as u64);
         let Some((conv, subs)) = self
-            .shard(&message.conv)
+            .shard(&first.conv)
             .read()
-            .get_key_value(&message.conv)
+            .get_key_value(&first.conv)
             .map(|(c, s)| (c.clone(), s.clone()))
         else {
             return;
         };
-        let delivery = Arc::new(Delivery {
-            conv,
-            frame: message.encode_frame(),
-            message: message.clone(),
-        });
+        let delivery = |message: &Arc<Message>| {
+            Arc::new(Delivery {
+                conv: conv.clone(),
+                frame: message.encode_frame(),
+                message: message.clone(),
+            })
+        };
+        // Most runs are one message (a DM's copy): no list for it.
+        let (one, many): (Option<Arc<Delivery>>, Vec<Arc<Delivery>>) = match messages {
+            [m] => (Some(delivery(m)), Vec::new()),
+            _ => (None, messages.iter().map(delivery).collect()),
+        };
+        let run = match &one {
+            Some(d) => std::slice::from_ref(d),
+            None => &many[..],
+        };
         if subs.len() <= INLINE_SUBSCRIBERS || self.fanout.is_empty() {
-            let n = offer_all(&delivery, &subs, 0, 1);
+            let n = offer_all(run, &subs, 0, 1);
             self.metrics.messages_delivered.inc_by(n);
             return;
         }
+        let run: Arc<[Arc<Delivery>]> = run.into();
         let parts = self.fanout.len();
         for (part, tx) in self.fanout.iter().enumerate() {
             let job = Job {
-                delivery: delivery.clone(),
+                run: run.clone(),
                 subs: subs.clone(),
                 part,
                 parts,
             };
             if send_job(tx, job).is_err() {
                 tracing::error!("a fan-out thread is gone");
+            }
+        }
+    }
+
+    /// [`Hub::deliver_run`] for each run, one panic not stopping the others.
+    fn deliver_runs<'a>(&self, runs: impl Iterator<Item = &'a [Arc<Message>]>) {
+        for run in runs {
+            let r =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.deliver_run(run)));
+            if r.is_err() {
+                tracing::error!("delivering a conversation's messages panicked");
+            }
+        }
+    }
+}
+
+impl BusSink for Hub {
+    fn deliver(&self, message: Arc<Message>) {
+        self.deliver_run(std::slice::from_ref(&message));
+    }
+
+    /// A commit's messages, gathered by conversation (each keeping its seq order; the order
+    /// between conversations is not promised): a subscriber gets a conversation's new messages
+    /// in one write. A panic while delivering one conversation's does not stop the others'.
+    fn deliver_all(&self, mut messages: Vec<Arc<Message>>) {
+        match gather_runs(&mut messages) {
+            None => self.deliver_runs(messages.chunks(1)),
+            Some(ends) => {
+                let starts = std::iter::once(0).chain(ends.iter().copied());
+                self.deliver_runs(starts.zip(ends.iter()).map(|(a, &b)| &messages[a..b]));
             }
         }
     }
@@ -380,27 +397,4 @@ impl BusSink for Hub {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_users_keys_hold_one_inline_and_go_back_to_one() {
-        assert_eq!(
-            std::mem::size_of::<Keys>(),
-            24,
-            "a Vec's three words, no more"
-        );
-        let mut keys = Keys::One(1);
-        assert!(!keys.remove(2), "an unknown key changes nothing");
-        keys.push(2);
-        keys.push(3);
-        assert_eq!(keys.iter().copied().collect::<Vec<_>>(), [1, 2, 3]);
-        assert!(!keys.remove(2));
-        assert!(!keys.remove(1));
-        assert!(
-            matches!(keys, Keys::One(3)),
-            "the last one is held inline again"
-        );
-        assert!(keys.remove(3), "none is left");
-    }
-}
+mod tests;

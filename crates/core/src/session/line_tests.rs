@@ -112,17 +112,7 @@ fn deliveries_are_held_while_publishes_are_in_line() {
     conn.subscribe_with(&[(r.clone(), 0)], Bytes::from_static(b"{}"))
         .unwrap();
     let a = push(&line, 1);
-    let message = Arc::new(Message {
-        conv: r.clone(),
-        seq: 1,
-        message_id: "m1".into(),
-        from: None,
-        to: None,
-        ts: 0,
-        client_msg_id: None,
-        body: switchboard_proto::MessageBody::from_json("1".into()).unwrap(),
-        encoded: Default::default(),
-    });
+    let message = crate::delivery::test_message(&r, 1);
     let d = Arc::new(crate::delivery::Delivery {
         conv: r.clone(),
         frame: message.encode_frame(),
