@@ -2,12 +2,13 @@
 //! interest, then delivering what was missed), then served until it is lost or the backend
 //! stops.
 
-use super::delivery::{on_message, resume_all};
+use super::DELIVERY_BATCH;
+use super::delivery::{flush, gather_message, resume_all};
 use super::requests::commands;
 use super::{COMMAND_BATCH, Command, Ended, Interest, SUBSCRIBE_CHUNK};
 use crate::Shared;
 use crate::error;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use redis::aio::{PubSubSink, PubSubStream};
 use std::time::Duration;
 use switchboard_core::backend::BackendError;
@@ -76,8 +77,29 @@ pub(super) async fn serve(
                 let Some(msg) = msg else {
                     return Ended::Lost("the connection closed".into());
                 };
-                if let Err(e) = on_message(s, interest, &control, msg).await {
+                // The messages already read are delivered together (a subscriber gets a
+                // conversation's in one write).
+                let mut out = Vec::new();
+                let mut r = gather_message(s, interest, &control, msg, &mut out).await;
+                let mut closed = false;
+                while r.is_ok() && out.len() < DELIVERY_BATCH {
+                    match stream.next().now_or_never() {
+                        Some(Some(msg)) => {
+                            r = gather_message(s, interest, &control, msg, &mut out).await;
+                        }
+                        Some(None) => {
+                            closed = true;
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                flush(s, &mut out);
+                if let Err(e) = r {
                     return Ended::Lost(format!("filling a gap failed: {e}"));
+                }
+                if closed {
+                    return Ended::Lost("the connection closed".into());
                 }
             }
             _ = ping.tick() => {

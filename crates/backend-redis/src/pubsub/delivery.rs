@@ -56,16 +56,28 @@ pub(super) async fn resume_all(s: &Shared, interest: &mut Interest) -> Result<()
     Ok(())
 }
 
-/// Delivers the messages of `page` that come after the last one delivered, in order.
+/// Delivers the messages of `page` that come after the last one delivered, in order, together
+/// (a subscriber gets them in one write).
 fn deliver_after(s: &Shared, interest: &mut Interest, conv: &Conv, page: Vec<Arc<Message>>) {
     let Some(last) = interest.last.get_mut(conv) else {
         return;
     };
+    let mut out = Vec::with_capacity(page.len());
     for m in page {
         if m.seq > *last {
             *last = m.seq;
-            s.sink.deliver(m);
+            out.push(m);
         }
+    }
+    flush(s, &mut out);
+}
+
+/// Hands the gathered messages to the sink together.
+pub(crate) fn flush(s: &Shared, out: &mut Vec<Arc<Message>>) {
+    match out.len() {
+        0 => {}
+        1 => s.sink.deliver(out.pop().expect("one")),
+        _ => s.sink.deliver_all(std::mem::take(out)),
     }
 }
 
@@ -98,10 +110,29 @@ pub(crate) async fn on_message(
     control: &str,
     msg: Msg,
 ) -> Result<(), BackendError> {
+    let mut out = Vec::new();
+    let r = gather_message(s, interest, control, msg, &mut out).await;
+    flush(s, &mut out);
+    r
+}
+
+/// [`on_message`], leaving a message that is simply next in `out` for the caller to deliver
+/// with the others read at once ([`flush`]). What `out` holds is delivered first whenever
+/// something must not wait behind it or overtake it: a control event, or a gap's catch-up.
+pub(crate) async fn gather_message(
+    s: &Shared,
+    interest: &mut Interest,
+    control: &str,
+    msg: Msg,
+    out: &mut Vec<Arc<Message>>,
+) -> Result<(), BackendError> {
     let channel = msg.get_channel_name();
     if channel == control {
         match serde_json::from_slice::<ControlEvent>(msg.get_payload_bytes()) {
-            Ok(event) => s.sink.control(event),
+            Ok(event) => {
+                flush(s, out);
+                s.sink.control(event)
+            }
             Err(e) => tracing::warn!(error = %e, "ignoring a malformed control event"),
         }
         return Ok(());
@@ -126,9 +157,10 @@ pub(crate) async fn on_message(
         return Ok(());
     }
     if m.seq > last + 1 {
+        flush(s, out);
         catch_up(s, interest, &conv, Some(m.seq)).await?;
     }
     interest.last.insert(conv, m.seq);
-    s.sink.deliver(Arc::new(m));
+    out.push(Arc::new(m));
     Ok(())
 }

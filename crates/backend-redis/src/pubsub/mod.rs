@@ -52,6 +52,8 @@ const FILL_BATCH: usize = 500;
 pub(crate) const COMMAND_BATCH: usize = 500;
 /// Conversations whose gaps are read in one pipeline after a reconnect.
 const RESUME_CHUNK: usize = 100;
+/// Pub/sub messages already read that are handed to the hub together, at most.
+const DELIVERY_BATCH: usize = 256;
 
 /// A request to the task.
 pub(crate) enum Command {
