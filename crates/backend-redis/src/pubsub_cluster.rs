@@ -21,7 +21,9 @@
 //! same read. Messages are then deduplicated and gap-filled by seq as on one server.
 
 use crate::conn::Target;
-use crate::pubsub::{COMMAND_BATCH, Command, Interest, catch_up, on_message};
+use crate::pubsub::{
+    COMMAND_BATCH, Command, DELIVERY_BATCH, Interest, catch_up, flush, gather_message,
+};
 use crate::{Shared, error};
 use redis::cluster_async::ClusterConnection;
 use redis::{Msg, PushInfo, PushKind, Value};
@@ -30,7 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use switchboard_core::backend::BackendError;
-use switchboard_proto::Conv;
+use switchboard_proto::{Conv, Message};
 use tokio::sync::{mpsc, oneshot};
 
 /// How often marked subscriptions are repaired.
@@ -94,7 +96,15 @@ pub(crate) async fn run(
             }
             push = push_rx.recv() => {
                 let Some(push) = push else { return };
-                on_push(&s, &mut st, &control, push).await;
+                // The messages already received are delivered together (a subscriber gets a
+                // conversation's in one write).
+                let mut out = Vec::new();
+                on_push(&s, &mut st, &control, push, &mut out).await;
+                while out.len() < DELIVERY_BATCH {
+                    let Ok(push) = push_rx.try_recv() else { break };
+                    on_push(&s, &mut st, &control, push, &mut out).await;
+                }
+                flush(&s, &mut out);
             }
             _ = tick.tick() => {
                 if !st.repair.is_empty() {
@@ -224,8 +234,16 @@ async fn subscribe(
     }
 }
 
-/// One push from the cluster connection.
-async fn on_push(s: &Shared, st: &mut State, control: &str, push: PushInfo) {
+/// One push from the cluster connection. A message that is simply next is left in `out` for
+/// the caller to deliver with the others received at once; anything else delivers what `out`
+/// holds first.
+async fn on_push(
+    s: &Shared,
+    st: &mut State,
+    control: &str,
+    push: PushInfo,
+    out: &mut Vec<Arc<Message>>,
+) {
     let kind = push.kind.clone();
     // Each message is counted for the shard it came from (see `RedisConfig::on_shard_message`).
     match push.kind {
@@ -245,12 +263,13 @@ async fn on_push(s: &Shared, st: &mut State, control: &str, push: PushInfo) {
                     .map_or("unknown", |(_, _, addr)| addr.as_str());
                 (hook.0)(shard);
             }
-            if let Err(e) = on_message(s, &mut st.interest, control, msg).await {
+            if let Err(e) = gather_message(s, &mut st.interest, control, msg, out).await {
                 tracing::warn!(%channel, error = %e, "filling a gap failed; will retry");
                 st.repair.insert(channel);
             }
         }
         PushKind::SSubscribe => {
+            flush(s, out);
             // Confirmed (ours or the library's resubscription): read what may have been
             // published while it was not in place.
             if let Some(channel) = first_channel(&push.data)

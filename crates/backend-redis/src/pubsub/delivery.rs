@@ -102,23 +102,11 @@ pub(crate) async fn catch_up(
     }
 }
 
-/// Forwards one pub/sub message. `Err` when a gap could not be filled (the caller reconnects,
-/// which fills it from the last delivered seq).
-pub(crate) async fn on_message(
-    s: &Shared,
-    interest: &mut Interest,
-    control: &str,
-    msg: Msg,
-) -> Result<(), BackendError> {
-    let mut out = Vec::new();
-    let r = gather_message(s, interest, control, msg, &mut out).await;
-    flush(s, &mut out);
-    r
-}
-
-/// [`on_message`], leaving a message that is simply next in `out` for the caller to deliver
-/// with the others read at once ([`flush`]). What `out` holds is delivered first whenever
-/// something must not wait behind it or overtake it: a control event, or a gap's catch-up.
+/// Forwards one pub/sub message, leaving a message that is simply next in `out` for the caller
+/// to deliver with the others read at once ([`flush`]). What `out` holds is delivered first
+/// whenever something must not wait behind it or overtake it: a control event, or a gap's
+/// catch-up. `Err` when a gap could not be filled (the caller reconnects, or repairs the
+/// channel, which fills it from the last delivered seq).
 pub(crate) async fn gather_message(
     s: &Shared,
     interest: &mut Interest,

@@ -24,7 +24,7 @@ mod connection;
 mod delivery;
 mod requests;
 
-pub(crate) use delivery::{catch_up, on_message};
+pub(crate) use delivery::{catch_up, flush, gather_message};
 pub(crate) use requests::{Ack, wanted};
 
 use crate::Shared;
@@ -53,7 +53,7 @@ pub(crate) const COMMAND_BATCH: usize = 500;
 /// Conversations whose gaps are read in one pipeline after a reconnect.
 const RESUME_CHUNK: usize = 100;
 /// Pub/sub messages already read that are handed to the hub together, at most.
-const DELIVERY_BATCH: usize = 256;
+pub(crate) const DELIVERY_BATCH: usize = 256;
 
 /// A request to the task.
 pub(crate) enum Command {

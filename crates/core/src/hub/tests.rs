@@ -122,3 +122,59 @@ fn a_conversation_seen_again_past_the_lookback_keeps_its_order() {
         .collect();
     assert_eq!(seqs, [vec![1], vec![2, 3]], "two runs, in seq order");
 }
+
+/// A wire that panics on its first write while `armed`, then records like [`Calls`].
+struct PanicsOnce(Arc<std::sync::atomic::AtomicBool>, Arc<Calls>);
+
+impl crate::transport::Wire for PanicsOnce {
+    fn try_write(
+        &self,
+        frames: &mut dyn Iterator<Item = &crate::transport::Out>,
+        offset: usize,
+    ) -> std::io::Result<crate::transport::Progress> {
+        if self.0.swap(false, Ordering::SeqCst) {
+            panic!("a wire's bug");
+        }
+        self.1.try_write(frames, offset)
+    }
+    fn poll_writable(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.1.poll_writable(cx)
+    }
+    fn shutdown(&self) {}
+}
+
+#[test]
+fn a_panic_offering_to_one_subscriber_does_not_cost_the_others_the_run() {
+    let hub = Hub::new(Arc::new(Metrics::new()), 0);
+    let a = Conv::room("a");
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let wires: Vec<Arc<Calls>> = (0..2)
+        .map(|_| {
+            let calls = Arc::new(Calls::default());
+            let conn = Conn::new(
+                Arc::new(PanicsOnce(armed.clone(), calls.clone())),
+                64,
+                1 << 20,
+            );
+            let key = hub.open_connection(conn.clone());
+            let (name, _) = hub.subscribe(&a, key, conn.clone());
+            conn.subscribe_with(&[(name, 0)], bytes::Bytes::new())
+                .unwrap();
+            calls.0.lock().clear();
+            calls
+        })
+        .collect();
+    armed.store(true, Ordering::SeqCst);
+    let commit: Vec<Arc<Message>> = (1..=3).map(|s| message(&a, s)).collect();
+    let frames: Vec<bytes::Bytes> = commit.iter().map(|m| m.encode_frame()).collect();
+    hub.deliver_all(commit);
+    let got: Vec<Vec<Vec<bytes::Bytes>>> = wires.iter().map(|w| w.0.lock().clone()).collect();
+    assert_eq!(
+        got,
+        [vec![], vec![frames]],
+        "the first subscriber's wire panicked; the second got the whole run"
+    );
+}

@@ -103,7 +103,8 @@ pub struct WsOutlet {
     /// kernel's own release: an ACK of earlier data, or about 200 ms).
     more: AtomicBool,
     /// A write with `MSG_MORE` may have left bytes waiting in the socket: the end of the batch
-    /// pushes them (read without the lock: one frame's fan-out never sets it).
+    /// pushes them (read without the lock: a one-frame write never sets it; a batch, a
+    /// conversation's run from the fan-out included, sets it and pushes at its end).
     held: AtomicBool,
     closing: Arc<Closing>,
 }
