@@ -29,6 +29,10 @@ pub(super) struct Buffer {
     pub(super) ended: bool,
     /// Bumped by every GET; an older waiting GET sees the change and returns.
     pub(super) get_generation: u64,
+    /// The bytes of the frame the buffer last had no room for (0 once a frame goes in): the
+    /// wire is writable again only when that frame fits, or the session would retry it at
+    /// once, again and again, until a GET made room.
+    pub(super) refused: usize,
 }
 
 impl Buffer {
@@ -183,9 +187,11 @@ impl Wire for PollWire {
                 }
             };
             if !self.has_room(&b, bytes.len()) {
+                b.refused = bytes.len();
                 p.blocked = true;
                 break;
             }
+            b.refused = 0;
             let pseq = b.next_pseq;
             b.next_pseq += 1;
             b.bytes += bytes.len();
@@ -204,7 +210,8 @@ impl Wire for PollWire {
         // Register first, then look: a GET that acknowledges in between wakes us.
         *self.shared.space.lock() = Some(cx.waker().clone());
         let b = self.shared.buffer.lock();
-        if b.frames.len() < self.max && b.bytes < self.max_bytes {
+        // The next frame is the one refused (if any): ready once it would be taken.
+        if self.has_room(&b, b.refused.max(1)) {
             Poll::Ready(Ok(()))
         } else {
             Poll::Pending
@@ -229,6 +236,33 @@ mod tests {
 
     fn frame(text: &str) -> Bytes {
         Bytes::from(text.to_owned())
+    }
+
+    /// A buffer with room for a few bytes more is not writable for a frame that does not fit
+    /// (found in review: the session retried it in a loop until a GET came).
+    #[test]
+    fn a_frame_that_does_not_fit_leaves_the_wire_unwritable_until_it_would() {
+        let (tx, _rx) = mpsc::channel(1);
+        let wire = PollWire {
+            shared: Arc::new(Shared::new("u".into(), tx)),
+            max: 16,
+            max_bytes: 10,
+        };
+        let ready = |w: &PollWire| {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            w.poll_writable(&mut cx).is_ready()
+        };
+        let out = |text: &str| Out::Text(frame(text));
+        let p = wire.try_write(&mut [out("123456")].iter(), 0).unwrap();
+        assert_eq!((p.frames, p.blocked), (1, false));
+        assert!(ready(&wire), "4 bytes of room");
+        let p = wire.try_write(&mut [out("12345")].iter(), 0).unwrap();
+        assert_eq!((p.frames, p.blocked), (0, true));
+        assert!(!ready(&wire), "the refused 5 bytes do not fit in 4");
+        wire.shared.buffer.lock().acknowledge(1);
+        assert!(ready(&wire), "a GET made room");
+        let p = wire.try_write(&mut [out("12345")].iter(), 0).unwrap();
+        assert_eq!((p.frames, p.blocked), (1, false));
     }
 
     #[test]
