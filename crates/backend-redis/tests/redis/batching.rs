@@ -13,8 +13,8 @@ use switchboard_core::backend::{Broker, BusSink, ControlEvent, Lifecycle};
 use switchboard_proto::{Conv, Message};
 use switchboard_testkit::RedisServer;
 
-/// Records each group it is handed; holds the task on its first message until `open`, so that
-/// the next ones wait to be read meanwhile.
+/// Records each group it is handed; holds the task on its first group until `open`, so that
+/// the next messages wait to be read meanwhile.
 #[derive(Default)]
 struct Groups(Mutex<Vec<Vec<u64>>>, AtomicBool);
 
@@ -70,7 +70,6 @@ async fn messages_read_while_the_hub_was_busy_are_delivered_together_in_order() 
         (1..=40).collect::<Vec<_>>(),
         "every message once, in order"
     );
-    assert_eq!(got[0], [1], "the first alone");
     assert!(
         got.len() < 40,
         "what was read while the first was delivered came together: {got:?}"
