@@ -54,54 +54,58 @@ impl Conn {
         if run.len() == 1 {
             return u64::from(self.offer(first));
         }
-        let mut taken = 0;
-        let mut rest = run;
-        let mut st = self.state.lock();
-        if st.closed || st.failed || st.kill.is_some() {
+        let Some((mut taken, rest)) = self.write_next_of(run) else {
             return 0;
-        }
-        // With nothing waiting (no backlog: the bound cannot be reached before the write), the
-        // run's next messages are written together, as many as the bound allows to be left
-        // unsent: what the socket does not take waits in the backlog, within the bound.
-        if st.inbox.is_empty() && st.held == 0 && st.backlog.is_empty() {
-            let (max_frames, max_bytes) = (self.max_queued, self.max_queued_bytes);
-            if let Some(last) = st.live_sub(&first.conv) {
-                let next = *last + 1;
-                let old = run.iter().take_while(|d| d.message.seq < next).count();
-                let (mut n, mut bytes) = (0, 0);
-                for d in &run[old..] {
-                    let len = d.frame.len();
-                    if d.message.seq != next + n as u64
-                        || n >= max_frames
-                        || (n > 0 && bytes + len > max_bytes)
-                    {
-                        break;
-                    }
-                    (n, bytes) = (n + 1, bytes + len);
-                }
-                rest = &run[old + n..];
-                if n > 0 {
-                    *last = next + n as u64 - 1;
-                    let outs: Vec<Out> = run[old..old + n]
-                        .iter()
-                        .map(|d| Out::Text(d.frame.clone()))
-                        .collect();
-                    if !self.write_through(st, &outs) {
-                        return 0;
-                    }
-                    taken = n as u64;
-                    if rest.is_empty() {
-                        return taken;
-                    }
-                    st = self.state.lock();
-                }
-            }
-        }
-        drop(st);
+        };
         for d in rest {
             taken += u64::from(self.offer(d));
         }
         taken
+    }
+
+    /// [`Conn::offer_run`]'s one write: with nothing waiting (no backlog: the bound cannot be
+    /// reached before the write), the run's next messages are written together, as many as the
+    /// bound allows to be left unsent (what the socket does not take waits in the backlog,
+    /// within the bound). Returns how many it wrote and what is left to offer one by one
+    /// (repeats are dropped here); `None` when the connection takes nothing more (ending, or
+    /// its wire failed).
+    fn write_next_of<'a>(&self, run: &'a [Arc<Delivery>]) -> Option<(u64, &'a [Arc<Delivery>])> {
+        let mut st = self.state.lock();
+        if st.closed || st.failed || st.kill.is_some() {
+            return None;
+        }
+        if !(st.inbox.is_empty() && st.held == 0 && st.backlog.is_empty()) {
+            return Some((0, run));
+        }
+        let (max_frames, max_bytes) = (self.max_queued, self.max_queued_bytes);
+        let Some(last) = st.live_sub(&run.first()?.conv) else {
+            return Some((0, run));
+        };
+        let next = *last + 1;
+        let old = run.iter().take_while(|d| d.message.seq < next).count();
+        let (mut n, mut bytes) = (0, 0);
+        for d in &run[old..] {
+            let len = d.frame.len();
+            if d.message.seq != next + n as u64
+                || n >= max_frames
+                || (n > 0 && bytes + len > max_bytes)
+            {
+                break;
+            }
+            (n, bytes) = (n + 1, bytes + len);
+        }
+        if n == 0 {
+            return Some((0, &run[old..]));
+        }
+        *last = next + n as u64 - 1;
+        let outs: Vec<Out> = run[old..old + n]
+            .iter()
+            .map(|d| Out::Text(d.frame.clone()))
+            .collect();
+        if !self.write_through(st, &outs) {
+            return None;
+        }
+        Some((n as u64, &run[old + n..]))
     }
 
     /// Ends a subscription from outside (access withdrawn), in order with the messages.
