@@ -91,7 +91,7 @@ pub(crate) fn recover(
                 continue;
             };
             if head > r.max_messages {
-                crate::messages::trim_stream(&tx, &conv, head - r.max_messages, &all)?;
+                crate::trimming::trim_stream(&tx, &conv, head - r.max_messages, &all)?;
             }
         }
     }
@@ -99,7 +99,7 @@ pub(crate) fn recover(
         // What the count limit queued (by this recovery or before) is deleted now: opening is
         // rare, and a limit since removed queues nothing more to trigger it.
         let keys_from = crate::error::now_ms().saturating_sub(r.key_retention_ms);
-        crate::messages::delete_doomed(&tx, keys_from)?;
+        crate::trimming::delete_doomed(&tx, keys_from)?;
     }
     tx.execute("DELETE FROM index_marks", [])
         .ctx("resetting the index's marks")?;

@@ -36,6 +36,7 @@ mod tests_durability;
 #[cfg(test)]
 mod tests_v4;
 mod trait_impls;
+mod trimming;
 mod writer;
 mod writes;
 

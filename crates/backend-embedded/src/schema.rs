@@ -143,7 +143,7 @@ CREATE TABLE IF NOT EXISTS convs (
 ) WITHOUT ROWID;
 
 -- Message rows the count limit left in no stream, to be deleted together in id order (the
--- messages module: rows deleted one by one as their streams were trimmed each wrote a page).
+-- trimming module: rows deleted one by one as their streams were trimmed each wrote a page).
 -- Added within version 5: a build that does not know the table leaves such rows in place, in
 -- no stream (no read finds them), until age trimming deletes them, and may give a queued id to a
 -- new row once the age limit emptied the table, so the deletion checks again that each queued

@@ -2,8 +2,8 @@
 //! once [`DOOMED_BATCH`] wait, on close, or when the database opens; their live keys kept.
 
 use super::{LIMITS, keyed, run_appends};
-use crate::messages::{DOOMED_BATCH, DOOMED_DELETE, DOOMED_KEYS};
 use crate::schema;
+use crate::trimming::{DOOMED_BATCH, DOOMED_DELETE, DOOMED_KEYS};
 use crate::writer::WriterLimits;
 use rusqlite::Connection;
 use std::time::Duration;
@@ -155,7 +155,7 @@ fn the_queue_keeps_live_rows_and_the_newest_key() {
     conn.execute("INSERT INTO doomed (id) SELECT id FROM messages", [])
         .expect("queue");
     let keys_from = crate::error::now_ms() - week;
-    assert!(crate::messages::delete_doomed(&conn, keys_from).expect("delete"));
+    assert!(crate::trimming::delete_doomed(&conn, keys_from).expect("delete"));
     let left: Vec<i64> = conn
         .prepare("SELECT id FROM messages ORDER BY id")
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
@@ -172,7 +172,7 @@ fn the_queue_keeps_live_rows_and_the_newest_key() {
     row(&conn, 6, 6, Some("twice"), 5_000, false);
     conn.execute("INSERT INTO doomed (id) VALUES (6)", [])
         .expect("queue");
-    crate::messages::delete_doomed(&conn, keys_from).expect("delete");
+    crate::trimming::delete_doomed(&conn, keys_from).expect("delete");
     let answer: String = conn
         .query_row(
             "SELECT message_id FROM idempotency WHERE client_msg_id = 'twice'",
@@ -181,4 +181,66 @@ fn the_queue_keeps_live_rows_and_the_newest_key() {
         )
         .expect("key");
     assert_eq!(answer, "m_4");
+}
+
+/// One user stream holding pushes (a row in this stream alone) and direct messages (a row in
+/// two streams): a trim queues a push at once, a direct message only once its other entry is
+/// gone too, and no row whose partition is not indexed past it; every trimmed entry goes.
+#[test]
+fn a_trim_queues_single_stream_rows_together_and_shared_ones_when_in_no_stream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (conn, _) = schema::open_writer(dir.path()).expect("open");
+    let me = Conv::user("me");
+    let stored = |id: i64, conv: &str, seq: i64, copy: Option<(&str, i64)>| {
+        conn.execute(
+            "INSERT INTO messages (id, conv, seq, copy_conv, copy_seq, message_id, ts, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, '{}')",
+            rusqlite::params![
+                id,
+                conv,
+                seq,
+                copy.map(|c| c.0),
+                copy.map(|c| c.1),
+                format!("m_{id}")
+            ],
+        )
+        .expect("a message");
+    };
+    let entry = |conv: &str, seq: i64, id: i64| {
+        conn.execute(
+            "INSERT INTO entries (conv, seq, msg) VALUES (?1, ?2, ?3)",
+            rusqlite::params![conv, seq, id],
+        )
+        .expect("an entry");
+    };
+    // 1: a push. 2: a DM to me, still in the sender's stream. 3: a DM from me whose
+    // recipient's entry was trimmed already. 4: a push above my partition's mark. 5: a push
+    // above the trim.
+    stored(1, "user:me", 1, None);
+    entry("user:me", 1, 1);
+    stored(2, "user:me", 2, Some(("user:s", 1)));
+    entry("user:me", 2, 2);
+    entry("user:s", 1, 2);
+    stored(3, "user:x", 1, Some(("user:me", 3)));
+    entry("user:me", 3, 3);
+    stored(4, "user:me", 4, None);
+    entry("user:me", 4, 4);
+    stored(5, "user:me", 5, None);
+    entry("user:me", 5, 5);
+    let parts = crate::tail::PARTITIONS;
+    let mut marks = vec![5; parts];
+    marks[crate::tail::partition(me.as_str(), parts)] = 3;
+    let queued = crate::trimming::trim_stream(&conn, &me, 4, &marks).expect("trim");
+    let ids = |sql: &str| -> Vec<i64> {
+        conn.prepare(sql)
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("ids")
+    };
+    assert_eq!(queued, 2);
+    assert_eq!(ids("SELECT id FROM doomed ORDER BY id"), [1, 3]);
+    assert_eq!(
+        ids("SELECT seq FROM entries WHERE conv = 'user:me' ORDER BY seq"),
+        [5]
+    );
+    assert_eq!(ids("SELECT msg FROM entries WHERE conv = 'user:s'"), [2]);
 }

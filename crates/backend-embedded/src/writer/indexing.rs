@@ -17,8 +17,8 @@
 
 use super::WriterState;
 use crate::error::{DbResultExt, now_ms};
-use crate::messages::DOOMED_BATCH;
 use crate::tail::{Entry, PARTITIONS};
+use crate::trimming::DOOMED_BATCH;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use std::time::{Duration, Instant};
 use switchboard_core::backend::BackendError;
@@ -58,7 +58,7 @@ pub(super) struct Indexing {
     interval: Duration,
     /// No step before this (set by a failed step).
     retry_at: Instant,
-    /// Rows queued in `doomed` (the messages module), deleted once there are
+    /// Rows queued in `doomed` (the trimming module), deleted once there are
     /// [`DOOMED_BATCH`].
     doomed: usize,
 }
@@ -176,11 +176,11 @@ impl WriterState {
         }
     }
 
-    /// Deletes the rows the count limit queued ([`crate::messages::delete_doomed`]); returns
+    /// Deletes the rows the count limit queued ([`crate::trimming::delete_doomed`]); returns
     /// whether a key moved to the `idempotency` table.
     fn delete_doomed(&self, conn: &Connection) -> Result<bool, BackendError> {
         let keys_from = now_ms().saturating_sub(self.seq.key_retention_ms);
-        crate::messages::delete_doomed(conn, keys_from)
+        crate::trimming::delete_doomed(conn, keys_from)
     }
 
     /// The next partition with entries waiting, round robin, if any.
@@ -225,11 +225,11 @@ impl WriterState {
             for (i, (conv, e)) in pending.iter().enumerate() {
                 let head = pending.get(i + 1).is_none_or(|(next, _)| next != conv);
                 if head && e.seq > max {
-                    doomed += crate::messages::trim_stream(&tx, conv, e.seq - max, &marks)?;
+                    doomed += crate::trimming::trim_stream(&tx, conv, e.seq - max, &marks)?;
                 }
             }
         }
-        // The rows the count limit left, deleted together once enough wait (messages module).
+        // The rows the count limit left, deleted together once enough wait (trimming module).
         let spilled = if doomed >= DOOMED_BATCH {
             doomed = 0;
             self.delete_doomed(&tx)?

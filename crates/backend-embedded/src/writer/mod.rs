@@ -131,7 +131,7 @@ impl Writer {
             })
             .ctx("reading the newest message")?;
         let marks = crate::index::load_marks(&conn)?;
-        let doomed = crate::messages::doomed_count(&conn)?;
+        let doomed = crate::trimming::doomed_count(&conn)?;
         let state = WriterState {
             jobs,
             sink,

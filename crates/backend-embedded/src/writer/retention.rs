@@ -52,9 +52,9 @@ pub(crate) fn maintenance(
     let keys_cutoff = now.saturating_sub(IDEMPOTENCY_MIN_RETENTION_MS.max(history_max_age_ms));
     if history_max_age_ms > 0 {
         let cutoff = now.saturating_sub(history_max_age_ms);
-        more |= crate::messages::trim_age(&tx, cutoff, keys_cutoff, indexed)?;
+        more |= crate::trimming::trim_age(&tx, cutoff, keys_cutoff, indexed)?;
     }
-    more |= crate::messages::expire_keys(&tx, keys_cutoff)?;
+    more |= crate::trimming::expire_keys(&tx, keys_cutoff)?;
     let n = tx
         .execute(
             "DELETE FROM sessions WHERE token_hash IN
