@@ -4,7 +4,7 @@
 
 use crate::error::DbResultExt;
 use crate::messages::{MAINTENANCE_CHUNK, to_i64};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use switchboard_core::backend::BackendError;
 use switchboard_proto::Conv;
 
@@ -40,42 +40,36 @@ pub(crate) fn trim_stream(
         )
         .and_then(|mut s| s.execute(params![name, upto, own_mark]))
         .ctx("queueing trimmed messages")?;
-    // A direct message is in two streams: checked one by one once this entry is gone.
-    let shared: Vec<i64> = conn
+    // A direct message is in two streams: in none once no entry of it is left outside what
+    // this trim deletes. Found in the same statement (the sender's stream of a busy sender
+    // trims hundreds of rows a step, nearly all still in their recipients' streams), then
+    // queued one by one if both their partitions are indexed past them.
+    let orphans: Vec<(i64, String, String)> = conn
         .prepare_cached(
-            "SELECT e.msg FROM entries AS e JOIN messages AS m ON m.id = e.msg
-             WHERE e.conv = ?1 AND e.seq <= ?2 AND m.copy_conv IS NOT NULL",
+            "SELECT m.id, m.conv, m.copy_conv FROM entries AS e JOIN messages AS m ON m.id = e.msg
+             WHERE e.conv = ?1 AND e.seq <= ?2 AND m.copy_conv IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM entries AS o WHERE o.conv = m.conv
+                 AND o.seq = m.seq AND NOT (o.conv = ?1 AND o.seq <= ?2))
+             AND NOT EXISTS (SELECT 1 FROM entries AS o WHERE o.conv = m.copy_conv
+                 AND o.seq = m.copy_seq AND NOT (o.conv = ?1 AND o.seq <= ?2))",
         )
         .and_then(|mut s| {
-            s.query_map(params![name, upto], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()
+            s.query_map(params![name, upto], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<_>>()
         })
         .ctx("trimming history")?;
     conn.prepare_cached("DELETE FROM entries WHERE conv = ?1 AND seq <= ?2")
         .and_then(|mut s| s.execute(params![name, upto]))
         .ctx("trimming history")?;
-    for id in shared {
-        // No row: the message is still in its other stream.
-        let row: Option<(String, Option<String>)> = conn
-            .prepare_cached(
-                "SELECT conv, copy_conv FROM messages AS m
-                 WHERE id = ?1
-                 AND NOT EXISTS (SELECT 1 FROM entries WHERE conv = m.conv AND seq = m.seq)
-                 AND NOT EXISTS
-                    (SELECT 1 FROM entries WHERE conv = m.copy_conv AND seq = m.copy_seq)",
-            )
-            .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-            .ctx("checking a trimmed message")?;
-        let Some((first, copy)) = row else {
-            continue;
-        };
-        if !crate::index::row_indexed(marks, id, &first, copy.as_deref()) {
-            continue;
+    for (id, first, copy) in orphans {
+        if crate::index::row_indexed(marks, id, &first, Some(&copy)) {
+            queued += conn
+                .prepare_cached("INSERT OR IGNORE INTO doomed (id) VALUES (?1)")
+                .and_then(|mut s| s.execute([id]))
+                .ctx("queueing a trimmed message")?;
         }
-        queued += conn
-            .prepare_cached("INSERT OR IGNORE INTO doomed (id) VALUES (?1)")
-            .and_then(|mut s| s.execute([id]))
-            .ctx("queueing a trimmed message")?;
     }
     Ok(queued)
 }

@@ -185,7 +185,8 @@ fn the_queue_keeps_live_rows_and_the_newest_key() {
 
 /// One user stream holding pushes (a row in this stream alone) and direct messages (a row in
 /// two streams): a trim queues a push at once, a direct message only once its other entry is
-/// gone too, and no row whose partition is not indexed past it; every trimmed entry goes.
+/// gone too (a message to oneself: both of its entries), and no row whose partition is not
+/// indexed past it; every trimmed entry goes.
 #[test]
 fn a_trim_queues_single_stream_rows_together_and_shared_ones_when_in_no_stream() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -243,4 +244,24 @@ fn a_trim_queues_single_stream_rows_together_and_shared_ones_when_in_no_stream()
         [5]
     );
     assert_eq!(ids("SELECT msg FROM entries WHERE conv = 'user:s'"), [2]);
+
+    // 6: a message to myself, in my stream twice: in no stream once both entries are trimmed.
+    stored(6, "user:me", 6, Some(("user:me", 7)));
+    entry("user:me", 6, 6);
+    entry("user:me", 7, 6);
+    let marks = vec![10; parts];
+    assert_eq!(
+        crate::trimming::trim_stream(&conn, &me, 6, &marks).expect("trim"),
+        1
+    );
+    assert_eq!(ids("SELECT id FROM doomed ORDER BY id"), [1, 3, 5]);
+    assert_eq!(
+        crate::trimming::trim_stream(&conn, &me, 7, &marks).expect("trim"),
+        1
+    );
+    assert_eq!(ids("SELECT id FROM doomed ORDER BY id"), [1, 3, 5, 6]);
+    assert_eq!(
+        ids("SELECT count(*) FROM entries WHERE conv = 'user:me'"),
+        [0]
+    );
 }
