@@ -28,26 +28,29 @@ pub(crate) fn trim_stream(
     marks: &[i64],
 ) -> Result<usize, BackendError> {
     let (name, upto) = (conv.as_str(), to_i64(seq));
-    // A row with no copy is in this stream alone: its entry going leaves it in none. Queued in
-    // one statement (a busy room at its limit trims hundreds of rows a step: a statement per
-    // row was a third of the step), if its own partition is indexed past it.
+    // A row with no copy whose entry this is (every room message, every push) is in this
+    // stream alone: its entry going leaves it in none. Queued in one statement (a busy room at
+    // its limit trims hundreds of rows a step: a statement per row was a third of the step), if
+    // its partition is indexed past it.
     let own_mark = marks[crate::tail::partition(name, marks.len())];
     let mut queued = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO doomed (id)
              SELECT e.msg FROM entries AS e JOIN messages AS m ON m.id = e.msg
-             WHERE e.conv = ?1 AND e.seq <= ?2 AND m.copy_conv IS NULL AND e.msg <= ?3",
+             WHERE e.conv = ?1 AND e.seq <= ?2 AND e.msg <= ?3
+             AND m.copy_conv IS NULL AND m.conv = ?1 AND m.seq = e.seq",
         )
         .and_then(|mut s| s.execute(params![name, upto, own_mark]))
         .ctx("queueing trimmed messages")?;
-    // A direct message is in two streams: in none once no entry of it is left outside what
-    // this trim deletes. Found in the same statement (the sender's stream of a busy sender
-    // trims hundreds of rows a step, nearly all still in their recipients' streams), then
-    // queued one by one if both their partitions are indexed past them.
-    let orphans: Vec<(i64, String, String)> = conn
+    // Any other row (a direct message: in two streams) is in none once no entry of it is left
+    // outside what this trim deletes. Found in one statement (the sender's stream of a busy
+    // sender trims hundreds of rows a step, nearly all still in their recipients' streams),
+    // then queued one by one if every partition it is in is indexed past it.
+    let orphans: Vec<(i64, String, Option<String>)> = conn
         .prepare_cached(
             "SELECT m.id, m.conv, m.copy_conv FROM entries AS e JOIN messages AS m ON m.id = e.msg
-             WHERE e.conv = ?1 AND e.seq <= ?2 AND m.copy_conv IS NOT NULL
+             WHERE e.conv = ?1 AND e.seq <= ?2
+             AND NOT (m.copy_conv IS NULL AND m.conv = ?1 AND m.seq = e.seq)
              AND NOT EXISTS (SELECT 1 FROM entries AS o WHERE o.conv = m.conv
                  AND o.seq = m.seq AND NOT (o.conv = ?1 AND o.seq <= ?2))
              AND NOT EXISTS (SELECT 1 FROM entries AS o WHERE o.conv = m.copy_conv
@@ -64,7 +67,7 @@ pub(crate) fn trim_stream(
         .and_then(|mut s| s.execute(params![name, upto]))
         .ctx("trimming history")?;
     for (id, first, copy) in orphans {
-        if crate::index::row_indexed(marks, id, &first, Some(&copy)) {
+        if crate::index::row_indexed(marks, id, &first, copy.as_deref()) {
             queued += conn
                 .prepare_cached("INSERT OR IGNORE INTO doomed (id) VALUES (?1)")
                 .and_then(|mut s| s.execute([id]))

@@ -264,4 +264,19 @@ fn a_trim_queues_single_stream_rows_together_and_shared_ones_when_in_no_stream()
         ids("SELECT count(*) FROM entries WHERE conv = 'user:me'"),
         [0]
     );
+
+    // 7: a row with no copy that a second entry also names (no build writes that, but a trim
+    // must not take the row for one in this stream alone): kept while its own entry is left.
+    stored(7, "user:me", 9, None);
+    entry("user:me", 8, 7);
+    entry("user:me", 9, 7);
+    assert_eq!(
+        crate::trimming::trim_stream(&conn, &me, 8, &marks).expect("trim"),
+        0
+    );
+    assert_eq!(
+        crate::trimming::trim_stream(&conn, &me, 9, &marks).expect("trim"),
+        1
+    );
+    assert_eq!(ids("SELECT id FROM doomed ORDER BY id"), [1, 3, 5, 6, 7]);
 }
