@@ -12,9 +12,9 @@ use switchboard_proto::Conv;
 pub(crate) const DOOMED_BATCH: usize = 4096;
 
 /// Deletes the entries of `conv` up to `seq` (the count limit), and queues the messages left
-/// with no entry in the `doomed` table. Returns how many it queued. A row whose other stream's
-/// partition is not indexed past it (`marks`: the index module) is kept: its entry there is
-/// still to be written.
+/// in no stream (neither their own entry nor their copy's left) in the `doomed` table. Returns
+/// how many it queued. A row any of whose partitions is not indexed past it (`marks`, one per
+/// partition: the index module) is kept: its entry there may still be to be written.
 ///
 /// Why a queue: a trimmed row is a stream's oldest, so the rows one step trims are scattered
 /// over the table, and deleted at once each wrote a page of its own. Deleted later, thousands
@@ -27,6 +27,7 @@ pub(crate) fn trim_stream(
     seq: u64,
     marks: &[i64],
 ) -> Result<usize, BackendError> {
+    debug_assert!(!marks.is_empty(), "one mark per partition");
     let (name, upto) = (conv.as_str(), to_i64(seq));
     // A row with no copy whose entry this is (every room message, every push) is in this
     // stream alone: its entry going leaves it in none. Queued in one statement (a busy room at
@@ -42,10 +43,10 @@ pub(crate) fn trim_stream(
         )
         .and_then(|mut s| s.execute(params![name, upto, own_mark]))
         .ctx("queueing trimmed messages")?;
-    // Any other row (a direct message: in two streams) is in none once no entry of it is left
-    // outside what this trim deletes. Found in one statement (the sender's stream of a busy
-    // sender trims hundreds of rows a step, nearly all still in their recipients' streams),
-    // then queued one by one if every partition it is in is indexed past it.
+    // Any other row (a direct message: in two streams) is in none once neither its own entry
+    // nor its copy's is left outside what this trim deletes. Found in one statement (the
+    // sender's stream of a busy sender trims hundreds of rows a step, nearly all still in their
+    // recipients' streams), then queued one by one if its partitions are indexed past it.
     let orphans: Vec<(i64, String, Option<String>)> = conn
         .prepare_cached(
             "SELECT m.id, m.conv, m.copy_conv FROM entries AS e JOIN messages AS m ON m.id = e.msg
@@ -62,7 +63,7 @@ pub(crate) fn trim_stream(
             })?
             .collect::<rusqlite::Result<_>>()
         })
-        .ctx("trimming history")?;
+        .ctx("checking trimmed messages")?;
     conn.prepare_cached("DELETE FROM entries WHERE conv = ?1 AND seq <= ?2")
         .and_then(|mut s| s.execute(params![name, upto]))
         .ctx("trimming history")?;

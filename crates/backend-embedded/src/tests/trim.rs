@@ -185,8 +185,8 @@ fn the_queue_keeps_live_rows_and_the_newest_key() {
 
 /// One user stream holding pushes (a row in this stream alone) and direct messages (a row in
 /// two streams): a trim queues a push at once, a direct message only once its other entry is
-/// gone too (a message to oneself: both of its entries), and no row whose partition is not
-/// indexed past it; every trimmed entry goes.
+/// gone too (a message to oneself: both of its entries), and no row any of whose partitions
+/// is not indexed past it; every trimmed entry goes.
 #[test]
 fn a_trim_queues_single_stream_rows_together_and_shared_ones_when_in_no_stream() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -279,4 +279,29 @@ fn a_trim_queues_single_stream_rows_together_and_shared_ones_when_in_no_stream()
         1
     );
     assert_eq!(ids("SELECT id FROM doomed ORDER BY id"), [1, 3, 5, 6, 7]);
+
+    // 8: a row with no copy of another user, named only from my stream (again no build writes
+    // that): its own partition's mark decides, not mine.
+    let other = (0..)
+        .map(|i| Conv::user(&format!("o{i}")))
+        .find(|c| {
+            crate::tail::partition(c.as_str(), parts) != crate::tail::partition(me.as_str(), parts)
+        })
+        .expect("another partition");
+    stored(8, other.as_str(), 1, None);
+    entry("user:me", 10, 8);
+    let mut marks = vec![10; parts];
+    marks[crate::tail::partition(other.as_str(), parts)] = 7;
+    assert_eq!(
+        crate::trimming::trim_stream(&conn, &me, 10, &marks).expect("trim"),
+        0
+    );
+    stored(9, other.as_str(), 2, None);
+    entry("user:me", 11, 9);
+    marks[crate::tail::partition(other.as_str(), parts)] = 9;
+    assert_eq!(
+        crate::trimming::trim_stream(&conn, &me, 11, &marks).expect("trim"),
+        1
+    );
+    assert_eq!(ids("SELECT id FROM doomed ORDER BY id"), [1, 3, 5, 6, 7, 9]);
 }
