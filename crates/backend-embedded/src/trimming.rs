@@ -11,6 +11,24 @@ use switchboard_proto::Conv;
 /// Rows queued in `doomed` that a step deletes together ([`delete_doomed`]).
 pub(crate) const DOOMED_BATCH: usize = 4096;
 
+/// [`trim_stream`]: queues the trimmed rows with no copy whose entry is their own (`?1` the
+/// stream, `?2` the last seq trimmed, `?3` the stream's partition mark).
+pub(crate) const QUEUE_ONE_STREAM: &str = "INSERT OR IGNORE INTO doomed (id)
+     SELECT e.msg FROM entries AS e JOIN messages AS m ON m.id = e.msg
+     WHERE e.conv = ?1 AND e.seq <= ?2 AND e.msg <= ?3
+     AND m.copy_conv IS NULL AND m.conv = ?1 AND m.seq = e.seq";
+
+/// [`trim_stream`]: every other trimmed row with neither its own entry nor its copy's left
+/// outside the trimmed range (`?1` the stream, `?2` the last seq trimmed).
+pub(crate) const LEFT_IN_NO_STREAM: &str =
+    "SELECT m.id, m.conv, m.copy_conv FROM entries AS e JOIN messages AS m ON m.id = e.msg
+     WHERE e.conv = ?1 AND e.seq <= ?2
+     AND NOT (m.copy_conv IS NULL AND m.conv = ?1 AND m.seq = e.seq)
+     AND NOT EXISTS (SELECT 1 FROM entries AS o WHERE o.conv = m.conv
+         AND o.seq = m.seq AND NOT (o.conv = ?1 AND o.seq <= ?2))
+     AND NOT EXISTS (SELECT 1 FROM entries AS o WHERE o.conv = m.copy_conv
+         AND o.seq = m.copy_seq AND NOT (o.conv = ?1 AND o.seq <= ?2))";
+
 /// Deletes the entries of `conv` up to `seq` (the count limit), and queues the messages left
 /// in no stream (neither their own entry nor their copy's left) in the `doomed` table. Returns
 /// how many it queued. A row any of whose partitions is not indexed past it (`marks`, one per
@@ -35,12 +53,7 @@ pub(crate) fn trim_stream(
     // its partition is indexed past it.
     let own_mark = marks[crate::tail::partition(name, marks.len())];
     let mut queued = conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO doomed (id)
-             SELECT e.msg FROM entries AS e JOIN messages AS m ON m.id = e.msg
-             WHERE e.conv = ?1 AND e.seq <= ?2 AND e.msg <= ?3
-             AND m.copy_conv IS NULL AND m.conv = ?1 AND m.seq = e.seq",
-        )
+        .prepare_cached(QUEUE_ONE_STREAM)
         .and_then(|mut s| s.execute(params![name, upto, own_mark]))
         .ctx("queueing trimmed messages")?;
     // Any other row (a direct message: in two streams) is in none once neither its own entry
@@ -48,15 +61,7 @@ pub(crate) fn trim_stream(
     // sender's stream of a busy sender trims hundreds of rows a step, nearly all still in their
     // recipients' streams), then queued one by one if its partitions are indexed past it.
     let orphans: Vec<(i64, String, Option<String>)> = conn
-        .prepare_cached(
-            "SELECT m.id, m.conv, m.copy_conv FROM entries AS e JOIN messages AS m ON m.id = e.msg
-             WHERE e.conv = ?1 AND e.seq <= ?2
-             AND NOT (m.copy_conv IS NULL AND m.conv = ?1 AND m.seq = e.seq)
-             AND NOT EXISTS (SELECT 1 FROM entries AS o WHERE o.conv = m.conv
-                 AND o.seq = m.seq AND NOT (o.conv = ?1 AND o.seq <= ?2))
-             AND NOT EXISTS (SELECT 1 FROM entries AS o WHERE o.conv = m.copy_conv
-                 AND o.seq = m.copy_seq AND NOT (o.conv = ?1 AND o.seq <= ?2))",
-        )
+        .prepare_cached(LEFT_IN_NO_STREAM)
         .and_then(|mut s| {
             s.query_map(params![name, upto], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))

@@ -3,7 +3,9 @@
 
 use super::{LIMITS, keyed, run_appends};
 use crate::schema;
-use crate::trimming::{DOOMED_BATCH, DOOMED_DELETE, DOOMED_KEYS};
+use crate::trimming::{
+    DOOMED_BATCH, DOOMED_DELETE, DOOMED_KEYS, LEFT_IN_NO_STREAM, QUEUE_ONE_STREAM,
+};
 use crate::writer::WriterLimits;
 use rusqlite::Connection;
 use std::time::Duration;
@@ -108,6 +110,32 @@ fn the_queue_is_deleted_by_id() {
         assert!(
             plan.iter()
                 .any(|s| s.contains("INTEGER PRIMARY KEY (rowid=?)")),
+            "{sql}: {plan:?}"
+        );
+    }
+}
+
+/// The trim's statements find the trimmed range by the stream's key and each row and entry by
+/// key: a trim costs the rows it trims, never a scan of a table.
+#[test]
+fn the_trim_searches_by_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (conn, _) = schema::open_writer(dir.path()).expect("open");
+    for sql in [QUEUE_ONE_STREAM, LEFT_IN_NO_STREAM] {
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .and_then(|mut s| {
+                let args = &rusqlite::params!["room:r", 1, 1][..s.parameter_count()];
+                s.query_map(args, |r| r.get::<_, String>(3))?.collect()
+            })
+            .expect("plan");
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN")),
+            "{sql}: {plan:?}"
+        );
+        assert!(
+            plan.iter()
+                .any(|s| s.contains("SEARCH e USING PRIMARY KEY (conv=? AND seq<?)")),
             "{sql}: {plan:?}"
         );
     }
