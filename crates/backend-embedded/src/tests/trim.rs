@@ -90,28 +90,30 @@ fn trimmed_rows_wait_in_no_stream_and_go_together() {
     assert_eq!(count(dir.path(), "SELECT count(*) FROM entries"), 1);
 }
 
+/// Asserts that no step of `sql`'s plan (on a new database, with `args`) scans a table, and
+/// that one is a search by `key`.
+fn assert_searches(sql: &str, args: &[&dyn rusqlite::ToSql], key: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (conn, _) = schema::open_writer(dir.path()).expect("open");
+    let plan: Vec<String> = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .and_then(|mut s| {
+            let args = &args[..s.parameter_count()];
+            s.query_map(args, |r| r.get::<_, String>(3))?.collect()
+        })
+        .expect("plan");
+    assert!(
+        !plan.iter().any(|step| step.starts_with("SCAN")),
+        "{sql}: {plan:?}"
+    );
+    assert!(plan.iter().any(|s| s.contains(key)), "{sql}: {plan:?}");
+}
+
 /// The queue's statements look each queued id up: deleting it never scans `messages`.
 #[test]
 fn the_queue_is_deleted_by_id() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (conn, _) = schema::open_writer(dir.path()).expect("open");
     for sql in [DOOMED_KEYS, DOOMED_DELETE] {
-        let plan: Vec<String> = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .and_then(|mut s| {
-                let args = &rusqlite::params![0][..s.parameter_count()];
-                s.query_map(args, |r| r.get::<_, String>(3))?.collect()
-            })
-            .expect("plan");
-        assert!(
-            !plan.iter().any(|step| step.starts_with("SCAN messages")),
-            "{sql}: {plan:?}"
-        );
-        assert!(
-            plan.iter()
-                .any(|s| s.contains("INTEGER PRIMARY KEY (rowid=?)")),
-            "{sql}: {plan:?}"
-        );
+        assert_searches(sql, rusqlite::params![0], "INTEGER PRIMARY KEY (rowid=?)");
     }
 }
 
@@ -119,25 +121,9 @@ fn the_queue_is_deleted_by_id() {
 /// key: a trim costs the rows it trims, never a scan of a table.
 #[test]
 fn the_trim_searches_by_key() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (conn, _) = schema::open_writer(dir.path()).expect("open");
     for sql in [QUEUE_ONE_STREAM, LEFT_IN_NO_STREAM] {
-        let plan: Vec<String> = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .and_then(|mut s| {
-                let args = &rusqlite::params!["room:r", 1, 1][..s.parameter_count()];
-                s.query_map(args, |r| r.get::<_, String>(3))?.collect()
-            })
-            .expect("plan");
-        assert!(
-            !plan.iter().any(|step| step.starts_with("SCAN")),
-            "{sql}: {plan:?}"
-        );
-        assert!(
-            plan.iter()
-                .any(|s| s.contains("SEARCH e USING PRIMARY KEY (conv=? AND seq<?)")),
-            "{sql}: {plan:?}"
-        );
+        let args = rusqlite::params!["room:r", 1, 1];
+        assert_searches(sql, args, "SEARCH e USING PRIMARY KEY (conv=? AND seq<?)");
     }
 }
 
